@@ -1,0 +1,1 @@
+"""The ``imgdiff`` command line: thin click commands over the library."""

@@ -1,0 +1,70 @@
+"""Options shared by several commands, in one place (after rasterio's ``rio/options.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from imgdiff.io.bands import normalise_band_name
+
+
+def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    names = []
+    for part in value.split(","):
+        n = normalise_band_name(part)
+        if n is None:
+            raise click.BadParameter(f"{part!r} is not a Sentinel-2 band; use names like B02,B03,B04,B08")
+        names.append(n)
+    return names
+
+
+def _parse_bbox(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    if not value:
+        return None
+    try:
+        parts = tuple(float(v) for v in value.replace(" ", ",").split(",") if v)
+    except ValueError:
+        parts = ()
+    if len(parts) != 4 or parts[0] >= parts[2] or parts[1] >= parts[3]:
+        raise click.BadParameter("give four numbers WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north")
+    return parts
+
+
+bands_opt = click.option("--bands", callback=_parse_bands, help="Comma-separated bands, e.g. B02,B03,B04,B08.")
+bbox_opt = click.option("--bbox", callback=_parse_bbox, metavar="W,S,E,N", help="Read only this lon/lat window.")
+json_opt = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout, nothing else.")
+overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+
+
+@contextmanager
+def steps(labels: Sequence[str], enabled: bool) -> Iterator[Any]:
+    """A progress bar over named pipeline steps, shown only on a terminal.
+
+    Yields a callable ``advance(label)`` to call as each step starts.
+    """
+    if not enabled:
+        yield lambda label: None
+        return
+    with click.progressbar(length=len(labels), label="imgdiff", file=click.get_text_stream("stderr"),
+                           item_show_func=lambda x: x) as bar:
+        state = {"n": 0}
+
+        def advance(label: str) -> None:
+            if state["n"]:
+                bar.update(1, label)
+            else:
+                bar.update(0, label)
+            state["n"] += 1
+
+        yield advance
+        bar.update(len(labels) - bar.pos)
+
+
+def show_progress(as_json: bool) -> bool:
+    """Progress goes to stderr only on an interactive terminal and never in --json mode."""
+    return not as_json and click.get_text_stream("stderr").isatty()

@@ -1,0 +1,38 @@
+"""imgdiff: Sentinel-2 before/after change evidence for named sites.
+
+The library is plain functions over numpy arrays and small dataclasses::
+
+    import imgdiff
+    before = imgdiff.read_scene("scenes/beirut/before")
+    after = imgdiff.read_scene("scenes/beirut/after")
+    result = imgdiff.compare(before, after)
+    imgdiff.write_compare(result, "out/")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .compare import CompareResult, compare  # noqa: E402
+from .coregister import Registration, coregister, warp  # noqa: E402
+from .errors import (  # noqa: E402
+    BandError,
+    CoregistrationError,
+    EmptySceneError,
+    GridError,
+    ImgdiffError,
+    InputError,
+    NoOverlapError,
+    OutputError,
+)
+from .grid import AlignedPair, Grid, align, reproject_scene, utm_grid  # noqa: E402
+from .io.read import read_scene  # noqa: E402
+from .report import compare_report, write_compare  # noqa: E402
+from .scene import Scene  # noqa: E402
+
+__all__ = [
+    "AlignedPair", "BandError", "CompareResult", "CoregistrationError", "EmptySceneError", "Grid",
+    "GridError", "ImgdiffError", "InputError", "NoOverlapError", "OutputError", "Registration", "Scene",
+    "__version__", "align", "compare", "compare_report", "coregister", "read_scene", "reproject_scene",
+    "utm_grid", "warp", "write_compare",
+]

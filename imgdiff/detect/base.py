@@ -1,0 +1,141 @@
+"""Detections: the one result type of every object detector (vessels, aircraft)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object.
+
+    Attributes
+    ----------
+    box : (x0, y0, x1, y1)
+        Pixel-edge box (x = column, y = row; rasterio convention), in pixels of the scene grid.
+    score : float
+        Confidence in [0, 1].
+    cls : str
+        Object class, e.g. ``"vessel"`` or ``"aircraft"``.
+    length_m, width_m : float
+        Size along the major / minor axis in metres (NaN if unknown).
+    heading_deg : float
+        Direction of the major axis (or of motion, if ``moving``) in degrees clockwise
+        from grid north (up), in [0, 360) or [0, 180) for an axis; NaN if not estimable.
+    zone : str or None
+        Name of the zone holding the centroid, if zones were given.
+    centroid : (x, y)
+        Centroid in pixel coordinates (x = column, y = row; pixel centres at +0.5).
+    extra : dict
+        Detector-specific properties (e.g. ``moving``, ``speed_kn``), JSON-ready.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    cls: str
+    length_m: float = math.nan
+    width_m: float = math.nan
+    heading_deg: float = math.nan
+    zone: str | None = None
+    centroid: tuple[float, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """Centroid (x, y) in pixels; the box centre when no centroid was measured."""
+        if self.centroid is not None:
+            return self.centroid
+        x0, y0, x1, y1 = self.box
+        return ((x0 + x1) / 2, (y0 + y1) / 2)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Objects detected in one scene, with the grid they were found on.
+
+    Attributes
+    ----------
+    items : tuple of Detection
+        Sorted by descending score.
+    crs : CRS or None
+        CRS of the scene grid (None for imagery without placement).
+    transform : Affine
+        Pixel -> map transform of the scene grid.
+    pixel_size_m : (float, float)
+        Ground size of a pixel (x, y) in metres.
+    """
+
+    items: tuple[Detection, ...]
+    crs: CRS | None
+    transform: Affine
+    pixel_size_m: tuple[float, float] = (10.0, 10.0)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) float array of pixel boxes [x0, y0, x1, y1]."""
+        return np.array([d.box for d in self.items], float).reshape(-1, 4)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(N,) float array of scores."""
+        return np.array([d.score for d in self.items], float)
+
+    @property
+    def centers(self) -> np.ndarray:
+        """(N, 2) pixel centroids (x, y)."""
+        return np.array([d.center for d in self.items], float).reshape(-1, 2)
+
+    def map_centers(self) -> np.ndarray:
+        """(N, 2) centroids in map coordinates of ``crs`` (or of the transform)."""
+        c = self.centers
+        if not len(c):
+            return c
+        xs, ys = self.transform * (c[:, 0], c[:, 1])
+        return np.column_stack([xs, ys])
+
+    def map_polygon(self, d: Detection) -> list[tuple[float, float]]:
+        """Closed ring of a detection's box corners in map coordinates."""
+        x0, y0, x1, y1 = d.box
+        ring = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        return [tuple(self.transform * p) for p in ring]  # type: ignore[misc]
+
+    def filter(self, keep: Iterable[bool] | None = None, *, min_score: float | None = None,
+               min_length_m: float | None = None, zones: Sequence[str] | None = None) -> Detections:
+        """A copy with only the detections that pass every given test."""
+        items = list(self.items)
+        if keep is not None:
+            items = [d for d, k in zip(items, keep) if k]
+        if min_score is not None:
+            items = [d for d in items if d.score >= min_score]
+        if min_length_m is not None:
+            items = [d for d in items if not (d.length_m < min_length_m)]
+        if zones is not None:
+            items = [d for d in items if d.zone in zones]
+        return replace(self, items=tuple(items))
+
+    def count_by_zone(self) -> dict[str | None, int]:
+        """Number of detections per zone name (None = outside every zone)."""
+        out: dict[str | None, int] = {}
+        for d in self.items:
+            out[d.zone] = out.get(d.zone, 0) + 1
+        return out
+
+
+def sorted_detections(items: Iterable[Detection], crs: CRS | None, transform: Affine,
+                      pixel_size_m: tuple[float, float]) -> Detections:
+    """Build :class:`Detections` with items sorted by descending score (stable)."""
+    ordered = sorted(items, key=lambda d: -d.score)
+    return Detections(tuple(ordered), crs, transform, pixel_size_m)

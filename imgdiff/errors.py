@@ -1,0 +1,44 @@
+"""The imgdiff error tree.
+
+Every error a user can cause is an :class:`ImgdiffError`. Each subclass also
+inherits the matching built-in type so that ``except ValueError`` keeps
+working in scripts. Messages say what went wrong, where (the file or the
+scene), and how to fix it; the CLI prints them as one line and exits with 2.
+"""
+
+from __future__ import annotations
+
+
+class ImgdiffError(Exception):
+    """Base class of every error imgdiff raises on purpose."""
+
+
+class InputError(ImgdiffError, OSError):
+    """A path is missing, unreadable, not a raster, or has an unknown layout."""
+
+
+class BandError(ImgdiffError, KeyError):
+    """Requested bands are missing or the two scenes do not share them."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class GridError(ImgdiffError, ValueError):
+    """Two grids cannot be brought together (CRS, resolution, extent)."""
+
+
+class NoOverlapError(GridError):
+    """Two scenes (or a scene and a bbox) share no pixel."""
+
+
+class EmptySceneError(ImgdiffError, ValueError):
+    """A scene (or its window) holds no valid pixel."""
+
+
+class CoregistrationError(ImgdiffError, ValueError):
+    """The shift between two scenes could not be estimated reliably."""
+
+
+class OutputError(ImgdiffError, OSError):
+    """An output exists already (pass ``--overwrite``) or cannot be written."""

@@ -1,0 +1,92 @@
+"""Describing a scene on disk without reading it whole."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.warp import transform_bounds
+
+from ..errors import InputError
+from ..scene import pixel_size_m
+from .read import (
+    _date_from_sidecar,
+    _date_from_tags,
+    _find_mtd,
+    _parse_mtd,
+    date_from_text,
+    find_band_sources,
+    one_line,
+)
+
+#: Longest side (pixels) at which valid fractions are estimated.
+OVERVIEW_SIZE = 1024
+
+
+def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict[str, Any]:
+    """Bands, grid, bounds, date and valid fraction of a scene, JSON-ready.
+
+    The valid fraction is estimated on a decimated read (at most 1024 px on the
+    long side), so describing a full tile stays cheap.
+
+    Returns
+    -------
+    dict
+        ``path``, ``crs``, ``bounds`` (scene CRS), ``bounds_lonlat`` (west, south,
+        east, north in degrees, or None without CRS), ``shape`` [rows, cols] of the
+        finest band, ``pixel_size_m``, ``date``, ``processing_baseline``,
+        ``valid_fraction`` and ``bands`` (name, file, resolution in CRS units and
+        metres, shape, dtype, nodata).
+    """
+    path = Path(path)
+    sources = find_band_sources(path, bands)
+    mtd = _find_mtd(sources)
+    product = _parse_mtd(mtd) if mtd else {}
+    entries, fractions = [], []
+    ref = None
+    for s in sources:
+        try:
+            with rasterio.open(s.path) as ds:
+                h, w = ds.shape
+                f = max(1, int(np.ceil(max(h, w) / OVERVIEW_SIZE)))
+                small = ds.read(s.index, out_shape=(max(1, h // f), max(1, w // f)), resampling=Resampling.nearest)
+                bad = small == 0 if small.dtype.kind in "ui" else ~np.isfinite(small)
+                if ds.nodata is not None:
+                    bad |= small == ds.nodata
+                fractions.append(1.0 - float(bad.mean()))
+                res_m = pixel_size_m(ds.crs, ds.transform, ds.bounds)
+                entry = {
+                    "name": s.name, "file": str(s.path), "index": s.index,
+                    "resolution": [abs(ds.transform.a), abs(ds.transform.e)],
+                    "resolution_m": [round(res_m[0], 3), round(res_m[1], 3)],
+                    "shape": [h, w], "dtype": ds.dtypes[s.index - 1], "nodata": ds.nodata,
+                }
+                if ref is None or abs(ds.transform.a) < abs(ref["transform"].a):
+                    ref = {"crs": ds.crs, "transform": ds.transform, "bounds": tuple(ds.bounds),
+                           "shape": [h, w], "tags": ds.tags(), "path": s.path}
+        except RasterioError as e:
+            raise InputError(f"{s.path}: cannot read ({one_line(e)}); the file may be truncated or corrupt") from None
+        entries.append(entry)
+    assert ref is not None
+    crs = ref["crs"]
+    lonlat = list(transform_bounds(crs, "EPSG:4326", *ref["bounds"], densify_pts=21)) if crs else None
+    date = (product.get("date") or _date_from_tags(ref["tags"]) or _date_from_sidecar(ref["path"])
+            or date_from_text(ref["path"].name) or date_from_text(str(path.resolve())))
+    valid = float(min(fractions))  # a pixel is valid only if every band is
+    return {
+        "path": str(path),
+        "crs": crs.to_string() if crs else None,
+        "bounds": list(ref["bounds"]),
+        "bounds_lonlat": lonlat,
+        "shape": ref["shape"],
+        "pixel_size_m": [round(v, 3) for v in pixel_size_m(crs, ref["transform"], ref["bounds"])],
+        "date": date.isoformat() if date else None,
+        "processing_baseline": product.get("baseline"),
+        "valid_fraction": round(valid, 4),
+        "bands": entries,
+    }

@@ -1,0 +1,490 @@
+"""Reading Sentinel-2 scenes from the layouts users actually have.
+
+Supported layouts
+-----------------
+* a folder of single-band files named by band: ``B02.tif``, ``*_B02.tif``,
+  ``*_B02_10m.jp2``, Copernicus Browser exports ``..._Sentinel-2_L2A_B02_(Raw).tiff``;
+* a SAFE product or granule (``GRANULE/*/IMG_DATA/[R10m/]*_B02[_10m].jp2``), with
+  its ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` read for date, baseline and offsets;
+* one multi-band GeoTIFF/COG whose band descriptions name the bands, or any
+  multi-band file with an explicit band list.
+
+All bands are brought onto the grid of the finest band read (10 m for Sentinel-2),
+bilinearly for coarser bands, and converted from digital numbers to float32
+reflectance with NaN for no-data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window
+
+from ..errors import BandError, EmptySceneError, InputError, NoOverlapError
+from ..scene import Scene, band_sort_key
+from .bands import band_from_filename, normalise_band_name
+
+#: Products acquired from this date on carry the +1000 DN offset (processing baseline 04.00).
+BASELINE_04_DATE = _dt.date(2022, 1, 25)
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+
+BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class BandSource:
+    """Where one band lives: a file and a 1-based band index in it."""
+
+    name: str
+    path: Path
+    index: int = 1
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """Conversion of digital numbers to reflectance: ``reflectance = dn * scale + offset``."""
+
+    scale: float
+    offset: float
+    source: str  # where the numbers came from, for the report
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on a single line."""
+    return " ".join(str(exc).split())
+
+
+# --------------------------------------------------------------------------- layout
+def find_band_sources(path: str | Path, bands: Sequence[str] | None = None) -> list[BandSource]:
+    """Locate the band files of a scene, without reading pixels.
+
+    Parameters
+    ----------
+    path : str or Path
+        A band folder, a SAFE product/granule folder, or a multi-band raster file.
+    bands : sequence of str, optional
+        For a folder: the bands wanted. For a multi-band file without band
+        descriptions: the names of its bands, in file order.
+
+    Returns
+    -------
+    list of BandSource
+        Sorted in Sentinel-2 band order.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    if p.is_file():
+        return _sources_in_file(p, bands)
+    jp2 = _safe_band_files(p)
+    files = jp2 if jp2 else sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
+    found: dict[str, list[Path]] = {}
+    for f in files:
+        name = band_from_filename(f.stem)
+        if name:
+            found.setdefault(name, []).append(f)
+    if not found:
+        if len(files) == 1:
+            return _sources_in_file(files[0], bands)
+        raise InputError(
+            f"{p}: unknown band layout: no Sentinel-2 band files found "
+            "(expected B02.tif, *_B02.tif, *_B02_(Raw).tiff, a SAFE granule or a multi-band GeoTIFF)"
+        )
+    # Several files for one band (SAFE L2A keeps B02 at 10, 20 and 60 m): take the finest.
+    sources = [BandSource(n, min(fs, key=_resolution_of)) for n, fs in found.items()]
+    return sorted(sources, key=lambda s: band_sort_key(s.name))
+
+
+def _safe_band_files(p: Path) -> list[Path]:
+    granules = [p] if (p / "IMG_DATA").is_dir() else sorted((p / "GRANULE").glob("*"))
+    out: list[Path] = []
+    for g in granules:
+        out += sorted((g / "IMG_DATA").rglob("*.jp2"))
+    return out
+
+
+def _resolution_of(f: Path) -> float:
+    m = re.search(r"_(10|20|60)m$", f.stem)
+    if m:
+        return float(m.group(1))
+    try:
+        with rasterio.open(f) as ds:
+            return abs(ds.transform.a)
+    except RasterioError:
+        return math.inf
+
+
+def _sources_in_file(f: Path, bands: Sequence[str] | None) -> list[BandSource]:
+    with _open(f) as ds:
+        count, descriptions = ds.count, ds.descriptions
+    names = [normalise_band_name(d) if d else None for d in descriptions]
+    if all(names) and len(set(names)) == count:
+        return [BandSource(n, f, i + 1) for i, n in enumerate(names)]  # type: ignore[arg-type]
+    if count == 1 and band_from_filename(f.stem):
+        return [BandSource(band_from_filename(f.stem), f, 1)]  # type: ignore[arg-type]
+    if bands is not None and len(bands) == count:
+        return [BandSource(_canonical(b, f), f, i + 1) for i, b in enumerate(bands)]
+    if bands is not None:
+        raise BandError(
+            f"{f}: has {count} band(s) without Sentinel-2 band descriptions but {len(bands)} band "
+            f"names were given ({', '.join(bands)}); give one name per band, in file order"
+        )
+    raise InputError(
+        f"{f}: unknown band layout: its {count} band(s) have no Sentinel-2 band descriptions; "
+        "name them in order with bands=[...] (CLI: --bands B02,B03,...)"
+    )
+
+
+def _canonical(b: str, where: Path) -> str:
+    n = normalise_band_name(b)
+    if n is None:
+        raise BandError(f"{where}: {b!r} is not a Sentinel-2 band name (B01..B12, B8A)")
+    return n
+
+
+def _open(f: Path) -> Any:
+    try:
+        return rasterio.open(f)
+    except RasterioError as e:
+        raise InputError(f"{f}: not a readable raster ({one_line(e)})") from None
+
+
+# --------------------------------------------------------------------------- metadata
+def _find_mtd(sources: Sequence[BandSource]) -> Path | None:
+    for parent in sources[0].path.parents:
+        hits = sorted(parent.glob("MTD_MSIL*.xml"))
+        if hits:
+            return hits[0]
+        if parent.suffix.upper() == ".SAFE":
+            return None
+    return None
+
+
+def _parse_mtd(mtd: Path) -> dict[str, Any]:
+    """Date, processing baseline, quantification and per-band offsets of a SAFE product."""
+    try:
+        root = ET.parse(mtd).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise InputError(f"{mtd}: unreadable product metadata ({one_line(e)})") from None
+    out: dict[str, Any] = {"offsets": {}}
+    for el in root.iter():
+        tag = el.tag.split("}")[-1]
+        if tag == "PRODUCT_START_TIME" and el.text:
+            out["date"] = _dt.date.fromisoformat(el.text[:10])
+        elif tag == "PROCESSING_BASELINE" and el.text:
+            out["baseline"] = el.text.strip()
+        elif tag in ("QUANTIFICATION_VALUE", "BOA_QUANTIFICATION_VALUE") and el.text:
+            out["quantification"] = float(el.text)
+        elif tag in ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET") and el.text:
+            out["offsets"][int(el.get("band_id", "-1"))] = float(el.text)
+    return out
+
+
+_DATE_IN_NAME = re.compile(r"(?<!\d)(20\d{2})-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
+_DATE_TAGS = ("ACQUISITION_DATE", "DATE_ACQUIRED", "SENSING_TIME", "DATATAKE_SENSING_START", "DATE")
+
+
+def date_from_text(text: str) -> _dt.date | None:
+    """First plausible acquisition date (YYYY-MM-DD or YYYYMMDD) in a name, or None."""
+    for m in _DATE_IN_NAME.finditer(text):
+        try:
+            return _dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            continue
+    return None
+
+
+def _date_from_tags(tags: dict[str, str]) -> _dt.date | None:
+    for key in _DATE_TAGS:
+        if key in tags and tags[key]:
+            d = date_from_text(tags[key])
+            if d:
+                return d
+    return None
+
+
+def _date_from_sidecar(source: Path) -> _dt.date | None:
+    """OSCD keeps dates in ``<city>/meta.json`` under the keys ``before`` / ``after``."""
+    folder = source.parent
+    meta = folder.parent / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        entry = json.loads(meta.read_text()).get(folder.name, {})
+        return _dt.date.fromisoformat(entry["date"][:10]) if isinstance(entry, dict) else None
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
+def _baseline_number(baseline: str | None) -> float | None:
+    try:
+        return float(baseline) if baseline else None
+    except ValueError:
+        return None
+
+
+def choose_radiometry(
+    dtype: str,
+    *,
+    band_scale: float = 1.0,
+    band_offset: float = 0.0,
+    source_name: str = "",
+    date: _dt.date | None = None,
+    baseline: str | None = None,
+    quantification: float | None = None,
+    dn_offset: float | None = None,
+) -> Radiometry:
+    """Decide how digital numbers of one band become reflectance.
+
+    The first rule that applies wins: scale/offset stored with the band (GDAL
+    metadata); SAFE metadata (quantification and ``RADIO_ADD_OFFSET`` /
+    ``BOA_ADD_OFFSET``); float data (already reflectance); Copernicus Browser
+    "Raw" exports (reflectance x 65535); otherwise Level-1C/2A DN = reflectance x
+    10000, with the -1000 DN offset of processing baseline 04.00 and later
+    (from the baseline where known, else from the acquisition date >= 2022-01-25).
+    """
+    if (band_scale, band_offset) != (1.0, 0.0):
+        return Radiometry(band_scale, band_offset, "band metadata scale/offset")
+    if quantification:
+        off = dn_offset or 0.0
+        return Radiometry(1.0 / quantification, off / quantification, "SAFE metadata")
+    if np.dtype(dtype).kind == "f":
+        return Radiometry(1.0, 0.0, "float data taken as reflectance")
+    if "(Raw)" in source_name:
+        return Radiometry(1.0 / 65535.0, 0.0, "Copernicus Browser raw export: reflectance x 65535")
+    number = _baseline_number(baseline)
+    if number is not None:
+        new = number >= 4.0
+        why = f"processing baseline {baseline}"
+    elif date is not None:
+        new = date >= BASELINE_04_DATE
+        why = f"acquired {date.isoformat()} ({'on/after' if new else 'before'} 2022-01-25)"
+    else:
+        new, why = False, "date unknown: no baseline offset assumed"
+    return Radiometry(1e-4, -0.1 if new else 0.0, f"DN/10000{' - 0.1' if new else ''}, {why}")
+
+
+# --------------------------------------------------------------------------- windows
+def bbox_window(
+    bbox: BBox, bbox_crs: CRS | str | None, crs: CRS | None, transform: Affine, shape: tuple[int, int],
+    where: str,
+) -> Window:
+    """Pixel window (whole pixels, clipped to the raster) covering a bbox.
+
+    ``bbox`` is (minx, miny, maxx, maxy) in ``bbox_crs`` (lon/lat EPSG:4326 when None).
+    For a raster without CRS the bbox is taken in the coordinates of its transform.
+    """
+    if crs is not None:
+        src_crs = CRS.from_user_input(bbox_crs) if bbox_crs is not None else CRS.from_epsg(4326)
+        bbox = transform_bounds(src_crs, crs, *bbox, densify_pts=21)
+    inv = ~transform
+    xs, ys = zip(*(inv * (x, y) for x in (bbox[0], bbox[2]) for y in (bbox[1], bbox[3])))
+    c0, c1 = max(0, math.floor(min(xs) + 1e-9)), min(shape[1], math.ceil(max(xs) - 1e-9))
+    r0, r1 = max(0, math.floor(min(ys) + 1e-9)), min(shape[0], math.ceil(max(ys) - 1e-9))
+    if c1 <= c0 or r1 <= r0:
+        raise NoOverlapError(
+            f"{where}: bbox {tuple(round(v, 6) for v in bbox)} does not intersect the scene; "
+            "check the bbox and its CRS (lon/lat by default)"
+        )
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+# --------------------------------------------------------------------------- reading
+def read_scene(
+    path: str | Path,
+    bands: Sequence[str] | None = None,
+    bbox: BBox | None = None,
+    *,
+    bbox_crs: CRS | str | None = None,
+    date: _dt.date | str | None = None,
+    scale: float | None = None,
+    offset: float = 0.0,
+) -> Scene:
+    """Read a Sentinel-2 scene (or a window of it) as float32 reflectance.
+
+    Parameters
+    ----------
+    path : str or Path
+        A band folder, SAFE product/granule, or multi-band GeoTIFF/COG.
+    bands : sequence of str, optional
+        Bands to read (default: all found). For a multi-band file without band
+        descriptions, the names of its bands in order.
+    bbox : (minx, miny, maxx, maxy), optional
+        Read only this window. In ``bbox_crs``; lon/lat (EPSG:4326) by default.
+    bbox_crs : CRS or str, optional
+        CRS of ``bbox``.
+    date : date or ISO string, optional
+        Acquisition date; overrides what metadata and file names say.
+    scale, offset : float, optional
+        Force ``reflectance = dn * scale + offset`` for every band (e.g. for
+        exports whose scaling the files do not record).
+
+    Returns
+    -------
+    Scene
+        On the grid of the finest band read (window-cropped when ``bbox`` is given);
+        coarser bands are resampled bilinearly. NaN and ``valid == False`` where any
+        band is no-data or zero-filled.
+
+    Raises
+    ------
+    InputError, BandError, NoOverlapError, EmptySceneError
+    """
+    path = Path(path)
+    sources = find_band_sources(path, bands)
+    if bands is not None:
+        wanted = [_canonical(b, path) for b in bands]
+        by_name = {s.name: s for s in sources}
+        missing = [b for b in wanted if b not in by_name]
+        if missing:
+            raise BandError(
+                f"{path}: band(s) {', '.join(missing)} not found (has {', '.join(by_name) or 'none'})"
+            )
+        sources = [by_name[b] for b in wanted]
+
+    mtd = _find_mtd(sources)
+    product = _parse_mtd(mtd) if mtd else {"offsets": {}}
+
+    # Reference grid: the finest band.
+    infos = {}
+    for s in sources:
+        with _open(s.path) as ds:
+            if s.index > ds.count:
+                raise BandError(f"{s.path}: has no band {s.index}")
+            infos[s] = (ds.crs, ds.transform, ds.shape, ds.dtypes[s.index - 1], ds.nodata,
+                        ds.scales[s.index - 1], ds.offsets[s.index - 1], ds.tags())
+    ref = min(sources, key=lambda s: abs(infos[s][1].a) * abs(infos[s][1].e))
+    crs, transform, shape = infos[ref][0], infos[ref][1], infos[ref][2]
+    _check_compatible(sources, infos, ref)
+    window = (
+        bbox_window(bbox, bbox_crs, crs, transform, shape, str(path))
+        if bbox is not None else Window(0, 0, shape[1], shape[0])
+    )
+    out_transform = rasterio.windows.transform(window, transform)
+    out_shape = (int(window.height), int(window.width))
+
+    if date is not None:
+        acq = _dt.date.fromisoformat(date) if isinstance(date, str) else date
+    else:
+        acq = product.get("date") or _date_from_tags(infos[ref][7]) or _date_from_sidecar(ref.path)
+        acq = acq or date_from_text(ref.path.name) or date_from_text(str(path.resolve()))
+
+    arrays: dict[str, np.ndarray] = {}
+    radiometry: dict[str, dict[str, Any]] = {}
+    for s in sources:
+        s_crs, s_tr, s_shape, dtype, nodata, b_scale, b_offset, _ = infos[s]
+        if scale is not None:
+            rad = Radiometry(scale, offset, "given by caller")
+        else:
+            band_id = _safe_band_id(s.name)
+            rad = choose_radiometry(
+                dtype, band_scale=b_scale, band_offset=b_offset, source_name=s.path.name, date=acq,
+                baseline=product.get("baseline"), quantification=product.get("quantification"),
+                dn_offset=product["offsets"].get(band_id),
+            )
+        radiometry[s.name] = {"scale": rad.scale, "offset": rad.offset, "source": rad.source}
+        if s_tr == transform and s_shape == shape and s_crs == crs:
+            dn = _read(s, window)
+            arrays[s.name] = to_reflectance(dn, rad, nodata)
+        else:
+            arrays[s.name] = _read_resampled(s, infos[s], rad, crs, out_transform, out_shape)
+
+    valid = np.logical_and.reduce([np.isfinite(a) for a in arrays.values()])
+    for a in arrays.values():
+        a[~valid] = np.nan
+    if not valid.any():
+        raise EmptySceneError(
+            f"{path}: no valid pixel{' inside the bbox' if bbox is not None else ''} "
+            "(all no-data or zero-filled)"
+        )
+    meta = {
+        "source": str(path),
+        "files": {s.name: str(s.path) for s in sources},
+        "layout": "safe" if mtd else ("file" if path.is_file() else "folder"),
+        "window": {"col_off": int(window.col_off), "row_off": int(window.row_off),
+                   "width": out_shape[1], "height": out_shape[0]},
+        "full_shape": list(shape),
+        "processing_baseline": product.get("baseline"),
+        "radiometry": radiometry,
+    }
+    return Scene(bands=arrays, crs=crs, transform=out_transform, valid=valid, date=acq, meta=meta)
+
+
+def _safe_band_id(name: str) -> int:
+    from ..scene import BAND_ORDER
+
+    return BAND_ORDER.index(name) if name in BAND_ORDER else -1
+
+
+def _check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
+    crs = infos[ref][0]
+    for s in sources:
+        if (infos[s][0] is None) != (crs is None) or (crs is not None and infos[s][0] != crs):
+            # Different CRSs inside one scene are legal for reprojection but almost always a mistake.
+            raise BandError(
+                f"{s.path}: band {s.name} is in {infos[s][0]} but {ref.name} is in {crs}; "
+                "all bands of a scene must share one CRS"
+            )
+
+
+def _read(s: BandSource, window: Window) -> np.ndarray:
+    try:
+        with rasterio.open(s.path) as ds:
+            return ds.read(s.index, window=window)
+    except RasterioError as e:
+        raise InputError(f"{s.path}: cannot read band {s.name} ({one_line(e)}); the file may be truncated or corrupt") from None
+
+
+def to_reflectance(dn: np.ndarray, rad: Radiometry, nodata: float | None) -> np.ndarray:
+    """DN array -> float32 reflectance with NaN for no-data and zero-fill."""
+    out = dn.astype(np.float32) * np.float32(rad.scale) + np.float32(rad.offset)
+    bad = ~np.isfinite(out)
+    if dn.dtype.kind in "ui":
+        bad |= dn == 0
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        bad |= dn == nodata
+    out[bad] = np.nan
+    return out
+
+
+def _read_resampled(
+    s: BandSource, info: tuple, rad: Radiometry, dst_crs: CRS | None, dst_transform: Affine,
+    dst_shape: tuple[int, int],
+) -> np.ndarray:
+    """Read the part of a coarser band covering the destination grid and resample it bilinearly."""
+    s_crs, s_tr, s_shape, _, nodata = info[:5]
+    from rasterio.transform import array_bounds
+
+    west, south, east, north = array_bounds(dst_shape[0], dst_shape[1], dst_transform)
+    inv = ~s_tr
+    xs, ys = zip(*(inv * (x, y) for x in (west, east) for y in (south, north)))
+    c0, c1 = max(0, math.floor(min(xs)) - 2), min(s_shape[1], math.ceil(max(xs)) + 2)
+    r0, r1 = max(0, math.floor(min(ys)) - 2), min(s_shape[0], math.ceil(max(ys)) + 2)
+    dst = np.full(dst_shape, np.nan, np.float32)
+    if c1 <= c0 or r1 <= r0:
+        return dst
+    win = Window(c0, r0, c1 - c0, r1 - r0)
+    src = to_reflectance(_read(s, win), rad, nodata)
+    # A grid without CRS is a local frame; any projected CRS stands in for it on both sides.
+    local = CRS.from_epsg(3857)
+    reproject(
+        src, dst, src_transform=rasterio.windows.transform(win, s_tr), src_crs=s_crs or dst_crs or local,
+        dst_transform=dst_transform, dst_crs=dst_crs or s_crs or local, src_nodata=np.nan, dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
+    return dst

@@ -1,0 +1,131 @@
+"""Writers. Every output goes to a temporary name in its folder and is moved into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from ..errors import OutputError
+from ..grid import Grid
+
+#: Creation options for tiled, compressed GeoTIFFs.
+GTIFF_OPTIONS: dict[str, Any] = {
+    "driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+    "predictor": 2, "BIGTIFF": "IF_SAFER",
+}
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def check_outputs(outdir: str | Path, names: Iterable[str], overwrite: bool) -> Path:
+    """Create ``outdir`` if needed; refuse to replace existing outputs unless ``overwrite``."""
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputError(f"{outdir}: exists and is not a directory")
+    existing = [n for n in names if (outdir / n).exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{outdir}: {', '.join(existing)} exist already; pass --overwrite to replace them")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{outdir}: cannot create output folder ({e.strerror})") from None
+    return outdir
+
+
+def write_outputs(outdir: Path, writers: Mapping[str, Callable[[Path], None]]) -> list[Path]:
+    """Run each writer on a temporary file, then move all of them into place together.
+
+    If any writer fails, nothing is moved and the temporaries are removed.
+    """
+    temps: dict[str, Path] = {}
+    try:
+        for name, write in writers.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=outdir)
+            os.close(fd)
+            temps[name] = Path(tmp)
+            write(temps[name])
+        done = []
+        mode = 0o666 & ~_umask()
+        for name, tmp in temps.items():
+            os.chmod(tmp, mode)
+            os.replace(tmp, outdir / name)
+            done.append(outdir / name)
+        return done
+    finally:
+        for tmp in temps.values():
+            if tmp.exists():
+                tmp.unlink()
+
+
+def write_geotiff(
+    path: str | Path,
+    bands: Sequence[np.ndarray],
+    grid: Grid,
+    *,
+    descriptions: Sequence[str] | None = None,
+    nodata: float | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Write arrays of one dtype as a tiled, deflate-compressed GeoTIFF on ``grid``."""
+    dtype = np.result_type(*[b.dtype for b in bands])
+    profile = dict(GTIFF_OPTIONS, width=grid.width, height=grid.height, count=len(bands), dtype=dtype,
+                   crs=grid.crs, transform=grid.transform, nodata=nodata)
+    if dtype.kind == "f":
+        profile["predictor"] = 3
+    if grid.width < 256 or grid.height < 256:
+        profile.pop("blockxsize"), profile.pop("blockysize")
+        profile["tiled"] = False
+    with rasterio.open(path, "w", **profile) as ds:
+        for i, b in enumerate(bands, start=1):
+            ds.write(b.astype(dtype, copy=False), i)
+            if descriptions:
+                ds.set_band_description(i, descriptions[i - 1])
+        if tags:
+            ds.update_tags(**tags)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON (UTF-8, indented, keys in insertion order)."""
+    Path(path).write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    return str(o)

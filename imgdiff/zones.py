@@ -1,0 +1,133 @@
+"""Named zones (harbour basin, naval piers, apron, ...): polygons in map coordinates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.features import rasterize
+from rasterio.warp import transform_geom
+from shapely.geometry import mapping, shape
+from shapely.ops import unary_union
+
+from .detect.base import Detections
+from .errors import InputError
+
+WGS84 = CRS.from_epsg(4326)
+NAME_KEYS = ("zone", "name", "id")
+
+
+@dataclass(frozen=True)
+class Zones:
+    """Named polygons in one CRS.
+
+    Attributes
+    ----------
+    geometries : Mapping[str, shapely geometry]
+        Zone name -> (Multi)Polygon in ``crs`` coordinates.
+    crs : CRS or None
+        CRS of the geometries; GeoJSON files are lon/lat (EPSG:4326, RFC 7946).
+        None: coordinates of a scene's transform (imagery without placement).
+    properties : Mapping[str, dict]
+        Zone name -> the properties of its (first) GeoJSON feature.
+    """
+
+    geometries: Mapping[str, Any]
+    crs: CRS | None = WGS84
+    properties: Mapping[str, dict] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.geometries)
+
+    def to_crs(self, crs: CRS | None) -> Zones:
+        """The zones reprojected to ``crs`` (unchanged when either side has no CRS)."""
+        if crs is None or self.crs is None or crs == self.crs:
+            return self
+        geoms = {n: shape(transform_geom(self.crs, crs, mapping(g))) for n, g in self.geometries.items()}
+        return replace(self, geometries=geoms, crs=crs)
+
+    def to_geojson(self) -> dict:
+        """A GeoJSON FeatureCollection (coordinates in ``crs``)."""
+        return {
+            "type": "FeatureCollection",
+            "features": [
+                {"type": "Feature", "properties": {**self.properties.get(n, {}), "zone": n}, "geometry": mapping(g)}
+                for n, g in self.geometries.items()
+            ],
+        }
+
+
+def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where: str = "zones") -> Zones:
+    """Zones from a GeoJSON FeatureCollection; features sharing a name are merged."""
+    feats = obj.get("features") if obj.get("type") == "FeatureCollection" else [obj]
+    if not feats:
+        raise InputError(f"{where}: no features; expected a GeoJSON FeatureCollection of named polygons")
+    parts: dict[str, list] = {}
+    props: dict[str, dict] = {}
+    for i, f in enumerate(feats):
+        p = f.get("properties") or {}
+        name = next((str(p[k]) for k in NAME_KEYS if p.get(k) is not None), f"zone{i + 1}")
+        try:
+            g = shape(f["geometry"])
+        except (KeyError, TypeError, ValueError, shapely.errors.GeometryTypeError) as e:
+            raise InputError(f"{where}: feature {name!r} has no valid geometry ({e})") from None
+        if g.geom_type not in ("Polygon", "MultiPolygon"):
+            continue
+        parts.setdefault(name, []).append(g)
+        props.setdefault(name, dict(p))
+    if not parts:
+        raise InputError(f"{where}: no Polygon features; zones must be polygons")
+    return Zones({n: unary_union(gs) if len(gs) > 1 else gs[0] for n, gs in parts.items()}, crs, props)
+
+
+def read_zones(path: str | Path) -> Zones:
+    """Read zones from a GeoJSON file (lon/lat unless it names another CRS).
+
+    A zone's name is its feature's ``zone``, ``name`` or ``id`` property.
+    """
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such zones file") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable GeoJSON file ({e})") from None
+    crs: CRS | None = WGS84
+    named = (obj.get("crs") or {}).get("properties", {}).get("name")
+    if named:
+        crs = CRS.from_user_input(named)
+    return zones_from_geojson(obj, crs=crs, where=str(path))
+
+
+def zone_masks(zones: Zones, crs: CRS | None, transform: Affine, shape_: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Boolean mask of every zone on a grid (pixels whose centre lies inside)."""
+    z = zones.to_crs(crs)
+    return {
+        n: rasterize([(mapping(g), 1)], out_shape=shape_, transform=transform, fill=0, dtype="uint8").astype(bool)
+        for n, g in z.geometries.items()
+    }
+
+
+def assign_zones(detections: Detections, zones: Zones, *, keep_outside: bool = True) -> Detections:
+    """Label each detection with the zone holding its centroid (first match in zone order).
+
+    With ``keep_outside=False`` detections outside every zone are dropped.
+    """
+    z = zones.to_crs(detections.crs)
+    pts = detections.map_centers()
+    items = []
+    for d, (x, y) in zip(detections.items, pts):
+        p = shapely.Point(x, y)
+        name = next((n for n, g in z.geometries.items() if g.covers(p)), None)
+        if name is None and not keep_outside:
+            continue
+        items.append(replace(d, zone=name))
+    return replace(detections, items=tuple(items))
