@@ -13,6 +13,7 @@ from imgdiff.errors import ImgdiffError
 from imgdiff.io.read import one_line
 
 from .compare import compare_cmd
+from .eval import eval_group
 from .info import info_cmd
 
 
@@ -62,6 +63,8 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 cli.add_command(info_cmd)
 cli.add_command(compare_cmd)
+cli.add_command(eval_group)
+# Further commands register here, one module each.
 
 
 def main() -> None:
