@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -50,7 +51,7 @@ def steps(labels: Sequence[str], enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield lambda label: None
         return
-    with click.progressbar(length=len(labels), label="imgdiff", file=click.get_text_stream("stderr"),
+    with click.progressbar(length=len(labels), label="imgdiff", file=sys.stderr,
                            item_show_func=lambda x: x) as bar:
         state = {"n": 0}
 
@@ -67,4 +68,4 @@ def steps(labels: Sequence[str], enabled: bool) -> Iterator[Any]:
 
 def show_progress(as_json: bool) -> bool:
     """Progress goes to stderr only on an interactive terminal and never in --json mode."""
-    return not as_json and click.get_text_stream("stderr").isatty()
+    return not as_json and sys.stderr.isatty()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
@@ -15,13 +14,14 @@ from rasterio.warp import transform_bounds
 from ..errors import InputError
 from ..scene import pixel_size_m
 from .read import (
-    _date_from_sidecar,
-    _date_from_tags,
-    _find_mtd,
-    _parse_mtd,
+    date_from_sidecar,
+    date_from_tags,
     date_from_text,
     find_band_sources,
+    find_product_metadata,
     one_line,
+    open_raster,
+    parse_product_metadata,
 )
 
 #: Longest side (pixels) at which valid fractions are estimated.
@@ -45,13 +45,13 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
     """
     path = Path(path)
     sources = find_band_sources(path, bands)
-    mtd = _find_mtd(sources)
-    product = _parse_mtd(mtd) if mtd else {}
+    mtd = find_product_metadata(sources)
+    product = parse_product_metadata(mtd) if mtd else {}
     entries, fractions = [], []
     ref = None
     for s in sources:
         try:
-            with rasterio.open(s.path) as ds:
+            with open_raster(s.path) as ds:
                 h, w = ds.shape
                 f = max(1, int(np.ceil(max(h, w) / OVERVIEW_SIZE)))
                 small = ds.read(s.index, out_shape=(max(1, h // f), max(1, w // f)), resampling=Resampling.nearest)
@@ -75,7 +75,7 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
     assert ref is not None
     crs = ref["crs"]
     lonlat = list(transform_bounds(crs, "EPSG:4326", *ref["bounds"], densify_pts=21)) if crs else None
-    date = (product.get("date") or _date_from_tags(ref["tags"]) or _date_from_sidecar(ref["path"])
+    date = (product.get("date") or date_from_tags(ref["tags"]) or date_from_sidecar(ref["path"])
             or date_from_text(ref["path"].name) or date_from_text(str(path.resolve())))
     valid = float(min(fractions))  # a pixel is valid only if every band is
     return {

@@ -130,7 +130,7 @@ def _resolution_of(f: Path) -> float:
 
 
 def _sources_in_file(f: Path, bands: Sequence[str] | None) -> list[BandSource]:
-    with _open(f) as ds:
+    with open_raster(f) as ds:
         count, descriptions = ds.count, ds.descriptions
     names = [normalise_band_name(d) if d else None for d in descriptions]
     if all(names) and len(set(names)) == count:
@@ -157,7 +157,7 @@ def _canonical(b: str, where: Path) -> str:
     return n
 
 
-def _open(f: Path) -> Any:
+def open_raster(f: Path) -> Any:
     try:
         return rasterio.open(f)
     except RasterioError as e:
@@ -165,7 +165,7 @@ def _open(f: Path) -> Any:
 
 
 # --------------------------------------------------------------------------- metadata
-def _find_mtd(sources: Sequence[BandSource]) -> Path | None:
+def find_product_metadata(sources: Sequence[BandSource]) -> Path | None:
     for parent in sources[0].path.parents:
         hits = sorted(parent.glob("MTD_MSIL*.xml"))
         if hits:
@@ -175,7 +175,7 @@ def _find_mtd(sources: Sequence[BandSource]) -> Path | None:
     return None
 
 
-def _parse_mtd(mtd: Path) -> dict[str, Any]:
+def parse_product_metadata(mtd: Path) -> dict[str, Any]:
     """Date, processing baseline, quantification and per-band offsets of a SAFE product."""
     try:
         root = ET.parse(mtd).getroot()
@@ -209,7 +209,7 @@ def date_from_text(text: str) -> _dt.date | None:
     return None
 
 
-def _date_from_tags(tags: dict[str, str]) -> _dt.date | None:
+def date_from_tags(tags: dict[str, str]) -> _dt.date | None:
     for key in _DATE_TAGS:
         if key in tags and tags[key]:
             d = date_from_text(tags[key])
@@ -218,7 +218,7 @@ def _date_from_tags(tags: dict[str, str]) -> _dt.date | None:
     return None
 
 
-def _date_from_sidecar(source: Path) -> _dt.date | None:
+def date_from_sidecar(source: Path) -> _dt.date | None:
     """OSCD keeps dates in ``<city>/meta.json`` under the keys ``before`` / ``after``."""
     folder = source.parent
     meta = folder.parent / "meta.json"
@@ -357,13 +357,13 @@ def read_scene(
             )
         sources = [by_name[b] for b in wanted]
 
-    mtd = _find_mtd(sources)
-    product = _parse_mtd(mtd) if mtd else {"offsets": {}}
+    mtd = find_product_metadata(sources)
+    product = parse_product_metadata(mtd) if mtd else {"offsets": {}}
 
     # Reference grid: the finest band.
     infos = {}
     for s in sources:
-        with _open(s.path) as ds:
+        with open_raster(s.path) as ds:
             if s.index > ds.count:
                 raise BandError(f"{s.path}: has no band {s.index}")
             infos[s] = (ds.crs, ds.transform, ds.shape, ds.dtypes[s.index - 1], ds.nodata,
@@ -381,7 +381,7 @@ def read_scene(
     if date is not None:
         acq = _dt.date.fromisoformat(date) if isinstance(date, str) else date
     else:
-        acq = product.get("date") or _date_from_tags(infos[ref][7]) or _date_from_sidecar(ref.path)
+        acq = product.get("date") or date_from_tags(infos[ref][7]) or date_from_sidecar(ref.path)
         acq = acq or date_from_text(ref.path.name) or date_from_text(str(path.resolve()))
 
     arrays: dict[str, np.ndarray] = {}

@@ -1,0 +1,126 @@
+"""Scene normalisation and peak extraction shared by the aircraft detectors.
+
+Pure functions over arrays. Arrays are (rows, columns) = (y, x); stacks are
+(bands, rows, columns).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+#: Bands the aircraft network reads, in order (blue, green, red).
+RGB_BANDS: tuple[str, str, str] = ("B02", "B03", "B04")
+#: Gaussian sigma (pixels) of the local statistics used to normalise each band.
+NORM_SIGMA_PX: float = 24.0
+
+
+def fill_invalid(band: np.ndarray) -> np.ndarray:
+    """A copy of a 2-D band with NaN / inf replaced by the median of its finite pixels (0 if none)."""
+    a = np.asarray(band, np.float32)
+    ok = np.isfinite(a)
+    if ok.all():
+        return a.copy()
+    fill = float(np.median(a[ok])) if ok.any() else 0.0
+    return np.where(ok, a, np.float32(fill)).astype(np.float32)
+
+
+def local_normalise(band: np.ndarray, sigma_px: float = NORM_SIGMA_PX) -> np.ndarray:
+    """Standardise a band by its local mean and standard deviation.
+
+    Parameters
+    ----------
+    band : ndarray, (rows, columns)
+        Reflectance or digital numbers (any affine scaling: the result does not
+        depend on gain or offset). NaN allowed (filled with the median first).
+    sigma_px : float
+        Gaussian sigma of the local window, in pixels.
+
+    Returns
+    -------
+    ndarray, float32, (rows, columns)
+        ``(band - local mean) / local std``, where the local std is floored at a
+        quarter of its scene median so that flat areas do not blow up.
+    """
+    a = fill_invalid(band).astype(np.float32)
+    # remove the scene level first (float32 precision of E[x^2] - E[x]^2)
+    a = a - np.float32(np.median(a))
+    k = dict(ksize=(0, 0), sigmaX=sigma_px, sigmaY=sigma_px, borderType=cv2.BORDER_REFLECT)
+    mu = cv2.GaussianBlur(a, **k)
+    var = cv2.GaussianBlur(a * a, **k) - mu * mu
+    sd = np.sqrt(np.maximum(var, 0.0))
+    med = float(np.median(sd))
+    floor = 0.25 * med if med > 0 else (float(sd.max()) * 0.25 or 1.0)
+    return ((a - mu) / np.maximum(sd, floor)).astype(np.float32)
+
+
+def normalised_stack(bands: list[np.ndarray], sigma_px: float = NORM_SIGMA_PX) -> np.ndarray:
+    """Local standardisation of each band; returns (n_bands, rows, columns) float32."""
+    return np.stack([local_normalise(b, sigma_px) for b in bands]).astype(np.float32)
+
+
+def find_peaks(score: np.ndarray, threshold: float, *, radius_px: int = 1) -> np.ndarray:
+    """Local maxima of a 2-D score map at or above ``threshold``.
+
+    Returns
+    -------
+    ndarray, int, (N, 2)
+        (row, column) of every peak, highest score first.
+    """
+    s = np.asarray(score, np.float32)
+    size = 2 * radius_px + 1
+    mx = ndi.maximum_filter(s, size=size, mode="constant", cval=-np.inf)
+    peaks = np.argwhere((s >= mx) & (s >= threshold))
+    if len(peaks) == 0:
+        return peaks.reshape(0, 2)
+    order = np.argsort(-s[peaks[:, 0], peaks[:, 1]], kind="stable")
+    peaks = peaks[order]
+    # plateaus give several equal maxima: keep the first within the radius
+    keep: list[int] = []
+    taken = np.zeros(s.shape, bool)
+    for i, (r, c) in enumerate(peaks):
+        if taken[r, c]:
+            continue
+        keep.append(i)
+        taken[max(r - radius_px, 0):r + radius_px + 1, max(c - radius_px, 0):c + radius_px + 1] = True
+    return peaks[keep]
+
+
+def subpixel_centre(score: np.ndarray, row: int, col: int) -> tuple[float, float]:
+    """Score-weighted centroid of the 3x3 neighbourhood of a peak, as (x, y) pixel coordinates.
+
+    Pixel centres are at +0.5 (pixel (0, 0) spans [0, 1) x [0, 1)).
+    """
+    r0, r1 = max(row - 1, 0), min(row + 2, score.shape[0])
+    c0, c1 = max(col - 1, 0), min(col + 2, score.shape[1])
+    w = np.clip(score[r0:r1, c0:c1].astype(float), 0, None)
+    if w.sum() <= 0:
+        return col + 0.5, row + 0.5
+    yy, xx = np.mgrid[r0:r1, c0:c1]
+    return float((w * xx).sum() / w.sum()) + 0.5, float((w * yy).sum() / w.sum()) + 0.5
+
+
+def axis_heading_deg(image: np.ndarray, x: float, y: float, half: int = 4) -> float:
+    """Direction of the major axis of the bright blob around (x, y), degrees clockwise from up, in [0, 180).
+
+    Uses second moments of the positive part of ``image`` in a (2*half+1)^2 window;
+    NaN when the blob is round (axis ratio < 1.15) or empty.
+    """
+    r, c = int(y), int(x)
+    r0, r1 = max(r - half, 0), min(r + half + 1, image.shape[0])
+    c0, c1 = max(c - half, 0), min(c + half + 1, image.shape[1])
+    w = np.clip(image[r0:r1, c0:c1].astype(float), 0, None)
+    if w.sum() <= 0:
+        return float("nan")
+    yy, xx = np.mgrid[r0:r1, c0:c1]
+    mx, my = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
+    cxx = (w * (xx - mx) ** 2).sum() / w.sum()
+    cyy = (w * (yy - my) ** 2).sum() / w.sum()
+    cxy = (w * (xx - mx) * (yy - my)).sum() / w.sum()
+    ev = np.linalg.eigvalsh(np.array([[cxx, cxy], [cxy, cyy]]))
+    if ev[0] <= 0 or ev[1] / ev[0] < 1.15 ** 2:
+        return float("nan")
+    theta = 0.5 * np.arctan2(2 * cxy, cxx - cyy)  # angle of the major axis from +x (column), y down
+    # convert: x right, y down -> clockwise from up (north)
+    return float((np.degrees(theta) + 90.0) % 180.0)

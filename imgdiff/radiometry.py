@@ -1,0 +1,332 @@
+"""Radiometry: spectral indices, per-date masks (cloud, shadow, water, saturation) and
+relative radiometric normalisation of one date to another.
+
+Every function is pure: arrays or a :class:`~imgdiff.scene.Scene` in, arrays out.
+Reflectance is unitless (about 0-1), invalid pixels are NaN; masks are boolean
+arrays of shape (rows, cols) on the scene grid. Thresholds are in reflectance units
+and were chosen from the physics of Sentinel-2 top-of-atmosphere reflectance
+(bright, white, cold clouds; dark shadows next to them; water dark in NIR/SWIR), not
+tuned on any one scene.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .scene import Scene
+
+__all__ = [
+    "DateMasks", "Normalisation", "cloud_mask", "cloud_shadow_mask", "date_masks", "haze_index",
+    "mndwi", "ndvi", "ndwi", "normalise", "normalised_difference", "saturation_mask", "water_mask",
+]
+
+
+# --------------------------------------------------------------------------- indices
+def normalised_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)`` as float32; NaN where the sum is not positive or an input is NaN."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    s = a + b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (a - b) / s
+    out[~(s > 0)] = np.nan
+    return out.astype(np.float32, copy=False)
+
+
+def ndvi(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
+    """Normalised difference vegetation index ``(B08 - B04) / (B08 + B04)``, in [-1, 1]."""
+    return normalised_difference(nir, red)
+
+
+def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """McFeeters normalised difference water index ``(B03 - B08) / (B03 + B08)``, in [-1, 1]."""
+    return normalised_difference(green, nir)
+
+
+def mndwi(green: np.ndarray, swir: np.ndarray) -> np.ndarray:
+    """Modified NDWI (Xu 2006) ``(B03 - B11) / (B03 + B11)``, in [-1, 1]."""
+    return normalised_difference(green, swir)
+
+
+def haze_index(blue: np.ndarray, red: np.ndarray) -> np.ndarray:
+    """Haze-optimised transform (Zhang et al. 2002) ``B02 - 0.5 * B04``, reflectance units.
+
+    Clear land lies near ``0.5 * red + 0.08`` at most; haze and cloud lift the blue band above it.
+    """
+    return np.asarray(blue, np.float32) - np.float32(0.5) * np.asarray(red, np.float32)
+
+
+def _band(scene: Scene, name: str) -> np.ndarray | None:
+    return scene.bands[name] if name in scene.bands else None
+
+
+def _require(scene: Scene, names: Sequence[str]) -> None:
+    missing = [n for n in names if n not in scene.bands]
+    if missing:
+        from .errors import BandError
+
+        raise BandError(
+            f"band(s) {', '.join(missing)} needed for masks are not in the scene "
+            f"(has {', '.join(scene.bands) or 'none'}); read at least B02,B03,B04,B08"
+        )
+
+
+# --------------------------------------------------------------------------- masks
+def water_mask(scene: Scene) -> np.ndarray:
+    """Open water on one date.
+
+    Water reflects green more than near infrared (NDWI > 0) and is dark in NIR; with
+    B11 the modified NDWI must agree (MNDWI > 0 and B11 < 0.05), which rejects
+    shadows and dark roofs. Clouds are never water.
+
+    Parameters
+    ----------
+    scene : Scene
+        Needs B03 and B08; uses B11 when present.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+        True on water; False on invalid pixels.
+    """
+    _require(scene, ["B03", "B08"])
+    g, n = scene.bands["B03"], scene.bands["B08"]
+    with np.errstate(invalid="ignore"):
+        w = (ndwi(g, n) > 0.0) & (n < 0.15)
+        s = _band(scene, "B11")
+        if s is not None:
+            w &= (mndwi(g, s) > 0.1) & (s < 0.06)
+    return w & scene.valid
+
+
+def _cloud_probability_rules(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """(thick cloud, thin cloud/cirrus) boolean masks from spectral rules."""
+    _require(scene, ["B02", "B03", "B04", "B08"])
+    b, g, r, n = (scene.bands[k] for k in ("B02", "B03", "B04", "B08"))
+    s1, s2, ci = _band(scene, "B11"), _band(scene, "B12"), _band(scene, "B10")
+    with np.errstate(invalid="ignore"):
+        vis = (b + g + r) / 3.0
+        # whiteness: visible bands close to each other (Zhu & Woodcock 2012, Fmask)
+        white = (np.abs(b - vis) + np.abs(g - vis) + np.abs(r - vis)) / np.maximum(vis, 1e-6)
+        hot = haze_index(b, r) - 0.08
+        # Clouds are bright, white and flat from blue to NIR, with blue at least as bright as
+        # red at the top of the atmosphere. Bright deserts and roofs redden (B04 > B02) and
+        # brighten into the SWIR; snow darkens in the SWIR.
+        flat = (n > 0.8 * r) & (n < 1.5 * r)
+        thick = (b > 0.3) & (b >= 0.95 * r) & (white < 0.25) & (hot > 0.03) & flat
+        if s1 is not None:
+            ndsi = normalised_difference(g, s1)
+            thick &= (s1 > 0.12) & (s1 < 1.05 * n) & ~(ndsi > 0.4)
+        if s2 is not None:
+            thick &= s2 < s1 if s1 is not None else s2 > 0.05
+        thin = (hot > 0.08) & (b > 0.2) & (b >= r) & (white < 0.3) & flat
+        if s1 is not None:
+            thin &= s1 < n
+        if ci is not None:
+            # cirrus band (1375 nm) sees only high ice clouds; the ground is absorbed by water
+            # vapour (except over very dry, bright ground, hence the blue-band condition)
+            thin |= (ci > 0.015) & (b > 0.12)
+    return thick & scene.valid, thin & scene.valid
+
+
+def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m: float = 1500.0) -> np.ndarray:
+    """Cloud shadow on one date: dark pixels (NIR and SWIR) near a cloud, not water.
+
+    Without the sun geometry the shadow is sought in a disc of ``search_m`` metres
+    around each cloud; a pixel is shadow when its NIR reflectance is below 0.12 (and
+    B11 below 0.10 when present) and it is not water.
+
+    Parameters
+    ----------
+    scene : Scene
+        Needs B02 B03 B04 B08; uses B11.
+    cloud : ndarray of bool, optional
+        Cloud mask; default :func:`cloud_mask` without shadows.
+    search_m : float
+        Radius in ground metres around clouds where shadows are sought.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+    """
+    if cloud is None:
+        thick, thin = _cloud_probability_rules(scene)
+        cloud = _clean(thick | thin, scene)
+    if not cloud.any():
+        return np.zeros(scene.shape, bool)
+    px = max(min(scene.pixel_size_m), 1e-3)
+    radius = max(1, int(round(search_m / px)))
+    # distance transform is cheaper than a huge structuring element
+    near = ndi.distance_transform_edt(~cloud) <= radius
+    n = scene.bands["B08"]
+    s1 = _band(scene, "B11")
+    with np.errstate(invalid="ignore"):
+        dark = (n < 0.12) & (scene.bands["B02"] < 0.12)
+        if s1 is not None:
+            dark &= s1 < 0.10
+    return dark & near & ~cloud & ~water_mask(scene) & scene.valid
+
+
+def _clean(mask: np.ndarray, scene: Scene, *, min_px: int = 4, grow_px: int = 2) -> np.ndarray:
+    """Drop isolated specks, then grow by ``grow_px`` pixels to cover cloud edges."""
+    if not mask.any():
+        return mask
+    m = ndi.binary_opening(mask, structure=np.ones((2, 2), bool))
+    labels, n = ndi.label(m)
+    if n:
+        sizes = np.bincount(labels.ravel())
+        keep = sizes >= min_px
+        keep[0] = False
+        m = keep[labels]
+    if grow_px > 0 and m.any():
+        m = ndi.binary_dilation(m, structure=np.ones((3, 3), bool), iterations=grow_px)
+    return m & scene.valid
+
+
+def cloud_mask(scene: Scene, *, shadows: bool = True) -> np.ndarray:
+    """Cloud (thick and thin/cirrus) and, by default, cloud shadow on one date.
+
+    Spectral rules after Fmask (Zhu & Woodcock 2012) and the haze-optimised transform:
+    clouds are bright and white in the visible, bright in NIR and SWIR (unlike snow)
+    and lift the blue band above the clear-sky line; B10 (cirrus) flags thin high
+    cloud when present. Masks are cleaned of specks and grown by 2 pixels; shadows
+    are dark pixels near clouds (:func:`cloud_shadow_mask`).
+
+    Parameters
+    ----------
+    scene : Scene
+        Needs B02 B03 B04 B08 (reflectance); uses B10 B11 B12 when present.
+    shadows : bool
+        Include cloud shadows.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+        True on cloud (or shadow); False on invalid pixels.
+    """
+    thick, thin = _cloud_probability_rules(scene)
+    cloud = _clean(thick | thin, scene)
+    if shadows:
+        cloud = cloud | cloud_shadow_mask(scene, cloud)
+    return cloud
+
+
+def saturation_mask(scene: Scene) -> np.ndarray:
+    """Pixels saturated in any band (digital number at the top of its data type).
+
+    Uses the scale and offset the reader recorded in ``scene.meta["radiometry"]``;
+    without them, reflectance at or above 1.6 counts as saturated.
+    """
+    rad: Mapping = scene.meta.get("radiometry") or {}
+    out = np.zeros(scene.shape, bool)
+    for name, arr in scene.bands.items():
+        info = rad.get(name) if isinstance(rad, Mapping) else None
+        top = 1.6
+        if info and info.get("scale"):
+            top = min(top, (65535 - 1) * float(info["scale"]) + float(info.get("offset", 0.0)))
+        with np.errstate(invalid="ignore"):
+            out |= arr >= top
+    return out & scene.valid
+
+
+@dataclass(frozen=True)
+class DateMasks:
+    """Masks of one date, each (rows, cols) bool on the scene grid."""
+
+    cloud: np.ndarray
+    shadow: np.ndarray
+    water: np.ndarray
+    saturated: np.ndarray
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """Pixels no change statistic may use: cloud, shadow or saturation."""
+        return self.cloud | self.shadow | self.saturated
+
+
+def date_masks(scene: Scene) -> DateMasks:
+    """All masks of one date (cloud, cloud shadow, water, saturation)."""
+    thick, thin = _cloud_probability_rules(scene)
+    cloud = _clean(thick | thin, scene)
+    return DateMasks(cloud=cloud, shadow=cloud_shadow_mask(scene, cloud), water=water_mask(scene),
+                     saturated=saturation_mask(scene))
+
+
+# --------------------------------------------------------------------------- normalisation
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-band linear map ``after_normalised = gain * after + offset``.
+
+    Attributes
+    ----------
+    gain, offset : ndarray, shape (bands,)
+    n_invariant : int
+        Number of pseudo-invariant pixels the fit used.
+    """
+
+    gain: np.ndarray
+    offset: np.ndarray
+    n_invariant: int
+
+    def apply(self, after: np.ndarray) -> np.ndarray:
+        """Apply to a (bands, rows, cols) stack."""
+        return (after * self.gain[:, None, None] + self.offset[:, None, None]).astype(np.float32)
+
+
+def normalise(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_samples: int = 200_000,
+              seed: int = 0) -> Normalisation:
+    """Relative radiometric normalisation of ``after`` to ``before`` from pseudo-invariant pixels.
+
+    Invariant pixels are those whose standardised change is small in every band (a
+    one-pass robust approximation of IR-MAD's no-change set): each band's difference
+    is scaled by its median absolute deviation and pixels under the 50th percentile
+    of the largest scaled difference are kept. Per band, a total-least-squares
+    (orthogonal) line is fitted on them, which is symmetric in the two dates.
+
+    Parameters
+    ----------
+    before, after : ndarray, shape (bands, rows, cols)
+        Reflectance on one grid.
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels usable for the fit (both dates valid, not cloud).
+    max_samples : int
+        At most this many pixels are used (random, fixed ``seed``), for speed.
+
+    Returns
+    -------
+    Normalisation
+    """
+    nb = before.shape[0]
+    idx = np.flatnonzero(valid.ravel())
+    if idx.size > max_samples:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_samples, replace=False))
+    if idx.size < 50:
+        return Normalisation(np.ones(nb, np.float32), np.zeros(nb, np.float32), int(idx.size))
+    x = before.reshape(nb, -1)[:, idx].astype(np.float64)
+    y = after.reshape(nb, -1)[:, idx].astype(np.float64)
+    ok = np.all(np.isfinite(x) & np.isfinite(y), axis=0)
+    x, y = x[:, ok], y[:, ok]
+    gain = np.ones(nb)
+    offset = np.zeros(nb)
+    # first pass: median ratio gain, to make differences comparable
+    for _ in range(2):
+        d = x - (y * gain[:, None] + offset[:, None])
+        mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1) * 1.4826 + 1e-6
+        z = np.max(np.abs(d - np.median(d, axis=1, keepdims=True)) / mad[:, None], axis=0)
+        inv = z <= np.percentile(z, 50)
+        for i in range(nb):
+            xi, yi = x[i, inv], y[i, inv]
+            mx, my = xi.mean(), yi.mean()
+            sxx, syy, sxy = np.var(xi), np.var(yi), np.mean((xi - mx) * (yi - my))
+            if sxy <= 0 or syy <= 0:
+                g = (mx / my) if my > 0 else 1.0
+            else:
+                # orthogonal regression of x on y: x = g * y + o
+                g = (sxx - syy + np.sqrt((sxx - syy) ** 2 + 4 * sxy ** 2)) / (2 * sxy)
+            g = float(np.clip(g, 0.2, 5.0))
+            gain[i], offset[i] = g, mx - g * my
+    return Normalisation(gain.astype(np.float32), offset.astype(np.float32), int(inv.sum()))

@@ -1,0 +1,223 @@
+"""Scene ingest: every layout, radiometry, dates and windowed reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import rasterio
+from numpy.testing import assert_allclose
+from rasterio.transform import from_origin
+
+from imgdiff import read_scene
+from imgdiff.errors import BandError, EmptySceneError, InputError, NoOverlapError
+from imgdiff.io.read import choose_radiometry, find_band_sources
+
+from .conftest import need, write_band
+
+TR10 = from_origin(600000, 3870000, 10, 10)
+TR20 = from_origin(600000, 3870000, 20, 20)
+
+
+def dn(value: int, shape=(40, 50)) -> np.ndarray:
+    rng = np.random.default_rng(value)
+    return (value + rng.integers(0, 50, shape)).astype("uint16")
+
+
+@pytest.fixture
+def band_folder(tmp_path):
+    for b, v in (("B02", 1000), ("B03", 1200), ("B04", 1400), ("B08", 3000)):
+        write_band(tmp_path / f"{b}.tif", dn(v), transform=TR10)
+    return tmp_path
+
+
+def test_band_folder_reads_every_band_as_float32_reflectance(band_folder):
+    s = read_scene(band_folder)
+    assert s.band_names == ("B02", "B03", "B04", "B08")
+    assert s.bands["B02"].dtype == np.float32
+    with rasterio.open(band_folder / "B04.tif") as ds:
+        raw = ds.read(1)
+    assert_allclose(s.bands["B04"], raw / 10000.0, rtol=1e-6)
+    assert s.crs.to_epsg() == 32636 and s.transform == TR10 and s.valid.all()
+
+
+def test_prefixed_and_copernicus_browser_names_are_recognised(tmp_path):
+    write_band(tmp_path / "T36SYC_20171003T081739_B02.tif", dn(1000))
+    write_band(tmp_path / "2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_B08_(Raw).tiff", dn(3000))
+    sources = find_band_sources(tmp_path)
+    assert [s.name for s in sources] == ["B02", "B08"]
+
+
+def test_copernicus_browser_raw_export_is_scaled_by_65535(tmp_path):
+    write_band(tmp_path / "2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_B08_(Raw).tiff", np.full((8, 8), 6553, "uint16"))
+    s = read_scene(tmp_path)
+    assert s.date == dt.date(2023, 8, 18)
+    assert_allclose(s.bands["B08"], 0.1, atol=1e-4)
+
+
+def test_processing_baseline_offset_applies_from_2022_01_25(tmp_path):
+    for name, date in (("old", "20220124"), ("new", "20220125")):
+        d = tmp_path / name
+        d.mkdir()
+        write_band(d / f"T36SYC_{date}T081739_B04.tif", np.full((8, 8), 2000, "uint16"))
+    assert_allclose(read_scene(tmp_path / "old").bands["B04"], 0.2, atol=1e-6)
+    assert_allclose(read_scene(tmp_path / "new").bands["B04"], 0.1, atol=1e-6)
+
+
+def test_baseline_from_metadata_wins_over_date():
+    r = choose_radiometry("uint16", date=dt.date(2023, 1, 1), baseline="03.01")
+    assert r.offset == 0.0
+    r = choose_radiometry("uint16", date=dt.date(2019, 1, 1), baseline="04.00")
+    assert r.offset == pytest.approx(-0.1)
+
+
+def test_safe_granule_with_resolution_folders_and_metadata(tmp_path):
+    safe = tmp_path / "S2B_MSIL2A_20241213T082259_N0511_R121_T36SYD_20241213T101010.SAFE"
+    img = safe / "GRANULE" / "L2A_T36SYD_A040000_20241213T082259" / "IMG_DATA"
+    (img / "R10m").mkdir(parents=True)
+    (img / "R20m").mkdir()
+    prof = {"driver": "JP2OpenJPEG", "QUALITY": 100, "REVERSIBLE": "YES"}
+    for b in ("B02", "B04", "B08"):
+        _jp2(img / "R10m" / f"T36SYD_20241213T082259_{b}_10m.jp2", np.full((20, 20), 3000, "uint16"), TR10, prof)
+    _jp2(img / "R20m" / "T36SYD_20241213T082259_B02_20m.jp2", np.full((10, 10), 9999, "uint16"), TR20, prof)
+    _jp2(img / "R20m" / "T36SYD_20241213T082259_B11_20m.jp2", np.full((10, 10), 2000, "uint16"), TR20, prof)
+    _jp2(img / "R20m" / "T36SYD_20241213T082259_SCL_20m.jp2", np.full((10, 10), 4, "uint16"), TR20, prof)
+    (safe / "MTD_MSIL2A.xml").write_text(
+        """<?xml version="1.0"?><n1:Level-2A_User_Product xmlns:n1="x"><n1:General_Info><Product_Info>
+        <PRODUCT_START_TIME>2024-12-13T08:22:59.024Z</PRODUCT_START_TIME><PROCESSING_BASELINE>05.11</PROCESSING_BASELINE>
+        </Product_Info><Product_Image_Characteristics><QUANTIFICATION_VALUES_LIST>
+        <BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>
+        <BOA_ADD_OFFSET_VALUES_LIST><BOA_ADD_OFFSET band_id="1">-1000</BOA_ADD_OFFSET>
+        <BOA_ADD_OFFSET band_id="3">-1000</BOA_ADD_OFFSET><BOA_ADD_OFFSET band_id="7">-1000</BOA_ADD_OFFSET>
+        <BOA_ADD_OFFSET band_id="11">-1000</BOA_ADD_OFFSET></BOA_ADD_OFFSET_VALUES_LIST>
+        </Product_Image_Characteristics></n1:General_Info></n1:Level-2A_User_Product>"""
+    )
+    s = read_scene(safe)
+    assert s.band_names == ("B02", "B04", "B08", "B11")  # SCL is not a band; B02 from R10m
+    assert s.date == dt.date(2024, 12, 13)
+    assert s.meta["processing_baseline"] == "05.11"
+    assert s.shape == (20, 20)
+    assert_allclose(s.bands["B02"], 0.2, atol=1e-6)  # (3000 - 1000) / 10000, not the 20 m copy
+    assert_allclose(s.bands["B11"][2:-2, 2:-2], 0.1, atol=1e-6)  # 20 m band resampled to 10 m
+
+
+def _jp2(path, arr, transform, prof):
+    with rasterio.open(path, "w", width=arr.shape[1], height=arr.shape[0], count=1, dtype=arr.dtype,
+                       crs="EPSG:32636", transform=transform, **prof) as ds:
+        ds.write(arr, 1)
+
+
+def test_multiband_geotiff_with_band_descriptions(tmp_path):
+    arr = np.stack([dn(1000), dn(3000)])
+    f = write_band(tmp_path / "stack.tif", arr, descriptions=["B04", "B8"])
+    s = read_scene(f)
+    assert s.band_names == ("B04", "B08")
+    assert_allclose(s.bands["B08"], arr[1] / 10000, rtol=1e-6)
+
+
+def test_multiband_geotiff_with_explicit_band_list(tmp_path):
+    arr = np.stack([dn(1000), dn(1200), dn(1400)])
+    f = write_band(tmp_path / "rgb.tif", arr)
+    s = read_scene(f, bands=["B04", "B03", "B02"])
+    assert_allclose(s.bands["B04"], arr[0] / 10000, rtol=1e-6)
+    with pytest.raises(InputError, match="unknown band layout"):
+        read_scene(f)
+    with pytest.raises(BandError, match="3 band"):
+        read_scene(f, bands=["B04", "B03"])
+
+
+def test_20m_band_is_resampled_bilinearly_onto_the_10m_grid(tmp_path):
+    ramp20 = (1000 + 100 * np.arange(20)[None, :].repeat(20, 0)).astype("uint16")
+    write_band(tmp_path / "B08.tif", dn(3000, (40, 40)), transform=TR10)
+    write_band(tmp_path / "B11.tif", ramp20, transform=TR20)
+    s = read_scene(tmp_path)
+    assert s.shape == (40, 40) and s.transform == TR10
+    # 10 m pixel centre at column c lies at 20 m column (c + 0.5) / 2 - 0.5: linear ramp of 0.01 per 20 m pixel
+    c = np.arange(4, 36)
+    expected = (1000 + 100 * ((c + 0.5) / 2 - 0.5)) / 10000
+    assert_allclose(s.bands["B11"][20, 4:36], expected, atol=1e-5)
+
+
+def test_nodata_and_zero_fill_become_nan_and_invalid(tmp_path):
+    a = dn(1000)
+    a[:5] = 0
+    b = dn(3000)
+    b[:, :3] = 65535
+    write_band(tmp_path / "B02.tif", a)
+    write_band(tmp_path / "B08.tif", b, nodata=65535)
+    s = read_scene(tmp_path)
+    assert not s.valid[:5].any() and not s.valid[:, :3].any()
+    assert np.isnan(s.bands["B08"][:5]).all() and np.isnan(s.bands["B02"][:, :3]).all()
+    assert s.valid[5:, 3:].all()
+
+
+def test_all_nodata_scene_is_an_error(tmp_path):
+    write_band(tmp_path / "B02.tif", np.zeros((8, 8), "uint16"))
+    with pytest.raises(EmptySceneError, match="no valid pixel"):
+        read_scene(tmp_path)
+
+
+def test_date_from_caller_tags_and_names(tmp_path):
+    write_band(tmp_path / "B02.tif", dn(1000), tags={"ACQUISITION_DATE": "2015-08-20"})
+    assert read_scene(tmp_path).date == dt.date(2015, 8, 20)
+    assert read_scene(tmp_path, date="2020-01-02").date == dt.date(2020, 1, 2)
+
+
+def test_bbox_reads_only_its_window(tmp_path, monkeypatch):
+    write_band(tmp_path / "B08.tif", dn(3000, (400, 400)), transform=TR10)
+    windows = []
+    real_read = rasterio.io.DatasetReader.read
+
+    def spy(self, *args, **kwargs):
+        windows.append(kwargs.get("window"))
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    # 600100..600300 E, 3866000..3866500 N in UTM 36N -> columns 10..30, rows 350..400
+    s = read_scene(tmp_path, bbox=(600100, 3866000, 600300, 3866500), bbox_crs="EPSG:32636")
+    assert s.shape == (50, 20)
+    assert windows and all(w is not None and w.width * w.height <= 50 * 20 for w in windows)
+    assert s.transform.c == 600100 and s.transform.f == 3866500
+
+
+def test_bbox_in_lonlat_is_reprojected(tmp_path):
+    write_band(tmp_path / "B08.tif", dn(3000, (400, 400)), transform=TR10)
+    # a lon/lat box around UTM 36N (601000, 3868000)
+    from rasterio.warp import transform as tf
+
+    lon, lat = tf("EPSG:32636", "EPSG:4326", [600950, 601050], [3867950, 3868050])
+    s = read_scene(tmp_path, bbox=(lon[0], lat[0], lon[1], lat[1]))
+    assert 8 <= s.shape[0] <= 13 and 8 <= s.shape[1] <= 13
+
+
+def test_bbox_outside_the_scene_is_a_clear_error(tmp_path):
+    write_band(tmp_path / "B08.tif", dn(3000))
+    with pytest.raises(NoOverlapError, match="does not intersect"):
+        read_scene(tmp_path, bbox=(10.0, 10.0, 10.1, 10.1))
+
+
+def test_missing_band_is_named(band_folder):
+    with pytest.raises(BandError, match="B11"):
+        read_scene(band_folder, bands=["B04", "B11"])
+
+
+def test_oscd_geographic_scene_with_mixed_resolutions(shared_data):
+    d = need(shared_data / "oscd" / "beirut" / "before")
+    # Beirut port, a small window
+    s = read_scene(d, bands=["B02", "B04", "B08", "B11"], bbox=(35.50, 33.89, 35.53, 33.91))
+    assert s.crs.to_epsg() == 4326
+    assert s.date == dt.date(2015, 8, 20)
+    assert 150 < s.shape[0] < 260 and 250 < s.shape[1] < 340
+    assert s.valid.mean() > 0.99
+    px, py = s.pixel_size_m
+    assert 8.5 < px < 10 and 10.5 < py < 11.5
+    assert 0.0 < np.nanmedian(s.bands["B04"]) < 0.5 and np.isfinite(s.bands["B11"]).all()
+
+
+def test_sen2ships_copernicus_browser_port(shared_data):
+    d = need(shared_data / "sen2ships" / "honolulu")
+    s = read_scene(d)
+    assert s.band_names == ("B02", "B03", "B04", "B08", "B11")
+    assert s.crs.to_epsg() == 3857 and s.date == dt.date(2023, 1, 8)
+    assert np.nanmax(s.bands["B08"]) <= 1.0 + 1e-6
