@@ -26,7 +26,7 @@ from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress
 def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, bbox: tuple | None,
                 no_coregister: bool, overwrite: bool, as_json: bool) -> None:
     """Compare BEFORE and AFTER scenes and write a change map and report into OUTDIR."""
-    check_outputs(outdir, COMPARE_OUTPUTS, overwrite)  # fail before the work, not after
+    check_outputs(outdir, COMPARE_OUTPUTS, overwrite, create=False)  # fail before the work, not after
     with steps(["read", "align", "co-register", "change", "write"], show_progress(as_json)) as advance:
         b = imgdiff.read_scene(before, bands=bands, bbox=bbox)
         a = imgdiff.read_scene(after, bands=bands, bbox=bbox)

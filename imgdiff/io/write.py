@@ -45,14 +45,16 @@ def _umask() -> int:
     return current
 
 
-def check_outputs(outdir: str | Path, names: Iterable[str], overwrite: bool) -> Path:
-    """Create ``outdir`` if needed; refuse to replace existing outputs unless ``overwrite``."""
+def check_outputs(outdir: str | Path, names: Iterable[str], overwrite: bool, *, create: bool = True) -> Path:
+    """Refuse to replace existing outputs unless ``overwrite``; create ``outdir`` if ``create``."""
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"{outdir}: exists and is not a directory")
     existing = [n for n in names if (outdir / n).exists()]
     if existing and not overwrite:
         raise OutputError(f"{outdir}: {', '.join(existing)} exist already; pass --overwrite to replace them")
+    if not create:
+        return outdir
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
