@@ -11,3 +11,12 @@ def eval_group() -> None:
 
 
 # Subcommands register here, one module each (cli/eval_<what>.py):
+from .eval_aircraft import eval_aircraft_cmd  # noqa: E402
+
+eval_group.add_command(eval_aircraft_cmd)
+from .eval_vessels import eval_vessels_cmd  # noqa: E402
+
+eval_group.add_command(eval_vessels_cmd)
+from .eval_coreg import eval_coreg_cmd  # noqa: E402
+
+eval_group.add_command(eval_coreg_cmd)

@@ -13,8 +13,15 @@ from imgdiff.errors import ImgdiffError
 from imgdiff.io.read import one_line
 
 from .compare import compare_cmd
+from .coregister import coregister_cmd
+from .detect import detect_cmd
 from .eval import eval_group
+from .fetch import fetch_cmd
 from .info import info_cmd
+from .samples import samples_cmd
+from .search import search_cmd
+from .verify import verify_cmd
+from .watch import watch_cmd
 
 
 class ImgdiffGroup(click.Group):
@@ -63,7 +70,14 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 cli.add_command(info_cmd)
 cli.add_command(compare_cmd)
+cli.add_command(coregister_cmd)
 cli.add_command(eval_group)
+cli.add_command(search_cmd)
+cli.add_command(fetch_cmd)
+cli.add_command(detect_cmd)
+cli.add_command(watch_cmd)
+cli.add_command(verify_cmd)
+cli.add_command(samples_cmd)
 # Further commands register here, one module each.
 
 

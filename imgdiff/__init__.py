@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 
 from .compare import CompareResult, compare  # noqa: E402
 from .coregister import Registration, coregister, warp  # noqa: E402
+from .detect.aircraft import detect_aircraft  # noqa: E402
+from .detect.vessels import detect_vessels  # noqa: E402
 from .errors import (  # noqa: E402
     BandError,
     CoregistrationError,
@@ -27,12 +29,16 @@ from .errors import (  # noqa: E402
 )
 from .grid import AlignedPair, Grid, align, reproject_scene, utm_grid  # noqa: E402
 from .io.read import read_scene  # noqa: E402
+from .radiometry import cloud_mask, water_mask  # noqa: E402
 from .report import compare_report, write_compare  # noqa: E402
 from .scene import Scene  # noqa: E402
+from .tiles import compare_tiled, detect_tiled  # noqa: E402
+from .watch import read_manifest, run_watch  # noqa: E402
 
 __all__ = [
     "AlignedPair", "BandError", "CompareResult", "CoregistrationError", "EmptySceneError", "Grid",
     "GridError", "ImgdiffError", "InputError", "NoOverlapError", "OutputError", "Registration", "Scene",
-    "__version__", "align", "compare", "compare_report", "coregister", "read_scene", "reproject_scene",
-    "utm_grid", "warp", "write_compare",
+    "__version__", "align", "cloud_mask", "compare", "compare_report", "coregister", "detect_vessels", "detect_aircraft", "read_scene", "reproject_scene",
+    "utm_grid", "warp", "water_mask", "write_compare",
 ]
+__all__ += ["compare_tiled", "detect_tiled", "read_manifest", "run_watch"]

@@ -1,12 +1,36 @@
-"""Pixel change between two co-registered scenes: magnitude, threshold, mask."""
+"""Pixel change between two co-registered scenes: magnitude, threshold, mask, confidence.
+
+Pure functions over arrays. Stacks are ``(bands, rows, cols)`` float32 reflectance on
+one grid (NaN invalid); masks are ``(rows, cols)`` bool. The building blocks
+(difference, log ratio, change vector analysis, IR-MAD with its chi-square statistic,
+Otsu / chi-square / expectation-maximisation thresholds, a minimum mapping unit) are
+combined by :func:`change_map`, whose default method is a small learned per-pixel
+classifier (``"mlp"``) shipped with the package (see ``training/train_change.py``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
 
+import cv2
 import numpy as np
+from scipy import linalg, stats
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
+
+from .errors import BandError
+from .radiometry import date_masks, normalise, normalised_difference
+from .scene import Scene
+
+#: Change methods :func:`change_map` knows, default first.
+METHODS: tuple[str, ...] = ("mlp", "irmad", "cva-otsu", "cva-em", "logratio-otsu")
+DEFAULT_METHOD = "mlp"
+#: Smallest changed region kept by default, in square metres (4 pixels of 10 m).
+DEFAULT_MMU_M2 = 400.0
+MODEL_DIR = Path(__file__).resolve().parent / "models"
 
 
 @dataclass(frozen=True)
@@ -15,16 +39,21 @@ class ChangeMap:
 
     Attributes
     ----------
-    magnitude : ndarray of float32
-        Change magnitude (method-specific units; for CVA the Euclidean norm of the
-        reflectance difference vector). NaN where not computed.
-    mask : ndarray of bool
-        Changed pixels (False outside ``valid``).
-    valid : ndarray of bool
-        Pixels where change was assessed (both dates valid, not masked).
+    magnitude : ndarray of float32, shape (rows, cols)
+        Change magnitude in method-specific units: for CVA the Euclidean norm of the
+        reflectance difference vector, for IR-MAD the chi-square statistic, for the
+        learned method the change probability in [0, 1]. NaN where not assessed.
+    mask : ndarray of bool, shape (rows, cols)
+        Changed pixels after the minimum mapping unit (False outside ``valid``).
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels where change was assessed (both dates valid, not cloud, shadow or saturated).
     threshold : float
-        Magnitude threshold used for ``mask``.
+        Threshold on ``magnitude`` used for ``mask``.
     method : str
+    confidence : ndarray of float32, shape (rows, cols), optional
+        Confidence that a pixel changed, in [0, 1] (0.5 at the threshold); NaN where not assessed.
+    details : dict
+        Method-specific figures (IR-MAD canonical correlations, normalisation gains, ...).
     """
 
     magnitude: np.ndarray
@@ -32,6 +61,228 @@ class ChangeMap:
     valid: np.ndarray
     threshold: float
     method: str
+    confidence: np.ndarray | None = None
+    details: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- building blocks
+def difference(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Per-band difference ``after - before``, shape (bands, rows, cols), float32."""
+    return after.astype(np.float32) - before.astype(np.float32)
+
+
+def log_ratio(before: np.ndarray, after: np.ndarray, *, eps: float = 1e-3) -> np.ndarray:
+    """Per-band log ratio ``ln((after + eps) / (before + eps))``; insensitive to a common gain."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.log((np.maximum(after, 0) + eps) / (np.maximum(before, 0) + eps)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CVA:
+    """Change vector analysis result.
+
+    Attributes
+    ----------
+    magnitude : ndarray, shape (rows, cols)
+        ``||after - before||`` over bands, reflectance units.
+    direction_deg : ndarray, shape (rows, cols)
+        Direction of the change vector in the plane of two chosen bands,
+        ``atan2(d[axes[1]], d[axes[0]])`` in degrees [0, 360).
+    """
+
+    magnitude: np.ndarray
+    direction_deg: np.ndarray
+
+
+def cva(before: np.ndarray, after: np.ndarray, *, axes: tuple[int, int] = (0, 1)) -> CVA:
+    """Change vector analysis: magnitude and direction of ``after - before``.
+
+    Parameters
+    ----------
+    before, after : ndarray, shape (bands, rows, cols)
+    axes : (int, int)
+        Band indices spanning the direction plane (e.g. red and NIR: direction 90
+        degrees is a pure NIR gain, 180 a pure red loss).
+    """
+    d = difference(before, after)
+    mag = np.sqrt(np.sum(d * d, axis=0))
+    ang = np.degrees(np.arctan2(d[axes[1]], d[axes[0]])) % 360.0
+    return CVA(mag.astype(np.float32), ang.astype(np.float32))
+
+
+def cva_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Change vector magnitude ``||after - before||`` over bands (axis 0), float32."""
+    return cva(before, after).magnitude
+
+
+@dataclass(frozen=True)
+class IRMAD:
+    """Iteratively reweighted multivariate alteration detection (Nielsen 2007).
+
+    Attributes
+    ----------
+    mad : ndarray, shape (bands, rows, cols)
+        MAD variates, each scaled to unit no-change variance.
+    chi2 : ndarray, shape (rows, cols)
+        Sum of squared scaled MAD variates: chi-square with ``bands`` degrees of
+        freedom on unchanged pixels.
+    rho : ndarray, shape (bands,)
+        Canonical correlations (ascending).
+    iterations : int
+    """
+
+    mad: np.ndarray
+    chi2: np.ndarray
+    rho: np.ndarray
+    iterations: int
+
+    @property
+    def no_change_probability(self) -> np.ndarray:
+        """``1 - F_chi2(chi2; bands)``: the IR-MAD weight, near 1 on unchanged pixels."""
+        return stats.chi2.sf(self.chi2, self.mad.shape[0]).astype(np.float32)
+
+
+def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter: int = 30, tol: float = 1e-4,
+          max_samples: int = 200_000, seed: int = 0) -> IRMAD:
+    """IR-MAD of two stacks (Nielsen 2007), fitted on a sample of valid pixels.
+
+    Parameters
+    ----------
+    before, after : ndarray, shape (bands, rows, cols)
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels used for the fit (others still get MAD values; NaN stays NaN).
+    max_iter, tol : int, float
+        Reweighting stops when canonical correlations move less than ``tol``.
+    max_samples : int
+        At most this many pixels (random, fixed ``seed``) estimate the statistics.
+    """
+    nb = before.shape[0]
+    idx = np.flatnonzero(valid.ravel())
+    if idx.size > max_samples:
+        idx = np.random.default_rng(seed).choice(idx, max_samples, replace=False)
+    X = before.reshape(nb, -1)[:, idx].astype(np.float64)
+    Y = after.reshape(nb, -1)[:, idx].astype(np.float64)
+    ok = np.all(np.isfinite(X) & np.isfinite(Y), axis=0)
+    X, Y = X[:, ok], Y[:, ok]
+    if X.shape[1] < 10 * nb:
+        raise ValueError(f"IR-MAD needs at least {10 * nb} valid pixels, got {X.shape[1]}")
+    w = np.ones(X.shape[1])
+    rho_old = np.zeros(nb)
+    iterations = 0
+    for _ in range(max_iter):
+        iterations += 1
+        sw = w.sum()
+        mx, my = (X * w).sum(1) / sw, (Y * w).sum(1) / sw
+        Xc, Yc = X - mx[:, None], Y - my[:, None]
+        sxx = (Xc * w) @ Xc.T / sw + 1e-10 * np.eye(nb)
+        syy = (Yc * w) @ Yc.T / sw + 1e-10 * np.eye(nb)
+        sxy = (Xc * w) @ Yc.T / sw
+        # generalised eigenproblem: sxy syy^-1 syx a = rho^2 sxx a
+        c = sxy @ np.linalg.solve(syy, sxy.T)
+        lam, A = linalg.eigh((c + c.T) / 2, sxx)
+        lam = np.clip(lam, 0, 1)
+        rho = np.sqrt(lam)
+        A = A / np.sqrt(np.einsum("ij,jk,ki->i", A.T, sxx, A))[None, :]
+        B = np.linalg.solve(syy, sxy.T @ A)
+        B = B / np.sqrt(np.einsum("ij,jk,ki->i", B.T, syy, B))[None, :]
+        # positive correlation between each pair of canonical variates
+        sign = np.sign(np.einsum("ij,jk,ki->i", A.T, sxy, B))
+        B = B * np.where(sign == 0, 1, sign)[None, :]
+        var = np.maximum(2 * (1 - rho), 1e-6)
+        mad = (A.T @ Xc - B.T @ Yc)
+        chi2 = np.sum(mad * mad / var[:, None], axis=0)
+        w = stats.chi2.sf(chi2, nb)
+        if np.max(np.abs(rho - rho_old)) < tol:
+            break
+        rho_old = rho
+    full_x = before.reshape(nb, -1).astype(np.float64) - mx[:, None]
+    full_y = after.reshape(nb, -1).astype(np.float64) - my[:, None]
+    mad_full = ((A.T @ full_x - B.T @ full_y) / np.sqrt(var)[:, None]).astype(np.float32)
+    chi2_full = np.sum(mad_full * mad_full, axis=0)
+    shape = before.shape[1:]
+    return IRMAD(mad_full.reshape(nb, *shape), chi2_full.reshape(shape).astype(np.float32), rho.astype(np.float32), iterations)
+
+
+# --------------------------------------------------------------------------- thresholds
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of finite ``values`` (inf when they are constant or empty)."""
+    v = values[np.isfinite(values)]
+    if v.size == 0 or np.ptp(v) == 0:
+        return float("inf")
+    return float(threshold_otsu(v))
+
+
+def chi2_threshold(dof: int, p: float = 0.99) -> float:
+    """Chi-square quantile: the no-change statistic exceeds it with probability ``1 - p``."""
+    return float(stats.chi2.ppf(p, dof))
+
+
+def em_threshold(values: np.ndarray, *, max_iter: int = 100, max_samples: int = 200_000, seed: int = 0) -> float:
+    """Bayes threshold of a two-Gaussian mixture fitted to ``values`` by expectation-maximisation.
+
+    The no-change class is the component with the lower mean; the threshold is the
+    value above it where both weighted densities are equal (Bruzzone & Prieto 2000).
+    Returns inf when the values are constant.
+    """
+    v = values[np.isfinite(values)].astype(np.float64)
+    if v.size > max_samples:
+        v = np.random.default_rng(seed).choice(v, max_samples, replace=False)
+    if v.size < 10 or np.ptp(v) == 0:
+        return float("inf")
+    t0 = otsu_threshold(v)
+    lo, hi = v[v <= t0], v[v > t0]
+    if lo.size < 2 or hi.size < 2:
+        return t0
+    pi = np.array([lo.size, hi.size], float) / v.size
+    mu = np.array([lo.mean(), hi.mean()])
+    sd = np.array([lo.std() + 1e-9, hi.std() + 1e-9])
+    for _ in range(max_iter):
+        dens = pi / (sd * np.sqrt(2 * np.pi)) * np.exp(-0.5 * ((v[:, None] - mu) / sd) ** 2)
+        r = dens / np.maximum(dens.sum(1, keepdims=True), 1e-300)
+        nk = r.sum(0) + 1e-12
+        mu_new = (r * v[:, None]).sum(0) / nk
+        sd = np.sqrt((r * (v[:, None] - mu_new) ** 2).sum(0) / nk) + 1e-9
+        pi = nk / v.size
+        if np.allclose(mu_new, mu, rtol=1e-6, atol=1e-12):
+            mu = mu_new
+            break
+        mu = mu_new
+    i0, i1 = (0, 1) if mu[0] <= mu[1] else (1, 0)
+    grid = np.linspace(mu[i0], max(mu[i1], mu[i0] + 1e-9), 2001)
+
+    def logd(k: int) -> np.ndarray:
+        return np.log(pi[k]) - np.log(sd[k]) - 0.5 * ((grid - mu[k]) / sd[k]) ** 2
+
+    above = np.flatnonzero(logd(i1) >= logd(i0))
+    return float(grid[above[0]]) if above.size else float(mu[i1])
+
+
+def _ramp_confidence(magnitude: np.ndarray, threshold: float) -> np.ndarray:
+    """Confidence 0 at zero magnitude, 0.5 at the threshold, towards 1 above: ``1 - 2^-(m/t)^2``."""
+    if not np.isfinite(threshold) or threshold <= 0:
+        return np.zeros_like(magnitude, dtype=np.float32)
+    return (1.0 - np.exp2(-((magnitude / threshold) ** 2))).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- masks
+def drop_small_regions(mask: np.ndarray, min_pixels: int) -> np.ndarray:
+    """Keep only 8-connected regions of at least ``min_pixels`` pixels."""
+    if min_pixels <= 1:
+        return mask
+    labels, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_pixels
+    keep[0] = False
+    return keep[labels]
+
+
+def apply_mmu(mask: np.ndarray, min_area_m2: float, pixel_size_m: tuple[float, float]) -> np.ndarray:
+    """Drop changed regions smaller than ``min_area_m2`` square metres (8-connected)."""
+    px_area = float(pixel_size_m[0]) * float(pixel_size_m[1])
+    n = int(np.ceil(min_area_m2 / px_area - 1e-9)) if px_area > 0 else 1
+    return drop_small_regions(mask, n)
 
 
 def normalise_gain(before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -44,46 +295,335 @@ def normalise_gain(before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> 
     return out
 
 
-def drop_small_regions(mask: np.ndarray, min_pixels: int) -> np.ndarray:
-    """Keep only 8-connected regions of at least ``min_pixels`` pixels."""
-    labels, n = ndi.label(mask, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_pixels
-    keep[0] = False
-    return keep[labels]
+# --------------------------------------------------------------------------- learned method
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def cva_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Change vector magnitude ``||after - before||`` over bands (axis 0), float32."""
-    return np.sqrt(np.sum((after.astype(np.float32) - before.astype(np.float32)) ** 2, axis=0))
+def _robust_scale(x: np.ndarray, valid: np.ndarray) -> float:
+    v = x[valid]
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 1.0
+    if v.size > 200_000:
+        v = v[:: v.size // 200_000 + 1]
+    s = float(np.median(np.abs(v - np.median(v)))) * 1.4826
+    return s if s > 1e-6 else float(np.std(v)) + 1e-6
 
 
+def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
+                    bands: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Per-pixel features of a normalised pair, for the learned change classifier.
+
+    Spectral (each band before, after, difference and difference scaled by the scene's
+    robust spread of differences), indices (NDVI, NDWI, NDBI when B11 is there,
+    brightness) on both dates and their change, spectral angle, and spatial context:
+    Gaussian means (sigma 1, 3, 8 px) of the scaled change magnitude and index changes,
+    and local texture (standard deviation of brightness, sigma 1.5 px) on both dates.
+
+    Parameters
+    ----------
+    before, after : ndarray, shape (bands, rows, cols)
+        Reflectance, ``after`` already normalised to ``before``; NaN invalid.
+    valid : ndarray of bool, shape (rows, cols)
+    bands : sequence of str
+        Names of the bands along axis 0 (must include B02 B03 B04 B08).
+
+    Returns
+    -------
+    names : list of str
+    features : ndarray of float32, shape (features, rows, cols)
+        Finite everywhere (invalid pixels are filled with the valid median first).
+    """
+    bands = list(bands)
+    for need in ("B02", "B03", "B04", "B08"):
+        if need not in bands:
+            raise BandError(f"the learned change method needs {need} (has {', '.join(bands)})")
+    b = before.astype(np.float32).copy()
+    a = after.astype(np.float32).copy()
+    ok = valid & np.all(np.isfinite(b), 0) & np.all(np.isfinite(a), 0)
+    for i in range(b.shape[0]):
+        fill_b = float(np.median(b[i][ok])) if ok.any() else 0.0
+        fill_a = float(np.median(a[i][ok])) if ok.any() else 0.0
+        b[i][~ok] = fill_b
+        a[i][~ok] = fill_a
+    ix = {n: i for i, n in enumerate(bands)}
+    names: list[str] = []
+    feats: list[np.ndarray] = []
+
+    def add(name: str, arr: np.ndarray) -> None:
+        names.append(name)
+        feats.append(arr.astype(np.float32, copy=False))
+
+    d = a - b
+    zsq = np.zeros(b.shape[1:], np.float32)
+    for n, i in ix.items():
+        s = _robust_scale(d[i], ok)
+        z = d[i] / s
+        zsq += z * z
+        add(f"{n}_before", b[i])
+        add(f"{n}_after", a[i])
+        add(f"{n}_diff", d[i])
+        add(f"{n}_zdiff", np.clip(z, -20, 20))
+    zmag = np.sqrt(zsq / len(ix))
+
+    def indices(x: np.ndarray) -> dict[str, np.ndarray]:
+        out = {
+            "ndvi": normalised_difference(x[ix["B08"]], x[ix["B04"]]),
+            "ndwi": normalised_difference(x[ix["B03"]], x[ix["B08"]]),
+            "bright": x[[ix[k] for k in ("B02", "B03", "B04", "B08")]].mean(0),
+        }
+        if "B11" in ix:
+            out["ndbi"] = normalised_difference(x[ix["B11"]], x[ix["B08"]])
+        return {k: np.nan_to_num(v, nan=0.0) for k, v in out.items()}
+
+    ib, ia = indices(b), indices(a)
+    for k in ib:
+        add(f"{k}_before", ib[k])
+        add(f"{k}_after", ia[k])
+        add(f"{k}_diff", ia[k] - ib[k])
+    dot = np.sum(a * b, 0)
+    norm = np.sqrt(np.sum(a * a, 0) * np.sum(b * b, 0)) + 1e-9
+    add("spectral_angle", np.arccos(np.clip(dot / norm, -1, 1)))
+    add("zmag", zmag)
+    for sigma in (1.0, 3.0, 8.0):
+        add(f"zmag_s{sigma:g}", _blur(zmag, sigma))
+        for k in ib:
+            add(f"{k}_diff_s{sigma:g}", _blur(ia[k] - ib[k], sigma))
+    for tag, x in (("before", ib["bright"]), ("after", ia["bright"])):
+        m = _blur(x, 1.5)
+        add(f"texture_{tag}", np.sqrt(np.maximum(_blur(x * x, 1.5) - m * m, 0)))
+    add("texture_diff", feats[-1] - feats[-2])
+    return names, np.stack(feats)
+
+
+@dataclass(frozen=True)
+class MLPModel:
+    """A small multilayer perceptron over :func:`change_features`, evaluated in numpy.
+
+    Attributes
+    ----------
+    bands : tuple of str
+        Bands the model needs, in feature order.
+    feature_names : tuple of str
+    mean, std : ndarray, shape (features,)
+        Input standardisation.
+    weights, biases : tuple of ndarray
+        Layer ``k`` maps ``h @ weights[k] + biases[k]``; ReLU between layers, sigmoid at the end.
+    threshold : float
+        Probability threshold chosen by leave-one-city-out validation.
+    smooth_sigma : float
+        Gaussian smoothing (pixels) of the probability map before thresholding.
+    """
+
+    bands: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    threshold: float
+    smooth_sigma: float
+    name: str = "mlp"
+
+    def predict(self, features: np.ndarray, *, chunk: int = 262_144) -> np.ndarray:
+        """Change probability of each pixel; ``features`` (features, rows, cols) -> (rows, cols)."""
+        f, h, w = features.shape
+        flat = features.reshape(f, -1)
+        out = np.empty(h * w, np.float32)
+        for s in range(0, h * w, chunk):
+            x = (flat[:, s:s + chunk].T - self.mean) / self.std
+            for k, (W, bias) in enumerate(zip(self.weights, self.biases)):
+                x = x @ W + bias
+                if k < len(self.weights) - 1:
+                    np.maximum(x, 0, out=x)
+            out[s:s + chunk] = 1.0 / (1.0 + np.exp(-np.clip(x[:, 0], -50, 50)))
+        return out.reshape(h, w)
+
+    def save(self, path: str | Path) -> None:
+        """Write the model as an ``.npz`` (no pickles)."""
+        arrays = {f"W{k}": w for k, w in enumerate(self.weights)}
+        arrays.update({f"b{k}": b for k, b in enumerate(self.biases)})
+        np.savez_compressed(
+            path, bands=np.array(self.bands), feature_names=np.array(self.feature_names),
+            mean=self.mean.astype(np.float32), std=self.std.astype(np.float32),
+            threshold=np.float64(self.threshold), smooth_sigma=np.float64(self.smooth_sigma),
+            name=np.array(self.name), n_layers=np.int64(len(self.weights)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MLPModel:
+        """Read a model written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            n = int(z["n_layers"])
+            return cls(
+                bands=tuple(str(s) for s in z["bands"]), feature_names=tuple(str(s) for s in z["feature_names"]),
+                mean=z["mean"].astype(np.float32), std=z["std"].astype(np.float32),
+                weights=tuple(z[f"W{k}"].astype(np.float32) for k in range(n)),
+                biases=tuple(z[f"b{k}"].astype(np.float32) for k in range(n)),
+                threshold=float(z["threshold"]), smooth_sigma=float(z["smooth_sigma"]), name=str(z["name"]))
+
+
+@lru_cache(maxsize=8)
+def _shipped_models() -> tuple[MLPModel, ...]:
+    paths = sorted(MODEL_DIR.glob("change_mlp_*.npz"))
+    models = [MLPModel.load(p) for p in paths]
+    return tuple(sorted(models, key=lambda m: -len(m.bands)))
+
+
+def pick_model(bands: Sequence[str]) -> MLPModel | None:
+    """The shipped model using the most of ``bands`` (all its bands must be present), or None."""
+    have = set(bands)
+    for m in _shipped_models():
+        if set(m.bands) <= have:
+            return m
+    return None
+
+
+def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray, bands: Sequence[str],
+                        model: MLPModel) -> np.ndarray:
+    """Change probability (rows, cols) from ``model`` over the pair's features (smoothed, NaN outside valid)."""
+    ix = [list(bands).index(n) for n in model.bands]
+    names, feats = change_features(before[ix], after[ix], valid, model.bands)
+    if tuple(names) != model.feature_names:
+        raise ValueError("change model was trained on other features; retrain with training/train_change.py")
+    p = model.predict(feats)
+    if model.smooth_sigma > 0:
+        p = _blur(p, model.smooth_sigma)
+    p[~valid] = np.nan
+    return p
+
+
+# --------------------------------------------------------------------------- the change map
 def change_map(
     before: np.ndarray,
     after: np.ndarray,
     valid: np.ndarray,
     *,
-    min_mapping_unit_px: int = 4,
+    bands: Sequence[str] | None = None,
+    method: str | None = None,
+    pixel_size_m: tuple[float, float] = (10.0, 10.0),
+    min_mapping_unit_m2: float = DEFAULT_MMU_M2,
+    normalise_radiometry: bool = True,
+    min_mapping_unit_px: int | None = None,
 ) -> ChangeMap:
-    """CVA magnitude with an Otsu threshold.
+    """Change between two co-registered stacks.
+
+    The after stack is first normalised to the before stack (per-band orthogonal
+    regression on pseudo-invariant pixels, :func:`imgdiff.radiometry.normalise`), so
+    gain and illumination differences do not count as change. Then:
+
+    - ``"mlp"`` (default): learned per-pixel classifier over :func:`change_features`,
+      trained on the labelled OSCD cities; magnitude = change probability, threshold
+      chosen by leave-one-city-out validation. Needs B02 B03 B04 B08 (uses B05-B07,
+      B8A, B11, B12 when present); falls back to ``"irmad"`` without them.
+    - ``"irmad"``: IR-MAD chi-square statistic, threshold = chi-square quantile p = 0.99.
+    - ``"cva-otsu"`` / ``"cva-em"``: CVA magnitude with Otsu's or the EM Bayes threshold.
+    - ``"logratio-otsu"``: norm of per-band log ratios with Otsu's threshold.
 
     Parameters
     ----------
     before, after : ndarray, shape (bands, rows, cols)
-        Reflectance on one grid.
+        Reflectance on one grid (NaN invalid).
     valid : ndarray of bool, shape (rows, cols)
-    min_mapping_unit_px : int
-        Changed regions smaller than this many pixels are dropped.
+        Pixels to assess (both dates valid, clouds etc. already removed).
+    bands : sequence of str, optional
+        Band names along axis 0 (needed by ``"mlp"``).
+    method : str, optional
+        One of :data:`METHODS`; default :data:`DEFAULT_METHOD`.
+    pixel_size_m : (float, float)
+        Ground size (x, y) of a pixel in metres, for the minimum mapping unit.
+    min_mapping_unit_m2 : float
+        Changed regions smaller than this (square metres) are dropped.
+    normalise_radiometry : bool
+        Normalise ``after`` to ``before`` first.
+    min_mapping_unit_px : int, optional
+        Overrides ``min_mapping_unit_m2`` with a size in pixels.
+
+    Returns
+    -------
+    ChangeMap
     """
-    after_n = normalise_gain(before, after, valid)
-    mag = cva_magnitude(before, after_n)
-    valid = valid & np.isfinite(mag)
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise ValueError(f"unknown change method {method!r}; choose one of {', '.join(METHODS)}")
+    if before.shape != after.shape or before.shape[1:] != valid.shape:
+        raise ValueError(f"stacks {before.shape} / {after.shape} and mask {valid.shape} do not match")
+    valid = valid & np.all(np.isfinite(before), 0) & np.all(np.isfinite(after), 0)
+    details: dict = {}
+    if normalise_radiometry and valid.sum() >= 50:
+        norm = normalise(before, after, valid)
+        after = norm.apply(after)
+        details["normalisation"] = {"gain": norm.gain.tolist(), "offset": norm.offset.tolist(),
+                                    "invariant_pixels": norm.n_invariant}
+    names = list(bands) if bands is not None else [f"band{i}" for i in range(before.shape[0])]
+    model = pick_model(names) if method == "mlp" else None
+    if method == "mlp" and model is None:
+        method = "irmad"
+        details["fallback"] = "no shipped change model fits the bands; used irmad"
+    if not valid.any():
+        nan = np.full(valid.shape, np.nan, np.float32)
+        return ChangeMap(nan, np.zeros_like(valid), valid, float("inf"), method, nan.copy(), details)
+
+    if method == "mlp":
+        assert model is not None
+        mag = learned_probability(before, after, valid, names, model)
+        thr = model.threshold
+        conf = mag.copy()
+        details["model"] = {"name": model.name, "bands": list(model.bands)}
+    elif method == "irmad":
+        r = irmad(before, after, valid)
+        mag = r.chi2
+        thr = chi2_threshold(before.shape[0], 0.99)
+        conf = (1.0 - r.no_change_probability).astype(np.float32)
+        details["irmad"] = {"rho": r.rho.tolist(), "iterations": r.iterations}
+    elif method in ("cva-otsu", "cva-em"):
+        mag = cva_magnitude(before, after)
+        mag[~valid] = np.nan
+        thr = otsu_threshold(mag[valid]) if method == "cva-otsu" else em_threshold(mag[valid])
+        conf = _ramp_confidence(mag, thr)
+    else:  # logratio-otsu
+        lr = log_ratio(before, after)
+        mag = np.sqrt(np.mean(lr * lr, axis=0))
+        mag[~valid] = np.nan
+        thr = otsu_threshold(mag[valid])
+        conf = _ramp_confidence(mag, thr)
+    mag = mag.astype(np.float32)
     mag[~valid] = np.nan
-    values = mag[valid]
-    thr = float(threshold_otsu(values)) if values.size and np.ptp(values) > 0 else float("inf")
-    mask = valid & (np.nan_to_num(mag, nan=-1.0) > thr)
-    if min_mapping_unit_px > 1:
+    conf = conf.astype(np.float32)
+    conf[~valid] = np.nan
+    mask = valid & (np.nan_to_num(mag, nan=-np.inf) > thr)
+    if min_mapping_unit_px is not None:
         mask = drop_small_regions(mask, min_mapping_unit_px)
-    return ChangeMap(magnitude=mag.astype(np.float32), mask=mask, valid=valid, threshold=thr, method="cva-otsu")
+    else:
+        mask = apply_mmu(mask, min_mapping_unit_m2, pixel_size_m)
+    return ChangeMap(magnitude=mag, mask=mask, valid=valid, threshold=float(thr), method=method,
+                     confidence=conf, details=details)
+
+
+def scene_change_map(before: Scene, after: Scene, valid: np.ndarray, *, method: str | None = None,
+                     min_mapping_unit_m2: float = DEFAULT_MMU_M2) -> ChangeMap:
+    """Change between two scenes on one grid, with clouds, shadows and saturation kept out.
+
+    Pixels that are cloud, cloud shadow or saturated on either date
+    (:func:`imgdiff.radiometry.date_masks`, when the scenes have B02 B03 B04 B08)
+    are not assessed (``valid`` False, band 3 of ``change.tif``).
+
+    Parameters
+    ----------
+    before, after : Scene
+        On the same grid, with the same bands.
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels both scenes cover.
+    method : str, optional
+        See :func:`change_map`.
+    """
+    names = [n for n in before.bands if n in after.bands]
+    details = {}
+    if all(n in names for n in ("B02", "B03", "B04", "B08")):
+        mb, ma = date_masks(before), date_masks(after)
+        excl_b, excl_a = mb.excluded, ma.excluded
+        details["masked"] = {"before_cloud_or_shadow_px": int(excl_b.sum()), "after_cloud_or_shadow_px": int(excl_a.sum())}
+        valid = valid & ~excl_b & ~excl_a
+    cm = change_map(before.stack(names), after.stack(names), valid, bands=names, method=method,
+                    pixel_size_m=before.pixel_size_m, min_mapping_unit_m2=min_mapping_unit_m2)
+    return replace(cm, details={**cm.details, **details})

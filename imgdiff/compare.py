@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .change import ChangeMap, change_map
+from .change import ChangeMap, scene_change_map
 from .coregister import Registration, coregister, warp
+from .errors import CoregistrationError
 from .grid import AlignedPair, Grid, align
 from .io.read import BBox, read_scene
 from .scene import Scene
@@ -71,6 +72,7 @@ def compare(
     grid: Grid | None = None,
     register: bool = True,
     on_step: Callable[[str], None] | None = None,
+    method: str | None = None,
 ) -> CompareResult:
     """Compare two acquisitions of one place.
 
@@ -88,6 +90,8 @@ def compare(
         Estimate and remove the global sub-pixel shift of the after scene.
     on_step : callable, optional
         Called with the name of each step as it starts (for progress bars).
+    method : str, optional
+        Change method (see :data:`imgdiff.change.METHODS`); default the best one on OSCD.
 
     Returns
     -------
@@ -101,14 +105,17 @@ def compare(
     pair = align(b, a, grid=grid, bands=bands)
     step("co-register")
     if register:
-        reg = coregister(pair.before, pair.after, mask=pair.overlap)
-        moved = warp(pair.after, reg)
+        try:
+            reg = coregister(pair.before, pair.after, mask=pair.overlap)
+            moved = warp(pair.after, reg)
+        except CoregistrationError as e:  # keep going unregistered; the report says why
+            reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none", notes=(f"failed: {e}",))
+            moved = pair.after
     else:
         reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none")
         moved = pair.after
     overlap = pair.before.valid & moved.valid
     pair = AlignedPair(pair.before, moved, pair.grid, overlap)
     step("change")
-    names = list(pair.before.bands)
-    cmap = change_map(pair.before.stack(names), moved.stack(names), overlap)
+    cmap = scene_change_map(pair.before, moved, overlap, method=method)
     return CompareResult(pair=pair, registration=reg, change=cmap)

@@ -42,3 +42,7 @@ class CoregistrationError(ImgdiffError, ValueError):
 
 class OutputError(ImgdiffError, OSError):
     """An output exists already (pass ``--overwrite``) or cannot be written."""
+
+
+class NetworkError(InputError):
+    """A catalogue or remote raster could not be read over the network, even after retries."""

@@ -80,8 +80,8 @@ def water_mask(scene: Scene) -> np.ndarray:
     """Open water on one date.
 
     Water reflects green more than near infrared (NDWI > 0) and is dark in NIR; with
-    B11 the modified NDWI must agree (MNDWI > 0 and B11 < 0.05), which rejects
-    shadows and dark roofs. Clouds are never water.
+    B11 the modified NDWI must agree (MNDWI > 0.2 and B11 < 0.04), which rejects
+    building shadows and dark roofs (their SWIR stays above 0.04). Clouds are never water.
 
     Parameters
     ----------
@@ -96,10 +96,14 @@ def water_mask(scene: Scene) -> np.ndarray:
     _require(scene, ["B03", "B08"])
     g, n = scene.bands["B03"], scene.bands["B08"]
     with np.errstate(invalid="ignore"):
-        w = (ndwi(g, n) > 0.0) & (n < 0.15)
+        wet = ndwi(g, n) > 0.0
+        w = wet & (n < 0.15)
         s = _band(scene, "B11")
         if s is not None:
-            w &= (mndwi(g, s) > 0.1) & (s < 0.06)
+            w &= (mndwi(g, s) > 0.2) & (s < 0.04)
+        # NIR this dark (< 0.035) with green above NIR is water even where SWIR scaling or
+        # adjacency effects defeat the MNDWI test; land in shadow stays brighter in NIR
+        w |= wet & (n < 0.035)
     return w & scene.valid
 
 
@@ -133,21 +137,62 @@ def _cloud_probability_rules(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     return thick & scene.valid, thin & scene.valid
 
 
-def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m: float = 1500.0) -> np.ndarray:
-    """Cloud shadow on one date: dark pixels (NIR and SWIR) near a cloud, not water.
+def _dark_mask(scene: Scene, cloud: np.ndarray) -> np.ndarray:
+    """Dark pixels: NIR (and B11) low in absolute terms and against the clear scene."""
+    n = scene.bands["B08"]
+    s1 = _band(scene, "B11")
+    ok = scene.valid & ~cloud & np.isfinite(n)
+    n_ref = float(np.median(n[ok])) if ok.any() else 0.2
+    with np.errstate(invalid="ignore"):
+        # shadows dim NIR/SWIR to diffuse skylight: well under the scene's typical level
+        dark = (n < 0.12) & (n < 0.6 * n_ref)
+        if s1 is not None:
+            ok1 = ok & np.isfinite(s1)
+            s_ref = float(np.median(s1[ok1])) if ok1.any() else 0.2
+            dark &= (s1 < 0.10) & (s1 < 0.6 * s_ref)
+    return dark & scene.valid
 
-    Without the sun geometry the shadow is sought in a disc of ``search_m`` metres
-    around each cloud; a pixel is shadow when its NIR reflectance is below 0.12 (and
-    B11 below 0.10 when present) and it is not water.
+
+def _shadow_offset(seeds: np.ndarray, dark: np.ndarray, max_px: int, min_px: int) -> tuple[int, int, float]:
+    """Shift (dy, dx) in pixels that lays the cloud mask best onto dark pixels.
+
+    Every cloud of a scene casts its shadow in the same direction (away from the sun),
+    at a distance set by its height: one cross-correlation of the cloud mask with the
+    dark mask finds that direction without the sun angles. Returns the shift and the
+    fraction of shifted cloud pixels that land on dark pixels.
+    """
+    f = np.fft.rfft2
+    shape = (seeds.shape[0] + max_px, seeds.shape[1] + max_px)
+    corr = np.fft.irfft2(np.conj(f(seeds.astype(np.float32), shape)) * f(dark.astype(np.float32), shape), shape)
+    dy = np.fft.fftfreq(shape[0], 1.0 / shape[0]).round().astype(int)
+    dx = np.fft.fftfreq(shape[1], 1.0 / shape[1]).round().astype(int)
+    r = np.hypot(dy[:, None], dx[None, :])
+    corr[(r > max_px) | (r < min_px)] = -1.0
+    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    return int(dy[iy]), int(dx[ix]), float(corr[iy, ix] / max(seeds.sum(), 1))
+
+
+def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m: float = 3000.0,
+                      min_overlap: float = 0.25) -> np.ndarray:
+    """Cloud shadow on one date: the cloud mask projected onto dark pixels.
+
+    Shadows are dark in NIR (< 0.12 and < 0.6 x the scene median; B11 likewise when
+    present). Without the sun geometry, the projection is found from the data
+    (:func:`_shadow_offset`): the shift of up to ``search_m`` metres that lays the most
+    cloud onto dark pixels. Shadow = shifted cloud mask, grown by 3 pixels, that is
+    dark, not cloud and not water. If fewer than ``min_overlap`` of the shifted cloud
+    pixels are dark, no shadow is reported.
 
     Parameters
     ----------
     scene : Scene
         Needs B02 B03 B04 B08; uses B11.
     cloud : ndarray of bool, optional
-        Cloud mask; default :func:`cloud_mask` without shadows.
+        Cloud mask; default the cloud part of :func:`cloud_mask`.
     search_m : float
-        Radius in ground metres around clouds where shadows are sought.
+        Largest cloud-to-shadow distance sought, in ground metres.
+    min_overlap : float
+        Least fraction of the projected cloud that must land on dark pixels.
 
     Returns
     -------
@@ -156,32 +201,45 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     if cloud is None:
         thick, thin = _cloud_probability_rules(scene)
         cloud = _clean(thick | thin, scene)
-    if not cloud.any():
+    seeds = _drop_small(cloud, 25)
+    if not seeds.any():
         return np.zeros(scene.shape, bool)
+    dark = _dark_mask(scene, cloud) & ~cloud & ~water_mask(scene)
     px = max(min(scene.pixel_size_m), 1e-3)
-    radius = max(1, int(round(search_m / px)))
-    # distance transform is cheaper than a huge structuring element
-    near = ndi.distance_transform_edt(~cloud) <= radius
-    n = scene.bands["B08"]
-    s1 = _band(scene, "B11")
-    with np.errstate(invalid="ignore"):
-        dark = (n < 0.12) & (scene.bands["B02"] < 0.12)
-        if s1 is not None:
-            dark &= s1 < 0.10
-    return dark & near & ~cloud & ~water_mask(scene) & scene.valid
+    # work at about 30 m: shadows are large, and the correlation stays cheap
+    k = max(1, int(round(30.0 / px)))
+    h, w = (seeds.shape[0] // k) * k, (seeds.shape[1] // k) * k
+    if h < k or w < k:
+        return np.zeros(scene.shape, bool)
+    small_c = seeds[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3)) > 0.5
+    small_d = dark[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3)) > 0.5
+    if not small_c.any():
+        small_c = seeds[:h, :w].reshape(h // k, k, w // k, k).any(axis=(1, 3))
+    max_px = max(2, int(round(search_m / (px * k))))
+    dy, dx, frac = _shadow_offset(small_c, small_d, max_px, min_px=1)
+    if frac < min_overlap:
+        return np.zeros(scene.shape, bool)
+    shifted = ndi.shift(seeds.astype(np.uint8), (dy * k, dx * k), order=0, mode="constant", cval=0).astype(bool)
+    shifted = ndi.binary_dilation(shifted, structure=np.ones((3, 3), bool), iterations=3)
+    return shifted & dark
+
+
+def _drop_small(mask: np.ndarray, min_px: int) -> np.ndarray:
+    """Keep 8-connected regions of at least ``min_px`` pixels."""
+    labels, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_px
+    keep[0] = False
+    return keep[labels]
 
 
 def _clean(mask: np.ndarray, scene: Scene, *, min_px: int = 4, grow_px: int = 2) -> np.ndarray:
     """Drop isolated specks, then grow by ``grow_px`` pixels to cover cloud edges."""
     if not mask.any():
         return mask
-    m = ndi.binary_opening(mask, structure=np.ones((2, 2), bool))
-    labels, n = ndi.label(m)
-    if n:
-        sizes = np.bincount(labels.ravel())
-        keep = sizes >= min_px
-        keep[0] = False
-        m = keep[labels]
+    m = _drop_small(ndi.binary_opening(mask, structure=np.ones((2, 2), bool)), min_px)
     if grow_px > 0 and m.any():
         m = ndi.binary_dilation(m, structure=np.ones((3, 3), bool), iterations=grow_px)
     return m & scene.valid

@@ -1,0 +1,65 @@
+"""Vessel detection: speed on 1000 x 1000 px and accuracy on the sen2ships dev ports.
+
+Run by hand::
+
+    python benchmarks/vessels.py            # speed + dev-port scores of the shipped model and the baseline
+
+The dev ports are the training set of the shipped model, so its scores here are in-sample; the honest
+held-out estimate is the leave-one-port-out figure recorded by ``training/train_vessels.py --cv`` in
+``imgdiff/detect/models/vessels.json`` (printed at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from imgdiff.data import data_dir
+from imgdiff.detect.vessels import MODEL_PATH, detect_vessels
+from imgdiff.evaluate.vessels import evaluate_vessels
+from imgdiff.io.read import read_scene
+
+
+def speed(repeats: int = 5) -> None:
+    d = data_dir() / "sen2ships" / "marseille"
+    scene = read_scene(d)
+    rows, cols = scene.shape
+    y0, x0 = (rows - 1000) // 2, (cols - 1000) // 2
+    crop = scene.__class__({b: v[y0:y0 + 1000, x0:x0 + 1000] for b, v in scene.bands.items()}, scene.crs,
+                           scene.transform, scene.valid[y0:y0 + 1000, x0:x0 + 1000])
+    detect_vessels(crop)  # warm-up: model load
+    for method in ("cnn", "classical"):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            n = len(detect_vessels(crop, method=method))
+            times.append(time.perf_counter() - t)
+        print(f"speed {method:<9}: 1000x1000 px, {len(crop.bands)} bands, {n} vessels: "
+              f"median {np.median(times):.2f} s, min {min(times):.2f} s  (cpus {os.cpu_count()})")
+
+
+def accuracy() -> None:
+    root = data_dir() / "sen2ships"
+    for method in ("cnn", "classical"):
+        ev = evaluate_vessels(root, detector=lambda s, m=method: detect_vessels(s, method=m))
+        print(f"dev ports, {method} ({'in-sample' if method == 'cnn' else 'no training'}):")
+        for s in [*ev.scenes, ev.pooled]:
+            print(f"  {s.name:<11} GT {s.n_gt:>3} det {s.n_pred:>4} TP {s.tp:>3} FP {s.fp:>4} FN {s.fn:>3} "
+                  f"P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} count {s.count_error:+.1%}")
+    meta = MODEL_PATH.with_suffix(".json")
+    if meta.is_file():
+        cv = json.loads(meta.read_text()).get("leave_one_port_out")
+        if cv:
+            print("leave-one-port-out (training/train_vessels.py --cv), pooled, by threshold:")
+            for t, r in cv.items():
+                p = r["pooled"]
+                print(f"  t={float(t):.2f} P {p['precision']:.3f} R {p['recall']:.3f} F1 {p['f1']:.3f} "
+                      f"count {p['n_pred']}/{p['n_gt']} ({p['count_error']:+.1%})")
+
+
+if __name__ == "__main__":
+    speed()
+    accuracy()

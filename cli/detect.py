@@ -1,0 +1,71 @@
+"""``imgdiff detect``: vessels or aircraft in one scene, written as GeoJSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+import imgdiff
+from imgdiff.errors import OutputError
+from imgdiff.io.geojson import write_detections_geojson
+from imgdiff.zones import read_zones
+
+from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress, steps
+
+
+@click.command("detect")
+@click.argument("scene", type=click.Path())
+@click.option("--objects", type=click.Choice(["vessels", "aircraft"]), default="vessels", show_default=True,
+              help="What to detect.")
+@click.option("--zones", "zones_path", type=click.Path(), default=None,
+              help="GeoJSON of named zones (lon/lat); only objects inside a zone are kept, labelled with it.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="GeoJSON FeatureCollection to write (one Polygon per object, scene CRS).")
+@click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Score threshold in [0, 1] (default: the detector's own).")
+@click.option("--method", type=click.Choice(["auto", "cnn", "classical"]), default="auto", show_default=True,
+              help="The shipped network, the classical baseline, or auto (network when installed).")
+@bands_opt
+@bbox_opt
+@overwrite_opt
+@json_opt
+def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, min_score: float | None,
+               method: str, bands: list[str] | None, bbox: tuple | None, overwrite: bool, as_json: bool) -> None:
+    """Detect vessels or aircraft in SCENE and write them to OUTPUT as GeoJSON."""
+    out = Path(output)
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out}: exists already; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise OutputError(f"{out}: folder {out.parent} does not exist")
+    zones = read_zones(zones_path) if zones_path else None
+    with steps(["read", "detect", "write"], show_progress(as_json)) as advance:
+        advance("read")
+        sc = imgdiff.read_scene(scene, bands=bands, bbox=bbox)
+        advance("detect")
+        if objects == "vessels":
+            kw = {} if min_score is None else {"min_score": min_score}
+            dets = imgdiff.detect_vessels(sc, zones, method=method, **kw)
+        else:
+            from imgdiff.detect.aircraft import detect_aircraft
+
+            dets = detect_aircraft(sc, zones, method=method, threshold=min_score)
+            if zones is not None:
+                dets = dets.filter([d.zone is not None for d in dets])
+        advance("write")
+        write_detections_geojson(out, dets)
+    counts = {("outside" if k is None else k): v for k, v in dets.count_by_zone().items()}
+    if zones is not None:
+        counts = {n: counts.get(n, 0) for n in zones.names}
+    if as_json:
+        summary = {"scene": scene, "objects": objects, "output": str(out), "count": len(dets),
+                   "by_zone": counts}
+        if objects == "vessels":
+            summary["moving"] = sum(1 for d in dets if d.extra.get("moving"))
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"{len(dets)} {objects if len(dets) != 1 else objects[:-1]} detected; wrote {out}")
+    if zones is not None:
+        for name, n in counts.items():
+            click.echo(f"  {name}: {n}")

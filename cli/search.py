@@ -1,0 +1,105 @@
+"""``imgdiff search``: Sentinel-2 acquisitions of a site between two dates, from a STAC API, best first."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from imgdiff.stac import DEFAULT_CATALOG, DEFAULT_COLLECTION, RetryPolicy, resolve_aoi, search
+from imgdiff.stac.aoi import aoi_lonlat_bounds
+
+from .options import _parse_bbox, json_opt
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
+
+
+def aoi_options(f: Callable) -> Callable:
+    """--site / --zones / --bbox: the area of interest (exactly one)."""
+    f = click.option("--bbox", callback=_parse_bbox, metavar="W,S,E,N", help="Area of interest in lon/lat degrees.")(f)
+    f = click.option("--zones", "zones_file", type=click.Path(dir_okay=False),
+                     help="GeoJSON of named zone polygons (lon/lat).")(f)
+    f = click.option("--site", help="A named site (e.g. tartus, hmeimim).")(f)
+    return f
+
+
+def catalog_options(f: Callable) -> Callable:
+    """--catalog / --collection / --retries / --timeout."""
+    f = click.option("--timeout", "timeout_s", type=click.IntRange(1, 600), default=30, show_default=True,
+                     help="Timeout of one HTTP request, in seconds.")(f)
+    f = click.option("--retries", type=click.IntRange(1, 20), default=4, show_default=True,
+                     help="Attempts per request (backoff 1, 2, 4 ... s between them).")(f)
+    f = click.option("--collection", default=DEFAULT_COLLECTION, show_default=True, help="STAC collection id.")(f)
+    f = click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="STAC API root URL.")(f)
+    return f
+
+
+def date_options(required: bool) -> Callable[[Callable], Callable]:
+    def deco(f: Callable) -> Callable:
+        f = click.option("--max-cloud", type=click.FloatRange(0, 100), default=None,
+                         help="Drop items whose scene cloud cover exceeds this (percent).")(f)
+        f = click.option("--to", "end", callback=_date, required=required, metavar="YYYY-MM-DD",
+                         help="Last day (UTC, included).")(f)
+        f = click.option("--from", "start", callback=_date, required=required, metavar="YYYY-MM-DD",
+                         help="First day (UTC).")(f)
+        return f
+
+    return deco
+
+
+def policy_of(retries: int, timeout_s: int) -> RetryPolicy:
+    return RetryPolicy(attempts=retries, timeout_s=timeout_s)
+
+
+def _pct(v: float | None) -> str:
+    return "?" if v is None or v != v else f"{100 * v:.1f}%"
+
+
+@click.command("search")
+@aoi_options
+@date_options(required=True)
+@catalog_options
+@click.option("--no-scl", is_flag=True, help="Do not read the SCL band (no cloud fraction inside the zones).")
+@click.option("--limit", type=click.IntRange(1, 10000), default=200, show_default=True,
+              help="At most this many items from the catalogue.")
+@json_opt
+def search_cmd(site: str | None, zones_file: str | None, bbox: tuple | None, start: dt.date, end: dt.date,
+               max_cloud: float | None, catalog: str, collection: str, retries: int, timeout_s: int, no_scl: bool,
+               limit: int, as_json: bool) -> None:
+    """List Sentinel-2 acquisitions covering a site between two dates, best first.
+
+    Best means least cloud and no-data inside the site's zones (read by window from each
+    item's SCL band), then least scene cloud cover.
+    """
+    aoi = resolve_aoi(site=site, zones=zones_file, bbox=bbox)
+    found = search(aoi, start, end, catalog=catalog, collection=collection, max_cloud=max_cloud, max_items=limit,
+                   read_scl=not no_scl, policy=policy_of(retries, timeout_s))
+    rows = [a.to_dict() for a in found]
+    if as_json:
+        out: dict[str, Any] = {
+            "catalog": catalog, "collection": collection, "from": start.isoformat(), "to": end.isoformat(),
+            "area": site or zones_file or "bbox", "bbox_lonlat": list(aoi_lonlat_bounds(aoi)),
+            "max_cloud": max_cloud, "acquisitions": rows,
+        }
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"{'date':10s}  {'item':34s}  {'tile':5s}  {'baseline':8s}  {'scene cloud':>11s}  "
+               f"{'zone cloud':>10s}  {'zone no-data':>12s}")
+    for r in rows:
+        zc = r["zone_cover"] or {}
+        scene = r["scene_cloud_cover_pct"]
+        click.echo(f"{r['date'] or '?':10s}  {r['id']:34s}  {r['tile'] or '?':5s}  {r['processing_baseline'] or '?':8s}  "
+                   f"{'?' if scene is None else f'{scene:.1f}%':>11s}  {_pct(zc.get('cloud_fraction')):>10s}  "
+                   f"{_pct(zc.get('nodata_fraction')):>12s}")
+    if not rows:
+        click.echo("no acquisition found; widen the dates or raise --max-cloud", err=True)

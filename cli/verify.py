@@ -1,0 +1,43 @@
+"""``imgdiff verify``: check claims about a site against a before and an after scene."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from imgdiff.claims import load_claims, verify
+from imgdiff.io.write import check_outputs
+from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
+
+from .options import json_opt, overwrite_opt, show_progress, steps
+
+
+@click.command("verify")
+@click.argument("claims_file", metavar="CLAIMS.yaml", type=click.Path())
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
+              help="Folder for report.json, report.html, report.md, detections_*.geojson and change.tif.")
+@overwrite_opt
+@json_opt
+def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) -> None:
+    """Give each claim of CLAIMS.yaml a verdict (SUPPORTED, REFUTED, INCONCLUSIVE) with its evidence.
+
+    The claims file names the before and after scenes and the zones (or a site), relative
+    to itself; see samples/claims/tartus.yaml.
+    """
+    cf = load_claims(claims_file)
+    check_outputs(outdir, VERIFY_OUTPUTS, overwrite)  # fail before the work, not after
+    objects = sorted({c.object for c in cf.claims})
+    labels = ["read", "align", "co-register", "change", "clouds", *[f"detect {o}" for o in objects], "claims",
+              "write"]
+    with steps(labels, show_progress(as_json)) as advance:
+        v = verify(cf, on_step=advance)
+        advance("write")
+        report = write_verify(v, outdir, overwrite=overwrite)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    for c in report["claims"]:
+        click.echo(f"{c['id']}: {c['verdict']} (confidence {c['confidence']:.2f}; "
+                   f"{c['counts']['before']} before, {c['counts']['after']} after in {c['zone']})")
+    click.echo(f"wrote {outdir}/{', '.join(VERIFY_OUTPUTS)}")

@@ -1,0 +1,96 @@
+"""``imgdiff watch``: count objects per zone over many dates of one site, on dask."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import click
+
+from imgdiff.watch import DETECTORS, read_manifest, run_watch
+
+from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while the block runs, so that cleanup code runs.
+
+    Outputs are written under temporary names and moved into place at the end; an
+    interrupted run therefore leaves no half-written file, only finished cache entries.
+    """
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.command("watch")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
+              help="Folder for counts.csv/.parquet, occupancy.csv, timeline.png, summary.json, detections/.")
+@click.option("--zones", type=click.Path(dir_okay=False), help="GeoJSON of named zones (overrides the manifest's).")
+@click.option("--detector", help=f"{' | '.join(DETECTORS)} | package.module:function (overrides the manifest's).")
+@click.option("--reference", help="Scene date, id or path to co-register every scene to (default: first scene).")
+@bands_opt
+@bbox_opt
+@click.option("--scheduler", metavar="ADDRESS",
+              help="dask scheduler to use (tcp://host:8786); default a local cluster; 'synchronous' for no dask.")
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="Workers of the local dask cluster.")
+@click.option("--threads", is_flag=True, help="Local workers as threads of this process instead of processes.")
+@click.option("--no-coregister", is_flag=True, help="Do not co-register scenes to the reference.")
+@click.option("--min-score", type=click.FloatRange(0, 1), help="Drop detections scoring below this.")
+@click.option("--match-radius", type=click.FloatRange(0.1, 100), default=3.0, show_default=True,
+              help="Largest move (pixels) of an object between dates to count as the same berth/stand.")
+@overwrite_opt
+@json_opt
+def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | None, reference: str | None,
+              bands: list[str] | None, bbox: tuple | None, scheduler: str | None, workers: int, threads: bool,
+              no_coregister: bool, min_score: float | None, match_radius: float, overwrite: bool,
+              as_json: bool) -> None:
+    """Detect and count objects per zone on every dated scene of MANIFEST (YAML or CSV).
+
+    Each scene is co-registered to a reference scene, its objects counted per zone, and
+    objects matched across dates into berths/stands with their occupancy. Finished scenes
+    are cached in OUTDIR/.cache by content hash: a rerun or an interrupted run resumes.
+    A missing or corrupt scene is reported in the table and skipped.
+    """
+    m = read_manifest(manifest)
+    changes = {k: v for k, v in {"zones": zones, "detector": detector, "bbox": tuple(bbox) if bbox else None,
+                                 "bands": tuple(bands) if bands else None}.items() if v}
+    m = replace(m, **changes)
+    progress = show_progress(as_json)
+    with sigterm_as_interrupt():
+        if progress:
+            with click.progressbar(length=len(m.scenes), label="imgdiff watch", file=click.get_text_stream("stderr"),
+                                   item_show_func=lambda x: x) as bar:
+                result = run_watch(m, outdir, reference=reference, scheduler=scheduler, workers=workers,
+                                   processes=not threads, register=not no_coregister, min_score=min_score,
+                                   radius_px=match_radius, overwrite=overwrite,
+                                   on_scene=lambda r, cached: bar.update(1, r["id"]))
+        else:
+            result = run_watch(m, outdir, reference=reference, scheduler=scheduler, workers=workers,
+                               processes=not threads, register=not no_coregister, min_score=min_score,
+                               radius_px=match_radius, overwrite=overwrite)
+    s = result.summary
+    if as_json:
+        click.echo(json.dumps(s, default=str))
+        return
+    click.echo(f"{s['site']}: {s['scenes_ok']} scene(s) processed ({s['scenes_cached']} from cache), "
+               f"{s['scenes_failed']} failed; {len(result.slots)} berth/stand slot(s) tracked")
+    for sc in s["scenes"]:
+        if sc["status"] != "ok":
+            click.echo(f"  {sc['id']}: skipped: {sc['error']}", err=True)
+    click.echo(f"wrote {outdir}/counts.csv, counts.parquet, occupancy.csv, timeline.png, summary.json, detections/")

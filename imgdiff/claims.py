@@ -1,0 +1,696 @@
+"""Claims about a site, checked against a before and an after scene.
+
+A claim file (YAML; paths are relative to the file)::
+
+    before: scenes/tartus/2024-12-03      # anything imgdiff.read_scene reads
+    after: scenes/tartus/2024-12-13
+    zones: sites/tartus.geojson           # or `site: tartus`
+    claims:
+      - id: warships-gone
+        text: Warships no longer stationed at the naval piers
+        object: vessels                   # vessels | aircraft
+        zone: naval_piers
+        assert: absent_after              # present_before | present_after | absent_before
+                                          # | absent_after | decreased | increased | unchanged
+        min_length_m: 60                  # optional: only objects at least this long count
+
+Each claim gets a :class:`Verdict`: ``SUPPORTED``, ``REFUTED`` or ``INCONCLUSIVE``,
+with the counts in the zone on both dates, the objects matched across dates
+(:mod:`imgdiff.match`), a confidence and the reasons.
+
+Rules (see :func:`evaluate_claim`):
+
+* **INCONCLUSIVE** when, on a date the claim depends on, less than
+  :data:`MIN_CLEAR_FRACTION` of the zone is clear (cloud, cloud shadow, no-data or
+  outside the scene); when a verdict that would rest on *not* seeing objects (no
+  detection on the claim's date, or a count comparison) has less than
+  :data:`MIN_CLEAR_FRACTION_ABSENCE` of the zone clear; when a claim comparing the
+  two dates meets a failed co-registration (reliability below
+  :data:`MIN_REGISTRATION_RELIABILITY` or uncertainty above
+  :data:`MAX_REGISTRATION_UNCERTAINTY_PX`); or when a verdict resting on absence concerns
+  objects shorter than the detector's measured limit (``min_length_m`` below it).
+* Otherwise the counts decide: ``present_*`` needs at least one object on that date,
+  ``absent_*`` none, ``decreased`` / ``increased`` compare the counts, ``unchanged``
+  needs equal counts.
+
+Confidence (a heuristic in [0, 1] from the detector's measured precision p and
+recall r at the claim's lengths): a verdict resting on n detections has
+``1 - (1 - p)^n`` (at least one is real); one resting on their absence has ``r``
+(an object present would have been seen), scaled by the clear fraction of the
+zone; a count comparison with difference d has ``1 - (1 - min(p, r))^d``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .compare import CompareResult
+from .detect.base import Detections
+from .errors import CoregistrationError, ImgdiffError, InputError
+from .match import ObjectMatch, zone_match
+from .scene import Scene
+from .sites import load_zones
+from .zones import Zones, zone_masks
+
+ASSERTIONS = ("present_before", "present_after", "absent_before", "absent_after", "decreased", "increased",
+              "unchanged")
+OBJECTS = ("vessels", "aircraft")
+SUPPORTED, REFUTED, INCONCLUSIVE = "SUPPORTED", "REFUTED", "INCONCLUSIVE"
+#: A zone must be at least this clear (no cloud, shadow, no-data) on every date a claim depends on.
+MIN_CLEAR_FRACTION = 0.5
+#: ... and this clear when the claim rests on not seeing objects (hidden objects would flip it).
+MIN_CLEAR_FRACTION_ABSENCE = 0.75
+#: Co-registration counts as failed below this reliability or above this 1-sigma uncertainty (pixels);
+#: claims comparing the two dates are then not decided.
+MIN_REGISTRATION_RELIABILITY = 0.25
+MAX_REGISTRATION_UNCERTAINTY_PX = 1.0
+#: Recall below which objects count as "below what the detector resolves".
+MIN_USEFUL_RECALL = 0.5
+
+
+class ClaimsError(InputError):
+    """A claims file is missing, unreadable or malformed."""
+
+
+# --------------------------------------------------------------------------- claim files
+@dataclass(frozen=True)
+class Claim:
+    """One claim about objects in one zone.
+
+    Attributes
+    ----------
+    id, text : str
+    object : str
+        ``"vessels"`` or ``"aircraft"``.
+    zone : str
+        Zone name.
+    assertion : str
+        One of :data:`ASSERTIONS`.
+    min_length_m : float or None
+        Only objects at least this long (metres) count.
+    """
+
+    id: str
+    text: str
+    object: str
+    zone: str
+    assertion: str
+    min_length_m: float | None = None
+
+    def dates(self) -> tuple[str, ...]:
+        """The dates (``"before"``, ``"after"``) the claim depends on."""
+        if self.assertion.endswith("_before"):
+            return ("before",)
+        if self.assertion.endswith("_after"):
+            return ("after",)
+        return ("before", "after")
+
+    def rests_on_absence(self, count: int | None = None) -> bool:
+        """True when the verdict rests on *not* seeing objects.
+
+        Count comparisons always do (a hidden object changes a count); ``present_*`` and
+        ``absent_*`` do when ``count`` (objects seen on the claim's date) is 0, or, without
+        a count, for ``absent_*``.
+        """
+        if self.assertion in ("decreased", "increased", "unchanged"):
+            return True
+        if count is None:
+            return self.assertion.startswith("absent")
+        return count == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "object": self.object, "zone": self.zone,
+                "assert": self.assertion, "min_length_m": self.min_length_m}
+
+
+@dataclass(frozen=True)
+class ClaimFile:
+    """A parsed claims file.
+
+    Attributes
+    ----------
+    path : Path
+    before, after : Path
+        Scene paths, resolved against the file's folder.
+    zones_source : str
+        ``"site:<name>"`` or the zones file path.
+    zones : Zones
+    claims : tuple of Claim
+    """
+
+    path: Path
+    before: Path
+    after: Path
+    zones_source: str
+    zones: Zones
+    claims: tuple[Claim, ...]
+
+
+def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> ClaimFile:
+    """A :class:`ClaimFile` from the parsed YAML/JSON mapping.
+
+    Raises
+    ------
+    ClaimsError
+        Naming ``where`` and the offending key when the content is malformed.
+    """
+    base = Path(base)
+    if not isinstance(obj, Mapping):
+        raise ClaimsError(f"{where}: expected a mapping with before, after, zones or site, and claims")
+    for key in ("before", "after", "claims"):
+        if key not in obj:
+            raise ClaimsError(f"{where}: missing key {key!r}")
+    if ("zones" in obj) == ("site" in obj):
+        raise ClaimsError(f"{where}: give exactly one of 'zones' (a GeoJSON file) or 'site' (a catalogue name)")
+    spec = obj.get("zones", obj.get("site"))
+    zones = load_zones(str(spec), base=base)
+    zsrc = f"site:{spec}" if "site" in obj else str(spec)
+    items = obj["claims"]
+    if not isinstance(items, Sequence) or isinstance(items, str) or not items:
+        raise ClaimsError(f"{where}: 'claims' must be a non-empty list")
+    claims: list[Claim] = []
+    seen: set[str] = set()
+    for i, c in enumerate(items):
+        at = f"{where}: claim {i + 1}"
+        if not isinstance(c, Mapping):
+            raise ClaimsError(f"{at}: expected a mapping")
+        cid = str(c.get("id") or f"claim-{i + 1}")
+        at = f"{where}: claim {cid!r}"
+        if cid in seen:
+            raise ClaimsError(f"{at}: duplicate id")
+        seen.add(cid)
+        obj_kind = str(c.get("object", "")).strip().lower()
+        if obj_kind in ("vessel", "ship", "ships"):
+            obj_kind = "vessels"
+        if obj_kind in ("plane", "planes", "aircrafts"):
+            obj_kind = "aircraft"
+        if obj_kind not in OBJECTS:
+            raise ClaimsError(f"{at}: object must be one of {', '.join(OBJECTS)}, not {c.get('object')!r}")
+        assertion = str(c.get("assert", "")).strip().lower()
+        if assertion not in ASSERTIONS:
+            raise ClaimsError(f"{at}: assert must be one of {', '.join(ASSERTIONS)}, not {c.get('assert')!r}")
+        zone = c.get("zone")
+        if zone is None or str(zone) not in zones.names:
+            raise ClaimsError(f"{at}: zone {zone!r} is not in the zones ({', '.join(zones.names)})")
+        ml = c.get("min_length_m")
+        if ml is not None:
+            try:
+                ml = float(ml)
+            except (TypeError, ValueError):
+                raise ClaimsError(f"{at}: min_length_m must be a number of metres, not {ml!r}") from None
+            if not ml >= 0:
+                raise ClaimsError(f"{at}: min_length_m must be >= 0")
+        claims.append(Claim(cid, str(c.get("text", "")), obj_kind, str(zone), assertion, ml))
+    return ClaimFile(Path(where), base / str(obj["before"]), base / str(obj["after"]), zsrc, zones, tuple(claims))
+
+
+def load_claims(path: str | Path) -> ClaimFile:
+    """Read a YAML (or JSON) claims file; scene and zones paths are relative to it."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ClaimsError(f"{path}: no such claims file") from None
+    except OSError as e:
+        raise ClaimsError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ClaimsError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    cf = parse_claims(obj, where=str(path), base=path.parent)
+    return replace(cf, path=path)
+
+
+# --------------------------------------------------------------------------- detector figures
+@dataclass(frozen=True)
+class DetectorPerformance:
+    """Measured figures of a detector, used for confidence and for the resolution limit.
+
+    Attributes
+    ----------
+    object : str
+    precision, recall : float
+        At the default threshold, on labelled Sentinel-2(-like) data.
+    min_length_m : float
+        Shortest object length (metres) the detector finds with recall >= :data:`MIN_USEFUL_RECALL`.
+    source : str
+        Where the figures come from.
+    recall_by_length : tuple of (lo_m, hi_m, recall)
+        Recall per length bin, when measured.
+    """
+
+    object: str
+    precision: float
+    recall: float
+    min_length_m: float
+    source: str
+    recall_by_length: tuple[tuple[float, float, float], ...] = ()
+
+    def recall_at(self, length_m: float | None) -> float:
+        """Recall for objects of at least ``length_m`` metres (the overall recall when unknown)."""
+        if length_m is None or not self.recall_by_length:
+            return self.recall
+        rs = [r for lo, hi, r in self.recall_by_length if hi > length_m]
+        return float(min(rs)) if rs else self.recall
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": self.object, "precision": self.precision, "recall": self.recall,
+                "min_length_m": self.min_length_m, "source": self.source,
+                "recall_by_length": [list(b) for b in self.recall_by_length]}
+
+
+#: Figures used when a detector module publishes none (see the report for the source).
+#: Vessels: sen2ships, 7 ports, CNN detector (imgdiff eval vessels); aircraft: aircraft_s2sim
+#: grouped cross-validation (imgdiff eval aircraft). Objects below ``min_length_m`` are
+#: below what 10 m imagery resolves.
+DEFAULT_PERFORMANCE: dict[str, DetectorPerformance] = {
+    "vessels": DetectorPerformance("vessels", 0.80, 0.80, 25.0, "provisional figures (imgdiff.claims defaults)"),
+    "aircraft": DetectorPerformance("aircraft", 0.60, 0.75, 30.0, "provisional figures (imgdiff.claims defaults)",
+                                    ((20.0, 30.0, 0.2), (30.0, math.inf, 0.75))),
+}
+
+
+def detector_performance(obj: str) -> DetectorPerformance:
+    """The measured figures of the detector for ``obj`` (``"vessels"`` or ``"aircraft"``).
+
+    A detector module may publish them as ``PERFORMANCE`` (a mapping with ``precision``,
+    ``recall``, ``min_length_m``, ``source``) or, for aircraft, ``DETECTION_LIMITS``
+    (recall per length bin); otherwise :data:`DEFAULT_PERFORMANCE` applies.
+    """
+    base = DEFAULT_PERFORMANCE[obj]
+    try:
+        if obj == "vessels":
+            from .detect import vessels as mod
+        else:
+            from .detect import aircraft as mod  # type: ignore[no-redef]
+    except ImportError:
+        return base
+    perf = getattr(mod, "PERFORMANCE", None)
+    if isinstance(perf, Mapping) and perf.get("precision") is not None and perf.get("recall") is not None:
+        base = DetectorPerformance(obj, float(perf["precision"]), float(perf["recall"]),
+                                   float(perf.get("min_length_m", base.min_length_m)),
+                                   str(perf.get("source", f"imgdiff.detect.{mod.__name__.rsplit('.', 1)[-1]}")))
+    limits = getattr(mod, "DETECTION_LIMITS", None)
+    if isinstance(limits, Mapping) and limits.get("bins_m") and limits.get("recall"):
+        bins = []
+        for (lo, hi), r in zip(limits["bins_m"], limits["recall"]):
+            if r is not None:
+                bins.append((float(lo), math.inf if hi is None else float(hi), float(r)))
+        if bins:
+            ok = [lo for lo, _, r in bins if r >= MIN_USEFUL_RECALL]
+            min_len = min(ok) if ok else math.inf
+            base = replace(base, recall_by_length=tuple(bins), min_length_m=min_len,
+                           source=base.source + "; recall per length from the model card")
+    return base
+
+
+# --------------------------------------------------------------------------- evidence
+@dataclass(frozen=True)
+class ZoneState:
+    """How much of a zone could be seen on one date.
+
+    Attributes
+    ----------
+    zone : str
+    area_px : float
+        Zone area in pixels of the grid (from its geometry, so parts outside the scene count).
+    clear_fraction : float
+        Fraction of the zone valid and free of cloud and shadow.
+    cloud_fraction : float
+        Fraction of the zone under cloud or shadow.
+    nodata_fraction : float
+        Fraction of the zone with no data (including outside the scene).
+    """
+
+    zone: str
+    area_px: float
+    clear_fraction: float
+    cloud_fraction: float
+    nodata_fraction: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"area_px": round(self.area_px, 1), "clear_fraction": round(self.clear_fraction, 4),
+                "cloud_fraction": round(self.cloud_fraction, 4), "nodata_fraction": round(self.nodata_fraction, 4)}
+
+
+def zone_states(zones: Zones, scene: Scene, cloud: np.ndarray) -> dict[str, ZoneState]:
+    """:class:`ZoneState` of every zone on one date (zones reprojected to the scene's CRS)."""
+    masks = zone_masks(zones, scene.crs, scene.transform, scene.shape)
+    z = zones.to_crs(scene.crs)
+    px_area = abs(scene.transform.a * scene.transform.e - scene.transform.b * scene.transform.d)
+    out = {}
+    for n, m in masks.items():
+        area = max(float(z.geometries[n].area) / px_area if px_area else float(m.sum()), float(m.sum()), 1e-9)
+        valid = scene.valid & m
+        cl = cloud & valid
+        clear = valid & ~cloud
+        out[n] = ZoneState(n, area, float(clear.sum()) / area, float(cl.sum()) / area,
+                           max(0.0, 1.0 - float(valid.sum()) / area))
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict on one claim, with its evidence.
+
+    Attributes
+    ----------
+    claim : Claim
+    verdict : str
+        ``SUPPORTED``, ``REFUTED`` or ``INCONCLUSIVE``.
+    confidence : float
+        In [0, 1] (0 for INCONCLUSIVE).
+    count_before, count_after : int
+        Objects in the zone on each date (at least ``min_length_m`` long).
+    match : ObjectMatch
+        Objects of the zone that stayed, departed, arrived (indices into the dates' detections).
+    reasons : tuple of str
+        Why this verdict.
+    caveats : tuple of str
+        What a reader should keep in mind.
+    """
+
+    claim: Claim
+    verdict: str
+    confidence: float
+    count_before: int
+    count_after: int
+    match: ObjectMatch
+    reasons: tuple[str, ...]
+    caveats: tuple[str, ...] = ()
+
+
+def _at_least_one(p: float, n: int) -> float:
+    return 1.0 - (1.0 - p) ** max(n, 0) if n > 0 else 0.0
+
+
+def evaluate_claim(
+    claim: Claim,
+    before: Detections,
+    after: Detections,
+    state_before: ZoneState,
+    state_after: ZoneState,
+    *,
+    registration_reliability: float,
+    performance: DetectorPerformance,
+) -> Verdict:
+    """Decide one claim from the detections of both dates (pure function).
+
+    Parameters
+    ----------
+    claim : Claim
+    before, after : Detections
+        Detections of the claim's object class on each date, zones assigned, on the
+        common grid of the pair (cloud-masked detections already removed).
+    state_before, state_after : ZoneState
+        Visibility of the claim's zone on each date.
+    registration_reliability : float
+        Of the pair's co-registration, in [0, 1] (0 when it failed; see :func:`registration_quality`).
+    performance : DetectorPerformance
+
+    Returns
+    -------
+    Verdict
+    """
+    ml = claim.min_length_m
+    b = before.filter(min_length_m=ml) if ml else before
+    a = after.filter(min_length_m=ml) if ml else after
+    m = zone_match(b, a, claim.zone)
+    # translate indices back to the unfiltered collections (ids in the GeoJSON files)
+    ib = [before.items.index(d) for d in b.items]
+    ia = [after.items.index(d) for d in a.items]
+    m = ObjectMatch(tuple((ib[i], ia[j]) for i, j in m.stayed), tuple(ib[i] for i in m.departed),
+                    tuple(ia[j] for j in m.arrived), m.distance_m)
+    nb = sum(1 for d in b.items if d.zone == claim.zone)
+    na = sum(1 for d in a.items if d.zone == claim.zone)
+    states = {"before": state_before, "after": state_after}
+    p = performance.precision
+    r = performance.recall_at(ml)
+    what = f"{claim.object}{f' >= {ml:g} m' if ml else ''}"
+    counts = f"{nb} {what} before, {na} after in {claim.zone}"
+    reasons: list[str] = []
+    caveats: list[str] = []
+
+    # --- can the evidence decide at all?
+    n_claim = nb if claim.dates() == ("before",) else na
+    negative = claim.rests_on_absence(n_claim if len(claim.dates()) == 1 else None)
+    for date in claim.dates():
+        s = states[date]
+        need = MIN_CLEAR_FRACTION_ABSENCE if negative else MIN_CLEAR_FRACTION
+        if s.clear_fraction < MIN_CLEAR_FRACTION:
+            reasons.append(f"zone {claim.zone} is mostly hidden on the {date} date: only {s.clear_fraction:.0%} "
+                           f"clear ({s.cloud_fraction:.0%} cloud/shadow, {s.nodata_fraction:.0%} no data)")
+        elif s.clear_fraction < need:
+            reasons.append(f"zone {claim.zone} is only {s.clear_fraction:.0%} clear on the {date} date; "
+                           f"objects could be hidden under {s.cloud_fraction:.0%} cloud/shadow or "
+                           f"{s.nodata_fraction:.0%} no data, so their absence cannot be shown")
+        elif s.clear_fraction < 0.999:
+            caveats.append(f"{1 - s.clear_fraction:.0%} of {claim.zone} is not visible on the {date} date")
+    if len(claim.dates()) == 2 and registration_reliability < MIN_REGISTRATION_RELIABILITY:
+        reasons.append(f"co-registration failed (reliability {registration_reliability:.2f}): "
+                       "the dates cannot be compared object by object")
+    if negative and ml is not None and ml < performance.min_length_m:
+        reasons.append(f"objects shorter than {performance.min_length_m:g} m are below what the {claim.object} "
+                       f"detector resolves at 10 m (claim counts objects >= {ml:g} m); their absence cannot be shown")
+    elif negative and r < MIN_USEFUL_RECALL:
+        reasons.append(f"the {claim.object} detector's measured recall at these lengths is {r:.0%}; "
+                       "absence cannot be shown")
+    if reasons:
+        return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats))
+    if ml is None and negative:
+        caveats.append(f"objects shorter than {performance.min_length_m:g} m are below what the detector "
+                       "resolves and are not counted")
+    if registration_reliability < 0.5:
+        caveats.append(f"co-registration unreliable ({registration_reliability:.2f}); zone edges may be off "
+                       "by a pixel or more")
+
+    # --- decide
+    kind = claim.assertion
+    if kind.startswith(("present", "absent")):
+        date = kind.split("_", 1)[1]
+        n = nb if date == "before" else na
+        clear = states[date].clear_fraction
+        seen = n > 0
+        holds = seen if kind.startswith("present") else not seen
+        if seen:
+            conf = _at_least_one(p, n)
+            reasons.append(f"{n} {what} detected in {claim.zone} on the {date} date")
+        else:
+            conf = r * min(1.0, clear)
+            reasons.append(f"no {what} detected in {claim.zone} on the {date} date "
+                           f"(detector recall {r:.0%}, {clear:.0%} of the zone clear)")
+        verdict = SUPPORTED if holds else REFUTED
+    else:
+        d = na - nb
+        if kind == "decreased":
+            holds = d < 0
+        elif kind == "increased":
+            holds = d > 0
+        else:
+            holds = d == 0
+        q = min(p, r)
+        conf = _at_least_one(q, abs(d)) if d != 0 else q
+        conf *= min(state_before.clear_fraction, state_after.clear_fraction, 1.0)
+        mc = m.counts()
+        reasons.append(f"count {nb} -> {na} ({d:+d}); matched across dates: {mc['stayed']} stayed, "
+                       f"{mc['departed']} departed, {mc['arrived']} arrived")
+        verdict = SUPPORTED if holds else REFUTED
+    return Verdict(claim, verdict, round(float(conf), 3), nb, na, m, tuple([counts, *reasons]), tuple(caveats))
+
+
+# --------------------------------------------------------------------------- the pipeline
+@dataclass(frozen=True)
+class Verification:
+    """Everything :func:`verify` found.
+
+    Attributes
+    ----------
+    claims : ClaimFile
+    inputs : (Scene, Scene)
+        The scenes as read (provenance).
+    result : CompareResult
+        The pair on the common grid, co-registration and change map.
+    zones : Zones
+        The zones in the grid's CRS.
+    cloud : dict
+        ``"before"`` / ``"after"`` -> cloud and shadow mask on the grid.
+    states : dict
+        ``"before"`` / ``"after"`` -> zone name -> :class:`ZoneState`.
+    detections : dict
+        Object kind -> (before Detections, after Detections) on the grid.
+    performance : dict
+        Object kind -> :class:`DetectorPerformance`.
+    verdicts : tuple of Verdict
+    """
+
+    claims: ClaimFile
+    inputs: tuple[Scene, Scene]
+    result: CompareResult
+    zones: Zones
+    cloud: dict[str, np.ndarray]
+    states: dict[str, dict[str, ZoneState]]
+    detections: dict[str, tuple[Detections, Detections]]
+    performance: dict[str, DetectorPerformance]
+    verdicts: tuple[Verdict, ...] = field(default=())
+
+
+def registration_quality(reg: Any) -> float:
+    """The reliability of a :class:`~imgdiff.coregister.Registration`, 0 when it failed.
+
+    Failed: method ``"failed"``, reliability below :data:`MIN_REGISTRATION_RELIABILITY`, or a
+    1-sigma uncertainty above :data:`MAX_REGISTRATION_UNCERTAINTY_PX` pixels.
+    """
+    rel = float(np.nan_to_num(getattr(reg, "reliability", 0.0)))
+    unc = float(getattr(reg, "uncertainty_px", math.nan))
+    if getattr(reg, "method", "") == "failed" or (math.isfinite(unc) and unc > MAX_REGISTRATION_UNCERTAINTY_PX):
+        return 0.0
+    return rel
+
+
+def _cloud(scene: Scene) -> np.ndarray:
+    try:
+        from .radiometry import cloud_mask
+    except ImportError:  # pragma: no cover - radiometry is part of the package
+        return np.zeros(scene.shape, bool)
+    try:
+        return np.asarray(cloud_mask(scene), bool) & scene.valid
+    except ImgdiffError:
+        return np.zeros(scene.shape, bool)
+
+
+def detect(obj: str, scene: Scene, zones: Zones) -> Detections:
+    """Run the detector for ``obj`` (``"vessels"`` / ``"aircraft"``) on a scene, zones assigned."""
+    from .zones import assign_zones
+
+    if obj == "vessels":
+        from .detect.vessels import detect_vessels
+
+        dets = detect_vessels(scene, zones)
+    else:
+        from .detect.aircraft import detect_aircraft
+
+        dets = detect_aircraft(scene, zones)
+    return assign_zones(dets, zones, keep_outside=True)
+
+
+def drop_hidden(dets: Detections, clear: np.ndarray) -> Detections:
+    """Detections whose centroid pixel is clear (not cloud, shadow or no-data)."""
+    keep = []
+    for d in dets.items:
+        x, y = d.center
+        r, c = int(math.floor(y)), int(math.floor(x))
+        keep.append(0 <= r < clear.shape[0] and 0 <= c < clear.shape[1] and bool(clear[r, c]))
+    return dets.filter(keep)
+
+
+def zone_counts(dets: Detections, zones: Sequence[str]) -> dict[str, int]:
+    """Detections per zone (every zone listed, zero included)."""
+    c = dets.count_by_zone()
+    return {z: int(c.get(z, 0)) for z in zones}
+
+
+def analyse_result(
+    result: CompareResult,
+    zones: Zones,
+    objects: Sequence[str],
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[Zones, dict, dict, dict]:
+    """Clouds, zone visibility and detections per zone on both dates of a compared pair.
+
+    Returns
+    -------
+    (Zones in the grid CRS, cloud masks per date, zone states per date,
+    detections per object kind as (before, after), cloud-hidden ones removed)
+    """
+    step = on_step or (lambda name: None)
+    pair = result.pair
+    zg = zones.to_crs(result.grid.crs)
+    step("clouds")
+    cloud = {"before": _cloud(pair.before), "after": _cloud(pair.after)}
+    states = {"before": zone_states(zg, pair.before, cloud["before"]),
+              "after": zone_states(zg, pair.after, cloud["after"])}
+    dets: dict[str, tuple[Detections, Detections]] = {}
+    for obj in objects:
+        step(f"detect {obj}")
+        out = []
+        for date, scene in (("before", pair.before), ("after", pair.after)):
+            d = detect(obj, scene, zg)
+            out.append(drop_hidden(d, scene.valid & ~cloud[date]))
+        dets[obj] = (out[0], out[1])
+    return zg, cloud, states, dets
+
+
+def analyse(
+    before: Scene,
+    after: Scene,
+    zones: Zones,
+    objects: Sequence[str],
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[CompareResult, Zones, dict, dict, dict]:
+    """Compare two scenes (:func:`imgdiff.compare`), then :func:`analyse_result`.
+
+    A co-registration that raises is recorded as failed (reliability 0) and the
+    scenes are compared unregistered.
+    """
+    from .compare import compare
+    from .coregister import Registration
+
+    try:
+        result = compare(before, after, on_step=on_step)
+    except CoregistrationError:
+        result = compare(before, after, register=False, on_step=on_step)
+        result = replace(result, registration=Registration(0.0, 0.0, 0.0, 0.0, math.nan, 0.0, method="failed"))
+    return (result, *analyse_result(result, zones, objects, on_step=on_step))
+
+
+def zone_section(result: CompareResult, zones: Zones, objects: Sequence[str] = OBJECTS) -> dict[str, Any]:
+    """Per-zone visibility, change and object counts of a comparison (``imgdiff compare --site``)."""
+    from .report.verify import zone_summary
+
+    zg, cloud, states, dets = analyse_result(result, zones, objects)
+    v = Verification(ClaimFile(Path("-"), Path("-"), Path("-"), "-", zones, ()), (result.pair.before,
+                     result.pair.after), result, zg, cloud, states, dets, {})
+    return zone_summary(v)
+
+
+def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -> Verification:
+    """Read the scenes of a claims file, compare them, detect objects and decide every claim.
+
+    Parameters
+    ----------
+    claims : ClaimFile
+        From :func:`load_claims`.
+    on_step : callable, optional
+        Called with the name of each step as it starts (progress bars).
+
+    Returns
+    -------
+    Verification
+    """
+    from .io.read import read_scene
+
+    step = on_step or (lambda name: None)
+    step("read")
+    before = read_scene(claims.before)
+    after = read_scene(claims.after)
+    objects = sorted({c.object for c in claims.claims}, key=OBJECTS.index)
+    result, zg, cloud, states, dets = analyse(before, after, claims.zones, objects, on_step=step)
+    perf = {o: detector_performance(o) for o in objects}
+    step("claims")
+    verdicts = tuple(
+        evaluate_claim(c, *dets[c.object], states["before"][c.zone], states["after"][c.zone],
+                       registration_reliability=registration_quality(result.registration),
+                       performance=perf[c.object])
+        for c in claims.claims
+    )
+    return Verification(claims, (before, after), result, zg, cloud, states, dets, perf, verdicts)

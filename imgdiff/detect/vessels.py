@@ -1,0 +1,456 @@
+"""Vessel detection in Sentinel-2 10 m bands, moored ships included.
+
+The detector is a small fully convolutional network (a CenterNet-style centre
+heat map with box sizes, trained on ``sen2ships`` by ``training/train_vessels.py``)
+shipped as ONNX in ``imgdiff/detect/models/vessels.onnx`` and run on CPU with
+OpenCV's ``cv2.dnn``. Its input is normalised per scene (log of each band over
+its 99th percentile), so it does not depend on the absolute scaling of the
+digital numbers, and it accepts any subset of B02, B03, B04 and B08 (missing
+bands are replaced by the mean of the present ones and flagged).
+
+Each detection is then measured on the image: the ship's pixels inside its box
+give the centroid, length, width and axis heading; the offsets between the
+band centroids, recorded a fraction of a second apart (B02, B08, B03, B04),
+give the speed over ground and whether the ship is under way.
+
+A classical baseline (NDWI water mask, NIR top-hat z-score, connected
+components) is kept as ``method="classical"`` for comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import BandError, InputError
+from ..scene import Scene
+from ..zones import Zones, assign_zones
+from .base import Detection, Detections, sorted_detections
+
+#: Bands the network reads, in input order.
+MODEL_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+#: Acquisition time of each 10 m band relative to B02, in seconds (MSI focal-plane layout).
+BAND_TIME_S: dict[str, float] = {"B02": 0.0, "B08": 0.264, "B03": 0.527, "B04": 1.005}
+#: Output stride of the network (heat-map cell = STRIDE x STRIDE input pixels).
+STRIDE = 2
+#: Input sides are padded to a multiple of this.
+PAD_MULTIPLE = 8
+#: Shipped model.
+MODEL_PATH = Path(__file__).resolve().parent / "models" / "vessels.onnx"
+#: Metres per second in one knot.
+KNOT_MS = 0.514444
+#: Tile side (input pixels) for large scenes, and the overlap between tiles.
+TILE = 1536
+TILE_OVERLAP = 96
+
+
+@dataclass(frozen=True)
+class VesselMaps:
+    """Network outputs on the stride-2 grid.
+
+    Attributes
+    ----------
+    heat : ndarray (rows/2, cols/2)
+        Centre probability in [0, 1].
+    offset : ndarray (2, rows/2, cols/2)
+        Sub-cell centre offset (x, y) in cells.
+    log_size : ndarray (2, rows/2, cols/2)
+        Natural log of the box width and height (x, y) in input pixels.
+    """
+
+    heat: np.ndarray
+    offset: np.ndarray
+    log_size: np.ndarray
+
+
+# --------------------------------------------------------------------------------------------
+# input
+# --------------------------------------------------------------------------------------------
+def normalise_band(band: np.ndarray) -> np.ndarray:
+    """Scale-free version of one band: ``log(band / p99)`` with NaN filled as dark water.
+
+    Parameters
+    ----------
+    band : ndarray (rows, cols)
+        Reflectance (any linear scaling), NaN where invalid.
+
+    Returns
+    -------
+    ndarray (rows, cols) float32
+        About -4 (very dark) to 0.3 (brighter than the 99th percentile).
+    """
+    a = np.asarray(band, np.float32)
+    ok = np.isfinite(a) & (a > 0)
+    if not ok.any():
+        return np.full(a.shape, -4.0, np.float32)
+    vals = a[ok]
+    if vals.size > 200_000:
+        vals = vals[:: vals.size // 200_000 + 1]
+    lo, ref = np.percentile(vals, [1.0, 99.0])
+    ref = max(float(ref), 1e-12)
+    floor = max(float(lo), ref * 0.02)
+    out = np.where(ok, a, floor)
+    out = np.log(np.maximum(out, ref * 0.02) / ref)
+    return out.astype(np.float32)
+
+
+def vessel_input(scene: Scene) -> np.ndarray:
+    """The network input of a scene.
+
+    Returns
+    -------
+    ndarray (8, rows, cols) float32
+        Channels 0-3: normalised B02, B03, B04, B08 (a missing band is the mean of
+        the present ones); channels 4-7: 1 where the band is present, else 0.
+
+    Raises
+    ------
+    BandError
+        If the scene has none of B02, B03, B04, B08.
+    """
+    present = [b for b in MODEL_BANDS if b in scene.bands]
+    if not present:
+        raise BandError(
+            f"vessel detection needs at least one of {', '.join(MODEL_BANDS)}; the scene has "
+            f"{', '.join(scene.bands) or 'no bands'}"
+        )
+    chans = {b: normalise_band(scene.bands[b]) for b in present}
+    fill = np.mean([chans[b] for b in present], axis=0).astype(np.float32)
+    x = np.empty((2 * len(MODEL_BANDS), *scene.shape), np.float32)
+    for i, b in enumerate(MODEL_BANDS):
+        x[i] = chans.get(b, fill)
+        x[len(MODEL_BANDS) + i] = 1.0 if b in chans else 0.0
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# network
+# --------------------------------------------------------------------------------------------
+@lru_cache(maxsize=4)
+def _load_net(path: str, mtime: float):
+    try:
+        return cv2.dnn.readNetFromONNX(path)
+    except cv2.error as e:
+        raise InputError(f"{path}: cannot load the vessel model ({str(e).strip().splitlines()[-1]})") from None
+
+
+def run_network(x: np.ndarray, model: str | Path | None = None) -> VesselMaps:
+    """Run the vessel network on an input from :func:`vessel_input` (tiled when large).
+
+    Parameters
+    ----------
+    x : ndarray (8, rows, cols)
+    model : path, optional
+        ONNX model; default the shipped one.
+    """
+    path = Path(model) if model is not None else MODEL_PATH
+    if not path.is_file():
+        raise InputError(f"{path}: vessel model not found; reinstall imgdiff or run training/train_vessels.py")
+    net = _load_net(str(path), path.stat().st_mtime)
+    _, h, w = x.shape
+    hh, wh = (h + 1) // STRIDE, (w + 1) // STRIDE
+    heat = np.zeros((hh, wh), np.float32)
+    offset = np.zeros((2, hh, wh), np.float32)
+    log_size = np.zeros((2, hh, wh), np.float32)
+    step = TILE - 2 * TILE_OVERLAP
+    ys = list(range(0, max(h - TILE, 0) + step, step)) if h > TILE else [0]
+    xs = list(range(0, max(w - TILE, 0) + step, step)) if w > TILE else [0]
+    for y0 in ys:
+        for x0 in xs:
+            y1, x1 = min(y0 + TILE, h), min(x0 + TILE, w)
+            tile = x[:, y0:y1, x0:x1]
+            th, tw = tile.shape[1:]
+            ph, pw = -th % PAD_MULTIPLE, -tw % PAD_MULTIPLE
+            if ph or pw:
+                tile = np.pad(tile, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(th, tw) > 8 else "edge")
+            net.setInput(np.ascontiguousarray(tile[None]))
+            out = net.forward()[0]
+            # keep the tile's interior (half the overlap from each shared edge)
+            ky0 = 0 if y0 == 0 else TILE_OVERLAP
+            kx0 = 0 if x0 == 0 else TILE_OVERLAP
+            ky1 = th if y1 == h else th - TILE_OVERLAP
+            kx1 = tw if x1 == w else tw - TILE_OVERLAP
+            cy0, cy1 = (y0 + ky0) // STRIDE, (y0 + ky1 + 1) // STRIDE
+            cx0, cx1 = (x0 + kx0) // STRIDE, (x0 + kx1 + 1) // STRIDE
+            sy0, sx0 = cy0 - y0 // STRIDE, cx0 - x0 // STRIDE
+            sl = (slice(sy0, sy0 + cy1 - cy0), slice(sx0, sx0 + cx1 - cx0))
+            heat[cy0:cy1, cx0:cx1] = 1.0 / (1.0 + np.exp(-out[0][sl]))
+            offset[:, cy0:cy1, cx0:cx1] = out[1:3][(slice(None), *sl)]
+            log_size[:, cy0:cy1, cx0:cx1] = out[3:5][(slice(None), *sl)]
+    return VesselMaps(heat, offset, log_size)
+
+
+def decode_maps(maps: VesselMaps, *, min_score: float, shape: tuple[int, int],
+                nms_iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes and scores from the heat map: local maxima above ``min_score``, then box NMS.
+
+    Returns
+    -------
+    boxes : ndarray (N, 4)
+        Pixel-edge boxes [x0, y0, x1, y1] in input pixels, clipped to ``shape`` (rows, cols).
+    scores : ndarray (N,)
+    """
+    heat = maps.heat
+    peaks = (heat >= min_score) & (heat == ndi.maximum_filter(heat, size=3, mode="constant"))
+    ry, rx = np.nonzero(peaks)
+    scores = heat[ry, rx].astype(float)
+    cx = (rx + np.clip(maps.offset[0, ry, rx], -0.5, 1.5)) * STRIDE
+    cy = (ry + np.clip(maps.offset[1, ry, rx], -0.5, 1.5)) * STRIDE
+    bw = np.exp(np.clip(maps.log_size[0, ry, rx], 0.0, 5.5))
+    bh = np.exp(np.clip(maps.log_size[1, ry, rx], 0.0, 5.5))
+    rows, cols = shape
+    boxes = np.column_stack([
+        np.clip(cx - bw / 2, 0, cols), np.clip(cy - bh / 2, 0, rows),
+        np.clip(cx + bw / 2, 0, cols), np.clip(cy + bh / 2, 0, rows),
+    ]).reshape(-1, 4)
+    keep = _nms(boxes, scores, nms_iou)
+    return boxes[keep], scores[keep]
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou_max: float) -> np.ndarray:
+    from ..evaluate.detection import box_iou
+
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    for i in order:
+        if keep and np.max(box_iou(boxes[i:i + 1], boxes[keep])) > iou_max:
+            continue
+        keep.append(int(i))
+    return np.array(keep, int)
+
+
+# --------------------------------------------------------------------------------------------
+# classical baseline
+# --------------------------------------------------------------------------------------------
+def classical_candidates(scene: Scene, *, z_min: float = 4.0, min_px: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Baseline: NDWI water mask, bright top-hat z-score inside water, connected components.
+
+    Returns pixel-edge boxes (N, 4) and scores in [0, 1].
+    """
+    x = vessel_input(scene)
+    bright = x[:4].mean(axis=0)
+    if "B03" in scene.bands and "B08" in scene.bands:
+        g, n = np.nan_to_num(scene.bands["B03"]), np.nan_to_num(scene.bands["B08"])
+        ndwi = (g - n) / np.maximum(g + n, 1e-6)
+        water = ndwi > 0.0
+    else:
+        water = bright < np.percentile(bright, 40)
+    water = ndi.binary_opening(water, iterations=2)
+    near = ndi.binary_dilation(water, iterations=3)
+    tophat = cv2.morphologyEx(bright, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (21, 21)))
+    ref = tophat[water] if water.any() else tophat.ravel()
+    med = float(np.median(ref))
+    mad = float(np.median(np.abs(ref - med))) * 1.4826 + 1e-6
+    z = (tophat - med) / mad
+    cand = (z > z_min) & near
+    lab, n = ndi.label(cand)
+    boxes, scores = [], []
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        m = lab[sl] == i
+        if m.sum() < min_px:
+            continue
+        y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+        if max(y1 - y0, x1 - x0) > 60:
+            continue
+        boxes.append((x0, y0, x1, y1))
+        scores.append(1.0 - math.exp(-float(z[sl][m].max()) / (2 * z_min)))
+    return np.array(boxes, float).reshape(-1, 4), np.array(scores, float)
+
+
+# --------------------------------------------------------------------------------------------
+# measuring each vessel
+# --------------------------------------------------------------------------------------------
+def _ship_mask(bright: np.ndarray, box: tuple[int, int, int, int], grow: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pixels of the ship in a patch around the box: brighter than Otsu's split, component nearest the centre."""
+    x0, y0, x1, y1 = box
+    rows, cols = bright.shape
+    px0, py0 = max(x0 - grow, 0), max(y0 - grow, 0)
+    px1, py1 = min(x1 + grow, cols), min(y1 + grow, rows)
+    patch = bright[py0:py1, px0:px1]
+    if patch.size < 4 or np.ptp(patch) < 1e-6:
+        return np.zeros(patch.shape, bool), (px0, py0)
+    u8 = np.clip((patch - patch.min()) / np.ptp(patch) * 255, 0, 255).astype(np.uint8)
+    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    m = u8 > t
+    inbox = np.zeros_like(m)
+    inbox[y0 - py0:y1 - py0, x0 - px0:x1 - px0] = True
+    m &= inbox
+    lab, n = ndi.label(m)
+    if n > 1:
+        cy, cx = (y0 + y1) / 2 - py0, (x0 + x1) / 2 - px0
+        best, best_d = 1, np.inf
+        for i, (sy, sx) in enumerate(ndi.center_of_mass(m, lab, range(1, n + 1)), start=1):
+            d = (sy - cy) ** 2 + (sx - cx) ** 2 - 0.5 * np.sum(lab == i)
+            if d < best_d:
+                best, best_d = i, d
+        m = lab == best
+    return m, (px0, py0)
+
+
+def _axes(mask: np.ndarray, psx: float, psy: float) -> tuple[float, float, float, tuple[float, float]]:
+    """Length, width (m), axis heading (deg from up, clockwise, [0, 180)) and centroid (patch px) of a mask."""
+    yy, xx = np.nonzero(mask)
+    cx, cy = xx.mean() + 0.5, yy.mean() + 0.5
+    if len(xx) < 3:
+        return max(len(xx), 1) * psx, psy, math.nan, (cx, cy)
+    dx, dy = (xx + 0.5 - cx) * psx, (yy + 0.5 - cy) * psy
+    cov = np.cov(np.vstack([dx, dy])) + np.eye(2) * (psx * psy / 12.0)
+    evals, evecs = np.linalg.eigh(cov)
+    length = 4.0 * math.sqrt(max(evals[1], 0.0))
+    width = 4.0 * math.sqrt(max(evals[0], 0.0))
+    vx, vy = evecs[:, 1]
+    heading = (math.degrees(math.atan2(vx, -vy)) + 360.0) % 180.0
+    if length < 1.15 * width:
+        heading = math.nan
+    return length, width, heading, (cx, cy)
+
+
+def band_displacement(scene: Scene, mask: np.ndarray, origin: tuple[int, int], grow: int = 2
+                      ) -> tuple[float, float, float] | None:
+    """Velocity of a target from its centroid in each 10 m band.
+
+    Parameters
+    ----------
+    scene : Scene
+    mask : ndarray of bool
+        Ship pixels in a patch whose top-left pixel is ``origin`` (x, y).
+
+    Returns
+    -------
+    (vx, vy, resid) or None
+        Velocity in pixels per second (x = column, y = row) and the rms residual of the
+        linear fit in pixels; None when fewer than two bands with distinct times exist.
+    """
+    bands = [b for b in BAND_TIME_S if b in scene.bands]
+    if len(bands) < 2 or not mask.any():
+        return None
+    ox, oy = origin
+    h, w = mask.shape
+    support = ndi.binary_dilation(mask, iterations=grow)
+    ring = ndi.binary_dilation(support, iterations=2) & ~support
+    t, cxs, cys = [], [], []
+    for b in bands:
+        patch = np.nan_to_num(scene.bands[b][oy:oy + h, ox:ox + w], nan=0.0)
+        bg = float(np.median(patch[ring])) if ring.any() else float(np.median(patch))
+        wgt = np.clip(patch - bg, 0, None) * support
+        s = wgt.sum()
+        if s <= 0:
+            continue
+        yy, xx = np.mgrid[0:h, 0:w]
+        t.append(BAND_TIME_S[b])
+        cxs.append(float((wgt * xx).sum() / s))
+        cys.append(float((wgt * yy).sum() / s))
+    if len(set(t)) < 2:
+        return None
+    ta = np.array(t)
+    a = np.column_stack([ta - ta.mean(), np.ones_like(ta)])
+    (vx, bx), rx, *_ = np.linalg.lstsq(a, np.array(cxs), rcond=None)
+    (vy, by), ry, *_ = np.linalg.lstsq(a, np.array(cys), rcond=None)
+    fit = a @ np.array([[vx, vy], [bx, by]])
+    resid = float(np.sqrt(np.mean((fit - np.column_stack([cxs, cys])) ** 2))) if len(t) > 2 else 0.0
+    return float(vx), float(vy), resid
+
+
+def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, float, float], score: float, *,
+                   moving_kn: float = 6.0) -> Detection:
+    """A :class:`Detection` for one box: centroid, size, heading and motion measured on the image."""
+    psx, psy = scene.pixel_size_m
+    rows, cols = bright.shape
+    ib = (int(math.floor(box[0])), int(math.floor(box[1])), int(math.ceil(box[2])), int(math.ceil(box[3])))
+    ib = (max(ib[0], 0), max(ib[1], 0), min(max(ib[2], ib[0] + 1), cols), min(max(ib[3], ib[1] + 1), rows))
+    mask, (ox, oy) = _ship_mask(bright, ib, grow=2)
+    extra: dict = {"moving": False, "speed_kn": None, "box_heading_deg": None}
+    if mask.sum() >= 2:
+        length, width, heading, (mcx, mcy) = _axes(mask, psx, psy)
+        centroid = (ox + mcx, oy + mcy)
+    else:
+        bw, bh = (box[2] - box[0]) * psx, (box[3] - box[1]) * psy
+        length, width, heading = max(bw, bh), min(bw, bh), math.nan
+        centroid = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    vel = band_displacement(scene, mask, (ox, oy)) if mask.any() else None
+    if vel is not None:
+        vx, vy, resid = vel
+        speed_ms = math.hypot(vx * psx, vy * psy)
+        speed_kn = speed_ms / KNOT_MS
+        extra["speed_kn"] = round(speed_kn, 1)
+        extra["fit_residual_px"] = round(resid, 3)
+        moving = speed_kn >= moving_kn and resid < 0.35
+        extra["moving"] = bool(moving)
+        if moving:
+            extra["course_deg"] = round((math.degrees(math.atan2(vx * psx, -vy * psy)) + 360.0) % 360.0, 1)
+    return Detection(
+        box=tuple(float(v) for v in box), score=float(np.clip(score, 0.0, 1.0)), cls="vessel",
+        length_m=float(length), width_m=float(width),
+        heading_deg=float(extra.get("course_deg", heading)), centroid=(float(centroid[0]), float(centroid[1])),
+        extra=extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+def detect_vessels(
+    scene: Scene,
+    zones: Zones | None = None,
+    *,
+    min_score: float = 0.3,
+    method: str = "auto",
+    model: str | Path | None = None,
+    moving_kn: float = 6.0,
+    min_length_m: float = 0.0,
+) -> Detections:
+    """Detect vessels (at sea, at anchor, moored alongside quays, rafted) in a scene.
+
+    Parameters
+    ----------
+    scene : Scene
+        Any subset of B02, B03, B04, B08 on a ~10 m grid, any linear scaling of reflectance.
+    zones : Zones, optional
+        Keep only vessels whose centroid lies in a zone, labelled with its name.
+    min_score : float
+        Score threshold in [0, 1] (the network's centre probability).
+    method : {"auto", "cnn", "classical"}
+        ``"auto"``: the shipped network if present, else the classical baseline.
+    model : path, optional
+        ONNX model to use instead of the shipped one.
+    moving_kn : float
+        Speed in knots from the inter-band displacement above which a vessel counts as moving.
+    min_length_m : float
+        Drop vessels shorter than this (metres).
+
+    Returns
+    -------
+    Detections
+        Class ``"vessel"``; pixel boxes on the scene grid, centroids (x = column, y = row),
+        ``length_m``/``width_m`` in true ground metres, ``heading_deg`` clockwise from up
+        (course if moving, else the hull axis in [0, 180)), ``extra["moving"]`` and
+        ``extra["speed_kn"]`` (None where not measurable).
+    """
+    if method not in ("auto", "cnn", "classical"):
+        raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
+    use_cnn = method == "cnn" or (method == "auto" and (model is not None or MODEL_PATH.is_file()))
+    if use_cnn:
+        x = vessel_input(scene)
+        maps = run_network(x, model)
+        boxes, scores = decode_maps(maps, min_score=min_score, shape=scene.shape)
+        bright = x[:4].mean(axis=0)
+    else:
+        boxes, scores = classical_candidates(scene)
+        keep = scores >= min_score
+        boxes, scores = boxes[keep], scores[keep]
+        bright = vessel_input(scene)[:4].mean(axis=0)
+    items = [measure_vessel(scene, bright, tuple(b), s, moving_kn=moving_kn) for b, s in zip(boxes, scores)]
+    if min_length_m > 0:
+        items = [d for d in items if not d.length_m < min_length_m]
+    dets = sorted_detections(items, scene.crs, scene.transform, scene.pixel_size_m)
+    if zones is not None:
+        dets = assign_zones(dets, zones, keep_outside=False)
+    return dets

@@ -1,0 +1,218 @@
+"""The report of a claims check (``imgdiff verify``): JSON, Markdown, HTML, GeoJSON, change.tif.
+
+``report.json`` layout (``schema: "imgdiff.verify"``, ``schema_version`` below; bump the major
+number on any incompatible change)::
+
+    schema, schema_version, imgdiff_version
+    claims_file                    path of the claims file as given
+    inputs.before|after            source, date, bands, radiometry of each scene as read
+    dates                          before, after (ISO), days_between
+    grid                           CRS, transform, width, height, bounds, pixel size (m)
+    coregistration                 dx, dy (px; after = before + shift), dx_m, dy_m, reliability, method
+    change                         change statistics of the whole grid (see imgdiff.compare)
+    zones.<name>                   area_m2; per date: clear/cloud/no-data fractions; changed_fraction;
+                                   counts.<object>.before|after (all detections in the zone)
+    detectors.<object>             precision, recall, min_length_m, source (figures behind the confidence)
+    claims[]                       id, text, object, zone, assert, min_length_m, verdict, confidence,
+                                   counts.before|after, objects.stayed[{before, after, distance_m}],
+                                   objects.departed[before ids], objects.arrived[after ids], reasons[], caveats[]
+    summary                        number of claims per verdict
+    outputs                        file names written
+
+Object ids are the ``id`` of the features in ``detections_before.geojson`` and
+``detections_after.geojson`` (one collection per date, all object kinds, in the grid CRS).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..claims import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, Verification
+from ..detect.base import Detections
+from ..io.write import check_outputs, write_json, write_outputs, write_text
+from ..zones import zone_masks
+from .compare import _scene_entry, write_change_tif
+
+#: Version of the ``report.json`` layout of ``imgdiff verify``.
+VERIFY_SCHEMA_VERSION = "1.0"
+VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
+                  "detections_after.geojson", "change.tif")
+
+
+def merged_detections(v: Verification, date: str) -> tuple[Detections, dict[tuple[str, int], int]]:
+    """All object kinds of one date in one collection, and (kind, index) -> id in it."""
+    idx = 0 if date == "before" else 1
+    items = []
+    ids: dict[tuple[str, int], int] = {}
+    ref: Detections | None = None
+    for kind, pair in v.detections.items():
+        d = pair[idx]
+        ref = ref or d
+        for i, item in enumerate(d.items):
+            ids[(kind, i)] = len(items)
+            items.append(item)
+    if ref is None:
+        g = v.result.grid
+        return Detections((), g.crs, g.transform, tuple(g.pixel_size_m)), ids  # type: ignore[arg-type]
+    return Detections(tuple(items), ref.crs, ref.transform, ref.pixel_size_m), ids
+
+
+def _verdict_entry(vd: Verdict, ids_b: dict, ids_a: dict) -> dict[str, Any]:
+    k = vd.claim.object
+    m = vd.match
+    return {
+        **vd.claim.to_dict(),
+        "verdict": vd.verdict,
+        "confidence": vd.confidence,
+        "counts": {"before": vd.count_before, "after": vd.count_after},
+        "objects": {
+            "stayed": [{"before": ids_b[(k, i)], "after": ids_a[(k, j)], "distance_m": dd}
+                       for (i, j), dd in zip(m.stayed, m.distance_m or [None] * len(m.stayed))],
+            "departed": [ids_b[(k, i)] for i in m.departed],
+            "arrived": [ids_a[(k, j)] for j in m.arrived],
+        },
+        "reasons": list(vd.reasons),
+        "caveats": list(vd.caveats),
+    }
+
+
+def zone_summary(v: Verification) -> dict[str, Any]:
+    """Per zone: area, visibility on each date, changed fraction and object counts."""
+    g = v.result.grid
+    ch = v.result.change
+    masks = zone_masks(v.zones, g.crs, g.transform, (g.height, g.width))
+    sx, sy = g.pixel_size_m
+    out: dict[str, Any] = {}
+    for n, m in masks.items():
+        st_b, st_a = v.states["before"][n], v.states["after"][n]
+        assessed = ch.valid & m
+        counts = {}
+        for kind, (db, da) in v.detections.items():
+            counts[kind] = {"before": int(sum(1 for d in db.items if d.zone == n)),
+                            "after": int(sum(1 for d in da.items if d.zone == n))}
+        out[n] = {
+            "area_m2": round(st_b.area_px * sx * sy, 1),
+            "before": st_b.to_dict(),
+            "after": st_a.to_dict(),
+            "changed_fraction": round(float(ch.mask[assessed].mean()), 4) if assessed.any() else None,
+            "counts": counts,
+        }
+    return out
+
+
+def verify_report(v: Verification) -> dict[str, Any]:
+    """The JSON-ready report of a :class:`~imgdiff.claims.Verification`."""
+    before, after = v.inputs
+    days = (after.date - before.date).days if before.date and after.date else None
+    _, ids_b = merged_detections(v, "before")
+    _, ids_a = merged_detections(v, "after")
+    claims = [_verdict_entry(vd, ids_b, ids_a) for vd in v.verdicts]
+    summary = {k: sum(1 for c in claims if c["verdict"] == k) for k in (SUPPORTED, REFUTED, INCONCLUSIVE)}
+    return {
+        "schema": "imgdiff.verify",
+        "schema_version": VERIFY_SCHEMA_VERSION,
+        "imgdiff_version": __version__,
+        "simulated_inputs": bool(_simulated(before) or _simulated(after)),
+        "claims_file": str(v.claims.path),
+        "zones_source": v.claims.zones_source,
+        "inputs": {"before": _scene_entry(before), "after": _scene_entry(after)},
+        "dates": {"before": before.date.isoformat() if before.date else None,
+                  "after": after.date.isoformat() if after.date else None, "days_between": days},
+        "grid": v.result.grid.to_dict(),
+        "coregistration": _registration_entry(v),
+        "change": v.result.statistics(),
+        "zones": zone_summary(v),
+        "detectors": {k: p.to_dict() for k, p in v.performance.items()},
+        "claims": claims,
+        "summary": summary,
+        "outputs": list(VERIFY_OUTPUTS),
+    }
+
+
+def _registration_entry(v: Verification) -> dict[str, Any]:
+    from ..claims import registration_quality
+
+    r = v.result.registration.to_dict()
+    keep = ("dx", "dy", "dx_m", "dy_m", "uncertainty_px", "reliability", "method")
+    out = {k: r.get(k) for k in keep}
+    out["failed"] = registration_quality(v.result.registration) == 0.0
+    return out
+
+
+def _simulated(scene: Any) -> bool:
+    src = str(scene.meta.get("source", ""))
+    truth = Path(src) / "truth.json" if src else None
+    return bool(truth and truth.is_file())
+
+
+def render_verify_markdown(report: dict[str, Any]) -> str:
+    """A Markdown rendering of a verify report."""
+    d, r = report["dates"], report["coregistration"]
+    lines = ["# imgdiff claims report", ""]
+    if report.get("simulated_inputs"):
+        lines += ["> **The input scenes are simulated** (imgdiff.simulate), not real Sentinel-2 images.", ""]
+    lines += [
+        f"- claims: `{report['claims_file']}`; zones: `{report['zones_source']}`",
+        f"- before: `{report['inputs']['before']['source']}` ({d['before'] or 'date unknown'})",
+        f"- after: `{report['inputs']['after']['source']}` ({d['after'] or 'date unknown'})",
+        f"- co-registration: dx = {r['dx']:+.3f} px, dy = {r['dy']:+.3f} px, reliability "
+        f"{(r['reliability'] or 0):.2f}{' (FAILED)' if r['failed'] else ''}",
+        "",
+        "## Verdicts",
+        "",
+        "| claim | verdict | confidence | before | after | stayed / departed / arrived | reasons |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in report["claims"]:
+        o = c["objects"]
+        why = "; ".join(c["reasons"][1:] + [f"caveat: {x}" for x in c["caveats"]]).replace("|", "/")
+        lines.append(f"| **{c['id']}**: {c['text']} | **{c['verdict']}** | {c['confidence']:.2f} | "
+                     f"{c['counts']['before']} | {c['counts']['after']} | "
+                     f"{len(o['stayed'])} / {len(o['departed'])} / {len(o['arrived'])} | {why} |")
+    lines += ["", "## Zones", "", "| zone | clear before | clear after | changed | counts (before -> after) |",
+              "|---|---|---|---|---|"]
+    for n, z in report["zones"].items():
+        cnt = ", ".join(f"{k} {v['before']} -> {v['after']}" for k, v in z["counts"].items())
+        chg = "n/a" if z["changed_fraction"] is None else f"{z['changed_fraction']:.1%}"
+        lines.append(f"| {n} | {z['before']['clear_fraction']:.0%} | {z['after']['clear_fraction']:.0%} | "
+                     f"{chg} | {cnt} |")
+    lines += ["", "## Detectors", ""]
+    for k, p in report["detectors"].items():
+        lines.append(f"- {k}: precision {p['precision']:.2f}, recall {p['recall']:.2f}, resolves objects "
+                     f">= {p['min_length_m']:g} m ({p['source']})")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_verify(v: Verification, outdir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Write every output of ``imgdiff verify`` into ``outdir``; return the report.
+
+    Outputs: ``report.json``, ``report.md``, ``report.html``, ``detections_before.geojson``,
+    ``detections_after.geojson``, ``change.tif`` (all moved into place together).
+    """
+    from ..io.geojson import detections_to_geojson
+    from .html import render_verify_html
+
+    out = check_outputs(outdir, VERIFY_OUTPUTS, overwrite)
+    report = verify_report(v)
+    db, _ = merged_detections(v, "before")
+    da, _ = merged_detections(v, "after")
+    write_outputs(out, {
+        "change.tif": lambda p: write_change_tif(p, v.result),
+        "detections_before.geojson": lambda p: write_json(p, detections_to_geojson(db)),
+        "detections_after.geojson": lambda p: write_json(p, detections_to_geojson(da)),
+        "report.md": lambda p: write_text(p, render_verify_markdown(report)),
+        "report.html": lambda p: write_text(p, render_verify_html(v, report)),
+        "report.json": lambda p: write_json(p, report),
+    })
+    return report
+
+
+def change_overlay_fraction(v: Verification) -> float:
+    """Fraction of assessed pixels marked changed (for summaries)."""
+    ch = v.result.change
+    return float(np.mean(ch.mask[ch.valid])) if ch.valid.any() else 0.0

@@ -1,0 +1,311 @@
+"""Reading remote rasters and JSON over HTTP, with bounded retries and backoff.
+
+Rasters are read by window through GDAL's ``/vsicurl/`` (HTTP range requests:
+only the header and the tiles covering the window travel, never the whole file).
+GDAL's own retries are switched off so that every retry is ours: bounded,
+logged, and reported in the provenance of a fetch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from ..errors import ImgdiffError, InputError, NetworkError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: HTTP status codes worth retrying: request timeout, too many requests, server errors.
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try a network operation.
+
+    Attributes
+    ----------
+    attempts : int
+        Total attempts (first try included), at least 1.
+    backoff_s : float
+        Wait before the second attempt, in seconds; doubled (``factor``) after each failure.
+    factor : float
+        Growth of the wait between attempts.
+    max_backoff_s : float
+        Upper bound of one wait, in seconds.
+    timeout_s : int
+        Timeout of one HTTP request, in seconds (connect and transfer).
+    """
+
+    attempts: int = 4
+    backoff_s: float = 1.0
+    factor: float = 2.0
+    max_backoff_s: float = 30.0
+    timeout_s: int = 30
+
+    def delays(self) -> list[float]:
+        """Waits between successive attempts, in seconds (``attempts - 1`` of them)."""
+        return [min(self.max_backoff_s, self.backoff_s * self.factor**i) for i in range(max(0, self.attempts - 1))]
+
+
+#: Four attempts, 1-2-4 s apart, 30 s per request.
+DEFAULT_POLICY = RetryPolicy()
+
+
+@dataclass
+class RetryLog:
+    """Counts the retries a fetch needed and why (mutable on purpose: filled while working)."""
+
+    retries: int = 0
+    reasons: list[str] | None = None
+
+    def note(self, what: str, reason: str) -> None:
+        self.retries += 1
+        self.reasons = [*(self.reasons or []), f"{what}: {reason}"]
+
+
+class _Permanent(Exception):
+    """An error that retrying cannot fix (HTTP 404, not a raster, ...)."""
+
+
+def _status_in(text: str) -> int | None:
+    m = re.search(r"(?:HTTP (?:response )?code|HTTP error code|status(?: code)?)[:= ]+(\d{3})", text, re.I)
+    return int(m.group(1)) if m else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether an error from GDAL, requests or JSON decoding is worth another attempt.
+
+    Timeouts, connection resets, truncated transfers, undecodable (cut) data and
+    HTTP 408/429/5xx are; other HTTP 4xx answers are not. GDAL reports a failed
+    header read of a remote file as "not recognized as being in a supported file
+    format", so that is retried too (a few seconds lost on a real non-raster).
+    """
+    if isinstance(exc, _Permanent):
+        return False
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    text = " ".join(str(exc).split())
+    status = status or _status_in(text)
+    if status is not None:
+        return int(status) in RETRY_STATUS
+    return True
+
+
+def with_retries(
+    op: Callable[[], T],
+    what: str,
+    policy: RetryPolicy,
+    *,
+    retry_log: RetryLog | None = None,
+    on_retry: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    catch: tuple[type[BaseException], ...] = (Exception,),
+) -> T:
+    """Run ``op`` until it succeeds, at most ``policy.attempts`` times, waiting longer after each failure.
+
+    Parameters
+    ----------
+    op : callable
+        The operation; it raises on failure.
+    what : str
+        What is being done (a URL and a window), for log lines and the final error.
+    policy : RetryPolicy
+    retry_log : RetryLog, optional
+        Receives one entry per retry.
+    on_retry : callable, optional
+        Called before each retry (e.g. to drop GDAL's cache of a failed file).
+    sleep : callable
+        ``time.sleep``; replaceable in tests.
+
+    Raises
+    ------
+    NetworkError
+        When a permanent error occurs or all attempts fail; the message names ``what``,
+        the number of attempts and the last error.
+    """
+    delays = policy.delays()
+    for attempt in range(policy.attempts):
+        try:
+            return op()
+        except catch as e:  # noqa: PERF203 - bounded loop
+            if isinstance(e, ImgdiffError):
+                raise  # a problem of the data, not of the network
+            reason = " ".join(str(e).split()) or type(e).__name__
+            if not is_retryable(e):
+                raise NetworkError(f"{what}: {reason} (not retried: the server refused or the data is not valid)") from None
+            if attempt == policy.attempts - 1:
+                raise NetworkError(
+                    f"{what}: failed after {policy.attempts} attempt(s); last error: {reason}; "
+                    "check the network or the catalogue, then run the command again (finished files are kept)"
+                ) from None
+            wait = delays[attempt]
+            log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, reason, wait, attempt + 2, policy.attempts)
+            if retry_log is not None:
+                retry_log.note(what, reason)
+            if on_retry is not None:
+                on_retry()
+            sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- GDAL
+def gdal_path(href: str) -> str:
+    """The GDAL path of an asset href: ``/vsicurl/`` for HTTP(S), ``/vsis3/`` for s3://, local paths as they are."""
+    if href.startswith(("http://", "https://")):
+        return f"/vsicurl/{href}"
+    if href.startswith("s3://"):
+        return f"/vsis3/{href[5:]}"
+    if href.startswith("file://"):
+        return href[7:]
+    return href
+
+
+def gdal_options(policy: RetryPolicy, href: str = "") -> dict[str, Any]:
+    """GDAL configuration for cloud-optimised reads: no directory listing, our own retries, timeouts."""
+    opts: dict[str, Any] = {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "GDAL_HTTP_MAX_RETRY": 0,
+        "GDAL_HTTP_TIMEOUT": int(policy.timeout_s),
+        "GDAL_HTTP_CONNECTTIMEOUT": int(min(policy.timeout_s, 10)),
+        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+        "GDAL_HTTP_MULTIPLEX": "YES",
+    }
+    if href.startswith("s3://") and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        opts["AWS_NO_SIGN_REQUEST"] = "YES"
+    return opts
+
+
+_GDAL_LIB: Any = None
+
+
+def clear_gdal_http_cache() -> None:
+    """Forget what GDAL cached about remote files (a failed open is otherwise remembered as "missing").
+
+    Best effort: calls ``VSICurlClearCache`` of the GDAL library rasterio loaded.
+    """
+    global _GDAL_LIB
+    if _GDAL_LIB is None:
+        candidates = glob.glob(str(Path(rasterio.__file__).parent.parent / "rasterio.libs" / "libgdal*.so*"))
+        candidates += [line.split()[-1] for line in _maps() if "libgdal" in line]
+        for c in candidates:
+            try:
+                lib = ctypes.CDLL(c)
+                lib.VSICurlClearCache  # noqa: B018 - probe the symbol
+                _GDAL_LIB = lib
+                break
+            except (OSError, AttributeError):
+                continue
+        else:
+            _GDAL_LIB = False
+    if _GDAL_LIB:
+        _GDAL_LIB.VSICurlClearCache()
+
+
+def _maps() -> list[str]:
+    try:
+        return Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    """Grid and radiometric fields of a remote raster's first band."""
+
+    crs: CRS | None
+    transform: Affine
+    shape: tuple[int, int]
+    dtype: str
+    nodata: float | None
+
+
+def raster_info(href: str, policy: RetryPolicy, *, retry_log: RetryLog | None = None,
+                sleep: Callable[[float], None] = time.sleep, known: RemoteInfo | None = None) -> RemoteInfo:
+    """Describe the grid of a remote raster: ``known`` (from STAC metadata) when given, else from its header."""
+    if known is not None:
+        return known
+
+    def op() -> RemoteInfo:
+        with rasterio.Env(**gdal_options(policy, href)), rasterio.open(gdal_path(href)) as ds:
+            return RemoteInfo(ds.crs, ds.transform, (ds.height, ds.width), ds.dtypes[0], ds.nodata)
+
+    return with_retries(op, f"{href}: open", policy, retry_log=retry_log, on_retry=clear_gdal_http_cache,
+                        sleep=sleep, catch=(RasterioError,))
+
+
+def read_window(href: str, window: Window, policy: RetryPolicy, *, retry_log: RetryLog | None = None,
+                sleep: Callable[[float], None] = time.sleep, expect: RemoteInfo | None = None) -> np.ndarray:
+    """Read band 1 of a remote raster inside a pixel window (HTTP range requests only).
+
+    Parameters
+    ----------
+    href : str
+        HTTP(S), s3:// or local path of a (cloud-optimised) GeoTIFF.
+    window : rasterio.windows.Window
+        Columns (x) and rows (y) to read, inside the raster.
+    expect : RemoteInfo, optional
+        The grid the window was computed on (e.g. from STAC metadata); checked against the raster.
+
+    Returns
+    -------
+    ndarray
+        2-D array (rows, cols) of the raster's data type.
+    """
+
+    def op() -> np.ndarray:
+        with rasterio.Env(**gdal_options(policy, href)), rasterio.open(gdal_path(href)) as ds:
+            if expect is not None and (ds.crs != expect.crs or not ds.transform.almost_equals(expect.transform)
+                                       or ds.shape != expect.shape):
+                raise InputError(
+                    f"{href}: the raster's grid ({ds.crs}, {tuple(ds.transform)[:6]}, {ds.shape}) differs from "
+                    f"the item's projection metadata ({expect.crs}, {tuple(expect.transform)[:6]}, {expect.shape})"
+                )
+            data = ds.read(1, window=window)
+        if data.shape != (int(window.height), int(window.width)):
+            raise OSError(f"short read: got {data.shape}, expected {(int(window.height), int(window.width))}")
+        return data
+
+    w = f"{int(window.col_off)},{int(window.row_off)},{int(window.width)}x{int(window.height)}"
+    return with_retries(op, f"{href}: window {w}", policy, retry_log=retry_log, on_retry=clear_gdal_http_cache,
+                        sleep=sleep, catch=(RasterioError, OSError))
+
+
+# --------------------------------------------------------------------------- JSON
+def get_json(url: str, policy: RetryPolicy, *, retry_log: RetryLog | None = None,
+             sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """GET a JSON document (a STAC item) over HTTP, or read it from a local path."""
+    if not url.startswith(("http://", "https://")):
+        p = Path(url[7:] if url.startswith("file://") else url)
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{p}: no such STAC item file") from None
+        except (OSError, ValueError) as e:
+            raise InputError(f"{p}: not a readable STAC item JSON ({e})") from None
+    import requests
+
+    def op() -> dict[str, Any]:
+        r = requests.get(url, timeout=policy.timeout_s, headers={"Accept": "application/geo+json, application/json"})
+        if r.status_code >= 400:
+            err = OSError(f"HTTP response code: {r.status_code}")
+            raise err
+        return r.json()
+
+    return with_retries(op, url, policy, retry_log=retry_log, sleep=sleep)

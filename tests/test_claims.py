@@ -1,0 +1,183 @@
+"""Claim files, verdict rules, and the ``imgdiff verify`` command on the shipped samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from affine import Affine
+from click.testing import CliRunner
+from rasterio.crs import CRS
+
+from imgdiff.claims import (
+    INCONCLUSIVE,
+    REFUTED,
+    SUPPORTED,
+    Claim,
+    ClaimsError,
+    DetectorPerformance,
+    ZoneState,
+    evaluate_claim,
+    load_claims,
+)
+from imgdiff.detect.base import Detection, Detections
+from imgdiff_cli.main import cli
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+TR = Affine(10, 0, 700000, 0, -10, 3900000)
+PERF = DetectorPerformance("vessels", 0.9, 0.8, 25.0, "test")
+CLEAR = ZoneState("piers", 1000, 1.0, 0.0, 0.0)
+
+
+def dets(*objs):
+    """Detections from (x_px, y_px, length_m, zone)."""
+    items = tuple(Detection(box=(x - 6, y - 1, x + 6, y + 1), score=0.9, cls="vessel", length_m=L, zone=z,
+                            centroid=(x, y)) for x, y, L, z in objs)
+    return Detections(items, CRS.from_epsg(32636), TR, (10.0, 10.0))
+
+
+def claim(assertion, zone="piers", min_length_m=None):
+    return Claim("c", "text", "vessels", zone, assertion, min_length_m)
+
+
+def judge(c, before, after, sb=CLEAR, sa=CLEAR, rel=0.9, perf=PERF):
+    return evaluate_claim(c, before, after, sb, sa, registration_reliability=rel, performance=perf)
+
+
+WARSHIPS = dets((10, 10, 120, "piers"), (30, 10, 125, "piers"), (50, 50, 150, "basin"))
+GONE = dets((50.3, 50, 150, "basin"))
+
+
+def test_ships_gone_from_a_clear_zone_support_absent_after_with_recall_as_confidence():
+    v = judge(claim("absent_after", min_length_m=60), WARSHIPS, GONE)
+    assert v.verdict == SUPPORTED
+    assert (v.count_before, v.count_after) == (2, 0)
+    assert v.match.departed == (0, 1) and v.match.stayed == ()
+    assert v.confidence == pytest.approx(0.8)
+
+
+def test_a_ship_still_there_refutes_absent_after_and_supports_present_after():
+    v = judge(claim("absent_after", zone="basin"), WARSHIPS, GONE)
+    assert v.verdict == REFUTED and v.confidence == pytest.approx(0.9)
+    assert v.match.stayed == ((2, 0),)
+    assert judge(claim("present_after", zone="basin"), WARSHIPS, GONE).verdict == SUPPORTED
+    assert judge(claim("present_before"), WARSHIPS, GONE).verdict == SUPPORTED
+    assert judge(claim("present_after"), WARSHIPS, GONE).verdict == REFUTED
+
+
+def test_count_comparisons():
+    assert judge(claim("decreased"), WARSHIPS, GONE).verdict == SUPPORTED
+    assert judge(claim("increased"), WARSHIPS, GONE).verdict == REFUTED
+    assert judge(claim("unchanged", zone="basin"), WARSHIPS, GONE).verdict == SUPPORTED
+    v = judge(claim("decreased"), WARSHIPS, GONE)
+    assert v.confidence == pytest.approx(1 - (1 - 0.8) ** 2)
+
+
+def test_min_length_filters_the_objects_that_count():
+    short = dets((10, 10, 40, "piers"))
+    assert judge(claim("absent_after", min_length_m=60), WARSHIPS, short).verdict == SUPPORTED
+    assert judge(claim("absent_after", min_length_m=30), WARSHIPS, short).verdict == REFUTED
+
+
+def test_a_zone_mostly_under_cloud_on_the_date_that_matters_is_inconclusive():
+    cloudy = ZoneState("piers", 1000, 0.1, 0.9, 0.0)
+    v = judge(claim("absent_after"), WARSHIPS, GONE, sa=cloudy)
+    assert v.verdict == INCONCLUSIVE and v.confidence == 0
+    assert any("mostly hidden on the after date" in r for r in v.reasons)
+    # the before date does not matter for an after-claim, nor the after date for a before-claim
+    assert judge(claim("present_before"), WARSHIPS, GONE, sa=cloudy).verdict == SUPPORTED
+    assert judge(claim("absent_after"), WARSHIPS, GONE, sb=cloudy).verdict == SUPPORTED
+    assert judge(claim("decreased"), WARSHIPS, GONE, sb=cloudy).verdict == INCONCLUSIVE
+
+
+def test_partly_hidden_zone_decides_on_objects_seen_but_not_on_their_absence():
+    partly = ZoneState("piers", 1000, 0.6, 0.4, 0.0)
+    assert judge(claim("absent_after"), WARSHIPS, GONE, sa=partly).verdict == INCONCLUSIVE
+    assert judge(claim("present_after"), WARSHIPS, GONE, sa=partly).verdict == INCONCLUSIVE
+    assert judge(claim("present_before"), WARSHIPS, GONE, sb=partly).verdict == SUPPORTED
+    nodata = ZoneState("piers", 1000, 0.3, 0.0, 0.7)
+    v = judge(claim("present_before"), WARSHIPS, GONE, sb=nodata)
+    assert v.verdict == INCONCLUSIVE and any("70% no data" in r for r in v.reasons)
+
+
+def test_objects_below_the_detector_limit_make_absence_inconclusive_not_presence():
+    v = judge(claim("absent_after", min_length_m=10), WARSHIPS, GONE)
+    assert v.verdict == INCONCLUSIVE and any("below what" in r for r in v.reasons)
+    assert judge(claim("present_before", min_length_m=10), WARSHIPS, GONE).verdict == SUPPORTED
+
+
+def test_failed_coregistration_blocks_date_comparisons_only():
+    assert judge(claim("decreased"), WARSHIPS, GONE, rel=0.0).verdict == INCONCLUSIVE
+    v = judge(claim("absent_after"), WARSHIPS, GONE, rel=0.0)
+    assert v.verdict == SUPPORTED and any("co-registration" in c for c in v.caveats)
+
+
+def _write(tmp_path, obj):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(obj))
+    return p
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"claims": []}, "'claims' must be a non-empty list"),
+    ({"site": "tartus"}, "exactly one of 'zones'"),
+    ({"claims": [{"id": "x", "object": "tanks", "zone": "anchorage", "assert": "absent_after"}]}, "object must be"),
+    ({"claims": [{"id": "x", "object": "vessels", "zone": "moon", "assert": "absent_after"}]}, "zone 'moon'"),
+    ({"claims": [{"id": "x", "object": "vessels", "zone": "anchorage", "assert": "gone"}]}, "assert must be"),
+])
+def test_malformed_claim_files_raise_naming_the_file(tmp_path, change, message):
+    obj = {"before": "b", "after": "a", "zones": str(SAMPLES / "sites" / "tartus.geojson"),
+           "claims": [{"id": "x", "object": "vessels", "zone": "anchorage", "assert": "absent_after"}]}
+    obj.update(change)
+    with pytest.raises(ClaimsError, match=message) as e:
+        load_claims(_write(tmp_path, obj))
+    assert "c.yaml" in str(e.value)
+
+
+def test_claim_paths_are_relative_to_the_file():
+    cf = load_claims(SAMPLES / "claims" / "tartus.yaml")
+    assert cf.before == SAMPLES / "claims" / "../scenes/tartus/2024-12-03"
+    assert cf.claims[0].id == "warships-gone" and cf.claims[0].min_length_m == 60
+
+
+@pytest.fixture(scope="module")
+def tartus_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("verify") / "tartus"
+    res = CliRunner().invoke(cli, ["verify", str(SAMPLES / "claims" / "tartus.yaml"), "-o", str(out), "--json"])
+    return res, out
+
+
+def test_verify_cli_on_the_tartus_sample_writes_every_output_and_one_json_object(tartus_run):
+    res, out = tartus_run
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    for name in report["outputs"]:
+        assert (out / name).stat().st_size > 0
+    verdicts = {c["id"]: c["verdict"] for c in report["claims"]}
+    assert verdicts["warships-gone"] == SUPPORTED
+    assert verdicts["small-boats-gone"] == INCONCLUSIVE
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "src=\"http" not in html
+    assert report["schema"] == "imgdiff.verify" and report["schema_version"]
+    geo = json.loads((out / "detections_before.geojson").read_text())
+    assert geo["type"] == "FeatureCollection"
+
+
+def test_verify_cli_refuses_to_overwrite_and_reports_bad_files_in_one_line(tartus_run, tmp_path):
+    _, out = tartus_run
+    r = CliRunner().invoke(cli, ["verify", str(SAMPLES / "claims" / "tartus.yaml"), "-o", str(out)])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    r = CliRunner().invoke(cli, ["verify", str(tmp_path / "none.yaml"), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "none.yaml: no such claims file" in r.output
+
+
+def test_the_cloudy_sample_makes_the_hidden_zone_inconclusive_and_decides_the_others(tmp_path):
+    r = CliRunner().invoke(cli, ["verify", str(SAMPLES / "claims" / "tartus_cloudy.yaml"), "-o",
+                                 str(tmp_path / "o"), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    v = {c["id"]: c["verdict"] for c in rep["claims"]}
+    assert v == {"warships-gone": INCONCLUSIVE, "ships-moved-offshore": SUPPORTED, "harbour-still-used": SUPPORTED}
+    assert rep["zones"]["naval_piers"]["after"]["cloud_fraction"] > 0.8

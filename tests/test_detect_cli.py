@@ -1,0 +1,127 @@
+"""``imgdiff detect`` and ``imgdiff eval vessels`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import shapely
+from click.testing import CliRunner
+from imgdiff_cli.main import cli
+from rasterio.warp import transform_geom
+from shapely.geometry import box as shp_box
+from shapely.geometry import mapping
+
+from .conftest import write_band
+from .test_vessels import TRANSFORM, UTM, harbour_scene
+
+
+@pytest.fixture(scope="module")
+def harbour_dir(tmp_path_factory):
+    """The simulated harbour as a band folder of uint16 DN (reflectance x 10000) + vessels.json."""
+    scene, truth, _ = harbour_scene(0)
+    d = tmp_path_factory.mktemp("scenes") / "simport"
+    d.mkdir()
+    for b, v in scene.bands.items():
+        write_band(d / f"{b}.tif", np.round(v * 10000).astype(np.uint16), transform=TRANSFORM)
+    gt = {"shape": list(scene.shape), "vessels": [{"bbox_px": t["box"]} for t in truth]}
+    (d / "vessels.json").write_text(json.dumps(gt))
+    return d, truth
+
+
+def test_detect_vessels_writes_geojson_and_prints_one_json_object(harbour_dir, tmp_path):
+    d, truth = harbour_dir
+    out = tmp_path / "v.geojson"
+    r = CliRunner().invoke(cli, ["detect", str(d), "--objects", "vessels", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    fc = json.loads(out.read_text())
+    assert summary["count"] == len(fc["features"])
+    assert abs(summary["count"] - len(truth)) <= 1
+    assert summary["by_zone"] == {"outside": summary["count"]}
+    for f in fc["features"]:
+        assert f["geometry"]["type"] == "Polygon"
+        assert {"class", "score", "length_m", "width_m", "zone"} <= set(f["properties"])
+        assert f["properties"]["class"] == "vessel"
+
+
+def test_detect_with_zones_counts_per_zone(harbour_dir, tmp_path):
+    d, _ = harbour_dir
+    x0, y0 = TRANSFORM * (0, 0)
+    x1, y1 = TRANSFORM * (120, 200)
+    xe, _ = TRANSFORM * (240, 0)
+    feats = []
+    for name, g in (("west", shp_box(x0, y1, x1, y0)), ("east", shp_box(x1, y1, xe, y0))):
+        feats.append({"type": "Feature", "properties": {"name": name},
+                      "geometry": transform_geom(UTM, "EPSG:4326", mapping(g))})
+    zpath = tmp_path / "zones.geojson"
+    zpath.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    out = tmp_path / "v.geojson"
+    r = CliRunner().invoke(cli, ["detect", str(d), "--zones", str(zpath), "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert set(s["by_zone"]) == {"west", "east"}
+    assert s["by_zone"]["west"] + s["by_zone"]["east"] == s["count"]
+    fc = json.loads(out.read_text())
+    west = [f for f in fc["features"] if f["properties"]["zone"] == "west"]
+    assert len(west) == s["by_zone"]["west"]
+    assert all(shapely.geometry.shape(f["geometry"]).centroid.x < x1 for f in west)
+
+
+def test_existing_output_needs_overwrite(harbour_dir, tmp_path):
+    d, _ = harbour_dir
+    out = tmp_path / "v.geojson"
+    out.write_text("{}")
+    r = CliRunner().invoke(cli, ["detect", str(d), "-o", str(out)])
+    assert r.exit_code == 2
+    assert "--overwrite" in r.stderr and str(out) in r.stderr
+    assert out.read_text() == "{}"
+    r = CliRunner().invoke(cli, ["detect", str(d), "-o", str(out), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["type"] == "FeatureCollection"
+
+
+def test_missing_scene_is_one_line_error(tmp_path):
+    r = CliRunner().invoke(cli, ["detect", str(tmp_path / "nope"), "-o", str(tmp_path / "v.geojson")])
+    assert r.exit_code == 2
+    assert "nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_zones_file_is_one_line_error(harbour_dir, tmp_path):
+    d, _ = harbour_dir
+    z = tmp_path / "z.geojson"
+    z.write_text("not json")
+    r = CliRunner().invoke(cli, ["detect", str(d), "--zones", str(z), "-o", str(tmp_path / "v.geojson")])
+    assert r.exit_code == 2
+    assert "z.geojson" in r.stderr
+
+
+def test_detect_aircraft_writes_geojson(harbour_dir, tmp_path):
+    d, _ = harbour_dir
+    out = tmp_path / "a.geojson"
+    r = CliRunner().invoke(cli, ["detect", str(d), "--objects", "aircraft", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    fc = json.loads(out.read_text())
+    assert s["objects"] == "aircraft" and s["count"] == len(fc["features"])
+    assert all(f["properties"]["class"] == "aircraft" for f in fc["features"])
+
+
+def test_eval_vessels_prints_per_scene_and_pooled_scores(harbour_dir):
+    d, truth = harbour_dir
+    r = CliRunner().invoke(cli, ["eval", "vessels", "--data", str(d.parent), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [s["name"] for s in out["scenes"]] == ["simport"]
+    p = out["pooled"]
+    assert p["n_gt"] == len(truth) and p["tp"] + p["fn"] == len(truth)
+    assert p["f1"] >= 0.8
+    r = CliRunner().invoke(cli, ["eval", "vessels", "--data", str(d.parent)])
+    assert r.exit_code == 0 and "pooled" in r.output
+
+
+def test_eval_vessels_bad_folder_is_one_line_error(tmp_path):
+    r = CliRunner().invoke(cli, ["eval", "vessels", "--data", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "vessels.json" in r.stderr

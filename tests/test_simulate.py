@@ -1,0 +1,98 @@
+"""The Sentinel-2-like simulator: known truth, shift, gain, clouds, files, determinism."""
+
+from __future__ import annotations
+
+import datetime as dt
+import filecmp
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+import imgdiff
+from imgdiff.simulate import (
+    COVER_REFLECTANCE,
+    Acquisition,
+    Cloud,
+    SimObject,
+    Terrain,
+    render,
+    render_background,
+    to_scene,
+    write_rendered,
+    write_samples,
+)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+X0, Y0 = 700000.0, 3900000.0
+
+
+@pytest.fixture(scope="module")
+def harbour():
+    """A 64 x 64 px harbour: water in the north-west, a concrete quay east of it, fields around; one
+    frigate alongside the quay."""
+    t = Terrain("test", (X0, Y0), (64, 64),
+                (("water", box(X0, Y0 - 320, X0 + 400, Y0)), ("concrete", box(X0 + 400, Y0 - 640, X0 + 640, Y0 - 100))),
+                background="land", seed=5)
+    ship = SimObject("ff", "frigate", X0 + 380, Y0 - 160, 125, 16, 0.0)
+    return t, ship, render_background(t)
+
+
+def test_rendering_is_deterministic_and_the_ship_is_bright_in_nir_on_dark_water(harbour):
+    t, ship, bg = harbour
+    acq = Acquisition(dt.date(2024, 12, 3), (ship,), seed=1)
+    r1, r2 = render(t, acq, bg), render(t, acq, render_background(t))
+    for b in r1.bands:
+        np.testing.assert_array_equal(r1.bands[b], r2.bands[b])
+    nir = r1.bands["B08"]
+    x0, y0, x1, y1 = r1.truth["objects"][0]["box_px"]
+    assert (x1 - x0, y1 - y0) == pytest.approx((1.6, 12.5), abs=0.01)
+    hull = nir[int(y0) + 2:int(y1) - 2, int(x0):int(np.ceil(x1))]
+    water = nir[3:28, 3:25]
+    assert hull.mean() > water.mean() + 0.05
+    assert water.mean() == pytest.approx(COVER_REFLECTANCE["water"][3], abs=0.005)
+    assert r1.bands["B11"].shape == (32, 32)  # 20 m band
+
+
+def test_misregistration_and_gain_are_what_the_truth_says(harbour):
+    t, ship, bg = harbour
+    ref = to_scene(render(t, Acquisition(dt.date(2024, 12, 3), (ship,), seed=1), bg))
+    moved = render(t, Acquisition(dt.date(2024, 12, 13), (ship,), (0.4, -0.3), 1.1, seed=2), bg)
+    assert moved.truth["shift_px"] == {"dx": 0.4, "dy": -0.3} and moved.truth["gain"] == 1.1
+    tgt = to_scene(moved)
+    reg = imgdiff.coregister(ref, tgt)
+    assert (reg.dx, reg.dy) == pytest.approx((0.4, -0.3), abs=0.1)
+    ratio = np.median(tgt.bands["B04"][15:60, 45:60]) / np.median(ref.bands["B04"][15:60, 45:60])
+    assert ratio == pytest.approx(1.1, abs=0.02)
+
+
+def test_an_opaque_cloud_hides_the_ground(harbour):
+    t, ship, bg = harbour
+    r = render(t, Acquisition(dt.date(2024, 12, 13), (ship,), clouds=(Cloud(X0 + 320, Y0 - 320, 150),), seed=3), bg)
+    centre = r.bands["B02"][28:36, 28:36]
+    assert centre.mean() > 0.35
+
+
+def test_written_band_folder_reads_back_as_reflectance_with_its_date(harbour, tmp_path):
+    t, ship, bg = harbour
+    r = render(t, Acquisition(dt.date(2024, 12, 3), (ship,), seed=1), bg)
+    write_rendered(r, tmp_path / "2024-12-03", dt.date(2024, 12, 3))
+    s = imgdiff.read_scene(tmp_path / "2024-12-03")
+    assert s.date == dt.date(2024, 12, 3)
+    assert s.band_names == ("B02", "B03", "B04", "B08", "B11") and s.shape == (64, 64)
+    np.testing.assert_allclose(s.bands["B08"], r.bands["B08"], atol=6e-5)
+    truth = json.loads((tmp_path / "2024-12-03" / "truth.json").read_text())
+    assert truth["objects"][0]["kind"] == "frigate" and truth["simulated"] is True
+
+
+def test_samples_regenerate_bit_identically(tmp_path):
+    if not (SAMPLES / "scenes").is_dir():
+        pytest.skip("samples not present")
+    written = write_samples(tmp_path)
+    assert len(written) == 2 + 5 * 6
+    for p in written:
+        shipped = SAMPLES / p.relative_to(tmp_path)
+        assert filecmp.cmp(p, shipped, shallow=False), f"{shipped} differs from a fresh rendering"
+        assert p.stat().st_size < 400_000

@@ -1,0 +1,86 @@
+"""The site catalogue: zone layout in map coordinates, files, reprojection."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from rasterio.crs import CRS
+from shapely.geometry import shape
+
+from imgdiff.errors import InputError
+from imgdiff.sites import (
+    HMEIMIM_ARP_LONLAT,
+    OSM_CREDIT,
+    get_site,
+    hmeimim_layout,
+    load_zones,
+    site_names,
+)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+UTM = CRS.from_epsg(32636)
+
+
+def test_catalogue_has_tartus_and_hmeimim_with_the_issue_zones():
+    assert set(site_names()) >= {"tartus", "hmeimim"}
+    assert get_site("tartus").zones.names == ("naval_piers", "harbour_basin", "anchorage")
+    assert set(get_site("Hmeimim").zones.names) == {"apron", "shelters", "runway"}
+    assert get_site("tartus").credit == OSM_CREDIT
+
+
+def test_tartus_zones_lie_in_the_port_and_naval_piers_are_north_of_the_basin():
+    z = get_site("tartus").zones
+    for g in z.geometries.values():  # lon/lat around the port of Tartus
+        x0, y0, x1, y1 = g.bounds
+        assert 35.83 < x0 < x1 < 35.90 and 34.88 < y0 < y1 < 34.93
+    u = z.to_crs(UTM).geometries
+    assert u["naval_piers"].centroid.y > u["harbour_basin"].centroid.y + 300
+    assert u["anchorage"].centroid.x < u["harbour_basin"].centroid.x - 1000  # open water to the west
+    assert 0.1e6 < u["naval_piers"].area < 0.5e6
+    assert 0.8e6 < u["harbour_basin"].area < 2.0e6
+    assert not u["naval_piers"].intersection(u["harbour_basin"]).area > 1.0
+
+
+def test_hmeimim_runway_is_2800_m_long_heading_174_deg_through_the_reference_point():
+    rw = hmeimim_layout()["runway"]
+    xs, ys = rw.exterior.coords.xy
+    # the long sides: from the first corner to the second runs along the heading
+    dx, dy = xs[1] - xs[0], ys[1] - ys[0]
+    assert math.hypot(dx, dy) == pytest.approx(2800, abs=1)
+    assert math.degrees(math.atan2(dx, dy)) % 360 == pytest.approx(174, abs=0.01)
+    arp = get_site("hmeimim").zones.geometries["runway"].centroid
+    assert (arp.x, arp.y) == pytest.approx(HMEIMIM_ARP_LONLAT, abs=2e-4)
+    apron = get_site("hmeimim").zones.to_crs(UTM).geometries["apron"]
+    assert apron.centroid.x > rw.centroid.x + 200  # beside the runway, east
+
+
+def test_load_zones_takes_a_site_name_or_a_geojson_file(tmp_path):
+    p = tmp_path / "z.geojson"
+    p.write_text(json.dumps(get_site("tartus").to_geojson()))
+    a, b = load_zones("tartus"), load_zones("z.geojson", base=tmp_path)
+    assert a.names == b.names
+    for n in a.names:
+        assert a.geometries[n].symmetric_difference(b.geometries[n]).area < 5e-8
+
+
+def test_unknown_site_or_missing_file_is_an_input_error_naming_it():
+    with pytest.raises(InputError, match="unknown site 'atlantis'"):
+        get_site("atlantis")
+    with pytest.raises(InputError, match="nope.geojson"):
+        load_zones("nope.geojson")
+
+
+@pytest.mark.parametrize("name", ["tartus", "hmeimim"])
+def test_shipped_site_geojson_matches_the_catalogue(name):
+    p = SAMPLES / "sites" / f"{name}.geojson"
+    if not p.exists():
+        pytest.skip("samples not present")
+    obj = json.loads(p.read_text())
+    geoms = {f["properties"]["zone"]: shape(f["geometry"]) for f in obj["features"]}
+    site = get_site(name)
+    assert set(geoms) == set(site.zones.names)
+    for n, g in geoms.items():
+        assert g.symmetric_difference(site.zones.geometries[n]).area < 5e-8

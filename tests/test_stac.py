@@ -1,0 +1,563 @@
+"""STAC search and windowed fetch, against a local HTTP server: never the internet.
+
+The server (127.0.0.1, random port, stopped after the module) serves the recorded STAC
+API responses of ``tests/data/stac`` (landing page, item search, items) and small
+cloud-optimised GeoTIFFs made in a temporary folder, with HTTP range support and
+injectable faults (5xx, truncated bodies, slow answers) to exercise the retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+from shapely.geometry import box, shape
+
+import imgdiff
+from imgdiff.errors import BandError, InputError, NetworkError, OutputError
+from imgdiff.stac import (
+    RetryPolicy,
+    band_radiometry,
+    fetch_item,
+    find_asset,
+    load_item,
+    resolve_aoi,
+    search,
+)
+from imgdiff.stac.remote import is_retryable, read_window, with_retries
+from imgdiff.zones import Zones
+
+DATA = Path(__file__).parent / "data" / "stac"
+COLLECTION = "sentinel-2-l2a"
+#: Corner and size of the small test "tile" (EPSG:32636, metres), matching tests/data/stac/items.json.
+X0, Y0, SIZE = 756000.0, 3871200.0, 12000.0
+#: Area of interest around the port of Tartus (lon/lat W, S, E, N).
+AOI_BBOX = (35.865, 34.885, 35.885, 34.905)
+FAST = RetryPolicy(attempts=4, backoff_s=0.01, timeout_s=5)
+NEW, OLD, CLOUDY, HAZY = (
+    "S2B_36SYD_20241205_0_L2A", "S2A_36SYD_20211208_0_L2A", "S2A_36SYD_20241210_0_L2A", "S2B_36SYD_20241215_0_L2A",
+)
+BANDS = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B11": 20}
+
+
+def truth_reflectance(band: str, res: int) -> np.ndarray:
+    """Known reflectance of a band over the whole test tile (rows, cols) at ``res`` metres."""
+    n = int(SIZE // res)
+    y, x = np.mgrid[0:n, 0:n].astype(np.float64) * res
+    k = list(BANDS).index(band)
+    texture = np.random.default_rng(k).uniform(0.0, 0.02, (n, n))  # keeps the COGs from compressing to nothing
+    return 0.03 + 0.02 * k + 0.2 * (0.5 + 0.5 * np.sin(x / 370.0) * np.cos(y / 530.0)) + texture
+
+
+# --------------------------------------------------------------------------- server
+@dataclass
+class StacServer:
+    """The running test server: its base URL, the faults to inject and a log of requests."""
+
+    base: str
+    root: Path
+    faults: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+
+    def served(self, fragment: str) -> int:
+        """Bytes of raster data sent for paths containing ``fragment``."""
+        return sum(r["bytes"] for r in self.requests if fragment in r["path"] and r["method"] == "GET")
+
+
+def _items(base: str) -> list[dict]:
+    text = (DATA / "items.json").read_text().replace("{base}", base)
+    return json.loads(text)["features"]
+
+
+def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def _fault(self) -> str | None:
+            rng = self.headers.get("Range") or "bytes=0-"
+            start = int(rng.split("=", 1)[1].split("-")[0] or 0)
+            for f in list(state.faults):
+                if f.get("until_reopen") and f["path"] in self.path and self.command == "HEAD":
+                    state.faults.remove(f)  # a client opening the file again sees a healthy server
+            for f in list(state.faults):
+                if (f["path"] in self.path and self.command in f.get("methods", ("GET",))
+                        and start >= f.get("from_byte", 0)):
+                    if not f.get("until_reopen"):
+                        state.faults.remove(f)
+                    return f["kind"]
+            return None
+
+        def _send(self, code: int, body: bytes, ctype: str, extra: dict | None = None, *, truncate=False) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "bytes")
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            sent = 0
+            if self.command != "HEAD":
+                part = body[: len(body) // 2] if truncate else body
+                self.wfile.write(part)
+                sent = len(part)
+            state.requests.append({"method": self.command, "path": self.path, "range": self.headers.get("Range"),
+                                   "bytes": sent})
+            if truncate:
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+
+        def _json(self, obj: object) -> None:
+            self._send(200, json.dumps(obj).encode(), "application/json")
+
+        def _search(self, params: dict) -> None:
+            feats = _items(state.base)
+            if params.get("ids"):
+                ids = params["ids"].split(",") if isinstance(params["ids"], str) else params["ids"]
+                feats = [f for f in feats if f["id"] in ids]
+            if params.get("collections"):
+                cols = params["collections"]
+                cols = cols.split(",") if isinstance(cols, str) else cols
+                feats = [f for f in feats if f["collection"] in cols]
+            if params.get("datetime"):
+                a, b = params["datetime"].split("/")
+                lo = dt.datetime.fromisoformat(a.replace("Z", "+00:00")) if a not in ("", "..") else None
+                hi = dt.datetime.fromisoformat(b.replace("Z", "+00:00")) if b not in ("", "..") else None
+                t = [dt.datetime.fromisoformat(f["properties"]["datetime"].replace("Z", "+00:00")) for f in feats]
+                feats = [f for f, ti in zip(feats, t) if (lo is None or ti >= lo) and (hi is None or ti <= hi)]
+            if params.get("intersects"):
+                g = shape(params["intersects"])
+                feats = [f for f in feats if shape(f["geometry"]).intersects(g)]
+            self._json({"type": "FeatureCollection", "features": feats, "links": [],
+                        "numberReturned": len(feats), "numberMatched": len(feats)})
+
+        def do_POST(self) -> None:  # noqa: N802
+            n = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(n) or b"{}")
+            kind = self._fault()
+            if kind and kind.isdigit():
+                return self._send(int(kind), b'{"code": "ServerError"}', "application/json")
+            if urlparse(self.path).path == "/search":
+                return self._search(body)
+            self._send(404, b"{}", "application/json")
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self.do_GET()
+
+        def do_GET(self) -> None:  # noqa: N802
+            url = urlparse(self.path)
+            kind = self._fault()
+            if kind == "slow":
+                time.sleep(2.5)
+            elif kind and kind.isdigit():
+                return self._send(int(kind), b"error", "text/plain")
+            if url.path in ("/", ""):
+                return self._json(json.loads((DATA / "landing.json").read_text().replace("{base}", state.base)))
+            if url.path == "/conformance":
+                return self._json({"conformsTo": json.loads((DATA / "landing.json").read_text())["conformsTo"]})
+            if url.path == "/search":
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if "intersects" in q:
+                    q["intersects"] = json.loads(q["intersects"])
+                return self._search(q)
+            if url.path.startswith(f"/collections/{COLLECTION}/items/"):
+                iid = url.path.rsplit("/", 1)[-1]
+                hit = [f for f in _items(state.base) if f["id"] == iid]
+                return self._json(hit[0]) if hit else self._send(404, b"{}", "application/json")
+            if url.path.startswith("/cogs/"):
+                f = state.root / url.path.lstrip("/")
+                if not f.is_file():
+                    return self._send(404, b"not found", "text/plain")
+                data = f.read_bytes()
+                rng = self.headers.get("Range")
+                if rng and self.command == "GET":
+                    a, b = rng.split("=", 1)[1].split(",")[0].split("-")
+                    lo, hi = int(a), min(int(b) if b else len(data) - 1, len(data) - 1)
+                    return self._send(206, data[lo:hi + 1], "image/tiff",
+                                      {"Content-Range": f"bytes {lo}-{hi}/{len(data)}"}, truncate=kind == "truncate")
+                return self._send(200, data, "image/tiff", truncate=kind == "truncate")
+            self._send(404, b"not found", "text/plain")
+
+    return Handler
+
+
+def _write_cog(path: Path, arr: np.ndarray, res: int, block: int = 256) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="COG", width=arr.shape[1], height=arr.shape[0], count=1, dtype=arr.dtype,
+                       crs="EPSG:32636", transform=from_origin(X0, Y0, res, res), nodata=0, blocksize=block,
+                       compress="deflate", overviews="none") as ds:
+        ds.write(arr, 1)
+
+
+def _scl(cloud_box: tuple[int, int, int, int] | None) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    scl = rng.choice(np.array([6, 7], np.uint8), (600, 600))  # water, unclassified
+    scl[:, 350:] = rng.choice(np.array([4, 5], np.uint8), (600, 250))  # vegetation, bare soil inland
+    if cloud_box:
+        r0, r1, c0, c1 = cloud_box
+        scl[r0:r1, c0:c1] = 9  # cloud, high probability
+    return scl
+
+
+@pytest.fixture(scope="module")
+def stac_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StacServer]:
+    """A local STAC API + COG server on 127.0.0.1 (random port), stopped after the module."""
+    root = tmp_path_factory.mktemp("stac_server")
+    offsets = {NEW: 1000, CLOUDY: 1000, HAZY: 1000, OLD: 0}  # DN offset: baseline >= 04.00 adds 1000
+    for iid, dn_offset in offsets.items():
+        for band, res in BANDS.items():
+            dn = np.round(truth_reflectance(band, res) * 10000 + dn_offset).astype(np.uint16)
+            _write_cog(root / "cogs" / iid / f"{band}.tif", dn, res)
+    _write_cog(root / "cogs" / NEW / "SCL.tif", _scl(None), 20, block=128)
+    _write_cog(root / "cogs" / OLD / "SCL.tif", _scl(None), 20, block=128)
+    _write_cog(root / "cogs" / CLOUDY / "SCL.tif", _scl((150, 450, 150, 450)), 20, block=128)  # cloud over the port
+    _write_cog(root / "cogs" / HAZY / "SCL.tif", _scl((0, 100, 0, 100)), 20, block=128)  # cloud far from the port
+    state = StacServer(base="", root=root)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
+    srv.daemon_threads = True
+    state.base = f"http://127.0.0.1:{srv.server_address[1]}"
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(stac_server: StacServer, monkeypatch: pytest.MonkeyPatch) -> StacServer:
+    """The module's server with no pending fault and an empty request log."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("IMGDIFF_CACHE_DIR", str(stac_server.root / "no-cache-here"))
+    from imgdiff.stac.remote import clear_gdal_http_cache
+
+    clear_gdal_http_cache()
+    stac_server.faults.clear()
+    stac_server.requests.clear()
+    return stac_server
+
+
+@pytest.fixture
+def aoi() -> Zones:
+    return resolve_aoi(bbox=AOI_BBOX)
+
+
+def _item(server: StacServer, iid: str) -> dict:
+    return load_item(f"{server.base}/collections/{COLLECTION}/items/{iid}", policy=FAST)
+
+
+# --------------------------------------------------------------------------- item metadata
+def test_band_assets_prefer_cogs_and_map_common_names(server):
+    item = _item(server, NEW)
+    assert find_asset(item, "B02")[0] == "blue"
+    assert find_asset(item, "B8")[0] == find_asset(item, "B08")[0] == "nir"
+    assert find_asset(item, "B11")[0] == "swir16"
+    assert find_asset(item, "SCL")[0] == "scl"
+    with pytest.raises(BandError, match="no asset for band B05"):
+        find_asset(item, "B05")
+
+
+def test_radiometry_comes_from_raster_bands_of_the_item(server):
+    new, old = _item(server, NEW), _item(server, OLD)
+    r = band_radiometry(new, "blue")
+    assert (r.scale, r.offset, r.nodata) == (0.0001, -0.1, 0.0)
+    assert "raster:bands" in r.source
+    assert band_radiometry(old, "blue").offset == 0.0
+
+
+@pytest.mark.parametrize(("baseline", "offset"), [("05.11", -0.1), ("04.00", -0.1), ("02.14", 0.0)])
+def test_radiometry_without_raster_bands_follows_processing_baseline(baseline, offset):
+    item = {"id": "x", "properties": {"s2:processing_baseline": baseline},
+            "assets": {"B02_10m": {"href": "B02.tif", "type": "image/tiff", "bands": [{"name": "B02"}]}}}
+    r = band_radiometry(item, find_asset(item, "B02")[0])
+    assert r.scale == pytest.approx(1e-4) and r.offset == pytest.approx(offset)
+    assert baseline in r.source
+
+
+def test_stac_1_1_band_fields_give_scale_and_offset():
+    item = {"id": "x", "properties": {}, "assets": {"B04": {"href": "B04.tif", "type": "image/tiff",
+                                                            "bands": [{"name": "B04", "nodata": 0,
+                                                                       "raster:scale": 2e-4, "raster:offset": -0.2}]}}}
+    r = band_radiometry(item, "B04")
+    assert (r.scale, r.offset) == (2e-4, -0.2)
+
+
+def test_radiometry_unknown_without_metadata_is_an_error():
+    item = {"id": "x", "properties": {}, "assets": {"B04": {"href": "B04.tif"}}}
+    with pytest.raises(InputError, match="no scale/offset"):
+        band_radiometry(item, "B04")
+
+
+# --------------------------------------------------------------------------- search
+def test_search_lists_acquisitions_in_dates_best_first_with_zone_cloud(server, aoi):
+    found = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", max_cloud=20,
+                   policy=FAST)
+    # The 2021 item is out of the dates, the 64 % cloudy one above --max-cloud.
+    assert [a.id for a in found] == [NEW, CLOUDY]
+    best, cloudy = found
+    assert best.zone_cover.cloud_fraction == pytest.approx(0.0)
+    assert best.zone_cover.nodata_fraction == pytest.approx(0.0)
+    assert cloudy.zone_cover.cloud_fraction == pytest.approx(1.0)  # SCL cloud covers the port
+    d = best.to_dict()
+    assert (d["date"], d["tile"], d["processing_baseline"], d["scene_cloud_cover_pct"]) == (
+        "2024-12-05", "36SYD", "05.11", 12.5)
+    # Only windows of SCL travelled: far less than the whole SCL raster.
+    scl_size = (server.root / "cogs" / NEW / "SCL.tif").stat().st_size
+    assert 0 < server.served(f"{NEW}/SCL.tif") < 0.6 * scl_size
+
+
+def test_search_ranks_zone_cover_before_scene_cloud(server, aoi):
+    found = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 31), catalog=f"{server.base}/", policy=FAST)
+    ids = [a.id for a in found]
+    # HAZY has 64 % scene cloud but none over the port: it beats CLOUDY (8 % scene cloud, all over the port).
+    assert ids == [NEW, HAZY, CLOUDY]
+    assert found[1].zone_cover.cloud_fraction == pytest.approx(0.0)
+
+
+def test_search_retries_a_failing_catalogue(server, aoi):
+    server.faults += [{"path": "/search", "kind": "503", "methods": ("POST", "GET")}]
+    found = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", read_scl=False,
+                   policy=FAST)
+    assert {a.id for a in found} == {NEW, CLOUDY, HAZY}
+
+
+def test_search_gives_up_with_a_clear_error(server, aoi):
+    server.faults += [{"path": "/search", "kind": "502", "methods": ("POST", "GET")} for _ in range(3)]
+    with pytest.raises(NetworkError, match=r"failed after 3 attempt\(s\)"):
+        search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", read_scl=False,
+               policy=RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=5))
+
+
+# --------------------------------------------------------------------------- windowed reads and retries
+def test_window_read_over_http_equals_the_file(server):
+    href = f"{server.base}/cogs/{NEW}/B04.tif"
+    win = rasterio.windows.Window(300, 400, 200, 150)
+    got = read_window(href, win, FAST)
+    with rasterio.open(server.root / "cogs" / NEW / "B04.tif") as ds:
+        np.testing.assert_array_equal(got, ds.read(1, window=win))
+
+
+@pytest.mark.parametrize(("fault", "from_byte"), [("500", 0), ("503", 1), ("truncate", 0), ("truncate", 1)])
+def test_window_read_retries_5xx_and_truncated_transfers(server, fault, from_byte):
+    # from_byte 0: the header read fails; 1: a read of tile data fails.
+    href = f"{server.base}/cogs/{OLD}/B03.tif"
+    # Reads of tile data fail until the file is opened again (GDAL itself falls back from one
+    # request for all tiles of the window to one per tile, so a single failed request is not enough).
+    server.faults += [{"path": f"{OLD}/B03.tif", "kind": fault, "from_byte": from_byte, "until_reopen": from_byte > 0}]
+    waits: list[float] = []
+    win = rasterio.windows.Window(500, 500, 300, 300)
+    got = read_window(href, win, RetryPolicy(attempts=3, backoff_s=0.5), sleep=waits.append)
+    with rasterio.open(server.root / "cogs" / OLD / "B03.tif") as ds:
+        np.testing.assert_array_equal(got, ds.read(1, window=win))
+    assert waits == [0.5]  # exactly one retry, after the first backoff
+
+
+def test_window_read_times_out_then_succeeds(server):
+    href = f"{server.base}/cogs/{OLD}/B08.tif"
+    server.faults += [{"path": f"{OLD}/B08.tif", "kind": "slow", "methods": ("HEAD", "GET")}]
+    waits: list[float] = []
+    got = read_window(href, rasterio.windows.Window(0, 0, 64, 64), RetryPolicy(attempts=2, backoff_s=0.01, timeout_s=1),
+                      sleep=waits.append)
+    assert got.shape == (64, 64) and len(waits) == 1
+
+
+def test_missing_file_is_not_retried(server):
+    waits: list[float] = []
+    with pytest.raises(NetworkError, match="not retried"):
+        read_window(f"{server.base}/cogs/{NEW}/B99.tif", rasterio.windows.Window(0, 0, 8, 8), FAST, sleep=waits.append)
+    assert waits == []
+
+
+def test_backoff_grows_and_is_bounded():
+    calls = []
+
+    def op():
+        calls.append(1)
+        raise OSError("HTTP response code: 503")
+
+    waits: list[float] = []
+    with pytest.raises(NetworkError, match="failed after 5 attempt"):
+        with_retries(op, "x", RetryPolicy(attempts=5, backoff_s=1, factor=2, max_backoff_s=5), sleep=waits.append)
+    assert len(calls) == 5 and waits == [1, 2, 4, 5]
+    assert is_retryable(OSError("HTTP response code: 404")) is False
+    assert is_retryable(OSError("transfer closed with 1000 bytes remaining to read")) is True
+
+
+# --------------------------------------------------------------------------- fetch
+def _assert_reflectance(scene_dir: Path) -> imgdiff.Scene:
+    """Reflectance read back from a fetched folder equals the known truth (10 m bands, then B11 at 20 m)."""
+    ten = [b for b, r in BANDS.items() if r == 10]
+    scene = imgdiff.read_scene(scene_dir, bands=ten)
+    for bands, res in ((ten, 10), (["B11"], 20)):
+        s = scene if res == 10 else imgdiff.read_scene(scene_dir, bands=bands)
+        col, row = round((s.transform.c - X0) / res), round((Y0 - s.transform.f) / res)
+        for band in bands:
+            got = s.bands[band]
+            exp = truth_reflectance(band, res)[row:row + got.shape[0], col:col + got.shape[1]]
+            np.testing.assert_allclose(got, exp, atol=6e-5)
+    return scene
+
+
+@pytest.mark.parametrize("iid", [NEW, OLD])
+def test_fetch_writes_a_scene_folder_with_reflectance_from_item_offsets(server, aoi, tmp_path, iid):
+    item = _item(server, iid)
+    res = fetch_item(item, tmp_path / "scene", aoi, bands=list(BANDS), policy=FAST)
+    out = tmp_path / "scene"
+    assert {p.name for p in out.iterdir()} == {*(f"{b}.tif" for b in BANDS), "SCL.tif", "item.json", "fetch.json"}
+    scene = _assert_reflectance(out)  # offsets applied: -0.1 for 05.11, 0 for 03.01
+    assert scene.date == dt.date.fromisoformat(res.date.isoformat())
+    prov = json.loads((out / "fetch.json").read_text())
+    assert prov["item_id"] == iid and prov["item_href"].endswith(f"/items/{iid}")
+    assert prov["processing_baseline"] == ("05.11" if iid == NEW else "03.01")
+    assert prov["bands"]["B02"]["offset"] == (-0.1 if iid == NEW else 0.0)
+    assert prov["bands"]["B02"]["scale"] == 0.0001
+    assert json.loads((out / "item.json").read_text())["id"] == iid
+    # The window covers the zones plus the margin, snapped to 60 m: all bands cover the same ground.
+    with rasterio.open(out / "B02.tif") as a, rasterio.open(out / "B11.tif") as b:
+        assert a.bounds == pytest.approx(b.bounds)
+        assert a.transform.c % 60 == 0 and a.transform.f % 60 == 0
+        assert a.scales == (0.0001,) and a.offsets == (prov["bands"]["B02"]["offset"],)
+    aoi_utm = aoi.to_crs(rasterio.crs.CRS.from_epsg(32636)).geometries["bbox"]
+    assert box(*a.bounds).contains(aoi_utm.buffer(499))
+
+
+def test_fetch_reads_only_the_window_not_the_tile(server, aoi, tmp_path):
+    fetch_item(_item(server, NEW), tmp_path / "s", aoi, bands=["B04"], scl=False, policy=FAST)
+    full = (server.root / "cogs" / NEW / "B04.tif").stat().st_size
+    sent = server.served(f"{NEW}/B04.tif")
+    assert 0 < sent < 0.5 * full
+
+
+def test_fetch_resumes_and_keeps_finished_bands(server, aoi, tmp_path):
+    item = _item(server, NEW)
+    out = tmp_path / "s"
+    # The second band fails for good: the first is kept, nothing half-written, no fetch.json yet.
+    server.faults += [{"path": f"{NEW}/B03.tif", "kind": "500"} for _ in range(2)]
+    with pytest.raises(NetworkError, match="B03.tif"):
+        fetch_item(item, out, aoi, bands=["B02", "B03"], scl=False,
+                   policy=RetryPolicy(attempts=2, backoff_s=0.01, timeout_s=5))
+    assert sorted(p.name for p in out.iterdir()) == ["B02.tif"]
+    server.requests.clear()
+    res = fetch_item(item, out, aoi, bands=["B02", "B03"], scl=False, policy=FAST)
+    assert [b.status for b in res.bands] == ["kept", "downloaded"]
+    assert server.served(f"{NEW}/B02.tif") == 0
+    assert (out / "fetch.json").is_file()
+    _ = imgdiff.read_scene(out)
+
+
+def test_fetch_reports_retries_in_provenance(server, aoi, tmp_path):
+    server.faults += [{"path": f"{NEW}/B08.tif", "kind": "truncate"}, {"path": f"{NEW}/B08.tif", "kind": "503"}]
+    res = fetch_item(_item(server, NEW), tmp_path / "s", aoi, bands=["B08"], scl=False, policy=FAST)
+    assert res.retries == 2 and res.bands[0].retries == 2
+    prov = json.loads((tmp_path / "s" / "fetch.json").read_text())
+    assert prov["retries"] == 2 and len(prov["retry_reasons"]) == 2
+
+
+def test_fetch_uses_the_content_cache(server, aoi, tmp_path):
+    item = _item(server, OLD)
+    fetch_item(item, tmp_path / "a", aoi, bands=["B04"], scl=False, cache_dir=tmp_path / "cache", policy=FAST)
+    server.requests.clear()
+    res = fetch_item(item, tmp_path / "b", aoi, bands=["B04"], scl=False, cache_dir=tmp_path / "cache", policy=FAST)
+    assert res.bands[0].status == "cached" and server.served(f"{OLD}/B04.tif") == 0
+    assert (tmp_path / "a" / "B04.tif").read_bytes() == (tmp_path / "b" / "B04.tif").read_bytes()
+
+
+def test_fetch_refuses_a_folder_of_another_item(server, aoi, tmp_path):
+    fetch_item(_item(server, OLD), tmp_path / "s", aoi, bands=["B04"], scl=False, policy=FAST)
+    with pytest.raises(OutputError, match="--overwrite"):
+        fetch_item(_item(server, NEW), tmp_path / "s", aoi, bands=["B04"], scl=False, policy=FAST)
+    res = fetch_item(_item(server, NEW), tmp_path / "s", aoi, bands=["B04"], scl=False, overwrite=True, policy=FAST)
+    assert res.item_id == NEW
+
+
+def test_load_item_by_id_through_the_search_api(server):
+    item = load_item(NEW, catalog=f"{server.base}/", collection=COLLECTION, policy=FAST)
+    assert item["id"] == NEW
+    with pytest.raises(InputError, match="no item NOPE"):
+        load_item("NOPE", catalog=f"{server.base}/", collection=COLLECTION, policy=FAST)
+
+
+def test_aoi_needs_exactly_one_source():
+    with pytest.raises(InputError, match="exactly one"):
+        resolve_aoi()
+    with pytest.raises(InputError, match="exactly one"):
+        resolve_aoi(site="tartus", bbox=AOI_BBOX)
+    z = resolve_aoi(bbox=AOI_BBOX)
+    assert z.geometries["bbox"].bounds == pytest.approx(AOI_BBOX)
+
+
+# --------------------------------------------------------------------------- CLI
+def _cli():
+    from imgdiff_cli.main import cli
+
+    return cli
+
+
+def test_cli_search_json_lists_best_first(server):
+    r = CliRunner().invoke(_cli(), ["search", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2024-12-01",
+                                    "--to", "2024-12-15", "--max-cloud", "20", "--catalog", f"{server.base}/",
+                                    "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [a["id"] for a in out["acquisitions"]] == [NEW, CLOUDY]
+    assert out["acquisitions"][1]["zone_cover"]["cloud_fraction"] == pytest.approx(1.0)
+
+
+def test_cli_search_table(server):
+    r = CliRunner().invoke(_cli(), ["search", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2024-12-01",
+                                    "--to", "2024-12-15", "--catalog", f"{server.base}/"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert "2024-12-05" in lines[1] and "36SYD" in lines[1] and "05.11" in lines[1]
+
+
+def test_cli_fetch_item_url_then_read(server, tmp_path):
+    url = f"{server.base}/collections/{COLLECTION}/items/{NEW}"
+    r = CliRunner().invoke(_cli(), ["fetch", url, "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
+                                    "--bands", "B02,B03,B04,B08,B11", "--no-cache", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["fetched"][0]["item_id"] == NEW
+    _assert_reflectance(tmp_path / "s")
+
+
+def test_cli_fetch_best_of_a_query(server, tmp_path):
+    r = CliRunner().invoke(_cli(), ["fetch", "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
+                                    "--from", "2024-12-01", "--to", "2024-12-15", "--bands", "B04",
+                                    "--catalog", f"{server.base}/", "--no-cache"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s" / "fetch.json").read_text())["item_id"] == NEW
+
+
+def test_cli_fetch_network_failure_is_one_line_exit_2(server, tmp_path):
+    url = f"{server.base}/collections/{COLLECTION}/items/{NEW}"
+    server.faults += [{"path": f"/items/{NEW}", "kind": "500"} for _ in range(2)]
+    r = CliRunner().invoke(_cli(), ["fetch", url, "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
+                                    "--retries", "2", "--no-cache"])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("imgdiff: error:") and "failed after 2 attempt" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s" / "fetch.json").exists()
+
+
+def test_cli_fetch_needs_an_area(tmp_path):
+    r = CliRunner().invoke(_cli(), ["fetch", "S2B_X", "-o", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "exactly one area" in r.stderr

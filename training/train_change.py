@@ -1,0 +1,193 @@
+"""Train the learned change classifier (``method="mlp"``) on the labelled OSCD dev cities.
+
+Reproducible (fixed seeds, deterministic sampling); torch is used for training only,
+inference is numpy (:class:`imgdiff.change.MLPModel`). Steps:
+
+1. Each labelled city goes through the same pipeline as ``imgdiff compare`` (read,
+   align on the before grid, co-register, cloud/shadow masks, radiometric
+   normalisation) and :func:`imgdiff.change.change_features` (cached under --cache).
+2. Leave-one-city-out: for each city, train on the others and predict it; the
+   probability threshold maximising the pooled F1 of the held-out predictions (after
+   smoothing and the minimum mapping unit, as in :func:`imgdiff.change.change_map`)
+   is kept, and per-city / pooled scores at that threshold are printed.
+3. A final model is trained on all cities with that threshold and written to
+   ``imgdiff/models/change_mlp_<bandset>.npz``.
+
+Usage::
+
+    nice /work/venv/bin/python training/train_change.py [--data DIR] [--bandset full|rgbn|all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import imgdiff
+from imgdiff.change import DEFAULT_MMU_M2, MODEL_DIR, MLPModel, _blur, apply_mmu, change_features
+from imgdiff.data import data_dir
+from imgdiff.evaluate.change import CITIES_LABELLED, read_label, scores
+from imgdiff.radiometry import normalise
+
+BANDSETS = {
+    "full": ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"),
+    "rgbn": ("B02", "B03", "B04", "B08"),
+}
+SEED = 0
+HIDDEN = (64, 32)
+SMOOTH_SIGMA = 1.0
+
+
+def city_features(root: Path, city: str, bands: tuple[str, ...], cache: Path) -> dict:
+    """Features, label, valid mask and pixel size of one city (cached)."""
+    f = cache / f"{city}_{len(bands)}.npz"
+    if f.is_file():
+        z = np.load(f)
+        return {k: z[k] for k in z.files}
+    b = imgdiff.read_scene(root / city / "before")
+    a = imgdiff.read_scene(root / city / "after")
+    res = imgdiff.compare(b, a, method="cva-otsu")
+    valid = res.change.valid
+    before = res.pair.before.stack(bands)
+    after = res.pair.after.stack(bands)
+    norm = normalise(before, after, valid)
+    names, feats = change_features(before, norm.apply(after), valid, bands)
+    label = read_label(root / city / "change.tif", res.grid)
+    out = {"features": feats.astype(np.float32), "label": label, "valid": valid,
+           "names": np.array(names), "pixel_size_m": np.array(res.grid.pixel_size_m)}
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, **out)
+    return out
+
+
+def sample(data: dict, rng: np.random.Generator, n_neg: int, n_pos_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (or n_pos_max) positive pixels and n_neg negatives of one city, as (pixels, features), labels."""
+    lab, valid = data["label"].ravel(), data["valid"].ravel()
+    pos = np.flatnonzero(lab & valid)
+    neg = np.flatnonzero(~lab & valid)
+    if pos.size > n_pos_max:
+        pos = rng.choice(pos, n_pos_max, replace=False)
+    neg = rng.choice(neg, min(n_neg, neg.size), replace=False)
+    idx = np.concatenate([pos, neg])
+    x = data["features"].reshape(data["features"].shape[0], -1)[:, idx].T
+    return x, lab[idx].astype(np.float32)
+
+
+def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, ...], threshold: float,
+              *, epochs: int = 40, seed: int = SEED) -> MLPModel:
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    mean = x.mean(0)
+    std = x.std(0) + 1e-6
+    xt = torch.from_numpy(((x - mean) / std).astype(np.float32))
+    yt = torch.from_numpy(y)
+    layers: list = []
+    d = x.shape[1]
+    for h in HIDDEN:
+        layers += [torch.nn.Linear(d, h), torch.nn.ReLU()]
+        d = h
+    layers.append(torch.nn.Linear(d, 1))
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    pos_weight = torch.tensor(1.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(xt.shape[0], generator=g)
+        for s in range(0, xt.shape[0], 2048):
+            i = perm[s:s + 2048]
+            # input noise: a little robustness to radiometric differences between cities
+            xb = xt[i] + 0.05 * torch.randn(len(i), xt.shape[1], generator=g)
+            opt.zero_grad()
+            loss = loss_fn(net(xb)[:, 0], yt[i])
+            loss.backward()
+            opt.step()
+        sched.step()
+    lin = [m for m in net if isinstance(m, torch.nn.Linear)]
+    return MLPModel(bands=bands, feature_names=tuple(names), mean=mean.astype(np.float32),
+                    std=std.astype(np.float32),
+                    weights=tuple(m.weight.detach().numpy().T.copy() for m in lin),
+                    biases=tuple(m.bias.detach().numpy().copy() for m in lin),
+                    threshold=threshold, smooth_sigma=SMOOTH_SIGMA, name=f"mlp-{len(bands)}band")
+
+
+def predict_city(model: MLPModel, data: dict) -> np.ndarray:
+    p = model.predict(data["features"])
+    p = _blur(p, model.smooth_sigma)
+    p[~data["valid"]] = 0.0
+    return p
+
+
+def pooled_at(threshold: float, probs: dict, datas: dict) -> tuple[dict, dict]:
+    per = {}
+    tot = np.zeros(3, np.int64)
+    for c, p in probs.items():
+        mask = apply_mmu((p > threshold) & datas[c]["valid"], DEFAULT_MMU_M2, tuple(datas[c]["pixel_size_m"]))
+        s = scores(mask, datas[c]["label"])
+        per[c] = s
+        tot += [s["tp"], s["fp"], s["fn"]]
+    from imgdiff.evaluate.change import scores_from_counts
+
+    return per, scores_from_counts(*tot)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=data_dir() / "oscd")
+    ap.add_argument("--bandset", choices=["full", "rgbn", "all"], default="all")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/imgdiff_change_cache"))
+    ap.add_argument("--neg", type=int, default=60_000, help="negative pixels sampled per city")
+    ap.add_argument("--pos", type=int, default=30_000, help="at most this many positive pixels per city")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--no-write", action="store_true", help="only report the leave-one-city-out estimate")
+    args = ap.parse_args()
+    sets = ["full", "rgbn"] if args.bandset == "all" else [args.bandset]
+    cities = [c for c in CITIES_LABELLED if (args.data / c / "change.tif").is_file()]
+    summary = {}
+    for bs in sets:
+        bands = BANDSETS[bs]
+        t0 = time.time()
+        datas = {c: city_features(args.data, c, bands, args.cache) for c in cities}
+        names = [str(n) for n in datas[cities[0]]["names"]]
+        print(f"[{bs}] features of {len(cities)} cities: {len(names)} features, {time.time() - t0:.1f} s")
+        samples = {}
+        for k, c in enumerate(cities):
+            samples[c] = sample(datas[c], np.random.default_rng(SEED + k), args.neg, args.pos)
+        probs = {}
+        for c in cities:
+            x = np.concatenate([samples[o][0] for o in cities if o != c])
+            y = np.concatenate([samples[o][1] for o in cities if o != c])
+            m = train_mlp(x, y, names, bands, 0.5, epochs=args.epochs)
+            probs[c] = predict_city(m, datas[c])
+        best = max(np.arange(0.2, 0.95, 0.025), key=lambda t: pooled_at(t, probs, datas)[1]["f1"])
+        per, pooled = pooled_at(best, probs, datas)
+        print(f"[{bs}] leave-one-city-out, threshold {best:.3f}:")
+        for c in cities:
+            s = per[c]
+            print(f"  {c:10s} P {s['precision']:.3f} R {s['recall']:.3f} F1 {s['f1']:.3f} IoU {s['iou']:.3f}")
+        print(f"  {'pooled':10s} P {pooled['precision']:.3f} R {pooled['recall']:.3f} F1 {pooled['f1']:.3f} "
+              f"IoU {pooled['iou']:.3f}")
+        p05, pooled05 = pooled_at(0.5, probs, datas)
+        print(f"  (at threshold 0.5: pooled F1 {pooled05['f1']:.3f}; mean per-city F1 at best "
+              f"{np.mean([per[c]['f1'] for c in cities]):.3f})")
+        summary[bs] = {"threshold": float(best), "pooled": pooled, "per_city": per}
+        if not args.no_write:
+            x = np.concatenate([samples[c][0] for c in cities])
+            y = np.concatenate([samples[c][1] for c in cities])
+            final = train_mlp(x, y, names, bands, float(best), epochs=args.epochs)
+            MODEL_DIR.mkdir(parents=True, exist_ok=True)
+            out = MODEL_DIR / f"change_mlp_{bs}.npz"
+            final.save(out)
+            print(f"[{bs}] wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    print(json.dumps({k: {"threshold": v["threshold"], "pooled_f1": v["pooled"]["f1"]} for k, v in summary.items()}))
+
+
+if __name__ == "__main__":
+    main()

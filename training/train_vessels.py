@@ -1,0 +1,288 @@
+"""Train the vessel detector shipped in ``imgdiff/detect/models/vessels.onnx``.
+
+A small CenterNet-style network: a stride-2 centre heat map, the sub-cell centre offset and the
+log box size, trained on ``sen2ships`` only (``$IMGDIFF_DATA_DIR/sen2ships``), fixed seed.
+Its input is :func:`imgdiff.detect.vessels.vessel_input` (per-scene normalised B02 B03 B04 B08 and
+band-presence flags), so training and inference share one normalisation.
+
+Usage (torch and onnx are training-only dependencies)::
+
+    pip install torch==2.13.0 onnx
+    nice python training/train_vessels.py                       # final model on every port
+    nice python training/train_vessels.py --cv                  # leave-one-port-out estimate, then final
+    nice python training/train_vessels.py --holdout genoa --out /tmp/genoa.onnx
+
+Augmentations: flips and 90-degree turns, scale 0.7-1.4 (other pixel sizes), per-band gain,
+dropped bands (any subset of the four must work), noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from imgdiff.data import data_dir  # noqa: E402
+from imgdiff.detect.vessels import MODEL_BANDS, MODEL_PATH, STRIDE, detect_vessels, vessel_input  # noqa: E402
+from imgdiff.evaluate.vessels import pool, read_gt, scene_dirs, score  # noqa: E402
+from imgdiff.io.read import read_scene  # noqa: E402
+
+SEED = 20240805
+CROP = 128
+NB = len(MODEL_BANDS)
+
+
+# ------------------------------------------------------------------------------------------
+# model
+# ------------------------------------------------------------------------------------------
+def cbr(cin: int, cout: int, stride: int = 1, dil: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding=dil, dilation=dil, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class VesselNet(nn.Module):
+    """Encoder 1/2-1/4-1/8 with skips back to 1/2; outputs 5 maps at stride 2."""
+
+    def __init__(self, cin: int = 2 * NB):
+        super().__init__()
+        self.stem = cbr(cin, 16, stride=2)
+        self.e1 = cbr(16, 16)
+        self.e2 = nn.Sequential(cbr(16, 32), cbr(32, 32))
+        self.e3 = nn.Sequential(cbr(32, 48), cbr(48, 48, dil=2), cbr(48, 48, dil=4))
+        self.d2 = cbr(48 + 32, 32)
+        self.d1 = cbr(32 + 16, 16)
+        self.head = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(16, 5, 1))
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        with torch.no_grad():
+            self.head[-1].bias.zero_()
+            self.head[-1].bias[0] = -4.0
+            self.head[-1].bias[3:5] = math.log(12.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.e1(self.stem(x))
+        b = self.e2(F.max_pool2d(a, 2))
+        c = self.e3(F.max_pool2d(b, 2))
+        d = self.d2(torch.cat([self.up(c), b], 1))
+        e = self.d1(torch.cat([self.up(d), a], 1))
+        return self.head(e)
+
+
+# ------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------
+def load_ports(names: list[str], root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    out = []
+    for d in scene_dirs(root):
+        if d.name in names:
+            scene = read_scene(d)
+            out.append((d.name, vessel_input(scene), read_gt(d)))
+    return out
+
+
+def render_targets(boxes: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+    """Heat (S,S), offset (2,S,S), log size (2,S,S), size weight (S,S), offset weight (S,S) on the stride grid."""
+    s = size // STRIDE
+    heat = np.zeros((s, s), np.float32)
+    off = np.zeros((2, s, s), np.float32)
+    lsz = np.zeros((2, s, s), np.float32)
+    wsz = np.zeros((s, s), np.float32)
+    woff = np.zeros((s, s), np.float32)
+    gi = np.arange(s) + 0.5
+    for x0, y0, x1, y1 in boxes:
+        w, h = x1 - x0, y1 - y0
+        if w < 1 or h < 1:
+            continue
+        cx, cy = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE
+        ix, iy = int(math.floor(cx)), int(math.floor(cy))
+        if not (0 <= ix < s and 0 <= iy < s):
+            continue
+        sx, sy = max(0.6, w / STRIDE / 6), max(0.6, h / STRIDE / 6)
+        g = np.exp(-((gi[None, :] - cx) ** 2) / (2 * sx * sx) - ((gi[:, None] - cy) ** 2) / (2 * sy * sy))
+        g[iy, ix] = 1.0
+        better = g > heat
+        heat = np.maximum(heat, g)
+        szm = better & (g >= 0.6)
+        lsz[0][szm], lsz[1][szm] = math.log(w), math.log(h)
+        wsz[szm] = g[szm]
+        off[:, iy, ix] = (cx - ix, cy - iy)
+        woff[iy, ix] = 1.0
+    return heat, off, lsz, wsz, woff
+
+
+def sample(ports, rng: np.random.Generator, batch: int):
+    xs, hs, os_, ls, ws, wos = [], [], [], [], [], []
+    for _ in range(batch):
+        name, x, boxes = ports[rng.integers(len(ports))]
+        _, hh, ww = x.shape
+        scale = float(np.exp(rng.uniform(math.log(0.7), math.log(1.4))))
+        src = int(round(CROP / scale))
+        src = min(src, hh, ww)
+        scale = CROP / src
+        if len(boxes) and rng.random() < 0.6:
+            b = boxes[rng.integers(len(boxes))]
+            cx, cy = (b[0] + b[2]) / 2 + rng.uniform(-0.4, 0.4) * src, (b[1] + b[3]) / 2 + rng.uniform(-0.4, 0.4) * src
+            x0, y0 = int(np.clip(cx - src / 2, 0, ww - src)), int(np.clip(cy - src / 2, 0, hh - src))
+        else:
+            x0, y0 = int(rng.integers(0, ww - src + 1)), int(rng.integers(0, hh - src + 1))
+        img = np.ascontiguousarray(x[:NB, y0:y0 + src, x0:x0 + src].transpose(1, 2, 0))
+        img = cv2.resize(img, (CROP, CROP), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        crop = np.concatenate([img.transpose(2, 0, 1), np.ones((NB, CROP, CROP), np.float32)])
+        bx = boxes.copy()
+        bx[:, [0, 2]] = (bx[:, [0, 2]] - x0) * scale
+        bx[:, [1, 3]] = (bx[:, [1, 3]] - y0) * scale
+        cxs, cys = (bx[:, 0] + bx[:, 2]) / 2, (bx[:, 1] + bx[:, 3]) / 2
+        bx = bx[(cxs >= 0) & (cxs < CROP) & (cys >= 0) & (cys < CROP)]
+        # flips and turns (boxes follow)
+        if rng.random() < 0.5:
+            crop = crop[:, :, ::-1]
+            bx[:, [0, 2]] = CROP - bx[:, [2, 0]]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1, :]
+            bx[:, [1, 3]] = CROP - bx[:, [3, 1]]
+        if rng.random() < 0.5:
+            crop = crop.transpose(0, 2, 1)
+            bx = bx[:, [1, 0, 3, 2]]
+        crop = np.ascontiguousarray(crop)
+        # radiometry: per-band gain (log offset), noise, dropped bands
+        crop[:NB] += rng.normal(0, 0.12) + rng.normal(0, 0.06, size=(NB, 1, 1)).astype(np.float32)
+        crop[:NB] += rng.normal(0, 0.03, size=crop[:NB].shape).astype(np.float32)
+        if rng.random() < 0.35:
+            keep = rng.random(NB) < 0.5
+            if not keep.any():
+                keep[rng.integers(NB)] = True
+            fill = crop[:NB][keep].mean(axis=0)
+            for i in range(NB):
+                if not keep[i]:
+                    crop[i] = fill
+                    crop[NB + i] = 0.0
+        t = render_targets(bx, CROP)
+        xs.append(crop)
+        hs.append(t[0]); os_.append(t[1]); ls.append(t[2]); ws.append(t[3]); wos.append(t[4])  # noqa: E702
+    f = lambda a: torch.from_numpy(np.stack(a))  # noqa: E731
+    return f(xs), f(hs), f(os_), f(ls), f(ws), f(wos)
+
+
+def loss_fn(out: torch.Tensor, heat, off, lsz, wsz, woff) -> torch.Tensor:
+    p = torch.sigmoid(out[:, 0]).clamp(1e-4, 1 - 1e-4)
+    pos = heat >= 1.0
+    npos = pos.sum().clamp(min=1)
+    lpos = -((1 - p) ** 2 * torch.log(p))[pos].sum()
+    lneg = -((1 - heat) ** 4 * p ** 2 * torch.log(1 - p))[~pos].sum()
+    lheat = (lpos + lneg) / npos
+    lsize = (wsz[:, None] * (out[:, 3:5] - lsz).abs()).sum() / wsz.sum().clamp(min=1)
+    loff = (woff[:, None] * (out[:, 1:3] - off).abs()).sum() / woff.sum().clamp(min=1)
+    return lheat + lsize + loff
+
+
+def train(ports, iters: int, seed: int, log_every: int = 50) -> VesselNet:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = VesselNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=iters, pct_start=0.1)
+    net.train()
+    t0, run = time.time(), 0.0
+    for it in range(iters):
+        batch = sample(ports, rng, 12)
+        out = net(batch[0])
+        loss = loss_fn(out, *batch[1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        run = 0.95 * run + 0.05 * loss.item() if it else loss.item()
+        if (it + 1) % log_every == 0:
+            print(f"  iter {it + 1}/{iters} loss {run:.3f} ({time.time() - t0:.0f} s)", flush=True)
+    return net.eval()
+
+
+def export(net: VesselNet, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.zeros(1, 2 * NB, 64, 64)
+    torch.onnx.export(net, x, str(path), input_names=["x"], output_names=["maps"], opset_version=13,
+                      dynamic_axes={"x": {2: "h", 3: "w"}, "maps": {2: "h2", 3: "w2"}}, dynamo=False)
+
+
+# ------------------------------------------------------------------------------------------
+# evaluation
+# ------------------------------------------------------------------------------------------
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+
+
+def eval_port(model: Path, port_dir: Path) -> dict[float, object]:
+    scene = read_scene(port_dir)
+    gt = read_gt(port_dir)
+    dets = detect_vessels(scene, model=model, min_score=min(THRESHOLDS))
+    out = {}
+    for t in THRESHOLDS:
+        d = dets.filter(min_score=t)
+        out[t] = score(port_dir.name, d.boxes, d.scores, gt)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=None, help="sen2ships folder (default: $IMGDIFF_DATA_DIR/sen2ships)")
+    ap.add_argument("--iters", type=int, default=1500)
+    ap.add_argument("--cv-iters", type=int, default=None, help="iterations per leave-one-port-out fold")
+    ap.add_argument("--cv", action="store_true", help="leave-one-port-out estimate before the final model")
+    ap.add_argument("--no-final", action="store_true", help="with --cv: skip the final model")
+    ap.add_argument("--holdout", default=None, help="train without this port and score on it")
+    ap.add_argument("--out", type=Path, default=MODEL_PATH)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    root = args.data or data_dir() / "sen2ships"
+    dirs = scene_dirs(root)
+    names = [d.name for d in dirs]
+    meta: dict = {"seed": SEED, "iters": args.iters, "crop": CROP, "bands": list(MODEL_BANDS), "ports": names}
+
+    folds = names if args.cv else ([args.holdout] if args.holdout else [])
+    if folds:
+        per_t: dict[float, list] = {t: [] for t in THRESHOLDS}
+        for hold in folds:
+            t0 = time.time()
+            print(f"fold: hold out {hold}", flush=True)
+            net = train(load_ports([n for n in names if n != hold], root), args.cv_iters or args.iters, SEED)
+            with tempfile.TemporaryDirectory() as td:
+                p = Path(td) / "fold.onnx"
+                export(net, p)
+                res = eval_port(p, root / hold)
+            for t, s in res.items():
+                per_t[t].append(s)
+            s = res[0.4]
+            print(f"  {hold}: P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} count {s.n_pred}/{s.n_gt} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+        print("leave-one-port-out, pooled, by threshold:")
+        cv = {}
+        for t in THRESHOLDS:
+            p = pool(per_t[t])
+            cv[str(t)] = {"pooled": p.to_dict(), "ports": [s.to_dict() for s in per_t[t]]}
+            print(f"  t={t:.2f} P {p.precision:.3f} R {p.recall:.3f} F1 {p.f1:.3f} count {p.n_pred}/{p.n_gt} "
+                  f"({p.count_error:+.1%})")
+        meta["leave_one_port_out"] = cv
+        if args.holdout or args.no_final:
+            return
+    print(f"final model on {', '.join(names)}", flush=True)
+    net = train(load_ports(names, root), args.iters, SEED)
+    export(net, args.out)
+    meta["params"] = int(sum(p.numel() for p in net.parameters()))
+    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e3:.0f} kB)")
+
+
+if __name__ == "__main__":
+    main()
