@@ -1,6 +1,6 @@
 """Scale benchmarks (issue 9), run by hand; prints figures, asserts nothing.
 
-    python benchmarks/scale.py fulltile [--size 10980] [--method cva-otsu] [--workdir /tmp/imgdiff-scale]
+    python benchmarks/scale.py fulltile [--size 10980] [--method METHOD] [--workdir /tmp/imgdiff-scale]
     python benchmarks/scale.py watch [--scenes 50] [--chip 384] [--workers 1,2]
 
 ``fulltile`` builds a synthetic full Sentinel-2 tile pair (10 m B02 B03 B04 B08 at size x size,
@@ -185,7 +185,7 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fulltile")
     f.add_argument("--size", type=int, default=10980)
-    f.add_argument("--method", default="cva-otsu")
+    f.add_argument("--method", default=None, help="change method (default: the library's default)")
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--skip-compare", action="store_true")
     f.add_argument("--skip-detect", action="store_true")

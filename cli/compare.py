@@ -7,9 +7,11 @@ import json
 import click
 
 import imgdiff
-from imgdiff.claims import zone_section
+from imgdiff.change import METHODS
+from imgdiff.claims import survey
 from imgdiff.io.write import check_outputs
 from imgdiff.report.compare import COMPARE_OUTPUTS
+from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
 from imgdiff.sites import load_zones
 
 from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress, steps
@@ -24,20 +26,39 @@ from .tiled import compare_tiled_with_progress, should_tile
 @bands_opt
 @bbox_opt
 @click.option("--no-coregister", is_flag=True, help="Do not estimate or remove the shift between dates.")
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help="Change method (default mlp, the best on labelled OSCD cities).")
 @click.option("--tile-size", type=click.IntRange(64, 16384),
               help="Work in windows of this many pixels (automatic for scenes over 4096 x 4096 px).")
-@click.option("--site", help="Named site (tartus, hmeimim): add object counts and change per zone.")
+@click.option("--site", help="Named site (tartus, hmeimim): object counts and change per zone, the report of "
+              "'imgdiff verify' without claims (report.html, detections_*.geojson too).")
 @click.option("--zones", "zones_file", type=click.Path(dir_okay=False),
-              help="GeoJSON zones file (lon/lat): add object counts and change per zone.")
+              help="GeoJSON zones file (lon/lat), as --site.")
 @overwrite_opt
 @json_opt
 def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, bbox: tuple | None,
-                no_coregister: bool, tile_size: int | None, site: str | None, zones_file: str | None,
+                no_coregister: bool, method: str | None, tile_size: int | None, site: str | None, zones_file: str | None,
                 overwrite: bool, as_json: bool) -> None:
     """Compare BEFORE and AFTER scenes and write a change map and report into OUTDIR."""
-    zones = load_zones(zones_file or site) if (zones_file or site) else None
+    if zones_file or site:  # per-zone counts and change: the verify report without claims
+        zones = load_zones(zones_file or site)
+        check_outputs(outdir, VERIFY_OUTPUTS, overwrite)
+        labels = ["read", "align", "co-register", "change", "clouds", "detect vessels", "detect aircraft", "write"]
+        with steps(labels, show_progress(as_json)) as advance:
+            v = survey(before, after, zones, zones_source=f"site:{site}" if site else str(zones_file),
+                       on_step=advance)
+            advance("write")
+            report = write_verify(v, outdir, overwrite=overwrite)
+        if as_json:
+            click.echo(json.dumps(report))
+            return
+        for n, z in report["zones"].items():
+            click.echo(f"{n}: " + ", ".join(f"{k} {c['before']} -> {c['after']}" for k, c in z["counts"].items())
+                       + f"; clear {z['before']['clear_fraction']:.0%} / {z['after']['clear_fraction']:.0%}")
+        click.echo(f"wrote {outdir}/{', '.join(VERIFY_OUTPUTS)}")
+        return
     check_outputs(outdir, COMPARE_OUTPUTS, overwrite, create=False)  # fail before the work, not after
-    if zones is None and (tile_size or should_tile(before, bands, bbox)):  # whole tiles: windows, bounded memory (imgdiff.tiles)
+    if tile_size or should_tile(before, bands, bbox):  # whole tiles: windows, bounded memory (imgdiff.tiles)
         report = compare_tiled_with_progress(before, after, outdir, bands=bands, bbox=bbox, tile_size=tile_size,
                                              register=not no_coregister, overwrite=overwrite,
                                              progress=show_progress(as_json))
@@ -45,10 +66,10 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
         with steps(["read", "align", "co-register", "change", "write"], show_progress(as_json)) as advance:
             b = imgdiff.read_scene(before, bands=bands, bbox=bbox)
             a = imgdiff.read_scene(after, bands=bands, bbox=bbox)
-            result = imgdiff.compare(b, a, bands=bands, register=not no_coregister, on_step=advance)
-            extra = {"zones": zone_section(result, zones)} if zones is not None else None
+            result = imgdiff.compare(b, a, bands=bands, register=not no_coregister, on_step=advance,
+                                     method=method)
             advance("write")
-            report = imgdiff.write_compare(result, outdir, overwrite=overwrite, inputs=(b, a), extra=extra)
+            report = imgdiff.write_compare(result, outdir, overwrite=overwrite, inputs=(b, a))
     if as_json:
         click.echo(json.dumps(report))
         return

@@ -13,6 +13,7 @@ from imgdiff.io.geojson import write_detections_geojson
 from imgdiff.zones import read_zones
 
 from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress, steps
+from .tiled import detect_tiled_cli, should_tile
 
 
 @click.command("detect")
@@ -27,12 +28,15 @@ from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress
               help="Score threshold in [0, 1] (default: the detector's own).")
 @click.option("--method", type=click.Choice(["auto", "cnn", "classical"]), default="auto", show_default=True,
               help="The shipped network, the classical baseline, or auto (network when installed).")
+@click.option("--tile-size", type=click.IntRange(256, 16384),
+              help="Detect in windows of this many pixels (automatic for scenes over 4096 x 4096 px).")
 @bands_opt
 @bbox_opt
 @overwrite_opt
 @json_opt
 def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, min_score: float | None,
-               method: str, bands: list[str] | None, bbox: tuple | None, overwrite: bool, as_json: bool) -> None:
+               method: str, bands: list[str] | None, bbox: tuple | None, tile_size: int | None, overwrite: bool,
+               as_json: bool) -> None:
     """Detect vessels or aircraft in SCENE and write them to OUTPUT as GeoJSON."""
     out = Path(output)
     if out.exists() and not overwrite:
@@ -42,17 +46,21 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
     zones = read_zones(zones_path) if zones_path else None
     with steps(["read", "detect", "write"], show_progress(as_json)) as advance:
         advance("read")
-        sc = imgdiff.read_scene(scene, bands=bands, bbox=bbox)
-        advance("detect")
-        if objects == "vessels":
-            kw = {} if min_score is None else {"min_score": min_score}
-            dets = imgdiff.detect_vessels(sc, zones, method=method, **kw)
+        if tile_size or should_tile(scene, bands, bbox):  # whole tiles: windows with overlap (imgdiff.tiles)
+            dets = detect_tiled_cli(scene, objects, zones, min_score=min_score, method=method, bands=bands,
+                                    bbox=bbox, tile_size=tile_size, on_step=advance)
         else:
-            from imgdiff.detect.aircraft import detect_aircraft
+            sc = imgdiff.read_scene(scene, bands=bands, bbox=bbox)
+            advance("detect")
+            if objects == "vessels":
+                kw = {} if min_score is None else {"min_score": min_score}
+                dets = imgdiff.detect_vessels(sc, zones, method=method, **kw)
+            else:
+                from imgdiff.detect.aircraft import detect_aircraft
 
-            dets = detect_aircraft(sc, zones, method=method, threshold=min_score)
-            if zones is not None:
-                dets = dets.filter([d.zone is not None for d in dets])
+                dets = detect_aircraft(sc, zones, method=method, threshold=min_score)
+                if zones is not None:
+                    dets = dets.filter([d.zone is not None for d in dets])
         advance("write")
         write_detections_geojson(out, dets)
     counts = {("outside" if k is None else k): v for k, v in dets.count_by_zone().items()}

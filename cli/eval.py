@@ -20,3 +20,6 @@ eval_group.add_command(eval_vessels_cmd)
 from .eval_coreg import eval_coreg_cmd  # noqa: E402
 
 eval_group.add_command(eval_coreg_cmd)
+from .eval_change import eval_change_cmd  # noqa: E402
+
+eval_group.add_command(eval_change_cmd)

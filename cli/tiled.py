@@ -11,7 +11,7 @@ from imgdiff.tiles import CHANGE_OVERLAP, TILE_SIZE, compare_tiled, should_tile,
 
 from .watch import sigterm_as_interrupt
 
-__all__ = ["compare_tiled_with_progress", "should_tile"]
+__all__ = ["compare_tiled_with_progress", "detect_tiled_cli", "should_tile"]
 
 
 def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: Sequence[str] | None,
@@ -29,3 +29,31 @@ def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: 
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
                                  overwrite=overwrite,
                                  on_tile=lambda name, t: bar.update(1, f"{name} {t.row},{t.col}"))
+
+
+def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float | None, method: str,
+                     bands: Sequence[str] | None, bbox: tuple | None, tile_size: int | None,
+                     on_step: Any) -> Any:
+    """``imgdiff detect`` window by window (:func:`imgdiff.tiles.detect_tiled`), with the same options.
+
+    Like the whole-scene path, only objects inside a zone are kept when zones are given.
+    """
+    from functools import partial
+
+    from imgdiff.tiles import detect_tiled
+
+    if objects == "vessels":
+        from imgdiff.detect.vessels import detect_vessels
+
+        kw = {} if min_score is None else {"min_score": min_score}
+        detector = partial(detect_vessels, method=method, **kw)
+    else:
+        from imgdiff.detect.aircraft import detect_aircraft
+
+        detector = partial(detect_aircraft, method=method, threshold=min_score)
+    on_step("detect")
+    with sigterm_as_interrupt():
+        dets = detect_tiled(scene, detector, bands=bands, bbox=bbox, zones=zones, tile_size=tile_size or TILE_SIZE)
+    if zones is not None:
+        dets = dets.filter([d.zone is not None for d in dets])
+    return dets

@@ -14,7 +14,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .compare import CompareResult, compare  # noqa: E402
-from .coregister import Registration, coregister, warp  # noqa: E402
+from .coregister import Registration, ShiftModel, TiePoint, coregister, coregister_paths, warp  # noqa: E402
 from .detect.aircraft import detect_aircraft  # noqa: E402
 from .detect.vessels import detect_vessels  # noqa: E402
 from .errors import (  # noqa: E402
@@ -42,3 +42,11 @@ __all__ = [
     "utm_grid", "warp", "water_mask", "write_compare",
 ]
 __all__ += ["compare_tiled", "detect_tiled", "read_manifest", "run_watch"]
+from .claims import load_claims, verify  # noqa: E402
+from .sites import get_site, load_zones  # noqa: E402
+
+__all__ += ["get_site", "load_claims", "load_zones", "verify"]
+from . import stac  # noqa: E402  (STAC search and windowed fetch: imgdiff.stac.search, .fetch_item)
+
+__all__ += ["stac"]
+__all__ += ["ShiftModel", "TiePoint", "coregister_paths"]

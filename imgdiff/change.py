@@ -71,7 +71,7 @@ def difference(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return after.astype(np.float32) - before.astype(np.float32)
 
 
-def log_ratio(before: np.ndarray, after: np.ndarray, *, eps: float = 1e-3) -> np.ndarray:
+def log_ratio(before: np.ndarray, after: np.ndarray, *, eps: float | np.ndarray = 1e-3) -> np.ndarray:
     """Per-band log ratio ``ln((after + eps) / (before + eps))``; insensitive to a common gain."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.log((np.maximum(after, 0) + eps) / (np.maximum(before, 0) + eps)).astype(np.float32)
@@ -122,7 +122,8 @@ class IRMAD:
     Attributes
     ----------
     mad : ndarray, shape (bands, rows, cols)
-        MAD variates, each scaled to unit no-change variance.
+        MAD variates, each scaled to unit no-change variance (robust spread over the
+        sampled pixels, since the reweighting under-estimates it).
     chi2 : ndarray, shape (rows, cols)
         Sum of squared scaled MAD variates: chi-square with ``bands`` degrees of
         freedom on unchanged pixels.
@@ -195,9 +196,14 @@ def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter:
         if np.max(np.abs(rho - rho_old)) < tol:
             break
         rho_old = rho
+    # The reweighting under-estimates the no-change spread (it keeps the pixels where the
+    # noise of both dates agrees); rescale each variate by its robust spread over all
+    # sampled pixels (changed pixels are a minority), so chi2 follows chi-square(bands).
+    spread = 1.4826 * np.median(np.abs(mad - np.median(mad, axis=1, keepdims=True)), axis=1)
+    scale = np.where(spread > 0, spread, np.sqrt(var))
     full_x = before.reshape(nb, -1).astype(np.float64) - mx[:, None]
     full_y = after.reshape(nb, -1).astype(np.float64) - my[:, None]
-    mad_full = ((A.T @ full_x - B.T @ full_y) / np.sqrt(var)[:, None]).astype(np.float32)
+    mad_full = ((A.T @ full_x - B.T @ full_y) / scale[:, None]).astype(np.float32)
     chi2_full = np.sum(mad_full * mad_full, axis=0)
     shape = before.shape[1:]
     return IRMAD(mad_full.reshape(nb, *shape), chi2_full.reshape(shape).astype(np.float32), rho.astype(np.float32), iterations)
@@ -255,6 +261,20 @@ def em_threshold(values: np.ndarray, *, max_iter: int = 100, max_samples: int = 
 
     above = np.flatnonzero(logd(i1) >= logd(i0))
     return float(grid[above[0]]) if above.size else float(mu[i1])
+
+
+def noise_floor(values: np.ndarray, k: float = 5.0) -> float:
+    """A robust significance floor for a change magnitude: ``median + k * 1.4826 * MAD``.
+
+    Histogram thresholds (Otsu, EM) always split the data, even when nothing changed;
+    keeping the threshold above this floor stops them from flagging noise on an
+    unchanged (e.g. gain/illumination-only) pair.
+    """
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return float("inf")
+    med = float(np.median(v))
+    return med + k * 1.4826 * float(np.median(np.abs(v - med)))
 
 
 def _ramp_confidence(magnitude: np.ndarray, threshold: float) -> np.ndarray:
@@ -520,6 +540,8 @@ def change_map(
     - ``"cva-otsu"`` / ``"cva-em"``: CVA magnitude with Otsu's or the EM Bayes threshold.
     - ``"logratio-otsu"``: norm of per-band log ratios with Otsu's threshold.
 
+    Histogram thresholds are kept above :func:`noise_floor` so an unchanged pair stays unflagged.
+
     Parameters
     ----------
     before, after : ndarray, shape (bands, rows, cols)
@@ -580,12 +602,15 @@ def change_map(
         mag = cva_magnitude(before, after)
         mag[~valid] = np.nan
         thr = otsu_threshold(mag[valid]) if method == "cva-otsu" else em_threshold(mag[valid])
+        thr = max(thr, noise_floor(mag[valid]))
         conf = _ramp_confidence(mag, thr)
     else:  # logratio-otsu
-        lr = log_ratio(before, after)
+        # a per-band offset of half the band's median damps the noise of dark (water) pixels
+        eps = np.array([0.5 * np.median(before[i][valid]) for i in range(before.shape[0])], np.float32)
+        lr = log_ratio(before, after, eps=np.maximum(eps, 1e-3)[:, None, None])
         mag = np.sqrt(np.mean(lr * lr, axis=0))
         mag[~valid] = np.nan
-        thr = otsu_threshold(mag[valid])
+        thr = max(otsu_threshold(mag[valid]), noise_floor(mag[valid]))
         conf = _ramp_confidence(mag, thr)
     mag = mag.astype(np.float32)
     mag[~valid] = np.nan

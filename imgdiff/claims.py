@@ -18,6 +18,13 @@ Each claim gets a :class:`Verdict`: ``SUPPORTED``, ``REFUTED`` or ``INCONCLUSIVE
 with the counts in the zone on both dates, the objects matched across dates
 (:mod:`imgdiff.match`), a confidence and the reasons.
 
+Evidence (:func:`verify`): the two scenes are compared on a common grid
+(:func:`imgdiff.compare`: co-registration, change map); clouds and shadows are masked on
+each date (:func:`imgdiff.radiometry.cloud_mask`, plus :func:`temporal_clouds`, which
+needs only visible bands); the detectors run on both dates, detections under cloud are
+dropped, and objects one date's detector missed but whose image patch is unchanged on
+that date are carried over (:func:`imgdiff.match.carry_over`).
+
 Rules (see :func:`evaluate_claim`):
 
 * **INCONCLUSIVE** when, on a date the claim depends on, less than
@@ -30,8 +37,9 @@ Rules (see :func:`evaluate_claim`):
   :data:`MAX_REGISTRATION_UNCERTAINTY_PX`); or when a verdict resting on absence concerns
   objects shorter than the detector's measured limit (``min_length_m`` below it).
 * Otherwise the counts decide: ``present_*`` needs at least one object on that date,
-  ``absent_*`` none, ``decreased`` / ``increased`` compare the counts, ``unchanged``
-  needs equal counts.
+  ``absent_*`` none, ``decreased`` / ``increased`` / ``unchanged`` compare the counts,
+  a difference within :func:`count_tolerance` (10 % of the larger count, rounded down)
+  counting as no change.
 
 Confidence (a heuristic in [0, 1] from the detector's measured precision p and
 recall r at the claim's lengths): a verdict resting on n detections has
@@ -52,11 +60,11 @@ import numpy as np
 
 from .compare import CompareResult
 from .detect.base import Detections
-from .errors import CoregistrationError, ImgdiffError, InputError
-from .match import ObjectMatch, zone_match
+from .errors import CoregistrationError, GridError, ImgdiffError, InputError
+from .match import ObjectMatch, carry_over, zone_match
 from .scene import Scene
 from .sites import load_zones
-from .zones import Zones, zone_masks
+from .zones import Zones, assign_zones, zone_masks
 
 ASSERTIONS = ("present_before", "present_after", "absent_before", "absent_after", "decreased", "increased",
               "unchanged")
@@ -70,8 +78,11 @@ MIN_CLEAR_FRACTION_ABSENCE = 0.75
 #: claims comparing the two dates are then not decided.
 MIN_REGISTRATION_RELIABILITY = 0.25
 MAX_REGISTRATION_UNCERTAINTY_PX = 1.0
-#: Recall below which objects count as "below what the detector resolves".
-MIN_USEFUL_RECALL = 0.5
+#: Counts within this fraction of the larger count are "unchanged" (detector noise between dates).
+COUNT_TOLERANCE_FRACTION = 0.1
+#: Recall below which objects of a length bin count as "below what the detector resolves"
+#: (the detector finds almost none of them).
+MIN_USEFUL_RECALL = 0.05
 
 
 class ClaimsError(InputError):
@@ -282,8 +293,10 @@ def detector_performance(obj: str) -> DetectorPerformance:
     """The measured figures of the detector for ``obj`` (``"vessels"`` or ``"aircraft"``).
 
     A detector module may publish them as ``PERFORMANCE`` (a mapping with ``precision``,
-    ``recall``, ``min_length_m``, ``source``) or, for aircraft, ``DETECTION_LIMITS``
-    (recall per length bin); otherwise :data:`DEFAULT_PERFORMANCE` applies.
+    ``recall``, ``min_length_m``, ``source``), as a model card (``CARD_PATH``, JSON with
+    ``cross_validation.pooled.precision/recall``) and as ``DETECTION_LIMITS`` (recall per
+    length bin; the limit is the shortest bin with recall >= :data:`MIN_USEFUL_RECALL`);
+    otherwise :data:`DEFAULT_PERFORMANCE` applies.
     """
     base = DEFAULT_PERFORMANCE[obj]
     try:
@@ -294,6 +307,17 @@ def detector_performance(obj: str) -> DetectorPerformance:
     except ImportError:
         return base
     perf = getattr(mod, "PERFORMANCE", None)
+    card_path = getattr(mod, "CARD_PATH", None)
+    if perf is None and card_path is not None:
+        try:
+            import json
+
+            card = json.loads(Path(card_path).read_text(encoding="utf-8"))
+            pooled = card["cross_validation"]["pooled"]
+            perf = {"precision": pooled["precision"], "recall": pooled["recall"],
+                    "source": f"model card {Path(card_path).name}: {card['cross_validation'].get('scheme', '')}"}
+        except (OSError, ValueError, KeyError, TypeError):
+            perf = None
     if isinstance(perf, Mapping) and perf.get("precision") is not None and perf.get("recall") is not None:
         base = DetectorPerformance(obj, float(perf["precision"]), float(perf["recall"]),
                                    float(perf.get("min_length_m", base.min_length_m)),
@@ -388,6 +412,12 @@ class Verdict:
     caveats: tuple[str, ...] = ()
 
 
+def count_tolerance(n_before: int, n_after: int) -> int:
+    """Count difference that still means "no change": :data:`COUNT_TOLERANCE_FRACTION` of the larger
+    count, rounded down (0 below 10 objects), since detectors miss and add a few objects per date."""
+    return int(math.floor(COUNT_TOLERANCE_FRACTION * max(n_before, n_after)))
+
+
 def _at_least_one(p: float, n: int) -> float:
     return 1.0 - (1.0 - p) ** max(n, 0) if n > 0 else 0.0
 
@@ -425,8 +455,10 @@ def evaluate_claim(
     a = after.filter(min_length_m=ml) if ml else after
     m = zone_match(b, a, claim.zone)
     # translate indices back to the unfiltered collections (ids in the GeoJSON files)
-    ib = [before.items.index(d) for d in b.items]
-    ia = [after.items.index(d) for d in a.items]
+    pos_b = {id(d): i for i, d in enumerate(before.items)}
+    pos_a = {id(d): i for i, d in enumerate(after.items)}
+    ib = [pos_b[id(d)] for d in b.items]
+    ia = [pos_a[id(d)] for d in a.items]
     m = ObjectMatch(tuple((ib[i], ia[j]) for i, j in m.stayed), tuple(ib[i] for i in m.departed),
                     tuple(ia[j] for j in m.arrived), m.distance_m)
     nb = sum(1 for d in b.items if d.zone == claim.zone)
@@ -452,7 +484,7 @@ def evaluate_claim(
             reasons.append(f"zone {claim.zone} is only {s.clear_fraction:.0%} clear on the {date} date; "
                            f"objects could be hidden under {s.cloud_fraction:.0%} cloud/shadow or "
                            f"{s.nodata_fraction:.0%} no data, so their absence cannot be shown")
-        elif s.clear_fraction < 0.999:
+        elif s.clear_fraction < 0.98:
             caveats.append(f"{1 - s.clear_fraction:.0%} of {claim.zone} is not visible on the {date} date")
     if len(claim.dates()) == 2 and registration_reliability < MIN_REGISTRATION_RELIABILITY:
         reasons.append(f"co-registration failed (reliability {registration_reliability:.2f}): "
@@ -460,11 +492,11 @@ def evaluate_claim(
     if negative and ml is not None and ml < performance.min_length_m:
         reasons.append(f"objects shorter than {performance.min_length_m:g} m are below what the {claim.object} "
                        f"detector resolves at 10 m (claim counts objects >= {ml:g} m); their absence cannot be shown")
-    elif negative and r < MIN_USEFUL_RECALL:
-        reasons.append(f"the {claim.object} detector's measured recall at these lengths is {r:.0%}; "
-                       "absence cannot be shown")
     if reasons:
         return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats))
+    if negative and r < 0.5:
+        caveats.append(f"the {claim.object} detector's measured recall at these lengths is only {r:.0%}: "
+                       "objects may have been missed")
     if ml is None and negative:
         caveats.append(f"objects shorter than {performance.min_length_m:g} m are below what the detector "
                        "resolves and are not counted")
@@ -490,18 +522,20 @@ def evaluate_claim(
         verdict = SUPPORTED if holds else REFUTED
     else:
         d = na - nb
+        tol = count_tolerance(nb, na)
         if kind == "decreased":
-            holds = d < 0
+            holds = d < -tol
         elif kind == "increased":
-            holds = d > 0
+            holds = d > tol
         else:
-            holds = d == 0
+            holds = abs(d) <= tol
         q = min(p, r)
-        conf = _at_least_one(q, abs(d)) if d != 0 else q
+        conf = _at_least_one(q, abs(d) - tol) if abs(d) > tol else q
         conf *= min(state_before.clear_fraction, state_after.clear_fraction, 1.0)
         mc = m.counts()
-        reasons.append(f"count {nb} -> {na} ({d:+d}); matched across dates: {mc['stayed']} stayed, "
-                       f"{mc['departed']} departed, {mc['arrived']} arrived")
+        reasons.append(f"count {nb} -> {na} ({d:+d}{f', within +-{tol} counts as no change' if tol else ''}); "
+                       f"matched across dates: {mc['stayed']} stayed, {mc['departed']} departed, "
+                       f"{mc['arrived']} arrived")
         verdict = SUPPORTED if holds else REFUTED
     return Verdict(claim, verdict, round(float(conf), 3), nb, na, m, tuple([counts, *reasons]), tuple(caveats))
 
@@ -566,10 +600,56 @@ def _cloud(scene: Scene) -> np.ndarray:
         return np.zeros(scene.shape, bool)
 
 
+#: Two-date opaque-cloud test: brighter than the other date by this factor in every visible band ...
+CLOUD_BRIGHTENING = 1.5
+#: ... brighter than this reflectance in every visible band, white, and a compact region at least
+#: this wide (pixels; objects such as ships and aircraft are narrower) and this large (pixels).
+CLOUD_MIN_REFLECTANCE = 0.2
+CLOUD_MIN_WIDTH_PX = 7
+CLOUD_MIN_PIXELS = 64
+
+
+def temporal_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Opaque clouds found by comparing two co-registered dates (before mask, after mask).
+
+    An opaque cloud is bright and white in the visible bands and much brighter than the
+    same ground on the other date; it covers a compact region wider than any vessel or
+    aircraft. This works with visible bands only (no NIR/SWIR needed) and complements the
+    single-date spectral test of :func:`imgdiff.radiometry.cloud_mask`.
+    """
+    from scipy import ndimage as ndi
+
+    vis = [b for b in ("B02", "B03", "B04") if b in before.bands and b in after.bands]
+    if not vis:
+        return np.zeros(before.shape, bool), np.zeros(after.shape, bool)
+    both = before.valid & after.valid
+    out = []
+    for s, o in ((before, after), (after, before)):
+        stack = np.stack([np.nan_to_num(s.bands[b], nan=0.0) for b in vis])
+        other = np.stack([np.nan_to_num(o.bands[b], nan=0.0) for b in vis])
+        mean = stack.mean(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            white = np.abs(stack - mean).max(axis=0) / np.maximum(mean, 1e-6)
+            cand = ((stack.min(axis=0) > CLOUD_MIN_REFLECTANCE) & (white < 0.2)
+                    & np.all(stack > CLOUD_BRIGHTENING * np.maximum(other, 1e-6), axis=0) & both)
+        r = CLOUD_MIN_WIDTH_PX // 2
+        core = ndi.binary_erosion(cand, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
+        if core.any():
+            lab, n = ndi.label(cand)
+            keep = np.zeros(n + 1, bool)
+            keep[np.unique(lab[core])] = True
+            keep[0] = False
+            sizes = np.bincount(lab.ravel(), minlength=n + 1)
+            keep &= sizes >= CLOUD_MIN_PIXELS
+            m = ndi.binary_dilation(keep[lab], iterations=2) & s.valid
+        else:
+            m = np.zeros(s.shape, bool)
+        out.append(m)
+    return out[0], out[1]
+
+
 def detect(obj: str, scene: Scene, zones: Zones) -> Detections:
     """Run the detector for ``obj`` (``"vessels"`` / ``"aircraft"``) on a scene, zones assigned."""
-    from .zones import assign_zones
-
     if obj == "vessels":
         from .detect.vessels import detect_vessels
 
@@ -613,9 +693,13 @@ def analyse_result(
     """
     step = on_step or (lambda name: None)
     pair = result.pair
+    if result.grid.crs is None and zones.crs is not None:
+        raise GridError(f"{pair.before.meta.get('source', 'before scene')}: the scene has no CRS, so zones in "
+                        f"{zones.crs.to_string()} cannot be placed on it; use a georeferenced scene (GeoTIFF with a CRS)")
     zg = zones.to_crs(result.grid.crs)
     step("clouds")
-    cloud = {"before": _cloud(pair.before), "after": _cloud(pair.after)}
+    tb, ta = temporal_clouds(pair.before, pair.after)
+    cloud = {"before": _cloud(pair.before) | tb, "after": _cloud(pair.after) | ta}
     states = {"before": zone_states(zg, pair.before, cloud["before"]),
               "after": zone_states(zg, pair.after, cloud["after"])}
     dets: dict[str, tuple[Detections, Detections]] = {}
@@ -625,7 +709,11 @@ def analyse_result(
         for date, scene in (("before", pair.before), ("after", pair.after)):
             d = detect(obj, scene, zg)
             out.append(drop_hidden(d, scene.valid & ~cloud[date]))
-        dets[obj] = (out[0], out[1])
+        # objects one date's detector missed but the image shows still there (imgdiff.match.carry_over)
+        cb, ca = carry_over(out[0], out[1], pair.before, pair.after)
+        cb = drop_hidden(assign_zones(cb, zg), pair.before.valid & ~cloud["before"])
+        ca = drop_hidden(assign_zones(ca, zg), pair.after.valid & ~cloud["after"])
+        dets[obj] = (cb, ca)
     return zg, cloud, states, dets
 
 
@@ -653,14 +741,35 @@ def analyse(
     return (result, *analyse_result(result, zones, objects, on_step=on_step))
 
 
-def zone_section(result: CompareResult, zones: Zones, objects: Sequence[str] = OBJECTS) -> dict[str, Any]:
-    """Per-zone visibility, change and object counts of a comparison (``imgdiff compare --site``)."""
-    from .report.verify import zone_summary
+def _after_read(step: Callable[[str], None]) -> Callable[[str], None]:
+    """A step callback that ignores a second "read" (scenes already read)."""
+    return lambda name: None if name == "read" else step(name)
 
-    zg, cloud, states, dets = analyse_result(result, zones, objects)
-    v = Verification(ClaimFile(Path("-"), Path("-"), Path("-"), "-", zones, ()), (result.pair.before,
-                     result.pair.after), result, zg, cloud, states, dets, {})
-    return zone_summary(v)
+
+def survey(
+    before: Scene | str | Path,
+    after: Scene | str | Path,
+    zones: Zones,
+    *,
+    objects: Sequence[str] = OBJECTS,
+    zones_source: str = "zones",
+    on_step: Callable[[str], None] | None = None,
+) -> Verification:
+    """Compare two scenes and count objects per zone, without claims (``imgdiff compare --site``).
+
+    Returns a :class:`Verification` with no verdicts; :func:`imgdiff.report.verify.write_verify`
+    writes the same report as ``imgdiff verify`` (zones, counts, change, detections, HTML).
+    """
+    from .io.read import read_scene
+
+    step = on_step or (lambda name: None)
+    step("read")
+    b = before if isinstance(before, Scene) else read_scene(before)
+    a = after if isinstance(after, Scene) else read_scene(after)
+    result, zg, cloud, states, dets = analyse(b, a, zones, list(objects), on_step=_after_read(step))
+    src = Path(str(b.meta.get("source", "before"))), Path(str(a.meta.get("source", "after")))
+    cf = ClaimFile(Path("-"), src[0], src[1], zones_source, zones, ())
+    return Verification(cf, (b, a), result, zg, cloud, states, dets, {o: detector_performance(o) for o in objects})
 
 
 def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -> Verification:
@@ -684,7 +793,7 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     before = read_scene(claims.before)
     after = read_scene(claims.after)
     objects = sorted({c.object for c in claims.claims}, key=OBJECTS.index)
-    result, zg, cloud, states, dets = analyse(before, after, claims.zones, objects, on_step=step)
+    result, zg, cloud, states, dets = analyse(before, after, claims.zones, objects, on_step=_after_read(step))
     perf = {o: detector_performance(o) for o in objects}
     step("claims")
     verdicts = tuple(

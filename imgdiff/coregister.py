@@ -22,10 +22,16 @@ Method
    interpolation-kernel bias), coarse-to-fine smoothing and Tukey IRLS weights
    (changed pixels, ships, clouds do not pull the estimate).
 4. Chips are accepted or rejected with a reason (masked, no texture, low
-   correlation, no convergence, uncertain, inconsistent with the others);
-   the global shift is the precision-weighted mean of the accepted chips; with
-   ``local=True`` a low-order polynomial displacement model is fitted robustly
-   to the tie points.
+   correlation, no convergence, uncertain, outlier against a robust trend);
+   the global shift is the precision-weighted mean of the accepted chips. With
+   ``local=True`` chips are Gaussian-weighted around their centre, each tie point
+   is placed at its chip's information-weighted centroid, and the displacement
+   model is a robust (Tukey IRLS) polynomial plus a smoothed thin-plate-spline
+   correction of its residuals, sampled on a grid (:class:`ShiftModel`).
+5. :func:`warp` resamples with exact coordinates (cubic B-spline by default).
+
+Large files on one grid are never read whole (:func:`coregister_paths`): only
+the strips of rows around the chips are read, and only the chip windows kept.
 """
 
 from __future__ import annotations
@@ -49,8 +55,8 @@ MATCH_BANDS: tuple[str, ...] = ("B08", "B04", "B03", "B02")
 SIGMA_LO, SIGMA_HI = 1.0, 6.0
 _SHIFT_MARGIN = 6  # chip margin (px) that absorbs the residual sub-pixel shift and the taper
 _WORKERS = 2  # FFT threads
-_MAX_POINTS = 441  # cap on tie points (21 x 21)
-_GLOBAL_CHIPS = 64  # cap on global chips (8 x 8)
+_CENTROID = True  # tie points at the information-weighted centroid of their chip
+_LOCAL_SIGMA = 6.0  # local chips are weighted by a Gaussian of sigma size / _LOCAL_SIGMA
 REJECT_REASONS = ("masked", "no texture", "low correlation", "no convergence", "uncertain", "outlier")
 
 
@@ -107,6 +113,10 @@ class ShiftModel:
     center: tuple[float, float]
     scale: float
     rmse_px: float = float("nan")
+    grid_origin: tuple[float, float] = (0.0, 0.0)
+    grid_step: float = 0.0
+    grid_dx: np.ndarray | None = None
+    grid_dy: np.ndarray | None = None
 
     @staticmethod
     def terms(degree: int) -> list[tuple[int, int]]:
@@ -117,13 +127,65 @@ class ShiftModel:
 
     def __call__(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """Shift (dx, dy) in pixels at reference pixel-edge coordinates (x, y)."""
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        x, y = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(y, np.float64))
         a = self.design(x.ravel(), y.ravel())
-        return (a @ np.asarray(self.coef_x)).reshape(x.shape), (a @ np.asarray(self.coef_y)).reshape(x.shape)
+        fx = (a @ np.asarray(self.coef_x)).reshape(x.shape)
+        fy = (a @ np.asarray(self.coef_y)).reshape(x.shape)
+        if self.grid_dx is not None and self.grid_dy is not None and self.grid_step > 0:
+            gx = (x - self.grid_origin[0]) / self.grid_step
+            gy = (y - self.grid_origin[1]) / self.grid_step
+            fx = fx + _bilinear(self.grid_dx, gx, gy)
+            fy = fy + _bilinear(self.grid_dy, gx, gy)
+        return fx, fy
 
     def to_dict(self) -> dict:
-        return {"degree": self.degree, "coef_x": list(self.coef_x), "coef_y": list(self.coef_y),
-                "center": list(self.center), "scale": self.scale, "rmse_px": self.rmse_px}
+        d = {"degree": self.degree, "coef_x": list(self.coef_x), "coef_y": list(self.coef_y),
+             "center": list(self.center), "scale": self.scale, "rmse_px": self.rmse_px}
+        if self.grid_dx is not None and self.grid_dy is not None:
+            d["residual_grid"] = {"origin": list(self.grid_origin), "step": self.grid_step,
+                                  "dx": np.round(self.grid_dx, 4).tolist(), "dy": np.round(self.grid_dy, 4).tolist()}
+        return d
+
+
+def _bilinear(g: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of grid ``g`` (rows = y) at fractional node coordinates, clamped at the edges."""
+    gx = np.clip(gx, 0, g.shape[1] - 1)
+    gy = np.clip(gy, 0, g.shape[0] - 1)
+    x0 = np.minimum(np.floor(gx).astype(int), g.shape[1] - 2) if g.shape[1] > 1 else np.zeros(gx.shape, int)
+    y0 = np.minimum(np.floor(gy).astype(int), g.shape[0] - 2) if g.shape[0] > 1 else np.zeros(gy.shape, int)
+    x1, y1 = np.minimum(x0 + 1, g.shape[1] - 1), np.minimum(y0 + 1, g.shape[0] - 1)
+    fx, fy = gx - x0, gy - y0
+    return ((1 - fy) * ((1 - fx) * g[y0, x0] + fx * g[y0, x1]) + fy * ((1 - fx) * g[y1, x0] + fx * g[y1, x1]))
+
+
+def add_residual_grid(model: ShiftModel, x: np.ndarray, y: np.ndarray, dx: np.ndarray, dy: np.ndarray,
+                      sigma: np.ndarray, smoothing: float = 1.0) -> ShiftModel:
+    """Add a smoothed thin-plate-spline correction of the polynomial's residuals, sampled on a grid.
+
+    The polynomial captures the trend; the correction follows smooth variation it
+    misses (e.g. detector-wise or terrain-induced undulation), smoothed in
+    proportion to the tie points' uncertainty ``sigma`` (pixels).
+    """
+    from scipy.interpolate import RBFInterpolator
+
+    px, py = model(x, y)
+    res = np.stack([dx - px, dy - py], axis=1)
+    s = model.scale
+    pts = np.stack([(x - model.center[0]) / s, (y - model.center[1]) / s], axis=1)
+    lam = smoothing * np.maximum(sigma, 0.01) ** 2 / np.mean(np.maximum(sigma, 0.01) ** 2) * 1e-3
+    rbf = RBFInterpolator(pts, res, kernel="thin_plate_spline", smoothing=lam, degree=1)
+    spacing = math.sqrt(max(np.ptp(x), 1.0) * max(np.ptp(y), 1.0) / len(x))  # mean tie-point spacing
+    step = float(max(spacing / 2, 4.0))
+    x0, y0 = float(x.min()) - step, float(y.min()) - step
+    nx = int(math.ceil((x.max() + step - x0) / step)) + 1
+    ny = int(math.ceil((y.max() + step - y0) / step)) + 1
+    gx, gy = np.meshgrid(x0 + np.arange(nx) * step, y0 + np.arange(ny) * step)
+    q = np.stack([(gx.ravel() - model.center[0]) / s, (gy.ravel() - model.center[1]) / s], axis=1)
+    r = rbf(q)
+    fitted = rbf(pts)
+    rmse = float(np.sqrt(np.mean(np.sum((res - fitted) ** 2, axis=1) / 2)))
+    return replace(model, grid_origin=(x0, y0), grid_step=step, grid_dx=r[:, 0].reshape(ny, nx),
+                   grid_dy=r[:, 1].reshape(ny, nx), rmse_px=rmse)
 
 
 def _design(x: np.ndarray, y: np.ndarray, degree: int, center: tuple[float, float], scale: float) -> np.ndarray:
@@ -208,6 +270,8 @@ def matching_image(stack: np.ndarray) -> np.ndarray:
     stack = np.asarray(stack, np.float32)
     if stack.ndim == 2:
         return stack
+    if len(stack) == 1:
+        return stack[0]
     out = np.zeros(stack.shape[1:], np.float32)
     for b in stack:
         med = np.nanmedian(b) if np.isfinite(b).any() else 1.0
@@ -273,7 +337,7 @@ def chip_layout(shape: tuple[int, int], *, local: bool, spacing: int | None = No
     if min(ih, iw) < 24:
         raise CoregistrationError(f"the scenes are too small to co-register ({w} x {h} px)")
     if local:
-        sp = spacing or int(np.clip(math.sqrt(ih * iw / 400.0), 24, 600))
+        sp = spacing or int(np.clip(math.sqrt(ih * iw / 400.0), 16, 600))
         size = chip or int(np.clip(round(sp * 1.5), 48, 192))
     else:
         size = chip or int(np.clip(min(ih, iw) // 3, 48, 128))
@@ -303,6 +367,7 @@ class ChipShifts:
     energy: np.ndarray  # (n,) rms of band-passed reference chip
     converged: np.ndarray  # (n,) bool
     info: np.ndarray  # (n, 2, 2) normal matrices (pixels^-2, per unit noise)
+    offset: np.ndarray  # (n, 2) information-weighted centroid relative to the chip centre (x, y), pixels
 
 
 def _taper(n: int, m: int) -> np.ndarray:
@@ -424,10 +489,10 @@ def refine_chips(ref: np.ndarray, tgt: np.ndarray, wref: np.ndarray, wtgt: np.nd
         a = np.stack([np.sum(w * gx * gx, axis=(1, 2)), np.sum(w * gx * gy, axis=(1, 2)),
                       np.sum(w * gy * gy, axis=(1, 2)), np.sum(w * gx * e, axis=(1, 2)),
                       np.sum(w * gy * e, axis=(1, 2))], 1)
-        return tw, rw, e, a
+        return tw, rw, e, a, gx, gy
 
     def step(idx: np.ndarray, frs: np.ndarray, fts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        tw, rw, e, a = evaluate(idx, frs, fts)
+        tw, rw, e, a, _, _ = evaluate(idx, frs, fts)
         a11, a12, a22, b1, b2 = a.T
         det = a11 * a22 - a12**2
         ok = det > 1e-12 * (a11 + a22 + 1e-30) ** 2
@@ -459,7 +524,13 @@ def refine_chips(ref: np.ndarray, tgt: np.ndarray, wref: np.ndarray, wtgt: np.nd
             active = active[size >= tol]
         if not len(active):
             break
-    tw, rw, e, a = evaluate(all_idx, fr, ft)
+    tw, rw, e, a, gx, gy = evaluate(all_idx, fr, ft)
+    # Where the estimate applies: the information-weighted centroid of the chip (pixels from its centre).
+    wg = base_w * robust * (gx * gx + gy * gy)
+    swg = np.maximum(wg.sum(axis=(1, 2)), 1e-30)
+    cy_, cx_ = np.arange(hh) - (hh - 1) / 2.0, np.arange(ww) - (ww - 1) / 2.0
+    offset = np.stack([np.sum(wg * cx_[None, None, :], axis=(1, 2)) / swg,
+                       np.sum(wg * cy_[None, :, None], axis=(1, 2)) / swg], axis=1)
     info = np.stack([np.stack([a[:, 0], a[:, 1]], -1), np.stack([a[:, 1], a[:, 2]], -1)], -2)
     # Formal precision, inflated for the spatial correlation of band-passed residuals.
     w = base_w * robust
@@ -474,7 +545,7 @@ def refine_chips(ref: np.ndarray, tgt: np.ndarray, wref: np.ndarray, wtgt: np.nd
     ncc = np.where(den > 0, num / np.maximum(den, 1e-30), 0.0)
     sigma = np.where(np.isfinite(sigma), sigma, np.inf)
     return ChipShifts(d=d, sigma=sigma, ncc=ncc, valid_frac=valid_frac, energy=energy, converged=converged,
-                      info=info)
+                      info=info, offset=offset)
 
 
 # --------------------------------------------------------------------------- driver
@@ -554,7 +625,7 @@ def measure(ref: PreparedImage, tgt: PreparedImage, layout: ChipLayout, *, max_s
     si = np.round(start).astype(int)
     tf3, tu3 = _cut(tgt, origins, win, si)
     res = refine_chips(rf, tf3, ru, tu3, start - si, margin=m,
-                       spatial_sigma=(size / 4.0) if local else None)
+                       spatial_sigma=(size / _LOCAL_SIGMA) if local else None)
     d = si + res.d
     reason = [""] * n
     med_energy = np.median(energy[good]) if good.any() else 0.0
@@ -569,7 +640,8 @@ def measure(ref: PreparedImage, tgt: PreparedImage, layout: ChipLayout, *, max_s
             reason[k] = "no convergence"
         elif res.sigma[k] > max_sigma:
             reason[k] = "uncertain"
-    return _Measured(layout.centers, d, res.sigma, res.ncc, reason, start)
+    centers = layout.centers + (res.offset if local and _CENTROID else 0.0)
+    return _Measured(centers, d, res.sigma, res.ncc, reason, start)
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, dx: np.ndarray, dy: np.ndarray, w: np.ndarray, degree: int,
@@ -736,31 +808,44 @@ def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequen
     one = names[:1] if bands is None else names
     crs, tr, _ = g_ref
     layout = chip_layout((h, w), local=local, spacing=spacing, per_axis=None if local else 6,
-                         chip=None if local else 128)
+                         chip=128 if not local else int(np.clip(round((spacing or math.sqrt(h * w / 400.0)) * 1.5),
+                                                                 48, 128)))
     pad = _SHIFT_MARGIN + int(math.ceil(max_shift)) + int(math.ceil(3 * SIGMA_HI)) + 4
-    parts, px = [], None
-    for r0 in np.unique(layout.origins[:, 1]):
-        sel = layout.origins[:, 1] == r0
-        top, bottom = max(0, int(r0) - pad), min(h, int(r0) + layout.size + pad)
+    size = layout.size
+    tile = size + 2 * pad
+    rows = np.unique(layout.origins[:, 1])
+    cols = np.unique(layout.origins[:, 0])
+    mos = [np.full((len(rows) * tile, len(cols) * tile), np.nan, np.float32) for _ in range(2)]
+    px = None
+    # Read only the strips of rows around each chip row, and keep only the chip windows (a mosaic).
+    for i, r0 in enumerate(rows):
+        top, bottom = max(0, int(r0) - pad), min(h, int(r0) + size + pad)
         x0, y0 = tr * (0, top)
         x1, y1 = tr * (w, bottom)
         bbox = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-        rsc = read_scene(reference, bands=one, bbox=bbox, bbox_crs=crs)
-        tsc = read_scene(target, bands=one, bbox=bbox, bbox_crs=crs)
-        row_off = int(rsc.meta.get("window", {}).get("row_off", top))
-        a, b = matching_image(rsc.stack(one)), matching_image(tsc.stack(one))
-        if px is None:
-            sx, sy = rsc.pixel_size_m
-            px = (sx * float(np.sign(tr.a) or 1), sy * float(np.sign(tr.e) or -1))
-        try:
-            parts.append(measure_image(a, rsc.valid & np.isfinite(a), b, tsc.valid & np.isfinite(b),
-                                       ChipLayout(layout.origins[sel], layout.size), max_shift=max_shift,
-                                       local=local, origin=(0, row_off)))
-        except CoregistrationError:
-            continue  # a strip without usable overlap; counted below if nothing works
-    if not parts:
-        raise CoregistrationError(f"{reference} / {target}: too little valid overlap to co-register")
-    return _summarise(_concat(parts), local=local, degree=degree, reference=None, pixel_size=px, bands=list(one))
+        for k, path in enumerate((reference, target)):
+            sc = read_scene(path, bands=one, bbox=bbox, bbox_crs=crs)
+            row_off = int(sc.meta.get("window", {}).get("row_off", top))
+            img = np.where(sc.valid, matching_image(sc.stack(one)), np.nan)
+            if px is None:
+                sx, sy = sc.pixel_size_m
+                px = (sx * float(np.sign(tr.a) or 1), sy * float(np.sign(tr.e) or -1))
+            for j, c0 in enumerate(cols):
+                _paste(mos[k], img, i * tile, j * tile, int(r0) - pad - row_off, int(c0) - pad, tile)
+    cc, rr = np.meshgrid(np.arange(len(cols)) * tile + pad, np.arange(len(rows)) * tile + pad)
+    mos_layout = ChipLayout(np.stack([cc.ravel(), rr.ravel()], axis=1), size)
+    meas = measure_image(mos[0], np.isfinite(mos[0]), mos[1], np.isfinite(mos[1]), mos_layout,
+                         max_shift=max_shift, local=local)
+    meas = replace(meas, centers=layout.centers)
+    return _summarise(meas, local=local, degree=degree, reference=None, pixel_size=px, bands=list(one))
+
+
+def _paste(dst: np.ndarray, src: np.ndarray, dr: int, dc: int, sr: int, sc: int, n: int) -> None:
+    """Copy the n x n window of ``src`` starting at (sr, sc) into ``dst`` at (dr, dc); outside stays NaN."""
+    r0, c0 = max(sr, 0), max(sc, 0)
+    r1, c1 = min(sr + n, src.shape[0]), min(sc + n, src.shape[1])
+    if r1 > r0 and c1 > c0:
+        dst[dr + r0 - sr:dr + r1 - sr, dc + c0 - sc:dc + c1 - sc] = src[r0:r1, c0:c1]
 
 
 def _summarise(meas: _Measured, *, local: bool, degree: int, reference: Scene | None,
@@ -792,10 +877,10 @@ def _summarise(meas: _Measured, *, local: bool, degree: int, reference: Scene | 
             reason[k] = "outlier"
     acc = np.array([r == "" for r in reason])
     idx = np.flatnonzero(acc)
-    if local and deg_out != model.degree:
+    if local:
         model, _ = fit_model(x[idx], y[idx], dx[idx], dy[idx], w[idx], deg_out, center, scale)
-    elif local:
-        model, _ = fit_model(x[idx], y[idx], dx[idx], dy[idx], w[idx], deg_out, center, scale)
+        if len(idx) >= 12:
+            model = add_residual_grid(model, x[idx], y[idx], dx[idx], dy[idx], sig[idx])
     # Global shift: precision-weighted mean with a between-chip variance term (random effects).
     ddx, ddy = dx[idx], dy[idx]
     mx, my = np.median(ddx), np.median(ddy)

@@ -523,9 +523,11 @@ def hmeimim_objects() -> dict[str, tuple[SimObject, ...]]:
         at("il76-1", "transport", -450, -320, 47, 50),
         at("il76-2", "transport", -330, -320, 47, 50),
         at("an124-1", "transport", -150, -330, 69, 73),
+        at("il76-4", "transport", 10, -320, 47, 50),
+        at("tu154-1", "transport", 380, -300, 48, 38),
     )
     fighters = tuple(at(f"su-{k + 1}", "fighter", 100 + 45 * k, -280, 22, 15) for k in range(6))
-    new = (at("il76-3", "transport", 330, -320, 47, 50),)
+    new = (at("il76-3", "transport", 300, -350, 47, 50),)
     return {"transports": transports, "fighters": fighters, "transport_new": new}
 
 

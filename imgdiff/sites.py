@@ -73,9 +73,19 @@ class Site:
             props = {"zone": n, "site": self.name, **self.zones.properties.get(n, {})}
             if self.credit:
                 props["credit"] = self.credit
-            feats.append({"type": "Feature", "properties": props, "geometry": _rounded(mapping(g), 7)})
+            feats.append({"type": "Feature", "properties": props, "geometry": _rounded(mapping(_ccw(g)), 7)})
         return {"type": "FeatureCollection", "name": self.name, "title": self.title,
                 "credit": self.credit, "features": feats}
+
+
+def _ccw(g: Any) -> Any:
+    """Exterior rings counter-clockwise, holes clockwise (RFC 7946, section 3.1.6)."""
+    from shapely.geometry import MultiPolygon
+    from shapely.geometry.polygon import orient
+
+    if g.geom_type == "MultiPolygon":
+        return MultiPolygon([orient(p, 1.0) for p in g.geoms])
+    return orient(g, 1.0)
 
 
 def _rounded(geom: Mapping[str, Any], ndigits: int) -> dict[str, Any]:

@@ -47,8 +47,11 @@ CHANGE_OVERLAP = 32
 DETECT_OVERLAP = 128
 #: Scenes with more pixels than this are compared tile by tile by the CLI.
 TILED_ABOVE_PX = 4096 * 4096
+#: Resampling kernel of the shift removal: OpenCV's Keys cubic (multi-threaded, residual ~0.01 px)
+#: rather than the slower spline of the whole-scene path.
+WARP_KERNEL = "cubic"
 #: Bins of the magnitude histogram used for the global Otsu threshold.
-HIST_BINS = 4096
+HIST_BINS = 1 << 16
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -205,7 +208,11 @@ def read_window(path: str | Path, grid: Grid, box: tuple[int, int, int, int],
         scene = read_scene(path, bands=bands, bbox=window_bounds(grid, box), bbox_crs=grid.crs)
     except (EmptySceneError, NoOverlapError):
         return None
-    if Grid.of(scene) != sub:
+    same = (scene.crs == sub.crs and scene.shape == sub.shape
+            and scene.transform.almost_equals(sub.transform, precision=1e-3 * abs(sub.transform.a)))
+    if same:
+        scene = replace(scene, transform=sub.transform)  # float noise of the bbox round trip only
+    else:
         from .grid import reproject_scene
 
         scene = reproject_scene(scene, sub)
@@ -301,11 +308,16 @@ class SampleEstimate:
         Relative radiometric normalisation of the after scene, per band in band order:
         ``after_normalised = gain * after + offset`` (:func:`imgdiff.radiometry.normalise`).
     magnitude_max : float
-        Upper edge of the magnitude histogram (units of the change method).
+        Upper edge of the magnitude histogram (units of the change method, :func:`magnitude_bound`).
     chips : int
         Sample windows that held valid pixels of both scenes; ``chips_registered`` of them
         gave a shift.
     chips_registered : int
+    log_ratio_eps : tuple of float
+        Per-band damping of the log ratios (half the before band's median reflectance).
+    irmad_weights : tuple of tuple of float, optional
+        IR-MAD fitted on the samples, as the linear map (2 x bands + 1, bands) from
+        (before, normalised after, 1) to the scaled MAD variates.
     """
 
     registration: Registration
@@ -314,12 +326,15 @@ class SampleEstimate:
     magnitude_max: float
     chips: int
     chips_registered: int
+    log_ratio_eps: tuple[float, ...] = ()
+    irmad_weights: tuple[tuple[float, ...], ...] | None = None
 
     def apply(self, after: np.ndarray) -> np.ndarray:
         """Normalise an after stack (bands, rows, cols) to the before scene."""
-        g = np.asarray(self.gain, np.float32)[:, None, None]
-        o = np.asarray(self.offset, np.float32)[:, None, None]
-        return (after * g + o).astype(np.float32, copy=False)
+        out = np.array(after, np.float32, copy=True)
+        out *= np.asarray(self.gain, np.float32)[:, None, None]
+        out += np.asarray(self.offset, np.float32)[:, None, None]
+        return out
 
 
 def sample_boxes(shape: tuple[int, int], chip: int = 512) -> list[tuple[int, int, int, int]]:
@@ -338,21 +353,32 @@ def _excluded(scene: Scene) -> np.ndarray:
     """Cloud, cloud shadow and saturated pixels (as ``imgdiff.change.scene_change_map`` excludes them)."""
     if not all(n in scene.bands for n in ("B02", "B03", "B04", "B08")):
         return np.zeros(scene.shape, bool)
-    from .radiometry import date_masks
+    from .radiometry import cloud_mask, saturation_mask
 
-    return date_masks(scene).excluded
+    return cloud_mask(scene, shadows=True) | saturation_mask(scene)  # = date_masks(scene).excluded, no water mask
 
 
 def _magnitude(method: str, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
-               names: Sequence[str]) -> np.ndarray:
+               names: Sequence[str], eps_per_band: Sequence[float] | None = None,
+               irmad_weights: Sequence[Sequence[float]] | None = None) -> np.ndarray:
     """Per-pixel change magnitude of a normalised pair (NaN outside ``valid``)."""
     if method == "cva-otsu":
         m = cva_magnitude(before, after)
     elif method == "logratio-otsu":
         from .change import log_ratio
 
-        lr = log_ratio(before, after)
+        eps = np.asarray(eps_per_band if eps_per_band is not None else [1e-3] * before.shape[0], np.float32)
+        lr = log_ratio(before, after, eps=np.maximum(eps, 1e-3)[:, None, None])
         m = np.sqrt(np.mean(lr * lr, axis=0))
+    elif method == "irmad":
+        w = np.asarray(irmad_weights, np.float32)  # (2 * bands + 1, bands): [before; after; 1] -> MAD variates
+        nb = before.shape[0]
+        m = np.zeros(before.shape[1:], np.float32)
+        for k in range(w.shape[1]):
+            v = np.full(before.shape[1:], w[-1, k], np.float32)
+            for j in range(nb):
+                v += w[j, k] * before[j] + w[nb + j, k] * after[j]
+            m += v * v
     elif method == "mlp":
         from .change import learned_probability, pick_model
 
@@ -368,13 +394,14 @@ def _magnitude(method: str, before: np.ndarray, after: np.ndarray, valid: np.nda
 
 #: Change methods the tiled comparison supports: per-pixel magnitudes with a threshold that is
 #: either fixed (``mlp``) or Otsu's over the whole raster (two passes, exact across tiles).
-TILED_METHODS = ("mlp", "cva-otsu", "logratio-otsu")
+TILED_METHODS = ("mlp", "irmad", "cva-otsu", "logratio-otsu")
 
 
 def pick_tiled_method(method: str | None, names: Sequence[str]) -> str:
     """The method a tiled comparison uses: the given one, else the library default, else ``cva-otsu``.
 
-    ``mlp`` needs a shipped model fitting the bands; without one ``cva-otsu`` is used.
+    ``mlp`` needs a shipped model fitting the bands; without one ``irmad`` is used (as in
+    :func:`imgdiff.change.change_map`).
     """
     from .change import DEFAULT_METHOD, pick_model
 
@@ -384,7 +411,7 @@ def pick_tiled_method(method: str | None, names: Sequence[str]) -> str:
             raise ValueError(f"tiled comparison supports the methods {', '.join(TILED_METHODS)}, not {method!r}")
         m = "cva-otsu"
     if m == "mlp" and pick_model(names) is None:
-        m = "cva-otsu"
+        m = "irmad"
     return m
 
 
@@ -453,7 +480,7 @@ def estimate_on_samples(
         reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none")
     stacks = []
     for pair in pairs:
-        moved = warp(pair.after, reg) if register else pair.after
+        moved = warp(pair.after, reg, interpolation=WARP_KERNEL) if register else pair.after
         ok = pair.before.valid & moved.valid & ~_excluded(pair.before) & ~_excluded(moved)
         stacks.append((pair.before.stack(names), moved.stack(names), ok))
     bv = np.concatenate([bs[:, ok] for bs, _, ok in stacks], axis=1)[:, None, :]
@@ -461,15 +488,39 @@ def estimate_on_samples(
     if bv.shape[2] == 0:
         raise EmptySceneError(f"{before} / {after}: the sample windows share no clear valid pixel")
     norm = normalise(bv, av, np.ones(bv.shape[1:], bool))
-    est = SampleEstimate(reg, tuple(float(g) for g in norm.gain), tuple(float(o) for o in norm.offset), 1.0,
-                         len(pairs), len(shifts))
-    peak = 0.0
-    if method != "mlp":
-        for bs, as_, ok in stacks:
-            m = _magnitude(method, bs, est.apply(as_), ok, names)
-            if np.isfinite(m).any():
-                peak = max(peak, float(np.nanmax(m)))
-    return replace(est, magnitude_max=max(2.0 * peak, 1e-3) if method != "mlp" else 1.0)
+    # log-ratio damping as in imgdiff.change: half of each band's median (before date)
+    eps = tuple(float(0.5 * np.median(bv[i])) for i in range(bv.shape[0]))
+    est = SampleEstimate(reg, tuple(float(g) for g in norm.gain), tuple(float(o) for o in norm.offset),
+                         magnitude_bound(method, len(names)), len(pairs), len(shifts), eps)
+    if method == "irmad":
+        from .change import irmad
+
+        keep = np.arange(bv.shape[2])
+        if keep.size > 200_000:  # as many pixels as irmad() itself samples
+            keep = np.sort(np.random.default_rng(0).choice(keep, 200_000, replace=False))
+        bv, an = bv[:, :, keep], est.apply(av[:, :, keep])
+        fit = irmad(bv, an, np.ones(bv.shape[1:], bool))
+        # the MAD variates are linear in (before, after, 1): recover the map to apply it tile by tile
+        design = np.concatenate([bv[:, 0], an[:, 0], np.ones((1, bv.shape[2]), np.float32)]).T.astype(np.float64)
+        w, *_ = np.linalg.lstsq(design, fit.mad[:, 0].T.astype(np.float64), rcond=None)
+        est = replace(est, irmad_weights=tuple(tuple(float(v) for v in row) for row in w))
+    return est
+
+
+def magnitude_bound(method: str, n_bands: int) -> float:
+    """Largest magnitude a method can give for reflectance in [0, 2]: the range of the histogram.
+
+    CVA: ``2 sqrt(n_bands)``; log-ratio: ``log(2 / 1e-3)``; ``mlp``: 1 (a probability).
+    A fixed physical range (not one estimated from samples) keeps the whole tail of the
+    distribution in the histogram, so its Otsu threshold matches Otsu's on the raw values.
+    """
+    if method == "mlp":
+        return 1.0
+    if method == "irmad":
+        return 100.0 * n_bands  # chi-square with n_bands dof: the histogram only serves statistics here
+    if method == "logratio-otsu":
+        return float(np.log(2.0 / 1e-3))
+    return 2.0 * float(np.sqrt(n_bands))
 
 
 def otsu_threshold(counts: np.ndarray, edges: np.ndarray) -> float:
@@ -488,6 +539,19 @@ def otsu_threshold(counts: np.ndarray, edges: np.ndarray) -> float:
     between[~np.isfinite(between)] = -1
     i = int(np.argmax(between[:-1]))
     return float(centres[i])
+
+
+def hist_noise_floor(counts: np.ndarray, edges: np.ndarray, k: float = 5.0) -> float:
+    """``median + k * 1.4826 * MAD`` of the values of a histogram (:func:`imgdiff.change.noise_floor`)."""
+    total = counts.sum()
+    if total == 0:
+        return float("inf")
+    centres = (edges[:-1] + edges[1:]) / 2
+    med = centres[int(np.searchsorted(np.cumsum(counts), total / 2))]
+    dev = np.abs(centres - med)
+    order = np.argsort(dev, kind="stable")
+    mad = dev[order][int(np.searchsorted(np.cumsum(counts[order]), total / 2))]
+    return float(med + k * 1.4826 * mad)
 
 
 def _hist_percentile(counts: np.ndarray, edges: np.ndarray, q: float) -> float | None:
@@ -603,8 +667,13 @@ def write_change_tiled(
 
     fd, tmp = tempfile.mkstemp(prefix=".magnitude.", suffix=".part", dir=Path(path).parent)
     os.close(fd)
+    mag = None
     try:
-        mag = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=grid.shape)
+        # The magnitude of pass 1 goes to a temporary tiled, uncompressed GeoTIFF (not a memory map:
+        # its pages would count in the resident memory of the process).
+        mag = rasterio.open(tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+                            dtype="float32", crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=256,
+                            blockysize=256, BIGTIFF="YES")
 
         def pass1(tile: Tile) -> tuple[Tile, np.ndarray]:
             b = read_window(before, grid, tile.read, names)
@@ -612,26 +681,31 @@ def write_change_tiled(
             rows, cols = tile.core_slices
             if b is None or a is None:
                 return tile, np.full((rows.stop - rows.start, cols.stop - cols.start), np.nan, np.float32)
-            moved = warp(a, est.registration) if register else a
+            moved = warp(a, est.registration, interpolation=WARP_KERNEL) if register else a
             ok = b.valid & moved.valid & ~_excluded(b) & ~_excluded(moved)
-            m = _magnitude(method, b.stack(names), est.apply(moved.stack(names)), ok, names)
+            m = _magnitude(method, b.stack(names), est.apply(moved.stack(names)), ok, names, est.log_ratio_eps,
+                           est.irmad_weights)
             return tile, m[rows, cols]
 
         hist = np.zeros(HIST_BINS, np.int64)
         scale = HIST_BINS / edges[-1]
         for tile, core in map_bounded(pass1, tiles, workers):
             x0, y0, x1, y1 = tile.core
-            mag[y0:y1, x0:x1] = core
+            mag.write(core, 1, window=tile.core_window)
             v = core[np.isfinite(core)]
             hist += np.bincount(np.minimum((v * scale).astype(np.int64), HIST_BINS - 1), minlength=HIST_BINS)
             step("magnitude", tile)
-        mag.flush()
+        mag.close()
         if method == "mlp":
             from .change import pick_model
 
             thr = float(pick_model(names).threshold)  # type: ignore[union-attr]
-        else:
-            thr = otsu_threshold(hist, edges)
+        elif method == "irmad":
+            from .change import chi2_threshold
+
+            thr = chi2_threshold(len(names), 0.99)
+        else:  # Otsu, kept above the noise floor as in imgdiff.change
+            thr = max(otsu_threshold(hist, edges), hist_noise_floor(hist, edges))
 
         profile = dict(GTIFF_OPTIONS, width=grid.width, height=grid.height, count=3, dtype="float32",
                        crs=grid.crs, transform=grid.transform, nodata=None, predictor=3,
@@ -641,8 +715,8 @@ def write_change_tiled(
             profile.pop("blockxsize"), profile.pop("blockysize")
 
         def pass2(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:
-            x0, y0, x1, y1 = tile.read
-            m = np.asarray(mag[y0:y1, x0:x1])
+            with rasterio.open(tmp) as src:  # one handle per thread: GDAL handles are not thread-safe
+                m = src.read(1, window=tile.window)
             changed = np.isfinite(m) & (np.nan_to_num(m, nan=-1.0) > thr)
             changed = drop_small_regions(changed, mmu_px)
             rows, cols = tile.core_slices
@@ -663,6 +737,8 @@ def write_change_tiled(
                 ds.set_band_description(i, d)
             ds.update_tags(IMGDIFF_METHOD=method, IMGDIFF_THRESHOLD=repr(thr), IMGDIFF_TILED=f"{tile_size}+{overlap}")
     finally:
+        if mag is not None and not mag.closed:
+            mag.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
 

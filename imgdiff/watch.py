@@ -60,6 +60,8 @@ WATCH_OUTPUTS = ("counts.csv", "counts.parquet", "occupancy.csv", "timeline.png"
 WHOLE_SCENE = "scene"
 #: Zone name for detections outside every zone.
 OUTSIDE = "(outside zones)"
+#: Zones with more than this fraction not assessed (cloud, no data) are drawn open in the timeline.
+CLOUDY_ZONE = 0.2
 #: Columns of the tidy table, in order.
 COLUMNS = ("date", "scene", "zone", "object_class", "count", "cloud_fraction", "confidence", "mean_score",
            "shift_dx_px", "shift_dy_px", "shift_reliability", "status", "error", "source")
@@ -312,14 +314,25 @@ def _not_assessed(scene: Any) -> np.ndarray:
     return bad
 
 
-def pack_mask(mask: np.ndarray, max_cells: int = 256) -> dict[str, Any]:
-    """A boolean mask reduced to at most ``max_cells`` per side (a cell is True if any pixel is) and packed."""
-    f = max(1, math.ceil(max(mask.shape) / max_cells))
+def reduce_mask(mask: np.ndarray, f: int) -> np.ndarray:
+    """A boolean mask reduced by ``f`` on both axes: a cell is True if any of its pixels is."""
+    if f == 1:
+        return mask
     h, w = math.ceil(mask.shape[0] / f), math.ceil(mask.shape[1] / f)
     padded = np.zeros((h * f, w * f), bool)
     padded[: mask.shape[0], : mask.shape[1]] = mask
-    small = padded.reshape(h, f, w, f).any(axis=(1, 3))
-    return {"factor": f, "shape": [h, w], "bits": base64.b64encode(np.packbits(small).tobytes()).decode()}
+    return padded.reshape(h, f, w, f).any(axis=(1, 3))
+
+
+def pack_mask(mask: np.ndarray, max_cells: int = 256, *, factor: int = 1) -> dict[str, Any]:
+    """A boolean mask reduced to at most ``max_cells`` per side and packed as base64 bits.
+
+    ``factor`` is the reduction the mask already had (pixels per cell side).
+    """
+    f = max(1, math.ceil(max(mask.shape) / max_cells))
+    small = reduce_mask(mask, f)
+    return {"factor": f * factor, "shape": list(small.shape),
+            "bits": base64.b64encode(np.packbits(small).tobytes()).decode()}
 
 
 def unpack_mask(packed: Mapping[str, Any]) -> tuple[np.ndarray, int]:
@@ -357,41 +370,30 @@ def process_scene(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     return {**base, **out, "seconds": round(time.perf_counter() - t0, 3)}
 
 
+#: A reference grid with more pixels than this is processed window by window.
+TILED_ABOVE_PX = 4096 * 4096
+
+
 def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     from dataclasses import replace
 
+    from affine import Affine
     from rasterio.crs import CRS
-    from rasterio.errors import RasterioError
     from rasterio.warp import transform as warp_transform
 
-    from .coregister import Registration, coregister
-    from .errors import CoregistrationError
-    from .grid import Grid, align
-    from .io.read import read_scene
+    from .grid import Grid
+    from .tiles import work_grid
     from .zones import WGS84, assign_zones, zone_masks, zones_from_geojson
 
     try:
-        ref = _reference_scene(params.reference, params.bands, params.bbox)
-    except (ImgdiffError, RasterioError) as e:
+        ref_grid = work_grid(params.reference, params.bands, params.bbox)
+    except ImgdiffError as e:
         raise InputError(f"reference scene {params.reference}: {' '.join(str(e).split())}") from None
-    try:
-        scene = read_scene(entry.path, bands=params.bands, bbox=params.bbox, date=entry.date)
-    except RasterioError as e:
-        raise InputError(f"{entry.path}: {' '.join(str(e).split())}") from None
-    pair = align(ref, scene, grid=Grid.of(ref), bands=params.bands)
-    note = None
-    if params.register and Path(entry.path).resolve() != Path(params.reference).resolve():
-        try:
-            reg = coregister(pair.before, pair.after, mask=pair.overlap)
-        except CoregistrationError as e:
-            reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none")
-            note = f"not co-registered: {e}"
+    if ref_grid.width * ref_grid.height > TILED_ABOVE_PX:
+        dets, reg, note, bad, f = _observe_tiled(entry, params, ref_grid)
     else:
-        reg = Registration(0.0, 0.0, 0.0, 0.0, 0.0, 1.0 if params.register else 0.0, method="reference")
-    target = pair.after
-    dets = resolve_detector(params.detector)(target)
-    if params.min_score is not None:
-        dets = dets.filter(min_score=params.min_score)
+        dets, reg, note, bad, f = _observe(entry, params)
+    grid = ref_grid
     # Detections were found on the scene's pixels: move them onto the reference (subtract the shift).
     moved = []
     for d in dets:
@@ -399,19 +401,17 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
         c = d.center
         moved.append(replace(d, box=(x0 - reg.dx, y0 - reg.dy, x1 - reg.dx, y1 - reg.dy),
                              centroid=(c[0] - reg.dx, c[1] - reg.dy), zone=None))
-    dets = replace(dets, items=tuple(moved), crs=ref.crs, transform=ref.transform)
-    grid = Grid.of(ref)
-    bad = _not_assessed(target)
+    dets = replace(dets, items=tuple(moved), crs=grid.crs, transform=grid.transform)
+    cells = Grid(grid.crs, grid.transform * Affine.scale(f), bad.shape[1], bad.shape[0])
     if params.zones:
         named = (params.zones.get("crs") or {}).get("properties", {}).get("name")
         zones = zones_from_geojson(params.zones, crs=CRS.from_user_input(named) if named else WGS84)
         dets = assign_zones(dets, zones)
-        masks = zone_masks(zones, grid.crs, grid.transform, grid.shape) if grid.crs is not None else {
-            n: _local_zone_mask(g, grid) for n, g in zones.geometries.items()}
+        masks = zone_masks(zones, cells.crs, cells.transform, cells.shape)
     else:
-        masks = {WHOLE_SCENE: np.ones(grid.shape, bool)}
+        masks = {WHOLE_SCENE: np.ones(cells.shape, bool)}
         dets = replace(dets, items=tuple(replace(d, zone=WHOLE_SCENE) for d in dets))
-    zinfo = {n: {"pixels": int(m.sum()), "not_assessed": float(bad[m].mean()) if m.any() else 1.0}
+    zinfo = {n: {"pixels": int(m.sum()) * f * f, "not_assessed": float(bad[m].mean()) if m.any() else 1.0}
              for n, m in masks.items()}
     centres = dets.map_centers()
     lonlat = (None, None)
@@ -436,16 +436,87 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
         else "cloud mask", "zones": zinfo, "detections": items,
         "grid": {"crs": grid.crs.to_string() if grid.crs else None, "transform": list(grid.transform)[:6],
                  "width": grid.width, "height": grid.height},
-        "not_assessed": pack_mask(bad),
+        "not_assessed": pack_mask(bad, factor=f),
     }
 
 
-def _local_zone_mask(geom: Any, grid: Any) -> np.ndarray:
-    from rasterio.features import rasterize
-    from shapely.geometry import mapping
+def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | None, np.ndarray, int]:
+    """A site-sized scene: read whole, align onto the reference, co-register, detect.
 
-    return rasterize([(mapping(geom), 1)], out_shape=grid.shape, transform=grid.transform, fill=0,
-                     dtype="uint8").astype(bool)
+    Returns detections (scene pixels on the reference grid), registration, a note, the
+    not-assessed mask and its reduction factor (1).
+    """
+    from rasterio.errors import RasterioError
+
+    from .grid import Grid, align
+    from .io.read import read_scene
+
+    try:
+        ref = _reference_scene(params.reference, params.bands, params.bbox)
+    except (ImgdiffError, RasterioError) as e:
+        raise InputError(f"reference scene {params.reference}: {' '.join(str(e).split())}") from None
+    try:
+        scene = read_scene(entry.path, bands=params.bands, bbox=params.bbox, date=entry.date)
+    except RasterioError as e:
+        raise InputError(f"{entry.path}: {' '.join(str(e).split())}") from None
+    pair = align(ref, scene, grid=Grid.of(ref), bands=params.bands)
+    reg, note = _register(entry, params, lambda: _coregister_pair(pair))
+    dets = resolve_detector(params.detector)(pair.after)
+    if params.min_score is not None:
+        dets = dets.filter(min_score=params.min_score)
+    return dets, reg, note, _not_assessed(pair.after), 1
+
+
+def _coregister_pair(pair: Any) -> Any:
+    from .coregister import coregister
+
+    return coregister(pair.before, pair.after, mask=pair.overlap)
+
+
+def _register(entry: SceneEntry, params: WatchParams, estimate: Callable[[], Any]) -> tuple[Any, str | None]:
+    from .coregister import Registration
+    from .errors import CoregistrationError
+
+    if params.register and Path(entry.path).resolve() != Path(params.reference).resolve():
+        try:
+            return estimate(), None
+        except CoregistrationError as e:
+            return Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none"), f"not co-registered: {e}"
+    return Registration(0.0, 0.0, 0.0, 0.0, 0.0, 1.0 if params.register else 0.0, method="reference"), None
+
+
+def _observe_tiled(entry: SceneEntry, params: WatchParams, grid: Any) -> tuple[Any, Any, str | None, np.ndarray, int]:
+    """A whole tile: shift from sample windows, detection and cloud mask window by window.
+
+    Each window is read once onto the reference grid; a detection is kept by the window
+    whose core holds its centre (:mod:`imgdiff.tiles`). The not-assessed mask is kept
+    reduced (a cell of ``f`` x ``f`` pixels is not assessed if any pixel is).
+    """
+    from .detect.base import sorted_detections
+    from .io.read import find_band_sources
+    from .tiles import DETECT_OVERLAP, TILE_SIZE, _shift_detection, estimate_on_samples, read_window, tile_grid
+
+    names = list(params.bands) if params.bands else [s.name for s in find_band_sources(params.reference)]
+    reg, note = _register(entry, params, lambda: estimate_on_samples(
+        params.reference, entry.path, grid, names, register=True).registration)
+    detector = resolve_detector(params.detector)
+    f = max(1, math.ceil(max(grid.shape) / 1024))
+    cells = np.ones((math.ceil(grid.height / f), math.ceil(grid.width / f)), bool)
+    items = []
+    for tile in tile_grid(grid.shape, TILE_SIZE - TILE_SIZE % f, DETECT_OVERLAP):
+        scene = read_window(entry.path, grid, tile.read, params.bands)
+        if scene is None:
+            continue
+        ox, oy = tile.read[0], tile.read[1]
+        for d in detector(scene):
+            cx, cy = d.center
+            if tile.holds(cx + ox, cy + oy) and (params.min_score is None or d.score >= params.min_score):
+                items.append(_shift_detection(d, ox, oy))
+        rows, cols = tile.core_slices
+        x0, y0, x1, y1 = tile.core
+        core_bad = reduce_mask(_not_assessed(scene)[rows, cols], f)
+        cells[y0 // f:y0 // f + core_bad.shape[0], x0 // f:x0 // f + core_bad.shape[1]] = core_bad
+    return sorted_detections(items, grid.crs, grid.transform, grid.pixel_size_m), reg, note, cells, f
 
 
 def _num(v: Any) -> float | None:
@@ -666,18 +737,24 @@ def plot_timeline(path: str | Path, rows: Sequence[Mapping[str, Any]], slots: Se
     fig = Figure(figsize=(10, 4 + min(8, 0.18 * n_slots)), dpi=100)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(2, 1, sharex=False, gridspec_kw={"height_ratios": [1, max(1, min(3, n_slots / 12))]})
-    series: dict[tuple[str, str], list[tuple[_dt.date, int]]] = {}
+    series: dict[tuple[str, str], list[tuple[_dt.date, int, float]]] = {}
     for r in rows:
         if r["status"] == "ok":
-            series.setdefault((r["zone"], r["object_class"]), []).append((_dt.date.fromisoformat(r["date"]), r["count"]))
+            series.setdefault((r["zone"], r["object_class"]), []).append(
+                (_dt.date.fromisoformat(r["date"]), r["count"], r["cloud_fraction"] or 0.0))
     for (z, c), pts in sorted(series.items()):
         pts.sort()
-        ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"{z}: {c}")
+        (line,) = ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"{z}: {c}")
+        hidden = [p for p in pts if p[2] > CLOUDY_ZONE]
+        if hidden:  # counts of zones mostly hidden by cloud: open markers
+            ax1.plot([p[0] for p in hidden], [p[1] for p in hidden], ls="none", marker="o", ms=7, mfc="white",
+                     mec=line.get_color())
     for r in results:
         if r["status"] != "ok":
             ax1.axvline(_dt.date.fromisoformat(r["date"]), color="red", lw=0.8, ls=":")
     ax1.set_ylabel("objects counted")
-    ax1.set_title(title or "counts per zone (red dotted: scene failed)")
+    ax1.set_title((title or "counts per zone") + f" (open: zone > {CLOUDY_ZONE:.0%} cloud; red dotted: scene failed)",
+                  fontsize=10)
     if series:
         ax1.legend(fontsize=7, loc="upper left", ncol=2)
     code = {"unknown": 0, "vacant": 1, "occupied": 2}
@@ -685,8 +762,11 @@ def plot_timeline(path: str | Path, rows: Sequence[Mapping[str, Any]], slots: Se
         m = np.array([[code[s.states.get(r["id"], "unknown")] for r in results] for s in slots])
         ax2.imshow(m, aspect="auto", interpolation="nearest", vmin=0, vmax=2,
                    cmap=ListedColormap(["#d0d0d0", "#ffffff", "#1f4e9c"]))
-        ax2.set_yticks(range(n_slots))
-        ax2.set_yticklabels([s.id for s in slots], fontsize=6)
+        if n_slots <= 60:
+            ax2.set_yticks(range(n_slots))
+            ax2.set_yticklabels([f"{s.id} ({s.zone})" for s in slots], fontsize=6)
+        else:
+            ax2.set_ylabel(f"{n_slots} slots")
         step = max(1, len(dates) // 12)
         ax2.set_xticks(range(0, len(dates), step))
         ax2.set_xticklabels([dates[i].isoformat() for i in range(0, len(dates), step)], rotation=45, fontsize=7,
@@ -695,41 +775,38 @@ def plot_timeline(path: str | Path, rows: Sequence[Mapping[str, Any]], slots: Se
     else:
         ax2.text(0.5, 0.5, "no objects detected on any date", ha="center", va="center")
         ax2.set_axis_off()
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.98, top=0.95, bottom=0.12, hspace=0.35)
     fig.savefig(path, format="png")
 
 
-def detections_geojson(result: Mapping[str, Any]) -> dict[str, Any]:
-    """One scene's detections as a GeoJSON FeatureCollection.
-
-    Boxes are polygons on the reference grid, in lon/lat (EPSG:4326, RFC 7946) when the
-    grid has a CRS, else in its pixel -> map frame (``crs`` member set to null).
-    """
+def result_detections(result: Mapping[str, Any]) -> Any:
+    """A scene result's detections as :class:`~imgdiff.detect.base.Detections` on the reference grid."""
     from affine import Affine
+    from rasterio.crs import CRS
 
-    g = result.get("grid")
-    feats = []
-    if g:
-        tr = Affine(*g["transform"])
-        rings = []
-        for d in result["detections"]:
-            x0, y0, x1, y1 = d["box"]
-            rings.append([tr * p for p in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))])
-        if g["crs"] and rings:
-            from rasterio.warp import transform as warp_transform
+    from .detect.base import Detection, Detections
 
-            flat = [p for ring in rings for p in ring]
-            lon, lat = warp_transform(g["crs"], "EPSG:4326", [p[0] for p in flat], [p[1] for p in flat])
-            rings = [list(zip(lon[i * 5:(i + 1) * 5], lat[i * 5:(i + 1) * 5])) for i in range(len(rings))]
-        for d, ring in zip(result["detections"], rings):
-            props = {k: d[k] for k in ("cls", "score", "zone", "length_m", "width_m", "heading_deg")}
-            props.update(date=result["date"], scene=result["id"], centroid_px=d["centroid"])
-            feats.append({"type": "Feature", "properties": props,
-                          "geometry": {"type": "Polygon", "coordinates": [[list(map(float, p)) for p in ring]]}})
-    out: dict[str, Any] = {"type": "FeatureCollection", "features": feats}
-    if g and not g["crs"]:
-        out["crs"] = None
-    return out
+    g = result["grid"]
+    crs = CRS.from_user_input(g["crs"]) if g["crs"] else None
+    nan = float("nan")
+    items = tuple(
+        Detection(box=tuple(d["box"]), score=d["score"], cls=d["cls"], zone=d["zone"],
+                  length_m=nan if d["length_m"] is None else d["length_m"],
+                  width_m=nan if d["width_m"] is None else d["width_m"],
+                  heading_deg=nan if d["heading_deg"] is None else d["heading_deg"],
+                  centroid=tuple(d["centroid"]), extra={**d.get("extra", {}), "date": result["date"]})
+        for d in result["detections"]
+    )
+    return Detections(items, crs, Affine(*g["transform"]))
+
+
+def detections_geojson(result: Mapping[str, Any]) -> dict[str, Any]:
+    """One scene's detections as GeoJSON, in the layout of ``imgdiff detect``
+    (:func:`imgdiff.io.geojson.detections_to_geojson`): boxes as polygons in the reference
+    scene's CRS, named in a ``crs`` member, positions already co-registered to the reference."""
+    from .io.geojson import detections_to_geojson
+
+    return detections_to_geojson(result_detections(result))
 
 
 # --------------------------------------------------------------------------- the run
@@ -892,7 +969,7 @@ def run_watch(
     for r in ordered:
         if r["status"] == "ok":
             with atomic_path(det_dir / f"{r['id']}.geojson") as p:
-                write_json(p, detections_geojson(r))
+                p.write_text(json.dumps(detections_geojson(r), separators=(",", ":")) + "\n", encoding="utf-8")
     occ = occupancy_rows(slots, ordered)
     write_outputs(out, {
         "counts.csv": lambda p: write_csv(p, rows, COLUMNS),
@@ -934,7 +1011,7 @@ def _run_tasks(todo: Sequence[tuple[SceneEntry, str]], params: WatchParams,
                                dashboard_address=None)
         client = Client(cluster)
     try:
-        if cluster is not None:
+        if cluster is not None and processes:
             client.run(_one_thread_per_worker)  # one task per core: no OpenCV/BLAS oversubscription
         n_workers = len(client.scheduler_info().get("workers", {}))
         futures = {}
@@ -949,7 +1026,9 @@ def _run_tasks(todo: Sequence[tuple[SceneEntry, str]], params: WatchParams,
                 res = {"id": entry.id, "date": entry.date.isoformat(), "path": entry.path, "status": "error",
                        "error": f"task failed: {type(e).__name__}: {' '.join(str(e).split())}"}
             done((entry, key), res)
-        return {"scheduler": scheduler or "LocalCluster", "workers": n_workers, "processes": processes}
+        if scheduler:
+            return {"scheduler": scheduler, "workers": n_workers}
+        return {"scheduler": "LocalCluster", "workers": n_workers, "processes": processes}
     finally:
         client.close()
         if cluster is not None:

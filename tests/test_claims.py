@@ -9,6 +9,7 @@ import pytest
 import yaml
 from affine import Affine
 from click.testing import CliRunner
+from imgdiff_cli.main import cli
 from rasterio.crs import CRS
 
 from imgdiff.claims import (
@@ -23,7 +24,6 @@ from imgdiff.claims import (
     load_claims,
 )
 from imgdiff.detect.base import Detection, Detections
-from imgdiff_cli.main import cli
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 TR = Affine(10, 0, 700000, 0, -10, 3900000)
@@ -181,3 +181,42 @@ def test_the_cloudy_sample_makes_the_hidden_zone_inconclusive_and_decides_the_ot
     v = {c["id"]: c["verdict"] for c in rep["claims"]}
     assert v == {"warships-gone": INCONCLUSIVE, "ships-moved-offshore": SUPPORTED, "harbour-still-used": SUPPORTED}
     assert rep["zones"]["naval_piers"]["after"]["cloud_fraction"] > 0.8
+
+
+def test_counts_within_ten_percent_of_many_objects_count_as_unchanged():
+    many_b = dets(*[(10 + 3 * i, 10, 100, "piers") for i in range(20)])
+    many_a = dets(*[(10 + 3 * i, 10, 100, "piers") for i in range(19)])
+    assert judge(claim("unchanged"), many_b, many_a).verdict == SUPPORTED
+    assert judge(claim("decreased"), many_b, many_a).verdict == REFUTED
+    fewer = dets(*[(10 + 3 * i, 10, 100, "piers") for i in range(15)])
+    assert judge(claim("decreased"), many_b, fewer).verdict == SUPPORTED
+
+
+def test_temporal_clouds_flag_a_new_bright_white_region_but_not_a_small_bright_object():
+    import numpy as np
+
+    from imgdiff.claims import temporal_clouds
+    from imgdiff.scene import Scene
+
+    rng = np.random.default_rng(0)
+    base = {b: (0.1 + rng.normal(0, 0.01, (60, 60))).astype("float32") for b in ("B02", "B03", "B04")}
+    after = {b: a.copy() for b, a in base.items()}
+    for a in after.values():
+        a[10:30, 10:30] = 0.5   # opaque cloud
+        a[45:48, 45:48] = 0.5   # an aircraft-sized white object
+    ok = np.ones((60, 60), bool)
+    mb, ma = temporal_clouds(Scene(base, None, TR, ok), Scene(after, None, TR, ok))
+    assert not mb.any()
+    assert ma[10:30, 10:30].all() and not ma[45:48, 45:48].any()
+
+
+def test_compare_with_a_site_writes_the_zone_report_without_claims(tmp_path):
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(cli, ["compare", str(SAMPLES / "scenes" / "hmeimim" / "2024-12-03"),
+                                 str(SAMPLES / "scenes" / "hmeimim" / "2024-12-13"), "--site", "hmeimim",
+                                 "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["claims"] == [] and set(rep["zones"]) == {"apron", "shelters", "runway"}
+    assert set(rep["zones"]["apron"]["counts"]) == {"vessels", "aircraft"}
+    assert (out / "report.html").is_file() and (out / "detections_after.geojson").is_file()

@@ -67,3 +67,46 @@ def test_empty_dates_and_zone_view():
 def test_different_crs_is_refused():
     with pytest.raises(GridError, match="CRS"):
         match_objects(dets((1, 1, 10, "a")), dets((1, 1, 10, "a"), crs=CRS.from_epsg(3857)))
+
+
+def _scene(objects=(), cloud=None, seed=0):
+    """40 x 40 px water scene (B02 B03 B04 B08) with bright boxes (x0, y0, x1, y1) and an optional cloud box."""
+    import numpy as np
+
+    from imgdiff.scene import Scene
+
+    rng = np.random.default_rng(seed)
+    bands = {}
+    for b, level in (("B02", 0.07), ("B03", 0.05), ("B04", 0.035), ("B08", 0.02)):
+        a = level + rng.normal(0, 0.002, (40, 40))
+        for x0, y0, x1, y1 in objects:
+            a[y0:y1, x0:x1] = 0.15
+        if cloud is not None:
+            x0, y0, x1, y1 = cloud
+            a[y0:y1, x0:x1] = 0.5
+        bands[b] = a.astype("float32")
+    return Scene(bands, UTM, TR, np.ones((40, 40), bool))
+
+
+SHIP = (10, 10, 22, 12)
+
+
+def test_persistence_is_high_where_the_object_stayed_and_low_where_it_left():
+    from imgdiff.match import persistence
+
+    before = _scene([SHIP])
+    assert persistence(before, _scene([SHIP], seed=1), SHIP) > 0.8
+    assert persistence(before, _scene([], seed=1), SHIP) < 0.2
+
+
+def test_carry_over_adds_a_missed_object_that_is_still_in_the_image():
+    from imgdiff.match import carry_over
+
+    b = dets((16, 11, 120, "a"))
+    none = dets()
+    _, after = carry_over(b, none, _scene([SHIP]), _scene([SHIP], seed=1))
+    assert len(after) == 1 and after.items[0].extra["carried_from"] == "before"
+    _, after = carry_over(b, none, _scene([SHIP]), _scene([], seed=1))
+    assert len(after) == 0
+    before, _ = carry_over(none, b, _scene([SHIP], seed=2), _scene([SHIP], seed=1))
+    assert len(before) == 1 and before.items[0].extra["carried_from"] == "after"

@@ -84,3 +84,14 @@ def test_shipped_site_geojson_matches_the_catalogue(name):
     assert set(geoms) == set(site.zones.names)
     for n, g in geoms.items():
         assert g.symmetric_difference(site.zones.geometries[n]).area < 5e-8
+
+
+def test_site_geojson_follows_rfc7946_ring_orientation():
+    from shapely.geometry import LinearRing
+
+    for name in site_names():
+        for f in get_site(name).to_geojson()["features"]:
+            polys = [f["geometry"]["coordinates"]] if f["geometry"]["type"] == "Polygon" else f["geometry"]["coordinates"]
+            for rings in polys:
+                assert LinearRing(rings[0]).is_ccw
+                assert all(not LinearRing(h).is_ccw for h in rings[1:])

@@ -92,11 +92,12 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             rng = self.headers.get("Range") or "bytes=0-"
             start = int(rng.split("=", 1)[1].split("-")[0] or 0)
             for f in list(state.faults):
-                if f.get("until_reopen") and f["path"] in self.path and self.command == "HEAD":
+                if f.get("until_reopen") and f.get("hits") and f["path"] in self.path and self.command == "HEAD":
                     state.faults.remove(f)  # a client opening the file again sees a healthy server
             for f in list(state.faults):
                 if (f["path"] in self.path and self.command in f.get("methods", ("GET",))
                         and start >= f.get("from_byte", 0)):
+                    f["hits"] = f.get("hits", 0) + 1
                     if not f.get("until_reopen"):
                         state.faults.remove(f)
                     return f["kind"]
@@ -332,6 +333,19 @@ def test_search_ranks_zone_cover_before_scene_cloud(server, aoi):
     assert found[1].zone_cover.cloud_fraction == pytest.approx(0.0)
 
 
+def test_zones_beyond_the_tile_edge_count_as_nodata(server, tmp_path):
+    # A 2 x 2 km zone straddling the west edge of the test tile: half of it is outside the image.
+    edge = Zones({"edge": box(X0 - 1000, 3864000, X0 + 1000, 3866000)}, rasterio.crs.CRS.from_epsg(32636))
+    found = search(edge, dt.date(2024, 12, 5), dt.date(2024, 12, 5), catalog=f"{server.base}/", policy=FAST)
+    assert [a.id for a in found] == [NEW]
+    assert found[0].zone_cover.nodata_fraction == pytest.approx(0.5, abs=0.03)
+    assert found[0].zone_cover.cloud_fraction == pytest.approx(0.0)
+    res = fetch_item(found[0].item, tmp_path / "s", edge, bands=["B04"], scl=False, policy=FAST)
+    assert res.zone_coverage == pytest.approx(0.5, abs=0.01)
+    with rasterio.open(tmp_path / "s" / "B04.tif") as ds:
+        assert ds.bounds.left == X0  # clipped at the tile edge
+
+
 def test_search_retries_a_failing_catalogue(server, aoi):
     server.faults += [{"path": "/search", "kind": "503", "methods": ("POST", "GET")}]
     found = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", read_scl=False,
@@ -355,9 +369,11 @@ def test_window_read_over_http_equals_the_file(server):
         np.testing.assert_array_equal(got, ds.read(1, window=win))
 
 
-@pytest.mark.parametrize(("fault", "from_byte"), [("500", 0), ("503", 1), ("truncate", 0), ("truncate", 1)])
-def test_window_read_retries_5xx_and_truncated_transfers(server, fault, from_byte):
-    # from_byte 0: the header read fails; 1: a read of tile data fails.
+@pytest.mark.parametrize(("fault", "from_byte", "retries"), [("500", 0, 1), ("503", 1, 1), ("truncate", 1, 1),
+                                                             ("truncate", 0, 0)])
+def test_window_read_retries_5xx_and_truncated_transfers(server, fault, from_byte, retries):
+    # from_byte 0: the header read fails; 1: reads of tile data fail. A cut header read
+    # GDAL repairs by itself (it asks again for the bytes it lacks): no retry of ours needed.
     href = f"{server.base}/cogs/{OLD}/B03.tif"
     # Reads of tile data fail until the file is opened again (GDAL itself falls back from one
     # request for all tiles of the window to one per tile, so a single failed request is not enough).
@@ -367,7 +383,7 @@ def test_window_read_retries_5xx_and_truncated_transfers(server, fault, from_byt
     got = read_window(href, win, RetryPolicy(attempts=3, backoff_s=0.5), sleep=waits.append)
     with rasterio.open(server.root / "cogs" / OLD / "B03.tif") as ds:
         np.testing.assert_array_equal(got, ds.read(1, window=win))
-    assert waits == [0.5]  # exactly one retry, after the first backoff
+    assert waits == [0.5] * retries  # one retry, after the first backoff
 
 
 def test_window_read_times_out_then_succeeds(server):
@@ -423,6 +439,8 @@ def test_fetch_writes_a_scene_folder_with_reflectance_from_item_offsets(server, 
     out = tmp_path / "scene"
     assert {p.name for p in out.iterdir()} == {*(f"{b}.tif" for b in BANDS), "SCL.tif", "item.json", "fetch.json"}
     scene = _assert_reflectance(out)  # offsets applied: -0.1 for 05.11, 0 for 03.01
+    assert scene.meta["processing_baseline"] == ("05.11" if iid == NEW else "03.01")
+    assert scene.meta["radiometry"]["B02"]["offset"] == pytest.approx(-0.1 if iid == NEW else 0.0)
     assert scene.date == dt.date.fromisoformat(res.date.isoformat())
     prov = json.loads((out / "fetch.json").read_text())
     assert prov["item_id"] == iid and prov["item_href"].endswith(f"/items/{iid}")
@@ -464,7 +482,8 @@ def test_fetch_resumes_and_keeps_finished_bands(server, aoi, tmp_path):
 
 
 def test_fetch_reports_retries_in_provenance(server, aoi, tmp_path):
-    server.faults += [{"path": f"{NEW}/B08.tif", "kind": "truncate"}, {"path": f"{NEW}/B08.tif", "kind": "503"}]
+    server.faults += [{"path": f"{NEW}/B08.tif", "kind": k, "from_byte": 1, "until_reopen": True}
+                      for k in ("truncate", "503")]
     res = fetch_item(_item(server, NEW), tmp_path / "s", aoi, bands=["B08"], scl=False, policy=FAST)
     assert res.retries == 2 and res.bands[0].retries == 2
     prov = json.loads((tmp_path / "s" / "fetch.json").read_text())
@@ -484,8 +503,12 @@ def test_fetch_refuses_a_folder_of_another_item(server, aoi, tmp_path):
     fetch_item(_item(server, OLD), tmp_path / "s", aoi, bands=["B04"], scl=False, policy=FAST)
     with pytest.raises(OutputError, match="--overwrite"):
         fetch_item(_item(server, NEW), tmp_path / "s", aoi, bands=["B04"], scl=False, policy=FAST)
-    res = fetch_item(_item(server, NEW), tmp_path / "s", aoi, bands=["B04"], scl=False, overwrite=True, policy=FAST)
+    fetch_item(_item(server, OLD), tmp_path / "t", aoi, bands=["B03", "B04"], scl=False, policy=FAST)
+    res = fetch_item(_item(server, NEW), tmp_path / "t", aoi, bands=["B04"], scl=False, overwrite=True, policy=FAST)
     assert res.item_id == NEW
+    # Nothing of the other item is left behind: its B03 is gone, B04 replaced.
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["B04.tif", "fetch.json", "item.json"]
+    assert json.loads((tmp_path / "t" / "fetch.json").read_text())["item_id"] == NEW
 
 
 def test_load_item_by_id_through_the_search_api(server):
@@ -493,6 +516,26 @@ def test_load_item_by_id_through_the_search_api(server):
     assert item["id"] == NEW
     with pytest.raises(InputError, match="no item NOPE"):
         load_item("NOPE", catalog=f"{server.base}/", collection=COLLECTION, policy=FAST)
+
+
+def test_stac_item_urls_resolve_to_fetched_scenes_for_compare(server, tmp_path):
+    from imgdiff.stac import is_stac_ref, resolve_scene_path
+
+    before_url = f"{server.base}/collections/{COLLECTION}/items/{OLD}"
+    assert is_stac_ref(before_url) and is_stac_ref(NEW) and not is_stac_ref(str(tmp_path))
+    before = resolve_scene_path(before_url, bbox=AOI_BBOX, bands=["B03", "B04", "B08"], cache_dir=tmp_path, policy=FAST)
+    after = resolve_scene_path(NEW, bbox=AOI_BBOX, bands=["B03", "B04", "B08"], catalog=f"{server.base}/",
+                               cache_dir=tmp_path, policy=FAST)
+    b, a = imgdiff.read_scene(before), imgdiff.read_scene(after)
+    # Same ground, and the same reflectance once each item's own offset is applied (0 in 2021, -0.1 in 2024).
+    assert b.transform == a.transform and b.shape == a.shape
+    np.testing.assert_allclose(b.bands["B04"], a.bands["B04"], atol=1e-4)
+    server.requests.clear()
+    assert resolve_scene_path(before_url, bbox=AOI_BBOX, bands=["B03", "B04", "B08"], cache_dir=tmp_path,
+                              policy=FAST) == before
+    assert server.served("/cogs/") == 0
+    with pytest.raises(InputError, match="needs an area"):
+        resolve_scene_path(before_url, cache_dir=tmp_path, policy=FAST)
 
 
 def test_aoi_needs_exactly_one_source():
@@ -519,6 +562,16 @@ def test_cli_search_json_lists_best_first(server):
     out = json.loads(r.stdout)
     assert [a["id"] for a in out["acquisitions"]] == [NEW, CLOUDY]
     assert out["acquisitions"][1]["zone_cover"]["cloud_fraction"] == pytest.approx(1.0)
+
+
+def test_cli_search_a_named_site_reports_each_zone(server):
+    r = CliRunner().invoke(_cli(), ["search", "--site", "tartus", "--from", "2024-12-01", "--to", "2024-12-15",
+                                    "--catalog", f"{server.base}/", "--json"])
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)["acquisitions"][0]
+    assert first["id"] == NEW
+    assert set(first["zone_cover"]["by_zone"]) == set(resolve_aoi(site="tartus").names)
+    assert all(z["pixels"] > 0 for z in first["zone_cover"]["by_zone"].values())
 
 
 def test_cli_search_table(server):

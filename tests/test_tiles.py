@@ -126,3 +126,60 @@ def test_cli_compare_with_tile_size_writes_the_same_outputs(pair, tmp_path: Path
     assert sorted(p.name for p in out.iterdir()) == ["change.tif", "report.json", "report.md"]
     r = CliRunner().invoke(cli, ["compare", str(b), str(a), "-o", str(out), "--tile-size", "128"])
     assert r.exit_code == 2 and "--overwrite" in r.stderr
+
+
+def test_cli_detect_with_tile_size_writes_geojson_in_full_grid_coordinates(tmp_path: Path):
+    refl = _field((300, 300), 5)
+    refl[1, :, :150] = 0.3  # land (green above NIR is water on the east side)
+    refl[3, :, :150] = 0.35
+    for x, y in [(200, 60), (253, 250), (190, 200)]:
+        refl[:, y:y + 3, x:x + 6] = 0.3
+    scene_dir = _write(tmp_path / "s", refl)
+    out = tmp_path / "v.geojson"
+    r = CliRunner().invoke(cli, ["detect", str(scene_dir), "-o", str(out), "--tile-size", "256", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    fc = json.loads(out.read_text())
+    assert len(fc["features"]) == summary["count"]
+    for f in fc["features"]:  # every box lies inside the scene footprint (no tile-local coordinates)
+        x, y = f["properties"]["centroid_map"]
+        assert 600000 <= x <= 603000 and 3867000 <= y <= 3870000
+
+
+def test_interrupted_tiled_compare_leaves_no_file_behind(pair, tmp_path: Path):
+    b, a, _ = pair
+    seen = []
+
+    def interrupt(name, tile):
+        seen.append(name)
+        if name == "threshold":  # second pass, first tile written: the output file is half-done
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compare_tiled(b, a, tmp_path / "out", tile_size=128, overlap=16, workers=1, method="cva-otsu",
+                      on_tile=interrupt)
+    assert seen.count("magnitude") == 9
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("method,min_agreement", [("cva-otsu", 0.995), ("irmad", 0.98)])
+def test_tiled_compare_of_a_real_pair_with_bbox_matches_the_whole_scene_path(shared_data, tmp_path: Path, method,
+                                                                             min_agreement):
+    from .conftest import need
+
+    city = need(shared_data / "oscd" / "beirut")
+    bbox = (35.48, 33.82, 35.53, 33.87)  # about 520 x 520 px of the EPSG:4326 grid
+    bands = ["B02", "B03", "B04", "B08"]
+    report = compare_tiled(city / "before", city / "after", tmp_path / "out", bands=bands, bbox=bbox,
+                           tile_size=256, overlap=32, method=method)
+    whole = imgdiff.compare(city / "before", city / "after", bands=bands, bbox=bbox, method=method)
+    with rasterio.open(tmp_path / "out" / "change.tif") as ds:
+        mask = ds.read(2) > 0
+        assert ds.transform.almost_equals(whole.grid.transform) and ds.shape == whole.grid.shape
+    assert report["coregistration"]["dx"] == pytest.approx(whole.registration.dx, abs=0.15)
+    assert report["coregistration"]["dy"] == pytest.approx(whole.registration.dy, abs=0.15)
+    agree = (mask == whole.change.mask)[whole.change.valid].mean()
+    assert agree > min_agreement
+    assert report["change"]["method"] == whole.change.method == method
+    assert report["change"]["changed_fraction"] == pytest.approx(whole.statistics()["changed_fraction"], rel=0.2)

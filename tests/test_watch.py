@@ -151,8 +151,9 @@ def test_watch_counts_per_zone_and_date_and_reports_bad_scenes(site: Path, tmp_p
     assert (out / "timeline.png").read_bytes()[:4] == b"\x89PNG"
     gj = json.loads((out / "detections" / "2024-01-06.geojson").read_text())
     assert len(gj["features"]) == 2
-    lon, lat = gj["features"][0]["geometry"]["coordinates"][0][0]
-    assert 33.5 < lon < 34.5 and 34.5 < lat < 35.5
+    assert gj["crs"]["properties"]["name"].endswith("32636")
+    x, y = gj["features"][0]["properties"]["centroid_map"]
+    assert 600000 < x < 600000 + W * 10 and 3870000 - H * 10 < y < 3870000
     assert not list(out.glob("**/*.part"))
 
 
@@ -227,3 +228,43 @@ def test_cli_watch_json_reports_failed_scenes_and_exit_code(site: Path, tmp_path
     assert r.exit_code == 2 and "--overwrite" in r.stderr
     r = CliRunner().invoke(cli, ["watch", str(site / "nope.yaml"), "-o", str(out)])
     assert r.exit_code == 2 and "no such manifest" in r.stderr
+
+
+def test_sigterm_becomes_keyboard_interrupt_so_cleanup_runs():
+    import os
+    import signal
+
+    from imgdiff_cli.watch import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_scenes_above_the_size_limit_are_processed_window_by_window_with_the_same_counts(
+        site: Path, tmp_path: Path, monkeypatch):
+    import imgdiff.tiles
+    import imgdiff.watch
+
+    m = read_manifest(site / "watch.yaml")
+    whole = run_watch(m, tmp_path / "a", scheduler="synchronous")
+    monkeypatch.setattr(imgdiff.watch, "TILED_ABOVE_PX", 32 * 32)
+    monkeypatch.setattr(imgdiff.tiles, "TILE_SIZE", 40)  # 3 x 3 windows; berths at (20, 30) and (70, 60)
+    monkeypatch.setattr(imgdiff.tiles, "DETECT_OVERLAP", 12)
+    tiled = run_watch(m, tmp_path / "b", scheduler="synchronous")
+    assert [(r["date"], r["zone"], r["count"]) for r in tiled.rows] == [
+        (r["date"], r["zone"], r["count"]) for r in whole.rows]
+    r3 = next(r for r in tiled.results if r["date"] == "2024-01-11")
+    assert (r3["registration"]["dx"], r3["registration"]["dy"]) == pytest.approx((1.0, -1.0), abs=0.15)
+    assert [s.states for s in tiled.slots] == [s.states for s in whole.slots]
+
+
+def test_an_existing_dask_scheduler_can_be_given_by_address(site: Path, tmp_path: Path):
+    from dask.distributed import LocalCluster
+
+    m = read_manifest(site / "watch.yaml")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        res = run_watch(m, tmp_path / "out", scheduler=cluster.scheduler_address)
+        assert res.summary["engine"] == {"scheduler": cluster.scheduler_address, "workers": 1}
+    assert res.summary["scenes_ok"] == 4 and res.summary["scenes_failed"] == 2

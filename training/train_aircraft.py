@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -259,6 +260,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT_DIR)
     ap.add_argument("--no-final", action="store_true", help="cross-validate only")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the fold networks (default: a temp folder)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="use fold<k>.onnx / final.onnx already in --work instead of training them again")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = args.data or data_dir() / "aircraft_s2sim"
@@ -278,14 +282,16 @@ def main() -> None:
         load[f] += int((groups == g).sum())
     folds = fold_of_group[groups]
     oof: dict[str, object] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="aircraft_cv_"))
+    tmp = args.work or Path(tempfile.mkdtemp(prefix="aircraft_cv_"))
+    tmp.mkdir(parents=True, exist_ok=True)
     for f in range(args.folds):
         tr = [c for c, k in zip(chips, folds) if k != f]
         te = [c for c, k in zip(chips, folds) if k == f]
         print(f"fold {f}: train {len(tr)} chips, test {len(te)} chips", flush=True)
-        net = train(tr, args.iters, SEED + f, log=lambda s: print(s, flush=True))
         path = tmp / f"fold{f}.onnx"
-        export(net, path)
+        if not (args.reuse and path.is_file()):
+            net = train(tr, args.iters, SEED + f, log=lambda s: print(s, flush=True))
+            export(net, path)
         oof.update(predict(te, path, 0.05))
         r = score(te, oof, 0.35)
         print(f"  fold {f} @0.35: P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f}", flush=True)
@@ -312,6 +318,7 @@ def main() -> None:
         "seed": SEED,
         "iters": args.final_iters or args.iters,
         "score_threshold": thr,
+        "inference": "heat map and sizes averaged over the input and its half-turn rotation",
         "cross_validation": {
             "scheme": f"grouped {args.folds}-fold by airport ({ng} groups from image similarity)",
             "min_length_m": 40.0,
@@ -331,8 +338,12 @@ def main() -> None:
         print(json.dumps(card, indent=1))
         return
     print("final model on all chips", flush=True)
-    net = train(chips, args.final_iters or args.iters, SEED, log=lambda s: print(s, flush=True))
-    export(net, args.out / "aircraft_cnn.onnx")
+    final = tmp / "final.onnx"
+    if not (args.reuse and final.is_file()):
+        net = train(chips, args.final_iters or args.iters, SEED, log=lambda s: print(s, flush=True))
+        export(net, final)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(final, args.out / "aircraft_cnn.onnx")
     (args.out / "aircraft_limits.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out / 'aircraft_cnn.onnx'} and aircraft_limits.json")
 

@@ -40,6 +40,7 @@ BANDSETS = {
 SEED = 0
 HIDDEN = (64, 32)
 SMOOTH_SIGMA = 1.0
+BATCH = 4096
 
 
 def city_features(root: Path, city: str, bands: tuple[str, ...], cache: Path) -> dict:
@@ -82,7 +83,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, 
     import torch
 
     torch.manual_seed(seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     mean = x.mean(0)
     std = x.std(0) + 1e-6
     xt = torch.from_numpy(((x - mean) / std).astype(np.float32))
@@ -101,8 +102,8 @@ def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, 
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(xt.shape[0], generator=g)
-        for s in range(0, xt.shape[0], 2048):
-            i = perm[s:s + 2048]
+        for s in range(0, xt.shape[0], BATCH):
+            i = perm[s:s + BATCH]
             # input noise: a little robustness to radiometric differences between cities
             xb = xt[i] + 0.05 * torch.randn(len(i), xt.shape[1], generator=g)
             opt.zero_grad()
@@ -143,9 +144,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=data_dir() / "oscd")
     ap.add_argument("--bandset", choices=["full", "rgbn", "all"], default="all")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/imgdiff_change_cache"))
-    ap.add_argument("--neg", type=int, default=60_000, help="negative pixels sampled per city")
-    ap.add_argument("--pos", type=int, default=30_000, help="at most this many positive pixels per city")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--neg", type=int, default=40_000, help="negative pixels sampled per city")
+    ap.add_argument("--pos", type=int, default=20_000, help="at most this many positive pixels per city")
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--no-write", action="store_true", help="only report the leave-one-city-out estimate")
     args = ap.parse_args()
     sets = ["full", "rgbn"] if args.bandset == "all" else [args.bandset]
@@ -166,6 +167,7 @@ def main() -> None:
             y = np.concatenate([samples[o][1] for o in cities if o != c])
             m = train_mlp(x, y, names, bands, 0.5, epochs=args.epochs)
             probs[c] = predict_city(m, datas[c])
+            print(f"[{bs}] fold {c}: trained on {len(y)} px, {time.time() - t0:.0f} s", flush=True)
         best = max(np.arange(0.2, 0.95, 0.025), key=lambda t: pooled_at(t, probs, datas)[1]["f1"])
         per, pooled = pooled_at(best, probs, datas)
         print(f"[{bs}] leave-one-city-out, threshold {best:.3f}:")

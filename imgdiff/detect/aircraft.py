@@ -121,6 +121,13 @@ def _run_net(x: np.ndarray, model_path: Path) -> np.ndarray:
     return out[:, :h, :w]
 
 
+def _run_tta(x: np.ndarray, model_path: Path) -> np.ndarray:
+    """Network output averaged over the input and its half-turn (180 degree) rotation."""
+    a = _run_net(x, model_path)
+    b = _run_net(np.ascontiguousarray(x[:, ::-1, ::-1]), model_path)[:, ::-1, ::-1]
+    return (a + b) / 2
+
+
 def aircraft_maps(x: np.ndarray, *, model_path: Path | None = None) -> AircraftMaps:
     """Run the aircraft network on a normalised stack, tiling large scenes.
 
@@ -128,6 +135,7 @@ def aircraft_maps(x: np.ndarray, *, model_path: Path | None = None) -> AircraftM
     ----------
     x : ndarray, float32, (3, rows, columns)
         B02, B03, B04 after :func:`~imgdiff.detect.aircraft_features.normalised_stack`.
+        The network runs on the stack and on its half-turn rotation; outputs are averaged.
     model_path : Path, optional
         ONNX file; the packaged network by default.
     """
@@ -136,7 +144,7 @@ def aircraft_maps(x: np.ndarray, *, model_path: Path | None = None) -> AircraftM
         raise InputError(f"{model_path}: aircraft network missing; reinstall imgdiff or use method='classical'")
     _, h, w = x.shape
     if h <= _TILE + _OVERLAP and w <= _TILE + _OVERLAP:
-        out = _run_net(x, model_path)
+        out = _run_tta(x, model_path)
     else:
         out = np.zeros((4, h, w), np.float32)
         step = _TILE
@@ -144,7 +152,7 @@ def aircraft_maps(x: np.ndarray, *, model_path: Path | None = None) -> AircraftM
             for c in range(0, w, step):
                 r0, c0 = max(r - _OVERLAP, 0), max(c - _OVERLAP, 0)
                 r1, c1 = min(r + step + _OVERLAP, h), min(c + step + _OVERLAP, w)
-                o = _run_net(x[:, r0:r1, c0:c1], model_path)
+                o = _run_tta(x[:, r0:r1, c0:c1], model_path)
                 rr1, cc1 = min(r + step, h), min(c + step, w)
                 out[:, r:rr1, c:cc1] = o[:, r - r0:rr1 - r0, c - c0:cc1 - c0]
     heat = _sigmoid(out[0])

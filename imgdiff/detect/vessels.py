@@ -140,7 +140,20 @@ def _load_net(path: str, mtime: float):
         raise InputError(f"{path}: cannot load the vessel model ({str(e).strip().splitlines()[-1]})") from None
 
 
-def run_network(x: np.ndarray, model: str | Path | None = None) -> VesselMaps:
+def _forward(net, tile: np.ndarray, tta: bool) -> np.ndarray:
+    """Raw network output (5, h/2, w/2) of one padded tile; with ``tta`` the heat-map logits and
+    sizes are averaged with those of the left-right mirrored tile (offsets from the direct pass)."""
+    net.setInput(np.ascontiguousarray(tile[None]))
+    out = net.forward()[0].copy()
+    if tta:
+        net.setInput(np.ascontiguousarray(tile[None, :, :, ::-1]))
+        flip = net.forward()[0][:, :, ::-1]
+        out[0] = (out[0] + flip[0]) / 2
+        out[3:5] = (out[3:5] + flip[3:5]) / 2
+    return out
+
+
+def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: bool = False) -> VesselMaps:
     """Run the vessel network on an input from :func:`vessel_input` (tiled when large).
 
     Parameters
@@ -148,6 +161,8 @@ def run_network(x: np.ndarray, model: str | Path | None = None) -> VesselMaps:
     x : ndarray (8, rows, cols)
     model : path, optional
         ONNX model; default the shipped one.
+    tta : bool
+        Also run the mirrored image and average (about twice the time).
     """
     path = Path(model) if model is not None else MODEL_PATH
     if not path.is_file():
@@ -169,8 +184,7 @@ def run_network(x: np.ndarray, model: str | Path | None = None) -> VesselMaps:
             ph, pw = -th % PAD_MULTIPLE, -tw % PAD_MULTIPLE
             if ph or pw:
                 tile = np.pad(tile, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(th, tw) > 8 else "edge")
-            net.setInput(np.ascontiguousarray(tile[None]))
-            out = net.forward()[0]
+            out = _forward(net, tile, tta)
             # keep the tile's interior (half the overlap from each shared edge)
             ky0 = 0 if y0 == 0 else TILE_OVERLAP
             kx0 = 0 if x0 == 0 else TILE_OVERLAP
@@ -406,6 +420,7 @@ def detect_vessels(
     model: str | Path | None = None,
     moving_kn: float = 6.0,
     min_length_m: float = 0.0,
+    tta: bool = False,
 ) -> Detections:
     """Detect vessels (at sea, at anchor, moored alongside quays, rafted) in a scene.
 
@@ -425,6 +440,8 @@ def detect_vessels(
         Speed in knots from the inter-band displacement above which a vessel counts as moving.
     min_length_m : float
         Drop vessels shorter than this (metres).
+    tta : bool
+        Average the network over the image and its mirror (about twice the time).
 
     Returns
     -------
@@ -439,7 +456,7 @@ def detect_vessels(
     use_cnn = method == "cnn" or (method == "auto" and (model is not None or MODEL_PATH.is_file()))
     if use_cnn:
         x = vessel_input(scene)
-        maps = run_network(x, model)
+        maps = run_network(x, model, tta=tta)
         boxes, scores = decode_maps(maps, min_score=min_score, shape=scene.shape)
         bright = x[:4].mean(axis=0)
     else:

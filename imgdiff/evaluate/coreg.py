@@ -295,7 +295,7 @@ def run_benchmark(data: Path, *, quick: bool = False, on_case: Callable[[str], N
         keep = sorted(fine)[:4]
         fine = {k: fine[k] for k in keep}
         pairs = {k: pairs[k] for k in keep}
-        local = {k: local[k] for k in keep[:2]}
+        local = {k: local[k] for k in keep[:2] if k in local}
     n = 1 if quick else 3
     failures: list[str] = []
 

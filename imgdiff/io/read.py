@@ -419,7 +419,7 @@ def read_scene(
         "window": {"col_off": int(window.col_off), "row_off": int(window.row_off),
                    "width": out_shape[1], "height": out_shape[0]},
         "full_shape": list(shape),
-        "processing_baseline": product.get("baseline"),
+        "processing_baseline": product.get("baseline") or infos[ref][7].get("PROCESSING_BASELINE") or None,
         "radiometry": radiometry,
     }
     return Scene(bands=arrays, crs=crs, transform=out_transform, valid=valid, date=acq, meta=meta)

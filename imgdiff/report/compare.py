@@ -80,13 +80,6 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{c['changed_area_m2'] / 1e6:.3f} km² | {c['method']} |",
         "",
     ]
-    if report.get("zones"):  # imgdiff compare --site/--zones: per-zone counts and change
-        lines += ["## Zones", "", "| zone | changed | counts (before -> after) |", "|---|---|---|"]
-        for n, z in report["zones"].items():
-            chg = "n/a" if z["changed_fraction"] is None else f"{z['changed_fraction']:.1%}"
-            lines.append(f"| {n} | {chg} | " + ", ".join(f"{k} {v['before']} -> {v['after']}"
-                                                         for k, v in z["counts"].items()) + " |")
-        lines.append("")
     return "\n".join(lines)
 
 
@@ -113,16 +106,10 @@ def write_compare(
     *,
     overwrite: bool = False,
     inputs: tuple[Scene, Scene] | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``change.tif``, ``report.json`` and ``report.md`` into ``outdir``; return the report.
-
-    ``extra`` entries (e.g. ``{"zones": ...}`` from :func:`imgdiff.claims.zone_section`) are added
-    to the report.
-    """
+    """Write ``change.tif``, ``report.json`` and ``report.md`` into ``outdir``; return the report."""
     out = check_outputs(outdir, COMPARE_OUTPUTS, overwrite)
     report = compare_report(result, inputs)
-    report.update(extra or {})
     write_outputs(out, {
         "change.tif": lambda p: write_change_tif(p, result),
         "report.json": lambda p: write_json(p, report),

@@ -1,7 +1,7 @@
 """Quicklooks (true colour, detections, change overlay) and the self-contained HTML report.
 
 Every image is a PNG embedded as base64 in the page, so ``report.html`` is one file that
-opens anywhere. Both dates share one contrast stretch (2-98 percentiles of the clear pixels
+opens anywhere. Both dates share one contrast stretch (1-99.7 percentiles of the clear pixels
 of both), so brightness differences in the quicklooks are real differences.
 """
 
@@ -33,7 +33,7 @@ MASKED_COLOUR = (40, 60, 140)
 
 # --------------------------------------------------------------------------- arrays -> images
 def stretch_limits(scenes: Sequence[Scene], masks: Sequence[np.ndarray] | None = None,
-                   bands: Sequence[str] = RGB_BANDS, pct: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
+                   bands: Sequence[str] = RGB_BANDS, pct: tuple[float, float] = (1.0, 99.7)) -> np.ndarray:
     """Common display limits (bands, 2): percentiles of the pixels of all scenes within ``masks``."""
     lims = []
     for b in bands:
@@ -62,7 +62,7 @@ def true_colour(scene: Scene, limits: np.ndarray, bands: Sequence[str] = RGB_BAN
     for i, b in enumerate(bands):
         a = scene.bands[b if b in scene.bands else have[0]]
         lo, hi = limits[i]
-        chans.append(np.clip((a - lo) / (hi - lo), 0, 1) ** (1 / 1.2))
+        chans.append(np.clip((a - lo) / (hi - lo), 0, 1) ** (1 / 1.5))
     rgb = (np.nan_to_num(np.dstack(chans), nan=0.0) * 255).astype(np.uint8)
     rgb[~scene.valid] = (30, 30, 30)
     return rgb
@@ -198,6 +198,9 @@ def render_verify_html(v: Any, report: Mapping[str, Any]) -> str:
     q = quicklooks(v)
     full = {k: png_data_uri(im) for k, im in q["full"].items()}
     zones = {n: {k: png_data_uri(im) for k, im in d.items()} for n, d in q["zones"].items()}
+    from ..claims import MIN_CLEAR_FRACTION, MIN_CLEAR_FRACTION_ABSENCE
+
     return _env().get_template("verify.html.j2").render(
-        r=report, full=full, zones=zones, colours={k: "#{:02x}{:02x}{:02x}".format(*c) for k, c in STATUS_COLOURS.items()},
+        r=report, full=full, zones=zones,
+        limits={"min_clear": MIN_CLEAR_FRACTION, "min_clear_absence": MIN_CLEAR_FRACTION_ABSENCE}, colours={k: "#{:02x}{:02x}{:02x}".format(*c) for k, c in STATUS_COLOURS.items()},
     )

@@ -15,10 +15,11 @@ from .aoi import resolve_aoi, site_zones
 from .fetch import FetchedBand, FetchResult, default_cache_dir, fetch_item, load_item
 from .items import BandRadiometry, band_radiometry, find_asset, summary
 from .remote import RetryPolicy, read_window
+from .resolve import is_stac_ref, resolve_scene_path
 from .search import DEFAULT_CATALOG, DEFAULT_COLLECTION, Acquisition, ZoneCover, items_by_id, search
 
 __all__ = [
     "DEFAULT_CATALOG", "DEFAULT_COLLECTION", "Acquisition", "BandRadiometry", "FetchResult", "FetchedBand",
-    "RetryPolicy", "ZoneCover", "band_radiometry", "default_cache_dir", "fetch_item", "find_asset", "items_by_id",
-    "load_item", "read_window", "resolve_aoi", "search", "site_zones", "summary",
+    "RetryPolicy", "ZoneCover", "band_radiometry", "default_cache_dir", "fetch_item", "find_asset", "is_stac_ref",
+    "items_by_id", "load_item", "read_window", "resolve_aoi", "resolve_scene_path", "search", "site_zones", "summary",
 ]

@@ -32,6 +32,8 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import transform as window_transform
+from shapely.geometry import box
+from shapely.ops import unary_union
 
 from ..errors import InputError, OutputError
 from ..io.bands import normalise_band_name
@@ -108,13 +110,14 @@ class FetchResult:
     bands: tuple[FetchedBand, ...]
     retries: int
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    zone_coverage: float = 1.0  # fraction of the zones' area inside the image (0-1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "folder": str(self.folder), "item_id": self.item_id, "item_href": self.item_href,
             "processing_baseline": self.processing_baseline, "date": self.date.isoformat() if self.date else None,
             "crs": self.crs, "bounds": list(self.bounds), "bands": {b.name: b.to_dict() for b in self.bands},
-            "retries": self.retries, "retry_reasons": list(self.reasons),
+            "retries": self.retries, "retry_reasons": list(self.reasons), "zone_coverage": self.zone_coverage,
         }
 
 
@@ -158,6 +161,37 @@ def _stored_key(path: Path) -> str | None:
             return ds.tags().get(KEY_TAG)
     except rasterio.errors.RasterioError:
         return None
+
+
+def _stored_item(path: Path) -> str | None:
+    try:
+        with rasterio.open(path) as ds:
+            return ds.tags().get("STAC_ITEM_ID")
+    except rasterio.errors.RasterioError:
+        return None
+
+
+def _clear_other_item(outdir: Path, iid: str, wanted: Sequence[str], overwrite: bool) -> None:
+    """Refuse (or, with ``overwrite``, remove) what an earlier fetch of another item left in ``outdir``."""
+    if not outdir.is_dir():
+        return
+    prev = outdir / PROVENANCE_FILE
+    prev_id = None
+    if prev.is_file():
+        try:
+            prev_id = json.loads(prev.read_text()).get("item_id")
+        except (OSError, ValueError):
+            prev_id = None
+    others = [p for p in sorted(outdir.glob("*.tif")) if _stored_item(p) not in (None, iid)]
+    stale = [p for p in others if p.stem not in wanted]
+    if prev_id not in (None, iid) or others:
+        if not overwrite:
+            raise OutputError(f"{outdir}: holds item {prev_id or _stored_item(others[0])} already; "
+                              "pass --overwrite or choose another folder")
+        for p in stale:  # bands of the other item that this fetch would not replace
+            p.unlink()
+        if prev_id not in (None, iid):
+            prev.unlink()  # the folder is incomplete until this fetch writes its own provenance
 
 
 def _write_band(path: Path, data: np.ndarray, crs: CRS, transform: Affine, *, nodata: float | None,
@@ -227,15 +261,8 @@ def fetch_item(
     wanted = [normalise_band_name(b) or str(b).upper() for b in bands] + (["SCL"] if scl else [])
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"{outdir}: exists and is not a directory")
-    prev = outdir / PROVENANCE_FILE
-    if prev.is_file() and not overwrite:
-        try:
-            prev_id = json.loads(prev.read_text()).get("item_id")
-        except (OSError, ValueError):
-            prev_id = None
-        if prev_id not in (None, item_id(item)):
-            raise OutputError(f"{outdir}: holds item {prev_id} already; pass --overwrite or choose another folder")
     assets = {b: find_asset(item, b) for b in wanted}  # fail early on a missing band
+    _clear_other_item(outdir, item_id(item), wanted, overwrite)
     outdir.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else None
 
@@ -251,6 +278,11 @@ def fetch_item(
     # Clip to the tile so that all bands keep one extent.
     tile = rasterio.transform.array_bounds(ref.shape[0], ref.shape[1], ref.transform)
     bounds = (max(bounds[0], tile[0]), max(bounds[1], tile[1]), min(bounds[2], tile[2]), min(bounds[3], tile[3]))
+    zones_union = unary_union(list(aoi.to_crs(ref.crs).geometries.values()))
+    coverage = zones_union.intersection(box(*tile)).area / zones_union.area if zones_union.area > 0 else 1.0
+    if coverage < 0.999:
+        log.warning("%s: only %.0f%% of the zones lie in this image (tile edge); fetch a neighbouring tile too",
+                    item_id(item), 100 * coverage)
 
     when = item_datetime(item)
     baseline = processing_baseline(item)
@@ -310,6 +342,7 @@ def fetch_item(
         folder=outdir, item_id=item_id(item), item_href=summary(item)["href"], processing_baseline=baseline,
         date=when.date() if when else None, crs=ref.crs.to_string(), bounds=tuple(float(v) for v in bounds),
         bands=tuple(written), retries=retry_log.retries, reasons=tuple(retry_log.reasons or ()),
+        zone_coverage=float(coverage),
     )
     with atomic_path(outdir / ITEM_FILE) as tmp:
         write_json(tmp, dict(item))

@@ -195,10 +195,12 @@ def gdal_options(policy: RetryPolicy, href: str = "") -> dict[str, Any]:
 _GDAL_LIB: Any = None
 
 
-def clear_gdal_http_cache() -> None:
-    """Forget what GDAL cached about remote files (a failed open is otherwise remembered as "missing").
+def clear_gdal_http_cache(href: str | None = None) -> None:
+    """Forget what GDAL cached about a remote file (all of them when None).
 
-    Best effort: calls ``VSICurlClearCache`` of the GDAL library rasterio loaded.
+    A failed open is otherwise remembered as "missing" and a retry would not reach the
+    server. Best effort: calls ``VSICurlPartialClearCache`` / ``VSICurlClearCache`` of
+    the GDAL library rasterio loaded.
     """
     global _GDAL_LIB
     if _GDAL_LIB is None:
@@ -214,8 +216,12 @@ def clear_gdal_http_cache() -> None:
                 continue
         else:
             _GDAL_LIB = False
-    if _GDAL_LIB:
+    if not _GDAL_LIB:
+        return
+    if href is None:
         _GDAL_LIB.VSICurlClearCache()
+    else:
+        _GDAL_LIB.VSICurlPartialClearCache(ctypes.c_char_p(gdal_path(href).encode()))
 
 
 def _maps() -> list[str]:
@@ -246,8 +252,8 @@ def raster_info(href: str, policy: RetryPolicy, *, retry_log: RetryLog | None = 
         with rasterio.Env(**gdal_options(policy, href)), rasterio.open(gdal_path(href)) as ds:
             return RemoteInfo(ds.crs, ds.transform, (ds.height, ds.width), ds.dtypes[0], ds.nodata)
 
-    return with_retries(op, f"{href}: open", policy, retry_log=retry_log, on_retry=clear_gdal_http_cache,
-                        sleep=sleep, catch=(RasterioError,))
+    return with_retries(_explained(op), f"{href}: open", policy, retry_log=retry_log,
+                        on_retry=lambda: clear_gdal_http_cache(href), sleep=sleep, catch=(RasterioError, OSError))
 
 
 def read_window(href: str, window: Window, policy: RetryPolicy, *, retry_log: RetryLog | None = None,
@@ -283,8 +289,23 @@ def read_window(href: str, window: Window, policy: RetryPolicy, *, retry_log: Re
         return data
 
     w = f"{int(window.col_off)},{int(window.row_off)},{int(window.width)}x{int(window.height)}"
-    return with_retries(op, f"{href}: window {w}", policy, retry_log=retry_log, on_retry=clear_gdal_http_cache,
-                        sleep=sleep, catch=(RasterioError, OSError))
+    return with_retries(_explained(op), f"{href}: window {w}", policy, retry_log=retry_log,
+                        on_retry=lambda: clear_gdal_http_cache(href), sleep=sleep, catch=(RasterioError, OSError))
+
+
+def _explained(op: Callable[[], T]) -> Callable[[], T]:
+    """``op`` with GDAL's "not recognized as a supported file format" explained for remote files."""
+
+    def run() -> T:
+        try:
+            return op()
+        except RasterioError as e:
+            text = " ".join(str(e).split())
+            if "not recognized as" in text:
+                raise OSError("header read failed (an HTTP error or a cut transfer; or not a GeoTIFF)") from None
+            raise
+
+    return run
 
 
 # --------------------------------------------------------------------------- JSON

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 from rasterio.features import rasterize
+from rasterio.transform import from_origin
 from rasterio.windows import transform as window_transform
 from shapely.geometry import mapping
 
-from ..errors import ImgdiffError, InputError, NetworkError
+from ..errors import ImgdiffError, InputError, NetworkError, NoOverlapError
 from ..zones import Zones
 from .aoi import aoi_geojson, bounds_window, snapped_bounds
 from .items import SCL_CLOUD, SCL_NODATA, asset_grid, find_asset, item_id, summary
@@ -84,16 +85,27 @@ def scl_cover(item: Mapping[str, Any], aoi: Zones, policy: RetryPolicy, *,
     """Cloud and no-data fractions inside the zones, read by window from the item's SCL asset.
 
     Only the tiles of the SCL raster covering the zones are fetched (HTTP range requests).
+    Parts of the zones outside the image (beyond the tile's edge) count as no-data.
     """
     key, asset = find_asset(item, "SCL")
     href = str(asset["href"])
     info = raster_info(href, policy, sleep=sleep, known=asset_grid(item, key))
     if info.crs is None:
         raise InputError(f"{href}: SCL raster has no CRS")
-    bounds = snapped_bounds(aoi, info.crs, (info.transform.c, info.transform.f), snap_m=abs(info.transform.a))
-    win = bounds_window(bounds, info.transform, info.shape, href)
-    scl = read_window(href, win, policy, sleep=sleep, expect=info)
-    tr = window_transform(win, info.transform)
+    res = abs(info.transform.a)
+    bounds = snapped_bounds(aoi, info.crs, (info.transform.c, info.transform.f), snap_m=res)
+    # The grid of the whole area (possibly beyond the tile), filled with no-data, then the part inside read.
+    tr = from_origin(bounds[0], bounds[3], res, res)
+    scl = np.full((round((bounds[3] - bounds[1]) / res), round((bounds[2] - bounds[0]) / res)), SCL_NODATA, np.uint8)
+    try:
+        win = bounds_window(bounds, info.transform, info.shape, href)
+    except NoOverlapError:
+        win = None
+    if win is not None:
+        part = read_window(href, win, policy, sleep=sleep, expect=info)
+        wtr = window_transform(win, info.transform)
+        r0, c0 = round((bounds[3] - wtr.f) / res), round((wtr.c - bounds[0]) / res)
+        scl[r0:r0 + part.shape[0], c0:c0 + part.shape[1]] = part
     zones = aoi.to_crs(info.crs)
     masks: dict[str, np.ndarray] = {}
     for name, geom in zones.geometries.items():

@@ -1,0 +1,264 @@
+"""Change maps: building blocks with known truth, gain/illumination-only pairs, clouds, CLI, dev cities."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from affine import Affine
+from click.testing import CliRunner
+
+from imgdiff.change import (
+    METHODS,
+    apply_mmu,
+    change_map,
+    chi2_threshold,
+    cva,
+    em_threshold,
+    irmad,
+    log_ratio,
+    otsu_threshold,
+    pick_model,
+    scene_change_map,
+)
+from imgdiff.evaluate.change import scores
+from imgdiff.scene import Scene
+
+BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+# Top-of-atmosphere-like spectra (BANDS order) of a few surfaces
+VEG = np.array([0.06, 0.08, 0.05, 0.12, 0.25, 0.30, 0.33, 0.35, 0.18, 0.09], np.float32)
+SOIL = np.array([0.10, 0.13, 0.16, 0.19, 0.22, 0.24, 0.26, 0.27, 0.32, 0.26], np.float32)
+URBAN = np.array([0.12, 0.13, 0.14, 0.15, 0.17, 0.18, 0.19, 0.20, 0.22, 0.19], np.float32)
+ROOF = np.array([0.30, 0.32, 0.34, 0.35, 0.36, 0.37, 0.38, 0.38, 0.36, 0.30], np.float32)
+WATER = np.array([0.07, 0.06, 0.04, 0.03, 0.02, 0.02, 0.02, 0.02, 0.01, 0.008], np.float32)
+CLOUD = np.array([0.50, 0.48, 0.47, 0.48, 0.50, 0.51, 0.52, 0.52, 0.36, 0.24], np.float32)
+
+
+def _landscape(shape=(160, 160), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A textured (bands, rows, cols) scene of fields, soil, town and a lake, and its class map."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    field = ndi.gaussian_filter(rng.normal(size=shape), 12)
+    cls = np.digitize(field, np.quantile(field, [0.35, 0.6, 0.9]))  # 0 veg, 1 soil, 2 urban, 3 water
+    spectra = np.stack([VEG, SOIL, URBAN, WATER])
+    img = spectra[cls].transpose(2, 0, 1).copy()
+    texture = 1 + 0.15 * ndi.gaussian_filter(rng.normal(size=shape), 1.5)
+    img *= texture[None]
+    return img.astype(np.float32), cls
+
+
+def _noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 0.003) -> np.ndarray:
+    return (img + rng.normal(0, sigma, img.shape)).astype(np.float32)
+
+
+def _pair(gain=None, offset=None, changes=True, seed=0):
+    rng = np.random.default_rng(seed + 100)
+    before, cls = _landscape(seed=seed)
+    after = before.copy()
+    truth = np.zeros(before.shape[1:], bool)
+    if changes:
+        # new buildings: 12 x 12 px bright roofs on fields and bare soil, and a cleared field
+        for y, x in [(20, 20), (20, 110), (70, 60), (120, 120), (110, 20)]:
+            after[:, y:y + 12, x:x + 12] = ROOF[:, None, None]
+            truth[y:y + 12, x:x + 12] = True
+        after[:, 60:80, 120:150] = SOIL[:, None, None]
+        truth[60:80, 120:150] |= np.any(np.abs(before[:, 60:80, 120:150] - SOIL[:, None, None]) > 0.05, axis=0)
+    if gain is not None:
+        after = after * np.asarray(gain, np.float32)[:, None, None] + np.asarray(offset, np.float32)[:, None, None]
+    return _noisy(before, rng), _noisy(after, rng), truth
+
+
+def _scene(stack: np.ndarray) -> Scene:
+    return Scene(bands={b: stack[i] for i, b in enumerate(BANDS)}, crs="EPSG:32636",
+                 transform=Affine(10, 0, 600000, 0, -10, 3870000), valid=np.ones(stack.shape[1:], bool))
+
+
+GAIN = np.linspace(1.25, 0.85, len(BANDS))  # haze/illumination: a different gain and offset per band
+OFFSET = np.linspace(0.02, -0.01, len(BANDS))
+
+
+# --------------------------------------------------------------------------- building blocks
+def test_cva_magnitude_and_direction_are_exact():
+    b = np.zeros((2, 1, 2), np.float32)
+    a = np.array([[[3.0, 0.0]], [[4.0, -1.0]]], np.float32)
+    r = cva(b, a)
+    np.testing.assert_allclose(r.magnitude, [[5.0, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(r.direction_deg, [[np.degrees(np.arctan2(4, 3)), 270.0]], atol=1e-4)
+
+
+def test_log_ratio_ignores_a_common_gain():
+    b = np.full((3, 4, 4), 0.2, np.float32)
+    lr = log_ratio(b, 2 * b + 1e-3)
+    np.testing.assert_allclose(lr, np.log(2.0), atol=1e-3)
+
+
+def test_thresholds_split_two_known_populations():
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.normal(1.0, 0.2, 9000), rng.normal(4.0, 0.4, 1000)])
+    assert 1.6 < otsu_threshold(v) < 3.4
+    t = em_threshold(v)
+    assert 1.6 < t < 3.0
+    assert chi2_threshold(4, 0.99) == pytest.approx(13.2767, abs=1e-3)
+    assert otsu_threshold(np.ones(10)) == float("inf")
+
+
+def test_irmad_chi2_follows_chi_square_on_unchanged_pixels():
+    before, after, truth = _pair(gain=GAIN, offset=OFFSET)
+    valid = np.ones(truth.shape, bool)
+    r = irmad(before, after, valid)
+    stat = r.chi2[~truth]
+    # unchanged pixels: mean of a chi-square with `bands` degrees of freedom (robust: the median)
+    assert np.median(stat) < len(BANDS) * 1.2
+    assert np.median(r.chi2[truth]) > chi2_threshold(len(BANDS), 0.999)
+    assert r.rho.max() > 0.9
+
+
+def test_minimum_mapping_unit_is_in_square_metres():
+    m = np.zeros((20, 20), bool)
+    m[1:3, 1:3] = True  # 4 px = 400 m2 at 10 m
+    m[10:13, 10:13] = True  # 9 px = 900 m2
+    out = apply_mmu(m, 500.0, (10.0, 10.0))
+    assert not out[1:3, 1:3].any() and out[10:13, 10:13].all()
+    assert apply_mmu(m, 500.0, (20.0, 20.0)).sum() == 13  # 4 px of 20 m = 1600 m2
+
+
+# --------------------------------------------------------------------------- known change
+@pytest.mark.parametrize("method", METHODS)
+def test_gain_and_illumination_only_pair_flags_no_change(method):
+    before, after, _ = _pair(gain=GAIN, offset=OFFSET, changes=False)
+    cm = change_map(before, after, np.ones(before.shape[1:], bool), bands=BANDS, method=method)
+    assert cm.mask.mean() < 0.002, f"{method} flagged {cm.mask.mean():.2%} of an unchanged pair"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gain_only_without_texture_change_flags_nothing(method):
+    before, _, _ = _pair(changes=False)
+    rng = np.random.default_rng(5)
+    after = _noisy(before * 1.3, rng, 0.002)
+    cm = change_map(before, after, np.ones(before.shape[1:], bool), bands=BANDS, method=method)
+    assert cm.mask.mean() < 0.002
+
+
+@pytest.mark.parametrize("method", ["mlp", "irmad", "cva-em"])
+def test_new_buildings_are_found_under_a_gain_change(method):
+    before, after, truth = _pair(gain=GAIN, offset=OFFSET)
+    cm = change_map(before, after, np.ones(truth.shape, bool), bands=BANDS, method=method)
+    s = scores(cm.mask, truth)
+    assert s["recall"] > 0.7 and s["precision"] > 0.7, s
+    assert cm.confidence is not None and np.nanmean(cm.confidence[truth]) > 0.5
+
+
+def test_learned_model_is_shipped_and_fits_four_bands():
+    assert pick_model(BANDS) is not None
+    m4 = pick_model(["B02", "B03", "B04", "B08"])
+    assert m4 is not None and set(m4.bands) == {"B02", "B03", "B04", "B08"}
+    assert pick_model(["B02", "B03"]) is None
+
+
+def test_mlp_without_needed_bands_falls_back_to_irmad():
+    before, after, _ = _pair()
+    cm = change_map(before[:3], after[:3], np.ones(before.shape[1:], bool), bands=BANDS[:3], method="mlp")
+    assert cm.method == "irmad" and "fallback" in cm.details
+
+
+# --------------------------------------------------------------------------- clouds
+def test_cloud_and_its_shadow_are_not_assessed_and_not_change():
+    before, after, truth = _pair(changes=False)
+    cloud = np.zeros(truth.shape, bool)
+    cloud[30:60, 30:70] = True
+    shade = np.zeros(truth.shape, bool)
+    shade[55:85, 50:90] = True
+    shade &= ~cloud
+    after = after.copy()
+    after[:, shade] *= 0.3
+    after[:, cloud] = CLOUD[:, None]
+    cm = scene_change_map(_scene(before), _scene(after), np.ones(truth.shape, bool))
+    assert not cm.valid[cloud].any()
+    assert (~cm.valid[shade]).mean() > 0.9
+    assert cm.mask.mean() < 0.01
+    assert np.isnan(cm.magnitude[cloud]).all()
+
+
+def test_nodata_is_not_assessed():
+    before, after, _ = _pair()
+    after[:, :, :10] = np.nan
+    cm = change_map(before, after, np.ones(before.shape[1:], bool), bands=BANDS)
+    assert not cm.valid[:, :10].any() and not cm.mask[:, :10].any()
+
+
+# --------------------------------------------------------------------------- dev cities
+@pytest.mark.parametrize("city", ["beirut", "paris"])
+def test_dev_city_crop_beats_classical_change_detection(shared_data, city):
+    import imgdiff
+    from imgdiff.evaluate.change import read_label
+
+    from .conftest import need
+
+    root = need(shared_data / "oscd" / city)
+    b = imgdiff.read_scene(root / "before")
+    a = imgdiff.read_scene(root / "after")
+    h, w = b.shape
+    r0, c0 = h // 2 - 150, w // 2 - 150
+    crop = {k: slice(r0, r0 + 300) if i == 0 else slice(c0, c0 + 300) for i, k in enumerate("rc")}
+    from dataclasses import replace
+
+    def cut(s: Scene) -> Scene:
+        sl = (crop["r"], crop["c"])
+        return replace(s, bands={k: v[sl] for k, v in s.bands.items()}, valid=s.valid[sl],
+                       transform=s.transform * Affine.translation(c0, r0))
+
+    res = imgdiff.compare(cut(b), cut(imgdiff.align(b, a).after))
+    truth = read_label(root.parent / city / "change.tif", imgdiff.Grid.of(b))[crop["r"], crop["c"]]
+    s = scores(res.change.mask, truth)
+    base = scores(imgdiff.compare(cut(b), cut(imgdiff.align(b, a).after), method="cva-otsu").change.mask, truth)
+    assert res.change.method == "mlp"
+    assert s["f1"] > base["f1"], (s, base)
+    assert s["f1"] > 0.3, s
+
+
+def test_eval_change_cli_prints_pooled_scores(shared_data):
+    from imgdiff_cli.main import cli
+
+    from .conftest import need
+
+    need(shared_data / "oscd" / "paris")
+    r = CliRunner().invoke(cli, ["eval", "change", "--data", str(shared_data / "oscd"), "--city", "paris",
+                                 "--method", "cva-otsu", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["method"] == "cva-otsu"
+    p = out["per_city"]["paris"]
+    assert 0 <= p["f1"] <= 1 and p["tp"] + p["fn"] > 0
+    assert out["pooled"]["f1"] == pytest.approx(p["f1"])
+
+
+def test_eval_change_cli_rejects_a_folder_without_labels(tmp_path):
+    from imgdiff_cli.main import cli
+
+    r = CliRunner().invoke(cli, ["eval", "change", "--data", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "no labelled city" in r.output
+
+
+def test_compare_cli_accepts_method_and_writes_three_band_change_tif(tmp_path):
+    import rasterio
+    from imgdiff_cli.main import cli
+
+    from .conftest import write_band
+
+    before, after, truth = _pair(gain=GAIN, offset=OFFSET)
+    for name, stack in (("before", before), ("after", after)):
+        d = tmp_path / name
+        d.mkdir()
+        for i, b in enumerate(BANDS):
+            write_band(d / f"{b}.tif", np.round(stack[i] * 10000).astype(np.uint16))
+    r = CliRunner().invoke(cli, ["compare", str(tmp_path / "before"), str(tmp_path / "after"), "-o",
+                                 str(tmp_path / "out"), "--method", "irmad", "--no-coregister", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["change"]["method"] == "irmad"
+    with rasterio.open(tmp_path / "out" / "change.tif") as ds:
+        assert ds.count == 3
+        mask = ds.read(2) > 0.5
+    assert scores(mask, truth)["f1"] > 0.7

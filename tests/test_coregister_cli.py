@@ -1,0 +1,129 @@
+"""`imgdiff coregister` and `imgdiff eval coreg` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from imgdiff_cli.main import cli
+from rasterio.transform import from_origin
+
+from imgdiff.evaluate.coreg import degrade
+
+from .conftest import write_band
+from .test_coregister import fine_texture
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pair_arrays():
+    """Reference and target 10 m images of one place; the target moved by (+0.75, -0.5) px."""
+    fine = fine_texture(1240, seed=5)
+    rng = np.random.default_rng(0)
+    a = degrade(fine, 4, (4, 0), psf_sigma=1.8, size=(300, 300), noise=0.0003, rng=rng)
+    b = degrade(fine, 4, (1, 2), psf_sigma=2.1, size=(300, 300), noise=0.0003, gain=1.1, rng=rng)
+    return a, b, (0.75, -0.5)
+
+
+def write_scene(folder, img, transform=None, crs="EPSG:32636"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, band in enumerate(("B03", "B04", "B08")):
+        dn = ((img * (1 + 0.1 * i)) * 10000).clip(1, 65535).astype("uint16")
+        write_band(folder / f"{band}.tif", dn, transform=transform or from_origin(600000, 3870000, 10, 10), crs=crs)
+    return folder
+
+
+def test_json_prints_one_object_with_the_shift_in_pixels_and_metres(runner, tmp_path, pair_arrays):
+    a, b, truth = pair_arrays
+    ref, tgt = write_scene(tmp_path / "ref", a), write_scene(tmp_path / "tgt", b)
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "--json"])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["dx"] == pytest.approx(truth[0], abs=0.03) and out["dy"] == pytest.approx(truth[1], abs=0.03)
+    assert out["dx_m"] == pytest.approx(10 * out["dx"], rel=0.01) and out["dy_m"] == pytest.approx(-10 * out["dy"],
+                                                                                                    rel=0.01)
+    assert 0.5 < out["reliability"] <= 1 and out["points"] == []
+
+
+def test_local_json_lists_tie_points_in_reference_pixels(runner, tmp_path, pair_arrays):
+    a, b, truth = pair_arrays
+    ref, tgt = write_scene(tmp_path / "ref", a), write_scene(tmp_path / "tgt", b)
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "--local", "--json"])
+    assert r.exit_code == 0, r.stderr
+    pts = json.loads(r.stdout)["points"]
+    assert len(pts) >= 150
+    assert all(0 <= p["x"] <= 300 and 0 <= p["y"] <= 300 for p in pts)
+    err = np.array([[p["dx"] - truth[0], p["dy"] - truth[1]] for p in pts])
+    assert np.sqrt(np.mean(err**2)) < 0.05
+
+
+def test_output_is_the_warped_target_on_the_reference_grid(runner, tmp_path, pair_arrays):
+    a, b, truth = pair_arrays
+    ref, tgt = write_scene(tmp_path / "ref", a), write_scene(tmp_path / "tgt", b)
+    out = tmp_path / "warped.tif"
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert "shift dx=+0.7" in r.stdout
+    with rasterio.open(out) as ds, rasterio.open(ref / "B08.tif") as rd:
+        assert ds.crs == rd.crs and ds.transform == rd.transform and ds.shape == rd.shape
+        assert ds.compression is not None and ds.descriptions == ("B03", "B04", "B08")
+        assert ds.profile["tiled"]
+        warped = ds.read(3)
+    again = runner.invoke(cli, ["coregister", str(ref), str(out), "--bands", "B08", "--json"])
+    res = json.loads(again.stdout)
+    assert abs(res["dx"]) < 0.02 and abs(res["dy"]) < 0.02
+    assert np.isfinite(warped[10:-10, 10:-10]).all()
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "-o", str(out)])
+    assert r.exit_code == 2 and "--overwrite" in r.stderr
+
+
+def test_target_in_another_crs_and_resolution_is_aligned_first(runner, tmp_path, pair_arrays):
+    a, b, truth = pair_arrays
+    ref = write_scene(tmp_path / "ref", a)
+    # The target on a 5 m grid (each pixel repeated) shifted by half a metre: same place, finer pixels.
+    fine_b = np.repeat(np.repeat(b, 2, axis=0), 2, axis=1)
+    tgt = write_scene(tmp_path / "tgt", fine_b, transform=from_origin(600000, 3870000, 5, 5))
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "--json"])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["dx"] == pytest.approx(truth[0], abs=0.08) and out["dy"] == pytest.approx(truth[1], abs=0.08)
+
+
+def test_featureless_sea_is_a_one_line_error(runner, tmp_path):
+    rng = np.random.default_rng(0)
+    ref = write_scene(tmp_path / "ref", (0.03 + 0.001 * rng.normal(size=(200, 200))).astype(np.float32))
+    tgt = write_scene(tmp_path / "tgt", (0.03 + 0.001 * rng.normal(size=(200, 200))).astype(np.float32))
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt)])
+    assert r.exit_code == 2
+    err = r.stderr.strip()
+    assert "\n" not in err and "texture" in err
+
+
+def test_missing_reference_is_a_one_line_error(runner, tmp_path):
+    r = runner.invoke(cli, ["coregister", str(tmp_path / "nope"), str(tmp_path / "nope2")])
+    assert r.exit_code == 2 and "nope" in r.stderr
+
+
+def test_eval_coreg_reports_the_three_figures(runner, shared_data, monkeypatch):
+    import imgdiff.evaluate.coreg as ec
+
+    real = ec.dev_inputs
+
+    def two_cities(data):
+        fine, pairs, local = real(data)
+        keep = ["bercy", "paris"]
+        return ({k: fine[k] for k in keep}, {k: pairs[k] for k in keep}, {k: local[k] for k in keep[:1]})
+
+    monkeypatch.setattr(ec, "dev_inputs", two_cities)
+    r = runner.invoke(cli, ["eval", "coreg", "--quick", "--json"])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["same_date_rmse_px"] < 0.03 and out["cross_date_rmse_px"] < 0.04
+    assert out["local_rmse_px"] < 0.05 and out["local_points"] >= 150
