@@ -35,12 +35,18 @@ def speed_pair(size: int = 1200, seed: int = 0) -> tuple[Scene, Scene]:
     rng = np.random.default_rng(seed)
     field = ndi.gaussian_filter(rng.normal(size=(size, size)), 20).astype(np.float32)
     field = (field - field.min()) / np.ptp(field)
+    # vegetation and bare soil TOA spectra (B01..B12 incl. B8A), mixed by the field
+    veg = dict(zip(BAND_ORDER, (0.10, 0.06, 0.08, 0.05, 0.12, 0.25, 0.30, 0.33, 0.35, 0.10, 0.004, 0.18, 0.09)))
+    soil = dict(zip(BAND_ORDER, (0.12, 0.10, 0.13, 0.16, 0.19, 0.22, 0.24, 0.26, 0.27, 0.09, 0.006, 0.32, 0.26)))
     bands_b, bands_a = {}, {}
-    for i, b in enumerate(BAND_ORDER):
-        base = (0.05 + 0.3 * field * (0.5 + i / 26)).astype(np.float32)
+    for b in BAND_ORDER:
+        base = (veg[b] * field + soil[b] * (1 - field)).astype(np.float32)
         bands_b[b] = base + rng.normal(0, 0.004, base.shape).astype(np.float32)
         a = 1.1 * base + rng.normal(0, 0.004, base.shape).astype(np.float32)
-        a[100:300, 100:300] += 0.15
+        if b in ("B08", "B8A", "B07", "B06"):  # a 2 x 2 km field cleared: NIR down, SWIR up
+            a[100:300, 100:300] -= 0.1
+        elif b in ("B11", "B12"):
+            a[100:300, 100:300] += 0.06
         bands_a[b] = a
     tr = Affine(10, 0, 600000, 0, -10, 3870000)
     valid = np.ones((size, size), bool)

@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 import imgdiff
-from imgdiff.coregister import coregister_paths
+from imgdiff.coregister import MATCH_BANDS, coregister_paths
 from imgdiff.errors import OutputError
 from imgdiff.grid import Grid, reproject_scene
+from imgdiff.io.read import find_band_sources
 from imgdiff.io.write import atomic_path, write_geotiff
 
 from .options import bands_opt, json_opt, overwrite_opt, show_progress, steps
@@ -43,7 +44,7 @@ def coregister_cmd(reference: str, target: str, local: bool, output: str | None,
         reg = coregister_paths(reference, target, bands=bands, local=local, max_shift=max_shift, spacing=spacing)
         if output:
             advance("read")
-            ref = imgdiff.read_scene(reference, bands=bands[:1] if bands else None)
+            ref = imgdiff.read_scene(reference, bands=bands[:1] if bands else _grid_band(reference))
             tgt = reproject_scene(imgdiff.read_scene(target, bands=bands), Grid.of(ref))
             advance("warp")
             moved = imgdiff.warp(tgt, reg, interpolation=interpolation)
@@ -64,3 +65,10 @@ def coregister_cmd(reference: str, target: str, local: bool, output: str | None,
         click.echo(f"warning: {note}", err=True)
     if output:
         click.echo(f"wrote {output}")
+
+
+def _grid_band(path: str) -> list[str] | None:
+    """One sharp band of a scene (its grid is the scene's grid), to avoid reading every band."""
+    names = [s.name for s in find_band_sources(path)]
+    sharp = [b for b in MATCH_BANDS if b in names]
+    return sharp[:1] or None

@@ -19,8 +19,11 @@ from .options import json_opt, show_progress
 @click.option("--method", type=click.Choice(["auto", "cnn", "classical"]), default="auto", show_default=True,
               help="Detector: the shipped network, the top-hat baseline, or auto (network when installed).")
 @click.option("--threshold", type=float, default=None, help="Score threshold (default: the detector's own).")
+@click.option("--merge-duplicates", is_flag=True,
+              help="Merge ground-truth boxes listed twice (centres < 1 px apart) before scoring.")
 @json_opt
-def eval_aircraft_cmd(data: str, min_length: float, method: str, threshold: float | None, as_json: bool) -> None:
+def eval_aircraft_cmd(data: str, min_length: float, method: str, threshold: float | None, merge_duplicates: bool,
+                      as_json: bool) -> None:
     """Score aircraft detection on every chip under --data: per chip and pooled P/R/F1, recall by length."""
     from imgdiff.detect.aircraft import detect_aircraft
 
@@ -31,9 +34,9 @@ def eval_aircraft_cmd(data: str, min_length: float, method: str, threshold: floa
     if show_progress(as_json):
         with click.progressbar(length=n, label="chips", file=click.get_text_stream("stderr")) as bar:
             ev = evaluate_aircraft(data, min_length_m=min_length, detector=detector,
-                                   on_chip=lambda name: bar.update(1))
+                                   on_chip=lambda name: bar.update(1), dedupe=merge_duplicates)
     else:
-        ev = evaluate_aircraft(data, min_length_m=min_length, detector=detector)
+        ev = evaluate_aircraft(data, min_length_m=min_length, detector=detector, dedupe=merge_duplicates)
     out = ev.to_dict()
     out["method"] = method
     if as_json:

@@ -17,13 +17,25 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy import linalg, stats
+from scipy import linalg
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from .errors import BandError
 from .radiometry import date_masks, normalise, normalised_difference
 from .scene import Scene
+
+
+class _LazyStats:
+    """``scipy.stats`` imported on first use (it costs ~0.6 s at start-up of every CLI command)."""
+
+    def __getattr__(self, name: str):
+        from scipy import stats as _stats
+
+        return getattr(_stats, name)
+
+
+stats = _LazyStats()
 
 #: Change methods :func:`change_map` knows, default first.
 METHODS: tuple[str, ...] = ("mlp", "irmad", "cva-otsu", "cva-em", "logratio-otsu")
@@ -144,7 +156,7 @@ class IRMAD:
 
 
 def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter: int = 30, tol: float = 1e-4,
-          max_samples: int = 200_000, seed: int = 0) -> IRMAD:
+          max_samples: int = 50_000, seed: int = 0) -> IRMAD:
     """IR-MAD of two stacks (Nielsen 2007), fitted on a sample of valid pixels.
 
     Parameters
@@ -201,9 +213,11 @@ def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter:
     # sampled pixels (changed pixels are a minority), so chi2 follows chi-square(bands).
     spread = 1.4826 * np.median(np.abs(mad - np.median(mad, axis=1, keepdims=True)), axis=1)
     scale = np.where(spread > 0, spread, np.sqrt(var))
-    full_x = before.reshape(nb, -1).astype(np.float64) - mx[:, None]
-    full_y = after.reshape(nb, -1).astype(np.float64) - my[:, None]
-    mad_full = ((A.T @ full_x - B.T @ full_y) / scale[:, None]).astype(np.float32)
+    # apply to every pixel in float32: MAD = (A^T (x - mx) - B^T (y - my)) / scale
+    wa = (A / scale[None, :]).T.astype(np.float32)
+    wb = (B / scale[None, :]).T.astype(np.float32)
+    c0 = (wa @ mx.astype(np.float32) - wb @ my.astype(np.float32))[:, None]
+    mad_full = wa @ before.reshape(nb, -1) - wb @ after.reshape(nb, -1) - c0
     chi2_full = np.sum(mad_full * mad_full, axis=0)
     shape = before.shape[1:]
     return IRMAD(mad_full.reshape(nb, *shape), chi2_full.reshape(shape).astype(np.float32), rho.astype(np.float32), iterations)
@@ -331,8 +345,12 @@ def _robust_scale(x: np.ndarray, valid: np.ndarray) -> float:
     return s if s > 1e-6 else float(np.std(v)) + 1e-6
 
 
+#: Feature sets :func:`change_features` computes (a model records the one it was trained on).
+FEATURE_SETS = ("v1", "v2")
+
+
 def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
-                    bands: Sequence[str]) -> tuple[list[str], np.ndarray]:
+                    bands: Sequence[str], feature_set: str = "v1") -> tuple[list[str], np.ndarray]:
     """Per-pixel features of a normalised pair, for the learned change classifier.
 
     Spectral (each band before, after, difference and difference scaled by the scene's
@@ -340,6 +358,8 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     brightness) on both dates and their change, spectral angle, and spatial context:
     Gaussian means (sigma 1, 3, 8 px) of the scaled change magnitude and index changes,
     and local texture (standard deviation of brightness, sigma 1.5 px) on both dates.
+    ``"v2"`` adds a wider context (sigma 16 px) of the changes and the neighbourhood of
+    the before date (sigma 4 and 16 px means of its indices: what kind of place it is).
 
     Parameters
     ----------
@@ -348,6 +368,7 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     valid : ndarray of bool, shape (rows, cols)
     bands : sequence of str
         Names of the bands along axis 0 (must include B02 B03 B04 B08).
+    feature_set : {"v1", "v2"}
 
     Returns
     -------
@@ -367,13 +388,18 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
         fill_a = float(np.median(a[i][ok])) if ok.any() else 0.0
         b[i][~ok] = fill_b
         a[i][~ok] = fill_a
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}; choose one of {', '.join(FEATURE_SETS)}")
     ix = {n: i for i, n in enumerate(bands)}
+    n_idx = 4 if "B11" in ix else 3
+    n_scales = 4 if feature_set == "v2" else 3
+    count = 4 * len(ix) + 3 * n_idx + 2 + n_scales * (1 + n_idx) + (2 * n_idx if feature_set == "v2" else 0) + 3
+    feats = np.empty((count, *b.shape[1:]), np.float32)  # filled in place: no second copy of the stack
     names: list[str] = []
-    feats: list[np.ndarray] = []
 
     def add(name: str, arr: np.ndarray) -> None:
+        feats[len(names)] = arr
         names.append(name)
-        feats.append(arr.astype(np.float32, copy=False))
 
     d = a - b
     zsq = np.zeros(b.shape[1:], np.float32)
@@ -406,15 +432,20 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     norm = np.sqrt(np.sum(a * a, 0) * np.sum(b * b, 0)) + 1e-9
     add("spectral_angle", np.arccos(np.clip(dot / norm, -1, 1)))
     add("zmag", zmag)
-    for sigma in (1.0, 3.0, 8.0):
+    for sigma in (1.0, 3.0, 8.0) + ((16.0,) if feature_set == "v2" else ()):
         add(f"zmag_s{sigma:g}", _blur(zmag, sigma))
         for k in ib:
             add(f"{k}_diff_s{sigma:g}", _blur(ia[k] - ib[k], sigma))
+    if feature_set == "v2":
+        for sigma in (4.0, 16.0):
+            for k in ib:
+                add(f"{k}_before_s{sigma:g}", _blur(ib[k], sigma))
     for tag, x in (("before", ib["bright"]), ("after", ia["bright"])):
         m = _blur(x, 1.5)
         add(f"texture_{tag}", np.sqrt(np.maximum(_blur(x * x, 1.5) - m * m, 0)))
-    add("texture_diff", feats[-1] - feats[-2])
-    return names, np.stack(feats)
+    add("texture_diff", feats[len(names) - 1] - feats[len(names) - 2])
+    assert len(names) == count
+    return names, feats
 
 
 @dataclass(frozen=True)
@@ -434,6 +465,9 @@ class MLPModel:
         Probability threshold chosen by leave-one-city-out validation.
     smooth_sigma : float
         Gaussian smoothing (pixels) of the probability map before thresholding.
+    name : str
+    feature_set : str
+        Which :func:`change_features` set the model reads.
     """
 
     bands: tuple[str, ...]
@@ -445,19 +479,25 @@ class MLPModel:
     threshold: float
     smooth_sigma: float
     name: str = "mlp"
+    feature_set: str = "v1"
 
     def predict(self, features: np.ndarray, *, chunk: int = 262_144) -> np.ndarray:
         """Change probability of each pixel; ``features`` (features, rows, cols) -> (rows, cols)."""
         f, h, w = features.shape
         flat = features.reshape(f, -1)
+        # fold the input standardisation into the first layer; work in (units, pixels) layout
+        w0 = (self.weights[0] / self.std[:, None]).T.astype(np.float32)
+        b0 = (self.biases[0] - (self.mean / self.std) @ self.weights[0]).astype(np.float32)[:, None]
+        layers = [(w0, b0)] + [(W.T.copy(), bias[:, None]) for W, bias in zip(self.weights[1:], self.biases[1:])]
         out = np.empty(h * w, np.float32)
         for s in range(0, h * w, chunk):
-            x = (flat[:, s:s + chunk].T - self.mean) / self.std
-            for k, (W, bias) in enumerate(zip(self.weights, self.biases)):
-                x = x @ W + bias
-                if k < len(self.weights) - 1:
+            x = flat[:, s:s + chunk]
+            for k, (W, bias) in enumerate(layers):
+                x = W @ x
+                x += bias
+                if k < len(layers) - 1:
                     np.maximum(x, 0, out=x)
-            out[s:s + chunk] = 1.0 / (1.0 + np.exp(-np.clip(x[:, 0], -50, 50)))
+            out[s:s + chunk] = 1.0 / (1.0 + np.exp(-np.clip(x[0], -50, 50)))
         return out.reshape(h, w)
 
     def save(self, path: str | Path) -> None:
@@ -468,7 +508,8 @@ class MLPModel:
             path, bands=np.array(self.bands), feature_names=np.array(self.feature_names),
             mean=self.mean.astype(np.float32), std=self.std.astype(np.float32),
             threshold=np.float64(self.threshold), smooth_sigma=np.float64(self.smooth_sigma),
-            name=np.array(self.name), n_layers=np.int64(len(self.weights)), **arrays)
+            name=np.array(self.name), feature_set=np.array(self.feature_set),
+            n_layers=np.int64(len(self.weights)), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> MLPModel:
@@ -480,7 +521,8 @@ class MLPModel:
                 mean=z["mean"].astype(np.float32), std=z["std"].astype(np.float32),
                 weights=tuple(z[f"W{k}"].astype(np.float32) for k in range(n)),
                 biases=tuple(z[f"b{k}"].astype(np.float32) for k in range(n)),
-                threshold=float(z["threshold"]), smooth_sigma=float(z["smooth_sigma"]), name=str(z["name"]))
+                threshold=float(z["threshold"]), smooth_sigma=float(z["smooth_sigma"]), name=str(z["name"]),
+                feature_set=str(z["feature_set"]) if "feature_set" in z.files else "v1")
 
 
 @lru_cache(maxsize=8)
@@ -503,7 +545,7 @@ def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray
                         model: MLPModel) -> np.ndarray:
     """Change probability (rows, cols) from ``model`` over the pair's features (smoothed, NaN outside valid)."""
     ix = [list(bands).index(n) for n in model.bands]
-    names, feats = change_features(before[ix], after[ix], valid, model.bands)
+    names, feats = change_features(before[ix], after[ix], valid, model.bands, model.feature_set)
     if tuple(names) != model.feature_names:
         raise ValueError("change model was trained on other features; retrain with training/train_change.py")
     p = model.predict(feats)

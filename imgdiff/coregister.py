@@ -46,7 +46,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
-from .errors import CoregistrationError
+from .errors import CoregistrationError, EmptySceneError
 from .scene import Scene
 
 #: Bands preferred for matching, best first (sharp 10 m bands).
@@ -58,6 +58,12 @@ _WORKERS = 2  # FFT threads
 _CENTROID = True  # tie points at the information-weighted centroid of their chip
 _LOCAL_SIGMA = 6.0  # local chips are weighted by a Gaussian of sigma size / _LOCAL_SIGMA
 REJECT_REASONS = ("masked", "no texture", "low correlation", "no convergence", "uncertain", "outlier")
+
+
+def _num(v: float) -> float | None:
+    """A float for JSON: None when not finite."""
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,9 @@ class TiePoint:
     reason: str = ""
 
     def to_dict(self) -> dict:
-        d = {"x": self.x, "y": self.y, "dx": self.dx, "dy": self.dy, "reliability": self.reliability,
-             "uncertainty_px": self.uncertainty_px, "correlation": self.correlation}
+        """JSON-ready (non-finite numbers become None)."""
+        d = {"x": self.x, "y": self.y, "dx": _num(self.dx), "dy": _num(self.dy), "reliability": self.reliability,
+             "uncertainty_px": _num(self.uncertainty_px), "correlation": _num(self.correlation)}
         if self.reason:
             d["reason"] = self.reason
         return d
@@ -238,8 +245,8 @@ class Registration:
     def to_dict(self) -> dict:
         """JSON-ready description."""
         return {
-            "dx": self.dx, "dy": self.dy, "dx_m": self.dx_m, "dy_m": self.dy_m,
-            "uncertainty_px": self.uncertainty_px, "reliability": self.reliability, "method": self.method,
+            "dx": _num(self.dx), "dy": _num(self.dy), "dx_m": _num(self.dx_m), "dy_m": _num(self.dy_m),
+            "uncertainty_px": _num(self.uncertainty_px), "reliability": _num(self.reliability), "method": self.method,
             "n_points": len(self.points), "n_rejected": len(self.rejected),
             "points": [p.to_dict() for p in self.points] if self.model is not None else [],
             "rejected": [p.to_dict() for p in self.rejected] if self.model is not None else [],
@@ -807,7 +814,7 @@ def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequen
                           spacing=spacing, degree=degree)
     one = names[:1] if bands is None else names
     crs, tr, _ = g_ref
-    layout = chip_layout((h, w), local=local, spacing=spacing, per_axis=None if local else 6,
+    layout = chip_layout((h, w), local=local, spacing=spacing, per_axis=None if local else 5,
                          chip=128 if not local else int(np.clip(round((spacing or math.sqrt(h * w / 400.0)) * 1.5),
                                                                  48, 128)))
     pad = _SHIFT_MARGIN + int(math.ceil(max_shift)) + int(math.ceil(3 * SIGMA_HI)) + 4
@@ -824,7 +831,10 @@ def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequen
         x1, y1 = tr * (w, bottom)
         bbox = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
         for k, path in enumerate((reference, target)):
-            sc = read_scene(path, bands=one, bbox=bbox, bbox_crs=crs)
+            try:
+                sc = read_scene(path, bands=one, bbox=bbox, bbox_crs=crs)
+            except EmptySceneError:
+                continue  # a strip of no-data: its chips stay unusable
             row_off = int(sc.meta.get("window", {}).get("row_off", top))
             img = np.where(sc.valid, matching_image(sc.stack(one)), np.nan)
             if px is None:
@@ -907,6 +917,9 @@ def _summarise(meas: _Measured, *, local: bool, degree: int, reference: Scene | 
         notes.append(f"{n - len(idx)} of {n} tie points rejected")
     if unc > 0.1:
         notes.append(f"large uncertainty ({unc:.2f} px)")
+    if spread2 > 0.2**2:
+        notes.append(f"the shift varies across the scene (spread {math.sqrt(spread2):.2f} px); "
+                     + ("the local model follows it" if local else "consider local=True"))
     if pixel_size is None:
         if reference is not None:
             sx, sy = reference.pixel_size_m

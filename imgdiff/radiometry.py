@@ -180,7 +180,7 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     present). Without the sun geometry, the projection is found from the data
     (:func:`_shadow_offset`): the shift of up to ``search_m`` metres that lays the most
     cloud onto dark pixels. Shadow = shifted cloud mask, grown by 3 pixels, that is
-    dark, not cloud and not water. If fewer than ``min_overlap`` of the shifted cloud
+    dark (water too: it is shadowed as well) and not cloud. If fewer than ``min_overlap`` of the shifted cloud
     pixels are dark, no shadow is reported.
 
     Parameters
@@ -204,7 +204,8 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     seeds = _drop_small(cloud, 25)
     if not seeds.any():
         return np.zeros(scene.shape, bool)
-    dark = _dark_mask(scene, cloud) & ~cloud & ~water_mask(scene)
+    water = water_mask(scene)
+    dark = _dark_mask(scene, cloud) & ~cloud & ~water
     px = max(min(scene.pixel_size_m), 1e-3)
     # work at about 30 m: shadows are large, and the correlation stays cheap
     k = max(1, int(round(30.0 / px)))
@@ -221,7 +222,8 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
         return np.zeros(scene.shape, bool)
     shifted = ndi.shift(seeds.astype(np.uint8), (dy * k, dx * k), order=0, mode="constant", cval=0).astype(bool)
     shifted = ndi.binary_dilation(shifted, structure=np.ones((3, 3), bool), iterations=3)
-    return shifted & dark
+    # water inside the shadow footprint is shadowed too (dark either way, so not assessable)
+    return shifted & (dark | water) & ~cloud
 
 
 def _drop_small(mask: np.ndarray, min_px: int) -> np.ndarray:
@@ -335,7 +337,7 @@ class Normalisation:
         return (after * self.gain[:, None, None] + self.offset[:, None, None]).astype(np.float32)
 
 
-def normalise(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_samples: int = 200_000,
+def normalise(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_samples: int = 100_000,
               seed: int = 0) -> Normalisation:
     """Relative radiometric normalisation of ``after`` to ``before`` from pseudo-invariant pixels.
 

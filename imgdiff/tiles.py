@@ -349,6 +349,19 @@ def sample_boxes(shape: tuple[int, int], chip: int = 512) -> list[tuple[int, int
     return list(dict.fromkeys(boxes))
 
 
+def grid_boxes(shape: tuple[int, int], chip: int, per_side: int) -> list[tuple[int, int, int, int]]:
+    """``per_side`` x ``per_side`` chip boxes (x0, y0, x1, y1) centred in equal cells of a grid."""
+    h, w = shape
+    cw, ch = min(chip, w), min(chip, h)
+    boxes = []
+    for fy in (np.arange(per_side) + 0.5) / per_side:
+        for fx in (np.arange(per_side) + 0.5) / per_side:
+            x0 = int(np.clip(round(fx * w - cw / 2), 0, w - cw))
+            y0 = int(np.clip(round(fy * h - ch / 2), 0, h - ch))
+            boxes.append((x0, y0, x0 + cw, y0 + ch))
+    return list(dict.fromkeys(boxes))
+
+
 def _excluded(scene: Scene) -> np.ndarray:
     """Cloud, cloud shadow and saturated pixels (as ``imgdiff.change.scene_change_map`` excludes them)."""
     if not all(n in scene.bands for n in ("B02", "B03", "B04", "B08")):
@@ -478,6 +491,19 @@ def estimate_on_samples(
         )
     else:
         reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none")
+    # Radiometry (normalisation, IR-MAD) from the registration chips plus a 5 x 5 grid of small
+    # windows, so that the statistics represent the whole raster, not five places in it.
+    extra = [bx for bx in grid_boxes(grid.shape, 192, 5) if bx not in set(sample_boxes(grid.shape, chip))]
+    if grid.width * grid.height > 4 * chip * chip:
+        for box in extra:
+            b = read_window(before, grid, box, names)
+            a = read_window(after, grid, box, names)
+            if b is None or a is None:
+                continue
+            try:
+                pairs.append(align(b, a, grid=Grid.of(b), bands=names))
+            except NoOverlapError:
+                continue
     stacks = []
     for pair in pairs:
         moved = warp(pair.after, reg, interpolation=WARP_KERNEL) if register else pair.after

@@ -25,7 +25,7 @@ from imgdiff.detect.aircraft import (
 from imgdiff.detect.aircraft_features import find_peaks, local_normalise
 from imgdiff.detect.aircraft_sim import simulate_apron
 from imgdiff.errors import BandError, EmptySceneError, InputError
-from imgdiff.evaluate.aircraft import evaluate_aircraft, read_truth, score_chip
+from imgdiff.evaluate.aircraft import AircraftTruth, evaluate_aircraft, merge_duplicates, read_truth, score_chip
 from imgdiff.evaluate.detection import match_detections
 from imgdiff.zones import Zones
 
@@ -249,3 +249,12 @@ def test_dev_chips_pooled_f1_and_recall_for_50_m_and_longer(shared_data):
     n = ev.bin_counts[3] + ev.bin_counts[4]
     assert hits / n >= 0.85, rec
     assert max(c.seconds for c in ev.chips) < 0.5
+
+
+def test_merge_duplicates_keeps_one_box_per_aircraft():
+    truth = AircraftTruth(np.array([[0, 16.5, 9.75, 25.7], [0.05, 16.35, 9.6, 25.55], [30, 30, 35, 35.0]]),
+                          np.array([97.0, 95.5, 50.0]), np.array([False, True, False]))
+    merged = merge_duplicates(truth)
+    assert len(merged.boxes) == 2
+    assert merged.truncated.tolist() == [True, False]
+    assert merged.length_m.tolist() == [97.0, 50.0]

@@ -238,3 +238,28 @@ def test_windowed_reading_of_files_matches_the_in_memory_estimate(tmp_path, city
     strips = coregister_paths(tmp_path / "ref", tmp_path / "tgt", full_read_pixels=0)
     assert (full.dx, full.dy) == pytest.approx(truth, abs=0.03)
     assert (strips.dx, strips.dy) == pytest.approx(truth, abs=0.03)
+
+
+def test_windowed_reading_survives_a_no_data_strip_and_gives_local_points(tmp_path, city):
+    from .conftest import write_band
+
+    a, b, truth = degraded_pair(city, (0, 3), (5, 1))
+    b[:70] = 0  # zero-filled rows (no-data) in the target
+    for name, x in (("ref", a), ("tgt", b)):
+        (tmp_path / name).mkdir()
+        write_band(tmp_path / name / "B08.tif", (x * 10000).clip(0, 65535).astype("uint16"))
+    reg = coregister_paths(tmp_path / "ref", tmp_path / "tgt", local=True, full_read_pixels=0)
+    assert (reg.dx, reg.dy) == pytest.approx(truth, abs=0.03)
+    assert all(p.y > 60 for p in reg.points) and any(p.reason == "masked" for p in reg.rejected)
+    pts = np.array([[p.dx, p.dy] for p in reg.points])
+    assert rmse(pts - np.array(truth)) < 0.05
+
+
+def test_halves_moved_in_different_directions_are_flagged_unreliable(city):
+    a, left, _ = degraded_pair(city, (0, 0), (4, 0))
+    _, right, _ = degraded_pair(city, (0, 0), (0, 4))
+    b = left.copy()
+    b[:, 128:] = right[:, 128:]
+    reg = coregister(as_scene(a), as_scene(b))
+    assert reg.reliability < 0.5 and not reg.reliable
+    assert any("varies across the scene" in n for n in reg.notes)

@@ -43,9 +43,9 @@ SMOOTH_SIGMA = 1.0
 BATCH = 4096
 
 
-def city_features(root: Path, city: str, bands: tuple[str, ...], cache: Path) -> dict:
+def city_features(root: Path, city: str, bands: tuple[str, ...], cache: Path, feature_set: str = "v1") -> dict:
     """Features, label, valid mask and pixel size of one city (cached)."""
-    f = cache / f"{city}_{len(bands)}.npz"
+    f = cache / f"{city}_{len(bands)}_{feature_set}.npz"
     if f.is_file():
         z = np.load(f)
         return {k: z[k] for k in z.files}
@@ -56,7 +56,7 @@ def city_features(root: Path, city: str, bands: tuple[str, ...], cache: Path) ->
     before = res.pair.before.stack(bands)
     after = res.pair.after.stack(bands)
     norm = normalise(before, after, valid)
-    names, feats = change_features(before, norm.apply(after), valid, bands)
+    names, feats = change_features(before, norm.apply(after), valid, bands, feature_set)
     label = read_label(root / city / "change.tif", res.grid)
     out = {"features": feats.astype(np.float32), "label": label, "valid": valid,
            "names": np.array(names), "pixel_size_m": np.array(res.grid.pixel_size_m)}
@@ -79,7 +79,7 @@ def sample(data: dict, rng: np.random.Generator, n_neg: int, n_pos_max: int) -> 
 
 
 def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, ...], threshold: float,
-              *, epochs: int = 40, seed: int = SEED) -> MLPModel:
+              *, epochs: int = 15, seed: int = SEED, feature_set: str = "v1") -> MLPModel:
     import torch
 
     torch.manual_seed(seed)
@@ -116,7 +116,8 @@ def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, 
                     std=std.astype(np.float32),
                     weights=tuple(m.weight.detach().numpy().T.copy() for m in lin),
                     biases=tuple(m.bias.detach().numpy().copy() for m in lin),
-                    threshold=threshold, smooth_sigma=SMOOTH_SIGMA, name=f"mlp-{len(bands)}band")
+                    threshold=threshold, smooth_sigma=SMOOTH_SIGMA, name=f"mlp-{len(bands)}band-{feature_set}",
+                    feature_set=feature_set)
 
 
 def predict_city(model: MLPModel, data: dict) -> np.ndarray:
@@ -147,6 +148,7 @@ def main() -> None:
     ap.add_argument("--neg", type=int, default=40_000, help="negative pixels sampled per city")
     ap.add_argument("--pos", type=int, default=20_000, help="at most this many positive pixels per city")
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--features", choices=["v1", "v2"], default="v2", help="feature set (see change_features)")
     ap.add_argument("--no-write", action="store_true", help="only report the leave-one-city-out estimate")
     args = ap.parse_args()
     sets = ["full", "rgbn"] if args.bandset == "all" else [args.bandset]
@@ -155,7 +157,7 @@ def main() -> None:
     for bs in sets:
         bands = BANDSETS[bs]
         t0 = time.time()
-        datas = {c: city_features(args.data, c, bands, args.cache) for c in cities}
+        datas = {c: city_features(args.data, c, bands, args.cache, args.features) for c in cities}
         names = [str(n) for n in datas[cities[0]]["names"]]
         print(f"[{bs}] features of {len(cities)} cities: {len(names)} features, {time.time() - t0:.1f} s")
         samples = {}
@@ -165,7 +167,7 @@ def main() -> None:
         for c in cities:
             x = np.concatenate([samples[o][0] for o in cities if o != c])
             y = np.concatenate([samples[o][1] for o in cities if o != c])
-            m = train_mlp(x, y, names, bands, 0.5, epochs=args.epochs)
+            m = train_mlp(x, y, names, bands, 0.5, epochs=args.epochs, feature_set=args.features)
             probs[c] = predict_city(m, datas[c])
             print(f"[{bs}] fold {c}: trained on {len(y)} px, {time.time() - t0:.0f} s", flush=True)
         best = max(np.arange(0.2, 0.95, 0.025), key=lambda t: pooled_at(t, probs, datas)[1]["f1"])
@@ -183,7 +185,7 @@ def main() -> None:
         if not args.no_write:
             x = np.concatenate([samples[c][0] for c in cities])
             y = np.concatenate([samples[c][1] for c in cities])
-            final = train_mlp(x, y, names, bands, float(best), epochs=args.epochs)
+            final = train_mlp(x, y, names, bands, float(best), epochs=args.epochs, feature_set=args.features)
             MODEL_DIR.mkdir(parents=True, exist_ok=True)
             out = MODEL_DIR / f"change_mlp_{bs}.npz"
             final.save(out)

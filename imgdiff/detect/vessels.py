@@ -140,20 +140,31 @@ def _load_net(path: str, mtime: float):
         raise InputError(f"{path}: cannot load the vessel model ({str(e).strip().splitlines()[-1]})") from None
 
 
-def _forward(net, tile: np.ndarray, tta: bool) -> np.ndarray:
-    """Raw network output (5, h/2, w/2) of one padded tile; with ``tta`` the heat-map logits and
-    sizes are averaged with those of the left-right mirrored tile (offsets from the direct pass)."""
+def _forward(net, tile: np.ndarray, tta: int) -> np.ndarray:
+    """Raw network output (5, h/2, w/2) of one padded tile.
+
+    With ``tta`` 2 (or 4) passes, the heat-map logits and sizes are averaged with those of the
+    left-right (and up-down, both) mirrored tile; offsets come from the direct pass.
+    """
     net.setInput(np.ascontiguousarray(tile[None]))
     out = net.forward()[0].copy()
-    if tta:
-        net.setInput(np.ascontiguousarray(tile[None, :, :, ::-1]))
-        flip = net.forward()[0][:, :, ::-1]
-        out[0] = (out[0] + flip[0]) / 2
-        out[3:5] = (out[3:5] + flip[3:5]) / 2
+    flips = [(False, True), (True, False), (True, True)][: max(int(tta), 1) - 1]
+    for fy, fx in flips:
+        t = tile[:, ::-1] if fy else tile
+        t = t[:, :, ::-1] if fx else t
+        net.setInput(np.ascontiguousarray(t[None]))
+        o = net.forward()[0]
+        o = o[:, ::-1] if fy else o
+        o = o[:, :, ::-1] if fx else o
+        out[0] += o[0]
+        out[3:5] += o[3:5]
+    if flips:
+        out[0] /= len(flips) + 1
+        out[3:5] /= len(flips) + 1
     return out
 
 
-def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: bool = False) -> VesselMaps:
+def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: int = 1) -> VesselMaps:
     """Run the vessel network on an input from :func:`vessel_input` (tiled when large).
 
     Parameters
@@ -161,8 +172,8 @@ def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: bool = F
     x : ndarray (8, rows, cols)
     model : path, optional
         ONNX model; default the shipped one.
-    tta : bool
-        Also run the mirrored image and average (about twice the time).
+    tta : int
+        Passes averaged: 1 (image only), 2 (+ left-right mirror) or 4 (+ up-down, both).
     """
     path = Path(model) if model is not None else MODEL_PATH
     if not path.is_file():
@@ -201,7 +212,7 @@ def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: bool = F
 
 
 def decode_maps(maps: VesselMaps, *, min_score: float, shape: tuple[int, int],
-                nms_iou: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+                nms_iou: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Boxes and scores from the heat map: local maxima above ``min_score``, then box NMS.
 
     Returns
@@ -237,6 +248,45 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou_max: float) -> np.ndarray:
             continue
         keep.append(int(i))
     return np.array(keep, int)
+
+
+def water_mask(scene: Scene, *, min_area_px: int = 2000) -> np.ndarray | None:
+    """Open water by NDWI (B03 - B08) / (B03 + B08) > 0, invalid pixels counted as water.
+
+    Only connected water bodies of at least ``min_area_px`` pixels are kept (wet roofs,
+    shadows and ponds are not where ships lie).
+
+    Scale-free (a ratio of two bands with one scaling). Small gaps (ships, buoys) are closed
+    by the caller's distance test. None when B03 or B08 is missing.
+    """
+    if "B03" not in scene.bands or "B08" not in scene.bands:
+        return None
+    g, n = scene.bands["B03"], scene.bands["B08"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndwi = (g - n) / (g + n)
+    water = ~np.isfinite(ndwi) | (ndwi > 0.0)
+    water = ndi.binary_opening(water, iterations=1)
+    lab, n = ndi.label(water)
+    if n:
+        sizes = np.bincount(lab.ravel())
+        big = sizes >= min_area_px
+        big[0] = False
+        water = big[lab]
+    return water
+
+
+def near_water(boxes: np.ndarray, water: np.ndarray, max_px: float) -> np.ndarray:
+    """True for each box (pixel edges) with an open-water pixel within ``max_px`` pixels of it."""
+    if not len(boxes):
+        return np.zeros(0, bool)
+    dist = ndi.distance_transform_edt(~water) if water.any() else np.full(water.shape, np.inf)
+    rows, cols = water.shape
+    keep = np.zeros(len(boxes), bool)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        c0, r0 = int(max(math.floor(x0), 0)), int(max(math.floor(y0), 0))
+        c1, r1 = int(min(max(math.ceil(x1), c0 + 1), cols)), int(min(max(math.ceil(y1), r0 + 1), rows))
+        keep[i] = dist[r0:r1, c0:c1].min() <= max_px if r1 > r0 and c1 > c0 else False
+    return keep
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,14 +424,26 @@ def band_displacement(scene: Scene, mask: np.ndarray, origin: tuple[int, int], g
 
 
 def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, float, float], score: float, *,
-                   moving_kn: float = 6.0) -> Detection:
-    """A :class:`Detection` for one box: centroid, size, heading and motion measured on the image."""
+                   moving_kn: float = 6.0, water: np.ndarray | None = None) -> Detection:
+    """A :class:`Detection` for one box: centroid, size, heading and motion measured on the image.
+
+    A vessel counts as moving when its inter-band speed is at least ``moving_kn``, the band
+    centroids lie on a line, and it lies in open water (at least 80 % water in a 2-pixel ring
+    around it, when a ``water`` mask is given): a ship alongside a quay is stationary.
+    """
     psx, psy = scene.pixel_size_m
     rows, cols = bright.shape
     ib = (int(math.floor(box[0])), int(math.floor(box[1])), int(math.ceil(box[2])), int(math.ceil(box[3])))
     ib = (max(ib[0], 0), max(ib[1], 0), min(max(ib[2], ib[0] + 1), cols), min(max(ib[3], ib[1] + 1), rows))
     mask, (ox, oy) = _ship_mask(bright, ib, grow=2)
-    extra: dict = {"moving": False, "speed_kn": None, "box_heading_deg": None}
+    extra: dict = {"moving": False, "speed_kn": None}
+    open_water = True
+    if water is not None and mask.any():
+        h, w = mask.shape
+        ring = ndi.binary_dilation(mask, iterations=3) & ~ndi.binary_dilation(mask, iterations=1)
+        wpatch = water[oy:oy + h, ox:ox + w]
+        open_water = bool(ring.any() and wpatch[ring].mean() >= 0.8)
+    extra["open_water"] = open_water
     if mask.sum() >= 2:
         length, width, heading, (mcx, mcy) = _axes(mask, psx, psy)
         centroid = (ox + mcx, oy + mcy)
@@ -396,7 +458,7 @@ def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, fl
         speed_kn = speed_ms / KNOT_MS
         extra["speed_kn"] = round(speed_kn, 1)
         extra["fit_residual_px"] = round(resid, 3)
-        moving = speed_kn >= moving_kn and resid < 0.35
+        moving = speed_kn >= moving_kn and resid < 0.35 and open_water
         extra["moving"] = bool(moving)
         if moving:
             extra["course_deg"] = round((math.degrees(math.atan2(vx * psx, -vy * psy)) + 360.0) % 360.0, 1)
@@ -420,7 +482,8 @@ def detect_vessels(
     model: str | Path | None = None,
     moving_kn: float = 6.0,
     min_length_m: float = 0.0,
-    tta: bool = False,
+    tta: int = 2,
+    water_px: float | None = 4.0,
 ) -> Detections:
     """Detect vessels (at sea, at anchor, moored alongside quays, rafted) in a scene.
 
@@ -440,8 +503,11 @@ def detect_vessels(
         Speed in knots from the inter-band displacement above which a vessel counts as moving.
     min_length_m : float
         Drop vessels shorter than this (metres).
-    tta : bool
-        Average the network over the image and its mirror (about twice the time).
+    tta : int
+        Network passes averaged over mirrored images: 1, 2 or 4 (time grows in proportion).
+    water_px : float or None
+        Drop vessels with no open water (NDWI > 0) within this many pixels of their box
+        (needs B03 and B08; None: keep all).
 
     Returns
     -------
@@ -454,17 +520,22 @@ def detect_vessels(
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
     use_cnn = method == "cnn" or (method == "auto" and (model is not None or MODEL_PATH.is_file()))
+    water = water_mask(scene)
     if use_cnn:
         x = vessel_input(scene)
         maps = run_network(x, model, tta=tta)
         boxes, scores = decode_maps(maps, min_score=min_score, shape=scene.shape)
         bright = x[:4].mean(axis=0)
+        if water is not None and water_px is not None:
+            keep = near_water(boxes, water, water_px)
+            boxes, scores = boxes[keep], scores[keep]
     else:
         boxes, scores = classical_candidates(scene)
         keep = scores >= min_score
         boxes, scores = boxes[keep], scores[keep]
         bright = vessel_input(scene)[:4].mean(axis=0)
-    items = [measure_vessel(scene, bright, tuple(b), s, moving_kn=moving_kn) for b, s in zip(boxes, scores)]
+    items = [measure_vessel(scene, bright, tuple(b), s, moving_kn=moving_kn, water=water)
+             for b, s in zip(boxes, scores)]
     if min_length_m > 0:
         items = [d for d in items if not d.length_m < min_length_m]
     dets = sorted_detections(items, scene.crs, scene.transform, scene.pixel_size_m)

@@ -130,6 +130,26 @@ def read_truth(path: str | Path) -> AircraftTruth:
     return AircraftTruth(boxes, length, trunc)
 
 
+def merge_duplicates(truth: AircraftTruth, max_dist_px: float = 1.0) -> AircraftTruth:
+    """Ground truth with near-identical boxes merged (centres closer than ``max_dist_px`` pixels).
+
+    Some ``aircraft_s2sim`` chips list one aircraft twice (from overlapping source tiles);
+    the first box of each cluster is kept, truncated if any member is.
+    """
+    b = truth.boxes
+    c = np.column_stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2])
+    keep = np.ones(len(b), bool)
+    trunc = truth.truncated.copy()
+    for i in range(len(b)):
+        if not keep[i]:
+            continue
+        near = np.flatnonzero(np.hypot(c[:, 0] - c[i, 0], c[:, 1] - c[i, 1]) < max_dist_px)
+        near = near[near > i]
+        keep[near] = False
+        trunc[i] = trunc[i] or bool(truth.truncated[near].any())
+    return AircraftTruth(b[keep], truth.length_m[keep], trunc[keep])
+
+
 def chip_dirs(data: str | Path) -> list[Path]:
     """Chip folders under ``data`` (those holding ``aircraft.json``), sorted by name."""
     data = Path(data)
@@ -195,6 +215,7 @@ def evaluate_aircraft(
     min_length_m: float = 40.0,
     detector: Callable[[Scene], Detections] | None = None,
     on_chip: Callable[[str], None] | None = None,
+    dedupe: bool = False,
 ) -> AircraftEvaluation:
     """Run a detector over every chip under ``data`` and score it.
 
@@ -208,6 +229,9 @@ def evaluate_aircraft(
         ``Scene -> Detections``; :func:`imgdiff.detect.aircraft.detect_aircraft` by default.
     on_chip : callable, optional
         Called with each chip name before it is processed (progress).
+    dedupe : bool
+        Merge duplicate ground-truth boxes first (:func:`merge_duplicates`); off by default,
+        so that scores compare with the issue's figures.
     """
     import time
 
@@ -222,6 +246,8 @@ def evaluate_aircraft(
         if on_chip:
             on_chip(d.name)
         truth = read_truth(d / "aircraft.json")
+        if dedupe:
+            truth = merge_duplicates(truth)
         scene = read_scene(d)
         t0 = time.perf_counter()
         dets = detector(scene)
@@ -231,4 +257,4 @@ def evaluate_aircraft(
         hits += h
         counts += n
     return AircraftEvaluation(min_length_m, tuple(chips), LENGTH_BINS_M, tuple(int(v) for v in hits),
-                              tuple(int(v) for v in counts))
+                              tuple(int(v) for v in counts), extra={"duplicates_merged": dedupe})

@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 from .aoi import resolve_aoi, site_zones
+from .catalog import DEFAULT_CATALOG, DEFAULT_COLLECTION, Acquisition, ZoneCover, items_by_id, search
 from .fetch import FetchedBand, FetchResult, default_cache_dir, fetch_item, load_item
 from .items import BandRadiometry, band_radiometry, find_asset, summary
 from .remote import RetryPolicy, read_window
 from .resolve import is_stac_ref, resolve_scene_path
-from .search import DEFAULT_CATALOG, DEFAULT_COLLECTION, Acquisition, ZoneCover, items_by_id, search
 
 __all__ = [
     "DEFAULT_CATALOG", "DEFAULT_COLLECTION", "Acquisition", "BandRadiometry", "FetchResult", "FetchedBand",

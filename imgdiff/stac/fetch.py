@@ -40,6 +40,7 @@ from ..io.bands import normalise_band_name
 from ..io.write import GTIFF_OPTIONS, atomic_path, write_json
 from ..zones import Zones
 from .aoi import bounds_window, snapped_bounds
+from .catalog import DEFAULT_CATALOG, DEFAULT_COLLECTION, items_by_id
 from .items import (
     DEFAULT_BANDS,
     BandRadiometry,
@@ -52,7 +53,6 @@ from .items import (
     summary,
 )
 from .remote import DEFAULT_POLICY, RetryLog, RetryPolicy, get_json, raster_info, read_window
-from .search import DEFAULT_CATALOG, DEFAULT_COLLECTION, items_by_id
 
 log = logging.getLogger(__name__)
 

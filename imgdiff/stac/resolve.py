@@ -11,10 +11,10 @@ from pathlib import Path
 from ..errors import InputError
 from ..zones import Zones
 from .aoi import aoi_lonlat_bounds, resolve_aoi
+from .catalog import DEFAULT_CATALOG, DEFAULT_COLLECTION
 from .fetch import PROVENANCE_FILE, default_cache_dir, fetch_item, load_item
 from .items import DEFAULT_BANDS
 from .remote import DEFAULT_POLICY, RetryPolicy
-from .search import DEFAULT_CATALOG, DEFAULT_COLLECTION
 
 #: Item ids of Earth Search (``S2B_36SYD_20241205_0_L2A``) and ESA product names (``S2B_MSIL2A_...``).
 _ITEM_ID = re.compile(r"^S2[A-D]_(\d{2}[C-X][A-Z]{2}_\d{8}_\d+_L[12][AC]|MSIL[12][AC]_\w+)$")
