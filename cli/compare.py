@@ -61,7 +61,7 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
     if tile_size or should_tile(before, bands, bbox):  # whole tiles: windows, bounded memory (imgdiff.tiles)
         report = compare_tiled_with_progress(before, after, outdir, bands=bands, bbox=bbox, tile_size=tile_size,
                                              register=not no_coregister, overwrite=overwrite,
-                                             progress=show_progress(as_json))
+                                             progress=show_progress(as_json), method=method)
     else:
         with steps(["read", "align", "co-register", "change", "write"], show_progress(as_json)) as advance:
             b = imgdiff.read_scene(before, bands=bands, bbox=bbox)

@@ -7,7 +7,16 @@ from typing import Any
 
 import click
 
-from imgdiff.tiles import CHANGE_OVERLAP, TILE_SIZE, compare_tiled, should_tile, tile_grid, work_grid
+from imgdiff.tiles import (
+    CHANGE_OVERLAP,
+    MLP_TILE_SIZE,
+    TILE_SIZE,
+    TILED_METHODS,
+    compare_tiled,
+    should_tile,
+    tile_grid,
+    work_grid,
+)
 
 from .watch import sigterm_as_interrupt
 
@@ -16,18 +25,21 @@ __all__ = ["compare_tiled_with_progress", "detect_tiled_cli", "should_tile"]
 
 def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: Sequence[str] | None,
                                 bbox: tuple | None, tile_size: int | None, register: bool, overwrite: bool,
-                                progress: bool) -> dict[str, Any]:
+                                progress: bool, method: str | None = None) -> dict[str, Any]:
     """Run :func:`imgdiff.tiles.compare_tiled` with a progress bar over both tile passes (on a terminal)."""
-    size = tile_size or TILE_SIZE
+    size = tile_size  # None: the method's default (imgdiff.tiles.TILE_SIZE, MLP_TILE_SIZE)
+    if method is not None and method not in TILED_METHODS:
+        raise click.UsageError(f"--method {method} is not available in windows (whole tiles, --tile-size); "
+                               f"use one of {', '.join(TILED_METHODS)}")
     with sigterm_as_interrupt():
         if not progress:
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
-                                 overwrite=overwrite)
-        n = len(tile_grid(work_grid(before, bands, bbox).shape, size, CHANGE_OVERLAP))
-        with click.progressbar(length=2 * n, label="imgdiff compare (tiles)", file=click.get_text_stream("stderr"),
+                                 overwrite=overwrite, method=method)
+        n = len(tile_grid(work_grid(before, bands, bbox).shape, size or MLP_TILE_SIZE, CHANGE_OVERLAP))
+        with click.progressbar(length=2 * n,  # an upper bound when the method's tiles are larger label="imgdiff compare (tiles)", file=click.get_text_stream("stderr"),
                                item_show_func=lambda x: x) as bar:
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
-                                 overwrite=overwrite,
+                                 overwrite=overwrite, method=method,
                                  on_tile=lambda name, t: bar.update(1, f"{name} {t.row},{t.col}"))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .change import ChangeMap, change_map  # noqa: E402
 from .compare import CompareResult, compare  # noqa: E402
 from .coregister import Registration, ShiftModel, TiePoint, coregister, coregister_paths, warp  # noqa: E402
 from .detect.aircraft import detect_aircraft  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "utm_grid", "warp", "water_mask", "write_compare",
 ]
 __all__ += ["compare_tiled", "detect_tiled", "read_manifest", "run_watch"]
+__all__ += ["ChangeMap", "change_map"]
 from .claims import load_claims, verify  # noqa: E402
 from .sites import get_site, load_zones  # noqa: E402
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy import linalg
+from scipy import linalg, special
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
@@ -187,9 +187,11 @@ def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter:
         sw = w.sum()
         mx, my = (X * w).sum(1) / sw, (Y * w).sum(1) / sw
         Xc, Yc = X - mx[:, None], Y - my[:, None]
-        sxx = (Xc * w) @ Xc.T / sw + 1e-10 * np.eye(nb)
-        syy = (Yc * w) @ Yc.T / sw + 1e-10 * np.eye(nb)
-        sxy = (Xc * w) @ Yc.T / sw
+        # einsum, not BLAS: threaded BLAS on these tall-skinny products stalls on a busy machine
+        Xw = Xc * w
+        sxx = np.einsum("in,jn->ij", Xw, Xc) / sw + 1e-10 * np.eye(nb)
+        syy = np.einsum("in,jn->ij", Yc * w, Yc) / sw + 1e-10 * np.eye(nb)
+        sxy = np.einsum("in,jn->ij", Xw, Yc) / sw
         # generalised eigenproblem: sxy syy^-1 syx a = rho^2 sxx a
         c = sxy @ np.linalg.solve(syy, sxy.T)
         lam, A = linalg.eigh((c + c.T) / 2, sxx)
@@ -202,9 +204,9 @@ def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter:
         sign = np.sign(np.einsum("ij,jk,ki->i", A.T, sxy, B))
         B = B * np.where(sign == 0, 1, sign)[None, :]
         var = np.maximum(2 * (1 - rho), 1e-6)
-        mad = (A.T @ Xc - B.T @ Yc)
+        mad = np.einsum("ji,jn->in", A, Xc) - np.einsum("ji,jn->in", B, Yc)
         chi2 = np.sum(mad * mad / var[:, None], axis=0)
-        w = stats.chi2.sf(chi2, nb)
+        w = special.gammaincc(nb / 2.0, chi2 / 2.0)  # chi-square survival function, nb dof
         if np.max(np.abs(rho - rho_old)) < tol:
             break
         rho_old = rho

@@ -188,11 +188,12 @@ def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: t
 
 
 def carry_over(before: Detections, after: Detections, before_scene: Scene, after_scene: Scene, *,
-               min_persistence: float = 0.5, **match_kwargs: float) -> tuple[Detections, Detections]:
+               min_persistence: float = 0.5, min_score: float = 0.5,
+               **match_kwargs: float) -> tuple[Detections, Detections]:
     """Add objects one date's detector missed but the other date shows are still there.
 
-    A before-detection with no after partner, overlapping no after-detection, whose box still
-    holds the object on the after date (:func:`persistence` >= ``min_persistence``) is added
+    A confident before-detection (score >= ``min_score``) with no after partner, overlapping
+    no after-detection, whose box still holds the object on the after date (:func:`persistence` >= ``min_persistence``) is added
     to the after detections, and the other way round. Added items carry ``extra["carried_from"]`` (the date it was seen on)
     and ``extra["persistence"]``. Both scenes must be on the detections' grid.
 
@@ -211,14 +212,14 @@ def carry_over(before: Detections, after: Detections, before_scene: Scene, after
 
     for i in m.departed:
         d = before.items[i]
-        if overlaps_any(d.box, after):  # seen on the other date already, split or merged differently
+        if d.score < min_score or overlaps_any(d.box, after):  # seen on the other date already, split or merged differently
             continue
         p = persistence(bb, ba, d.box)
         if p >= min_persistence:
             add_a.append(replace(d, extra={**d.extra, "carried_from": "before", "persistence": round(p, 3)}))
     for j in m.arrived:
         d = after.items[j]
-        if overlaps_any(d.box, before):
+        if d.score < min_score or overlaps_any(d.box, before):
             continue
         p = persistence(ba, bb, d.box)
         if p >= min_persistence:

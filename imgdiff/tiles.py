@@ -41,6 +41,9 @@ from .zones import Zones, assign_zones
 
 #: Default tile core size in pixels (a multiple of the 256 px output block size).
 TILE_SIZE = 2048
+#: Tile core size of the learned (``mlp``) change method, whose ~40 feature planes per pixel
+#: would need about 1 GB per 2048 px tile.
+MLP_TILE_SIZE = 1024
 #: Default overlap for change maps, in pixels (covers the warp of a shift <= 5 px and the cubic kernel).
 CHANGE_OVERLAP = 32
 #: Default overlap for detection, in pixels (larger than the largest vessel, 400 m = 40 px, plus context).
@@ -50,6 +53,10 @@ TILED_ABOVE_PX = 4096 * 4096
 #: Resampling kernel of the shift removal: OpenCV's Keys cubic (multi-threaded, residual ~0.01 px)
 #: rather than the slower spline of the whole-scene path.
 WARP_KERNEL = "cubic"
+#: Radiometric statistics of a large raster come from a RADIOMETRY_GRID x RADIOMETRY_GRID grid of
+#: windows of RADIOMETRY_CHIP pixels: a near-uniform spatial sample.
+RADIOMETRY_GRID = 8
+RADIOMETRY_CHIP = 128
 #: Bins of the magnitude histogram used for the global Otsu threshold.
 HIST_BINS = 1 << 16
 
@@ -491,11 +498,11 @@ def estimate_on_samples(
         )
     else:
         reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none")
-    # Radiometry (normalisation, IR-MAD) from the registration chips plus a 5 x 5 grid of small
-    # windows, so that the statistics represent the whole raster, not five places in it.
-    extra = [bx for bx in grid_boxes(grid.shape, 192, 5) if bx not in set(sample_boxes(grid.shape, chip))]
+    # Radiometry (normalisation, IR-MAD) of a large raster from a grid of small windows
+    # (equal weight everywhere), so that the statistics represent the whole raster.
     if grid.width * grid.height > 4 * chip * chip:
-        for box in extra:
+        pairs = []
+        for box in grid_boxes(grid.shape, RADIOMETRY_CHIP, RADIOMETRY_GRID):
             b = read_window(before, grid, box, names)
             a = read_window(after, grid, box, names)
             if b is None or a is None:
@@ -614,6 +621,7 @@ class TiledChange:
     method: str
     statistics: dict
     tiles: int
+    tile_size: int = TILE_SIZE
 
 
 def write_change_tiled(
@@ -623,7 +631,7 @@ def write_change_tiled(
     *,
     bands: Sequence[str] | None = None,
     bbox: BBox | None = None,
-    tile_size: int = TILE_SIZE,
+    tile_size: int | None = None,
     overlap: int = CHANGE_OVERLAP,
     register: bool = True,
     method: str | None = None,
@@ -687,6 +695,7 @@ def write_change_tiled(
     names = list(bands) if bands else [s.name for s in find_band_sources(before)]
     method = pick_tiled_method(method, names)
     est = estimate_on_samples(before, after, grid, names, register=register, method=method)
+    tile_size = tile_size or (MLP_TILE_SIZE if method == "mlp" else TILE_SIZE)
     tiles = tile_grid(grid.shape, tile_size, overlap)
     edges = np.linspace(0.0, est.magnitude_max, HIST_BINS + 1)
     step = on_tile or (lambda name, tile: None)
@@ -781,7 +790,8 @@ def write_change_tiled(
         "magnitude_mean": mag_sum / valid_n if valid_n else None,
         "magnitude_p99": _hist_percentile(hist, edges, 99),
     }
-    return TiledChange(grid=grid, estimate=est, threshold=thr, method=method, statistics=stats, tiles=len(tiles))
+    return TiledChange(grid=grid, estimate=est, threshold=thr, method=method, statistics=stats, tiles=len(tiles),
+                       tile_size=tile_size)
 
 
 def _source_entry(path: str | Path, bands: Sequence[str] | None, grid: Grid) -> dict[str, Any]:
@@ -799,7 +809,7 @@ def compare_tiled(
     *,
     bands: Sequence[str] | None = None,
     bbox: BBox | None = None,
-    tile_size: int = TILE_SIZE,
+    tile_size: int | None = None,
     overlap: int = CHANGE_OVERLAP,
     register: bool = True,
     method: str | None = None,
@@ -841,7 +851,7 @@ def compare_tiled(
             "grid": res.grid.to_dict(),
             "coregistration": res.estimate.registration.to_dict(),
             "change": res.statistics,
-            "tiling": {"tile_size": tile_size, "overlap": overlap, "tiles": res.tiles, "workers": workers,
+            "tiling": {"tile_size": res.tile_size, "overlap": overlap, "tiles": res.tiles, "workers": workers,
                        "gain": list(res.estimate.gain), "offset": list(res.estimate.offset), "sample_windows": res.estimate.chips,
                        "sample_windows_registered": res.estimate.chips_registered},
         })
@@ -865,7 +875,8 @@ def should_tile(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox
 
 
 __all__ = [
-    "CHANGE_OVERLAP", "DETECT_OVERLAP", "SampleEstimate", "TILE_SIZE", "Tile", "TiledChange", "compare_tiled",
-    "detect_tiled", "estimate_on_samples", "map_bounded", "otsu_threshold", "read_window", "sample_boxes",
+    "CHANGE_OVERLAP", "DETECT_OVERLAP", "MLP_TILE_SIZE", "SampleEstimate", "TILED_METHODS", "TILE_SIZE", "Tile",
+    "TiledChange", "compare_tiled", "detect_tiled", "estimate_on_samples", "grid_boxes", "hist_noise_floor",
+    "magnitude_bound", "map_bounded", "otsu_threshold", "pick_tiled_method", "read_window", "sample_boxes",
     "should_tile", "source_grid", "tile_grid", "window_bounds", "work_grid", "write_change_tiled",
 ]

@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 
 import imgdiff
 from imgdiff.io.read import read_scene
-from imgdiff.tiles import compare_tiled, detect_tiled, otsu_threshold, tile_grid
+from imgdiff.tiles import compare_tiled, detect_tiled, hist_noise_floor, otsu_threshold, tile_grid
 
 from .conftest import write_band
 from .test_watch import bright_objects
@@ -54,6 +54,8 @@ def test_tile_cores_partition_the_grid_and_read_windows_hold_them(shape, size, o
 def test_otsu_of_a_histogram_matches_skimage_on_a_bimodal_sample():
     from skimage.filters import threshold_otsu
 
+    from imgdiff.change import noise_floor
+
     rng = np.random.default_rng(1)
     v = np.concatenate([rng.normal(0.05, 0.01, 20000), rng.normal(0.3, 0.05, 2000)]).clip(0, 1)
     edges = np.linspace(0, 1, 4097)
@@ -61,6 +63,7 @@ def test_otsu_of_a_histogram_matches_skimage_on_a_bimodal_sample():
     t = otsu_threshold(counts, edges)
     assert t == pytest.approx(threshold_otsu(hist=(counts, (edges[:-1] + edges[1:]) / 2)), abs=1e-9)
     assert np.mean((v > t) != (v > threshold_otsu(v))) < 1e-3  # same split as Otsu on the raw values
+    assert hist_noise_floor(counts, edges) == pytest.approx(noise_floor(v), abs=5e-4)
 
 
 def test_detections_on_tile_borders_are_kept_once_with_full_grid_boxes(tmp_path: Path):
@@ -119,13 +122,18 @@ def test_tiled_compare_matches_the_whole_scene_compare(pair, tmp_path: Path):
 def test_cli_compare_with_tile_size_writes_the_same_outputs(pair, tmp_path: Path):
     b, a, _ = pair
     out = tmp_path / "cli"
-    r = CliRunner().invoke(cli, ["compare", str(b), str(a), "-o", str(out), "--tile-size", "128", "--json"])
+    r = CliRunner().invoke(cli, ["compare", str(b), str(a), "-o", str(out), "--tile-size", "128", "--method",
+                                 "cva-otsu", "--json"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
-    assert rep["tiling"]["tile_size"] == 128 and rep["change"]["changed_pixels"] > 5 * 100
+    assert rep["tiling"]["tile_size"] == 128 and rep["change"]["method"] == "cva-otsu"
+    assert rep["change"]["changed_pixels"] == pytest.approx(5 * 144, abs=30)  # five 12 x 12 squares
     assert sorted(p.name for p in out.iterdir()) == ["change.tif", "report.json", "report.md"]
     r = CliRunner().invoke(cli, ["compare", str(b), str(a), "-o", str(out), "--tile-size", "128"])
     assert r.exit_code == 2 and "--overwrite" in r.stderr
+    r = CliRunner().invoke(cli, ["compare", str(b), str(a), "-o", str(tmp_path / "em"), "--tile-size", "128",
+                                 "--method", "cva-em"])
+    assert r.exit_code == 2 and "not available in windows" in r.stderr
 
 
 def test_cli_detect_with_tile_size_writes_geojson_in_full_grid_coordinates(tmp_path: Path):

@@ -100,17 +100,22 @@ def airport_groups(chips: list[dict], thr: float = 0.5) -> np.ndarray:
     return np.array([uniq[r] for r in roots])
 
 
-def targets(truth, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Heat map (H, W), regression targets (3, H, W) = log(w, h, length px), regression mask (H, W)."""
+def targets(truth, shape: tuple[int, int], ignore_below_m: float = 0.0) -> tuple[np.ndarray, ...]:
+    """Heat map (H, W), regression targets (3, H, W) = log(w, h, length px), regression mask (H, W),
+    and ignore mask (H, W): 1 around aircraft shorter than ``ignore_below_m`` (neither positive nor negative)."""
     h, w = shape
     heat = np.zeros((h, w), np.float32)
     reg = np.zeros((3, h, w), np.float32)
     rmask = np.zeros((h, w), np.float32)
+    ignore = np.zeros((h, w), np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     for box, length in zip(truth.boxes, truth.length_m):
         x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         bw, bh = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+        if np.isfinite(length) and length < ignore_below_m:
+            ignore[((xx - cx) ** 2 + (yy - cy) ** 2) <= 2.5 ** 2] = 1.0
+            continue
         lp = length / 10.0 if np.isfinite(length) else max(bw, bh)
         sig = float(np.clip(lp / 6.0, 0.7, 1.4))
         g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sig * sig))
@@ -121,7 +126,8 @@ def targets(truth, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.n
         near[r, c] = True
         reg[0][near], reg[1][near], reg[2][near] = math.log(bw), math.log(bh), math.log(max(lp, 1.0))
         rmask[near] = 1.0
-    return heat, reg, rmask
+    ignore[heat >= 0.5] = 0.0
+    return heat, reg, rmask, ignore
 
 
 # ----------------------------------------------------------------------------- model
@@ -156,10 +162,10 @@ class AircraftNet(nn.Module):
         return self.head(u1)
 
 
-def focal_loss(logit: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+def focal_loss(logit: torch.Tensor, heat: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
     p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
     pos = heat.ge(0.999).float()
-    neg = 1 - pos
+    neg = (1 - pos) * (1 - ignore)
     pos_l = -torch.log(p) * (1 - p) ** 2 * pos
     neg_l = -torch.log(1 - p) * p ** 2 * (1 - heat) ** 4 * neg
     npos = pos.sum().clamp(min=1.0)
@@ -180,19 +186,19 @@ def sample(chip: dict, rng: np.random.Generator, crop: int) -> tuple[np.ndarray,
     # band mixing (colour jitter in normalised space)
     mix = np.eye(3, dtype=np.float32) + rng.normal(0, 0.08, (3, 3)).astype(np.float32)
     x = np.einsum("ij,jhw->ihw", mix, x)
-    heat, reg, rmask = chip["targets"]
+    heat, reg, rmask, ign = chip["targets"]
     h, w = heat.shape
     r0, c0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
     sl = (slice(r0, r0 + crop), slice(c0, c0 + crop))
-    x, heat, reg, rmask = x[:, sl[0], sl[1]], heat[sl], reg[:, sl[0], sl[1]], rmask[sl]
+    x, heat, reg, rmask, ign = x[:, sl[0], sl[1]], heat[sl], reg[:, sl[0], sl[1]], rmask[sl], ign[sl]
     k = int(rng.integers(0, 4))
     flip = bool(rng.integers(0, 2))
-    x, heat, reg, rmask = (np.rot90(a, k, axes=(-2, -1)) for a in (x, heat, reg, rmask))
+    x, heat, reg, rmask, ign = (np.rot90(a, k, axes=(-2, -1)) for a in (x, heat, reg, rmask, ign))
     if k % 2 == 1:  # width and height swap under a quarter turn
         reg = reg[[1, 0, 2]]
     if flip:
-        x, heat, reg, rmask = (a[..., ::-1] for a in (x, heat, reg, rmask))
-    return tuple(np.ascontiguousarray(a, np.float32) for a in (x, heat, reg, rmask))
+        x, heat, reg, rmask, ign = (a[..., ::-1] for a in (x, heat, reg, rmask, ign))
+    return tuple(np.ascontiguousarray(a, np.float32) for a in (x, heat, reg, rmask, ign))
 
 
 def train(chips: list[dict], iters: int, seed: int, batch: int = 12, crop: int = 80, log=None) -> AircraftNet:
@@ -205,10 +211,10 @@ def train(chips: list[dict], iters: int, seed: int, batch: int = 12, crop: int =
     t0 = time.time()
     for it in range(iters):
         idx = rng.integers(0, len(chips), batch)
-        xs, hs, rs, ms = zip(*(sample(chips[i], rng, crop) for i in idx))
-        x, heat, reg, rmask = (torch.from_numpy(np.stack(a)) for a in (xs, hs, rs, ms))
+        xs, hs, rs, ms, igs = zip(*(sample(chips[i], rng, crop) for i in idx))
+        x, heat, reg, rmask, ign = (torch.from_numpy(np.stack(a)) for a in (xs, hs, rs, ms, igs))
         out = net(x)
-        lf = focal_loss(out[:, 0], heat)
+        lf = focal_loss(out[:, 0], heat, ign)
         m = rmask[:, None]
         lr_ = (F.l1_loss(out[:, 1:], reg, reduction="none") * m).sum() / m.sum().clamp(min=1.0) / 3
         loss = lf + lr_
@@ -260,6 +266,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=1500)
     ap.add_argument("--final-iters", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ignore-below", type=float, default=0.0,
+                    help="aircraft shorter than this (m) are ignored in training (neither positive nor negative)")
     ap.add_argument("--out", type=Path, default=OUT_DIR)
     ap.add_argument("--no-final", action="store_true", help="cross-validate only")
     ap.add_argument("--work", type=Path, default=None, help="folder for the fold networks (default: a temp folder)")
@@ -270,7 +278,7 @@ def main() -> None:
     data = args.data or data_dir() / "aircraft_s2sim"
     chips = load_chips(data)
     for c in chips:
-        c["targets"] = targets(c["truth"], c["raw"].shape[1:])
+        c["targets"] = targets(c["truth"], c["raw"].shape[1:], args.ignore_below)
     groups = airport_groups(chips)
     ng = int(groups.max()) + 1
     print(f"{len(chips)} chips, {sum(len(c['truth'].boxes) for c in chips)} aircraft, {ng} airport groups "
@@ -323,6 +331,8 @@ def main() -> None:
         "trained_on": "aircraft_s2sim (all chips)",
         "seed": SEED,
         "iters": args.final_iters or args.iters,
+        "cv_iters": args.iters,
+        "ignore_below_m": args.ignore_below,
         "score_threshold": thr,
         "inference": "heat map and sizes averaged over the input and its half-turn rotation",
         "cross_validation": {

@@ -40,10 +40,11 @@ from ..zones import Zones, assign_zones
 from .aircraft_features import (
     RGB_BANDS,
     axis_heading_deg,
+    axis_headings_deg,
     fill_invalid,
     find_peaks,
     normalised_stack,
-    subpixel_centre,
+    subpixel_centres,
 )
 from .base import Detection, Detections, sorted_detections
 
@@ -57,7 +58,7 @@ LENGTH_BINS_M: tuple[tuple[float, float], ...] = ((20, 30), (30, 40), (40, 50), 
 #: The network's input must be a multiple of this many pixels (two 2x poolings, padded up).
 _MULTIPLE = 4
 #: Tile size (pixels) for large scenes, and overlap between tiles.
-_TILE, _OVERLAP = 512, 48
+_TILE, _OVERLAP = 1024, 48
 
 
 def _load_card() -> Mapping[str, Any]:
@@ -276,7 +277,7 @@ def detect_aircraft(
     items: list[Detection] = []
 
     def add(cx: float, cy: float, box: tuple[float, float, float, float], score: float, length_px: float,
-            width_px: float) -> None:
+            width_px: float, heading: float) -> None:
         r, c = min(int(cy), keep_px.shape[0] - 1), min(int(cx), keep_px.shape[1] - 1)
         if not keep_px[r, c]:
             return
@@ -284,10 +285,10 @@ def detect_aircraft(
         if min_length_m is not None and length_m < min_length_m:
             return
         items.append(Detection(
-            box=tuple(round(v, 3) for v in box),  # type: ignore[arg-type]
+            box=tuple(round(float(v), 3) for v in box),  # type: ignore[arg-type]
             score=round(float(min(max(score, 0.0), 1.0)), 4), cls="aircraft",
-            length_m=round(length_m, 1), width_m=round(width_px * px_m, 1),
-            heading_deg=axis_heading_deg(bright, cx, cy), centroid=(round(cx, 3), round(cy, 3)),
+            length_m=round(float(length_m), 1), width_m=round(float(width_px * px_m), 1),
+            heading_deg=float(heading), centroid=(round(float(cx), 3), round(float(cy), 3)),
             extra={"method": method},
         ))
 
@@ -295,17 +296,19 @@ def detect_aircraft(
         thr = DEFAULT_THRESHOLD if threshold is None else threshold
         maps = aircraft_maps(x, model_path=model_path)
         h, w = maps.heat.shape
-        for r, c in find_peaks(maps.heat, thr, radius_px=1):
-            cx, cy = subpixel_centre(maps.heat, int(r), int(c))
+        peaks = find_peaks(maps.heat, thr, radius_px=1)
+        rows, cols = peaks[:, 0], peaks[:, 1]
+        cxs, cys = subpixel_centres(maps.heat, rows, cols)
+        heads = axis_headings_deg(bright, cxs, cys)
+        for r, c, cx, cy, hd in zip(rows, cols, cxs, cys, heads):
             bw, bh = float(maps.width_px[r, c]), float(maps.height_px[r, c])
             box = (max(cx - bw / 2, 0.0), max(cy - bh / 2, 0.0), min(cx + bw / 2, w), min(cy + bh / 2, h))
-            length = float(maps.length_px[r, c])
-            add(cx, cy, box, float(maps.heat[r, c]), length, min(length, max(bw, bh)))
+            add(cx, cy, box, float(maps.heat[r, c]), float(maps.length_px[r, c]), min(bw, bh), hd)
     else:
         thr = CLASSICAL_THRESHOLD if threshold is None else threshold
         for (cx, cy), box, score, length in _classical(x, thr):
             bw, bh = box[2] - box[0], box[3] - box[1]
-            add(cx, cy, box, score, length, min(bw, bh))
+            add(cx, cy, box, score, length, min(bw, bh), axis_heading_deg(bright, cx, cy))
 
     dets = sorted_detections(items, scene.crs, scene.transform, (abs(psx), abs(psy)))
     if zones is not None:

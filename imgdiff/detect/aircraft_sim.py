@@ -97,9 +97,12 @@ def simulate_apron(
     concrete = np.array([130, 128, 122, 140], float) * rng.uniform(0.85, 1.1)
     img = np.empty((n, n, 4), np.float32)
     img[:] = concrete
-    # concrete slabs: mild large-scale variation
-    low = cv2.resize(rng.normal(0, 6, (8, 8)).astype(np.float32), (n, n), interpolation=cv2.INTER_CUBIC)
-    img += low[..., None]
+    # concrete: mild large-scale tone changes and 20 m slabs (a clean apron; real chips hold more
+    # structure: grass islands, taxiway edges, terminals)
+    tex = cv2.resize(rng.normal(0, 6, (8, 8)).astype(np.float32), (n, n), interpolation=cv2.INTER_CUBIC)
+    tex += cv2.resize(rng.normal(0, 3, (size_px // 2, size_px // 2)).astype(np.float32), (n, n),
+                      interpolation=cv2.INTER_NEAREST)
+    img += tex[..., None]
     # grass strip along one edge
     g = int(n * rng.uniform(0.08, 0.18))
     img[:g] = np.array([70, 95, 80, 230], np.float32)
