@@ -127,6 +127,7 @@ def build(case: Path, work: Path) -> tuple[Path, dict[str, str]] | None:
         inp = np.where(mask > 0, inp, filled)
         moved = ndi.shift(inp, (SHIFT[1], SHIFT[0]), order=3, mode="nearest") * GAIN
         moved = moved * (1 - alpha) + alpha * cloud_refl.get(n, 0.5)
+        moved = np.where(np.isfinite(a), moved, np.nan)  # the same no-data as the before date
         after[n] = (moved + rng.normal(0, 0.003, moved.shape)).astype(np.float32)
     write_band_folder(work / "before", dict(s.bands), s.crs, s.transform, date)
     write_band_folder(work / "after", after, s.crs, s.transform, "2030-01-01")

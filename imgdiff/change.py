@@ -580,7 +580,8 @@ def change_map(
       trained on the labelled OSCD cities; magnitude = change probability, threshold
       chosen by leave-one-city-out validation. Needs B02 B03 B04 B08 (uses B05-B07,
       B8A, B11, B12 when present); falls back to ``"irmad"`` without them.
-    - ``"irmad"``: IR-MAD chi-square statistic, threshold = chi-square quantile p = 0.99.
+    - ``"irmad"``: IR-MAD chi-square statistic, threshold = chi-square quantile p = 0.99
+      (or the noise floor, if higher).
     - ``"cva-otsu"`` / ``"cva-em"``: CVA magnitude with Otsu's or the EM Bayes threshold.
     - ``"logratio-otsu"``: norm of per-band log ratios with Otsu's threshold.
 
@@ -639,7 +640,9 @@ def change_map(
     elif method == "irmad":
         r = irmad(before, after, valid)
         mag = r.chi2
-        thr = chi2_threshold(before.shape[0], 0.99)
+        # real scenes have heavier tails than chi-square (spatially correlated noise,
+        # residual misregistration): keep the threshold above the robust noise floor too
+        thr = max(chi2_threshold(before.shape[0], 0.99), noise_floor(mag[valid]))
         conf = (1.0 - r.no_change_probability).astype(np.float32)
         details["irmad"] = {"rho": r.rho.tolist(), "iterations": r.iterations}
     elif method in ("cva-otsu", "cva-em"):

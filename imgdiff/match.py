@@ -188,7 +188,7 @@ def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: t
 
 
 def carry_over(before: Detections, after: Detections, before_scene: Scene, after_scene: Scene, *,
-               min_persistence: float = 0.5, min_score: float = 0.5,
+               min_persistence: float = 0.7, min_score: float = 0.5,
                **match_kwargs: float) -> tuple[Detections, Detections]:
     """Add objects one date's detector missed but the other date shows are still there.
 

@@ -74,13 +74,15 @@ COVER_REFLECTANCE: dict[str, tuple[float, ...]] = {
     "urban": (0.120, 0.120, 0.130, 0.170, 0.190),
     "roof": (0.190, 0.195, 0.200, 0.230, 0.250),
 }
-#: Reflectance (B02, B03, B04, B08, B11) of object kinds.
+#: Reflectance (B02, B03, B04, B08, B11) of object kinds. Ships at 10 m are among the brightest
+#: things in a harbour scene (decks, superstructures, containers): labelled sen2ships vessels peak at
+#: 0.26-0.40 in B02-B08, about the scene's 99th percentile; a submarine's black hull is the exception.
 OBJECT_REFLECTANCE: dict[str, tuple[float, ...]] = {
-    "frigate": (0.130, 0.130, 0.130, 0.170, 0.150),
-    "landing_ship": (0.120, 0.120, 0.125, 0.160, 0.140),
+    "frigate": (0.290, 0.295, 0.300, 0.330, 0.280),
+    "landing_ship": (0.260, 0.262, 0.270, 0.300, 0.260),
     "submarine": (0.050, 0.045, 0.040, 0.045, 0.035),
-    "cargo": (0.140, 0.120, 0.135, 0.180, 0.170),
-    "tanker": (0.110, 0.100, 0.100, 0.140, 0.130),
+    "cargo": (0.280, 0.255, 0.270, 0.320, 0.300),
+    "tanker": (0.250, 0.245, 0.245, 0.285, 0.260),
     "transport": (0.320, 0.330, 0.340, 0.370, 0.330),
     "fighter": (0.105, 0.110, 0.110, 0.125, 0.115),
 }

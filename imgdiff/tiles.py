@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -239,6 +241,7 @@ def detect_tiled(
     tile_size: int = TILE_SIZE,
     overlap: int = DETECT_OVERLAP,
     workers: int = 2,
+    detector_thread_safe: bool = False,
     on_tile: Callable[[Tile], None] | None = None,
 ) -> Detections:
     """Run a detector window by window over a scene too large to hold in memory.
@@ -262,7 +265,11 @@ def detect_tiled(
     tile_size, overlap : int
         Core size and overlap in pixels.
     workers : int
-        Threads working on tiles at once.
+        Threads reading tiles at once.
+    detector_thread_safe : bool
+        Whether ``detector`` may run in several threads at once. By default calls are
+        serialised (a shared OpenCV DNN network is not thread-safe; it uses every core
+        by itself), while reading the next windows goes on in parallel.
     on_tile : callable, optional
         Called with each finished tile (for progress bars).
 
@@ -273,12 +280,14 @@ def detect_tiled(
     """
     grid = work_grid(path, bands, bbox)
     tiles = tile_grid(grid.shape, tile_size, overlap)
+    lock = nullcontext() if detector_thread_safe else threading.Lock()
 
     def run(tile: Tile) -> tuple[Tile, list[Detection]]:
         scene = read_window(path, grid, tile.read, bands)
         if scene is None:
             return tile, []
-        found = detector(scene)
+        with lock:
+            found = detector(scene)
         ox, oy = tile.read[0], tile.read[1]
         kept = []
         for d in found:
@@ -550,7 +559,7 @@ def magnitude_bound(method: str, n_bands: int) -> float:
     if method == "mlp":
         return 1.0
     if method == "irmad":
-        return 100.0 * n_bands  # chi-square with n_bands dof: the histogram only serves statistics here
+        return 100.0 * n_bands  # chi-square with n_bands dof (mean n_bands): the tail beyond is clipped
     if method == "logratio-otsu":
         return float(np.log(2.0 / 1e-3))
     return 2.0 * float(np.sqrt(n_bands))
@@ -738,7 +747,7 @@ def write_change_tiled(
         elif method == "irmad":
             from .change import chi2_threshold
 
-            thr = chi2_threshold(len(names), 0.99)
+            thr = max(chi2_threshold(len(names), 0.99), hist_noise_floor(hist, edges))  # as imgdiff.change
         else:  # Otsu, kept above the noise floor as in imgdiff.change
             thr = max(otsu_threshold(hist, edges), hist_noise_floor(hist, edges))
 

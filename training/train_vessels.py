@@ -265,6 +265,8 @@ def main() -> None:
     ap.add_argument("--folds", default=None, help="with --cv: comma-separated ports to hold out (default all)")
     ap.add_argument("--cv-dir", type=Path, default=None,
                     help="folder for per-fold results (pooled over every fold found there)")
+    ap.add_argument("--merge-cv", action="store_true",
+                    help="only pool the folds in --cv-dir into the JSON beside --out (no training)")
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest on a loaded 2-core machine: 2 threads oversubscribe)")
@@ -296,6 +298,13 @@ def main() -> None:
     if cv_dir and cv_dir.is_dir():
         meta["leave_one_port_out"] = summarise_cv(cv_dir)
     if folds and (args.holdout or args.no_final):
+        return
+    if args.merge_cv:
+        meta_path = args.out.with_suffix(".json")
+        shipped = json.loads(meta_path.read_text())
+        shipped[f"leave_one_port_out_{args.cv_iters or args.iters}_iters"] = meta.get("leave_one_port_out")
+        meta_path.write_text(json.dumps(shipped, indent=1) + "\n")
+        print(f"merged the leave-one-port-out summary of {cv_dir} into {meta_path}")
         return
     print(f"final model on {', '.join(names)}", flush=True)
     net = train(load_ports(names, root), args.iters, SEED)

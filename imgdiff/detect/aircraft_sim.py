@@ -103,16 +103,34 @@ def simulate_apron(
     tex += cv2.resize(rng.normal(0, 3, (size_px // 2, size_px // 2)).astype(np.float32), (n, n),
                       interpolation=cv2.INTER_NEAREST)
     img += tex[..., None]
-    # grass strip along one edge
+    # airport layout (gives the scene the structure of real apron chips: their local standard deviation,
+    # Gaussian sigma 24 px, is 320-480 DN at the 10th-90th percentiles): apron extensions of another
+    # concrete tone, a dark asphalt taxiway and a grass strip along one edge, grass islands between
+    # the apron and the terminal row
+    for _ in range(2):
+        x0 = rng.uniform(0.2, 0.8) * n
+        tone = concrete * rng.uniform(0.8, 1.2)
+        if rng.random() < 0.5:
+            img[:, int(x0):] = (img[:, int(x0):] - concrete) + tone
+        else:
+            img[:, :int(x0)] = (img[:, :int(x0)] - concrete) + tone
     g = int(n * rng.uniform(0.08, 0.18))
     img[:g] = np.array([70, 95, 80, 230], np.float32)
+    tw = int(rng.uniform(25, 40))
+    img[g:g + tw] = np.array([78, 78, 76, 85], np.float32) * rng.uniform(0.85, 1.15)
+    g += tw
+    for _ in range(3):
+        gx, gy = rng.uniform(0.05, 0.95) * n, rng.uniform(0.78, 0.84) * n
+        _fill(img, _rect(gx, gy, rng.uniform(60, 200), rng.uniform(25, 50), 0.0), (70, 95, 80, 230))
     # buildings / roofs along the other edge and in a corner
     for _ in range(n_buildings):
         w, h = rng.uniform(20, 90), rng.uniform(20, 60)
         cx = rng.uniform(0.1, 0.9) * n
         cy = rng.uniform(0.82, 0.95) * n
         val = tuple(float(v) for v in (np.array([215, 212, 205, 200]) * rng.uniform(0.8, 1.15)))
-        _fill(img, _rect(cx, cy, w, h, float(rng.choice([0, 90]))), val)
+        ang = float(rng.choice([0, 90]))
+        _fill(img, _rect(cx + 8, cy + 8, w, h, ang), (45, 45, 48, 50))  # shadow
+        _fill(img, _rect(cx, cy, w, h, ang), val)
     # markings: long thin yellow/white lines
     for _ in range(n_markings):
         x0, y0 = rng.uniform(0, n, 2)
@@ -133,7 +151,10 @@ def simulate_apron(
         cx = (c + 0.5) * cw + rng.uniform(-0.15, 0.15) * cw
         cy = apron_top + (r + 0.5) * ch + rng.uniform(-0.15, 0.15) * ch
         head = float(rng.uniform(0, 360))
-        white = tuple(float(v) for v in (np.array([235, 235, 232, 225]) * rng.uniform(0.92, 1.05)))
+        # paint: from grey to white over concrete; k in [0.35, 1] gives a peak contrast of the 10 m image
+        # (B03, 50-70 m aircraft) of about 310-890 DN, matching aircraft_s2sim (10th-90th pct 271-943 DN)
+        k = rng.uniform(0.35, 1.0)
+        white = tuple(float(v) for v in concrete + k * (np.array([235, 235, 232, 225]) - concrete))
         polys = _aircraft_polygons(cx, cy, float(L), head)
         for p in polys:
             _fill(img, p, white)

@@ -477,7 +477,7 @@ def detect_vessels(
     scene: Scene,
     zones: Zones | None = None,
     *,
-    min_score: float = 0.3,
+    min_score: float = 0.35,
     method: str = "auto",
     model: str | Path | None = None,
     moving_kn: float = 6.0,
