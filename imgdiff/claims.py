@@ -78,8 +78,6 @@ MIN_CLEAR_FRACTION_ABSENCE = 0.75
 #: claims comparing the two dates are then not decided.
 MIN_REGISTRATION_RELIABILITY = 0.25
 MAX_REGISTRATION_UNCERTAINTY_PX = 1.0
-#: Detections below this score are not used as evidence (weak detections are mostly clutter).
-MIN_EVIDENCE_SCORE = 0.5
 #: Counts within this fraction of the larger count are "unchanged" (detector noise between dates).
 COUNT_TOLERANCE_FRACTION = 0.1
 #: Recall below which objects of a length bin count as "below what the detector resolves"
@@ -710,7 +708,7 @@ def analyse_result(
         out = []
         for date, scene in (("before", pair.before), ("after", pair.after)):
             d = detect(obj, scene, zg)
-            out.append(drop_hidden(d.filter(min_score=MIN_EVIDENCE_SCORE), scene.valid & ~cloud[date]))
+            out.append(drop_hidden(d, scene.valid & ~cloud[date]))
         # objects one date's detector missed but the image shows still there (imgdiff.match.carry_over)
         cb, ca = carry_over(out[0], out[1], pair.before, pair.after)
         cb = drop_hidden(assign_zones(cb, zg), pair.before.valid & ~cloud["before"])

@@ -50,6 +50,8 @@ from imgdiff.evaluate.detection import prf  # noqa: E402
 from imgdiff.io.read import read_scene  # noqa: E402
 
 SEED = 20261125
+#: Normalisation options (written beside each network as <model>.json; see norm_params).
+NORM: dict[str, float] = {}
 #: Issue 6: recall >= 0.85 for aircraft of 50 m and longer.
 RECALL50_TARGET = 0.85
 OUT_DIR = ROOT / "imgdiff" / "detect" / "models"
@@ -182,7 +184,7 @@ def sample(chip: dict, rng: np.random.Generator, crop: int) -> tuple[np.ndarray,
         raw = np.stack([cv2.GaussianBlur(b, (0, 0), s) for b in raw])
     sd = float(np.median(np.abs(np.diff(raw, axis=2))))
     raw += rng.normal(0, rng.uniform(0, 0.6) * sd + 1e-9, raw.shape).astype(np.float32)
-    x = normalised_stack(list(raw))
+    x = normalised_stack(list(raw), **NORM)
     # band mixing (colour jitter in normalised space)
     mix = np.eye(3, dtype=np.float32) + rng.normal(0, 0.08, (3, 3)).astype(np.float32)
     x = np.einsum("ij,jhw->ihw", mix, x)
@@ -237,6 +239,11 @@ def export(net: AircraftNet, path: Path) -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(net, x, str(path), dynamo=False, input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}}, opset_version=13)
+    side = path.with_suffix(".json")
+    if NORM:
+        side.write_text(json.dumps({"norm": NORM}) + "\n", encoding="utf-8")
+    elif side.exists():
+        side.unlink()
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -266,6 +273,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=1500)
     ap.add_argument("--final-iters", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--wide-floor", type=float, default=0.0,
+                    help="floor the local std at this fraction of the std over a 64 px Gaussian window")
     ap.add_argument("--ignore-below", type=float, default=0.0,
                     help="aircraft shorter than this (m) are ignored in training (neither positive nor negative)")
     ap.add_argument("--out", type=Path, default=OUT_DIR)
@@ -275,6 +284,8 @@ def main() -> None:
                     help="use fold<k>.onnx / final.onnx already in --work instead of training them again")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.wide_floor > 0:
+        NORM.update({"wide_sigma_px": 64.0, "wide_floor": args.wide_floor})
     data = args.data or data_dir() / "aircraft_s2sim"
     chips = load_chips(data)
     for c in chips:
@@ -333,6 +344,7 @@ def main() -> None:
         "iters": args.final_iters or args.iters,
         "cv_iters": args.iters,
         "ignore_below_m": args.ignore_below,
+        "norm": dict(NORM),
         "score_threshold": thr,
         "inference": "heat map and sizes averaged over the input and its half-turn rotation",
         "cross_validation": {
@@ -362,6 +374,11 @@ def main() -> None:
         export(net, final)
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(final, args.out / "aircraft_cnn.onnx")
+    side = args.out / "aircraft_cnn.json"
+    if final.with_suffix(".json").is_file():
+        shutil.copyfile(final.with_suffix(".json"), side)
+    elif side.exists():
+        side.unlink()
     (args.out / "aircraft_limits.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out / 'aircraft_cnn.onnx'} and aircraft_limits.json")
 

@@ -148,7 +148,8 @@ def main() -> None:
     ap.add_argument("--neg", type=int, default=40_000, help="negative pixels sampled per city")
     ap.add_argument("--pos", type=int, default=20_000, help="at most this many positive pixels per city")
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--features", choices=["v1", "v2"], default="v2", help="feature set (see change_features)")
+    ap.add_argument("--features", choices=["v1", "v2"], default="v1",
+                    help="feature set (see change_features; v2 scored 0.39 leave-one-city-out vs 0.46 for v1)")
     ap.add_argument("--no-write", action="store_true", help="only report the leave-one-city-out estimate")
     args = ap.parse_args()
     sets = ["full", "rgbn"] if args.bandset == "all" else [args.bandset]

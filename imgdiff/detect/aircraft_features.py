@@ -48,7 +48,8 @@ def smooth(a: np.ndarray, sigma_px: float) -> np.ndarray:
     return np.ascontiguousarray(big[:h, :w])
 
 
-def local_normalise(band: np.ndarray, sigma_px: float = NORM_SIGMA_PX) -> np.ndarray:
+def local_normalise(band: np.ndarray, sigma_px: float = NORM_SIGMA_PX, *, wide_sigma_px: float = 0.0,
+                    wide_floor: float = 0.0) -> np.ndarray:
     """Standardise a band by its local mean and standard deviation.
 
     Parameters
@@ -58,6 +59,11 @@ def local_normalise(band: np.ndarray, sigma_px: float = NORM_SIGMA_PX) -> np.nda
         depend on gain or offset). NaN allowed (filled with the median first).
     sigma_px : float
         Gaussian sigma of the local window, in pixels.
+    wide_sigma_px, wide_floor : float
+        When both are positive, the local std is also floored at ``wide_floor`` times
+        the std over a wider Gaussian window (``wide_sigma_px``), so that a uniform
+        patch inside a structured neighbourhood (a clean apron beside grass, taxiways
+        and terminals) is not amplified into high contrast.
 
     Returns
     -------
@@ -73,12 +79,16 @@ def local_normalise(band: np.ndarray, sigma_px: float = NORM_SIGMA_PX) -> np.nda
     sd = np.sqrt(np.maximum(var, 0.0))
     med = float(np.median(sd))
     floor = 0.25 * med if med > 0 else (float(sd.max()) * 0.25 or 1.0)
+    if wide_sigma_px > 0 and wide_floor > 0:
+        mw = smooth(a, wide_sigma_px)
+        sdw = np.sqrt(np.maximum(smooth(a * a, wide_sigma_px) - mw * mw, 0.0))
+        sd = np.maximum(sd, wide_floor * sdw)
     return ((a - mu) / np.maximum(sd, floor)).astype(np.float32)
 
 
-def normalised_stack(bands: list[np.ndarray], sigma_px: float = NORM_SIGMA_PX) -> np.ndarray:
-    """Local standardisation of each band; returns (n_bands, rows, columns) float32."""
-    return np.stack([local_normalise(b, sigma_px) for b in bands]).astype(np.float32)
+def normalised_stack(bands: list[np.ndarray], sigma_px: float = NORM_SIGMA_PX, **kw: float) -> np.ndarray:
+    """Local standardisation of each band (:func:`local_normalise`); returns (n_bands, rows, columns) float32."""
+    return np.stack([local_normalise(b, sigma_px, **kw) for b in bands]).astype(np.float32)
 
 
 def find_peaks(score: np.ndarray, threshold: float, *, radius_px: int = 1) -> np.ndarray:
