@@ -51,9 +51,11 @@ def accuracy() -> None:
                   f"P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} count {s.count_error:+.1%}")
     meta = MODEL_PATH.with_suffix(".json")
     if meta.is_file():
-        cv = json.loads(meta.read_text()).get("leave_one_port_out")
-        if cv:
-            print("leave-one-port-out (training/train_vessels.py --cv), pooled, by threshold:")
+        for key, cv in json.loads(meta.read_text()).items():
+            if not key.startswith("leave_one_port_out") or not cv:
+                continue
+            ports = [s["name"] for s in next(iter(cv.values()))["ports"]]
+            print(f"{key} (training/train_vessels.py --cv; held out: {', '.join(ports)}), pooled, by threshold:")
             for t, r in cv.items():
                 p = r["pooled"]
                 print(f"  t={float(t):.2f} P {p['precision']:.3f} R {p['recall']:.3f} F1 {p['f1']:.3f} "

@@ -61,7 +61,7 @@ import numpy as np
 from .compare import CompareResult
 from .detect.base import Detections
 from .errors import CoregistrationError, GridError, ImgdiffError, InputError
-from .match import ObjectMatch, carry_over, zone_match
+from .match import ObjectMatch, carry_over, drop_static_weak, zone_match
 from .scene import Scene
 from .sites import load_zones
 from .zones import Zones, assign_zones, zone_masks
@@ -78,6 +78,10 @@ MIN_CLEAR_FRACTION_ABSENCE = 0.75
 #: claims comparing the two dates are then not decided.
 MIN_REGISTRATION_RELIABILITY = 0.25
 MAX_REGISTRATION_UNCERTAINTY_PX = 1.0
+#: Detections below this score count only where the image changed between the dates
+#: (:func:`imgdiff.match.drop_static_weak`): at the detectors' default thresholds static clutter
+#: (quays, roofs, apron markings) scores up to ~0.5 and would refute absence claims.
+MIN_EVIDENCE_SCORE = 0.5
 #: Counts within this fraction of the larger count are "unchanged" (detector noise between dates).
 COUNT_TOLERANCE_FRACTION = 0.1
 #: Recall below which objects of a length bin count as "below what the detector resolves"
@@ -709,6 +713,9 @@ def analyse_result(
         for date, scene in (("before", pair.before), ("after", pair.after)):
             d = detect(obj, scene, zg)
             out.append(drop_hidden(d, scene.valid & ~cloud[date]))
+        # weak detections count only where the image changed (static clutter scores up to ~0.5)
+        out = [drop_static_weak(out[0], pair.before, pair.after, min_score=MIN_EVIDENCE_SCORE),
+               drop_static_weak(out[1], pair.after, pair.before, min_score=MIN_EVIDENCE_SCORE)]
         # objects one date's detector missed but the image shows still there (imgdiff.match.carry_over)
         cb, ca = carry_over(out[0], out[1], pair.before, pair.after)
         cb = drop_hidden(assign_zones(cb, zg), pair.before.valid & ~cloud["before"])
@@ -789,6 +796,10 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     from .io.read import read_scene
 
     step = on_step or (lambda name: None)
+    for role, path in (("before", claims.before), ("after", claims.after)):
+        if not Path(path).exists():
+            raise ClaimsError(f"{claims.path}: {role} scene {path} does not exist "
+                              "(scene paths are relative to the claims file)")
     step("read")
     before = read_scene(claims.before)
     after = read_scene(claims.after)

@@ -225,3 +225,25 @@ def carry_over(before: Detections, after: Detections, before_scene: Scene, after
         if p >= min_persistence:
             add_b.append(replace(d, extra={**d.extra, "carried_from": "after", "persistence": round(p, 3)}))
     return (replace(before, items=before.items + tuple(add_b)), replace(after, items=after.items + tuple(add_a)))
+
+
+def drop_static_weak(dets: Detections, scene: Scene, other: Scene, *, min_score: float = 0.5,
+                     max_persistence: float = 0.2) -> Detections:
+    """Keep confident detections, and weak ones only where the image changed between dates.
+
+    A detection scoring below ``min_score`` whose box looks the same on the other date
+    (:func:`persistence` above ``max_persistence``, or no contrast) is most likely static
+    clutter (a quay, a roof, apron markings) and is dropped; a weak detection of something
+    that arrived or left is kept. Both scenes must be on the detections' grid.
+    """
+    if not any(d.score < min_score for d in dets.items):
+        return dets
+    bs, bo = _brightness(scene), _brightness(other)
+    keep = []
+    for d in dets.items:
+        if d.score >= min_score:
+            keep.append(True)
+            continue
+        p = persistence(bs, bo, d.box)
+        keep.append(bool(math.isfinite(p) and p <= max_persistence))
+    return dets.filter(keep)

@@ -110,3 +110,16 @@ def test_carry_over_adds_a_missed_object_that_is_still_in_the_image():
     assert len(after) == 0
     before, _ = carry_over(none, b, _scene([SHIP], seed=2), _scene([SHIP], seed=1))
     assert len(before) == 1 and before.items[0].extra["carried_from"] == "after"
+
+
+def test_weak_detections_count_only_where_the_image_changed():
+    from dataclasses import replace
+
+    from imgdiff.match import drop_static_weak
+
+    weak = dets((16, 11, 120, "a"))
+    weak = replace(weak, items=tuple(replace(d, score=0.35) for d in weak.items))
+    assert len(drop_static_weak(weak, _scene([SHIP]), _scene([SHIP], seed=1))) == 0  # static: clutter
+    assert len(drop_static_weak(weak, _scene([SHIP]), _scene([], seed=1))) == 1      # it left: evidence
+    strong = dets((16, 11, 120, "a"))
+    assert len(drop_static_weak(strong, _scene([SHIP]), _scene([SHIP], seed=1))) == 1

@@ -219,7 +219,7 @@ def export(net: VesselNet, path: Path) -> None:
 # ------------------------------------------------------------------------------------------
 # evaluation
 # ------------------------------------------------------------------------------------------
-THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 
 def eval_port(model: Path, port_dir: Path) -> dict[float, object]:
@@ -265,6 +265,8 @@ def main() -> None:
     ap.add_argument("--folds", default=None, help="with --cv: comma-separated ports to hold out (default all)")
     ap.add_argument("--cv-dir", type=Path, default=None,
                     help="folder for per-fold results (pooled over every fold found there)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="with --cv: re-score fold models already saved in --cv-dir instead of training them")
     ap.add_argument("--merge-cv", action="store_true",
                     help="only pool the folds in --cv-dir into the JSON beside --out (no training)")
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
@@ -283,12 +285,16 @@ def main() -> None:
     for hold in folds:
         t0 = time.time()
         print(f"fold: hold out {hold}", flush=True)
-        net = train(load_ports([n for n in names if n != hold], root), args.cv_iters or args.iters, SEED)
-        with tempfile.TemporaryDirectory() as td:
-            p = args.out if args.holdout else (cv_dir / f"{hold}.onnx" if cv_dir else Path(td) / "fold.onnx")
-            p.parent.mkdir(parents=True, exist_ok=True)
-            export(net, p)
-            res = eval_port(p, root / hold)
+        saved = cv_dir / f"{hold}.onnx" if cv_dir else None
+        if args.rescore and saved is not None and saved.is_file():
+            res = eval_port(saved, root / hold)  # re-score a saved fold model with the current detector
+        else:
+            net = train(load_ports([n for n in names if n != hold], root), args.cv_iters or args.iters, SEED)
+            with tempfile.TemporaryDirectory() as td:
+                p = args.out if args.holdout else (saved or Path(td) / "fold.onnx")
+                p.parent.mkdir(parents=True, exist_ok=True)
+                export(net, p)
+                res = eval_port(p, root / hold)
         s = res[0.4]
         print(f"  {hold}: P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} count {s.n_pred}/{s.n_gt} "
               f"({time.time() - t0:.0f} s)", flush=True)

@@ -444,13 +444,24 @@ def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, fl
         wpatch = water[oy:oy + h, ox:ox + w]
         open_water = bool(ring.any() and wpatch[ring].mean() >= 0.8)
     extra["open_water"] = open_water
+    bw, bh = (box[2] - box[0]) * psx, (box[3] - box[1]) * psy
     if mask.sum() >= 2:
         length, width, heading, (mcx, mcy) = _axes(mask, psx, psy)
         centroid = (ox + mcx, oy + mcy)
+        extra["size_from"] = "pixels"
     else:
-        bw, bh = (box[2] - box[0]) * psx, (box[3] - box[1]) * psy
         length, width, heading = max(bw, bh), min(bw, bh), math.nan
         centroid = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        extra["size_from"] = "box"
+    if width > 0.45 * length or length > 1.2 * math.hypot(bw, bh):
+        # a blob, not a hull (the mask took in quay or a neighbour): size from the box instead;
+        # a near-square box holds a diagonal hull (length ~ its diagonal, beam ~ 1/6 of it)
+        if max(bw, bh) >= 2 * min(bw, bh):
+            length, width = max(bw, bh), min(bw, bh)
+            heading = 0.0 if bh > bw else 90.0
+        else:
+            length, width, heading = 0.85 * math.hypot(bw, bh), 0.85 * math.hypot(bw, bh) / 6, math.nan
+        extra["size_from"] = "box"
     vel = band_displacement(scene, mask, (ox, oy)) if mask.any() else None
     if vel is not None:
         vx, vy, resid = vel
