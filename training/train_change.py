@@ -145,8 +145,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=data_dir() / "oscd")
     ap.add_argument("--bandset", choices=["full", "rgbn", "all"], default="all")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/imgdiff_change_cache"))
-    ap.add_argument("--neg", type=int, default=40_000, help="negative pixels sampled per city")
-    ap.add_argument("--pos", type=int, default=20_000, help="at most this many positive pixels per city")
+    ap.add_argument("--neg", type=int, default=120_000, help="negative pixels sampled per city")
+    ap.add_argument("--pos", type=int, default=60_000, help="at most this many positive pixels per city")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--features", choices=["v1", "v2"], default="v1",
                     help="feature set (see change_features; v2 scored 0.39 leave-one-city-out vs 0.46 for v1)")

@@ -8,6 +8,10 @@ its 99th percentile), so it does not depend on the absolute scaling of the
 digital numbers, and it accepts any subset of B02, B03, B04 and B08 (missing
 bands are replaced by the mean of the present ones and flagged).
 
+The heat map is averaged over the image and its mirror (``tta=2``), local maxima above
+``min_score`` become boxes (non-maximum suppression at IoU 0.2), and boxes with no open water
+(NDWI > 0, large connected water bodies) within 4 pixels are dropped.
+
 Each detection is then measured on the image: the ship's pixels inside its box
 give the centroid, length, width and axis heading; the offsets between the
 band centroids, recorded a fraction of a second apart (B02, B08, B03, B04),
@@ -292,7 +296,7 @@ def near_water(boxes: np.ndarray, water: np.ndarray, max_px: float) -> np.ndarra
 # --------------------------------------------------------------------------------------------
 # classical baseline
 # --------------------------------------------------------------------------------------------
-def classical_candidates(scene: Scene, *, z_min: float = 4.0, min_px: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def classical_candidates(scene: Scene, *, z_min: float = 8.0, min_px: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Baseline: NDWI water mask, bright top-hat z-score inside water, connected components.
 
     Returns pixel-edge boxes (N, 4) and scores in [0, 1].
