@@ -13,6 +13,7 @@ from imgdiff.io.write import check_outputs
 from imgdiff.report.compare import COMPARE_OUTPUTS
 from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
 from imgdiff.sites import load_zones
+from imgdiff.stac.resolve import resolve_scene_path
 
 from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress, steps
 from .tiled import compare_tiled_with_progress, should_tile
@@ -39,9 +40,13 @@ from .tiled import compare_tiled_with_progress, should_tile
 def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, bbox: tuple | None,
                 no_coregister: bool, method: str | None, tile_size: int | None, site: str | None, zones_file: str | None,
                 overwrite: bool, as_json: bool) -> None:
-    """Compare BEFORE and AFTER scenes and write a change map and report into OUTDIR."""
-    if zones_file or site:  # per-zone counts and change: the verify report without claims
-        zones = load_zones(zones_file or site)
+    """Compare BEFORE and AFTER scenes and write a change map and report into OUTDIR.
+
+    BEFORE and AFTER are scene paths, or STAC item URLs / ids (fetched for --bbox or the site's zones).
+    """
+    zones = load_zones(zones_file or site) if (zones_file or site) else None
+    before, after = (str(resolve_scene_path(ref, aoi=zones, bbox=bbox, bands=bands)) for ref in (before, after))
+    if zones is not None:  # per-zone counts and change: the verify report without claims
         check_outputs(outdir, VERIFY_OUTPUTS, overwrite)
         labels = ["read", "align", "co-register", "change", "clouds", "detect vessels", "detect aircraft", "write"]
         with steps(labels, show_progress(as_json)) as advance:

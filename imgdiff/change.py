@@ -40,6 +40,8 @@ stats = _LazyStats()
 #: Change methods :func:`change_map` knows, default first.
 METHODS: tuple[str, ...] = ("mlp", "irmad", "cva-otsu", "cva-em", "logratio-otsu")
 DEFAULT_METHOD = "mlp"
+#: Bands that see the atmosphere rather than the ground; classical methods leave them out.
+ATMOSPHERIC_BANDS = ("B01", "B09", "B10")
 #: Smallest changed region kept by default, in square metres (4 pixels of 10 m).
 DEFAULT_MMU_M2 = 400.0
 MODEL_DIR = Path(__file__).resolve().parent / "models"
@@ -470,6 +472,8 @@ class MLPModel:
     name : str
     feature_set : str
         Which :func:`change_features` set the model reads.
+    clip_z : float
+        Standardised inputs are clipped to [-clip_z, clip_z] (in training too).
     """
 
     bands: tuple[str, ...]
@@ -482,18 +486,20 @@ class MLPModel:
     smooth_sigma: float
     name: str = "mlp"
     feature_set: str = "v1"
+    clip_z: float = 6.0
 
     def predict(self, features: np.ndarray, *, chunk: int = 262_144) -> np.ndarray:
         """Change probability of each pixel; ``features`` (features, rows, cols) -> (rows, cols)."""
         f, h, w = features.shape
         flat = features.reshape(f, -1)
-        # fold the input standardisation into the first layer; work in (units, pixels) layout
-        w0 = (self.weights[0] / self.std[:, None]).T.astype(np.float32)
-        b0 = (self.biases[0] - (self.mean / self.std) @ self.weights[0]).astype(np.float32)[:, None]
-        layers = [(w0, b0)] + [(W.T.copy(), bias[:, None]) for W, bias in zip(self.weights[1:], self.biases[1:])]
+        # (units, pixels) layout; standardised inputs are clipped to +-clip_z so that
+        # changes stronger than any seen in training saturate instead of extrapolating
+        mean, std = self.mean[:, None], self.std[:, None]
+        layers = [(W.T.copy(), bias[:, None]) for W, bias in zip(self.weights, self.biases)]
         out = np.empty(h * w, np.float32)
         for s in range(0, h * w, chunk):
-            x = flat[:, s:s + chunk]
+            x = (flat[:, s:s + chunk] - mean) / std
+            np.clip(x, -self.clip_z, self.clip_z, out=x)
             for k, (W, bias) in enumerate(layers):
                 x = W @ x
                 x += bias
@@ -510,7 +516,7 @@ class MLPModel:
             path, bands=np.array(self.bands), feature_names=np.array(self.feature_names),
             mean=self.mean.astype(np.float32), std=self.std.astype(np.float32),
             threshold=np.float64(self.threshold), smooth_sigma=np.float64(self.smooth_sigma),
-            name=np.array(self.name), feature_set=np.array(self.feature_set),
+            name=np.array(self.name), feature_set=np.array(self.feature_set), clip_z=np.float64(self.clip_z),
             n_layers=np.int64(len(self.weights)), **arrays)
 
     @classmethod
@@ -524,7 +530,8 @@ class MLPModel:
                 weights=tuple(z[f"W{k}"].astype(np.float32) for k in range(n)),
                 biases=tuple(z[f"b{k}"].astype(np.float32) for k in range(n)),
                 threshold=float(z["threshold"]), smooth_sigma=float(z["smooth_sigma"]), name=str(z["name"]),
-                feature_set=str(z["feature_set"]) if "feature_set" in z.files else "v1")
+                feature_set=str(z["feature_set"]) if "feature_set" in z.files else "v1",
+                clip_z=float(z["clip_z"]) if "clip_z" in z.files else 6.0)
 
 
 @lru_cache(maxsize=8)
@@ -586,6 +593,7 @@ def change_map(
     - ``"logratio-otsu"``: norm of per-band log ratios with Otsu's threshold.
 
     Histogram thresholds are kept above :func:`noise_floor` so an unchanged pair stays unflagged.
+    The classical methods leave out :data:`ATMOSPHERIC_BANDS` (B01 B09 B10) when ``bands`` names them.
 
     Parameters
     ----------
@@ -631,6 +639,13 @@ def change_map(
         nan = np.full(valid.shape, np.nan, np.float32)
         return ChangeMap(nan, np.zeros_like(valid), valid, float("inf"), method, nan.copy(), details)
 
+    if method != "mlp":
+        # classical methods use the surface bands only: B01, B09 and B10 see the
+        # atmosphere (aerosols, water vapour, cirrus), and their noise would dilute change
+        surface = [i for i, n in enumerate(names) if n not in ATMOSPHERIC_BANDS]
+        if 2 <= len(surface) < len(names):
+            before, after = before[surface], after[surface]
+            details["bands_used"] = [names[i] for i in surface]
     if method == "mlp":
         assert model is not None
         mag = learned_probability(before, after, valid, names, model)
@@ -654,7 +669,7 @@ def change_map(
     else:  # logratio-otsu
         # a per-band offset of half the band's median damps the noise of dark (water) pixels
         eps = np.array([0.5 * np.median(before[i][valid]) for i in range(before.shape[0])], np.float32)
-        lr = log_ratio(before, after, eps=np.maximum(eps, 1e-3)[:, None, None])
+        lr = log_ratio(before, after, eps=np.maximum(eps, 0.02)[:, None, None])  # B10 etc. sit near 0
         mag = np.sqrt(np.mean(lr * lr, axis=0))
         mag[~valid] = np.nan
         thr = max(otsu_threshold(mag[valid]), noise_floor(mag[valid]))

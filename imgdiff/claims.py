@@ -222,7 +222,15 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
             if not ml >= 0:
                 raise ClaimsError(f"{at}: min_length_m must be >= 0")
         claims.append(Claim(cid, str(c.get("text", "")), obj_kind, str(zone), assertion, ml))
-    return ClaimFile(Path(where), base / str(obj["before"]), base / str(obj["after"]), zsrc, zones, tuple(claims))
+    return ClaimFile(Path(where), _scene_ref(base, obj["before"]), _scene_ref(base, obj["after"]), zsrc, zones,
+                     tuple(claims))
+
+
+def _scene_ref(base: Path, raw: object) -> Path | str:
+    """A scene path relative to the claims file, or a STAC item URL/id kept as given."""
+    from .stac.resolve import is_stac_ref
+
+    return str(raw) if is_stac_ref(str(raw)) else base / str(raw)
 
 
 def load_claims(path: str | Path) -> ClaimFile:
@@ -794,15 +802,19 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     Verification
     """
     from .io.read import read_scene
+    from .stac.resolve import resolve_scene_path
 
     step = on_step or (lambda name: None)
-    for role, path in (("before", claims.before), ("after", claims.after)):
+    step("read")
+    paths = []
+    for role, ref in (("before", claims.before), ("after", claims.after)):
+        path = resolve_scene_path(str(ref), aoi=claims.zones)  # a STAC item is fetched for the zones' window
         if not Path(path).exists():
             raise ClaimsError(f"{claims.path}: {role} scene {path} does not exist "
                               "(scene paths are relative to the claims file)")
-    step("read")
-    before = read_scene(claims.before)
-    after = read_scene(claims.after)
+        paths.append(path)
+    before = read_scene(paths[0])
+    after = read_scene(paths[1])
     objects = sorted({c.object for c in claims.claims}, key=OBJECTS.index)
     result, zg, cloud, states, dets = analyse(before, after, claims.zones, objects, on_step=_after_read(step))
     perf = {o: detector_performance(o) for o in objects}

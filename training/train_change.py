@@ -41,6 +41,7 @@ SEED = 0
 HIDDEN = (64, 32)
 SMOOTH_SIGMA = 1.0
 BATCH = 4096
+CLIP_Z = 6.0
 
 
 def city_features(root: Path, city: str, bands: tuple[str, ...], cache: Path, feature_set: str = "v1") -> dict:
@@ -86,7 +87,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, 
     torch.set_num_threads(1)
     mean = x.mean(0)
     std = x.std(0) + 1e-6
-    xt = torch.from_numpy(((x - mean) / std).astype(np.float32))
+    xt = torch.from_numpy(np.clip((x - mean) / std, -CLIP_Z, CLIP_Z).astype(np.float32))
     yt = torch.from_numpy(y)
     layers: list = []
     d = x.shape[1]
@@ -117,7 +118,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, 
                     weights=tuple(m.weight.detach().numpy().T.copy() for m in lin),
                     biases=tuple(m.bias.detach().numpy().copy() for m in lin),
                     threshold=threshold, smooth_sigma=SMOOTH_SIGMA, name=f"mlp-{len(bands)}band-{feature_set}",
-                    feature_set=feature_set)
+                    feature_set=feature_set, clip_z=CLIP_Z)
 
 
 def predict_city(model: MLPModel, data: dict) -> np.ndarray:
