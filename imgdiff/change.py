@@ -18,11 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy import linalg, special
-from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from .errors import BandError
-from .radiometry import date_masks, normalise, normalised_difference
+from .radiometry import date_masks, drop_small_regions, normalise, normalised_difference
 from .scene import Scene
 
 
@@ -303,19 +302,6 @@ def _ramp_confidence(magnitude: np.ndarray, threshold: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- masks
-def drop_small_regions(mask: np.ndarray, min_pixels: int) -> np.ndarray:
-    """Keep only 8-connected regions of at least ``min_pixels`` pixels."""
-    if min_pixels <= 1:
-        return mask
-    labels, n = ndi.label(mask, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_pixels
-    keep[0] = False
-    return keep[labels]
-
-
 def apply_mmu(mask: np.ndarray, min_area_m2: float, pixel_size_m: tuple[float, float]) -> np.ndarray:
     """Drop changed regions smaller than ``min_area_m2`` square metres (8-connected)."""
     px_area = float(pixel_size_m[0]) * float(pixel_size_m[1])

@@ -201,7 +201,7 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     if cloud is None:
         thick, thin = _cloud_probability_rules(scene)
         cloud = _clean(thick | thin, scene)
-    seeds = _drop_small(cloud, 25)
+    seeds = drop_small_regions(cloud, 25)
     if not seeds.any():
         return np.zeros(scene.shape, bool)
     water = water_mask(scene)
@@ -226,13 +226,15 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     return shifted & (dark | water) & ~cloud
 
 
-def _drop_small(mask: np.ndarray, min_px: int) -> np.ndarray:
-    """Keep 8-connected regions of at least ``min_px`` pixels."""
+def drop_small_regions(mask: np.ndarray, min_pixels: int) -> np.ndarray:
+    """Keep only 8-connected regions of at least ``min_pixels`` pixels."""
+    if min_pixels <= 1:
+        return mask
     labels, n = ndi.label(mask, structure=np.ones((3, 3), bool))
     if n == 0:
         return mask
     sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_px
+    keep = sizes >= min_pixels
     keep[0] = False
     return keep[labels]
 
@@ -241,7 +243,7 @@ def _clean(mask: np.ndarray, scene: Scene, *, min_px: int = 4, grow_px: int = 2)
     """Drop isolated specks, then grow by ``grow_px`` pixels to cover cloud edges."""
     if not mask.any():
         return mask
-    m = _drop_small(ndi.binary_opening(mask, structure=np.ones((2, 2), bool)), min_px)
+    m = drop_small_regions(ndi.binary_opening(mask, structure=np.ones((2, 2), bool)), min_px)
     if grow_px > 0 and m.any():
         m = ndi.binary_dilation(m, structure=np.ones((3, 3), bool), iterations=grow_px)
     return m & scene.valid

@@ -31,13 +31,14 @@ from affine import Affine
 from rasterio.windows import Window
 
 from . import __version__
-from .change import cva_magnitude, drop_small_regions
+from .change import cva_magnitude
 from .coregister import Registration, coregister, warp
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import CoregistrationError, EmptySceneError, ImgdiffError, NoOverlapError
 from .grid import Grid, align
 from .io.read import BBox, bbox_window, find_band_sources, read_scene
 from .io.write import GTIFF_OPTIONS, check_outputs, write_json, write_outputs, write_text
+from .radiometry import drop_small_regions
 from .scene import Scene
 from .zones import Zones, assign_zones
 
