@@ -7,10 +7,15 @@ band-presence flags), so training and inference share one normalisation.
 
 Usage (torch and onnx are training-only dependencies)::
 
-    pip install torch==2.13.0 onnx
-    nice python training/train_vessels.py                       # final model on every port
-    nice python training/train_vessels.py --cv                  # leave-one-port-out estimate, then final
-    nice python training/train_vessels.py --holdout genoa --out /tmp/genoa.onnx
+    pip install torch==2.13.0 onnx          # or: pip install -e .[train]
+    # the shipped model (about 40 min on a busy 2-core machine, 1 torch thread):
+    nice python training/train_vessels.py --iters 3000
+    # leave-one-port-out with the same recipe (folds can run as parallel processes), then pool the
+    # folds into imgdiff/detect/models/vessels.json:
+    nice python training/train_vessels.py --cv --no-final --cv-iters 3000 --cv-dir /tmp/cv --folds athens,busan
+    python training/train_vessels.py --merge-cv --cv-iters 3000 --cv-dir /tmp/cv
+    # one fold, keeping its model:
+    nice python training/train_vessels.py --holdout genoa --iters 3000 --out /tmp/genoa.onnx
 
 Augmentations: flips and 90-degree turns, scale 0.7-1.4 (other pixel sizes), per-band gain,
 dropped bands (any subset of the four must work), noise.
@@ -257,7 +262,7 @@ def summarise_cv(cv_dir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="sen2ships folder (default: $IMGDIFF_DATA_DIR/sen2ships)")
-    ap.add_argument("--iters", type=int, default=1500)
+    ap.add_argument("--iters", type=int, default=3000)
     ap.add_argument("--cv-iters", type=int, default=None, help="iterations per leave-one-port-out fold")
     ap.add_argument("--cv", action="store_true", help="leave-one-port-out estimate before the final model")
     ap.add_argument("--no-final", action="store_true", help="with --cv: skip the final model")
