@@ -43,6 +43,10 @@ DEFAULT_METHOD = "mlp"
 ATMOSPHERIC_BANDS = ("B01", "B09", "B10")
 #: Smallest changed region kept by default, in square metres (4 pixels of 10 m).
 DEFAULT_MMU_M2 = 400.0
+#: Least root-mean-square reflectance change over the surface bands for the learned method to flag a
+#: pixel (2 % reflectance: above sensor noise and residual normalisation error). On the labelled OSCD
+#: cities this gate costs 0.003 pooled F1; it removes the model's false change on dark water.
+MIN_CHANGE_REFLECTANCE = 0.02
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 
 
@@ -638,6 +642,12 @@ def change_map(
         thr = model.threshold
         conf = mag.copy()
         details["model"] = {"name": model.name, "bands": list(model.bands)}
+        # the model sees context and ratios: on dark water and around small objects it can call
+        # change where the reflectance hardly moved; a pixel must also change measurably
+        surface = [i for i, n in enumerate(names) if n not in ATMOSPHERIC_BANDS] or list(range(len(names)))
+        rms = cva_magnitude(before[surface], after[surface]) / np.sqrt(len(surface))
+        mag = np.where(rms > MIN_CHANGE_REFLECTANCE, mag, np.minimum(mag, thr)).astype(np.float32)
+        details["min_change_reflectance"] = MIN_CHANGE_REFLECTANCE
     elif method == "irmad":
         r = irmad(before, after, valid)
         mag = r.chi2
