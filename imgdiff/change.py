@@ -555,6 +555,26 @@ def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray
 
 
 # --------------------------------------------------------------------------- the change map
+def learned_magnitude(before: np.ndarray, after: np.ndarray, valid: np.ndarray, bands: Sequence[str],
+                      model: MLPModel) -> np.ndarray:
+    """Change probability of the learned model, capped at its threshold where reflectance hardly moved.
+
+    The model sees context and ratios: on dark water and around small objects it can call change
+    where the reflectance did not measurably change. A pixel keeps a probability above
+    ``model.threshold`` only if its root-mean-square change over the surface bands exceeds
+    :data:`MIN_CHANGE_REFLECTANCE`.
+
+    Parameters
+    ----------
+    before, after : ndarray, shape (bands, rows, cols)
+        Reflectance, ``after`` already normalised to ``before``.
+    """
+    prob = learned_probability(before, after, valid, bands, model)
+    surface = [i for i, n in enumerate(bands) if n not in ATMOSPHERIC_BANDS] or list(range(len(bands)))
+    rms = cva_magnitude(before[surface], after[surface]) / np.sqrt(len(surface))
+    return np.where(rms > MIN_CHANGE_REFLECTANCE, prob, np.minimum(prob, model.threshold)).astype(np.float32)
+
+
 def change_map(
     before: np.ndarray,
     after: np.ndarray,
@@ -638,15 +658,10 @@ def change_map(
             details["bands_used"] = [names[i] for i in surface]
     if method == "mlp":
         assert model is not None
-        mag = learned_probability(before, after, valid, names, model)
+        mag = learned_magnitude(before, after, valid, names, model)
         thr = model.threshold
         conf = mag.copy()
         details["model"] = {"name": model.name, "bands": list(model.bands)}
-        # the model sees context and ratios: on dark water and around small objects it can call
-        # change where the reflectance hardly moved; a pixel must also change measurably
-        surface = [i for i, n in enumerate(names) if n not in ATMOSPHERIC_BANDS] or list(range(len(names)))
-        rms = cva_magnitude(before[surface], after[surface]) / np.sqrt(len(surface))
-        mag = np.where(rms > MIN_CHANGE_REFLECTANCE, mag, np.minimum(mag, thr)).astype(np.float32)
         details["min_change_reflectance"] = MIN_CHANGE_REFLECTANCE
     elif method == "irmad":
         r = irmad(before, after, valid)

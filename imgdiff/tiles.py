@@ -410,11 +410,11 @@ def _magnitude(method: str, before: np.ndarray, after: np.ndarray, valid: np.nda
                 v += w[j, k] * before[j] + w[nb + j, k] * after[j]
             m += v * v
     elif method == "mlp":
-        from .change import learned_probability, pick_model
+        from .change import learned_magnitude, pick_model
 
         model = pick_model(names)
         assert model is not None
-        m = learned_probability(before, after, valid, names, model)
+        m = learned_magnitude(before, after, valid, names, model)
     else:
         raise ValueError(f"tiled comparison supports the methods {', '.join(TILED_METHODS)}, not {method!r}")
     m = m.astype(np.float32, copy=False)
