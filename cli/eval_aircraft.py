@@ -8,7 +8,7 @@ import click
 
 from imgdiff.evaluate.aircraft import chip_dirs, evaluate_aircraft
 
-from .options import json_opt, show_progress
+from .options import counter, json_opt, show_progress
 
 
 @click.command("aircraft")
@@ -31,12 +31,9 @@ def eval_aircraft_cmd(data: str, min_length: float, method: str, threshold: floa
         return detect_aircraft(scene, method=method, threshold=threshold)
 
     n = len(chip_dirs(data))  # fail early on a bad folder
-    if show_progress(as_json):
-        with click.progressbar(length=n, label="chips", file=click.get_text_stream("stderr")) as bar:
-            ev = evaluate_aircraft(data, min_length_m=min_length, detector=detector,
-                                   on_chip=lambda name: bar.update(1), dedupe=merge_duplicates)
-    else:
-        ev = evaluate_aircraft(data, min_length_m=min_length, detector=detector, dedupe=merge_duplicates)
+    with counter(n, "chips", show_progress(as_json)) as tick:
+        ev = evaluate_aircraft(data, min_length_m=min_length, detector=detector, on_chip=tick,
+                               dedupe=merge_duplicates)
     out = ev.to_dict()
     out["method"] = method
     if as_json:

@@ -8,7 +8,7 @@ import click
 
 from imgdiff.evaluate.vessels import evaluate_vessels, scene_dirs
 
-from .options import json_opt, show_progress
+from .options import counter, json_opt, show_progress
 
 
 @click.command("vessels")
@@ -29,11 +29,8 @@ def eval_vessels_cmd(data: str, method: str, min_score: float | None, as_json: b
         return detect_vessels(scene, method=method, **kw)
 
     n = len(scene_dirs(data))  # fail early on a bad folder
-    if show_progress(as_json):
-        with click.progressbar(length=n, label="scenes", file=click.get_text_stream("stderr")) as bar:
-            ev = evaluate_vessels(data, detector=detector, on_scene=lambda name: bar.update(1))
-    else:
-        ev = evaluate_vessels(data, detector=detector)
+    with counter(n, "scenes", show_progress(as_json)) as tick:
+        ev = evaluate_vessels(data, detector=detector, on_scene=tick)
     out = ev.to_dict()
     out["method"] = method
     if as_json:

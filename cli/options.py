@@ -66,6 +66,16 @@ def steps(labels: Sequence[str], enabled: bool) -> Iterator[Any]:
         bar.update(len(labels) - bar.pos)
 
 
+@contextmanager
+def counter(length: int, label: str, enabled: bool) -> Iterator[Any]:
+    """A progress bar over ``length`` items on stderr when ``enabled``; yields ``tick(name)`` (a no-op otherwise)."""
+    if not enabled:
+        yield lambda name=None: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield lambda name=None: bar.update(1)
+
+
 def show_progress(as_json: bool) -> bool:
     """Progress goes to stderr only on an interactive terminal and never in --json mode."""
     return not as_json and sys.stderr.isatty()

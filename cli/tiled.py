@@ -36,7 +36,7 @@ def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: 
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
                                  overwrite=overwrite, method=method)
         n = len(tile_grid(work_grid(before, bands, bbox).shape, size or MLP_TILE_SIZE, CHANGE_OVERLAP))
-        with click.progressbar(length=2 * n,  # an upper bound when the method's tiles are larger label="imgdiff compare (tiles)", file=click.get_text_stream("stderr"),
+        with click.progressbar(length=2 * n,  # an upper bound when the method's tiles are larger label="imgdiff compare (tiles)", file=sys.stderr,
                                item_show_func=lambda x: x) as bar:
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
                                  overwrite=overwrite, method=method,

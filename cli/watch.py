@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -74,7 +75,7 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
     progress = show_progress(as_json)
     with sigterm_as_interrupt():
         if progress:
-            with click.progressbar(length=len(m.scenes), label="imgdiff watch", file=click.get_text_stream("stderr"),
+            with click.progressbar(length=len(m.scenes), label="imgdiff watch", file=sys.stderr,
                                    item_show_func=lambda x: x) as bar:
                 result = run_watch(m, outdir, reference=reference, scheduler=scheduler, workers=workers,
                                    processes=not threads, register=not no_coregister, min_score=min_score,
