@@ -325,9 +325,13 @@ def detector_performance(obj: str) -> DetectorPerformance:
             import json
 
             card = json.loads(Path(card_path).read_text(encoding="utf-8"))
-            pooled = card["cross_validation"]["pooled"]
+            if "cross_validation" in card:
+                pooled = card["cross_validation"]["pooled"]
+                scheme = card["cross_validation"].get("scheme", "")
+            else:  # vessels: the leave-one-port-out figures at the shipped threshold
+                pooled, scheme = card["selected"], "leave-one-port-out, pooled"
             perf = {"precision": pooled["precision"], "recall": pooled["recall"],
-                    "source": f"model card {Path(card_path).name}: {card['cross_validation'].get('scheme', '')}"}
+                    "source": f"model card {Path(card_path).name}: {scheme}"}
         except (OSError, ValueError, KeyError, TypeError):
             perf = None
     if isinstance(perf, Mapping) and perf.get("precision") is not None and perf.get("recall") is not None:

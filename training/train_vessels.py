@@ -14,6 +14,9 @@ Usage (torch and onnx are training-only dependencies)::
     # folds into imgdiff/detect/models/vessels.json:
     nice python training/train_vessels.py --cv --no-final --cv-iters 3000 --cv-dir /tmp/cv --folds athens,busan
     python training/train_vessels.py --merge-cv --cv-iters 3000 --cv-dir /tmp/cv
+    # after a detector change (decoding, test-time passes): re-score the saved fold models, re-pool
+    # (the pooled table picks the default threshold: best F1 with |count error| <= 15 %, key "selected"):
+    nice python training/train_vessels.py --cv --no-final --rescore --cv-iters 3000 --cv-dir /tmp/cv
     # one fold, keeping its model:
     nice python training/train_vessels.py --holdout genoa --iters 3000 --out /tmp/genoa.onnx
 
@@ -224,7 +227,9 @@ def export(net: VesselNet, path: Path) -> None:
 # ------------------------------------------------------------------------------------------
 # evaluation
 # ------------------------------------------------------------------------------------------
-THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+THRESHOLDS = tuple(round(0.2 + 0.02 * i, 2) for i in range(16))  # 0.20, 0.22, ..., 0.50
+#: Largest |count error| allowed when choosing the default threshold from the pooled folds.
+MAX_COUNT_ERROR = 0.15
 
 
 def eval_port(model: Path, port_dir: Path) -> dict[float, object]:
@@ -255,8 +260,21 @@ def summarise_cv(cv_dir: Path) -> dict:
         out[str(t)] = {"pooled": p.to_dict(), "ports": [x.to_dict() for x in scores]}
         print(f"  t={t:.2f} P {p.precision:.3f} R {p.recall:.3f} F1 {p.f1:.3f} count {p.n_pred}/{p.n_gt} "
               f"({p.count_error:+.1%})")
+    sel = select_threshold(out)
+    if sel:
+        print(f"  selected t={sel['min_score']} (best pooled F1 with |count error| <= {MAX_COUNT_ERROR:.0%}; "
+              f"set imgdiff.detect.vessels.CNN_MIN_SCORE to it)")
     (cv_dir / "summary.json").write_text(json.dumps(out, indent=1))
     return out
+
+
+def select_threshold(table: dict) -> dict | None:
+    """The threshold with the best pooled F1 among those with |count error| <= MAX_COUNT_ERROR."""
+    ok = [t for t in table if abs(table[t]["pooled"]["count_error"]) <= MAX_COUNT_ERROR]
+    if not ok:
+        return None
+    best = max(ok, key=lambda t: table[t]["pooled"]["f1"])
+    return {"min_score": float(best), "max_count_error": MAX_COUNT_ERROR, **table[best]["pooled"]}
 
 
 def main() -> None:
@@ -314,6 +332,7 @@ def main() -> None:
         meta_path = args.out.with_suffix(".json")
         shipped = json.loads(meta_path.read_text())
         shipped[f"leave_one_port_out_{args.cv_iters or args.iters}_iters"] = meta.get("leave_one_port_out")
+        shipped["selected"] = select_threshold(meta.get("leave_one_port_out") or {})
         meta_path.write_text(json.dumps(shipped, indent=1) + "\n")
         print(f"merged the leave-one-port-out summary of {cv_dir} into {meta_path}")
         return
