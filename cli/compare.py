@@ -47,7 +47,7 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
     zones = load_zones(zones_file or site) if (zones_file or site) else None
     before, after = (str(resolve_scene_path(ref, aoi=zones, bbox=bbox, bands=bands)) for ref in (before, after))
     if zones is not None:  # per-zone counts and change: the verify report without claims
-        check_outputs(outdir, VERIFY_OUTPUTS, overwrite)
+        check_outputs(outdir, VERIFY_OUTPUTS, overwrite, create=False)
         labels = ["read", "align", "co-register", "change", "clouds", "detect vessels", "detect aircraft", "write"]
         with steps(labels, show_progress(as_json)) as advance:
             v = survey(before, after, zones, zones_source=f"site:{site}" if site else str(zones_file),

@@ -26,7 +26,7 @@ def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) ->
     to itself; see samples/claims/tartus.yaml.
     """
     cf = load_claims(claims_file)
-    check_outputs(outdir, VERIFY_OUTPUTS, overwrite)  # fail before the work, not after
+    check_outputs(outdir, VERIFY_OUTPUTS, overwrite, create=False)  # fail before the work, not after
     objects = sorted({c.object for c in cf.claims})
     labels = ["read", "align", "co-register", "change", "clouds", *[f"detect {o}" for o in objects], "claims",
               "write"]

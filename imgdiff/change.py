@@ -313,16 +313,6 @@ def apply_mmu(mask: np.ndarray, min_area_m2: float, pixel_size_m: tuple[float, f
     return drop_small_regions(mask, n)
 
 
-def normalise_gain(before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Scale each band of ``after`` (bands, rows, cols) so its median matches ``before`` on ``valid``."""
-    out = after.copy()
-    for i in range(after.shape[0]):
-        mb, ma = np.median(before[i][valid]), np.median(after[i][valid])
-        if ma > 0:
-            out[i] = after[i] * (mb / ma)
-    return out
-
-
 # --------------------------------------------------------------------------- learned method
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
