@@ -3,6 +3,7 @@
 Run by hand::
 
     python benchmarks/vessels.py            # speed + dev-port scores of the shipped model and the baseline
+                                            # (cnn = network + rescorer, cnn-only = rescore=False)
 
 The dev ports are the training set of the shipped model, so its scores here are in-sample; the honest
 held-out estimate is the leave-one-port-out figure recorded by ``training/train_vessels.py --cv`` in
@@ -18,7 +19,7 @@ import time
 import numpy as np
 
 from imgdiff.data import data_dir
-from imgdiff.detect.vessels import MODEL_PATH, detect_vessels
+from imgdiff.detect.vessels import MODEL_PATH, RESCORE_PATH, detect_vessels
 from imgdiff.evaluate.vessels import evaluate_vessels
 from imgdiff.io.read import read_scene
 
@@ -31,11 +32,11 @@ def speed(repeats: int = 5) -> None:
     crop = scene.__class__({b: v[y0:y0 + 1000, x0:x0 + 1000] for b, v in scene.bands.items()}, scene.crs,
                            scene.transform, scene.valid[y0:y0 + 1000, x0:x0 + 1000])
     detect_vessels(crop)  # warm-up: model load
-    for method in ("cnn", "classical"):
+    for method, kw in (("cnn", {}), ("cnn-only", {"rescore": False}), ("classical", {})):
         times = []
         for _ in range(repeats):
             t = time.perf_counter()
-            n = len(detect_vessels(crop, method=method))
+            n = len(detect_vessels(crop, method=method.split("-")[0], **kw))
             times.append(time.perf_counter() - t)
         print(f"speed {method:<9}: 1000x1000 px, {len(crop.bands)} bands, {n} vessels: "
               f"median {np.median(times):.2f} s, min {min(times):.2f} s  (cpus {os.cpu_count()})")
@@ -60,6 +61,17 @@ def accuracy() -> None:
                 p = r["pooled"]
                 print(f"  t={float(t):.2f} P {p['precision']:.3f} R {p['recall']:.3f} F1 {p['f1']:.3f} "
                       f"count {p['n_pred']}/{p['n_gt']} ({p['count_error']:+.1%})")
+    if RESCORE_PATH.is_file():
+        rs = json.loads(RESCORE_PATH.read_text())
+        print("network + rescorer, nested leave-one-port-out (training/train_vessel_rescore.py), "
+              f"threshold {rs['threshold']}; the network alone at its own threshold "
+              f"{rs['network_alone_leave_one_port_out']['threshold']}:")
+        for s_new, s_old in zip([*rs["nested_leave_one_port_out"]["ports"], rs["nested_leave_one_port_out"]["pooled"]],
+                                [*rs["network_alone_leave_one_port_out"]["ports"],
+                                 rs["network_alone_leave_one_port_out"]["pooled"]]):
+            print(f"  {s_new['name']:<11} GT {s_new['n_gt']:>3}  rescored P {s_new['precision']:.3f} "
+                  f"R {s_new['recall']:.3f} F1 {s_new['f1']:.3f} count {s_new['count_error']:+.1%}   "
+                  f"network alone F1 {s_old['f1']:.3f} count {s_old['count_error']:+.1%}")
 
 
 if __name__ == "__main__":

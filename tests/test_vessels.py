@@ -297,7 +297,7 @@ def test_dev_port_detection_reaches_the_target_on_a_crop(shared_data, port):
     d = need(shared_data / "sen2ships" / port)
     scene = read_scene(d)
     gt = read_gt(d)
-    dets = detect_vessels(scene)
+    dets = detect_vessels(scene, rescore=False)  # the network's own chain (rescored: test_detect_vessel_features)
     s = score(port, dets.boxes, dets.scores, gt)
     assert s.f1 >= 0.75, s
     assert abs(s.count_error) <= 0.3, s

@@ -19,6 +19,8 @@ Usage (torch and onnx are training-only dependencies)::
     nice python training/train_vessels.py --cv --no-final --rescore --cv-iters 3000 --cv-dir /tmp/cv
     # one fold, keeping its model:
     nice python training/train_vessels.py --holdout genoa --iters 3000 --out /tmp/genoa.onnx
+    # the second stage (rescorer) is trained on the fold models' out-of-fold candidates afterwards, and
+    # writes the card's "selected" entry: see training/train_vessel_rescore.py
 
 Augmentations: flips and 90-degree turns, scale 0.7-1.4 (other pixel sizes), per-band gain,
 dropped bands (any subset of the four must work), noise.
@@ -235,7 +237,7 @@ MAX_COUNT_ERROR = 0.15
 def eval_port(model: Path, port_dir: Path) -> dict[float, object]:
     scene = read_scene(port_dir)
     gt = read_gt(port_dir)
-    dets = detect_vessels(scene, model=model, min_score=min(THRESHOLDS))
+    dets = detect_vessels(scene, model=model, min_score=min(THRESHOLDS), rescore=False)  # the network alone
     out = {}
     for t in THRESHOLDS:
         d = dets.filter(min_score=t)
@@ -263,7 +265,8 @@ def summarise_cv(cv_dir: Path) -> dict:
     sel = select_threshold(out)
     if sel:
         print(f"  selected t={sel['min_score']} (best pooled F1 with |count error| <= {MAX_COUNT_ERROR:.0%}; "
-              f"set imgdiff.detect.vessels.CNN_MIN_SCORE to it)")
+              f"set imgdiff.detect.vessels.NETWORK_MIN_SCORE to it; then retrain the rescorer: "
+              f"training/train_vessel_rescore.py --extract --write)")
     (cv_dir / "summary.json").write_text(json.dumps(out, indent=1))
     return out
 
@@ -332,7 +335,8 @@ def main() -> None:
         meta_path = args.out.with_suffix(".json")
         shipped = json.loads(meta_path.read_text())
         shipped[f"leave_one_port_out_{args.cv_iters or args.iters}_iters"] = meta.get("leave_one_port_out")
-        shipped["selected"] = select_threshold(meta.get("leave_one_port_out") or {})
+        # "selected" (the shipped pipeline, network + rescorer) is written by train_vessel_rescore.py --write
+        shipped["selected_network_alone"] = select_threshold(meta.get("leave_one_port_out") or {})
         meta_path.write_text(json.dumps(shipped, indent=1) + "\n")
         print(f"merged the leave-one-port-out summary of {cv_dir} into {meta_path}")
         return

@@ -12,6 +12,14 @@ The heat map is averaged over the eight mirrored and transposed versions of the 
 (``tta=8``), local maxima above ``min_score`` become boxes (non-maximum suppression at IoU 0.2), and boxes with no open water
 (NDWI > 0, large connected water bodies) within 4 pixels are dropped.
 
+A second stage rescores the network's candidates (down to a network score of
+:data:`RESCORE_LOW`): a small gradient-boosted tree ensemble (``models/vessels_rescore.json``,
+trained by ``training/train_vessel_rescore.py`` on the leave-one-port-out candidates, evaluated with
+numpy) over per-candidate features (:mod:`imgdiff.detect.vessel_features`: size in metres, contrast
+against the surrounding water per band, NDWI/NDVI, water rings, whether the bright blob runs on
+beyond the box, the length and straightness of the land edge beside it, texture). Its vessel
+probability is the detection score; ``rescore=False`` keeps the network's own score.
+
 Each detection is then measured on the image: the ship's pixels inside its box
 give the centroid, length, width and axis heading; the offsets between the
 band centroids, recorded a fraction of a second apart (B02, B08, B03, B04),
@@ -24,6 +32,7 @@ components) is kept as ``method="classical"`` for comparison.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +44,7 @@ from scipy import ndimage as ndi
 from ..errors import BandError, InputError
 from ..scene import Scene
 from ..zones import Zones, assign_zones
+from . import vessel_features as vf
 from .base import Detection, Detections, sorted_detections
 
 #: Bands the network reads, in input order.
@@ -49,12 +59,20 @@ PAD_MULTIPLE = 8
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "vessels.onnx"
 #: Metres per second in one knot.
 KNOT_MS = 0.514444
-#: Default score threshold of the network (with ``tta=8``): the best pooled leave-one-port-out F1
-#: with |count error| <= 15 % (``vessels.json``, key ``selected``).
-CNN_MIN_SCORE = 0.28
+#: Default threshold of the network's own score when it runs alone (``rescore=False``, ``tta=8``): the best
+#: pooled leave-one-port-out F1 with |count error| <= 15 % (``vessels.json``, key ``selected_network_alone``).
+NETWORK_MIN_SCORE = 0.28
+#: Default threshold of the shipped pipeline (network + rescorer) on the rescored probability: the best
+#: pooled nested leave-one-port-out F1 with |count error| <= 15 % (``vessels.json``, key ``selected``;
+#: also ``threshold`` in the rescorer JSON).
+CNN_MIN_SCORE = 0.27
 #: The model card beside the weights: training settings and the leave-one-port-out tables.
 #: The claims engine reads its measured precision and recall (key ``selected``) for confidences.
 CARD_PATH = MODEL_PATH.with_suffix(".json")
+#: Second-stage rescorer (gradient-boosted trees over per-candidate features, JSON, numpy at inference;
+#: ``training/train_vessel_rescore.py``) and the network score above which candidates are rescored.
+RESCORE_PATH = MODEL_PATH.with_name("vessels_rescore.json")
+RESCORE_LOW = 0.05
 #: Default score threshold of the classical baseline.
 CLASSICAL_MIN_SCORE = 0.35
 #: Tile side (input pixels) for large scenes, and the overlap between tiles.
@@ -84,13 +102,40 @@ class VesselMaps:
 # --------------------------------------------------------------------------------------------
 # input
 # --------------------------------------------------------------------------------------------
-def normalise_band(band: np.ndarray) -> np.ndarray:
+def band_levels(band: np.ndarray) -> tuple[float, float] | None:
+    """The levels :func:`normalise_band` scales a band by: its 1st and 99th percentiles.
+
+    Parameters
+    ----------
+    band : ndarray
+        Reflectance (any linear scaling), NaN where invalid; e.g. a decimated read of a
+        whole tile, so that every window of it is normalised alike.
+
+    Returns
+    -------
+    (low, reference) or None
+        None when no pixel is valid and positive.
+    """
+    a = np.asarray(band, np.float32)
+    vals = a[np.isfinite(a) & (a > 0)]
+    if not vals.size:
+        return None
+    if vals.size > 200_000:
+        vals = vals[:: vals.size // 200_000 + 1]
+    lo, ref = np.percentile(vals, [1.0, 99.0])
+    return float(lo), float(ref)
+
+
+def normalise_band(band: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
     """Scale-free version of one band: ``log(band / p99)`` with NaN filled as dark water.
 
     Parameters
     ----------
     band : ndarray (rows, cols)
         Reflectance (any linear scaling), NaN where invalid.
+    levels : (low, reference), optional
+        The band's 1st and 99th percentiles (:func:`band_levels`) measured on a larger
+        area (a whole tile cut into windows); default those of ``band`` itself.
 
     Returns
     -------
@@ -99,12 +144,11 @@ def normalise_band(band: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(band, np.float32)
     ok = np.isfinite(a) & (a > 0)
-    if not ok.any():
+    if levels is None:
+        levels = band_levels(a) if ok.any() else None
+    if levels is None:
         return np.full(a.shape, -4.0, np.float32)
-    vals = a[ok]
-    if vals.size > 200_000:
-        vals = vals[:: vals.size // 200_000 + 1]
-    lo, ref = np.percentile(vals, [1.0, 99.0])
+    lo, ref = levels
     ref = max(float(ref), 1e-12)
     floor = max(float(lo), ref * 0.02)
     out = np.where(ok, a, floor)
@@ -112,8 +156,11 @@ def normalise_band(band: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def vessel_input(scene: Scene) -> np.ndarray:
+def vessel_input(scene: Scene, levels: dict[str, tuple[float, float]] | None = None) -> np.ndarray:
     """The network input of a scene.
+
+    ``levels`` (band name -> (low, reference), :func:`band_levels`) replaces the scene's own
+    percentiles for the bands it names (one normalisation for all windows of a large scene).
 
     Returns
     -------
@@ -132,7 +179,7 @@ def vessel_input(scene: Scene) -> np.ndarray:
             f"vessel detection needs at least one of {', '.join(MODEL_BANDS)}; the scene has "
             f"{', '.join(scene.bands) or 'no bands'}"
         )
-    chans = {b: normalise_band(scene.bands[b]) for b in present}
+    chans = {b: normalise_band(scene.bands[b], (levels or {}).get(b)) for b in present}
     fill = np.mean([chans[b] for b in present], axis=0).astype(np.float32)
     x = np.empty((2 * len(MODEL_BANDS), *scene.shape), np.float32)
     for i, b in enumerate(MODEL_BANDS):
@@ -144,8 +191,10 @@ def vessel_input(scene: Scene) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # network
 # --------------------------------------------------------------------------------------------
-@lru_cache(maxsize=4)
-def _load_net(path: str, mtime: float):
+@lru_cache(maxsize=8)
+def _load_net(path: str, mtime: float, thread: int = 0):
+    # one network per thread (``thread``: its ident): a cv2.dnn net is not thread-safe, and
+    # networks in two threads use two cores (one net's forward pass runs on one core)
     try:
         return cv2.dnn.readNetFromONNX(path)
     except cv2.error as e:
@@ -201,7 +250,7 @@ def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: int = 1)
     path = Path(model) if model is not None else MODEL_PATH
     if not path.is_file():
         raise InputError(f"{path}: vessel model not found; reinstall imgdiff or run training/train_vessels.py")
-    net = _load_net(str(path), path.stat().st_mtime)
+    net = _load_net(str(path), path.stat().st_mtime, threading.get_ident())
     _, h, w = x.shape
     hh, wh = (h + 1) // STRIDE, (w + 1) // STRIDE
     heat = np.zeros((hh, wh), np.float32)
@@ -518,6 +567,8 @@ def detect_vessels(
     min_length_m: float = 0.0,
     tta: int = 8,
     water_px: float | None = 4.0,
+    levels: dict[str, tuple[float, float]] | None = None,
+    rescore: bool = True,
 ) -> Detections:
     """Detect vessels (at sea, at anchor, moored alongside quays, rafted) in a scene.
 
@@ -528,9 +579,11 @@ def detect_vessels(
     zones : Zones, optional
         Keep only vessels whose centroid lies in a zone, labelled with its name.
     min_score : float, optional
-        Score threshold in [0, 1] (the network's centre probability). Default :data:`CNN_MIN_SCORE`
-        for the network (chosen on the pooled leave-one-port-out scores: best F1 with the count
-        within 15 %), :data:`CLASSICAL_MIN_SCORE` for the classical baseline.
+        Threshold in [0, 1] on the detection score: the rescored vessel probability (network +
+        rescorer, default :data:`CNN_MIN_SCORE`), the network's centre probability with
+        ``rescore=False`` (default :data:`NETWORK_MIN_SCORE`), or the baseline's score
+        (:data:`CLASSICAL_MIN_SCORE`). The defaults are the best pooled leave-one-port-out F1
+        with the count within 15 %.
     method : {"auto", "cnn", "classical"}
         ``"auto"``: the shipped network if present, else the classical baseline.
     model : path, optional
@@ -545,6 +598,16 @@ def detect_vessels(
     water_px : float or None
         Drop vessels with no open water (NDWI > 0) within this many pixels of their box
         (needs B03 and B08; None: keep all).
+    levels : dict, optional
+        Band name -> (low, reference) input levels (:func:`band_levels`) measured on the whole
+        scene, when ``scene`` is one window of it (:func:`imgdiff.tiles.detect_tiled`); default
+        the levels of ``scene`` itself.
+    rescore : bool
+        With the network: rescore its candidates (network score >= :data:`RESCORE_LOW`) with the
+        shipped second stage (:mod:`imgdiff.detect.vessel_features`, ``vessels_rescore.json``: size,
+        contrast against the water, NDWI/NDVI, water rings, blob continuation, land edge, texture),
+        whose probability becomes the score. False: the network's score alone. Ignored (network
+        alone) when the rescorer file is absent.
 
     Returns
     -------
@@ -552,29 +615,41 @@ def detect_vessels(
         Class ``"vessel"``; pixel boxes on the scene grid, centroids (x = column, y = row),
         ``length_m``/``width_m`` in true ground metres, ``heading_deg`` clockwise from up
         (course if moving, else the hull axis in [0, 180)), ``extra["moving"]`` and
-        ``extra["speed_kn"]`` (None where not measurable).
+        ``extra["speed_kn"]`` (None where not measurable); with the rescorer, ``extra["network_score"]``
+        is the network's own centre probability.
     """
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
     use_cnn = method == "cnn" or (method == "auto" and (model is not None or MODEL_PATH.is_file()))
+    use_rescore = use_cnn and rescore and RESCORE_PATH.is_file()
     if min_score is None:
-        min_score = CNN_MIN_SCORE if use_cnn else CLASSICAL_MIN_SCORE
+        min_score = (CNN_MIN_SCORE if use_rescore else NETWORK_MIN_SCORE) if use_cnn else CLASSICAL_MIN_SCORE
     water = water_mask(scene)
+    net_scores = None
     if use_cnn:
-        x = vessel_input(scene)
+        x = vessel_input(scene, levels)
         maps = run_network(x, model, tta=tta)
-        boxes, scores = decode_maps(maps, min_score=min_score, shape=scene.shape)
+        boxes, scores = decode_maps(maps, min_score=RESCORE_LOW if use_rescore else min_score, shape=scene.shape)
         bright = x[:4].mean(axis=0)
         if water is not None and water_px is not None:
             keep = near_water(boxes, water, water_px)
             boxes, scores = boxes[keep], scores[keep]
+        if use_rescore:
+            feats = vf.candidate_features(scene.bands, boxes, scores, maps.heat, water, scene.pixel_size_m,
+                                          stride=STRIDE)
+            prob = vf.rescore(vf.load_rescorer(RESCORE_PATH), feats)
+            keep = prob >= min_score
+            boxes, scores, net_scores = boxes[keep], prob[keep], scores[keep]
     else:
         boxes, scores = classical_candidates(scene)
         keep = scores >= min_score
         boxes, scores = boxes[keep], scores[keep]
-        bright = vessel_input(scene)[:4].mean(axis=0)
+        bright = vessel_input(scene, levels)[:4].mean(axis=0)
     items = [measure_vessel(scene, bright, tuple(b), s, moving_kn=moving_kn, water=water)
              for b, s in zip(boxes, scores)]
+    if net_scores is not None:
+        for d, s in zip(items, net_scores):
+            d.extra["network_score"] = round(float(s), 4)
     if min_length_m > 0:
         items = [d for d in items if not d.length_m < min_length_m]
     dets = sorted_detections(items, scene.crs, scene.transform, scene.pixel_size_m)
