@@ -4,18 +4,60 @@ There is no real Sentinel-2 image of Tartus or Hmeimim in this project, so the s
 samples are *simulated*. A scene is rendered on a fine grid (``SUPERSAMPLE`` sub-pixels
 per 10 m pixel) in the real UTM 36N coordinates of the site:
 
-1. land cover polygons (water, concrete, asphalt, soil/vegetation, urban) with TOA-like
-   reflectances for B02 B03 B04 B08 B11 and a smooth texture fixed in map coordinates
-   (so it is identical on both dates);
+1. land cover polygons (water, quay, concrete, asphalt, soil/vegetation, urban) with TOA-like
+   reflectances for B02 B03 B04 B08 B11 and a texture fixed in map coordinates (so it is
+   identical on both dates): quays and urban land carry a lognormal clutter (containers,
+   sheds, cranes, shadows) on 6 m and 16 m cells plus a smooth 40 m component;
 2. objects (vessels, aircraft) drawn as hull / cross-shaped polygons with their own
    reflectance;
 3. the sub-pixel misregistration of the date (the image content moves by ``shift_px``:
    a feature at nominal pixel (x, y) appears at (x + dx, y + dy));
-4. a Gaussian point spread function (sigma ``PSF_SIGMA_PX`` pixels), area averaging to
-   10 m (B11: 20 m, as on the satellite);
+4. a point spread function: a Gaussian core (sigma ``PSF_SIGMA_PX`` pixels), area averaging
+   to 10 m (B11: 20 m, as on the satellite), and a wide wing (``PSF_TAIL_WEIGHT`` of the energy
+   spread with sigma ``PSF_TAIL_SIGMA_M``: adjacency and stray light, water near land brightens);
 5. a multiplicative gain of the date, opaque clouds (soft-edged discs), Gaussian noise,
    and quantisation to uint16 DN = reflectance x 10000 + 1000 (processing baseline
    >= 04.00 convention; the band scale/offset are stored in the files).
+
+Calibration (``benchmarks/simulator_realism.py`` measures every figure below the same way on
+the real scenes and on the shipped Tartus before scene; real = the seven sen2ships ports, L2A, 212
+labelled vessels, and OSCD beirut before/after, L1C; no-data pixels excluded). The L2A ports are
+brought to a TOA-like level with one additive path term per band, beirut TOA water - port L2A
+water = (0.067, 0.036, 0.023, 0.010, 0.008) for (B02, B03, B04, B08, B11). Medians:
+
+==============================  ================================  ==============================
+statistic                       real                              simulated: old -> now
+==============================  ================================  ==============================
+open water B02 B03 B04 B08      0.094 0.064 0.040 0.025 (beirut)  0.075 0.058 0.036 0.020
+                                                                  -> 0.094 0.064 0.040 0.025
+quay, land 1-3 px from vessels  ports+path 0.168 0.159 0.161 .165  0.136 0.144 0.153 0.190
+B02 B03 B04 B08                 beirut shore 0.145 0.140 0.153 .170 -> 0.156 0.144 0.152 0.171
+local std of ln(refl) on land   0.121 / 0.167 / 0.199 (median of  0.024 / 0.036 / 0.046
+near vessels, r = 1 / 2 / 3 px  9 scenes; r=1: 0.094-0.237)       -> 0.129 / 0.165 / 0.193
+rescorer land_texture           0.406 (ports pooled, p25 0.323)   0.195 -> 0.254
+water near land (B08, fraction  +0.214 +0.098 +0.041 +0.028 +0.013  +0.16 +0.01 +0.00 +0.00 +0.00
+of the contrast, 1-2-3-4-6 px)                                    -> +0.206 +0.067 +0.041 +0.031 +0.018
+open-water noise (3x3 std B08)  0.0007                            0.0023 -> 0.0007
+PSF sigma fitted on axis-       0.80 (median of 9 scenes: ports   0.475 -> 0.775
+aligned water/land edges, px    0.71-0.88, beirut 0.63-0.65)
+hull peak refl, vessels         0.253 0.240 0.260 0.266 0.189     0.263 0.250 0.259 0.289 0.130
+90-170 m (+path) B02..B11                                         -> 0.250 0.237 0.259 0.264 0.136
+hull peak / quay beside (B08)   1.82 (90-170 m vessels)           1.64 -> 2.02
+ln(hull max / water 1-8 px      1.86 (90-170 m)                   2.63 -> 2.17
+around), B08
+hull pixels / box               0.43 (90-170 m)                   0.37 -> 0.42
+==============================  ================================  ==============================
+
+So: water, quays, their clutter at 1-3 px, the blur and the adjacency wing, the noise and the
+hulls' blurred peak reflectance now match; still short: the land texture over whole 30 px patches
+(real port land mixes more covers: yards, vegetation, dark roofs), and the water right beside
+real moored hulls is brighter than here (so simulated hulls stand out ~0.3 ln units more against
+it). The real products are resampled grids (sen2ships EPSG:3857, OSCD EPSG:4326): the fitted PSF is
+the effective blur a detector sees in them, resampling included; native 10 m optics alone are
+sharper (sigma ~0.45-0.5 px from the MTF specification). The scenario is unchanged: the warships
+(112-125 m x 15-16 m) are ~1.5 px wide, narrower than most labelled port vessels; hull reflectances
+were scaled so that their *blurred* peaks match the real 90-170 m vessels; no superstructure is
+modelled. The PSF, wing and noise are sensor properties and apply to Hmeimim too.
 
 Everything is deterministic for a given seed: :func:`write_samples` rebuilds the
 shipped samples bit-identically.
@@ -60,32 +102,42 @@ SIM_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08", "B11")
 #: Native pixel size of each rendered band, metres.
 SIM_RES_M: dict[str, int] = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B11": 20}
 SUPERSAMPLE = 5
-PSF_SIGMA_PX = 0.45  # of the band's own pixel
+PSF_SIGMA_PX = 0.7  # core of the PSF, of the band's own pixel
+PSF_TAIL_WEIGHT = 0.14  # fraction of the energy in the PSF's wide wing
+PSF_TAIL_SIGMA_M = 50.0  # sigma of the wing, metres
+#: Gaussian noise sigma (reflectance) by band resolution, metres.
+NOISE_SD: dict[int, float] = {10: 0.0008, 20: 0.0006}
 DN_SCALE = 1e-4
 DN_OFFSET = -0.1  # reflectance = DN * 1e-4 - 0.1
 
 #: TOA-like reflectance (B02, B03, B04, B08, B11) of land covers in December, eastern Mediterranean.
 COVER_REFLECTANCE: dict[str, tuple[float, ...]] = {
-    "water": (0.075, 0.058, 0.036, 0.020, 0.010),
+    "water": (0.094, 0.064, 0.040, 0.025, 0.016),
+    "quay": (0.141, 0.137, 0.144, 0.147, 0.174),
     "concrete": (0.150, 0.160, 0.170, 0.210, 0.240),
     "asphalt": (0.085, 0.085, 0.090, 0.110, 0.130),
     "soil": (0.100, 0.120, 0.160, 0.240, 0.320),
     "vegetation": (0.065, 0.070, 0.055, 0.300, 0.170),
-    "urban": (0.120, 0.120, 0.130, 0.170, 0.190),
+    "urban": (0.141, 0.133, 0.147, 0.207, 0.213),
     "roof": (0.190, 0.195, 0.200, 0.230, 0.250),
 }
 #: Reflectance (B02, B03, B04, B08, B11) of object kinds. Ships at 10 m are among the brightest
 #: things in a harbour scene (decks, superstructures, containers): labelled sen2ships vessels peak at
 #: 0.26-0.40 in B02-B08, about the scene's 99th percentile; a submarine's black hull is the exception.
 OBJECT_REFLECTANCE: dict[str, tuple[float, ...]] = {
-    "frigate": (0.290, 0.295, 0.300, 0.330, 0.280),
-    "landing_ship": (0.260, 0.262, 0.270, 0.300, 0.260),
+    "frigate": (0.344, 0.343, 0.392, 0.406, 0.344),
+    "landing_ship": (0.308, 0.305, 0.354, 0.369, 0.320),
     "submarine": (0.050, 0.045, 0.040, 0.045, 0.035),
-    "cargo": (0.280, 0.255, 0.270, 0.320, 0.300),
-    "tanker": (0.250, 0.245, 0.245, 0.285, 0.260),
+    "cargo": (0.332, 0.297, 0.354, 0.393, 0.369),
+    "tanker": (0.296, 0.285, 0.321, 0.351, 0.319),
     "transport": (0.320, 0.330, 0.340, 0.370, 0.330),
     "fighter": (0.105, 0.110, 0.110, 0.125, 0.115),
 }
+#: Clutter of quays and urban land: ln(texture) = a0 * (unit noise on 6 m cells) + a1 * (on 16 m cells)
+#: + a2 * (smooth field, sigma 40 m); the texture is median 1 and multiplies the cover's reflectance.
+CLUTTER: dict[str, tuple[float, float, float]] = {"quay": (0.45, 0.40, 0.20), "urban": (0.40, 0.25, 0.15)}
+CLUTTER_CELLS_M = (6.0, 16.0)
+CLUTTER_SMOOTH_M = 40.0
 CLOUD_REFLECTANCE = (0.46, 0.45, 0.46, 0.48, 0.33)
 VESSEL_KINDS = ("frigate", "landing_ship", "submarine", "cargo", "tanker")
 AIRCRAFT_KINDS = ("transport", "fighter")
@@ -247,10 +299,41 @@ def _raster(geoms: Sequence[Any], transform: Affine, shape: tuple[int, int]) -> 
                      dtype="uint8").astype(bool)
 
 
+def _cell_field(shape: tuple[int, int], cell: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-normal white noise on square cells of ``cell`` sub-pixels, shape ``shape``."""
+    k = (shape[0] // cell + 1, shape[1] // cell + 1)
+    return np.kron(rng.standard_normal(k).astype(np.float32), np.ones((cell, cell), np.float32))[: shape[0], : shape[1]]
+
+
+def clutter_fields(terrain: Terrain) -> tuple[np.ndarray, ...]:
+    """The unit-variance fields of the quay/urban clutter on the supersampled grid, fixed in map coordinates.
+
+    Returns (cells of ``CLUTTER_CELLS_M[0]``, cells of ``CLUTTER_CELLS_M[1]``, smooth field of
+    sigma ``CLUTTER_SMOOTH_M``), each float32 (rows*S, cols*S) with zero mean and unit std.
+    """
+    s = SUPERSAMPLE
+    shape = (terrain.shape[0] * s, terrain.shape[1] * s)
+    rng = np.random.default_rng(terrain.seed + 1)
+    sub_m = 10.0 / s
+    fine = _cell_field(shape, round(CLUTTER_CELLS_M[0] / sub_m), rng)
+    coarse = _cell_field(shape, round(CLUTTER_CELLS_M[1] / sub_m), rng)
+    smooth = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), CLUTTER_SMOOTH_M / sub_m, mode="wrap")
+    smooth /= float(smooth.std()) + 1e-12
+    return fine, coarse, smooth
+
+
+def _clutter(cover: str, fields: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Multiplicative lognormal texture (median 1) of a cluttered cover (``CLUTTER``)."""
+    a = CLUTTER[cover]
+    return np.exp(a[0] * fields[0] + a[1] * fields[1] + a[2] * fields[2]).astype(np.float32)
+
+
 def render_background(terrain: Terrain) -> np.ndarray:
     """Land-cover reflectance on the supersampled grid, shape (bands, rows*S, cols*S), float32.
 
-    The texture depends only on ``terrain.seed``: identical for every date.
+    The texture depends only on ``terrain.seed``: identical for every date. Quays and urban land
+    carry the measured clutter texture (:data:`CLUTTER`), water a faint smooth variation, the
+    other covers a smooth +-15 % texture at ~30 m.
     """
     s = SUPERSAMPLE
     rows, cols = terrain.shape[0] * s, terrain.shape[1] * s
@@ -258,24 +341,26 @@ def render_background(terrain: Terrain) -> np.ndarray:
     rng = np.random.default_rng(terrain.seed)
     mix = _smooth_field((rows, cols), 20.0 * s, rng)            # vegetation fraction, ~200 m blobs
     tex = 0.85 + 0.3 * _smooth_field((rows, cols), 3.0 * s, rng)  # +-15 % at ~30 m
-    blocks = rng.uniform(0.75, 1.3, size=(terrain.shape[0] // 2 + 1, terrain.shape[1] // 2 + 1))
-    blocks = np.kron(blocks, np.ones((2 * s, 2 * s)))[:rows, :cols].astype(np.float32)  # 20 m urban blocks
+    uses = {c for c, _ in terrain.covers} | {terrain.background}
+    fields = clutter_fields(terrain) if uses & set(CLUTTER) else None
     out = np.empty((len(SIM_BANDS), rows, cols), np.float32)
     soil, veg = np.array(COVER_REFLECTANCE["soil"]), np.array(COVER_REFLECTANCE["vegetation"])
     if terrain.background == "urban":
+        t = _clutter("urban", fields)
         for i, v in enumerate(COVER_REFLECTANCE["urban"]):
-            out[i] = v * blocks
+            out[i] = v * t
     else:
         for i in range(len(SIM_BANDS)):
             out[i] = (mix * veg[i] + (1 - mix) * soil[i]) * tex
     for cover, geom in terrain.covers:
         m = _raster([geom], hr, (rows, cols))
         refl = COVER_REFLECTANCE[cover]
+        t = _clutter(cover, fields)[m] if cover in CLUTTER else None
         for i, v in enumerate(refl):
             if cover == "water":
                 out[i][m] = v * (0.97 + 0.06 * mix[m])
-            elif cover == "urban":
-                out[i][m] = v * blocks[m]
+            elif t is not None:
+                out[i][m] = v * t
             else:
                 out[i][m] = v * tex[m]
     return out
@@ -344,13 +429,15 @@ def render(terrain: Terrain, acq: Acquisition, background: np.ndarray | None = N
         layer = ndi.gaussian_filter(layer, PSF_SIGMA_PX * f, mode="nearest")
         r, c = layer.shape[0] // f, layer.shape[1] // f
         low = layer[: r * f, : c * f].reshape(r, f, c, f).mean(axis=(1, 3))
+        if PSF_TAIL_WEIGHT:  # the wide wing of the PSF (adjacency, stray light), applied at band resolution
+            low = (1 - PSF_TAIL_WEIGHT) * low + PSF_TAIL_WEIGHT * ndi.gaussian_filter(
+                low, PSF_TAIL_SIGMA_M / SIM_RES_M[name], mode="nearest")
         tr = terrain.transform * Affine.scale(SIM_RES_M[name] / 10)
         alpha = _cloud_alpha(acq.clouds, tr, (r, c))
         tex = 0.92 + 0.16 * _smooth_field((r, c), 2.0, np.random.default_rng(acq.seed + 7))
         low = low * acq.gain
         low = low * (1 - alpha) + alpha * CLOUD_REFLECTANCE[i] * tex
-        noise_sd = 0.0025 if SIM_RES_M[name] == 10 else 0.0018
-        low = low + rng.normal(0.0, noise_sd, size=low.shape)
+        low = low + rng.normal(0.0, NOISE_SD[SIM_RES_M[name]], size=low.shape)
         bands[name] = low.astype(np.float32)
         transforms[name] = tr
     truth = _truth(terrain, acq, zones)
@@ -454,7 +541,7 @@ def tartus_terrain() -> Terrain:
     port = moles.intersection(box(761400, 3865500, 763200, 3867600))
     return Terrain(
         "tartus", (759200.0, 3868100.0), (340, 400),
-        (("concrete", port), ("water", water)),
+        (("quay", port), ("water", water)),
         background="urban", seed=1101,
     )
 
