@@ -20,10 +20,13 @@ with the counts in the zone on both dates, the objects matched across dates
 
 Evidence (:func:`verify`): the two scenes are compared on a common grid
 (:func:`imgdiff.compare`: co-registration, change map); clouds and shadows are masked on
-each date (:func:`imgdiff.radiometry.cloud_mask`, plus :func:`temporal_clouds`, which
-needs only visible bands); the detectors run on both dates, detections under cloud are
-dropped, and objects one date's detector missed but whose image patch is unchanged on
-that date are carried over (:func:`imgdiff.match.carry_over`).
+each date (:func:`pair_clouds`: spectral and two-date opaque-cloud tests; shadows only where
+the other date confirms an even, cloud-sized darkening). The detectors run on both dates down
+to half their threshold ("looks"), and :func:`imgdiff.match.reconcile` decides place by place
+which objects are on each date from both looks and whether the image changed there
+(:func:`evidence_rules`): a miss on one date at an unchanged place is carried over (stayed),
+static clutter scored inconsistently counts on neither date, and objects count only when more
+likely real than not (:data:`MIN_EVIDENCE_SCORE`).
 
 Rules (see :func:`evaluate_claim`):
 
@@ -37,9 +40,9 @@ Rules (see :func:`evaluate_claim`):
   :data:`MAX_REGISTRATION_UNCERTAINTY_PX`); or when a verdict resting on absence concerns
   objects shorter than the detector's measured limit (``min_length_m`` below it).
 * Otherwise the counts decide: ``present_*`` needs at least one object on that date,
-  ``absent_*`` none, ``decreased`` / ``increased`` / ``unchanged`` compare the counts,
-  a difference within :func:`count_tolerance` (10 % of the larger count, rounded down)
-  counting as no change.
+  ``absent_*`` none, ``decreased`` / ``increased`` / ``unchanged`` compare the counts
+  of objects at places visible on both dates, a difference within :func:`count_tolerance`
+  (10 % of the larger count, rounded down) counting as no change.
 
 Confidence (a heuristic in [0, 1] from the detector's measured precision p and
 recall r at the claim's lengths): a verdict resting on n detections has
@@ -61,7 +64,7 @@ import numpy as np
 from .compare import CompareResult
 from .detect.base import Detections
 from .errors import CoregistrationError, GridError, ImgdiffError, InputError
-from .match import ObjectMatch, carry_over, drop_static_weak, zone_match
+from .match import ObjectMatch, reconcile, zone_match
 from .scene import Scene
 from .sites import load_zones
 from .zones import Zones, assign_zones, zone_masks
@@ -78,10 +81,19 @@ MIN_CLEAR_FRACTION_ABSENCE = 0.75
 #: claims comparing the two dates are then not decided.
 MIN_REGISTRATION_RELIABILITY = 0.25
 MAX_REGISTRATION_UNCERTAINTY_PX = 1.0
-#: Detections below this score count only where the image changed between the dates
-#: (:func:`imgdiff.match.drop_static_weak`): at the detectors' default thresholds static clutter
-#: (quays, roofs, apron markings) scores up to ~0.5 and would refute absence claims.
+#: An object counts on a date only when its evidence reaches this score (:func:`imgdiff.match.reconcile`):
+#: the mean of its two looks where the image did not change, its own score where it changed. A
+#: verdict can turn on one object, so each one counted must be more likely real than not: the
+#: detectors' scores are probabilities (the vessel rescorer's output is calibrated on held-out ports),
+#: and between the default thresholds and 0.5 static clutter (quay ends, roofs, apron markings) and
+#: the remains of departures (smudges, wakes) dominate.
 MIN_EVIDENCE_SCORE = 0.5
+#: Each date is searched for detections down to this fraction of the detector's threshold, so that
+#: every place has a score on both dates (a "look"); looks alone never count as objects.
+LOOK_FRACTION = 0.5
+#: A place whose detected object still looks the same on the other date (:func:`imgdiff.match.persistence`
+#: at least this) did not change between the dates.
+STATIC_PERSISTENCE = 0.7
 #: Counts within this fraction of the larger count are "unchanged" (detector noise between dates).
 COUNT_TOLERANCE_FRACTION = 0.1
 #: Recall below which objects of a length bin count as "below what the detector resolves"
@@ -469,6 +481,16 @@ def evaluate_claim(
     ml = claim.min_length_m
     b = before.filter(min_length_m=ml) if ml else before
     a = after.filter(min_length_m=ml) if ml else after
+    hidden = 0
+    if len(claim.dates()) == 2:
+        # a comparison counts only objects at places visible on both dates: an object under cloud on
+        # one date has neither departed nor arrived (imgdiff.match.reconcile tags such places "hidden")
+        def seen_both(d: Any) -> bool:
+            return (d.extra.get("pair") or {}).get("place") != "hidden"
+
+        hidden = sum(1 for d in (*b.items, *a.items) if d.zone == claim.zone and not seen_both(d))
+        b = b.filter([seen_both(d) for d in b.items])
+        a = a.filter([seen_both(d) for d in a.items])
     m = zone_match(b, a, claim.zone)
     # translate indices back to the unfiltered collections (ids in the GeoJSON files)
     pos_b = {id(d): i for i, d in enumerate(before.items)}
@@ -510,6 +532,13 @@ def evaluate_claim(
                        f"detector resolves at 10 m (claim counts objects >= {ml:g} m); their absence cannot be shown")
     if reasons:
         return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats))
+    if hidden:
+        caveats.append(f"{hidden} object(s) of {claim.zone} whose place is hidden on the other date are left "
+                       "out of the comparison")
+    carried = [d for d in (*b.items, *a.items) if d.zone == claim.zone and "carried_from" in d.extra]
+    if carried:
+        caveats.append(f"{len(carried)} object(s) in {claim.zone} missed by the detector on one date at a place "
+                       "that did not change are counted on both dates (stayed)")
     if negative and r < 0.5:
         caveats.append(f"the {claim.object} detector's measured recall at these lengths is only {r:.0%}: "
                        "objects may have been missed")
@@ -605,15 +634,29 @@ def registration_quality(reg: Any) -> float:
     return rel
 
 
-def _cloud(scene: Scene) -> np.ndarray:
-    try:
-        from .radiometry import cloud_mask
-    except ImportError:  # pragma: no cover - radiometry is part of the package
-        return np.zeros(scene.shape, bool)
-    try:
-        return np.asarray(cloud_mask(scene), bool) & scene.valid
-    except ImgdiffError:
-        return np.zeros(scene.shape, bool)
+def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Cloud and cloud-shadow masks of both dates of a co-registered pair (before, after).
+
+    Clouds: the single-date spectral test (:func:`imgdiff.radiometry.cloud_mask` without
+    shadows) or the two-date opaque-cloud test (:func:`temporal_clouds`). Shadows: the
+    single-date shadow projection (:func:`imgdiff.radiometry.cloud_shadow_mask`), kept only
+    where the other date confirms a cloud-sized region darkened evenly in every band
+    (:func:`imgdiff.radiometry.confirm_shadows`), so that an emptied berth (a bright hull
+    replaced by dark water) is never taken for a shadow.
+    """
+    from .radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows
+
+    tb, ta = temporal_clouds(before, after)
+    out = []
+    for s, o, t in ((before, after, tb), (after, before, ta)):
+        try:
+            c = np.asarray(cloud_mask(s, shadows=False), bool) & s.valid
+            c |= t
+            sh = confirm_shadows(cloud_shadow_mask(s, c) & ~c, s, o)
+        except ImgdiffError:  # bands missing for the spectral tests: the two-date test only
+            c, sh = t, np.zeros(s.shape, bool)
+        out.append((c | sh) & s.valid)
+    return out[0], out[1]
 
 
 #: Two-date opaque-cloud test: brighter than the other date by this factor in every visible band ...
@@ -664,16 +707,118 @@ def temporal_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray
     return out[0], out[1]
 
 
-def detect(obj: str, scene: Scene, zones: Zones) -> Detections:
-    """Run the detector for ``obj`` (``"vessels"`` / ``"aircraft"``) on a scene, zones assigned."""
+def cloud_haze(before: Scene, after: Scene, cloud_before: np.ndarray, cloud_after: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The hazy rims of each date's clouds (before, after), found against the other date.
+
+    Objects in a rim are still seen (through thin haze), so the rim does not hide a zone, but
+    their pixels cannot be compared between the dates (:func:`imgdiff.match.reconcile` leaves
+    them out of its change measures). See :func:`cloud_rim`.
+    """
+    vis = [b for b in ("B02", "B03", "B04") if b in before.bands and b in after.bands]
+    if not vis:
+        return np.zeros(before.shape, bool), np.zeros(after.shape, bool)
+    both = before.valid & after.valid
+    sb = np.stack([np.nan_to_num(before.bands[b], nan=0.0) for b in vis])
+    sa = np.stack([np.nan_to_num(after.bands[b], nan=0.0) for b in vis])
+    return cloud_rim(sb, sa, cloud_before, both), cloud_rim(sa, sb, cloud_after, both)
+
+
+#: Semi-transparent cloud rim: the cloud's share of a pixel's light (alpha) at least this in every
+#: visible band, and agreeing between bands within CLOUD_RIM_SPREAD.
+CLOUD_RIM_ALPHA = 0.05
+CLOUD_RIM_SPREAD = 0.15
+
+
+def cloud_rim(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The semi-transparent rim around opaque clouds, found against the other date.
+
+    A cloud's edge thins out over a few pixels: there a pixel mixes cloud light ``c`` and the
+    ground ``g`` (the other date, after matching its gain per band) as ``(1 - alpha) g + alpha c``,
+    with one ``alpha`` for every band. Pixels connected to ``cloud`` whose per-band
+    ``alpha = (pixel - g) / (c - g)`` is at least :data:`CLOUD_RIM_ALPHA` in every visible band
+    and agrees between bands within :data:`CLOUD_RIM_SPREAD` are rim (objects there are seen
+    through haze but cannot be compared between the dates). ``c`` is the median of the
+    cloud in each band.
+
+    Parameters
+    ----------
+    stack, other : ndarray, shape (bands, rows, cols)
+        Visible bands of the cloudy date and of the other date (reflectance, NaN-free).
+    cloud : ndarray of bool, shape (rows, cols)
+        The opaque cloud on the cloudy date.
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels valid on both dates.
+    """
+    from scipy import ndimage as ndi
+
+    clear = valid & ~ndi.binary_dilation(cloud, iterations=20)
+    if not cloud.any() or clear.sum() < 100:
+        return np.zeros(cloud.shape, bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = np.array([np.median(stack[i][clear]) / max(float(np.median(other[i][clear])), 1e-6)
+                         for i in range(len(stack))])
+        ground = other * gain[:, None, None]
+        top = np.array([np.median(stack[i][cloud]) for i in range(len(stack))])
+        span = top[:, None, None] - ground
+        alpha = np.where(span > 0.05, (stack - ground) / span, np.nan)
+        lo, hi = alpha.min(axis=0), alpha.max(axis=0)  # NaN (no cloud/ground contrast) fails both tests
+        rim = (lo >= CLOUD_RIM_ALPHA) & (hi - lo <= CLOUD_RIM_SPREAD) & valid
+    return ndi.binary_propagation(cloud, mask=rim | cloud) & ~cloud
+
+
+def evidence_rules() -> dict[str, Any]:
+    """The rules that turn two dates' detections into objects, with their constants (for report.json)."""
+    return {
+        "looks": f"each date is searched for detections down to {LOOK_FRACTION:g} x the detector's threshold, "
+                 "so that every place has a score on both dates; a look alone never counts as an object",
+        "unchanged_place": f"where the image did not change (persistence >= {STATIC_PERSISTENCE:g}) the two scores are two looks at "
+                           f"one object: it counts on both dates when their mean reaches {MIN_EVIDENCE_SCORE:g} "
+                           "(a detector miss on one date is carried over: stayed), on neither when it does not "
+                           "(static clutter such as quay ends, roofs and markings scores inconsistently; the "
+                           "detectors' measured precision is far higher at this score than at their threshold)",
+        "changed_place": f"where the image changed, each date's score stands on its own and counts from "
+                         f"{MIN_EVIDENCE_SCORE:g}; a weaker detection (from the detector's threshold) seen on one "
+                         "date only counts when the place looks like plain background on the other date (less "
+                         "than half its contrast with the surroundings): otherwise it is mostly what remains of a "
+                         "departure (a smudge, a wake, the edge of a re-surfaced berth)",
+        "hidden_place": "a place under cloud, shadow or no data on one date gives no look there; comparisons "
+                        "(decreased / increased / unchanged) count only places visible on both dates",
+        "clouds": "opaque clouds from the spectral test or the two-date brightening test; cloud shadows only "
+                  "where the other date confirms a cloud-sized region darkened evenly in every band, so an "
+                  "emptied berth (bright hull -> dark water) is never read as shadow; the hazy rim of a cloud "
+                  "(cloud light mixed in alike in every band) hides nothing but is left out of the change "
+                  "measures",
+        "min_evidence_score": MIN_EVIDENCE_SCORE,
+        "look_fraction": LOOK_FRACTION,
+        "static_persistence": STATIC_PERSISTENCE,
+    }
+
+
+def detector_threshold(obj: str) -> float:
+    """The default score threshold of the shipped detector for ``obj`` (a probability in [0, 1])."""
+    if obj == "vessels":
+        from .detect import vessels
+
+        return float(vessels.CNN_MIN_SCORE if vessels.MODEL_PATH.is_file() else vessels.CLASSICAL_MIN_SCORE)
+    from .detect import aircraft
+
+    return float(aircraft.DEFAULT_THRESHOLD if aircraft.MODEL_PATH.is_file() else aircraft.CLASSICAL_THRESHOLD)
+
+
+def detect(obj: str, scene: Scene, zones: Zones, *, min_score: float | None = None) -> Detections:
+    """Run the detector for ``obj`` (``"vessels"`` / ``"aircraft"``) on a scene, zones assigned.
+
+    ``min_score``: score threshold (default: the detector's own, :func:`detector_threshold`).
+    """
     if obj == "vessels":
         from .detect.vessels import detect_vessels
 
-        dets = detect_vessels(scene, zones)
+        dets = detect_vessels(scene, zones, min_score=min_score)
     else:
         from .detect.aircraft import detect_aircraft
 
-        dets = detect_aircraft(scene, zones)
+        dets = detect_aircraft(scene, zones, threshold=min_score)
     return assign_zones(dets, zones, keep_outside=True)
 
 
@@ -714,25 +859,27 @@ def analyse_result(
                         f"{zones.crs.to_string()} cannot be placed on it; use a georeferenced scene (GeoTIFF with a CRS)")
     zg = zones.to_crs(result.grid.crs)
     step("clouds")
-    tb, ta = temporal_clouds(pair.before, pair.after)
-    cloud = {"before": _cloud(pair.before) | tb, "after": _cloud(pair.after) | ta}
+    cb, ca = pair_clouds(pair.before, pair.after)
+    cloud = {"before": cb, "after": ca}
     states = {"before": zone_states(zg, pair.before, cloud["before"]),
               "after": zone_states(zg, pair.after, cloud["after"])}
     dets: dict[str, tuple[Detections, Detections]] = {}
+    clear = {"before": pair.before.valid & ~cloud["before"], "after": pair.after.valid & ~cloud["after"]}
+    haze_b, haze_a = cloud_haze(pair.before, pair.after, cloud["before"], cloud["after"])
     for obj in objects:
         step(f"detect {obj}")
-        out = []
-        for date, scene in (("before", pair.before), ("after", pair.after)):
-            d = detect(obj, scene, zg)
-            out.append(drop_hidden(d, scene.valid & ~cloud[date]))
-        # weak detections count only where the image changed (static clutter scores up to ~0.5)
-        out = [drop_static_weak(out[0], pair.before, pair.after, min_score=MIN_EVIDENCE_SCORE),
-               drop_static_weak(out[1], pair.after, pair.before, min_score=MIN_EVIDENCE_SCORE)]
-        # objects one date's detector missed but the image shows still there (imgdiff.match.carry_over)
-        cb, ca = carry_over(out[0], out[1], pair.before, pair.after)
-        cb = drop_hidden(assign_zones(cb, zg), pair.before.valid & ~cloud["before"])
-        ca = drop_hidden(assign_zones(ca, zg), pair.after.valid & ~cloud["after"])
-        dets[obj] = (cb, ca)
+        thr = detector_threshold(obj)
+        # looks: detections down to LOOK_FRACTION of the threshold, so that each place has a score on both dates
+        looks = [drop_hidden(detect(obj, scene, zg, min_score=LOOK_FRACTION * thr), clear[date])
+                 for date, scene in (("before", pair.before), ("after", pair.after))]
+        # objects decided place by place from both dates (imgdiff.match.reconcile): a miss on one date at
+        # an unchanged place is carried over, static clutter scored inconsistently is dropped, and only
+        # objects more likely real than not (MIN_EVIDENCE_SCORE) count
+        b, a = reconcile(looks[0], looks[1], pair.before, pair.after,
+                         evidence=max(thr, MIN_EVIDENCE_SCORE), look=LOOK_FRACTION * thr, threshold=thr,
+                         static_persistence=STATIC_PERSISTENCE, clear_before=clear["before"],
+                         clear_after=clear["after"], comparable=~(haze_b | haze_a))
+        dets[obj] = (assign_zones(b, zg, keep_outside=True), assign_zones(a, zg, keep_outside=True))
     return zg, cloud, states, dets
 
 

@@ -6,20 +6,22 @@ centroids are within a gate that grows with the object's size, and (when both
 lengths are measured) the lengths agree within a factor. Unpaired before-objects
 departed; unpaired after-objects arrived.
 
-Detectors miss objects, so an unpaired object is checked on the other date's image
-(:func:`persistence`): if its box still looks the same, the object is still there and
-:func:`carry_over` adds it to that date's detections.
+Detectors miss objects and see clutter, so :func:`reconcile` decides place by place from
+both dates' detector scores and the image pair (:func:`persistence`, :func:`contrast`) which
+objects are on each date: a miss on one date at a place that did not change is carried over,
+static clutter scored inconsistently counts on neither date.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .detect.base import Detections
+from .detect.base import Detection, Detections, sorted_detections
 from .errors import GridError
 from .scene import Scene
 
@@ -67,6 +69,9 @@ def match_objects(
 ) -> ObjectMatch:
     """Pair the detections of two dates.
 
+    Objects decided by :func:`reconcile` (every item has ``extra["pair"]["id"]``) pair by that
+    place id; other detections pair by distance as below.
+
     Parameters
     ----------
     before, after : Detections
@@ -92,6 +97,14 @@ def match_objects(
     kx, ky = _ground_scale(before)
     pb, pa = before.map_centers(), after.map_centers()
     dist = np.hypot((pb[:, None, 0] - pa[None, :, 0]) * kx, (pb[:, None, 1] - pa[None, :, 1]) * ky)
+    ids_b, ids_a = _place_ids(before), _place_ids(after)
+    if ids_b is not None and ids_a is not None:  # objects already decided place by place (reconcile)
+        where_a = {pid: j for j, pid in enumerate(ids_a)}
+        pairs = sorted((i, where_a[pid]) for i, pid in enumerate(ids_b) if pid in where_a)
+        used_b, used_a = {i for i, _ in pairs}, {j for _, j in pairs}
+        return ObjectMatch(tuple(pairs), tuple(i for i in range(nb) if i not in used_b),
+                           tuple(j for j in range(na) if j not in used_a),
+                           tuple(round(float(dist[i, j]), 2) for i, j in pairs))
     lb = np.array([d.length_m for d in before.items], float)
     la = np.array([d.length_m for d in after.items], float)
     lmax = np.fmax(lb[:, None], la[None, :])
@@ -111,6 +124,12 @@ def match_objects(
         arrived=tuple(j for j in range(na) if j not in used_a),
         distance_m=tuple(round(float(dist[r, c]), 2) for r, c in sorted(pairs)),
     )
+
+
+def _place_ids(dets: Detections) -> list[int] | None:
+    """The :func:`reconcile` place id of every item, or None when any item has none."""
+    ids = [(d.extra.get("pair") or {}).get("id") for d in dets.items]
+    return None if any(i is None for i in ids) else ids  # type: ignore[return-value]
 
 
 def zone_match(before: Detections, after: Detections, zone: str | None, **kwargs: float) -> ObjectMatch:
@@ -187,63 +206,161 @@ def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: t
     return float(np.clip(1.0 - change / contrast, 0.0, 1.0))
 
 
-def carry_over(before: Detections, after: Detections, before_scene: Scene, after_scene: Scene, *,
-               min_persistence: float = 0.7, min_score: float = 0.5,
-               **match_kwargs: float) -> tuple[Detections, Detections]:
-    """Add objects one date's detector missed but the other date shows are still there.
+def contrast(image: np.ndarray, box: tuple[float, float, float, float], *, ring_px: int = 3) -> float:
+    """How much a box stands out from its surroundings on one date.
 
-    A confident before-detection (score >= ``min_score``) with no after partner, overlapping
-    no after-detection, whose box still holds the object on the after date (:func:`persistence` >= ``min_persistence``) is added
-    to the after detections, and the other way round. Added items carry ``extra["carried_from"]`` (the date it was seen on)
-    and ``extra["persistence"]``. Both scenes must be on the detections' grid.
+    Mean absolute difference (same units as ``image``, e.g. reflectance) of the box's pixels
+    from the median of a ring ``ring_px`` pixels wide around it, on a 2-D (rows, cols)
+    brightness image; NaN when the box or the ring has no valid pixel.
+    """
+    h, w = image.shape
+    x0, y0, x1, y1 = box
+    c0, r0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+    c1, r1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
+    if c1 <= c0 or r1 <= r0:
+        return math.nan
+    R0, C0 = max(0, r0 - ring_px), max(0, c0 - ring_px)
+    R1, C1 = min(h, r1 + ring_px), min(w, c1 + ring_px)
+    a = image[R0:R1, C0:C1]
+    inner = np.zeros(a.shape, bool)
+    inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
+    ok = np.isfinite(a)
+    if not (ok & inner).any() or not (ok & ~inner).any():
+        return math.nan
+    return float(np.mean(np.abs(a[inner & ok] - np.median(a[~inner & ok]))))
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def _overlaps_any(box: tuple[float, float, float, float], others: Detections) -> bool:
+    return any(_overlaps(box, o.box) for o in others.items)
+
+
+def _clear_at(clear: np.ndarray | None, d: Detection) -> bool:
+    if clear is None:
+        return True
+    x, y = d.center
+    r, c = int(math.floor(y)), int(math.floor(x))
+    return 0 <= r < clear.shape[0] and 0 <= c < clear.shape[1] and bool(clear[r, c])
+
+
+def reconcile(before: Detections, after: Detections, before_scene: Scene, after_scene: Scene, *,
+              evidence: float, look: float, threshold: float | None = None, static_persistence: float = 0.7,
+              background_ratio: float = 0.5,
+              clear_before: np.ndarray | None = None, clear_after: np.ndarray | None = None,
+              comparable: np.ndarray | None = None, **match_kwargs: float) -> tuple[Detections, Detections]:
+    """Decide, place by place, which objects are on each date from both dates' looks.
+
+    ``before`` and ``after`` are detections down to a low ``look`` threshold (below the
+    detector's own), on the common grid of a co-registered pair.
+    Detections of the two dates are paired (:func:`match_objects`, then unpaired ones whose
+    boxes overlap); a place seen on one date only has, on the other, at most ``look`` (the
+    most the detector can have scored there). Each place is then judged with the image pair:
+
+    * **Unchanged place** (:func:`persistence` of the stronger look's box >= ``static_persistence``):
+      both dates show the same thing, so the two scores are two looks at one object and are
+      averaged. The object is on **both** dates when the mean reaches ``evidence`` (a detector
+      miss on one date does not make it depart or arrive; it is carried over, tagged
+      ``extra["carried_from"]``), on **neither** when it does not (static clutter such as quay
+      ends, roofs and markings that the detector scores inconsistently).
+    * **Changed place**: each date's look stands on its own and counts when it reaches
+      ``evidence``. A weak look (from ``threshold``, default ``evidence``) seen on one date only
+      counts when the change is that object coming or going: on the other date the place looks
+      like plain background (its :func:`contrast` with the surrounding ring is below
+      ``background_ratio`` times its contrast on the object's date). Weak detections where the
+      other date is not plain background are mostly what remains of a departure (a smudge, a
+      wake, the edge of a re-surfaced berth), not objects.
+    * A place hidden on one date (``clear_*`` False at its centroid: cloud, shadow, no data)
+      gives no look there: the visible date's look counts when it reaches ``evidence``.
+
+    The change measures use only pixels clear on both dates and, when given, ``comparable``
+    (e.g. outside the hazy rims of clouds, where objects are seen but their pixels differ).
+
+    Kept items carry ``extra["pair"]``: ``id`` (of the place: an object kept on both dates has
+    one id, and :func:`match_objects` pairs by it), ``place`` ("unchanged", "changed" or
+    "hidden"), ``score_before``, ``score_after`` (the two looks) and ``persistence``.
 
     Returns
     -------
     (Detections, Detections)
-        Before and after, each with the carried-over objects appended.
+        The objects of the before and after date.
     """
     m = match_objects(before, after, **match_kwargs)
-    add_b, add_a = [], []
     bb, ba = _brightness(before_scene), _brightness(after_scene)
-
-    def overlaps_any(box: tuple[float, float, float, float], others: Detections) -> bool:
-        return any(min(box[2], o.box[2]) > max(box[0], o.box[0]) and min(box[3], o.box[3]) > max(box[1], o.box[1])
-                   for o in others.items)
-
+    # the images are compared only where both dates are clear (and, with ``comparable``, haze-free)
+    hidden = ~np.isfinite(bb) | ~np.isfinite(ba)
+    for mask in (clear_before, clear_after, comparable):
+        if mask is not None:
+            hidden |= ~mask
+    bb[hidden], ba[hidden] = np.nan, np.nan
+    floor = float(look)
+    threshold = evidence if threshold is None else float(threshold)
+    places: list[tuple[int | None, int | None]] = list(m.stayed)
+    # unpaired detections of the two dates that overlap (split, merged or re-measured) are one place
+    free_a = set(m.arrived)
     for i in m.departed:
-        d = before.items[i]
-        if d.score < min_score or overlaps_any(d.box, after):  # seen on the other date already, split or merged differently
-            continue
-        p = persistence(bb, ba, d.box)
-        if p >= min_persistence:
-            add_a.append(replace(d, extra={**d.extra, "carried_from": "before", "persistence": round(p, 3)}))
-    for j in m.arrived:
-        d = after.items[j]
-        if d.score < min_score or overlaps_any(d.box, before):
-            continue
-        p = persistence(ba, bb, d.box)
-        if p >= min_persistence:
-            add_b.append(replace(d, extra={**d.extra, "carried_from": "after", "persistence": round(p, 3)}))
-    return (replace(before, items=before.items + tuple(add_b)), replace(after, items=after.items + tuple(add_a)))
+        over = [j for j in free_a if _overlaps(before.items[i].box, after.items[j].box)]
+        j = max(over, key=lambda k: after.items[k].score) if over else None
+        places.append((i, j))
+        free_a.discard(j)  # type: ignore[arg-type]
+    places += [(None, j) for j in sorted(free_a)]
+    keep_b: list[Detection] = []
+    keep_a: list[Detection] = []
+    for k, (i, j) in enumerate(places):
+        db = before.items[i] if i is not None else None
+        da = after.items[j] if j is not None else None
+        # a date with no detection of this place gave no look there (scored below ``look``)
+        sb = float(db.score) if db is not None else 0.0
+        sa = float(da.score) if da is not None else 0.0
+        ref = db if da is None or (db is not None and sb >= sa) else da
+        assert ref is not None
+        # ... or its detection here belongs to another place (a split or merged pair of objects)
+        taken = (db is None and _overlaps_any(ref.box, before)) or (da is None and _overlaps_any(ref.box, after))
+        vis_b, vis_a = _clear_at(clear_before, ref), _clear_at(clear_after, ref)
+        from_before = ref is db
+        p = persistence(bb, ba, ref.box) if from_before else persistence(ba, bb, ref.box)
+        info = {"id": k, "score_before": round(sb, 3), "score_after": round(sa, 3),
+                "persistence": None if not math.isfinite(p) else round(p, 3)}
 
+        def tag(d: Detection, place: str, info: dict = info, **more: Any) -> Detection:
+            return replace(d, extra={**d.extra, "pair": {"place": place, **info}, **more})
 
-def drop_static_weak(dets: Detections, scene: Scene, other: Scene, *, min_score: float = 0.5,
-                     max_persistence: float = 0.2) -> Detections:
-    """Keep confident detections, and weak ones only where the image changed between dates.
-
-    A detection scoring below ``min_score`` whose box looks the same on the other date
-    (:func:`persistence` above ``max_persistence``, or no contrast) is most likely static
-    clutter (a quay, a roof, apron markings) and is dropped; a weak detection of something
-    that arrived or left is kept. Both scenes must be on the detections' grid.
-    """
-    if not any(d.score < min_score for d in dets.items):
-        return dets
-    bs, bo = _brightness(scene), _brightness(other)
-    keep = []
-    for d in dets.items:
-        if d.score >= min_score:
-            keep.append(True)
+        if not (vis_b and vis_a):
+            if db is not None and vis_b and sb >= evidence:
+                keep_b.append(tag(db, "hidden"))
+            if da is not None and vis_a and sa >= evidence:
+                keep_a.append(tag(da, "hidden"))
             continue
-        p = persistence(bs, bo, d.box)
-        keep.append(bool(math.isfinite(p) and p <= max_persistence))
-    return dets.filter(keep)
+        if math.isfinite(p) and p >= static_persistence:
+            if 0.5 * (max(sb, floor) + max(sa, floor)) < evidence:
+                continue
+            # a date with no detection here gets the object carried over, unless another place
+            # of that date already holds an overlapping detection (it is counted there)
+            if db is not None:
+                keep_b.append(tag(db, "unchanged"))
+            elif not taken:
+                keep_b.append(tag(ref, "unchanged", carried_from="after"))
+            if da is not None:
+                keep_a.append(tag(da, "unchanged"))
+            elif not taken:
+                keep_a.append(tag(ref, "unchanged", carried_from="before"))
+            continue
+        if db is not None and da is not None:  # seen on both dates yet changed: each look on its own
+            if sb >= evidence:
+                keep_b.append(tag(db, "changed"))
+            if sa >= evidence:
+                keep_a.append(tag(da, "changed"))
+            continue
+        # seen on one date only: a confident look counts; a weak one (from ``threshold``) counts when the
+        # place looks like plain background on the other date (it stands out from its surroundings less
+        # than ``background_ratio`` times as much), i.e. when the change is the object coming or going
+        img, oth = (bb, ba) if db is not None else (ba, bb)
+        s_own = sb if db is not None else sa
+        c_own, c_oth = contrast(img, ref.box), contrast(oth, ref.box)
+        weak_ok = s_own >= threshold and math.isfinite(c_own) and c_oth < background_ratio * c_own
+        if s_own >= evidence or weak_ok:
+            (keep_b if db is not None else keep_a).append(tag(ref, "changed"))
+    return (sorted_detections(keep_b, before.crs, before.transform, before.pixel_size_m),
+            sorted_detections(keep_a, after.crs, after.transform, after.pixel_size_m))

@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 from .scene import Scene
 
 __all__ = [
-    "DateMasks", "Normalisation", "cloud_mask", "cloud_shadow_mask", "date_masks", "haze_index",
+    "DateMasks", "Normalisation", "cloud_mask", "cloud_shadow_mask", "confirm_shadows", "date_masks", "haze_index",
     "mndwi", "ndvi", "ndwi", "normalise", "normalised_difference", "saturation_mask", "water_mask",
 ]
 
@@ -224,6 +224,52 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     shifted = ndi.binary_dilation(shifted, structure=np.ones((3, 3), bool), iterations=3)
     # water inside the shadow footprint is shadowed too (dark either way, so not assessable)
     return shifted & (dark | water) & ~cloud
+
+
+def confirm_shadows(shadow: np.ndarray, scene: Scene, other: Scene, *, max_ratio: float = 0.8,
+                    max_spread: float = 1.6, min_width_px: int = 7, min_pixels: int = 64) -> np.ndarray:
+    """Cloud-shadow regions of one date that a second, co-registered date confirms.
+
+    A cloud shadow dims the direct sunlight, so the ground under it is darker than on the
+    other date by a similar factor in every band, over a region as large as a cloud. A
+    departed ship (a bright hull replaced by dark water) darkens a small, object-shaped
+    patch, and very unevenly across bands (much more in NIR than in blue). A region of
+    ``shadow`` is kept when it holds a core ``min_width_px`` pixels wide, has at least
+    ``min_pixels`` pixels, and its median ratio ``scene / other`` is below ``max_ratio``
+    in every band of B02 B03 B04 B08 with the largest ratio at most ``max_spread`` times
+    the smallest.
+
+    Parameters
+    ----------
+    shadow : ndarray of bool, shape (rows, cols)
+        Shadow candidates on ``scene`` (e.g. :func:`cloud_shadow_mask`).
+    scene, other : Scene
+        The date of ``shadow`` and another date on the same grid.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+    """
+    names = [b for b in ("B02", "B03", "B04", "B08") if b in scene.bands and b in other.bands]
+    if not shadow.any() or not names:
+        return np.zeros(scene.shape, bool)
+    r = min_width_px // 2
+    core = ndi.binary_erosion(shadow, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
+    lab, n = ndi.label(shadow, structure=np.ones((3, 3), bool))
+    keep = np.zeros(n + 1, bool)
+    for k in np.unique(lab[core]):
+        if k == 0:
+            continue
+        region = (lab == k) & scene.valid & other.valid
+        if region.sum() < min_pixels:
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios = np.array([np.nanmedian(scene.bands[b][region] / np.maximum(other.bands[b][region], 1e-4))
+                               for b in names])
+        if np.all(np.isfinite(ratios)) and ratios.max() < max_ratio and ratios.max() <= max_spread * max(
+                ratios.min(), 1e-6):
+            keep[k] = True
+    return keep[lab]
 
 
 def drop_small_regions(mask: np.ndarray, min_pixels: int) -> np.ndarray:

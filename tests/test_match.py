@@ -99,27 +99,101 @@ def test_persistence_is_high_where_the_object_stayed_and_low_where_it_left():
     assert persistence(before, _scene([], seed=1), SHIP) < 0.2
 
 
-def test_carry_over_adds_a_missed_object_that_is_still_in_the_image():
-    from imgdiff.match import carry_over
-
-    b = dets((16, 11, 120, "a"))
-    none = dets()
-    _, after = carry_over(b, none, _scene([SHIP]), _scene([SHIP], seed=1))
-    assert len(after) == 1 and after.items[0].extra["carried_from"] == "before"
-    _, after = carry_over(b, none, _scene([SHIP]), _scene([], seed=1))
-    assert len(after) == 0
-    before, _ = carry_over(none, b, _scene([SHIP], seed=2), _scene([SHIP], seed=1))
-    assert len(before) == 1 and before.items[0].extra["carried_from"] == "after"
+def scored(*objs):
+    """Detections from (x_px, y_px, score) tuples around SHIP-sized boxes (12 x 2 px, 120 m)."""
+    items = tuple(Detection(box=(x - 6, y - 1, x + 6, y + 1), score=s, cls="vessel", length_m=120.0, zone="a",
+                            centroid=(x, y)) for x, y, s in objs)
+    return Detections(items, UTM, TR, (10.0, 10.0))
 
 
-def test_weak_detections_count_only_where_the_image_changed():
+def pair(b, a, sb, sa, **kw):
+    from imgdiff.match import reconcile
+
+    return reconcile(b, a, sb, sa, evidence=0.5, look=0.14, **kw)
+
+
+def test_a_ship_that_leaves_its_berth_departed_and_is_not_carried_over():
+    b, a = pair(scored((16, 11, 0.8)), scored(), _scene([SHIP]), _scene([], seed=1))
+    assert len(b) == 1 and len(a) == 0
+    assert b.items[0].extra["pair"]["place"] == "changed"
+    m = match_objects(b, a)
+    assert m.departed == (0,) and m.stayed == ()
+
+
+def test_a_ship_missed_on_one_date_at_an_unchanged_place_stayed():
+    # confident before, only a weak look after (0.3): the place did not change, so it is one object seen twice
+    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.3)), _scene([SHIP]), _scene([SHIP], seed=1))
+    assert len(b) == 1 and len(a) == 1 and match_objects(b, a).stayed == ((0, 0),)
+    assert a.items[0].score == pytest.approx(0.3) and a.items[0].extra["pair"]["place"] == "unchanged"
+    # no look at all on the after date (at most 0.14 there): a confident object is carried over ...
+    b, a = pair(scored((16, 11, 0.9)), scored(), _scene([SHIP]), _scene([SHIP], seed=1))
+    assert len(a) == 1 and a.items[0].extra["carried_from"] == "before" and match_objects(b, a).stayed == ((0, 0),)
+    b, a = pair(scored(), scored((16, 11, 0.9)), _scene([SHIP], seed=2), _scene([SHIP], seed=1))
+    assert len(b) == 1 and b.items[0].extra["carried_from"] == "after"
+    # ... one the detector was unsure of (0.6 on one date, nothing on the other) counts on neither
+    b, a = pair(scored((16, 11, 0.6)), scored(), _scene([SHIP]), _scene([SHIP], seed=1))
+    assert len(b) == 0 and len(a) == 0
+
+
+def test_static_clutter_scored_inconsistently_counts_on_neither_date():
+    # 0.55 on one date, 0.2 on the other at a place that looks the same: mean 0.375 < 0.5
+    b, a = pair(scored((16, 11, 0.2)), scored((16, 11, 0.55)), _scene([SHIP]), _scene([SHIP], seed=1))
+    assert len(b) == 0 and len(a) == 0
+    # a weak detection on both dates at an unchanged place is clutter too
+    b, a = pair(scored((16, 11, 0.35)), scored((16, 11, 0.4)), _scene([SHIP]), _scene([SHIP], seed=1))
+    assert len(b) == 0 and len(a) == 0
+
+
+def test_at_a_changed_place_a_weak_detection_counts_only_where_the_other_date_is_plain_background():
+    # the ship left; the after detector still scores the remains 0.35: not an object
+    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.35)), _scene([SHIP]), _scene([], seed=1), threshold=0.28)
+    assert len(b) == 1 and len(a) == 0
+    # a confident detection of something new counts
+    b, a = pair(scored(), scored((16, 11, 0.7)), _scene([], seed=2), _scene([SHIP], seed=1))
+    assert len(b) == 0 and len(a) == 1 and a.items[0].extra["pair"]["place"] == "changed"
+    # a weak one counts where the before date shows plain water there (it arrived) ...
+    b, a = pair(scored(), scored((16, 11, 0.35)), _scene([], seed=2), _scene([SHIP], seed=1), threshold=0.28)
+    assert len(a) == 1
+    # ... and so does a weak departure (water after)
+    b, a = pair(scored((16, 11, 0.35)), scored(), _scene([SHIP], seed=2), _scene([], seed=1), threshold=0.28)
+    assert len(b) == 1
+    # but not a weak blob beside a ship that left (the before date is not background there)
+    blob = (13, 10, 25, 12)
+    b, a = pair(scored(), scored((19, 11, 0.35)), _scene([SHIP], seed=2), _scene([blob], seed=1), threshold=0.28)
+    assert len(a) == 0
+    # below the detector's own threshold a look never counts
+    b, a = pair(scored(), scored((16, 11, 0.2)), _scene([], seed=2), _scene([SHIP], seed=1), threshold=0.28)
+    assert len(a) == 0
+
+
+def test_a_place_hidden_on_one_date_is_neither_carried_nor_averaged():
+    import numpy as np
+
+    hidden = np.ones((40, 40), bool)
+    hidden[5:20, 5:30] = False
+    b, a = pair(scored((16, 11, 0.8)), scored(), _scene([SHIP]), _scene([], cloud=(5, 5, 30, 20), seed=1),
+                clear_after=hidden)
+    assert len(b) == 1 and len(a) == 0 and b.items[0].extra["pair"]["place"] == "hidden"
+    b, a = pair(scored((16, 11, 0.35)), scored(), _scene([SHIP]), _scene([], cloud=(5, 5, 30, 20), seed=1),
+                clear_after=hidden)
+    assert len(b) == 0
+
+
+def test_a_fragment_overlapping_an_object_of_the_other_date_is_not_counted_twice():
+    # before: the ship (0.8) and a weak fragment next to it (0.35) whose box overlaps the ship's after box
+    b, a = pair(scored((16, 11, 0.8), (24, 11, 0.35)), scored((16, 11, 0.8)), _scene([SHIP]), _scene([SHIP], seed=1))
+    assert len(b) == 1 and len(a) == 1 and b.items[0].score == pytest.approx(0.8)
+
+
+def test_objects_decided_place_by_place_pair_by_place_id_even_when_re_measured():
     from dataclasses import replace
 
-    from imgdiff.match import drop_static_weak
-
-    weak = dets((16, 11, 120, "a"))
-    weak = replace(weak, items=tuple(replace(d, score=0.35) for d in weak.items))
-    assert len(drop_static_weak(weak, _scene([SHIP]), _scene([SHIP], seed=1))) == 0  # static: clutter
-    assert len(drop_static_weak(weak, _scene([SHIP]), _scene([], seed=1))) == 1      # it left: evidence
-    strong = dets((16, 11, 120, "a"))
-    assert len(drop_static_weak(strong, _scene([SHIP]), _scene([SHIP], seed=1))) == 1
+    # a hull measured 150 m before and 40 m after (half hidden by a crane) at one place: the same object
+    b = dets((10, 10, 150, "a"))
+    a = dets((10.3, 10, 40, "a"))
+    assert match_objects(b, a).stayed == ()
+    tag = {"pair": {"id": 7}}
+    b = replace(b, items=tuple(replace(d, extra=tag) for d in b.items))
+    a = replace(a, items=tuple(replace(d, extra=tag) for d in a.items))
+    m = match_objects(b, a)
+    assert m.stayed == ((0, 0),) and m.distance_m[0] == pytest.approx(3.0, abs=0.01)

@@ -13,6 +13,7 @@ number on any incompatible change)::
     zones.<name>                   area_m2; per date: clear/cloud/no-data fractions; changed_fraction;
                                    counts.<object>.before|after (all detections in the zone)
     detectors.<object>             precision, recall, min_length_m, source (figures behind the confidence)
+    evidence_rules                 (1.1) how both dates' detections become objects (imgdiff.claims.evidence_rules)
     claims[]                       id, text, object, zone, assert, min_length_m, verdict, confidence,
                                    counts.before|after, objects.stayed[{before, after, distance_m}],
                                    objects.departed[before ids], objects.arrived[after ids], reasons[], caveats[]
@@ -31,14 +32,14 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..claims import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, Verification
+from ..claims import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, Verification, evidence_rules
 from ..detect.base import Detections
 from ..io.write import check_outputs, write_json, write_outputs, write_text
 from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
 
 #: Version of the ``report.json`` layout of ``imgdiff verify``.
-VERIFY_SCHEMA_VERSION = "1.0"
+VERIFY_SCHEMA_VERSION = "1.1"
 VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
                   "detections_after.geojson", "change.tif")
 
@@ -127,6 +128,7 @@ def verify_report(v: Verification) -> dict[str, Any]:
         "change": v.result.statistics(),
         "zones": zone_summary(v),
         "detectors": {k: p.to_dict() for k, p in v.performance.items()},
+        "evidence_rules": evidence_rules(),
         "claims": claims,
         "summary": summary,
         "outputs": list(VERIFY_OUTPUTS),
@@ -184,6 +186,11 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
     for k, p in report["detectors"].items():
         lines.append(f"- {k}: precision {p['precision']:.2f}, recall {p['recall']:.2f}, resolves objects "
                      f">= {p['min_length_m']:g} m ({p['source']})")
+    rules = report.get("evidence_rules") or {}
+    if rules:
+        lines += ["", "## How objects are counted from the two dates", ""]
+        lines += [f"- {k.replace('_', ' ')}: {rules[k]}" for k in
+                  ("looks", "unchanged_place", "changed_place", "hidden_place", "clouds") if rules.get(k)]
     lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,124 @@
+"""Claims decided from the pair: clouds and shadows confirmed by both dates, comparisons over places seen on both."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+
+from imgdiff.claims import REFUTED, SUPPORTED, Claim, DetectorPerformance, ZoneState, evaluate_claim, pair_clouds
+from imgdiff.detect.base import Detection, Detections
+from imgdiff.radiometry import confirm_shadows
+from imgdiff.scene import Scene
+
+TR = Affine(10, 0, 700000, 0, -10, 3900000)
+UTM = CRS.from_epsg(32636)
+WATER = {"B02": 0.07, "B03": 0.05, "B04": 0.035, "B08": 0.02, "B11": 0.01}
+QUAY = {"B02": 0.15, "B03": 0.16, "B04": 0.17, "B08": 0.25, "B11": 0.28}
+HULL = {"B02": 0.22, "B03": 0.22, "B04": 0.22, "B08": 0.30, "B11": 0.25}
+CLOUD = {"B02": 0.55, "B03": 0.54, "B04": 0.55, "B08": 0.58, "B11": 0.40}
+BERTH = (slice(30, 33), slice(20, 34))  # a 140 m x 30 m hull alongside the quay
+
+
+def harbour(*, ship: bool, cloud: bool = False, shadow: bool = False, seed: int = 0) -> Scene:
+    """80 x 80 px harbour: quay (rows 20-30) above water, optional ship at the berth, cloud and its shadow."""
+    rng = np.random.default_rng(seed)
+    bands = {}
+    for b in WATER:
+        a = np.full((80, 80), WATER[b])
+        a[:30, :] = QUAY[b]
+        if ship:
+            a[BERTH] = HULL[b]
+        if shadow:
+            a[50:75, 45:70] *= 0.45  # dimmed evenly in every band
+        if cloud:
+            a[45:70, 5:30] = CLOUD[b]
+        bands[b] = (a + rng.normal(0, 0.002, a.shape)).astype("float32")
+    return Scene(bands, UTM, TR, np.ones((80, 80), bool))
+
+
+def test_a_ship_leaving_its_berth_is_not_cloud_or_shadow_and_the_opaque_cloud_is():
+    before, after = harbour(ship=True), harbour(ship=False, cloud=True, seed=1)
+    mb, ma = pair_clouds(before, after)
+    assert not mb.any()
+    assert not ma[BERTH].any()                      # the emptied berth (hull -> water) stays clear
+    assert ma[47:68, 7:28].all()                    # the cloud is masked
+    assert ma.sum() < 1.5 * 25 * 25                 # and little else
+
+
+def test_a_shadow_is_confirmed_when_the_other_date_shows_an_even_darkening_but_an_emptied_berth_is_not():
+    before, after = harbour(ship=True), harbour(ship=False, shadow=True, seed=1)
+    candidates = np.zeros((80, 80), bool)
+    candidates[50:75, 45:70] = True                 # the real shadow
+    candidates[29:34, 19:35] = True                 # the emptied berth, dark in NIR as a shadow would be
+    ok = confirm_shadows(candidates, after, before)
+    assert ok[52:73, 47:68].all()
+    assert not ok[29:34, 19:35].any()
+
+
+PERF = DetectorPerformance("vessels", 0.9, 0.8, 25.0, "test")
+CLEAR = ZoneState("piers", 1000, 1.0, 0.0, 0.0)
+
+
+def dets(*objs):
+    """Detections from (x_px, y_px, place) where place is the reconcile tag."""
+    items = tuple(Detection(box=(x - 6, y - 1, x + 6, y + 1), score=0.9, cls="vessel", length_m=120.0, zone="piers",
+                            centroid=(x, y), extra={"pair": {"place": place}}) for x, y, place in objs)
+    return Detections(items, UTM, TR, (10.0, 10.0))
+
+
+def test_a_comparison_leaves_out_objects_whose_place_is_hidden_on_the_other_date():
+    # three ships before; on the after date two are seen and one is under a cloud (tagged "hidden")
+    before = dets((10, 10, "unchanged"), (30, 10, "unchanged"), (50, 10, "hidden"))
+    after = dets((10, 10, "unchanged"), (30, 10, "unchanged"))
+    partly = ZoneState("piers", 1000, 0.85, 0.15, 0.0)
+    v = evaluate_claim(Claim("c", "", "vessels", "piers", "unchanged"), before, after, CLEAR, partly,
+                       registration_reliability=0.9, performance=PERF)
+    assert v.verdict == SUPPORTED and (v.count_before, v.count_after) == (2, 2)
+    assert any("hidden on the other date" in c for c in v.caveats)
+    v = evaluate_claim(Claim("c", "", "vessels", "piers", "decreased"), before, after, CLEAR, partly,
+                       registration_reliability=0.9, performance=PERF)
+    assert v.verdict == REFUTED
+    # a single-date claim still counts the ship seen before
+    v = evaluate_claim(Claim("c", "", "vessels", "piers", "present_before"), before, after, CLEAR, partly,
+                       registration_reliability=0.9, performance=PERF)
+    assert v.verdict == SUPPORTED and v.count_before == 3
+    assert v.confidence == pytest.approx(1 - 0.1 ** 3)
+
+
+def test_the_hmeimim_sample_gives_the_true_verdicts_including_the_unchanged_transport_fleet(tmp_path):
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+    from imgdiff_cli.main import cli
+
+    claims = Path(__file__).resolve().parent.parent / "samples" / "claims" / "hmeimim.yaml"
+    r = CliRunner().invoke(cli, ["verify", str(claims), "-o", str(tmp_path / "o"), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    v = {c["id"]: c["verdict"] for c in rep["claims"]}
+    assert v == {"aircraft-still-present": SUPPORTED, "transports-still-present": SUPPORTED,
+                 "aircraft-gone": REFUTED, "transport-fleet-unchanged": SUPPORTED}
+    assert rep["evidence_rules"]["min_evidence_score"] == 0.5
+
+
+def test_the_hazy_rim_of_an_opaque_cloud_is_found_but_brighter_ground_elsewhere_is_not():
+    from imgdiff.claims import cloud_haze, temporal_clouds
+
+    rng = np.random.default_rng(3)
+    ground = {b: (0.25 + 0.07 * rng.random((80, 80))).astype("float32") for b in ("B02", "B03", "B04")}  # concrete
+    yy, xx = np.mgrid[:80, :80]
+    d = np.maximum(0, np.maximum(np.abs(xx - 30) - 12, np.abs(yy - 30) - 12))  # 0 inside a 25 x 25 px box
+    alpha = np.clip((8 - d) / 8, 0, 1)                                          # fading out over 8 px
+    after = {b: (1.08 * g * (1 - alpha) + 0.55 * alpha + rng.normal(0, 0.003, g.shape)).astype("float32")
+             for b, g in ground.items()}                                          # gain 1.08 between dates
+    ok = np.ones((80, 80), bool)
+    b, a = Scene(ground, UTM, TR, ok), Scene(after, UTM, TR, ok)
+    mb, ma = temporal_clouds(b, a)
+    assert ma[alpha > 0.6].all() and not ma[alpha < 0.2].any()   # the opaque part hides the zone
+    hb, ha = cloud_haze(b, a, mb, ma)
+    assert not hb.any()
+    assert (ma | ha)[alpha >= 0.08].all()   # the hazy rim is found (its pixels are not compared)
+    assert not ha[d >= 12].any()            # ground well away from the cloud, 8 % brighter, is not haze
