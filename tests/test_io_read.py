@@ -143,6 +143,7 @@ def test_nodata_and_zero_fill_become_nan_and_invalid(tmp_path):
     a = dn(1000)
     a[:5] = 0
     b = dn(3000)
+    b[:5] = 0  # zero in every band: fill outside the swath
     b[:, :3] = 65535
     write_band(tmp_path / "B02.tif", a)
     write_band(tmp_path / "B08.tif", b, nodata=65535)
@@ -150,6 +151,19 @@ def test_nodata_and_zero_fill_become_nan_and_invalid(tmp_path):
     assert not s.valid[:5].any() and not s.valid[:, :3].any()
     assert np.isnan(s.bands["B08"][:5]).all() and np.isnan(s.bands["B02"][:, :3]).all()
     assert s.valid[5:, 3:].all()
+
+
+def test_zero_in_one_band_only_is_a_dark_valid_pixel(tmp_path):
+    # NIR over calm water reads DN 0 in real exports (sen2ships honolulu: 24 % of B08) while
+    # the visible bands hold signal: the pixel is valid, with reflectance 0 in that band.
+    a = dn(1000)
+    b = dn(3000)
+    b[2:6, 2:6] = 0
+    write_band(tmp_path / "B02.tif", a)
+    write_band(tmp_path / "B08.tif", b, nodata=0)
+    s = read_scene(tmp_path)
+    assert s.valid.all()
+    assert (s.bands["B08"][2:6, 2:6] == 0).all() and np.isfinite(s.bands["B02"]).all()
 
 
 def test_all_nodata_scene_is_an_error(tmp_path):

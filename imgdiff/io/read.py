@@ -339,7 +339,10 @@ def read_scene(
     Scene
         On the grid of the finest band read (window-cropped when ``bbox`` is given);
         coarser bands are resampled bilinearly. NaN and ``valid == False`` where any
-        band is no-data or zero-filled.
+        band is no-data (its declared nodata value) or the pixel is zero-filled (DN 0 in
+        every band on the finest grid: outside the swath or the product). A DN of 0 in only
+        some bands is a valid, very dark pixel (e.g. NIR over calm water) and reads as
+        reflectance 0.
 
     Raises
     ------
@@ -386,6 +389,7 @@ def read_scene(
 
     arrays: dict[str, np.ndarray] = {}
     radiometry: dict[str, dict[str, Any]] = {}
+    zero: np.ndarray | None = None  # DN 0 in every band read on the reference grid: fill
     for s in sources:
         s_crs, s_tr, s_shape, dtype, nodata, b_scale, b_offset, _ = infos[s]
         if scale is not None:
@@ -400,11 +404,14 @@ def read_scene(
         radiometry[s.name] = {"scale": rad.scale, "offset": rad.offset, "source": rad.source}
         if s_tr == transform and s_shape == shape and s_crs == crs:
             dn = _read(s, window)
-            arrays[s.name] = to_reflectance(dn, rad, nodata)
+            arrays[s.name] = to_reflectance(dn, rad, nodata, zeros="keep")
+            zero = zero_fill(dn, zero)
         else:
             arrays[s.name] = _read_resampled(s, infos[s], rad, crs, out_transform, out_shape)
 
     valid = np.logical_and.reduce([np.isfinite(a) for a in arrays.values()])
+    if zero is not None:
+        valid &= ~zero
     for a in arrays.values():
         a[~valid] = np.nan
     if not valid.any():
@@ -450,16 +457,62 @@ def _read(s: BandSource, window: Window) -> np.ndarray:
         raise InputError(f"{s.path}: cannot read band {s.name} ({one_line(e)}); the file may be truncated or corrupt") from None
 
 
-def to_reflectance(dn: np.ndarray, rad: Radiometry, nodata: float | None) -> np.ndarray:
-    """DN array -> float32 reflectance with NaN for no-data and zero-fill."""
+def to_reflectance(dn: np.ndarray, rad: Radiometry, nodata: float | None, *, zeros: str = "nan") -> np.ndarray:
+    """DN array -> float32 reflectance, NaN where no-data.
+
+    Parameters
+    ----------
+    dn : ndarray
+        Digital numbers of one band.
+    rad : Radiometry
+        ``reflectance = dn * scale + offset``.
+    nodata : float or None
+        The band's declared nodata value (NaN where it occurs).
+    zeros : {"nan", "keep"}
+        What DN 0 of an integer band is: ``"nan"`` no-data in this band alone (for a band read
+        on its own), ``"keep"`` reflectance 0 (never below), leaving the decision to
+        :func:`zero_fill` over all bands. A declared nodata of 0 follows the same rule.
+    """
+    if zeros not in ("nan", "keep"):
+        raise ValueError(f"zeros must be 'nan' or 'keep', not {zeros!r}")
     out = dn.astype(np.float32) * np.float32(rad.scale) + np.float32(rad.offset)
     bad = ~np.isfinite(out)
     if dn.dtype.kind in "ui":
-        bad |= dn == 0
+        z = dn == 0
+        if zeros == "nan":
+            bad |= z
+        else:
+            out[z] = max(float(rad.offset), 0.0)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        bad |= dn == nodata
+        if not (zeros == "keep" and nodata == 0):
+            bad |= dn == nodata
     out[bad] = np.nan
     return out
+
+
+def zero_fill(dn: np.ndarray, so_far: np.ndarray | None = None) -> np.ndarray | None:
+    """Accumulate the zero-fill mask over the bands of a scene: DN 0 in every band so far.
+
+    Sentinel-2 products fill pixels outside the swath or the product with 0 in every band,
+    while a single band can legitimately hold 0 over very dark targets (NIR over calm water in
+    8-bit or L2A exports), so only a zero shared by all bands is fill.
+
+    Parameters
+    ----------
+    dn : ndarray (rows, cols)
+        Digital numbers of the next band (float bands carry no zero-fill and leave the mask as is).
+    so_far : ndarray of bool or None
+        The mask over the bands seen before (None for the first).
+
+    Returns
+    -------
+    ndarray of bool or None
+        None while no integer band has been seen.
+    """
+    if dn.dtype.kind not in "ui":
+        return so_far
+    z = dn == 0
+    return z if so_far is None else so_far & z
 
 
 def _read_resampled(
@@ -479,7 +532,7 @@ def _read_resampled(
     if c1 <= c0 or r1 <= r0:
         return dst
     win = Window(c0, r0, c1 - c0, r1 - r0)
-    src = to_reflectance(_read(s, win), rad, nodata)
+    src = to_reflectance(_read(s, win), rad, nodata, zeros="keep")
     # A grid without CRS is a local frame; any projected CRS stands in for it on both sides.
     local = CRS.from_epsg(3857)
     reproject(
