@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,8 @@ def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: 
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
                                  overwrite=overwrite, method=method)
         n = len(tile_grid(work_grid(before, bands, bbox).shape, size or MLP_TILE_SIZE, CHANGE_OVERLAP))
-        with click.progressbar(length=2 * n,  # an upper bound when the method's tiles are larger label="imgdiff compare (tiles)", file=sys.stderr,
+        # 2 passes over the tiles (of MLP_TILE_SIZE px unless --tile-size is given)
+        with click.progressbar(length=2 * n, label="imgdiff compare (tiles)", file=sys.stderr,
                                item_show_func=lambda x: x) as bar:
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
                                  overwrite=overwrite, method=method,
@@ -52,20 +54,26 @@ def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float |
     """
     from functools import partial
 
-    from imgdiff.tiles import detect_tiled
+    from imgdiff.tiles import detect_tiled, vessel_levels, vessel_screen
 
+    screen, safe = None, False
     if objects == "vessels":
         from imgdiff.detect.vessels import detect_vessels
 
         kw = {} if min_score is None else {"min_score": min_score}
-        detector = partial(detect_vessels, method=method, **kw)
+        # one normalisation for every window (the scene's levels), one network per thread, and
+        # the network only where the cheap screen finds water with land or a bright target
+        detector = partial(detect_vessels, method=method, levels=vessel_levels(scene, bands, bbox), **kw)
+        safe = True
+        screen = vessel_screen if method != "classical" else None
     else:
         from imgdiff.detect.aircraft import detect_aircraft
 
         detector = partial(detect_aircraft, method=method, threshold=min_score)
     on_step("detect")
     with sigterm_as_interrupt():
-        dets = detect_tiled(scene, detector, bands=bands, bbox=bbox, zones=zones, tile_size=tile_size or TILE_SIZE)
+        dets = detect_tiled(scene, detector, bands=bands, bbox=bbox, zones=zones, tile_size=tile_size or TILE_SIZE,
+                            detector_thread_safe=safe, screen=screen)
     if zones is not None:
         dets = dets.filter([d.zone is not None for d in dets])
     return dets

@@ -94,6 +94,29 @@ def log_ratio(before: np.ndarray, after: np.ndarray, *, eps: float | np.ndarray 
         return np.log((np.maximum(after, 0) + eps) / (np.maximum(before, 0) + eps)).astype(np.float32)
 
 
+def log_ratio_damping(band_medians: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Per-band ``eps`` of :func:`log_ratio_magnitude`: half of each band's median reflectance, at least 0.02.
+
+    The offset damps the noise of dark (water) pixels; the floor keeps bands that sit near 0
+    (B10 and the like) from dominating.
+    """
+    return np.maximum(0.5 * np.asarray(band_medians, np.float32), 0.02).astype(np.float32)
+
+
+def log_ratio_magnitude(before: np.ndarray, after: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Root-mean-square over bands of the per-band log ratios, damped by ``eps`` (bands,), float32."""
+    lr = log_ratio(before, after, eps=np.asarray(eps, np.float32)[:, None, None])
+    return np.sqrt(np.mean(lr * lr, axis=0))
+
+
+def classical_bands(names: Sequence[str]) -> list[int]:
+    """Indices of the bands the classical methods use: all but :data:`ATMOSPHERIC_BANDS`
+    (B01, B09 and B10 see aerosols, water vapour and cirrus; their noise would dilute change),
+    unless fewer than two bands would remain."""
+    surface = [i for i, n in enumerate(names) if n not in ATMOSPHERIC_BANDS]
+    return surface if len(surface) >= 2 else list(range(len(names)))
+
+
 @dataclass(frozen=True)
 class CVA:
     """Change vector analysis result.
@@ -147,12 +170,16 @@ class IRMAD:
     rho : ndarray, shape (bands,)
         Canonical correlations (ascending).
     iterations : int
+    linear_map : (wa, wb, c0), optional
+        The fitted map from a pixel to its scaled MAD variates, ``wa @ before - wb @ after - c0``
+        (:func:`mad_variates`): apply it to other pixels of the same pair (e.g. window by window).
     """
 
     mad: np.ndarray
     chi2: np.ndarray
     rho: np.ndarray
     iterations: int
+    linear_map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def no_change_probability(self) -> np.ndarray:
@@ -224,10 +251,30 @@ def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter:
     wa = (A / scale[None, :]).T.astype(np.float32)
     wb = (B / scale[None, :]).T.astype(np.float32)
     c0 = (wa @ mx.astype(np.float32) - wb @ my.astype(np.float32))[:, None]
-    mad_full = wa @ before.reshape(nb, -1) - wb @ after.reshape(nb, -1) - c0
-    chi2_full = np.sum(mad_full * mad_full, axis=0)
-    shape = before.shape[1:]
-    return IRMAD(mad_full.reshape(nb, *shape), chi2_full.reshape(shape).astype(np.float32), rho.astype(np.float32), iterations)
+    mad_full, chi2_full = mad_variates(before, after, (wa, wb, c0))
+    return IRMAD(mad_full, chi2_full, rho.astype(np.float32), iterations, (wa, wb, c0))
+
+
+def mad_variates(before: np.ndarray, after: np.ndarray,
+                 linear_map: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled MAD variates and their chi-square statistic under a fitted IR-MAD map.
+
+    Parameters
+    ----------
+    before, after : ndarray, shape (bands, rows, cols)
+    linear_map : (wa, wb, c0)
+        :attr:`IRMAD.linear_map`: (bands, bands), (bands, bands), (bands, 1) float32.
+
+    Returns
+    -------
+    mad : ndarray, shape (bands, rows, cols)
+    chi2 : ndarray of float32, shape (rows, cols)
+    """
+    wa, wb, c0 = linear_map
+    nb, shape = before.shape[0], before.shape[1:]
+    mad = wa @ before.reshape(nb, -1) - wb @ after.reshape(nb, -1) - c0
+    chi2 = np.sum(mad * mad, axis=0)
+    return mad.reshape(nb, *shape), chi2.reshape(shape).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -367,7 +414,7 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     b = before.astype(np.float32).copy()
     a = after.astype(np.float32).copy()
     ok = valid & np.all(np.isfinite(b), 0) & np.all(np.isfinite(a), 0)
-    for i in range(b.shape[0]):
+    for i in range(b.shape[0] if not ok.all() else 0):  # nothing to fill when every pixel is valid
         fill_b = float(np.median(b[i][ok])) if ok.any() else 0.0
         fill_a = float(np.median(a[i][ok])) if ok.any() else 0.0
         b[i][~ok] = fill_b
@@ -468,8 +515,11 @@ class MLPModel:
     feature_set: str = "v1"
     clip_z: float = 6.0
 
-    def predict(self, features: np.ndarray, *, chunk: int = 262_144) -> np.ndarray:
-        """Change probability of each pixel; ``features`` (features, rows, cols) -> (rows, cols)."""
+    def predict(self, features: np.ndarray, *, chunk: int = 16_384) -> np.ndarray:
+        """Change probability of each pixel; ``features`` (features, rows, cols) -> (rows, cols).
+
+        Pixels go through the layers ``chunk`` at a time (16k: the activations stay in cache).
+        """
         f, h, w = features.shape
         flat = features.reshape(f, -1)
         # (units, pixels) layout; standardised inputs are clipped to +-clip_z so that
@@ -640,10 +690,8 @@ def change_map(
         return ChangeMap(nan, np.zeros_like(valid), valid, float("inf"), method, nan.copy(), details)
 
     if method != "mlp":
-        # classical methods use the surface bands only: B01, B09 and B10 see the
-        # atmosphere (aerosols, water vapour, cirrus), and their noise would dilute change
-        surface = [i for i, n in enumerate(names) if n not in ATMOSPHERIC_BANDS]
-        if 2 <= len(surface) < len(names):
+        surface = classical_bands(names)  # the surface bands only
+        if len(surface) < len(names):
             before, after = before[surface], after[surface]
             details["bands_used"] = [names[i] for i in surface]
     if method == "mlp":
@@ -668,10 +716,8 @@ def change_map(
         thr = max(thr, noise_floor(mag[valid]))
         conf = _ramp_confidence(mag, thr)
     else:  # logratio-otsu
-        # a per-band offset of half the band's median damps the noise of dark (water) pixels
-        eps = np.array([0.5 * np.median(before[i][valid]) for i in range(before.shape[0])], np.float32)
-        lr = log_ratio(before, after, eps=np.maximum(eps, 0.02)[:, None, None])  # B10 etc. sit near 0
-        mag = np.sqrt(np.mean(lr * lr, axis=0))
+        eps = log_ratio_damping([np.median(before[i][valid]) for i in range(before.shape[0])])
+        mag = log_ratio_magnitude(before, after, eps)
         mag[~valid] = np.nan
         thr = max(otsu_threshold(mag[valid]), noise_floor(mag[valid]))
         conf = _ramp_confidence(mag, thr)

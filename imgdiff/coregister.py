@@ -1027,8 +1027,10 @@ def warp(target: Scene, registration: Registration, *, interpolation: str = "spl
                                    borderType=cv2.BORDER_REPLICATE)
     valid = moved_invalid < 1e-6
     bands = {}
+    holes = not target.valid.all()  # the fill value only matters where the target is invalid
     for name, a in target.bands.items():
-        filled = np.where(target.valid, a, np.nanmedian(a) if np.isfinite(a).any() else 0).astype(np.float32)
+        fill = np.nanmedian(a) if holes and np.isfinite(a).any() else 0
+        filled = np.where(target.valid, a, fill).astype(np.float32)
         if interpolation == "spline":
             out = ndimage.shift(filled, (-dy, -dx), order=3, mode="nearest", prefilter=True).astype(np.float32)
         else:

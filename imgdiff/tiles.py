@@ -9,6 +9,13 @@ on the core, so nothing is lost or counted twice at a border:
 * a change map pixel is written by the one tile whose core holds it;
 * a detection is kept only by the one tile whose core holds its centre.
 
+Speed: tiles are read in row-major order by a :class:`StripReader` per scene (every compressed
+block decoded once, coarser bands upsampled by OpenCV), in the calling thread, while ``workers``
+threads compute (OpenCV and BLAS held to one thread each); GDAL's block cache is kept small, so
+resident memory is the strips, the tiles in flight and their features. Detection can run behind a
+cheap screen (:func:`vessel_screen`): the detector sees only the runs of blocks that may hold an
+object, with the scene-wide input levels of :func:`vessel_levels`.
+
 Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1) x [0, 1).
 """
 
@@ -19,7 +26,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,10 +35,10 @@ import numpy as np
 import rasterio
 import rasterio.windows
 from affine import Affine
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from . import __version__
-from .change import cva_magnitude
 from .coregister import Registration, coregister, warp
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import CoregistrationError, EmptySceneError, ImgdiffError, NoOverlapError
@@ -44,8 +51,9 @@ from .zones import Zones, assign_zones
 
 #: Default tile core size in pixels (a multiple of the 256 px output block size).
 TILE_SIZE = 2048
-#: Tile core size of the learned (``mlp``) change method, whose ~40 feature planes per pixel
-#: would need about 1 GB per 2048 px tile.
+#: Tile core size of the change maps: the learned (``mlp``) method's ~40 feature planes per pixel
+#: would need about 1 GB per 2048 px tile, and with 2048 px tiles even CVA peaks at 2.8 GB on a full
+#: tile (tiles in flight, warps); 1024 px tiles keep every method near 1.7 GB.
 MLP_TILE_SIZE = 1024
 #: Default overlap for change maps, in pixels (covers the warp of a shift <= 5 px and the cubic kernel).
 CHANGE_OVERLAP = 32
@@ -60,6 +68,10 @@ WARP_KERNEL = "cubic"
 #: windows of RADIOMETRY_CHIP pixels: a near-uniform spatial sample.
 RADIOMETRY_GRID = 8
 RADIOMETRY_CHIP = 128
+#: GDAL block cache while tiles are processed. The strip readers decode each block once and keep
+#: what they need themselves; GDAL's default cache (5 % of the RAM) would only hold decoded blocks
+#: and written blocks of the outputs in resident memory.
+GDAL_CACHE_BYTES = 64 << 20
 #: Bins of the magnitude histogram used for the global Otsu threshold.
 HIST_BINS = 1 << 16
 
@@ -172,6 +184,28 @@ def map_bounded(fn: Callable[[T], R], items: Iterable[T], workers: int, *, in_fl
                 f.cancel()
 
 
+@contextmanager
+def one_thread_per_worker(workers: int) -> Iterator[None]:
+    """With ``workers`` > 1 threads doing the work, keep OpenCV and BLAS to one thread each.
+
+    Each tile thread then uses one core; letting every call also start its own thread pool
+    would put 2 x 2 threads on 2 cores. The previous settings are restored on exit.
+    """
+    if workers <= 1:
+        yield
+        return
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 # --------------------------------------------------------------------------- grids of files
 def source_grid(path: str | Path, bands: Sequence[str] | None = None) -> Grid:
     """The grid a scene would be read on (that of its finest band), without reading pixels."""
@@ -231,7 +265,238 @@ def read_window(path: str | Path, grid: Grid, box: tuple[int, int, int, int],
     return scene
 
 
+class StripReader:
+    """Reads the tiles of a scene in row-major order, decoding every block of its files once.
+
+    Reading tile windows one by one decodes the compressed blocks on tile borders several
+    times (a 1088 px window of 512 px blocks decodes 2048 px per axis: 3.5x the pixels). This
+    reader keeps a band's rows from the first row the current tile row needs to the last
+    block row decoded, and extends them block row by block row, so each block is decoded
+    once. Tiles must come in row-major order (:func:`tile_grid` order); it is used by one
+    thread (GDAL handles are not thread-safe).
+
+    With ``sequential=False`` windows may come in any order (sample windows): each is read
+    directly from the open files.
+
+    The result of :meth:`read` equals :func:`read_window` (same reflectance conversion, same
+    bilinear resampling of coarser bands, same source windows); tiles the reader cannot serve
+    that way (a scene on another grid, a window outside its raster) go to :func:`read_window`.
+    """
+
+    def __init__(self, path: str | Path, grid: Grid, bands: Sequence[str] | None = None, *,
+                 sequential: bool = True) -> None:
+        from .io.read import Radiometry, find_band_sources
+
+        self.path, self.grid, self.bands = path, grid, bands
+        self._datasets: list[Any] = []
+        self._strips: dict[str, _BandStrip] = {}
+        self.offset: tuple[int, int] | None = None  # (col, row) of the grid's pixel (0, 0) in the files' grid
+        sources = find_band_sources(path, bands)
+        if bands is not None:
+            by_name = {s.name: s for s in sources}
+            if any(b not in by_name for b in bands):
+                return  # read_window raises the proper error
+            sources = [by_name[b] for b in bands]
+        probe = _probe(path, grid, bands)  # radiometry, date: exactly as read_scene decides them
+        if probe is None:
+            return
+        self._date, self._meta = probe.date, dict(probe.meta)
+        rad = self._meta.get("radiometry", {})
+        try:
+            for s in sources:
+                ds = rasterio.open(s.path)
+                self._datasets.append(ds)
+                r = rad[s.name]
+                self._strips[s.name] = _BandStrip(s, ds, Radiometry(r["scale"], r["offset"], r["source"]), sequential)
+        except (OSError, KeyError, RasterioError):
+            self.close()
+            return
+        finest = min(self._strips.values(), key=lambda b: abs(b.ds.transform.a * b.ds.transform.e))
+        ds = finest.ds
+        rel = ~ds.transform * grid.transform  # grid pixel -> file pixel
+        col, row = rel.c, rel.f
+        if (ds.crs != grid.crs or abs(rel.a - 1) > 1e-9 or abs(rel.e - 1) > 1e-9 or abs(rel.b) > 1e-9
+                or abs(rel.d) > 1e-9 or abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6):
+            self.close()
+            return
+        self.offset = (int(round(col)), int(round(row)))
+        self._finest = finest
+        for b in self._strips.values():
+            b.same_grid = b.ds.transform == ds.transform and b.ds.shape == ds.shape
+
+    def close(self) -> None:
+        for ds in self._datasets:
+            ds.close()
+        self._datasets, self._strips, self.offset = [], {}, None
+
+    def __enter__(self) -> StripReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, box: tuple[int, int, int, int]) -> Scene | None:
+        """The scene on a pixel box of the grid (as :func:`read_window`); None if it holds no valid pixel."""
+        if self.offset is None:
+            return read_window(self.path, self.grid, box, self.bands)
+        from .io.read import to_reflectance, zero_fill
+
+        x0, y0, x1, y1 = box
+        ox, oy = self.offset
+        fh, fw = self._finest.ds.shape
+        c0, r0, c1, r1 = x0 + ox, y0 + oy, x1 + ox, y1 + oy
+        if c0 < 0 or r0 < 0 or c1 > fw or r1 > fh:
+            return read_window(self.path, self.grid, box, self.bands)
+        transform = self._finest.ds.transform * Affine.translation(c0, r0)
+        arrays = {}
+        zero = None  # DN 0 in every band on the finest grid: fill (as read_scene decides it)
+        for name, b in self._strips.items():
+            if b.same_grid:
+                dn = b.dn(r0, r1, c0, c1)
+                arrays[name] = to_reflectance(dn, b.radiometry, b.nodata, zeros="keep")
+                zero = zero_fill(dn, zero)
+            else:
+                arrays[name] = b.resampled(self._finest.ds.crs, transform, (r1 - r0, c1 - c0))
+        valid = np.logical_and.reduce([np.isfinite(a) for a in arrays.values()])
+        if zero is not None:
+            valid &= ~zero
+        if not valid.any():
+            return None
+        for a in arrays.values():
+            a[~valid] = np.nan
+        meta = dict(self._meta, window={"col_off": c0, "row_off": r0, "width": c1 - c0, "height": r1 - r0})
+        sub = self.grid.transform * Affine.translation(x0, y0)
+        return Scene(bands=arrays, crs=self.grid.crs, transform=sub, valid=valid, date=self._date, meta=meta)
+
+
+def _probe(path: str | Path, grid: Grid, bands: Sequence[str] | None) -> Scene | None:
+    """A small window of the scene with valid pixels (its metadata: radiometry, date), or None.
+
+    Tries 16 x 16 px windows at the centre, then on a 5 x 5 grid (a tile half outside the swath).
+    """
+    h = 8
+    centres = [(grid.width // 2, grid.height // 2)] + [
+        (int(fx * grid.width), int(fy * grid.height)) for fy in (0.1, 0.3, 0.5, 0.7, 0.9) for fx in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    for cx, cy in centres:
+        box = (max(0, cx - h), max(0, cy - h), min(grid.width, cx + h), min(grid.height, cy + h))
+        if box[2] > box[0] and box[3] > box[1]:
+            scene = read_window(path, grid, box, bands)
+            if scene is not None:
+                return scene
+    return None
+
+
+class _BandStrip:
+    """Rows ``[r0, r0 + len(buf))`` of one band file (digital numbers), extended block row by block row."""
+
+    def __init__(self, source: Any, ds: Any, radiometry: Any, sequential: bool = True) -> None:
+        self.source, self.ds, self.radiometry, self.sequential = source, ds, radiometry, sequential
+        self.index = source.index
+        self.nodata = ds.nodata
+        self.block_rows = max(1, int(ds.block_shapes[self.index - 1][0]))
+        self.r0 = 0
+        self.buf = np.empty((0, ds.width), ds.dtypes[self.index - 1])
+        self.same_grid = True
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows [r0, r1) of the band (whole width); rows before ``r0`` are forgotten."""
+        r1 = min(r1, self.ds.height)
+        end = self.r0 + len(self.buf)
+        if r0 < self.r0 or r0 > end:  # out of order, or a jump: restart at r0's block row
+            self.r0 = end = r0 - r0 % self.block_rows
+            self.buf = self.buf[:0]
+        elif r0 > self.r0:
+            self.buf = self.buf[r0 - self.r0:]
+            self.r0 = r0
+        if r1 > end:
+            stop = min(self.ds.height, -(-r1 // self.block_rows) * self.block_rows)  # whole block rows
+            new = self.ds.read(self.index, window=Window(0, end, self.ds.width, stop - end))
+            self.buf = np.concatenate([self.buf, new]) if len(self.buf) else new
+        return self.buf[r0 - self.r0:r1 - self.r0]
+
+    def dn(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Digital numbers of rows [r0, r1) and columns [c0, c1): from the strip, or read directly
+        (random windows: the file stays open, so GDAL's block cache serves blocks read before)."""
+        if self.sequential:
+            return self.rows(r0, r1)[:, c0:c1]
+        return self.ds.read(self.index, window=Window(c0, r0, c1 - c0, r1 - r0))
+
+    def resampled(self, crs: Any, dst_transform: Affine, dst_shape: tuple[int, int]) -> np.ndarray:
+        """Bilinear resampling onto a destination grid, as :func:`imgdiff.io.read.read_scene` does it."""
+        import math
+
+        from rasterio.crs import CRS
+        from rasterio.enums import Resampling
+        from rasterio.transform import array_bounds
+        from rasterio.warp import reproject
+
+        from .io.read import to_reflectance
+
+        s_tr, (sh, sw) = self.ds.transform, self.ds.shape
+        west, south, east, north = array_bounds(dst_shape[0], dst_shape[1], dst_transform)
+        inv = ~s_tr
+        xs, ys = zip(*(inv * (x, y) for x in (west, east) for y in (south, north)))
+        c0, c1 = max(0, math.floor(min(xs)) - 2), min(sw, math.ceil(max(xs)) + 2)
+        r0, r1 = max(0, math.floor(min(ys)) - 2), min(sh, math.ceil(max(ys)) + 2)
+        dst = np.full(dst_shape, np.nan, np.float32)
+        if c1 <= c0 or r1 <= r0:
+            return dst
+        src = to_reflectance(self.dn(r0, r1, c0, c1), self.radiometry, self.nodata, zeros="keep")
+        fast = _upsample(src, s_tr * Affine.translation(c0, r0), dst_transform, dst_shape)
+        if fast is not None:
+            return fast
+        local = CRS.from_epsg(3857)
+        reproject(
+            src, dst, src_transform=s_tr * Affine.translation(c0, r0), src_crs=self.ds.crs or crs or local,
+            dst_transform=dst_transform, dst_crs=crs or self.ds.crs or local, src_nodata=np.nan, dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
+        return dst
+
+
+def _upsample(src: np.ndarray, src_transform: Affine, dst_transform: Affine,
+              dst_shape: tuple[int, int]) -> np.ndarray | None:
+    """Bilinear upsampling by a whole factor between aligned north-up grids (OpenCV), or None.
+
+    Gives GDAL's bilinear ``reproject`` result (pixel-centre convention, edge pixels
+    replicated) to float rounding, about 20 times faster. None (use GDAL) when the grids
+    are not aligned north-up grids with a whole ratio of pixel sizes, or when ``src``
+    holds NaN (GDAL renormalises the weights of the valid neighbours there).
+    """
+    s, d = src_transform, dst_transform
+    if s.b or s.d or d.b or d.e == 0 or d.d or d.a == 0:
+        return None
+    kx, ky = s.a / d.a, s.e / d.e
+    k = int(round(kx))
+    if k < 1 or abs(kx - k) > 1e-9 or abs(ky - k) > 1e-9:
+        return None
+    ox, oy = (d.c - s.c) / d.a, (d.f - s.f) / d.e  # dst pixel (0, 0) in dst pixels from the src origin
+    if abs(ox - round(ox)) > 1e-6 or abs(oy - round(oy)) > 1e-6 or ox < 0 or oy < 0:
+        return None
+    ox, oy = int(round(ox)), int(round(oy))
+    h, w = dst_shape
+    sh, sw = src.shape
+    if -(-(ox + w) // k) > sw or -(-(oy + h) // k) > sh or not np.isfinite(src).all():
+        return None
+    import cv2
+
+    c0, r0 = max(0, ox // k - 1), max(0, oy // k - 1)
+    c1, r1 = min(sw, -(-(ox + w) // k) + 1), min(sh, -(-(oy + h) // k) + 1)
+    up = cv2.resize(np.ascontiguousarray(src[r0:r1, c0:c1]), None, fx=k, fy=k, interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(up[oy - r0 * k:oy - r0 * k + h, ox - c0 * k:ox - c0 * k + w], dtype=np.float32)
+
+
 # --------------------------------------------------------------------------- detection
+#: Blocks (width, height in pixels) the detection cascade screens: the detector runs on runs of
+#: marked blocks along a row. On the synthetic full tile (coast everywhere) the network then sees
+#: 0.68 of the area with 32 x 256 px blocks, 0.70 with 64 x 256, 0.89 with 512 x 512 (48 px context).
+SCREEN_BLOCK = (32, 256)
+#: Context added around a run of blocks given to the detector, in pixels: 48, as
+#: ``imgdiff.detect.vessels`` keeps at its own tile edges. With 32 px the real Casablanca port cut
+#: into 256 px tiles loses 3 of its 13 whole-scene detections; with 48 px none.
+SCREEN_CONTEXT = 48
+
+
 def detect_tiled(
     path: str | Path,
     detector: Callable[[Scene], Detections],
@@ -243,6 +508,9 @@ def detect_tiled(
     overlap: int = DETECT_OVERLAP,
     workers: int = 2,
     detector_thread_safe: bool = False,
+    screen: Callable[[Scene], np.ndarray] | None = None,
+    block: tuple[int, int] = SCREEN_BLOCK,
+    context: int = SCREEN_CONTEXT,
     on_tile: Callable[[Tile], None] | None = None,
 ) -> Detections:
     """Run a detector window by window over a scene too large to hold in memory.
@@ -251,12 +519,19 @@ def detect_tiled(
     by the tile whose core holds its centre, so objects on tile borders are neither lost
     (the overlap shows them whole when ``overlap`` exceeds their size) nor counted twice.
 
+    With a ``screen`` (a cheap test of where an object's centre can lie, e.g.
+    :func:`vessel_screen`), a tile's core is cut into blocks of ``block`` (width, height) px;
+    the detector runs only on runs of consecutive blocks (along a row) that the screen marks,
+    each given with ``context`` px around it, and keeps the detections centred in the run.
+
     Parameters
     ----------
     path : str or Path
         Anything :func:`imgdiff.read_scene` reads.
     detector : callable
-        ``detector(scene) -> Detections``, e.g. ``imgdiff.detect.vessels.detect_vessels``.
+        ``detector(scene) -> Detections``, e.g. ``imgdiff.detect.vessels.detect_vessels``
+        (with the scene-wide ``levels`` of :func:`vessel_levels` bound, so that every window
+        is normalised alike).
     bands : sequence of str, optional
         Bands to read.
     bbox : (west, south, east, north), optional
@@ -266,11 +541,17 @@ def detect_tiled(
     tile_size, overlap : int
         Core size and overlap in pixels.
     workers : int
-        Threads reading tiles at once.
+        Threads screening tiles at once (the reading runs in this thread).
     detector_thread_safe : bool
-        Whether ``detector`` may run in several threads at once. By default calls are
-        serialised (a shared OpenCV DNN network is not thread-safe; it uses every core
-        by itself), while reading the next windows goes on in parallel.
+        Whether ``detector`` may run in several threads at once (``detect_vessels`` may: it
+        keeps one network per thread, and a network's forward pass uses one core). By default
+        calls are serialised, while reading and screening the next windows goes on in parallel.
+    screen : callable, optional
+        ``screen(scene) -> bool (rows, cols)``: pixels where an object's centre may lie.
+    block : (int, int)
+        Width and height of the screened blocks, in pixels.
+    context : int
+        Pixels of context around each run given to the detector.
     on_tile : callable, optional
         Called with each finished tile (for progress bars).
 
@@ -283,27 +564,196 @@ def detect_tiled(
     tiles = tile_grid(grid.shape, tile_size, overlap)
     lock = nullcontext() if detector_thread_safe else threading.Lock()
 
-    def run(tile: Tile) -> tuple[Tile, list[Detection]]:
-        scene = read_window(path, grid, tile.read, bands)
+    def read_tiles() -> Iterator[tuple[Tile, Scene | None]]:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), StripReader(path, grid, bands) as reader:
+            for tile in tiles:
+                yield tile, reader.read(tile.read)
+
+    def run(item: tuple[Tile, Scene | None]) -> tuple[Tile, list[Detection]]:
+        tile, scene = item
         if scene is None:
             return tile, []
-        with lock:
-            found = detector(scene)
         ox, oy = tile.read[0], tile.read[1]
+        if screen is None:
+            with lock:
+                found = list(detector(scene))
+            return tile, [_shift_detection(d, ox, oy) for d in found if tile.holds(d.center[0] + ox, d.center[1] + oy)]
+        marked = screen(scene)
         kept = []
-        for d in found:
-            cx, cy = d.center
-            if tile.holds(cx + ox, cy + oy):
-                kept.append(_shift_detection(d, ox, oy))
+        for x0, y0, x1, y1 in screened_runs(marked, tile, block):
+            sub = (max(tile.read[0], x0 - context), max(tile.read[1], y0 - context),
+                   min(tile.read[2], x1 + context), min(tile.read[3], y1 + context))
+            part = crop_scene(scene, (sub[0] - ox, sub[1] - oy, sub[2] - ox, sub[3] - oy))
+            with lock:
+                found = list(detector(part))
+            for d in found:
+                cx, cy = d.center[0] + sub[0], d.center[1] + sub[1]
+                if x0 <= cx < x1 and y0 <= cy < y1:
+                    kept.append(_shift_detection(d, sub[0], sub[1]))
         return tile, kept
 
     items: list[Detection] = []
-    for tile, kept in map_bounded(run, tiles, workers):
+    for tile, kept in map_bounded(run, read_tiles(), workers):
         items += kept
         if on_tile:
             on_tile(tile)
     dets = sorted_detections(items, grid.crs, grid.transform, grid.pixel_size_m)
     return assign_zones(dets, zones) if zones is not None else dets
+
+
+def screened_runs(marked: np.ndarray, tile: Tile, block: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1), in pixels of the full grid, of the runs of marked blocks of a tile's core.
+
+    The core is cut into blocks of ``block`` (width, height) px (the last ones smaller); a block is marked when
+    ``marked`` (on the tile's read window) holds a True pixel in it; consecutive marked blocks
+    of a row form one run. The runs of all tiles partition the marked part of the grid.
+    """
+    rx, ry = tile.read[0], tile.read[1]
+    cx0, cy0, cx1, cy1 = tile.core
+    bw, bh = block
+    runs = []
+    for by in range(cy0, cy1, bh):
+        by1 = min(by + bh, cy1)
+        start = None
+        for bx in range(cx0, cx1, bw):
+            bx1 = min(bx + bw, cx1)
+            hit = bool(marked[by - ry:by1 - ry, bx - rx:bx1 - rx].any())
+            if hit and start is None:
+                start = bx
+            if not hit and start is not None:
+                runs.append((start, by, bx, by1))
+                start = None
+        if start is not None:
+            runs.append((start, by, cx1, by1))
+    return runs
+
+
+def crop_scene(scene: Scene, box: tuple[int, int, int, int]) -> Scene:
+    """The part of a scene inside a pixel box (x0, y0, x1, y1) of its grid (views, not copies)."""
+    x0, y0, x1, y1 = box
+    sl = (slice(y0, y1), slice(x0, x1))
+    return replace(scene, bands={k: v[sl] for k, v in scene.bands.items()}, valid=scene.valid[sl],
+                   transform=scene.transform * Affine.translation(x0, y0))
+
+
+#: The vessel screen's cell side in pixels, and how far (in cells) from water a vessel's centre
+#: may lie: 2 cells of 16 px = 32 px, beyond a box half-length (<= 20 px for 400 m) plus the
+#: detector's 4 px water test (on the real ports every detection lies within 6 px of water).
+SCREEN_CELL = 16
+SCREEN_WATER_CELLS = 2
+#: An open-water cell holds a vessel candidate when a pixel exceeds this multiple of the local
+#: water background in B04 or B08 (on the sen2ships ports every detection of the network and every
+#: labelled vessel peaks at >= 1.66 x in B04 and >= 2.0 x in B08; sensor noise on dark water
+#: reaches about 1.3 x in a cell).
+SCREEN_BRIGHTER = 1.5
+
+
+def vessel_screen(scene: Scene, *, cell: int = SCREEN_CELL, water_cells: int = SCREEN_WATER_CELLS,
+                  brighter: float = SCREEN_BRIGHTER) -> np.ndarray:
+    """Where a vessel's centre may lie: near water, and in open water only near a bright pixel.
+
+    A cheap test that lets :func:`detect_tiled` skip what cannot hold a vessel, working on
+    ``cell`` x ``cell`` px cells. Water is the detector's open water
+    (:func:`imgdiff.detect.vessels.water_mask`: NDWI > 0 in water bodies of at least 2000 px),
+    computed on the whole window: on any part of the window the detector finds no more water.
+    A cell is marked when it holds a valid pixel and
+
+    * water lies within ``water_cells`` cells of it (inland cells are skipped: the detector
+      drops boxes with no open water within 4 px), and
+    * it is not open water (land within ``water_cells`` cells: quays, moored ships), or one of
+      its pixels is ``brighter`` times the median water of its 3 x 3 cells in B04 or B08.
+
+    Parameters
+    ----------
+    scene : Scene
+        With B03 and B08 (B04 used when present); otherwise every valid pixel is marked.
+
+    Returns
+    -------
+    ndarray of bool (rows, cols)
+        Constant over each cell.
+    """
+    if "B03" not in scene.bands or "B08" not in scene.bands:
+        return scene.valid.copy()
+    from scipy import ndimage as ndi
+
+    h, w = scene.shape
+    hc, wc = -(-h // cell), -(-w // cell)
+
+    def cells(a: np.ndarray, fill: float) -> np.ndarray:
+        p = np.full((hc * cell, wc * cell), fill, a.dtype)
+        p[:h, :w] = a
+        return p.reshape(hc, cell, wc, cell).transpose(0, 2, 1, 3).reshape(hc, wc, cell * cell)
+
+    from .detect.vessels import water_mask
+
+    water = water_mask(scene)  # the detector's own: on a larger window, a superset of it on any part
+    valid_c = cells(scene.valid, False).any(axis=2)
+    land_c = cells(~water & scene.valid, False).any(axis=2)
+    water_c = cells(water, False).any(axis=2)
+    reach = np.ones((2 * water_cells + 1,) * 2, bool)
+    near_water = ndi.binary_dilation(water_c, reach)
+    near_land = ndi.binary_dilation(land_c, reach)
+    bright_c = np.zeros((hc, wc), bool)
+    for name in ("B04", "B08"):
+        if name not in scene.bands:
+            continue
+        vc = cells(np.where(water & scene.valid, scene.bands[name], np.nan).astype(np.float32), np.nan)
+        has = np.isfinite(vc).any(axis=2)
+        med = np.full((hc, wc), np.nan, np.float32)
+        med[has] = np.nanmedian(vc[has], axis=1)  # only cells holding water: no all-NaN warning
+        peak = np.fmax.reduce(cells(np.where(scene.valid, scene.bands[name], np.nan).astype(np.float32), np.nan),
+                              axis=2)  # NaN-ignoring maximum; NaN where no pixel is valid
+        # background: the median water of the 3 x 3 cells (a ship filling its own cell does not hide)
+        bg = ndi.minimum_filter(np.where(np.isfinite(med), med, np.inf), size=3, mode="nearest")
+        with np.errstate(invalid="ignore"):
+            bright_c |= ~(peak <= brighter * bg)  # NaN peak (no valid pixel) is caught by valid_c
+    marked = valid_c & near_water & (near_land | bright_c)
+    return np.repeat(np.repeat(marked, cell, axis=0), cell, axis=1)[:h, :w]
+
+
+def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox | None = None,
+                  step: int = 8) -> dict[str, tuple[float, float]]:
+    """Input levels of the vessel network for a whole scene, from a decimated read.
+
+    Every ``step``-th pixel of every ``step``-th row of each of B02 B03 B04 B08 (those
+    present) is read (GDAL decimated read, nearest) and converted to reflectance as
+    :func:`imgdiff.read_scene` does; :func:`imgdiff.detect.vessels.band_levels` of each
+    band are then the levels every window is normalised with, instead of its own (so a
+    window of open sea and one of bright port are scaled alike, as in the whole scene).
+
+    Returns
+    -------
+    dict
+        Band name -> (low, reference) levels; bands without valid pixels are left out.
+    """
+    from rasterio.enums import Resampling
+
+    from .detect.vessels import MODEL_BANDS, band_levels
+    from .io.read import Radiometry, find_band_sources, to_reflectance
+
+    grid = work_grid(path, bands, bbox)
+    names = [b for b in MODEL_BANDS if bands is None or b in bands]
+    sources = {s.name: s for s in find_band_sources(path, bands) if s.name in names}
+    probe = _probe(path, grid, list(sources) or None)
+    rad = probe.meta.get("radiometry", {}) if probe is not None else {}
+    bounds = window_bounds(grid, (0, 0, grid.width, grid.height))
+    shape = (max(1, grid.height // step), max(1, grid.width // step))
+    out = {}
+    for name, s in sources.items():
+        if name not in rad:
+            continue
+        r = rad[name]
+        with rasterio.open(s.path) as ds:
+            if ds.crs != grid.crs:
+                continue
+            win = rasterio.windows.from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
+            win = win.intersection(Window(0, 0, ds.width, ds.height))
+            dn = ds.read(s.index, window=win, out_shape=shape, resampling=Resampling.nearest)
+            lv = band_levels(to_reflectance(dn, Radiometry(r["scale"], r["offset"], r["source"]), ds.nodata))
+        if lv is not None:
+            out[name] = lv
+    return out
 
 
 def _shift_detection(d: Detection, ox: float, oy: float) -> Detection:
@@ -331,10 +781,11 @@ class SampleEstimate:
         gave a shift.
     chips_registered : int
     log_ratio_eps : tuple of float
-        Per-band damping of the log ratios (half the before band's median reflectance).
-    irmad_weights : tuple of tuple of float, optional
-        IR-MAD fitted on the samples, as the linear map (2 x bands + 1, bands) from
-        (before, normalised after, 1) to the scaled MAD variates.
+        Per-band damping of the log ratios of the bands the classical methods use
+        (:func:`imgdiff.change.log_ratio_damping` of the before bands' medians).
+    irmad_map : (wa, wb, c0), optional
+        IR-MAD fitted on the samples (:attr:`imgdiff.change.IRMAD.linear_map`), applied tile by
+        tile by :func:`imgdiff.change.mad_variates`.
     """
 
     registration: Registration
@@ -344,7 +795,7 @@ class SampleEstimate:
     chips: int
     chips_registered: int
     log_ratio_eps: tuple[float, ...] = ()
-    irmad_weights: tuple[tuple[float, ...], ...] | None = None
+    irmad_map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def apply(self, after: np.ndarray) -> np.ndarray:
         """Normalise an after stack (bands, rows, cols) to the before scene."""
@@ -388,35 +839,29 @@ def _excluded(scene: Scene) -> np.ndarray:
     return cloud_mask(scene, shadows=True) | saturation_mask(scene)  # = date_masks(scene).excluded, no water mask
 
 
-def _magnitude(method: str, before: np.ndarray, after: np.ndarray, valid: np.ndarray,
-               names: Sequence[str], eps_per_band: Sequence[float] | None = None,
-               irmad_weights: Sequence[Sequence[float]] | None = None) -> np.ndarray:
-    """Per-pixel change magnitude of a normalised pair (NaN outside ``valid``)."""
-    if method == "cva-otsu":
-        m = cva_magnitude(before, after)
-    elif method == "logratio-otsu":
-        from .change import log_ratio
+def _magnitude(method: str, before: np.ndarray, after: np.ndarray, valid: np.ndarray, names: Sequence[str],
+               est: SampleEstimate) -> np.ndarray:
+    """Per-pixel change magnitude of a normalised pair (NaN outside ``valid``), by the functions of
+    :mod:`imgdiff.change` with the statistics ``est`` measured once on the whole raster."""
+    from . import change
 
-        eps = np.asarray(eps_per_band if eps_per_band is not None else [1e-3] * before.shape[0], np.float32)
-        lr = log_ratio(before, after, eps=np.maximum(eps, 1e-3)[:, None, None])
-        m = np.sqrt(np.mean(lr * lr, axis=0))
-    elif method == "irmad":
-        w = np.asarray(irmad_weights, np.float32)  # (2 * bands + 1, bands): [before; after; 1] -> MAD variates
-        nb = before.shape[0]
-        m = np.zeros(before.shape[1:], np.float32)
-        for k in range(w.shape[1]):
-            v = np.full(before.shape[1:], w[-1, k], np.float32)
-            for j in range(nb):
-                v += w[j, k] * before[j] + w[nb + j, k] * after[j]
-            m += v * v
-    elif method == "mlp":
-        from .change import learned_magnitude, pick_model
-
-        model = pick_model(names)
+    if method == "mlp":
+        model = change.pick_model(names)
         assert model is not None
-        m = learned_magnitude(before, after, valid, names, model)
+        m = change.learned_magnitude(before, after, valid, names, model)
     else:
-        raise ValueError(f"tiled comparison supports the methods {', '.join(TILED_METHODS)}, not {method!r}")
+        surface = change.classical_bands(names)  # as change.change_map: no atmospheric bands
+        if len(surface) < len(names):
+            before, after = before[surface], after[surface]
+        if method == "cva-otsu":
+            m = change.cva_magnitude(before, after)
+        elif method == "logratio-otsu":
+            m = change.log_ratio_magnitude(before, after, np.asarray(est.log_ratio_eps, np.float32))
+        elif method == "irmad":
+            assert est.irmad_map is not None
+            m = change.mad_variates(before, after, est.irmad_map)[1]
+        else:
+            raise ValueError(f"tiled comparison supports the methods {', '.join(TILED_METHODS)}, not {method!r}")
     m = m.astype(np.float32, copy=False)
     m[~(valid & np.isfinite(m))] = np.nan
     return m
@@ -472,9 +917,11 @@ def estimate_on_samples(
 
     shifts, pairs = [], []
     problems = []
+    readers = ExitStack()  # the files stay open for all sample windows (blocks shared by windows decoded once)
+    rb = readers.enter_context(StripReader(before, grid, names, sequential=False))
+    ra = readers.enter_context(StripReader(after, grid, names, sequential=False))
     for box in sample_boxes(grid.shape, chip):
-        b = read_window(before, grid, box, names)
-        a = read_window(after, grid, box, names)
+        b, a = rb.read(box), ra.read(box)
         if b is None or a is None:
             continue
         try:
@@ -513,14 +960,14 @@ def estimate_on_samples(
     if grid.width * grid.height > 4 * chip * chip:
         pairs = []
         for box in grid_boxes(grid.shape, RADIOMETRY_CHIP, RADIOMETRY_GRID):
-            b = read_window(before, grid, box, names)
-            a = read_window(after, grid, box, names)
+            b, a = rb.read(box), ra.read(box)
             if b is None or a is None:
                 continue
             try:
                 pairs.append(align(b, a, grid=Grid.of(b), bands=names))
             except NoOverlapError:
                 continue
+    readers.close()  # (on the errors raised above the files close with the readers)
     stacks = []
     for pair in pairs:
         moved = warp(pair.after, reg, interpolation=WARP_KERNEL) if register else pair.after
@@ -531,22 +978,18 @@ def estimate_on_samples(
     if bv.shape[2] == 0:
         raise EmptySceneError(f"{before} / {after}: the sample windows share no clear valid pixel")
     norm = normalise(bv, av, np.ones(bv.shape[1:], bool))
-    # log-ratio damping as in imgdiff.change: half of each band's median (before date)
-    eps = tuple(float(0.5 * np.median(bv[i])) for i in range(bv.shape[0]))
-    est = SampleEstimate(reg, tuple(float(g) for g in norm.gain), tuple(float(o) for o in norm.offset),
-                         magnitude_bound(method, len(names)), len(pairs), len(shifts), eps)
-    if method == "irmad":
-        from .change import irmad
+    from .change import classical_bands, irmad, log_ratio_damping
 
+    surface = classical_bands(names)  # the bands of the classical methods, as in imgdiff.change
+    eps = log_ratio_damping([np.median(bv[i]) for i in surface])  # as imgdiff.change: from the before date
+    est = SampleEstimate(reg, tuple(float(g) for g in norm.gain), tuple(float(o) for o in norm.offset),
+                         magnitude_bound(method, len(names)), len(pairs), len(shifts), tuple(float(e) for e in eps))
+    if method == "irmad":
         keep = np.arange(bv.shape[2])
         if keep.size > 200_000:  # as many pixels as irmad() itself samples
             keep = np.sort(np.random.default_rng(0).choice(keep, 200_000, replace=False))
-        bv, an = bv[:, :, keep], est.apply(av[:, :, keep])
-        fit = irmad(bv, an, np.ones(bv.shape[1:], bool))
-        # the MAD variates are linear in (before, after, 1): recover the map to apply it tile by tile
-        design = np.concatenate([bv[:, 0], an[:, 0], np.ones((1, bv.shape[2]), np.float32)]).T.astype(np.float64)
-        w, *_ = np.linalg.lstsq(design, fit.mad[:, 0].T.astype(np.float64), rcond=None)
-        est = replace(est, irmad_weights=tuple(tuple(float(v) for v in row) for row in w))
+        fit = irmad(bv[surface][:, :, keep], est.apply(av[:, :, keep])[surface], np.ones((1, keep.size), bool))
+        est = replace(est, irmad_map=fit.linear_map)  # applied tile by tile by imgdiff.change.mad_variates
     return est
 
 
@@ -705,7 +1148,7 @@ def write_change_tiled(
     names = list(bands) if bands else [s.name for s in find_band_sources(before)]
     method = pick_tiled_method(method, names)
     est = estimate_on_samples(before, after, grid, names, register=register, method=method)
-    tile_size = tile_size or (MLP_TILE_SIZE if method == "mlp" else TILE_SIZE)
+    tile_size = tile_size or MLP_TILE_SIZE
     tiles = tile_grid(grid.shape, tile_size, overlap)
     edges = np.linspace(0.0, est.magnitude_max, HIST_BINS + 1)
     step = on_tile or (lambda name, tile: None)
@@ -713,6 +1156,9 @@ def write_change_tiled(
     fd, tmp = tempfile.mkstemp(prefix=".magnitude.", suffix=".part", dir=Path(path).parent)
     os.close(fd)
     mag = None
+    threads = ExitStack()
+    threads.enter_context(one_thread_per_worker(workers))
+    threads.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
     try:
         # The magnitude of pass 1 goes to a temporary tiled, uncompressed GeoTIFF (not a memory map:
         # its pages would count in the resident memory of the process).
@@ -720,21 +1166,25 @@ def write_change_tiled(
                             dtype="float32", crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=256,
                             blockysize=256, BIGTIFF="YES")
 
-        def pass1(tile: Tile) -> tuple[Tile, np.ndarray]:
-            b = read_window(before, grid, tile.read, names)
-            a = read_window(after, grid, tile.read, names)
+        def read_tiles() -> Iterator[tuple[Tile, Scene | None, Scene | None]]:
+            # one reader per scene, in this thread: every compressed block is decoded once
+            with StripReader(before, grid, names) as rb, StripReader(after, grid, names) as ra:
+                for tile in tiles:
+                    yield tile, rb.read(tile.read), ra.read(tile.read)
+
+        def pass1(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray]:
+            tile, b, a = item
             rows, cols = tile.core_slices
             if b is None or a is None:
                 return tile, np.full((rows.stop - rows.start, cols.stop - cols.start), np.nan, np.float32)
             moved = warp(a, est.registration, interpolation=WARP_KERNEL) if register else a
             ok = b.valid & moved.valid & ~_excluded(b) & ~_excluded(moved)
-            m = _magnitude(method, b.stack(names), est.apply(moved.stack(names)), ok, names, est.log_ratio_eps,
-                           est.irmad_weights)
+            m = _magnitude(method, b.stack(names), est.apply(moved.stack(names)), ok, names, est)
             return tile, m[rows, cols]
 
         hist = np.zeros(HIST_BINS, np.int64)
         scale = HIST_BINS / edges[-1]
-        for tile, core in map_bounded(pass1, tiles, workers):
+        for tile, core in map_bounded(pass1, read_tiles(), workers):
             x0, y0, x1, y1 = tile.core
             mag.write(core, 1, window=tile.core_window)
             v = core[np.isfinite(core)]
@@ -782,6 +1232,7 @@ def write_change_tiled(
                 ds.set_band_description(i, d)
             ds.update_tags(IMGDIFF_METHOD=method, IMGDIFF_THRESHOLD=repr(thr), IMGDIFF_TILED=f"{tile_size}+{overlap}")
     finally:
+        threads.close()
         if mag is not None and not mag.closed:
             mag.close()
         if os.path.exists(tmp):
@@ -886,7 +1337,8 @@ def should_tile(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox
 
 __all__ = [
     "CHANGE_OVERLAP", "DETECT_OVERLAP", "MLP_TILE_SIZE", "SampleEstimate", "TILED_METHODS", "TILE_SIZE", "Tile",
-    "TiledChange", "compare_tiled", "detect_tiled", "estimate_on_samples", "grid_boxes", "hist_noise_floor",
+    "TiledChange", "StripReader", "compare_tiled", "crop_scene", "detect_tiled", "screened_runs", "vessel_levels",
+    "vessel_screen", "one_thread_per_worker", "estimate_on_samples", "grid_boxes", "hist_noise_floor",
     "magnitude_bound", "map_bounded", "otsu_threshold", "pick_tiled_method", "read_window", "sample_boxes",
     "should_tile", "source_grid", "tile_grid", "window_bounds", "work_grid", "write_change_tiled",
 ]

@@ -492,30 +492,37 @@ def _observe_tiled(entry: SceneEntry, params: WatchParams, grid: Any) -> tuple[A
     whose core holds its centre (:mod:`imgdiff.tiles`). The not-assessed mask is kept
     reduced (a cell of ``f`` x ``f`` pixels is not assessed if any pixel is).
     """
+    from functools import partial
+
     from .detect.base import sorted_detections
     from .io.read import find_band_sources
-    from .tiles import DETECT_OVERLAP, TILE_SIZE, _shift_detection, estimate_on_samples, read_window, tile_grid
+    from .tiles import DETECT_OVERLAP, TILE_SIZE, StripReader, _shift_detection, estimate_on_samples, tile_grid
 
     names = list(params.bands) if params.bands else [s.name for s in find_band_sources(params.reference)]
     reg, note = _register(entry, params, lambda: estimate_on_samples(
         params.reference, entry.path, grid, names, register=True).registration)
     detector = resolve_detector(params.detector)
+    if params.detector == "vessels":  # one input normalisation for every window, as for the whole scene
+        from .tiles import vessel_levels
+
+        detector = partial(detector, levels=vessel_levels(entry.path, params.bands, params.bbox))
     f = max(1, math.ceil(max(grid.shape) / 1024))
     cells = np.ones((math.ceil(grid.height / f), math.ceil(grid.width / f)), bool)
     items = []
-    for tile in tile_grid(grid.shape, TILE_SIZE - TILE_SIZE % f, DETECT_OVERLAP):
-        scene = read_window(entry.path, grid, tile.read, params.bands)
-        if scene is None:
-            continue
-        ox, oy = tile.read[0], tile.read[1]
-        for d in detector(scene):
-            cx, cy = d.center
-            if tile.holds(cx + ox, cy + oy) and (params.min_score is None or d.score >= params.min_score):
-                items.append(_shift_detection(d, ox, oy))
-        rows, cols = tile.core_slices
-        x0, y0, x1, y1 = tile.core
-        core_bad = reduce_mask(_not_assessed(scene)[rows, cols], f)
-        cells[y0 // f:y0 // f + core_bad.shape[0], x0 // f:x0 // f + core_bad.shape[1]] = core_bad
+    with StripReader(entry.path, grid, params.bands) as reader:  # each compressed block decoded once
+        for tile in tile_grid(grid.shape, TILE_SIZE - TILE_SIZE % f, DETECT_OVERLAP):
+            scene = reader.read(tile.read)
+            if scene is None:
+                continue
+            ox, oy = tile.read[0], tile.read[1]
+            for d in detector(scene):
+                cx, cy = d.center
+                if tile.holds(cx + ox, cy + oy) and (params.min_score is None or d.score >= params.min_score):
+                    items.append(_shift_detection(d, ox, oy))
+            rows, cols = tile.core_slices
+            x0, y0, x1, y1 = tile.core
+            core_bad = reduce_mask(_not_assessed(scene)[rows, cols], f)
+            cells[y0 // f:y0 // f + core_bad.shape[0], x0 // f:x0 // f + core_bad.shape[1]] = core_bad
     return sorted_detections(items, grid.crs, grid.transform, grid.pixel_size_m), reg, note, cells, f
 
 
@@ -982,13 +989,21 @@ def run_watch(
 
 
 def _one_thread_per_worker() -> None:
+    """Run in each worker process of a local cluster with several workers: one core each.
+
+    OpenCV and the BLAS thread pools would otherwise start one thread per core in every
+    worker (2 workers x 2 threads on 2 cores). The environment variables only reach
+    libraries loaded later; threadpoolctl changes the pools already loaded (numpy's BLAS).
+    """
     import os
 
     import cv2
+    from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+        os.environ[var] = "1"
+    threadpool_limits(1)  # applies now and stays (not used as a context manager)
 
 
 def _run_tasks(todo: Sequence[tuple[SceneEntry, str]], params: WatchParams,
@@ -1011,7 +1026,7 @@ def _run_tasks(todo: Sequence[tuple[SceneEntry, str]], params: WatchParams,
                                dashboard_address=None)
         client = Client(cluster)
     try:
-        if cluster is not None and processes:
+        if cluster is not None and processes and workers > 1:
             client.run(_one_thread_per_worker)  # one task per core: no OpenCV/BLAS oversubscription
         n_workers = len(client.scheduler_info().get("workers", {}))
         futures = {}

@@ -171,7 +171,8 @@ def test_interrupted_tiled_compare_leaves_no_file_behind(pair, tmp_path: Path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("method,min_agreement", [("cva-otsu", 0.995), ("irmad", 0.98)])
+@pytest.mark.parametrize("method,min_agreement", [("cva-otsu", 0.995), ("irmad", 0.98), ("logratio-otsu", 0.98),
+                                                 ("mlp", 0.98)])
 def test_tiled_compare_of_a_real_pair_with_bbox_matches_the_whole_scene_path(shared_data, tmp_path: Path, method,
                                                                              min_agreement):
     from .conftest import need
@@ -191,3 +192,159 @@ def test_tiled_compare_of_a_real_pair_with_bbox_matches_the_whole_scene_path(sha
     assert agree > min_agreement
     assert report["change"]["method"] == whole.change.method == method
     assert report["change"]["changed_fraction"] == pytest.approx(whole.statistics()["changed_fraction"], rel=0.2)
+
+
+def _write_tiled(path: Path, dn: np.ndarray, res: float, block: int = 64, nodata: int | None = 0) -> None:
+    with rasterio.open(path, "w", driver="GTiff", width=dn.shape[1], height=dn.shape[0], count=1, dtype="uint16",
+                       crs="EPSG:32636", transform=from_origin(600000, 3870000, res, res), tiled=True,
+                       blockxsize=block, blockysize=block, compress="deflate", nodata=nodata) as ds:
+        ds.write(dn, 1)
+
+
+@pytest.mark.parametrize("bbox", [None, (34.1005, 34.9556, 34.1200, 34.9700)])
+def test_strip_reader_reads_every_window_as_read_window_does(tmp_path: Path, bbox):
+    """10 m and 20 m bands in 64 px blocks, a no-data corner (GDAL resampling there), a zero in one band,
+    tiles in row-major order: the same reflectance, mask and grid as one read_scene per window."""
+    from imgdiff.tiles import StripReader, read_window, work_grid
+
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for b in BANDS:
+        dn = rng.integers(200, 4000, size=(300, 280)).astype(np.uint16)
+        dn[:20, :30] = 0  # no data (0 in every band)
+        if b == "B08":
+            dn[100:104, 100:104] = 0  # 0 in one band only: a dark valid pixel
+        _write_tiled(folder / f"{b}.tif", dn, 10)
+    _write_tiled(folder / "B11.tif", rng.integers(200, 4000, size=(150, 140)).astype(np.uint16), 20)
+    names = [*BANDS, "B11"]
+    grid = work_grid(folder, names, bbox)
+    tiles = tile_grid(grid.shape, 96, 16)
+    with StripReader(folder, grid, names) as reader:
+        assert reader.offset is not None  # the strips serve these tiles
+        got = [reader.read(t.read) for t in tiles]
+    assert any(np.nanmin(s.bands["B08"]) == 0 for s in got if s is not None)  # the dark pixel stays valid
+    for t, s in zip(tiles, got):
+        ref = read_window(folder, grid, t.read, names)
+        assert s.transform.almost_equals(ref.transform) and (s.valid == ref.valid).all()
+        for b in names:
+            np.testing.assert_allclose(s.bands[b], ref.bands[b], rtol=0, atol=1e-6, equal_nan=True)
+
+
+def test_whole_factor_upsampling_equals_gdal_bilinear():
+    from rasterio.warp import reproject
+
+    from imgdiff.tiles import _upsample
+
+    src = np.random.default_rng(2).random((60, 50)).astype(np.float32)
+    s_tr = from_origin(600000, 3870000, 20, 20)
+    for x0, y0, w, h in [(0, 0, 100, 120), (7, 3, 57, 61), (41, 80, 59, 40)]:
+        d_tr = from_origin(600000 + 10 * x0, 3870000 - 10 * y0, 10, 10)
+        gdal = np.full((h, w), np.nan, np.float32)
+        reproject(src, gdal, src_transform=s_tr, src_crs="EPSG:32636", dst_transform=d_tr, dst_crs="EPSG:32636",
+                  src_nodata=np.nan, dst_nodata=np.nan, resampling=rasterio.enums.Resampling.bilinear)
+        np.testing.assert_allclose(_upsample(src, s_tr, d_tr, (h, w)), gdal, rtol=0, atol=1e-6)
+    holed = src.copy()
+    holed[5, 5] = np.nan
+    assert _upsample(holed, s_tr, from_origin(600000, 3870000, 10, 10), (40, 40)) is None  # GDAL handles NaN
+
+
+def _coast_scene(tmp_path: Path) -> tuple[Path, list[tuple[int, int]]]:
+    """600 x 600 px: land west of column 300, calm sea east of it; a moored ship on the coast, two ships at sea."""
+    rng = np.random.default_rng(6)
+    refl = np.empty((4, 600, 600), np.float32)
+    refl[:, :, :300] = np.array([0.08, 0.10, 0.12, 0.30])[:, None, None]  # land: NIR above green
+    refl[:, :, 300:] = np.array([0.06, 0.05, 0.03, 0.02])[:, None, None]  # water: green above NIR
+    refl += rng.normal(0, 0.001, refl.shape).astype(np.float32)  # sensor noise
+    ships = [(303, 100), (450, 300), (560, 520)]
+    for x, y in ships:
+        refl[:3, y:y + 3, x:x + 8] = 0.2
+        refl[3, y:y + 3, x:x + 8] = 0.6  # NIR-bright: bright_objects finds them
+    return _write(tmp_path / "coast", refl), ships
+
+
+def test_vessel_screen_skips_inland_and_calm_sea_but_keeps_the_coast_and_bright_targets(tmp_path: Path):
+    from imgdiff.tiles import vessel_screen
+
+    folder, ships = _coast_scene(tmp_path)
+    marked = vessel_screen(read_scene(folder))
+    assert not marked[:, :250].any()  # inland, far from water
+    assert marked[:, 290:310].all()  # the coast (moored ships)
+    assert not marked[150:250, 350:420].any()  # calm open sea
+    for x, y in ships:
+        assert marked[y + 1, x + 4]
+    assert marked.mean() < 0.25
+
+
+def test_screened_tiled_detection_finds_what_the_whole_scene_detector_finds(tmp_path: Path):
+    """The cascade runs the detector on a fraction of the tile only, and misses nothing it would find."""
+    from imgdiff.tiles import vessel_screen
+
+    folder, ships = _coast_scene(tmp_path)
+    whole = bright_objects(read_scene(folder))
+    calls = []
+
+    def counting(scene):
+        calls.append(scene.shape[0] * scene.shape[1])
+        return bright_objects(scene)
+
+    dets = detect_tiled(folder, counting, tile_size=256, overlap=32, screen=vessel_screen, block=(64, 64),
+                        context=16)
+    assert len(whole) == len(ships) == len(dets)
+    assert sorted(map(tuple, dets.boxes)) == sorted(map(tuple, whole.boxes))
+    assert sum(calls) < 0.8 * 600 * 600  # inland and the calm sea are skipped (the coast runs the whole height)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("port", ["casablanca", "honolulu"])
+def test_tiled_screened_vessel_detection_on_a_real_port_matches_the_whole_scene(shared_data, port):
+    """A real sen2ships port cut into 256 px tiles (one normalisation for the whole scene, the screen,
+    one network per thread) gives the whole-scene detections."""
+    from functools import partial
+
+    from imgdiff.detect.vessels import detect_vessels
+    from imgdiff.evaluate.detection import match_detections
+    from imgdiff.tiles import vessel_levels, vessel_screen
+
+    from .conftest import need
+
+    folder = need(shared_data / "sen2ships" / port)
+    bands = ["B02", "B03", "B04", "B08"]
+    levels = vessel_levels(folder, bands)
+    whole = detect_vessels(read_scene(folder, bands=bands), levels=levels)
+    tiled = detect_tiled(folder, partial(detect_vessels, levels=levels), bands=bands, tile_size=256, overlap=128,
+                         workers=2, detector_thread_safe=True, screen=vessel_screen)
+    m = match_detections(tiled.boxes, tiled.scores, whole.boxes)
+    assert len(whole) >= 5
+    assert m.fn <= max(1, 0.05 * len(whole)) and m.fp <= max(1, 0.05 * len(whole))
+
+
+@pytest.mark.shared_data
+def test_scene_levels_from_a_decimated_read_match_the_whole_scene_percentiles(shared_data):
+    from imgdiff.detect.vessels import band_levels
+    from imgdiff.tiles import vessel_levels
+
+    from .conftest import need
+
+    folder = need(shared_data / "sen2ships" / "busan")
+    scene = read_scene(folder, bands=["B03", "B08"])
+    levels = vessel_levels(folder, ["B03", "B08"])
+    assert set(levels) == {"B03", "B08"}
+    for b in levels:
+        lo, ref = band_levels(scene.bands[b])
+        assert levels[b][0] == pytest.approx(lo, rel=0.1) and levels[b][1] == pytest.approx(ref, rel=0.05)
+
+
+def test_tile_threads_hold_opencv_and_blas_to_one_thread_each_and_restore_them():
+    import cv2
+    from threadpoolctl import threadpool_info
+
+    from imgdiff.tiles import one_thread_per_worker
+
+    before = cv2.getNumThreads()
+    with one_thread_per_worker(2):
+        assert cv2.getNumThreads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+    assert cv2.getNumThreads() == before
+    with one_thread_per_worker(1):  # one tile thread: the libraries keep their own threads
+        assert cv2.getNumThreads() == before
