@@ -30,11 +30,12 @@ likely real than not (:data:`MIN_EVIDENCE_SCORE`).
 
 Rules (see :func:`evaluate_claim`):
 
-* **INCONCLUSIVE** when, on a date the claim depends on, less than
-  :data:`MIN_CLEAR_FRACTION` of the zone is clear (cloud, cloud shadow, no-data or
-  outside the scene); when a verdict that would rest on *not* seeing objects (no
-  detection on the claim's date, or a count comparison) has less than
-  :data:`MIN_CLEAR_FRACTION_ABSENCE` of the zone clear; when a claim comparing the
+* Objects seen in the visible part of a zone decide ``present_*`` / ``absent_*`` however much
+  of it is hidden (cloud, cloud shadow, no-data or outside the scene).
+* **INCONCLUSIVE** when a verdict that would rest on *not* seeing objects on one date has
+  less than :data:`MIN_CLEAR_FRACTION_ABSENCE` of the zone clear; when a count comparison has less than
+  :data:`MIN_CLEAR_FRACTION` of the zone clear on a date, or would change with the hidden
+  part filled at the visible part's density (:func:`hidden_capacity`); when a claim comparing the
   two dates meets a failed co-registration (reliability below
   :data:`MIN_REGISTRATION_RELIABILITY` or uncertainty above
   :data:`MAX_REGISTRATION_UNCERTAINTY_PX`); or when a verdict resting on absence concerns
@@ -96,9 +97,10 @@ LOOK_FRACTION = 0.5
 STATIC_PERSISTENCE = 0.7
 #: Counts within this fraction of the larger count are "unchanged" (detector noise between dates).
 COUNT_TOLERANCE_FRACTION = 0.1
-#: Recall below which objects of a length bin count as "below what the detector resolves"
-#: (the detector finds almost none of them).
-MIN_USEFUL_RECALL = 0.05
+#: Recall below which objects of a length bin count as "below what the detector resolves": the
+#: detector misses more of them than it finds, so not seeing one says little (its absence cannot
+#: be shown). From the model card's measured recall per length bin.
+MIN_USEFUL_RECALL = 0.5
 
 
 class ClaimsError(InputError):
@@ -446,6 +448,20 @@ def count_tolerance(n_before: int, n_after: int) -> int:
     return int(math.floor(COUNT_TOLERANCE_FRACTION * max(n_before, n_after)))
 
 
+def hidden_capacity(n_before: int, n_after: int, visible_fraction: float) -> int:
+    """Most objects the hidden part of a zone could plausibly hold on either date.
+
+    The busier date's density in the part of the zone seen on both dates (``visible_fraction``
+    of it), over the hidden rest, in whole objects (rounded down): ``floor(max(n_before,
+    n_after) * (1 - v) / v)``. A comparison decided from the visible part must still hold with
+    that many objects added to (or taken from) either date. Large when little is visible.
+    """
+    v = float(np.clip(visible_fraction, 0.0, 1.0))
+    if v <= 0:
+        return 10 ** 6
+    return int(math.floor(max(n_before, n_after) * (1.0 - v) / v + 1e-9))
+
+
 def _at_least_one(p: float, n: int) -> float:
     return 1.0 - (1.0 - p) ** max(n, 0) if n > 0 else 0.0
 
@@ -459,6 +475,7 @@ def evaluate_claim(
     *,
     registration_reliability: float,
     performance: DetectorPerformance,
+    state_both: ZoneState | None = None,
 ) -> Verdict:
     """Decide one claim from the detections of both dates (pure function).
 
@@ -473,6 +490,18 @@ def evaluate_claim(
     registration_reliability : float
         Of the pair's co-registration, in [0, 1] (0 when it failed; see :func:`registration_quality`).
     performance : DetectorPerformance
+    state_both : ZoneState, optional
+        Visibility of the zone on both dates at once (clear on both; :func:`zone_states` of the
+        pair). Without it the part seen on both dates is bounded from the two dates' states.
+
+    Notes
+    -----
+    Partly hidden zones (cloud, shadow, no data, outside the scene) are decided from their
+    visible part whenever it can decide: objects seen on a date show ``present_*`` (and refute
+    ``absent_*``) however much of the zone is hidden; a verdict resting on *not* seeing objects
+    needs :data:`MIN_CLEAR_FRACTION_ABSENCE` of the zone clear (objects of the other date at
+    places hidden on the claim's date are named in a caveat); a count comparison holds only if it still holds with
+    the hidden part filled at the density of the visible part (:func:`hidden_capacity`).
 
     Returns
     -------
@@ -511,10 +540,18 @@ def evaluate_claim(
 
     # --- can the evidence decide at all?
     n_claim = nb if claim.dates() == ("before",) else na
-    negative = claim.rests_on_absence(n_claim if len(claim.dates()) == 1 else None)
+    single = len(claim.dates()) == 1
+    negative = claim.rests_on_absence(n_claim if single else None)
     for date in claim.dates():
         s = states[date]
-        need = MIN_CLEAR_FRACTION_ABSENCE if negative else MIN_CLEAR_FRACTION
+        if single and not negative:
+            # objects seen in the visible part decide, however much of the zone is hidden
+            if s.clear_fraction < 0.98:
+                caveats.append(f"{1 - s.clear_fraction:.0%} of {claim.zone} is not visible on the {date} date; "
+                               f"the {n_claim} object(s) seen in the visible part decide")
+            continue
+        # a comparison is decided below from the part seen on both dates (hidden_capacity)
+        need = MIN_CLEAR_FRACTION_ABSENCE if negative and single else MIN_CLEAR_FRACTION
         if s.clear_fraction < MIN_CLEAR_FRACTION:
             reasons.append(f"zone {claim.zone} is mostly hidden on the {date} date: only {s.clear_fraction:.0%} "
                            f"clear ({s.cloud_fraction:.0%} cloud/shadow, {s.nodata_fraction:.0%} no data)")
@@ -524,12 +561,23 @@ def evaluate_claim(
                            f"{s.nodata_fraction:.0%} no data, so their absence cannot be shown")
         elif s.clear_fraction < 0.98:
             caveats.append(f"{1 - s.clear_fraction:.0%} of {claim.zone} is not visible on the {date} date")
+    if single and negative:
+        # objects of the other date at places hidden on the claim's date may still be there
+        date = claim.dates()[0]
+        other = a if date == "before" else b
+        under = [d for d in other.items if d.zone == claim.zone
+                 and (d.extra.get("pair") or {}).get("hidden_on") in (date, "both")]
+        if under:  # a caveat, not a reason: bright object-wide changes (a smeared berth) can pass for cloud
+            caveats.append(f"{len(under)} {claim.object} seen in {claim.zone} on the "
+                           f"{'after' if date == 'before' else 'before'} date are at places hidden on the {date} "
+                           "date (cloud, shadow or no data); they may still be there")
     if len(claim.dates()) == 2 and registration_reliability < MIN_REGISTRATION_RELIABILITY:
         reasons.append(f"co-registration failed (reliability {registration_reliability:.2f}): "
                        "the dates cannot be compared object by object")
     if negative and ml is not None and ml < performance.min_length_m:
+        measured = f"it finds fewer than {MIN_USEFUL_RECALL:.0%} of them; " if performance.recall_by_length else ""
         reasons.append(f"objects shorter than {performance.min_length_m:g} m are below what the {claim.object} "
-                       f"detector resolves at 10 m (claim counts objects >= {ml:g} m); their absence cannot be shown")
+                       f"detector resolves ({measured}claim counts objects >= {ml:g} m); their absence cannot be shown")
     if reasons:
         return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats))
     if hidden:
@@ -568,16 +616,29 @@ def evaluate_claim(
     else:
         d = na - nb
         tol = count_tolerance(nb, na)
-        if kind == "decreased":
-            holds = d < -tol
-        elif kind == "increased":
-            holds = d > tol
+        if state_both is None:  # the part seen on both dates is at least what neither date hides
+            vis = max(0.0, state_before.clear_fraction + state_after.clear_fraction - 1.0)
         else:
-            holds = abs(d) <= tol
+            vis = state_both.clear_fraction
+        cap = hidden_capacity(nb, na, vis)
+        # the verdict must hold whatever the hidden part holds (up to ``cap`` objects on either date)
+        if kind == "decreased":
+            holds, fails = d + cap < -tol, d - cap >= -tol
+        elif kind == "increased":
+            holds, fails = d - cap > tol, d + cap <= tol
+        else:
+            holds, fails = abs(d) + cap <= tol, abs(d) - cap > tol
+        mc = m.counts()
+        if not (holds or fails):
+            reasons.append(f"count {nb} -> {na} ({d:+d}) in the {vis:.0%} of {claim.zone} seen on both dates; the "
+                           f"hidden rest could hold up to {cap} more at that density, enough to change the verdict")
+            return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats))
+        if cap:
+            caveats.append(f"{1 - vis:.0%} of {claim.zone} is hidden on one date; the verdict holds with up to "
+                           f"{cap} object(s) there")
         q = min(p, r)
         conf = _at_least_one(q, abs(d) - tol) if abs(d) > tol else q
         conf *= min(state_before.clear_fraction, state_after.clear_fraction, 1.0)
-        mc = m.counts()
         reasons.append(f"count {nb} -> {na} ({d:+d}{f', within +-{tol} counts as no change' if tol else ''}); "
                        f"matched across dates: {mc['stayed']} stayed, {mc['departed']} departed, "
                        f"{mc['arrived']} arrived")
@@ -638,7 +699,7 @@ def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
     """Cloud and cloud-shadow masks of both dates of a co-registered pair (before, after).
 
     Clouds: the single-date spectral test (:func:`imgdiff.radiometry.cloud_mask` without
-    shadows) or the two-date opaque-cloud test (:func:`temporal_clouds`). Shadows: the
+    shadows; only regions wider than an object, :func:`wide_regions`) or the two-date opaque-cloud test (:func:`temporal_clouds`). Shadows: the
     single-date shadow projection (:func:`imgdiff.radiometry.cloud_shadow_mask`), kept only
     where the other date confirms a cloud-sized region darkened evenly in every band
     (:func:`imgdiff.radiometry.confirm_shadows`), so that an emptied berth (a bright hull
@@ -650,13 +711,33 @@ def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
     out = []
     for s, o, t in ((before, after, tb), (after, before, ta)):
         try:
-            c = np.asarray(cloud_mask(s, shadows=False), bool) & s.valid
+            c = wide_regions(np.asarray(cloud_mask(s, shadows=False), bool) & s.valid, CLOUD_MIN_WIDTH_PX + 4)
             c |= t
             sh = confirm_shadows(cloud_shadow_mask(s, c) & ~c, s, o)
         except ImgdiffError:  # bands missing for the spectral tests: the two-date test only
             c, sh = t, np.zeros(s.shape, bool)
         out.append((c | sh) & s.valid)
     return out[0], out[1]
+
+
+def wide_regions(mask: np.ndarray, width_px: int) -> np.ndarray:
+    """The connected regions of ``mask`` that hold a ``width_px`` x ``width_px`` square.
+
+    A cloud is wider than any vessel or aircraft: a bright white patch the size of an object
+    (a hull, a roof, the smoothed-over place of a departed ship) is not a cloud. The spectral
+    cloud mask is grown by 2 pixels, hence ``CLOUD_MIN_WIDTH_PX + 4`` for it.
+    """
+    from scipy import ndimage as ndi
+
+    r = max(0, width_px // 2)
+    core = ndi.binary_erosion(mask, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
+    if not core.any():
+        return np.zeros(mask.shape, bool)
+    lab, n = ndi.label(mask)
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(lab[core])] = True
+    keep[0] = False
+    return keep[lab]
 
 
 #: Two-date opaque-cloud test: brighter than the other date by this factor in every visible band ...
@@ -772,7 +853,8 @@ def evidence_rules() -> dict[str, Any]:
     return {
         "looks": f"each date is searched for detections down to {LOOK_FRACTION:g} x the detector's threshold, "
                  "so that every place has a score on both dates; a look alone never counts as an object",
-        "unchanged_place": f"where the image did not change (persistence >= {STATIC_PERSISTENCE:g}) the two scores are two looks at "
+        "unchanged_place": f"where the image did not change (persistence >= {STATIC_PERSISTENCE:g}, and the box holds "
+                           "as much fine detail on both dates within a factor 2) the two scores are two looks at "
                            f"one object: it counts on both dates when their mean reaches {MIN_EVIDENCE_SCORE:g} "
                            "(a detector miss on one date is carried over: stayed), on neither when it does not "
                            "(static clutter such as quay ends, roofs and markings scores inconsistently; the "
@@ -780,8 +862,10 @@ def evidence_rules() -> dict[str, Any]:
         "changed_place": f"where the image changed, each date's score stands on its own and counts from "
                          f"{MIN_EVIDENCE_SCORE:g}; a weaker detection (from the detector's threshold) seen on one "
                          "date only counts when the place looks like plain background on the other date (less "
-                         "than half its contrast with the surroundings): otherwise it is mostly what remains of a "
-                         "departure (a smudge, a wake, the edge of a re-surfaced berth)",
+                         "than half its contrast with the surroundings, or less than half its fine detail): otherwise it is mostly what remains of a "
+                         "departure (a smudge, a wake, the edge of a re-surfaced berth); and no detection counts "
+                         "at a changed place whose box holds less than half the fine (pixel-scale) detail it holds "
+                         "on the other date: a smoothed-over berth or a blurred wake, not an object",
         "hidden_place": "a place under cloud, shadow or no data on one date gives no look there; comparisons "
                         "(decreased / increased / unchanged) count only places visible on both dates",
         "clouds": "opaque clouds from the spectral test or the two-date brightening test; cloud shadows only "
@@ -970,10 +1054,13 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     result, zg, cloud, states, dets = analyse(before, after, claims.zones, objects, on_step=_after_read(step))
     perf = {o: detector_performance(o) for o in objects}
     step("claims")
+    pair = result.pair
+    both = zone_states(zg, replace(pair.before, valid=pair.before.valid & pair.after.valid),
+                       cloud["before"] | cloud["after"])
     verdicts = tuple(
         evaluate_claim(c, *dets[c.object], states["before"][c.zone], states["after"][c.zone],
                        registration_reliability=registration_quality(result.registration),
-                       performance=perf[c.object])
+                       performance=perf[c.object], state_both=both[c.zone])
         for c in claims.claims
     )
     return Verification(claims, (before, after), result, zg, cloud, states, dets, perf, verdicts)

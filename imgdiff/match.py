@@ -230,6 +230,38 @@ def contrast(image: np.ndarray, box: tuple[float, float, float, float], *, ring_
     return float(np.mean(np.abs(a[inner & ok] - np.median(a[~inner & ok]))))
 
 
+def structure(image: np.ndarray, box: tuple[float, float, float, float], *, sigma_px: float = 1.0,
+              margin_px: int = 3) -> float:
+    """How much fine (object-scale) detail a box holds on one date.
+
+    The RMS, over the box's valid pixels, of the image minus its Gaussian blur (``sigma_px``
+    pixels) on a 2-D (rows, cols) brightness image (same units, e.g. reflectance). A vessel or
+    an aircraft is a few pixels wide with edges as sharp as the sensor's point spread (about
+    a pixel), so it holds detail at this scale; a smudge (the smoothed-over place of an object
+    removed from the image, a blurred wake) or open water holds only noise. NaN when the box
+    has no valid pixel. Non-finite pixels of the window are filled with its median before blurring.
+    """
+    from scipy import ndimage as ndi
+
+    h, w = image.shape
+    x0, y0, x1, y1 = box
+    c0, r0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+    c1, r1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
+    if c1 <= c0 or r1 <= r0:
+        return math.nan
+    R0, C0 = max(0, r0 - margin_px), max(0, c0 - margin_px)
+    R1, C1 = min(h, r1 + margin_px), min(w, c1 + margin_px)
+    a = image[R0:R1, C0:C1]
+    ok = np.isfinite(a)
+    inner = np.zeros(a.shape, bool)
+    inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
+    if not (ok & inner).any():
+        return math.nan
+    filled = np.where(ok, a, np.median(a[ok]))
+    hp = filled - ndi.gaussian_filter(filled, sigma_px, mode="nearest")
+    return float(np.sqrt(np.mean(hp[inner & ok] ** 2)))
+
+
 def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
@@ -259,7 +291,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
     boxes overlap); a place seen on one date only has, on the other, at most ``look`` (the
     most the detector can have scored there). Each place is then judged with the image pair:
 
-    * **Unchanged place** (:func:`persistence` of the stronger look's box >= ``static_persistence``):
+    * **Unchanged place** (:func:`persistence` of the stronger look's box >= ``static_persistence``
+      and its fine detail, :func:`structure`, within a factor ``1 / background_ratio`` on the two dates):
       both dates show the same thing, so the two scores are two looks at one object and are
       averaged. The object is on **both** dates when the mean reaches ``evidence`` (a detector
       miss on one date does not make it depart or arrive; it is carried over, tagged
@@ -269,9 +302,13 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
       ``evidence``. A weak look (from ``threshold``, default ``evidence``) seen on one date only
       counts when the change is that object coming or going: on the other date the place looks
       like plain background (its :func:`contrast` with the surrounding ring is below
-      ``background_ratio`` times its contrast on the object's date). Weak detections where the
+      ``background_ratio`` times its contrast on the object's date) or is smooth there (less than
+      ``background_ratio`` times the object's fine detail, :func:`structure`). Weak detections where the
       other date is not plain background are mostly what remains of a departure (a smudge, a
-      wake, the edge of a re-surfaced berth), not objects.
+      wake, the edge of a re-surfaced berth), not objects. No look counts on a date where the
+      box is smooth: it holds less than ``background_ratio`` times the fine detail
+      (:func:`structure`) it holds on the other date (the smoothed-over place of an object that
+      left, which the detector can take for a hull against the quay).
     * A place hidden on one date (``clear_*`` False at its centroid: cloud, shadow, no data)
       gives no look there: the visible date's look counts when it reaches ``evidence``.
 
@@ -280,7 +317,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
 
     Kept items carry ``extra["pair"]``: ``id`` (of the place: an object kept on both dates has
     one id, and :func:`match_objects` pairs by it), ``place`` ("unchanged", "changed" or
-    "hidden"), ``score_before``, ``score_after`` (the two looks) and ``persistence``.
+    "hidden"), ``score_before``, ``score_after`` (the two looks), ``persistence``, at places
+    seen on both dates ``structure`` (before, after) and at hidden places ``hidden_on`` ("before", "after").
 
     Returns
     -------
@@ -289,6 +327,7 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
     """
     m = match_objects(before, after, **match_kwargs)
     bb, ba = _brightness(before_scene), _brightness(after_scene)
+    raw_b, raw_a = bb.copy(), ba.copy()  # each date on its own (fine detail needs no other date)
     # the images are compared only where both dates are clear (and, with ``comparable``, haze-free)
     hidden = ~np.isfinite(bb) | ~np.isfinite(ba)
     for mask in (clear_before, clear_after, comparable):
@@ -328,12 +367,19 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
             return replace(d, extra={**d.extra, "pair": {"place": place, **info}, **more})
 
         if not (vis_b and vis_a):
+            info["hidden_on"] = "both" if not (vis_b or vis_a) else ("after" if vis_b else "before")
             if db is not None and vis_b and sb >= evidence:
                 keep_b.append(tag(db, "hidden"))
             if da is not None and vis_a and sa >= evidence:
                 keep_a.append(tag(da, "hidden"))
             continue
-        if math.isfinite(p) and p >= static_persistence:
+        # a box much smoother on one date than on the other (less than ``background_ratio`` times its
+        # fine detail) lost or gained an object even where its mean brightness persisted
+        st_b, st_a = structure(raw_b, ref.box), structure(raw_a, ref.box)
+        smooth_b = math.isfinite(st_b) and math.isfinite(st_a) and st_b < background_ratio * st_a
+        smooth_a = math.isfinite(st_b) and math.isfinite(st_a) and st_a < background_ratio * st_b
+        info["structure"] = [None if not math.isfinite(v) else round(v, 4) for v in (st_b, st_a)]
+        if math.isfinite(p) and p >= static_persistence and not (smooth_b or smooth_a):
             if 0.5 * (max(sb, floor) + max(sa, floor)) < evidence:
                 continue
             # a date with no detection here gets the object carried over, unless another place
@@ -347,10 +393,12 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
             elif not taken:
                 keep_a.append(tag(ref, "unchanged", carried_from="before"))
             continue
+        # a changed place holds an object on a date only if the box has object-scale detail there:
+        # the smooth date is the smoothed-over place of an object that left (a smudge, a blurred wake)
         if db is not None and da is not None:  # seen on both dates yet changed: each look on its own
-            if sb >= evidence:
+            if sb >= evidence and not smooth_b:
                 keep_b.append(tag(db, "changed"))
-            if sa >= evidence:
+            if sa >= evidence and not smooth_a:
                 keep_a.append(tag(da, "changed"))
             continue
         # seen on one date only: a confident look counts; a weak one (from ``threshold``) counts when the
@@ -359,8 +407,10 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         img, oth = (bb, ba) if db is not None else (ba, bb)
         s_own = sb if db is not None else sa
         c_own, c_oth = contrast(img, ref.box), contrast(oth, ref.box)
-        weak_ok = s_own >= threshold and math.isfinite(c_own) and c_oth < background_ratio * c_own
-        if s_own >= evidence or weak_ok:
+        # ... or holds no object-scale detail there (smooth: the place smoothed over after the object left)
+        smooth_own, smooth_oth = (smooth_b, smooth_a) if db is not None else (smooth_a, smooth_b)
+        weak_ok = s_own >= threshold and ((math.isfinite(c_own) and c_oth < background_ratio * c_own) or smooth_oth)
+        if (s_own >= evidence or weak_ok) and not smooth_own:
             (keep_b if db is not None else keep_a).append(tag(ref, "changed"))
     return (sorted_detections(keep_b, before.crs, before.transform, before.pixel_size_m),
             sorted_detections(keep_a, after.crs, after.transform, after.pixel_size_m))

@@ -95,10 +95,15 @@ def test_a_zone_mostly_under_cloud_on_the_date_that_matters_is_inconclusive():
 def test_partly_hidden_zone_decides_on_objects_seen_but_not_on_their_absence():
     partly = ZoneState("piers", 1000, 0.6, 0.4, 0.0)
     assert judge(claim("absent_after"), WARSHIPS, GONE, sa=partly).verdict == INCONCLUSIVE
-    assert judge(claim("present_after"), WARSHIPS, GONE, sa=partly).verdict == INCONCLUSIVE
+    assert judge(claim("present_after"), WARSHIPS, GONE, sa=partly).verdict == INCONCLUSIVE  # none seen
     assert judge(claim("present_before"), WARSHIPS, GONE, sb=partly).verdict == SUPPORTED
+    # objects seen in the visible part decide however much of the zone is hidden (here 70 % outside the scene)
     nodata = ZoneState("piers", 1000, 0.3, 0.0, 0.7)
     v = judge(claim("present_before"), WARSHIPS, GONE, sb=nodata)
+    assert v.verdict == SUPPORTED and any("70% of piers is not visible" in c for c in v.caveats)
+    assert judge(claim("absent_before"), WARSHIPS, GONE, sb=nodata).verdict == REFUTED
+    # ... but seeing none there shows nothing
+    v = judge(claim("absent_after"), WARSHIPS, GONE, sa=nodata)
     assert v.verdict == INCONCLUSIVE and any("70% no data" in r for r in v.reasons)
 
 

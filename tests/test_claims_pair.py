@@ -7,7 +7,16 @@ import pytest
 from affine import Affine
 from rasterio.crs import CRS
 
-from imgdiff.claims import REFUTED, SUPPORTED, Claim, DetectorPerformance, ZoneState, evaluate_claim, pair_clouds
+from imgdiff.claims import (
+    INCONCLUSIVE,
+    REFUTED,
+    SUPPORTED,
+    Claim,
+    DetectorPerformance,
+    ZoneState,
+    evaluate_claim,
+    pair_clouds,
+)
 from imgdiff.detect.base import Detection, Detections
 from imgdiff.radiometry import confirm_shadows
 from imgdiff.scene import Scene
@@ -122,3 +131,112 @@ def test_the_hazy_rim_of_an_opaque_cloud_is_found_but_brighter_ground_elsewhere_
     assert not hb.any()
     assert (ma | ha)[alpha >= 0.08].all()   # the hazy rim is found (its pixels are not compared)
     assert not ha[d >= 12].any()            # ground well away from the cloud, 8 % brighter, is not haze
+
+
+# --------------------------------------------------------------------------- partly hidden zones
+def _judge(assertion, nb, na, vis, sb=CLEAR, sa=CLEAR):
+    before = dets(*((10 + 20 * i, 10, "unchanged") for i in range(nb)))
+    after = dets(*((10 + 20 * i, 10, "unchanged") for i in range(na)))
+    both = ZoneState("piers", 1000, vis, 1 - vis, 0.0)
+    return evaluate_claim(Claim("c", "", "vessels", "piers", assertion), before, after, sb, sa,
+                          registration_reliability=0.9, performance=PERF, state_both=both)
+
+
+def test_hidden_capacity_fills_the_hidden_part_at_the_visible_density_in_whole_objects():
+    from imgdiff.claims import hidden_capacity
+
+    assert hidden_capacity(10, 2, 0.8) == 2      # 10 objects in 80 %: 2.5 in the hidden 20 %, 2 whole ones
+    assert hidden_capacity(3, 3, 0.95) == 0
+    assert hidden_capacity(0, 0, 0.6) == 0
+    assert hidden_capacity(4, 1, 0.0) > 1000     # nothing seen on both dates: anything could be hidden
+
+
+def test_a_comparison_is_decided_by_the_visible_part_only_when_the_hidden_part_cannot_change_it():
+    # 10 -> 2 with 20 % hidden: even 2 more objects hidden after leave a decrease of 6 (> tolerance 1)
+    v = _judge("decreased", 10, 2, 0.8)
+    assert v.verdict == SUPPORTED and any("holds with up to 2" in c for c in v.caveats)
+    assert _judge("unchanged", 10, 2, 0.8).verdict == REFUTED
+    # 4 -> 3 with 40 % hidden: the hidden part could hold 2 more, so neither "decreased" nor "unchanged" is known
+    v = _judge("decreased", 4, 3, 0.6)
+    assert v.verdict == INCONCLUSIVE and any("could hold up to 2" in r for r in v.reasons)
+    assert _judge("unchanged", 4, 3, 0.6).verdict == INCONCLUSIVE
+    # fully seen: the plain count rule
+    assert _judge("decreased", 4, 3, 1.0).verdict == SUPPORTED
+    assert _judge("unchanged", 4, 4, 1.0).verdict == SUPPORTED
+    # less than half the zone clear on a date: not decided at all
+    half = ZoneState("piers", 1000, 0.4, 0.6, 0.0)
+    assert _judge("decreased", 10, 0, 0.4, sa=half).verdict == INCONCLUSIVE
+
+
+def test_cloud_over_part_of_a_zone_objects_seen_decide_presence_and_absence_needs_the_zone_clear():
+    before = dets((10, 10, "unchanged"), (30, 10, "unchanged"))
+    after = dets((10, 10, "unchanged"))
+    partly = ZoneState("piers", 1000, 0.35, 0.65, 0.0)  # 65 % of the zone under cloud after
+    kw = dict(registration_reliability=0.9, performance=PERF)
+    v = evaluate_claim(Claim("c", "", "vessels", "piers", "present_after"), before, after, CLEAR, partly, **kw)
+    assert v.verdict == SUPPORTED and any("seen in the visible part decide" in c for c in v.caveats)
+    assert evaluate_claim(Claim("c", "", "vessels", "piers", "absent_after"), before, after, CLEAR, partly,
+                          **kw).verdict == REFUTED
+    v = evaluate_claim(Claim("c", "", "vessels", "piers", "absent_after"), before, dets(), CLEAR, partly, **kw)
+    assert v.verdict == INCONCLUSIVE
+    mostly = ZoneState("piers", 1000, 0.9, 0.1, 0.0)  # a cloud over 10 %: the visible 90 % decide absence
+    assert evaluate_claim(Claim("c", "", "vessels", "piers", "absent_after"), before, dets(), CLEAR, mostly,
+                          **kw).verdict == SUPPORTED
+
+
+def test_an_object_wide_bright_patch_is_not_a_cloud_but_a_cloud_sized_one_is():
+    from imgdiff.claims import CLOUD_MIN_WIDTH_PX, wide_regions
+
+    m = np.zeros((80, 80), bool)
+    m[10:18, 10:34] = True      # a hull 4 px wide, grown by 2 px as the spectral mask is: 8 px
+    m[40:70, 40:70] = True      # a 300 m cloud
+    w = wide_regions(m, CLOUD_MIN_WIDTH_PX + 4)
+    assert not w[10:18, 10:34].any() and w[40:70, 40:70].all() and w.sum() == 900
+
+
+def test_the_length_limit_is_where_the_cards_measured_recall_falls_below_one_half():
+    import json
+
+    from imgdiff.claims import MIN_USEFUL_RECALL, detector_performance
+    from imgdiff.detect import aircraft
+
+    card = json.loads(aircraft.CARD_PATH.read_text())["detection_limits"]
+    truth = min(lo for (lo, _), r in zip(card["bins_m"], card["recall"]) if r is not None and r >= MIN_USEFUL_RECALL)
+    perf = detector_performance("aircraft")
+    assert MIN_USEFUL_RECALL == 0.5 and perf.min_length_m == truth
+    # a claim that aircraft of 20 m and up are gone cannot be shown when the detector misses most of them
+    if card["recall"][0] < 0.5:
+        c = Claim("c", "", "aircraft", "piers", "absent_after", min_length_m=card["bins_m"][0][0])
+        v = evaluate_claim(c, dets(), dets(), CLEAR, CLEAR, registration_reliability=0.9, performance=perf)
+        assert v.verdict == INCONCLUSIVE and any("below what the aircraft detector resolves" in r for r in v.reasons)
+
+
+def test_a_lon_lat_triangle_half_outside_a_web_mercator_scene_at_7_87_m_is_half_no_data():
+    from pyproj import Transformer
+    from shapely.geometry import Polygon
+
+    from imgdiff.claims import zone_states
+    from imgdiff.zones import Zones
+
+    merc = CRS.from_epsg(3857)
+    lat = 21.3
+    k = 1 / np.cos(np.radians(lat))                  # Web-Mercator map metres per ground metre
+    px = 7.87 * k                                    # 7.87 m on the ground, as sen2ships
+    to_m = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    x0, y0 = to_m.transform(-157.9, lat)
+    shape = (200, 200)
+    tr = Affine(px, 0, x0, 0, -px, y0 + 200 * px)
+    east = x0 + 200 * px                             # the scene's east edge
+    # a triangle symmetric about the east edge: exactly half of it inside the scene
+    tri_m = [(east - 60 * px, y0 + 40 * px), (east + 60 * px, y0 + 40 * px), (east, y0 + 160 * px)]
+    to_ll = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
+    zones = Zones({"quay": Polygon([to_ll.transform(x, y) for x, y in tri_m])}, CRS.from_epsg(4326), {})
+    bands = {b: np.full(shape, 0.05, "float32") for b in ("B02", "B03", "B04", "B08")}
+    scene = Scene(bands, merc, tr, np.ones(shape, bool))
+    cloud = np.zeros(shape, bool)
+    cloud[:, 170:] = True                            # a cloud over the inner 30 px of the triangle
+    st = zone_states(zones, scene, cloud)["quay"]
+    assert st.nodata_fraction == pytest.approx(0.5, abs=0.03)
+    inner = 1 - (1 - 30 / 60) ** 2                   # the share of the inside half within 30 px of the edge
+    assert st.cloud_fraction == pytest.approx(0.5 * inner, abs=0.03)
+    assert st.clear_fraction == pytest.approx(0.5 * (1 - inner), abs=0.03)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from affine import Affine
 from rasterio.crs import CRS
@@ -197,3 +199,56 @@ def test_objects_decided_place_by_place_pair_by_place_id_even_when_re_measured()
     a = replace(a, items=tuple(replace(d, extra=tag) for d in a.items))
     m = match_objects(b, a)
     assert m.stayed == ((0, 0),) and m.distance_m[0] == pytest.approx(3.0, abs=0.01)
+
+
+def _smudged(seed=1, quay=True):
+    """The after date of a ship that left a berth alongside a quay (rows 0-9), its place smoothed over:
+    the quay's light smeared into the berth (a gradient, as inpainting or a blurred wake leaves)."""
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    s = _scene([], seed=seed)
+    bands = {}
+    for b, a in s.bands.items():
+        a = a.copy()
+        if quay:
+            a[:10, :] = 0.15
+        smear = ndi.gaussian_filter(np.where(np.arange(40)[:, None] < 12, 0.15, float(np.median(a[20:]))) * np.ones((1, 40)),
+                                    3)
+        a[8:16, 6:26] = smear[8:16, 6:26]
+        bands[b] = a.astype("float32")
+    return type(s)(bands, s.crs, s.transform, s.valid)
+
+
+def _berth(seed=0):
+    """A ship (SHIP) moored alongside a quay (rows 0-9)."""
+    s = _scene([SHIP], seed=seed)
+    bands = {b: a.copy() for b, a in s.bands.items()}
+    for a in bands.values():
+        a[:10, :] = 0.15
+    return type(s)(bands, s.crs, s.transform, s.valid)
+
+
+def test_structure_is_high_on_a_hull_and_low_on_a_smoothed_over_berth():
+    from imgdiff.match import _brightness, structure
+
+    hull, smudge = structure(_brightness(_berth()), SHIP), structure(_brightness(_smudged()), SHIP)
+    assert hull > 0.02                 # a 2 px hull 0.1 brighter than water: detail at the pixel scale
+    assert smudge < 0.3 * hull         # the smeared berth holds little more than noise (0.002)
+    assert math.isnan(structure(_brightness(_berth()), (50, 50, 60, 60)))  # a box outside the image
+
+
+def test_a_detection_on_the_smoothed_over_place_of_a_departed_ship_is_not_an_object():
+    # the detector scores the smudge 0.65 (higher than the ship's 0.55): the place changed, the after box is smooth
+    b, a = pair(scored((16, 11, 0.55)), scored((16, 11, 0.65)), _berth(), _smudged())
+    assert len(b) == 1 and len(a) == 0
+    assert match_objects(b, a).departed == (0,)
+    st = b.items[0].extra["pair"]["structure"]
+    assert st[1] < 0.5 * st[0]
+    # a weak look at the ship (0.35) counts when its place is smoothed over after (the change is the ship leaving)
+    b, a = pair(scored((16, 11, 0.35)), scored(), _berth(), _smudged(), threshold=0.28)
+    assert len(b) == 1 and len(a) == 0
+    # another ship at the same berth is an object on both dates (sharp on both)
+    other = _scene([(12, 10, 20, 12)], seed=3)
+    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.7)), _scene([SHIP]), other)
+    assert len(b) == 1 and len(a) == 1
