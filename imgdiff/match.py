@@ -15,6 +15,7 @@ static clutter scored inconsistently counts on neither date.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -282,7 +283,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
               evidence: float, look: float, threshold: float | None = None, static_persistence: float = 0.7,
               background_ratio: float = 0.5,
               clear_before: np.ndarray | None = None, clear_after: np.ndarray | None = None,
-              comparable: np.ndarray | None = None, **match_kwargs: float) -> tuple[Detections, Detections]:
+              comparable: np.ndarray | None = None, calibration: Callable[[float], float] | None = None,
+              probability: Callable[[float], float] | None = None, **match_kwargs: float) -> tuple[Detections, Detections]:
     """Decide, place by place, which objects are on each date from both dates' looks.
 
     ``before`` and ``after`` are detections down to a low ``look`` threshold (below the
@@ -312,12 +314,19 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
     * A place hidden on one date (``clear_*`` False at its centroid: cloud, shadow, no data)
       gives no look there: the visible date's look counts when it reaches ``evidence``.
 
+    With ``calibration`` (a non-decreasing map from a detector score to the probability that the
+    object is real, e.g. :meth:`imgdiff.claims.ScoreCalibration.probability`) every comparison
+    with ``evidence`` is made on the calibrated probability of the score (of the mean of the two
+    looks at unchanged places); ``threshold`` and ``look`` stay detector scores. ``probability``
+    (default ``calibration``, else the score) only gives each kept object its recorded probability.
+
     The change measures use only pixels clear on both dates and, when given, ``comparable``
     (e.g. outside the hazy rims of clouds, where objects are seen but their pixels differ).
 
     Kept items carry ``extra["pair"]``: ``id`` (of the place: an object kept on both dates has
     one id, and :func:`match_objects` pairs by it), ``place`` ("unchanged", "changed" or
-    "hidden"), ``score_before``, ``score_after`` (the two looks), ``persistence``, at places
+    "hidden"), ``score_before``, ``score_after`` (the two looks), ``probability`` (the calibrated
+    evidence of the object on its date), ``persistence``, at places
     seen on both dates ``structure`` (before, after) and at hidden places ``hidden_on`` ("before", "after").
 
     Returns
@@ -335,6 +344,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
             hidden |= ~mask
     bb[hidden], ba[hidden] = np.nan, np.nan
     floor = float(look)
+    prob = calibration or float
+    record = probability or prob
     threshold = evidence if threshold is None else float(threshold)
     places: list[tuple[int | None, int | None]] = list(m.stayed)
     # unpaired detections of the two dates that overlap (split, merged or re-measured) are one place
@@ -363,15 +374,16 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         info = {"id": k, "score_before": round(sb, 3), "score_after": round(sa, 3),
                 "persistence": None if not math.isfinite(p) else round(p, 3)}
 
-        def tag(d: Detection, place: str, info: dict = info, **more: Any) -> Detection:
-            return replace(d, extra={**d.extra, "pair": {"place": place, **info}, **more})
+        def tag(d: Detection, place: str, score: float, info: dict = info, **more: Any) -> Detection:
+            pair = {"place": place, **info, "probability": round(float(record(score)), 3)}
+            return replace(d, extra={**d.extra, "pair": pair, **more})
 
         if not (vis_b and vis_a):
             info["hidden_on"] = "both" if not (vis_b or vis_a) else ("after" if vis_b else "before")
-            if db is not None and vis_b and sb >= evidence:
-                keep_b.append(tag(db, "hidden"))
-            if da is not None and vis_a and sa >= evidence:
-                keep_a.append(tag(da, "hidden"))
+            if db is not None and vis_b and prob(sb) >= evidence:
+                keep_b.append(tag(db, "hidden", sb))
+            if da is not None and vis_a and prob(sa) >= evidence:
+                keep_a.append(tag(da, "hidden", sa))
             continue
         # a box much smoother on one date than on the other (less than ``background_ratio`` times its
         # fine detail) lost or gained an object even where its mean brightness persisted
@@ -380,26 +392,27 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         smooth_a = math.isfinite(st_b) and math.isfinite(st_a) and st_a < background_ratio * st_b
         info["structure"] = [None if not math.isfinite(v) else round(v, 4) for v in (st_b, st_a)]
         if math.isfinite(p) and p >= static_persistence and not (smooth_b or smooth_a):
-            if 0.5 * (max(sb, floor) + max(sa, floor)) < evidence:
+            mean = 0.5 * (max(sb, floor) + max(sa, floor))
+            if prob(mean) < evidence:
                 continue
             # a date with no detection here gets the object carried over, unless another place
             # of that date already holds an overlapping detection (it is counted there)
             if db is not None:
-                keep_b.append(tag(db, "unchanged"))
+                keep_b.append(tag(db, "unchanged", mean))
             elif not taken:
-                keep_b.append(tag(ref, "unchanged", carried_from="after"))
+                keep_b.append(tag(ref, "unchanged", mean, carried_from="after"))
             if da is not None:
-                keep_a.append(tag(da, "unchanged"))
+                keep_a.append(tag(da, "unchanged", mean))
             elif not taken:
-                keep_a.append(tag(ref, "unchanged", carried_from="before"))
+                keep_a.append(tag(ref, "unchanged", mean, carried_from="before"))
             continue
         # a changed place holds an object on a date only if the box has object-scale detail there:
         # the smooth date is the smoothed-over place of an object that left (a smudge, a blurred wake)
         if db is not None and da is not None:  # seen on both dates yet changed: each look on its own
-            if sb >= evidence and not smooth_b:
-                keep_b.append(tag(db, "changed"))
-            if sa >= evidence and not smooth_a:
-                keep_a.append(tag(da, "changed"))
+            if prob(sb) >= evidence and not smooth_b:
+                keep_b.append(tag(db, "changed", sb))
+            if prob(sa) >= evidence and not smooth_a:
+                keep_a.append(tag(da, "changed", sa))
             continue
         # seen on one date only: a confident look counts; a weak one (from ``threshold``) counts when the
         # place looks like plain background on the other date (it stands out from its surroundings less
@@ -410,7 +423,7 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         # ... or holds no object-scale detail there (smooth: the place smoothed over after the object left)
         smooth_own, smooth_oth = (smooth_b, smooth_a) if db is not None else (smooth_a, smooth_b)
         weak_ok = s_own >= threshold and ((math.isfinite(c_own) and c_oth < background_ratio * c_own) or smooth_oth)
-        if (s_own >= evidence or weak_ok) and not smooth_own:
-            (keep_b if db is not None else keep_a).append(tag(ref, "changed"))
+        if (prob(s_own) >= evidence or weak_ok) and not smooth_own:
+            (keep_b if db is not None else keep_a).append(tag(ref, "changed", s_own))
     return (sorted_detections(keep_b, before.crs, before.transform, before.pixel_size_m),
             sorted_detections(keep_a, after.crs, after.transform, after.pixel_size_m))

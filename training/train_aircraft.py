@@ -19,6 +19,14 @@ Steps
    record recall per length bin at it (the detection limit).
 5. Train on every chip with the same recipe and export the network and the model card.
 
+Score calibration (``--calibrate --work DIR``, reusing the fold networks and ``final.onnx`` of
+``DIR``, which must be the shipped network): the pooled out-of-fold detections from
+:data:`CALIBRATION_EDGES` up are matched to the truth (any aircraft, any length, counts as
+real), and the fraction real per score bin (:func:`calibration_table`) goes into the card's
+``score_calibration`` with the recall per length bin at the card's threshold::
+
+    nice python training/train_aircraft.py --calibrate --work /tmp/acrun/work1
+
 Fixed seeds (numpy, torch); deterministic single-thread-friendly ops.
 """
 
@@ -46,7 +54,7 @@ from imgdiff.data import data_dir  # noqa: E402
 from imgdiff.detect.aircraft import LENGTH_BINS_M, detect_aircraft  # noqa: E402
 from imgdiff.detect.aircraft_features import RGB_BANDS, normalised_stack  # noqa: E402
 from imgdiff.evaluate.aircraft import chip_dirs, read_truth, score_chip  # noqa: E402
-from imgdiff.evaluate.detection import prf  # noqa: E402
+from imgdiff.evaluate.detection import match_detections, prf  # noqa: E402
 from imgdiff.io.read import read_scene  # noqa: E402
 
 SEED = 20261125
@@ -55,6 +63,8 @@ NORM: dict[str, float] = {}
 #: Issue 6: recall >= 0.85 for aircraft of 50 m and longer.
 RECALL50_TARGET = 0.85
 OUT_DIR = ROOT / "imgdiff" / "detect" / "models"
+#: Score bin edges of the calibration table (lower edge inclusive; the last bin includes 1).
+CALIBRATION_EDGES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0)
 
 
 # ----------------------------------------------------------------------------- data
@@ -266,6 +276,76 @@ def score(chips: list[dict], dets: dict, thr: float, min_length_m: float = 40.0)
     return {"tp": tp, "fp": fp, "fn": fn, **prf(tp, fp, fn), "bin_hits": hits.tolist(), "bin_counts": counts.tolist()}
 
 
+def calibration_table(chips: list[dict], dets: dict, edges: tuple[float, ...] = CALIBRATION_EDGES) -> dict:
+    """Fraction of detections that are real aircraft per score bin (pooled out-of-fold detections).
+
+    Each chip's detections from ``edges[0]`` up are matched one-to-one to its truth (the issue's
+    rule, highest score first; every aircraft counts, whatever its length or truncation).
+    Returns ``{"bins": [[lo, hi], ...], "n": [...], "n_real": [...], "precision": [...] (None
+    where empty), "mean_score": [...]}``.
+    """
+    sc, real = [], []
+    for c in chips:
+        d = dets[c["name"]].filter(min_score=edges[0])
+        lab = np.zeros(len(d.items), bool)
+        for i, _ in match_detections(d.boxes, d.scores, c["truth"].boxes).pairs:
+            lab[i] = True
+        sc.append(np.asarray(d.scores, float))
+        real.append(lab)
+    s, y = np.concatenate(sc), np.concatenate(real)
+    out: dict[str, list] = {"bins": [], "n": [], "n_real": [], "precision": [], "mean_score": []}
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        m = (s >= lo) & ((s < hi) if k < len(edges) - 2 else (s <= hi))
+        n = int(m.sum())
+        out["bins"].append([lo, hi])
+        out["n"].append(n)
+        out["n_real"].append(int(y[m].sum()))
+        out["precision"].append(float(y[m].mean()) if n else None)
+        out["mean_score"].append(float(s[m].mean()) if n else None)
+    return out
+
+
+def calibrate(args: argparse.Namespace, chips: list[dict], folds: np.ndarray) -> None:
+    """Add the out-of-fold score calibration to the shipped card (fold networks of ``--work`` reused)."""
+    import hashlib
+
+    if args.work is None:
+        raise SystemExit("--calibrate needs --work (the folder of fold<k>.onnx and final.onnx)")
+    md5 = [hashlib.md5(p.read_bytes()).hexdigest() for p in (args.work / "final.onnx", args.out / "aircraft_cnn.onnx")]
+    if md5[0] != md5[1]:
+        raise SystemExit(f"{args.work / 'final.onnx'} is not the shipped network: its folds do not calibrate it")
+    card = json.loads((args.out / "aircraft_limits.json").read_text(encoding="utf-8"))
+    thr = float(card["score_threshold"])
+    oof: dict[str, object] = {}
+    for f in range(args.folds):
+        path = args.work / f"fold{f}.onnx"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing fold network")
+        te = [c for c, k in zip(chips, folds) if k == f]
+        t0 = time.time()
+        oof.update(predict(te, path, CALIBRATION_EDGES[0]))
+        print(f"fold {f}: {len(te)} chips predicted ({time.time() - t0:.0f} s)", flush=True)
+    tab = calibration_table(chips, oof)
+    for (lo, hi), n, nr, p, ms in zip(tab["bins"], tab["n"], tab["n_real"], tab["precision"], tab["mean_score"]):
+        print(f"  score {lo:.2f}-{hi:.2f}: n {n:5d} real {nr:5d} precision "
+              f"{'-' if p is None else f'{p:.3f}'} mean score {'-' if ms is None else f'{ms:.3f}'}")
+    r = score(chips, oof, thr)
+    rec = [h / n if n else None for h, n in zip(r["bin_hits"], r["bin_counts"])]
+    print(f"at the card's threshold {thr}: P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f}; "
+          "recall by length:", [None if v is None else round(v, 3) for v in rec], "n", r["bin_counts"])
+    card["score_calibration"] = {
+        **tab,
+        "source": f"pooled out-of-fold detections, {card['cross_validation']['scheme']}, aircraft_s2sim; "
+                  "a detection is real when the issue's matching rule pairs it with any aircraft",
+        "command": "nice python training/train_aircraft.py --calibrate --work DIR (DIR: fold networks of the "
+                   "shipped recipe)",
+    }
+    card["detection_limits"]["recall"] = rec
+    card["detection_limits"]["n"] = r["bin_counts"]
+    (args.out / "aircraft_limits.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    print(f"updated {args.out / 'aircraft_limits.json'} (score_calibration, detection_limits)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=None, help="aircraft_s2sim folder")
@@ -282,6 +362,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for the fold networks (default: a temp folder)")
     ap.add_argument("--reuse", action="store_true",
                     help="use fold<k>.onnx / final.onnx already in --work instead of training them again")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="only add the out-of-fold score calibration to the shipped card (reuses --work's networks)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.wide_floor > 0:
@@ -302,6 +384,9 @@ def main() -> None:
         fold_of_group[g] = f
         load[f] += int((groups == g).sum())
     folds = fold_of_group[groups]
+    if args.calibrate:
+        calibrate(args, chips, folds)
+        return
     oof: dict[str, object] = {}
     tmp = args.work or Path(tempfile.mkdtemp(prefix="aircraft_cv_"))
     tmp.mkdir(parents=True, exist_ok=True)

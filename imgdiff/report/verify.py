@@ -12,7 +12,11 @@ number on any incompatible change)::
     change                         change statistics of the whole grid (see imgdiff.compare)
     zones.<name>                   area_m2; per date: clear/cloud/no-data fractions; changed_fraction;
                                    counts.<object>.before|after (all detections in the zone)
-    detectors.<object>             precision, recall, min_length_m, source (figures behind the confidence)
+    detectors.<object>             precision, recall, min_length_m, source (figures behind the confidence);
+                                   (1.2) score_calibration: the table that maps a score to the probability
+                                   that the object is real (source, bins, n, n_real, precision, knots,
+                                   score_at_min_evidence, probability_at_min_score), null when the detector has
+                                   none; evidence_rules.calibrated_evidence says whether objects are cut on it
     evidence_rules                 (1.1) how both dates' detections become objects (imgdiff.claims.evidence_rules)
     claims[]                       id, text, object, zone, assert, min_length_m, verdict, confidence,
                                    counts.before|after, objects.stayed[{before, after, distance_m}],
@@ -39,7 +43,7 @@ from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
 
 #: Version of the ``report.json`` layout of ``imgdiff verify``.
-VERIFY_SCHEMA_VERSION = "1.1"
+VERIFY_SCHEMA_VERSION = "1.2"
 VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
                   "detections_after.geojson", "change.tif")
 
@@ -186,6 +190,11 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
     for k, p in report["detectors"].items():
         lines.append(f"- {k}: precision {p['precision']:.2f}, recall {p['recall']:.2f}, resolves objects "
                      f">= {p['min_length_m']:g} m ({p['source']})")
+        cal = p.get("score_calibration")
+        if cal:
+            lines.append(f"  - calibration ({cal['source']}): a score of 0.5 means probability "
+                         f"{cal['probability_at_min_score']:.2f} that the object is real; probability 0.5 is "
+                         f"reached at score {cal['score_at_min_evidence']:.3f}")
     rules = report.get("evidence_rules") or {}
     if rules:
         lines += ["", "## How objects are counted from the two dates", ""]
