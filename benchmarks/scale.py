@@ -16,7 +16,9 @@ from the shared data folder, writes them as tiled deflate GeoTIFFs (UTM 36N, 10 
 Each child's CPU seconds are printed too, with the load average: on a busy machine the wall times
 grow, the CPU seconds do not (about twice the wall time of a quiet 2-core run when both cores work).
 Note that the synthetic tile (Beirut mirrored about 11 x 11 times) has far more coastline than a real
-tile: the screen passes about 0.7 of its area to the network, much more than on an open-sea or inland tile.
+tile: the network sees about half of its area (marked blocks plus 48 px context, grouped into windows by
+:func:`imgdiff.tiles.plan_windows`), much more than on an open-sea or inland tile. ``--tta 4`` times the
+``imgdiff detect --tta 4`` option (half the network passes).
 
 ``watch`` cuts ``--scenes`` chips out of the real sen2ships and OSCD scenes (each a dated band
 folder, with small shifts), writes a manifest and times ``imgdiff.watch.run_watch`` on a dask

@@ -30,13 +30,16 @@ from .tiled import detect_tiled_cli, should_tile
               help="The shipped network, the classical baseline, or auto (network when installed).")
 @click.option("--tile-size", type=click.IntRange(256, 16384),
               help="Detect in windows of this many pixels (automatic for scenes over 4096 x 4096 px).")
+@click.option("--tta", type=click.IntRange(1, 8), default=None,
+              help="Vessel network passes averaged over flipped images, 1-8 (default 8; 4 halves the network time "
+                   "of a whole-tile sweep).")
 @bands_opt
 @bbox_opt
 @overwrite_opt
 @json_opt
 def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, min_score: float | None,
                method: str, bands: list[str] | None, bbox: tuple | None, tile_size: int | None, overwrite: bool,
-               as_json: bool) -> None:
+               as_json: bool, tta: int | None = None) -> None:
     """Detect vessels or aircraft in SCENE and write them to OUTPUT as GeoJSON."""
     out = Path(output)
     if out.exists() and not overwrite:
@@ -48,12 +51,13 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
         advance("read")
         if tile_size or should_tile(scene, bands, bbox):  # whole tiles: windows with overlap (imgdiff.tiles)
             dets = detect_tiled_cli(scene, objects, zones, min_score=min_score, method=method, bands=bands,
-                                    bbox=bbox, tile_size=tile_size, on_step=advance)
+                                    bbox=bbox, tile_size=tile_size, on_step=advance, tta=tta)
         else:
             sc = imgdiff.read_scene(scene, bands=bands, bbox=bbox)
             advance("detect")
             if objects == "vessels":
                 kw = {} if min_score is None else {"min_score": min_score}
+                kw.update({} if tta is None else {"tta": tta})
                 dets = imgdiff.detect_vessels(sc, zones, method=method, **kw)
             else:
                 from imgdiff.detect.aircraft import detect_aircraft

@@ -47,10 +47,12 @@ def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: 
 
 def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float | None, method: str,
                      bands: Sequence[str] | None, bbox: tuple | None, tile_size: int | None,
-                     on_step: Any) -> Any:
+                     on_step: Any, tta: int | None = None) -> Any:
     """``imgdiff detect`` window by window (:func:`imgdiff.tiles.detect_tiled`), with the same options.
 
-    Like the whole-scene path, only objects inside a zone are kept when zones are given.
+    Like the whole-scene path, only objects inside a zone are kept when zones are given. ``tta``:
+    vessel network passes (None: the detector's default, 8; 4 halves the network's time on a whole
+    tile, see ``benchmarks/scale.py``).
     """
     from functools import partial
 
@@ -61,6 +63,8 @@ def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float |
         from imgdiff.detect.vessels import detect_vessels
 
         kw = {} if min_score is None else {"min_score": min_score}
+        if tta is not None:
+            kw["tta"] = tta
         # one normalisation for every window (the scene's levels), one network per thread, and
         # the network only where the cheap screen finds water with land or a bright target
         detector = partial(detect_vessels, method=method, levels=vessel_levels(scene, bands, bbox), **kw)

@@ -151,8 +151,10 @@ def cva(before: np.ndarray, after: np.ndarray, *, axes: tuple[int, int] = (0, 1)
 
 
 def cva_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Change vector magnitude ``||after - before||`` over bands (axis 0), float32."""
-    return cva(before, after).magnitude
+    """Change vector magnitude ``||after - before||`` over bands (axis 0), float32 (as :func:`cva`, no direction)."""
+    d = difference(before, after)
+    np.multiply(d, d, out=d)
+    return np.sqrt(np.sum(d, axis=0)).astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -365,6 +367,14 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
+def _sample_median(x: np.ndarray, valid: np.ndarray, max_samples: int = 200_000) -> float:
+    """Median of ``x`` over ``valid`` (0 if none), from at most ``max_samples`` evenly spaced pixels."""
+    v = x[valid]
+    if v.size > max_samples:
+        v = v[:: v.size // max_samples + 1]
+    return float(np.median(v)) if v.size else 0.0
+
+
 def _robust_scale(x: np.ndarray, valid: np.ndarray) -> float:
     v = x[valid]
     v = v[np.isfinite(v)]
@@ -407,42 +417,50 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     features : ndarray of float32, shape (features, rows, cols)
         Finite everywhere (invalid pixels are filled with the valid median first).
     """
+    names, planes = feature_planes(before, after, valid, bands, feature_set)
+    return names, np.stack(planes)
+
+
+def feature_planes(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
+                   bands: Sequence[str], feature_set: str = "v1") -> tuple[list[str], list[np.ndarray]]:
+    """The features of :func:`change_features` as a list of (rows, cols) float32 planes, not stacked.
+
+    Planes that are plain inputs (each band before, after and their difference) are views, not
+    copies; :meth:`MLPModel.predict` reads the list directly, so the learned method never holds
+    a (features, rows, cols) stack.
+    """
     bands = list(bands)
     for need in ("B02", "B03", "B04", "B08"):
         if need not in bands:
             raise BandError(f"the learned change method needs {need} (has {', '.join(bands)})")
-    b = before.astype(np.float32).copy()
-    a = after.astype(np.float32).copy()
-    ok = valid & np.all(np.isfinite(b), 0) & np.all(np.isfinite(a), 0)
-    for i in range(b.shape[0] if not ok.all() else 0):  # nothing to fill when every pixel is valid
-        fill_b = float(np.median(b[i][ok])) if ok.any() else 0.0
-        fill_a = float(np.median(a[i][ok])) if ok.any() else 0.0
-        b[i][~ok] = fill_b
-        a[i][~ok] = fill_a
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; choose one of {', '.join(FEATURE_SETS)}")
+    b = np.array(before, dtype=np.float32)  # own copies: invalid pixels are filled in place
+    a = np.array(after, dtype=np.float32)
+    ok = valid & np.all(np.isfinite(b), 0) & np.all(np.isfinite(a), 0)
+    bad = ~ok
+    for i in range(b.shape[0] if bad.any() else 0):  # nothing to fill when every pixel is valid
+        b[i][bad] = _sample_median(b[i], ok)
+        a[i][bad] = _sample_median(a[i], ok)
     ix = {n: i for i, n in enumerate(bands)}
-    n_idx = 4 if "B11" in ix else 3
-    n_scales = 4 if feature_set == "v2" else 3
-    count = 4 * len(ix) + 3 * n_idx + 2 + n_scales * (1 + n_idx) + (2 * n_idx if feature_set == "v2" else 0) + 3
-    feats = np.empty((count, *b.shape[1:]), np.float32)  # filled in place: no second copy of the stack
     names: list[str] = []
+    planes: list[np.ndarray] = []
 
     def add(name: str, arr: np.ndarray) -> None:
-        feats[len(names)] = arr
         names.append(name)
+        planes.append(arr)
 
     d = a - b
     zsq = np.zeros(b.shape[1:], np.float32)
     for n, i in ix.items():
-        s = _robust_scale(d[i], ok)
-        z = d[i] / s
+        z = d[i] / np.float32(_robust_scale(d[i], ok))
         zsq += z * z
         add(f"{n}_before", b[i])
         add(f"{n}_after", a[i])
         add(f"{n}_diff", d[i])
-        add(f"{n}_zdiff", np.clip(z, -20, 20))
-    zmag = np.sqrt(zsq / len(ix))
+        add(f"{n}_zdiff", np.clip(z, -20, 20, out=z))
+    zsq /= len(ix)
+    zmag = np.sqrt(zsq, out=zsq)
 
     def indices(x: np.ndarray) -> dict[str, np.ndarray]:
         out = {
@@ -452,31 +470,38 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
         }
         if "B11" in ix:
             out["ndbi"] = normalised_difference(x[ix["B11"]], x[ix["B08"]])
-        return {k: np.nan_to_num(v, nan=0.0) for k, v in out.items()}
+        return {k: np.nan_to_num(v, nan=0.0, copy=False) for k, v in out.items()}
 
     ib, ia = indices(b), indices(a)
+    idiff = {}
     for k in ib:
+        idiff[k] = ia[k] - ib[k]
         add(f"{k}_before", ib[k])
         add(f"{k}_after", ia[k])
-        add(f"{k}_diff", ia[k] - ib[k])
-    dot = np.sum(a * b, 0)
-    norm = np.sqrt(np.sum(a * a, 0) * np.sum(b * b, 0)) + 1e-9
-    add("spectral_angle", np.arccos(np.clip(dot / norm, -1, 1)))
+        add(f"{k}_diff", idiff[k])
+    dot = np.einsum("kij,kij->ij", a, b)
+    norm = np.sqrt(np.einsum("kij,kij->ij", a, a) * np.einsum("kij,kij->ij", b, b))
+    norm += np.float32(1e-9)
+    np.divide(dot, norm, out=dot)
+    np.clip(dot, -1, 1, out=dot)
+    add("spectral_angle", np.arccos(dot, out=dot))
     add("zmag", zmag)
     for sigma in (1.0, 3.0, 8.0) + ((16.0,) if feature_set == "v2" else ()):
         add(f"zmag_s{sigma:g}", _blur(zmag, sigma))
         for k in ib:
-            add(f"{k}_diff_s{sigma:g}", _blur(ia[k] - ib[k], sigma))
+            add(f"{k}_diff_s{sigma:g}", _blur(idiff[k], sigma))
     if feature_set == "v2":
         for sigma in (4.0, 16.0):
             for k in ib:
                 add(f"{k}_before_s{sigma:g}", _blur(ib[k], sigma))
     for tag, x in (("before", ib["bright"]), ("after", ia["bright"])):
         m = _blur(x, 1.5)
-        add(f"texture_{tag}", np.sqrt(np.maximum(_blur(x * x, 1.5) - m * m, 0)))
-    add("texture_diff", feats[len(names) - 1] - feats[len(names) - 2])
-    assert len(names) == count
-    return names, feats
+        var = _blur(x * x, 1.5)
+        var -= m * m
+        np.maximum(var, 0, out=var)
+        add(f"texture_{tag}", np.sqrt(var, out=var))
+    add("texture_diff", planes[-1] - planes[-2])
+    return names, planes
 
 
 @dataclass(frozen=True)
@@ -515,28 +540,60 @@ class MLPModel:
     feature_set: str = "v1"
     clip_z: float = 6.0
 
-    def predict(self, features: np.ndarray, *, chunk: int = 16_384) -> np.ndarray:
-        """Change probability of each pixel; ``features`` (features, rows, cols) -> (rows, cols).
+    def predict(self, features: np.ndarray | Sequence[np.ndarray], *, chunk: int = 4096) -> np.ndarray:
+        """Change probability of each pixel: features (features, rows, cols) -> (rows, cols).
 
-        Pixels go through the layers ``chunk`` at a time (16k: the activations stay in cache).
+        ``features`` is a stacked array or a sequence of (rows, cols) planes (:func:`feature_planes`).
+        Pixels go through the layers ``chunk`` at a time in preallocated float32 buffers (4096
+        pixels: inputs and activations, about 2 MB, stay in cache). Standardised inputs are clipped
+        to +-``clip_z`` so that changes stronger than any seen in training saturate instead of
+        extrapolating; the clip is done on the raw features (to ``mean +- clip_z std``), the
+        standardisation is folded into the first layer and each bias is a weight on a row of ones.
         """
-        f, h, w = features.shape
-        flat = features.reshape(f, -1)
-        # (units, pixels) layout; standardised inputs are clipped to +-clip_z so that
-        # changes stronger than any seen in training saturate instead of extrapolating
-        mean, std = self.mean[:, None], self.std[:, None]
-        layers = [(W.T.copy(), bias[:, None]) for W, bias in zip(self.weights, self.biases)]
-        out = np.empty(h * w, np.float32)
-        for s in range(0, h * w, chunk):
-            x = (flat[:, s:s + chunk] - mean) / std
-            np.clip(x, -self.clip_z, self.clip_z, out=x)
-            for k, (W, bias) in enumerate(layers):
-                x = W @ x
-                x += bias
-                if k < len(layers) - 1:
-                    np.maximum(x, 0, out=x)
-            out[s:s + chunk] = 1.0 / (1.0 + np.exp(-np.clip(x[0], -50, 50)))
-        return out.reshape(h, w)
+        planes = list(features)
+        if len(planes) != self.mean.size:
+            raise ValueError(f"model {self.name} reads {self.mean.size} features, got {len(planes)}")
+        shape = planes[0].shape
+        flat = [np.ascontiguousarray(p, dtype=np.float32).reshape(-1) for p in planes]
+        n, f = flat[0].size, len(flat)
+        mean, std = self.mean.astype(np.float64), self.std.astype(np.float64)
+        lo = (mean - self.clip_z * std).astype(np.float32)[:, None]
+        hi = (mean + self.clip_z * std).astype(np.float32)[:, None]
+        w0 = self.weights[0].astype(np.float64)
+        # layer k: (units, inputs + 1) with the bias as the last column
+        mats = [np.hstack([(w0 / std[:, None]).T, (self.biases[0] - (mean / std) @ w0)[:, None]]).astype(np.float32)]
+        mats += [np.hstack([W.T, bias[:, None]]).astype(np.float32) for W, bias in zip(self.weights[1:], self.biases[1:])]
+        chunk = max(1, min(chunk, n))
+        x = np.empty((f + 1, chunk), np.float32)
+        x[f] = 1
+        bufs = []
+        for k, W in enumerate(mats):
+            hidden = k < len(mats) - 1
+            buf = np.empty((W.shape[0] + hidden, chunk), np.float32)
+            if hidden:
+                buf[-1] = 1  # the ones row of the next layer's bias (ReLU keeps it)
+            bufs.append(buf)
+        out = np.empty(n, np.float32)
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            h = x[:, :e - s]
+            for k, p in enumerate(flat):
+                h[k] = p[s:e]
+            np.maximum(h[:f], lo, out=h[:f])
+            np.minimum(h[:f], hi, out=h[:f])
+            for k, (W, buf) in enumerate(zip(mats, bufs)):
+                y = buf[:W.shape[0], :e - s]
+                np.matmul(W, h, out=y)
+                if k < len(mats) - 1:
+                    np.maximum(y, 0, out=y)
+                h = buf[:, :e - s]
+            z = h[0]
+            np.clip(z, -50, 50, out=z)
+            np.negative(z, out=z)
+            np.exp(z, out=z)
+            z += 1
+            np.reciprocal(z, out=out[s:e])
+        return out.reshape(shape)
 
     def save(self, path: str | Path) -> None:
         """Write the model as an ``.npz`` (no pickles)."""
@@ -584,10 +641,10 @@ def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray
                         model: MLPModel) -> np.ndarray:
     """Change probability (rows, cols) from ``model`` over the pair's features (smoothed, NaN outside valid)."""
     ix = [list(bands).index(n) for n in model.bands]
-    names, feats = change_features(before[ix], after[ix], valid, model.bands, model.feature_set)
+    names, planes = feature_planes(before[ix], after[ix], valid, model.bands, model.feature_set)
     if tuple(names) != model.feature_names:
         raise ValueError("change model was trained on other features; retrain with training/train_change.py")
-    p = model.predict(feats)
+    p = model.predict(planes)
     if model.smooth_sigma > 0:
         p = _blur(p, model.smooth_sigma)
     p[~valid] = np.nan

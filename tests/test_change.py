@@ -173,6 +173,32 @@ def test_learned_model_is_shipped_and_fits_four_bands():
     assert pick_model(["B02", "B03"]) is None
 
 
+def test_mlp_prediction_from_feature_planes_equals_the_textbook_network():
+    """Folded standardisation, clipping on raw features and biases as weights change nothing."""
+    from imgdiff.change import change_features, feature_planes
+
+    before, after, _ = _pair()
+    valid = np.ones(before.shape[1:], bool)
+    valid[:5, :7] = False  # filled pixels
+    model = pick_model(["B02", "B03", "B04", "B08"])
+    ix = [BANDS.index(n) for n in model.bands]
+    names, planes = feature_planes(before[ix], after[ix], valid, model.bands)
+    names2, feats = change_features(before[ix], after[ix], valid, model.bands)
+    assert tuple(names) == tuple(names2) == model.feature_names
+    assert np.array_equal(np.stack(planes), feats)
+    feats[0, 10:20, 10:20] += 50 * model.std[0]  # far outside training: clipped at clip_z
+    planes[0] = feats[0]
+    x = np.clip((feats.reshape(len(names), -1).astype(np.float64) - model.mean[:, None]) / model.std[:, None],
+                -model.clip_z, model.clip_z).T
+    for k, (w, b) in enumerate(zip(model.weights, model.biases)):
+        x = x @ w + b
+        x = np.maximum(x, 0) if k < len(model.weights) - 1 else 1 / (1 + np.exp(-x))
+    expected = x[:, 0].reshape(feats.shape[1:])
+    for chunk in (4096, 1000):  # a last partial chunk
+        assert np.allclose(model.predict(planes, chunk=chunk), expected, atol=2e-5)
+    assert np.allclose(model.predict(feats), expected, atol=2e-5)
+
+
 def test_mlp_without_needed_bands_falls_back_to_irmad():
     before, after, _ = _pair()
     cm = change_map(before[:3], after[:3], np.ones(before.shape[1:], bool), bands=BANDS[:3], method="mlp")

@@ -348,3 +348,51 @@ def test_tile_threads_hold_opencv_and_blas_to_one_thread_each_and_restore_them()
     assert cv2.getNumThreads() == before
     with one_thread_per_worker(1):  # one tile thread: the libraries keep their own threads
         assert cv2.getNumThreads() == before
+
+
+def test_detector_windows_hold_every_marked_block_once_with_context_and_cost_less_than_row_runs():
+    from imgdiff.tiles import Tile, _window_cost, plan_windows, screened_blocks, screened_runs
+
+    rng = np.random.default_rng(3)
+    marked = np.zeros((700, 700), bool)
+    marked[:, 300:340] = True  # a coast strip crossing the tile: context shared along it
+    for y, x in rng.integers(0, 680, (12, 2)):
+        marked[y:y + 8, x:x + 8] = True  # scattered bright targets at sea
+    tile = Tile(0, 0, (0, 0, 700, 700), (50, 50, 650, 650))
+    blocks, xe, ye = screened_blocks(marked, tile, (16, 16))
+    context = 48
+    windows = plan_windows(blocks, xe, ye, context, tile.read)
+    owner = np.zeros(blocks.shape, int)
+    for (wx0, wy0, wx1, wy1), (rx0, ry0, rx1, ry1) in windows:
+        cols = (xe[:-1] >= rx0) & (xe[1:] <= rx1)
+        rows = (ye[:-1] >= ry0) & (ye[1:] <= ry1)
+        owner[np.ix_(rows, cols)] += 1
+        assert wx0 == max(rx0 - context, 0) and wy0 == max(ry0 - context, 0)  # context (up to the read window)
+        assert wx1 == min(rx1 + context, 700) and wy1 == min(ry1 + context, 700)
+    assert (owner[blocks] == 1).all()  # every marked block in exactly one region
+    core = marked[50:650, 50:650]
+    for (y, x) in np.argwhere(core)[::97]:  # the blocks are exact: a marked pixel's block is marked
+        assert blocks[np.searchsorted(ye, y + 50, "right") - 1, np.searchsorted(xe, x + 50, "right") - 1]
+    runs = screened_runs(marked, tile, (32, 256))  # the former plan: one window per run of blocks in a row
+    cost_runs = sum(float(_window_cost(np.float64(min(x1 + context, 700) - max(x0 - context, 0)),
+                                       np.float64(min(y1 + context, 700) - max(y0 - context, 0))))
+                    for x0, y0, x1, y1 in runs)
+    cost_plan = sum(float(_window_cost(np.float64(w[2] - w[0]), np.float64(w[3] - w[1]))) for w, _ in windows)
+    assert cost_plan < 0.8 * cost_runs
+
+
+def test_cli_detect_takes_fewer_network_passes_on_request(tmp_path: Path):
+    refl = _field((300, 300), 5)
+    refl[1, :, :150] = 0.3
+    refl[3, :, :150] = 0.35
+    for x, y in [(200, 60), (253, 250), (190, 200)]:
+        refl[:, y:y + 3, x:x + 6] = 0.3
+    scene_dir = _write(tmp_path / "s", refl)
+    for tta in ("1", "8"):
+        out = tmp_path / f"v{tta}.geojson"
+        r = CliRunner().invoke(cli, ["detect", str(scene_dir), "-o", str(out), "--tile-size", "256", "--tta", tta,
+                                     "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["count"] == len(json.loads(out.read_text())["features"])
+    r = CliRunner().invoke(cli, ["detect", str(scene_dir), "-o", str(tmp_path / "x.geojson"), "--tta", "9"])
+    assert r.exit_code == 2 and "--tta" in r.output
