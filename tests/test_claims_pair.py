@@ -212,7 +212,7 @@ def test_the_length_limit_is_where_the_cards_measured_recall_falls_below_one_hal
 
 
 def test_a_lon_lat_triangle_half_outside_a_web_mercator_scene_at_7_87_m_is_half_no_data():
-    from pyproj import Transformer
+    from rasterio.warp import transform as warp_points
     from shapely.geometry import Polygon
 
     from imgdiff.claims import zone_states
@@ -222,15 +222,14 @@ def test_a_lon_lat_triangle_half_outside_a_web_mercator_scene_at_7_87_m_is_half_
     lat = 21.3
     k = 1 / np.cos(np.radians(lat))                  # Web-Mercator map metres per ground metre
     px = 7.87 * k                                    # 7.87 m on the ground, as sen2ships
-    to_m = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
-    x0, y0 = to_m.transform(-157.9, lat)
+    (x0,), (y0,) = warp_points("EPSG:4326", "EPSG:3857", [-157.9], [lat])
     shape = (200, 200)
     tr = Affine(px, 0, x0, 0, -px, y0 + 200 * px)
     east = x0 + 200 * px                             # the scene's east edge
     # a triangle symmetric about the east edge: exactly half of it inside the scene
     tri_m = [(east - 60 * px, y0 + 40 * px), (east + 60 * px, y0 + 40 * px), (east, y0 + 160 * px)]
-    to_ll = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
-    zones = Zones({"quay": Polygon([to_ll.transform(x, y) for x, y in tri_m])}, CRS.from_epsg(4326), {})
+    lons, lats = warp_points("EPSG:3857", "EPSG:4326", [x for x, _ in tri_m], [y for _, y in tri_m])
+    zones = Zones({"quay": Polygon(list(zip(lons, lats)))}, CRS.from_epsg(4326), {})
     bands = {b: np.full(shape, 0.05, "float32") for b in ("B02", "B03", "B04", "B08")}
     scene = Scene(bands, merc, tr, np.ones(shape, bool))
     cloud = np.zeros(shape, bool)
