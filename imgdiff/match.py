@@ -164,6 +164,23 @@ def _brightness(scene: Scene) -> np.ndarray:
     return np.where(n > 0, np.where(ok, st, 0).sum(axis=0) / np.maximum(n, 1), np.nan)
 
 
+def _box_window(shape: tuple[int, int], box: tuple[float, float, float, float],
+                ring_px: int) -> tuple[slice, slice, np.ndarray] | None:
+    """The window of a pixel box grown by ``ring_px`` (clipped to ``shape``) and the mask of the
+    box inside it; None when the box lies outside the image."""
+    h, w = shape
+    x0, y0, x1, y1 = box
+    c0, r0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+    c1, r1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
+    if c1 <= c0 or r1 <= r0:
+        return None
+    R0, C0 = max(0, r0 - ring_px), max(0, c0 - ring_px)
+    R1, C1 = min(h, r1 + ring_px), min(w, c1 + ring_px)
+    inner = np.zeros((R1 - R0, C1 - C0), bool)
+    inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
+    return slice(R0, R1), slice(C0, C1), inner
+
+
 def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: tuple[float, float, float, float],
                 *, ring_px: int = 3) -> float:
     """How much of an object seen in ``reference`` is still in ``other`` at the same place.
@@ -183,18 +200,11 @@ def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: t
     """
     ref = reference if isinstance(reference, np.ndarray) else _brightness(reference)
     oth = other if isinstance(other, np.ndarray) else _brightness(other)
-    h, w = ref.shape
-    x0, y0, x1, y1 = box
-    c0, r0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
-    c1, r1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
-    if c1 <= c0 or r1 <= r0:
+    window = _box_window(ref.shape, box, ring_px)
+    if window is None:
         return math.nan
-    R0, C0 = max(0, r0 - ring_px), max(0, c0 - ring_px)
-    R1, C1 = min(h, r1 + ring_px), min(w, c1 + ring_px)
-    a = ref[R0:R1, C0:C1]
-    b = oth[R0:R1, C0:C1]
-    inner = np.zeros(a.shape, bool)
-    inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
+    rows, cols, inner = window
+    a, b = ref[rows, cols], oth[rows, cols]
     ok = np.isfinite(a) & np.isfinite(b)
     if not (ok & inner).any() or not (ok & ~inner).any():
         return math.nan
@@ -214,17 +224,11 @@ def contrast(image: np.ndarray, box: tuple[float, float, float, float], *, ring_
     from the median of a ring ``ring_px`` pixels wide around it, on a 2-D (rows, cols)
     brightness image; NaN when the box or the ring has no valid pixel.
     """
-    h, w = image.shape
-    x0, y0, x1, y1 = box
-    c0, r0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
-    c1, r1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
-    if c1 <= c0 or r1 <= r0:
+    window = _box_window(image.shape, box, ring_px)
+    if window is None:
         return math.nan
-    R0, C0 = max(0, r0 - ring_px), max(0, c0 - ring_px)
-    R1, C1 = min(h, r1 + ring_px), min(w, c1 + ring_px)
-    a = image[R0:R1, C0:C1]
-    inner = np.zeros(a.shape, bool)
-    inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
+    rows, cols, inner = window
+    a = image[rows, cols]
     ok = np.isfinite(a)
     if not (ok & inner).any() or not (ok & ~inner).any():
         return math.nan

@@ -52,3 +52,24 @@ def write_band(path: Path, data: np.ndarray, *, crs="EPSG:32636", transform=None
         if tags:
             ds.update_tags(**tags)
     return path
+
+
+def water_scene(objects=(), cloud=None, seed=0):
+    """40 x 40 px water scene (B02 B03 B04 B08, UTM 36N, 10 m) with bright boxes (x0, y0, x1, y1) and an
+    optional opaque cloud box; the noise depends on ``seed`` (two dates of one place)."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from imgdiff.scene import Scene
+
+    rng = np.random.default_rng(seed)
+    bands = {}
+    for b, level in (("B02", 0.07), ("B03", 0.05), ("B04", 0.035), ("B08", 0.02)):
+        a = level + rng.normal(0, 0.002, (40, 40))
+        for x0, y0, x1, y1 in objects:
+            a[y0:y1, x0:x1] = 0.15
+        if cloud is not None:
+            x0, y0, x1, y1 = cloud
+            a[y0:y1, x0:x1] = 0.5
+        bands[b] = a.astype("float32")
+    return Scene(bands, CRS.from_epsg(32636), Affine(10, 0, 700000, 0, -10, 3900000), np.ones((40, 40), bool))

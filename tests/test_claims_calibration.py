@@ -22,7 +22,8 @@ from imgdiff.claims import (
 )
 from imgdiff.detect.base import Detection, Detections
 from imgdiff.match import reconcile
-from imgdiff.scene import Scene
+
+from .conftest import water_scene
 
 TR = Affine(10, 0, 700000, 0, -10, 3900000)
 UTM = CRS.from_epsg(32636)
@@ -61,17 +62,6 @@ def test_at_least_one_real_among_independent_objects():
     assert any_real([]) == 0.0
 
 
-def _water(objects=(), seed=0):
-    rng = np.random.default_rng(seed)
-    bands = {}
-    for b, level in (("B02", 0.07), ("B03", 0.05), ("B04", 0.035), ("B08", 0.02)):
-        a = level + rng.normal(0, 0.002, (40, 40))
-        for x0, y0, x1, y1 in objects:
-            a[y0:y1, x0:x1] = 0.15
-        bands[b] = a.astype("float32")
-    return Scene(bands, UTM, TR, np.ones((40, 40), bool))
-
-
 def _plane(score, zone="apron"):
     d = Detection(box=(10, 10, 14, 14), score=score, cls="aircraft", length_m=40.0, zone=zone, centroid=(12, 12))
     return Detections((d,), UTM, TR, (10.0, 10.0))
@@ -82,7 +72,7 @@ def test_an_aircraft_at_a_score_whose_bin_is_mostly_clutter_does_not_count():
     # score were real: with the table it counts on neither date; a score in a 90 % bin counts
     cal = ScoreCalibration.from_card({**TABLE, "n_real": [10, 20, 30, 90], "mean_score": [0.1, 0.3, 0.6, 0.9]})
     assert cal.probability(0.6) == pytest.approx(0.3) and 0.3 < MIN_EVIDENCE_SCORE
-    scenes = _water([(10, 10, 14, 14)]), _water([(10, 10, 14, 14)], seed=1)
+    scenes = water_scene([(10, 10, 14, 14)]), water_scene([(10, 10, 14, 14)], seed=1)
     kw = {"evidence": MIN_EVIDENCE_SCORE, "look": 0.1}
     b, a = reconcile(_plane(0.6), _plane(0.6), *scenes, **kw)
     assert len(b) == 1 and len(a) == 1  # the score itself as the probability
@@ -94,7 +84,7 @@ def test_an_aircraft_at_a_score_whose_bin_is_mostly_clutter_does_not_count():
 
 def test_confidence_of_a_presence_is_that_at_least_one_counted_object_is_real():
     cal = ScoreCalibration.from_card(TABLE)
-    scenes = _water([(10, 10, 14, 14)]), _water([(10, 10, 14, 14)], seed=1)
+    scenes = water_scene([(10, 10, 14, 14)]), water_scene([(10, 10, 14, 14)], seed=1)
     b, a = reconcile(_plane(0.65), _plane(0.65), *scenes, evidence=0.5, look=0.1, calibration=cal.probability)
     assert a.items[0].extra["pair"]["probability"] == pytest.approx(0.75)
     perf = DetectorPerformance("aircraft", 0.6, 0.8, 30.0, "test", calibration=cal)

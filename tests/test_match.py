@@ -12,6 +12,8 @@ from imgdiff.detect.base import Detection, Detections
 from imgdiff.errors import GridError
 from imgdiff.match import match_objects, zone_match
 
+from .conftest import water_scene
+
 TR = Affine(10, 0, 700000, 0, -10, 3900000)
 UTM = CRS.from_epsg(32636)
 
@@ -71,34 +73,15 @@ def test_different_crs_is_refused():
         match_objects(dets((1, 1, 10, "a")), dets((1, 1, 10, "a"), crs=CRS.from_epsg(3857)))
 
 
-def _scene(objects=(), cloud=None, seed=0):
-    """40 x 40 px water scene (B02 B03 B04 B08) with bright boxes (x0, y0, x1, y1) and an optional cloud box."""
-    import numpy as np
-
-    from imgdiff.scene import Scene
-
-    rng = np.random.default_rng(seed)
-    bands = {}
-    for b, level in (("B02", 0.07), ("B03", 0.05), ("B04", 0.035), ("B08", 0.02)):
-        a = level + rng.normal(0, 0.002, (40, 40))
-        for x0, y0, x1, y1 in objects:
-            a[y0:y1, x0:x1] = 0.15
-        if cloud is not None:
-            x0, y0, x1, y1 = cloud
-            a[y0:y1, x0:x1] = 0.5
-        bands[b] = a.astype("float32")
-    return Scene(bands, UTM, TR, np.ones((40, 40), bool))
-
-
 SHIP = (10, 10, 22, 12)
 
 
 def test_persistence_is_high_where_the_object_stayed_and_low_where_it_left():
     from imgdiff.match import persistence
 
-    before = _scene([SHIP])
-    assert persistence(before, _scene([SHIP], seed=1), SHIP) > 0.8
-    assert persistence(before, _scene([], seed=1), SHIP) < 0.2
+    before = water_scene([SHIP])
+    assert persistence(before, water_scene([SHIP], seed=1), SHIP) > 0.8
+    assert persistence(before, water_scene([], seed=1), SHIP) < 0.2
 
 
 def scored(*objs):
@@ -115,7 +98,7 @@ def pair(b, a, sb, sa, **kw):
 
 
 def test_a_ship_that_leaves_its_berth_departed_and_is_not_carried_over():
-    b, a = pair(scored((16, 11, 0.8)), scored(), _scene([SHIP]), _scene([], seed=1))
+    b, a = pair(scored((16, 11, 0.8)), scored(), water_scene([SHIP]), water_scene([], seed=1))
     assert len(b) == 1 and len(a) == 0
     assert b.items[0].extra["pair"]["place"] == "changed"
     m = match_objects(b, a)
@@ -124,47 +107,47 @@ def test_a_ship_that_leaves_its_berth_departed_and_is_not_carried_over():
 
 def test_a_ship_missed_on_one_date_at_an_unchanged_place_stayed():
     # confident before, only a weak look after (0.3): the place did not change, so it is one object seen twice
-    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.3)), _scene([SHIP]), _scene([SHIP], seed=1))
+    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.3)), water_scene([SHIP]), water_scene([SHIP], seed=1))
     assert len(b) == 1 and len(a) == 1 and match_objects(b, a).stayed == ((0, 0),)
     assert a.items[0].score == pytest.approx(0.3) and a.items[0].extra["pair"]["place"] == "unchanged"
     # no look at all on the after date (at most 0.14 there): a confident object is carried over ...
-    b, a = pair(scored((16, 11, 0.9)), scored(), _scene([SHIP]), _scene([SHIP], seed=1))
+    b, a = pair(scored((16, 11, 0.9)), scored(), water_scene([SHIP]), water_scene([SHIP], seed=1))
     assert len(a) == 1 and a.items[0].extra["carried_from"] == "before" and match_objects(b, a).stayed == ((0, 0),)
-    b, a = pair(scored(), scored((16, 11, 0.9)), _scene([SHIP], seed=2), _scene([SHIP], seed=1))
+    b, a = pair(scored(), scored((16, 11, 0.9)), water_scene([SHIP], seed=2), water_scene([SHIP], seed=1))
     assert len(b) == 1 and b.items[0].extra["carried_from"] == "after"
     # ... one the detector was unsure of (0.6 on one date, nothing on the other) counts on neither
-    b, a = pair(scored((16, 11, 0.6)), scored(), _scene([SHIP]), _scene([SHIP], seed=1))
+    b, a = pair(scored((16, 11, 0.6)), scored(), water_scene([SHIP]), water_scene([SHIP], seed=1))
     assert len(b) == 0 and len(a) == 0
 
 
 def test_static_clutter_scored_inconsistently_counts_on_neither_date():
     # 0.55 on one date, 0.2 on the other at a place that looks the same: mean 0.375 < 0.5
-    b, a = pair(scored((16, 11, 0.2)), scored((16, 11, 0.55)), _scene([SHIP]), _scene([SHIP], seed=1))
+    b, a = pair(scored((16, 11, 0.2)), scored((16, 11, 0.55)), water_scene([SHIP]), water_scene([SHIP], seed=1))
     assert len(b) == 0 and len(a) == 0
     # a weak detection on both dates at an unchanged place is clutter too
-    b, a = pair(scored((16, 11, 0.35)), scored((16, 11, 0.4)), _scene([SHIP]), _scene([SHIP], seed=1))
+    b, a = pair(scored((16, 11, 0.35)), scored((16, 11, 0.4)), water_scene([SHIP]), water_scene([SHIP], seed=1))
     assert len(b) == 0 and len(a) == 0
 
 
 def test_at_a_changed_place_a_weak_detection_counts_only_where_the_other_date_is_plain_background():
     # the ship left; the after detector still scores the remains 0.35: not an object
-    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.35)), _scene([SHIP]), _scene([], seed=1), threshold=0.28)
+    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.35)), water_scene([SHIP]), water_scene([], seed=1), threshold=0.28)
     assert len(b) == 1 and len(a) == 0
     # a confident detection of something new counts
-    b, a = pair(scored(), scored((16, 11, 0.7)), _scene([], seed=2), _scene([SHIP], seed=1))
+    b, a = pair(scored(), scored((16, 11, 0.7)), water_scene([], seed=2), water_scene([SHIP], seed=1))
     assert len(b) == 0 and len(a) == 1 and a.items[0].extra["pair"]["place"] == "changed"
     # a weak one counts where the before date shows plain water there (it arrived) ...
-    b, a = pair(scored(), scored((16, 11, 0.35)), _scene([], seed=2), _scene([SHIP], seed=1), threshold=0.28)
+    b, a = pair(scored(), scored((16, 11, 0.35)), water_scene([], seed=2), water_scene([SHIP], seed=1), threshold=0.28)
     assert len(a) == 1
     # ... and so does a weak departure (water after)
-    b, a = pair(scored((16, 11, 0.35)), scored(), _scene([SHIP], seed=2), _scene([], seed=1), threshold=0.28)
+    b, a = pair(scored((16, 11, 0.35)), scored(), water_scene([SHIP], seed=2), water_scene([], seed=1), threshold=0.28)
     assert len(b) == 1
     # but not a weak blob beside a ship that left (the before date is not background there)
     blob = (13, 10, 25, 12)
-    b, a = pair(scored(), scored((19, 11, 0.35)), _scene([SHIP], seed=2), _scene([blob], seed=1), threshold=0.28)
+    b, a = pair(scored(), scored((19, 11, 0.35)), water_scene([SHIP], seed=2), water_scene([blob], seed=1), threshold=0.28)
     assert len(a) == 0
     # below the detector's own threshold a look never counts
-    b, a = pair(scored(), scored((16, 11, 0.2)), _scene([], seed=2), _scene([SHIP], seed=1), threshold=0.28)
+    b, a = pair(scored(), scored((16, 11, 0.2)), water_scene([], seed=2), water_scene([SHIP], seed=1), threshold=0.28)
     assert len(a) == 0
 
 
@@ -173,17 +156,17 @@ def test_a_place_hidden_on_one_date_is_neither_carried_nor_averaged():
 
     hidden = np.ones((40, 40), bool)
     hidden[5:20, 5:30] = False
-    b, a = pair(scored((16, 11, 0.8)), scored(), _scene([SHIP]), _scene([], cloud=(5, 5, 30, 20), seed=1),
+    b, a = pair(scored((16, 11, 0.8)), scored(), water_scene([SHIP]), water_scene([], cloud=(5, 5, 30, 20), seed=1),
                 clear_after=hidden)
     assert len(b) == 1 and len(a) == 0 and b.items[0].extra["pair"]["place"] == "hidden"
-    b, a = pair(scored((16, 11, 0.35)), scored(), _scene([SHIP]), _scene([], cloud=(5, 5, 30, 20), seed=1),
+    b, a = pair(scored((16, 11, 0.35)), scored(), water_scene([SHIP]), water_scene([], cloud=(5, 5, 30, 20), seed=1),
                 clear_after=hidden)
     assert len(b) == 0
 
 
 def test_a_fragment_overlapping_an_object_of_the_other_date_is_not_counted_twice():
     # before: the ship (0.8) and a weak fragment next to it (0.35) whose box overlaps the ship's after box
-    b, a = pair(scored((16, 11, 0.8), (24, 11, 0.35)), scored((16, 11, 0.8)), _scene([SHIP]), _scene([SHIP], seed=1))
+    b, a = pair(scored((16, 11, 0.8), (24, 11, 0.35)), scored((16, 11, 0.8)), water_scene([SHIP]), water_scene([SHIP], seed=1))
     assert len(b) == 1 and len(a) == 1 and b.items[0].score == pytest.approx(0.8)
 
 
@@ -207,7 +190,7 @@ def _smudged(seed=1, quay=True):
     import numpy as np
     from scipy import ndimage as ndi
 
-    s = _scene([], seed=seed)
+    s = water_scene([], seed=seed)
     bands = {}
     for b, a in s.bands.items():
         a = a.copy()
@@ -222,7 +205,7 @@ def _smudged(seed=1, quay=True):
 
 def _berth(seed=0):
     """A ship (SHIP) moored alongside a quay (rows 0-9)."""
-    s = _scene([SHIP], seed=seed)
+    s = water_scene([SHIP], seed=seed)
     bands = {b: a.copy() for b, a in s.bands.items()}
     for a in bands.values():
         a[:10, :] = 0.15
@@ -249,6 +232,6 @@ def test_a_detection_on_the_smoothed_over_place_of_a_departed_ship_is_not_an_obj
     b, a = pair(scored((16, 11, 0.35)), scored(), _berth(), _smudged(), threshold=0.28)
     assert len(b) == 1 and len(a) == 0
     # another ship at the same berth is an object on both dates (sharp on both)
-    other = _scene([(12, 10, 20, 12)], seed=3)
-    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.7)), _scene([SHIP]), other)
+    other = water_scene([(12, 10, 20, 12)], seed=3)
+    b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.7)), water_scene([SHIP]), other)
     assert len(b) == 1 and len(a) == 1

@@ -32,42 +32,11 @@ sys.path.insert(0, str(ROOT / "training"))
 
 from imgdiff.data import data_dir  # noqa: E402
 from imgdiff.detect.vessels import CARD_PATH  # noqa: E402
-from imgdiff.evaluate.detection import match_detections  # noqa: E402
+from imgdiff.evaluate.detection import binned_precision, match_detections  # noqa: E402
 from imgdiff.evaluate.vessels import scene_dirs  # noqa: E402
 
 #: Score bin edges of the calibration table (lower edge inclusive; the last bin includes 1).
 CALIBRATION_EDGES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0)
-
-
-def binned_precision(scores: np.ndarray, real: np.ndarray, edges: tuple[float, ...] = CALIBRATION_EDGES) -> dict:
-    """Fraction real per score bin.
-
-    Parameters
-    ----------
-    scores : ndarray, shape (n,)
-        Detection scores in [0, 1].
-    real : ndarray of bool, shape (n,)
-        Whether each detection is a real object.
-    edges : tuple of float
-        Bin edges (lower edge inclusive; the last bin includes its upper edge).
-
-    Returns
-    -------
-    dict
-        ``{"bins": [[lo, hi], ...], "n": [...], "n_real": [...], "precision": [...] (None where
-        empty), "mean_score": [...]}``.
-    """
-    s, y = np.asarray(scores, float), np.asarray(real, bool)
-    out: dict[str, list] = {"bins": [], "n": [], "n_real": [], "precision": [], "mean_score": []}
-    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        m = (s >= lo) & ((s < hi) if k < len(edges) - 2 else (s <= hi))
-        n = int(m.sum())
-        out["bins"].append([lo, hi])
-        out["n"].append(n)
-        out["n_real"].append(int(y[m].sum()))
-        out["precision"].append(float(y[m].mean()) if n else None)
-        out["mean_score"].append(float(s[m].mean()) if n else None)
-    return out
 
 
 def main() -> None:
@@ -96,7 +65,7 @@ def main() -> None:
             lab[i] = True
         scores.append(prob[k])
         real.append(lab)
-    tab = binned_precision(np.concatenate(scores), np.concatenate(real))
+    tab = binned_precision(np.concatenate(scores), np.concatenate(real), CALIBRATION_EDGES)
     for (lo, hi), n, nr, pr, ms in zip(tab["bins"], tab["n"], tab["n_real"], tab["precision"], tab["mean_score"]):
         print(f"  score {lo:.2f}-{hi:.2f}: n {n:5d} real {nr:4d} precision "
               f"{'-' if pr is None else f'{pr:.3f}'} mean score {'-' if ms is None else f'{ms:.3f}'}")

@@ -54,7 +54,7 @@ from imgdiff.data import data_dir  # noqa: E402
 from imgdiff.detect.aircraft import LENGTH_BINS_M, detect_aircraft  # noqa: E402
 from imgdiff.detect.aircraft_features import RGB_BANDS, normalised_stack  # noqa: E402
 from imgdiff.evaluate.aircraft import chip_dirs, read_truth, score_chip  # noqa: E402
-from imgdiff.evaluate.detection import match_detections, prf  # noqa: E402
+from imgdiff.evaluate.detection import binned_precision, match_detections, prf  # noqa: E402
 from imgdiff.io.read import read_scene  # noqa: E402
 
 SEED = 20261125
@@ -292,17 +292,7 @@ def calibration_table(chips: list[dict], dets: dict, edges: tuple[float, ...] = 
             lab[i] = True
         sc.append(np.asarray(d.scores, float))
         real.append(lab)
-    s, y = np.concatenate(sc), np.concatenate(real)
-    out: dict[str, list] = {"bins": [], "n": [], "n_real": [], "precision": [], "mean_score": []}
-    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        m = (s >= lo) & ((s < hi) if k < len(edges) - 2 else (s <= hi))
-        n = int(m.sum())
-        out["bins"].append([lo, hi])
-        out["n"].append(n)
-        out["n_real"].append(int(y[m].sum()))
-        out["precision"].append(float(y[m].mean()) if n else None)
-        out["mean_score"].append(float(s[m].mean()) if n else None)
-    return out
+    return binned_precision(np.concatenate(sc), np.concatenate(real), edges)
 
 
 def calibrate(args: argparse.Namespace, chips: list[dict], folds: np.ndarray) -> None:

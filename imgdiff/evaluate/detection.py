@@ -93,3 +93,34 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     r = tp / (tp + fn) if tp + fn else 0.0
     f = 2 * p * r / (p + r) if p + r else 0.0
     return {"precision": p, "recall": r, "f1": f}
+
+
+def binned_precision(scores: Iterable[float], real: Iterable[bool], edges: tuple[float, ...]) -> dict:
+    """Calibration table of a detector: the fraction of its detections that are real, per score bin.
+
+    Parameters
+    ----------
+    scores : iterable of float
+        Scores of pooled out-of-fold detections, in [0, 1].
+    real : iterable of bool
+        Whether each detection matched a true object (:func:`match_detections`).
+    edges : tuple of float
+        Bin edges (lower edge inclusive; the last bin includes its upper edge).
+
+    Returns
+    -------
+    dict
+        ``{"bins": [[lo, hi], ...], "n": [...], "n_real": [...], "precision": [...] (None where
+        empty), "mean_score": [...]}``.
+    """
+    s, y = np.asarray(list(scores), float), np.asarray(list(real), bool)
+    out: dict[str, list] = {"bins": [], "n": [], "n_real": [], "precision": [], "mean_score": []}
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        m = (s >= lo) & ((s < hi) if k < len(edges) - 2 else (s <= hi))
+        n = int(m.sum())
+        out["bins"].append([lo, hi])
+        out["n"].append(n)
+        out["n_real"].append(int(y[m].sum()))
+        out["precision"].append(float(y[m].mean()) if n else None)
+        out["mean_score"].append(float(s[m].mean()) if n else None)
+    return out
