@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ..radiometry import normalised_difference
 
 #: Bands whose object/water contrast is a feature (B11 is 20 m, resampled; NaN when absent).
 CONTRAST_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08", "B11")
@@ -73,9 +74,8 @@ def patch_log(band: np.ndarray) -> np.ndarray:
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a - b) / (a + b)
-    return np.where(np.isfinite(r), r, 0.0).astype(np.float32)
+    """:func:`imgdiff.radiometry.normalised_difference` with 0 where it is undefined."""
+    return np.nan_to_num(normalised_difference(a, b), nan=0.0)
 
 
 def _int_box(box, shape: tuple[int, int]) -> tuple[int, int, int, int]:
