@@ -22,7 +22,9 @@ tile: the network sees about half of its area (marked blocks plus 48 px context,
 
 ``watch`` cuts ``--scenes`` chips out of the real sen2ships and OSCD scenes (each a dated band
 folder, with small shifts), writes a manifest and times ``imgdiff.watch.run_watch`` on a dask
-LocalCluster with 1 and 2 worker processes (fresh output folder each, so nothing is cached).
+LocalCluster with 1 and 2 worker processes (fresh output folder each, so nothing is cached),
+``--repeat`` times interleaved, and prints the median wall times and their ratio. Every local
+worker gets one core (OpenCV and BLAS single-threaded), whatever the number of workers.
 Run with ``nice``: the machine is shared.
 """
 
@@ -190,22 +192,27 @@ def watch(args: argparse.Namespace) -> None:
     manifest = build_chips(wd, args.scenes, args.chip)
     m = read_manifest(manifest)
     print(f"{len(m.scenes)} scene chips of {args.chip} x {args.chip} px ({manifest.parent})")
-    times = {}
-    for n in [int(v) for v in args.workers.split(",")]:
-        out = wd / f"watch-out-{n}"
-        shutil.rmtree(out, ignore_errors=True)
-        t0 = time.perf_counter()
-        res = run_watch(m, out, workers=n)
-        times[n] = time.perf_counter() - t0
-        task_s = sum(r.get("seconds") or 0 for r in res.results)
-        print(f"watch, LocalCluster {n} worker(s): {times[n]:.1f} s wall (tasks {task_s:.1f} s of work), "
-              f"{res.summary['scenes_ok']} ok, {res.summary['scenes_failed']} failed, {len(res.slots)} slots; "
-              f"load {_load()}")
-    if 1 in times:
-        for n, t in times.items():
+    counts = [int(v) for v in args.workers.split(",")]
+    times: dict[int, list[float]] = {n: [] for n in counts}
+    for rep in range(args.repeat):
+        for n in counts:  # interleaved, so a change of machine load hits every worker count alike
+            out = wd / f"watch-out-{n}"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            res = run_watch(m, out, workers=n)
+            times[n].append(time.perf_counter() - t0)
+            task_s = sum(r.get("seconds") or 0 for r in res.results)
+            print(f"run {rep + 1}: watch, LocalCluster {n} worker(s): {times[n][-1]:.1f} s wall "
+                  f"(tasks {task_s:.1f} s of work), {res.summary['scenes_ok']} ok, "
+                  f"{res.summary['scenes_failed']} failed, {len(res.slots)} slots; load {_load()}")
+    med = {n: float(np.median(t)) for n, t in times.items()}
+    if 1 in med:
+        for n, t in med.items():
             if n != 1:
-                print(f"speed-up {n} workers vs 1: {times[1] / t:.2f}x")
-    print(json.dumps({str(k): round(v, 2) for k, v in times.items()}))
+                ratios = [a / b for a, b in zip(times[1], times[n])]
+                print(f"speed-up {n} workers vs 1 (median of {args.repeat} runs): {med[1] / t:.2f}x "
+                      f"(per run: {', '.join(f'{r:.2f}' for r in ratios)})")
+    print(json.dumps({str(k): round(v, 2) for k, v in med.items()}))
 
 
 def main() -> None:
@@ -224,6 +231,7 @@ def main() -> None:
     w.add_argument("--scenes", type=int, default=50)
     w.add_argument("--chip", type=int, default=384)
     w.add_argument("--workers", default="1,2")
+    w.add_argument("--repeat", type=int, default=3, help="runs per worker count (the median is reported)")
     w.add_argument("--workdir", default="/tmp/imgdiff-scale")
     args = p.parse_args()
     {"fulltile": fulltile, "watch": watch}[args.cmd](args)
