@@ -7,7 +7,7 @@ Two detectors share one output (:class:`~imgdiff.detect.base.Detections`, class
 * ``method="cnn"`` (default): a small fully convolutional network (CenterNet-style:
   a centre heat map plus box width, height and aircraft length per pixel) trained
   only on ``aircraft_s2sim`` by ``training/train_aircraft.py`` and shipped as ONNX
-  (``imgdiff/detect/models/aircraft_cnn.onnx``); CPU inference with OpenCV's dnn.
+  (``imgdiff/detect/models/aircraft_cnn.onnx``); CPU inference with ONNX Runtime.
 * ``method="classical"``: white top-hat on brightness, robust z-score, connected
   components. The baseline; it fires on much apron clutter.
 
@@ -53,6 +53,7 @@ from .aircraft_features import (
     subpixel_centres,
 )
 from .base import Detection, Detections, sorted_detections
+from .onnx import run_network_file
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 #: ONNX network (input: (1, 3, H, W) normalised B02 B03 B04; output: (1, 4, H, W)).
@@ -114,14 +115,6 @@ def norm_params(model_path: str) -> dict[str, float]:
         return {}
 
 
-@lru_cache(maxsize=1)
-def _net(path: str) -> cv2.dnn.Net:
-    try:
-        return cv2.dnn.readNetFromONNX(path)
-    except cv2.error as e:
-        raise InputError(f"{path}: cannot load the aircraft network ({e}); reinstall imgdiff") from None
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))).astype(np.float32)
 
@@ -132,9 +125,7 @@ def _run_net(x: np.ndarray, model_path: Path) -> np.ndarray:
     ph, pw = (-h) % _MULTIPLE, (-w) % _MULTIPLE
     if ph or pw:
         x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect")
-    net = _net(str(model_path))
-    net.setInput(np.ascontiguousarray(x[None], np.float32))
-    out = np.asarray(net.forward())[0]
+    out = run_network_file(model_path, x[None])[0]
     return out[:, :h, :w]
 
 

@@ -3,7 +3,7 @@
 The detector is a small fully convolutional network (a CenterNet-style centre
 heat map with box sizes, trained on ``sen2ships`` by ``training/train_vessels.py``)
 shipped as ONNX in ``imgdiff/detect/models/vessels.onnx`` and run on CPU with
-OpenCV's ``cv2.dnn``. Its input is normalised per scene (log of each band over
+ONNX Runtime (:mod:`imgdiff.detect.onnx`). Its input is normalised per scene (log of each band over
 its 99th percentile), so it does not depend on the absolute scaling of the
 digital numbers, and it accepts any subset of B02, B03, B04 and B08 (missing
 bands are replaced by the mean of the present ones and flagged).
@@ -32,9 +32,7 @@ components) is kept as ``method="classical"`` for comparison.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -46,6 +44,7 @@ from ..scene import Scene
 from ..zones import Zones, assign_zones
 from . import vessel_features as vf
 from .base import Detection, Detections, sorted_detections
+from .onnx import load_network, run_network_file
 
 #: Bands the network reads, in input order.
 MODEL_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
@@ -191,16 +190,6 @@ def vessel_input(scene: Scene, levels: dict[str, tuple[float, float]] | None = N
 # --------------------------------------------------------------------------------------------
 # network
 # --------------------------------------------------------------------------------------------
-@lru_cache(maxsize=8)
-def _load_net(path: str, mtime: float, thread: int = 0):
-    # one network per thread (``thread``: its ident): a cv2.dnn net is not thread-safe, and
-    # networks in two threads use two cores (one net's forward pass runs on one core)
-    try:
-        return cv2.dnn.readNetFromONNX(path)
-    except cv2.error as e:
-        raise InputError(f"{path}: cannot load the vessel model ({str(e).strip().splitlines()[-1]})") from None
-
-
 #: Extra test-time passes: (flip rows, flip columns, transpose), in the order they are added.
 _TTA_FLIPS: tuple[tuple[bool, bool, bool], ...] = (
     (False, True, False), (True, False, False), (True, True, False),
@@ -208,21 +197,19 @@ _TTA_FLIPS: tuple[tuple[bool, bool, bool], ...] = (
 )
 
 
-def _forward(net, tile: np.ndarray, tta: int) -> np.ndarray:
+def _forward(net: str, tile: np.ndarray, tta: int) -> np.ndarray:
     """Raw network output (5, h/2, w/2) of one padded tile.
 
     With ``tta`` passes (2 to 8), the heat-map logits and sizes are averaged with those of the
     left-right, up-down and both mirrored tiles (2, 3, 4 passes), then of the transposed tile and its
     three mirrors (5 to 8 passes: the eight symmetries of the square); offsets come from the direct pass.
     """
-    net.setInput(np.ascontiguousarray(tile[None]))
-    out = net.forward()[0].copy()
+    out = run_network_file(net, tile[None])[0].copy()
     for fy, fx, tr in _TTA_FLIPS[: max(int(tta), 1) - 1]:
         t = tile[:, ::-1] if fy else tile
         t = t[:, :, ::-1] if fx else t
         t = t.transpose(0, 2, 1) if tr else t
-        net.setInput(np.ascontiguousarray(t[None]))
-        o = net.forward()[0]
+        o = run_network_file(net, t[None])[0]
         o = o[[0, 2, 1, 4, 3]].transpose(0, 2, 1) if tr else o  # back to rows x cols, x/y channels swapped back
         o = o[:, ::-1] if fy else o
         o = o[:, :, ::-1] if fx else o
@@ -250,7 +237,8 @@ def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: int = 1)
     path = Path(model) if model is not None else MODEL_PATH
     if not path.is_file():
         raise InputError(f"{path}: vessel model not found; reinstall imgdiff or run training/train_vessels.py")
-    net = _load_net(str(path), path.stat().st_mtime, threading.get_ident())
+    load_network(path)  # a broken model file fails here, with its name
+    net = str(path)
     _, h, w = x.shape
     hh, wh = (h + 1) // STRIDE, (w + 1) // STRIDE
     heat = np.zeros((hh, wh), np.float32)
