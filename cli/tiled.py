@@ -13,7 +13,9 @@ from imgdiff.tiles import (
     MLP_TILE_SIZE,
     TILE_SIZE,
     TILED_METHODS,
+    change_passes,
     compare_tiled,
+    pick_tiled_method,
     should_tile,
     tile_grid,
     work_grid,
@@ -36,9 +38,12 @@ def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: 
         if not progress:
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
                                  overwrite=overwrite, method=method)
+        from imgdiff.io.read import find_band_sources
+
         n = len(tile_grid(work_grid(before, bands, bbox).shape, size or MLP_TILE_SIZE, CHANGE_OVERLAP))
-        # 2 passes over the tiles (of MLP_TILE_SIZE px unless --tile-size is given)
-        with click.progressbar(length=2 * n, label="imgdiff compare (tiles)", file=sys.stderr,
+        names = list(bands) if bands else [s.name for s in find_band_sources(before)]
+        passes = change_passes(pick_tiled_method(method, names))  # over tiles of MLP_TILE_SIZE unless --tile-size
+        with click.progressbar(length=passes * n, label="imgdiff compare (tiles)", file=sys.stderr,
                                item_show_func=lambda x: x) as bar:
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
                                  overwrite=overwrite, method=method,

@@ -1030,6 +1030,12 @@ def pick_tiled_method(method: str | None, names: Sequence[str]) -> str:
     return m
 
 
+def change_passes(method: str) -> int:
+    """Passes over the tiles a tiled comparison makes: 1 for a fixed threshold (``mlp``), else 2
+    (the histogram threshold needs every tile's magnitude first)."""
+    return 1 if method == "mlp" else 2
+
+
 def estimate_on_samples(
     before: str | Path,
     after: str | Path,
@@ -1255,6 +1261,11 @@ def write_change_tiled(
        the mapping unit (8-connected; exact across borders when ``overlap`` >= the unit in
        pixels) and writes magnitude, mask and not-assessed bands of its core.
 
+    With the fixed threshold of ``mlp`` (:func:`change_passes`), pass 1 thresholds the read
+    window it has just computed and writes the core at once: no temporary file, no pass 2.
+    The mapping-unit test near a core's edge then reads this tile's own magnitude in the
+    overlap (computed with ``overlap`` - unit pixels of context instead of the full context).
+
     Differences from the whole-scene path: the normalisation is fitted on sample windows
     (not on the whole overlap), and spatial filters of the ``mlp`` features and the
     cloud-shadow search see only the tile's read window.
@@ -1301,84 +1312,116 @@ def write_change_tiled(
     edges = np.linspace(0.0, est.magnitude_max, HIST_BINS + 1)
     step = on_tile or (lambda name, tile: None)
 
+    profile = dict(GTIFF_OPTIONS, width=grid.width, height=grid.height, count=3, dtype="float32",
+                   crs=grid.crs, transform=grid.transform, nodata=None, predictor=3,
+                   zlevel=1)  # fast deflate: the magnitude band is noise-like and compresses little anyway
+    if grid.width < 256 or grid.height < 256:
+        profile.update(tiled=False)
+        profile.pop("blockxsize"), profile.pop("blockysize")
+    # The learned method's threshold is fixed: one pass thresholds each tile's read window and
+    # writes its core. Histogram thresholds need every tile's magnitude first: two passes.
+    fixed_thr = None
+    if change_passes(method) == 1:
+        from .change import pick_model
+
+        fixed_thr = float(pick_model(names).threshold)  # type: ignore[union-attr]
+
     fd, tmp = tempfile.mkstemp(prefix=".magnitude.", suffix=".part", dir=Path(path).parent)
     os.close(fd)
     mag = None
     threads = ExitStack()
     threads.enter_context(one_thread_per_worker(workers))
     threads.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
-    try:
-        # The magnitude of pass 1 goes to a temporary tiled, uncompressed GeoTIFF (not a memory map:
-        # its pages would count in the resident memory of the process).
-        mag = rasterio.open(tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
-                            dtype="float32", crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=256,
-                            blockysize=256, BIGTIFF="YES")
+    hist = np.zeros(HIST_BINS, np.int64)
+    scale = HIST_BINS / edges[-1]
+    valid_n = changed_n = 0
+    mag_sum = 0.0
 
+    def add_to_hist(core: np.ndarray) -> None:
+        v = core[np.isfinite(core)]
+        hist[:] += np.bincount(np.minimum((v * scale).astype(np.int64), HIST_BINS - 1), minlength=HIST_BINS)
+
+    def mask_of(m: np.ndarray, thr: float) -> np.ndarray:
+        return drop_small_regions(np.isfinite(m) & (np.nan_to_num(m, nan=-1.0) > thr), mmu_px)
+
+    def write_core(ds: Any, tile: Tile, m: np.ndarray, changed: np.ndarray) -> None:
+        nonlocal valid_n, changed_n, mag_sum
+        ok = np.isfinite(m)
+        ds.write(np.stack([m, changed.astype(np.float32), (~ok).astype(np.float32)]), window=tile.core_window)
+        valid_n += int(ok.sum())
+        changed_n += int(changed.sum())
+        mag_sum += float(m[ok].sum(dtype=np.float64))
+
+    def finish(ds: Any, thr: float) -> None:
+        for i, d in enumerate(["change magnitude", "change mask (1 = changed)", "not assessed (1 = masked)"], 1):
+            ds.set_band_description(i, d)
+        ds.update_tags(IMGDIFF_METHOD=method, IMGDIFF_THRESHOLD=repr(thr), IMGDIFF_TILED=f"{tile_size}+{overlap}")
+
+    try:
         def read_tiles() -> Iterator[tuple[Tile, Scene | None, Scene | None]]:
             # one reader per scene, in this thread: every compressed block is decoded once
             with StripReader(before, grid, names) as rb, StripReader(after, grid, names) as ra:
                 for tile in tiles:
                     yield tile, rb.read(tile.read), ra.read(tile.read)
 
-        def pass1(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray]:
+        def magnitude(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray]:
+            """Magnitude of a tile's whole read window (NaN where not assessed)."""
             tile, b, a = item
-            rows, cols = tile.core_slices
             if b is None or a is None:
-                return tile, np.full((rows.stop - rows.start, cols.stop - cols.start), np.nan, np.float32)
+                return tile, np.full((tile.read[3] - tile.read[1], tile.read[2] - tile.read[0]), np.nan, np.float32)
             moved = warp(a, est.registration, interpolation=WARP_KERNEL) if register else a
             ok = b.valid & moved.valid & ~_excluded(b) & ~_excluded(moved)
-            m = _magnitude(method, b.stack(names), est.apply(moved.stack(names)), ok, names, est)
-            return tile, m[rows, cols]
+            return tile, _magnitude(method, b.stack(names), est.apply(moved.stack(names)), ok, names, est)
 
-        hist = np.zeros(HIST_BINS, np.int64)
-        scale = HIST_BINS / edges[-1]
-        for tile, core in map_bounded(pass1, read_tiles(), workers):
-            x0, y0, x1, y1 = tile.core
-            mag.write(core, 1, window=tile.core_window)
-            v = core[np.isfinite(core)]
-            hist += np.bincount(np.minimum((v * scale).astype(np.int64), HIST_BINS - 1), minlength=HIST_BINS)
-            step("magnitude", tile)
-        mag.close()
-        if method == "mlp":
-            from .change import pick_model
+        if fixed_thr is not None:
+            thr = fixed_thr
 
-            thr = float(pick_model(names).threshold)  # type: ignore[union-attr]
-        elif method == "irmad":
-            from .change import chi2_threshold
+            def one_pass(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray, np.ndarray]:
+                tile, m = magnitude(item)
+                rows, cols = tile.core_slices
+                return tile, m[rows, cols], mask_of(m, thr)[rows, cols]
 
-            thr = max(chi2_threshold(len(names), 0.99), hist_noise_floor(hist, edges))  # as imgdiff.change
-        else:  # Otsu, kept above the noise floor as in imgdiff.change
-            thr = max(otsu_threshold(hist, edges), hist_noise_floor(hist, edges))
+            with rasterio.open(path, "w", **profile) as ds:
+                for tile, m, changed in map_bounded(one_pass, read_tiles(), workers):
+                    write_core(ds, tile, m, changed)
+                    add_to_hist(m)
+                    step("magnitude", tile)
+                finish(ds, thr)
+        else:
+            # The magnitude of pass 1 goes to a temporary tiled, uncompressed GeoTIFF (not a memory map:
+            # its pages would count in the resident memory of the process).
+            mag = rasterio.open(tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+                                dtype="float32", crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=256,
+                                blockysize=256, BIGTIFF="YES")
 
-        profile = dict(GTIFF_OPTIONS, width=grid.width, height=grid.height, count=3, dtype="float32",
-                       crs=grid.crs, transform=grid.transform, nodata=None, predictor=3,
-                       zlevel=1)  # fast deflate: the magnitude band is noise-like and compresses little anyway
-        if grid.width < 256 or grid.height < 256:
-            profile.update(tiled=False)
-            profile.pop("blockxsize"), profile.pop("blockysize")
+            def pass1(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray]:
+                tile, m = magnitude(item)
+                rows, cols = tile.core_slices
+                return tile, m[rows, cols]
 
-        def pass2(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:
-            with rasterio.open(tmp) as src:  # one handle per thread: GDAL handles are not thread-safe
-                m = src.read(1, window=tile.window)
-            changed = np.isfinite(m) & (np.nan_to_num(m, nan=-1.0) > thr)
-            changed = drop_small_regions(changed, mmu_px)
-            rows, cols = tile.core_slices
-            return tile, m[rows, cols], changed[rows, cols]
+            for tile, core in map_bounded(pass1, read_tiles(), workers):
+                mag.write(core, 1, window=tile.core_window)
+                add_to_hist(core)
+                step("magnitude", tile)
+            mag.close()
+            if method == "irmad":
+                from .change import chi2_threshold
 
-        valid_n = changed_n = 0
-        mag_sum = 0.0
-        with rasterio.open(path, "w", **profile) as ds:
-            for tile, m, changed in map_bounded(pass2, tiles, workers):
-                ok = np.isfinite(m)
-                ds.write(np.stack([m, changed.astype(np.float32), (~ok).astype(np.float32)]),
-                         window=tile.core_window)
-                valid_n += int(ok.sum())
-                changed_n += int(changed.sum())
-                mag_sum += float(m[ok].sum(dtype=np.float64))
-                step("threshold", tile)
-            for i, d in enumerate(["change magnitude", "change mask (1 = changed)", "not assessed (1 = masked)"], 1):
-                ds.set_band_description(i, d)
-            ds.update_tags(IMGDIFF_METHOD=method, IMGDIFF_THRESHOLD=repr(thr), IMGDIFF_TILED=f"{tile_size}+{overlap}")
+                thr = max(chi2_threshold(len(names), 0.99), hist_noise_floor(hist, edges))  # as imgdiff.change
+            else:  # Otsu, kept above the noise floor as in imgdiff.change
+                thr = max(otsu_threshold(hist, edges), hist_noise_floor(hist, edges))
+
+            def pass2(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:
+                with rasterio.open(tmp) as src:  # one handle per thread: GDAL handles are not thread-safe
+                    m = src.read(1, window=tile.window)
+                rows, cols = tile.core_slices
+                return tile, m[rows, cols], mask_of(m, thr)[rows, cols]
+
+            with rasterio.open(path, "w", **profile) as ds:
+                for tile, m, changed in map_bounded(pass2, tiles, workers):
+                    write_core(ds, tile, m, changed)
+                    step("threshold", tile)
+                finish(ds, thr)
     finally:
         threads.close()
         if mag is not None and not mag.closed:
@@ -1485,7 +1528,7 @@ def should_tile(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox
 
 __all__ = [
     "CHANGE_OVERLAP", "DETECT_OVERLAP", "MLP_TILE_SIZE", "SampleEstimate", "TILED_METHODS", "TILE_SIZE", "Tile",
-    "TiledChange", "StripReader", "compare_tiled", "crop_scene", "detect_tiled", "plan_windows", "screened_blocks", "screened_runs", "vessel_levels",
+    "TiledChange", "StripReader", "change_passes", "compare_tiled", "crop_scene", "detect_tiled", "plan_windows", "screened_blocks", "screened_runs", "vessel_levels",
     "vessel_screen", "one_thread_per_worker", "estimate_on_samples", "grid_boxes", "hist_noise_floor",
     "magnitude_bound", "map_bounded", "otsu_threshold", "pick_tiled_method", "read_window", "sample_boxes",
     "should_tile", "source_grid", "tile_grid", "window_bounds", "work_grid", "write_change_tiled",

@@ -119,6 +119,26 @@ def test_tiled_compare_matches_the_whole_scene_compare(pair, tmp_path: Path):
     assert not list((tmp_path / "out").glob(".*"))
 
 
+def test_tiled_learned_compare_takes_one_pass_and_matches_the_whole_scene(pair, tmp_path: Path):
+    from imgdiff.tiles import change_passes
+
+    b, a, truth = pair
+    seen: list[str] = []
+    report = compare_tiled(b, a, tmp_path / "out", tile_size=128, overlap=32, workers=2, method="mlp",
+                           on_tile=lambda name, tile: seen.append(name))
+    assert change_passes("mlp") == 1 and change_passes("cva-otsu") == 2
+    assert seen == ["magnitude"] * report["tiling"]["tiles"]  # no second pass over the tiles
+    with rasterio.open(tmp_path / "out" / "change.tif") as ds:
+        mag, mask, na = ds.read()
+    whole = imgdiff.compare(b, a, method="mlp")
+    assert report["change"]["method"] == whole.change.method == "mlp"
+    ok = whole.change.valid & (na == 0)
+    assert ((mask > 0) == whole.change.mask)[ok].mean() > 0.995
+    assert np.nanmedian(np.abs(mag - whole.change.magnitude)[ok]) < 0.01
+    assert report["change"]["changed_pixels"] == int((mask > 0).sum())
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary magnitude file left
+
+
 def test_cli_compare_with_tile_size_writes_the_same_outputs(pair, tmp_path: Path):
     b, a, _ = pair
     out = tmp_path / "cli"
