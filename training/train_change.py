@@ -11,11 +11,15 @@ inference is numpy (:class:`imgdiff.change.MLPModel`). Steps:
    smoothing and the minimum mapping unit, as in :func:`imgdiff.change.change_map`)
    is kept, and per-city / pooled scores at that threshold are printed.
 3. A final model is trained on all cities with that threshold and written to
-   ``imgdiff/models/change_mlp_<bandset>.npz``.
+   ``<out-dir>/change_mlp_<bandset>.npz`` (``--out-dir`` defaults to ``imgdiff/models``).
+
+``--hidden`` sets the hidden layer widths (default 64,32) so that smaller networks can be
+compared like for like; write such trial models elsewhere with ``--out-dir``.
 
 Usage::
 
     nice /work/venv/bin/python training/train_change.py [--data DIR] [--bandset full|rgbn|all]
+        [--hidden 64,32] [--out-dir DIR] [--no-write]
 """
 
 from __future__ import annotations
@@ -79,8 +83,44 @@ def sample(data: dict, rng: np.random.Generator, n_neg: int, n_pos_max: int) -> 
     return x, lab[idx].astype(np.float32)
 
 
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Hidden layer widths from a comma-separated list, e.g. ``"64,32"`` -> ``(64, 32)``."""
+    try:
+        hidden = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden: expected comma-separated integers, got {text!r}") from None
+    if not hidden or min(hidden) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden: widths must be positive integers, got {text!r}")
+    return hidden
+
+
 def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, ...], threshold: float,
-              *, epochs: int = 15, seed: int = SEED, feature_set: str = "v1") -> MLPModel:
+              *, epochs: int = 15, seed: int = SEED, feature_set: str = "v1",
+              hidden: tuple[int, ...] = HIDDEN) -> MLPModel:
+    """Train the change MLP on sampled pixels (torch, one thread, fixed seed).
+
+    Parameters
+    ----------
+    x : ndarray, shape (pixels, features)
+        Raw (unstandardised) features.
+    y : ndarray, shape (pixels,)
+        1.0 for change, 0.0 for no change.
+    names : list of str
+        Feature names, in column order of ``x``.
+    bands : tuple of str
+        Bands the features are computed from.
+    threshold : float
+        Probability threshold stored in the model.
+    epochs : int
+    seed : int
+    feature_set : str
+    hidden : tuple of int
+        Widths of the hidden layers (ReLU); the output layer has one unit (sigmoid).
+
+    Returns
+    -------
+    MLPModel
+    """
     import torch
 
     torch.manual_seed(seed)
@@ -91,7 +131,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, 
     yt = torch.from_numpy(y)
     layers: list = []
     d = x.shape[1]
-    for h in HIDDEN:
+    for h in hidden:
         layers += [torch.nn.Linear(d, h), torch.nn.ReLU()]
         d = h
     layers.append(torch.nn.Linear(d, 1))
@@ -117,8 +157,14 @@ def train_mlp(x: np.ndarray, y: np.ndarray, names: list[str], bands: tuple[str, 
                     std=std.astype(np.float32),
                     weights=tuple(m.weight.detach().numpy().T.copy() for m in lin),
                     biases=tuple(m.bias.detach().numpy().copy() for m in lin),
-                    threshold=threshold, smooth_sigma=SMOOTH_SIGMA, name=f"mlp-{len(bands)}band-{feature_set}",
+                    threshold=threshold, smooth_sigma=SMOOTH_SIGMA, name=model_name(bands, feature_set, hidden),
                     feature_set=feature_set, clip_z=CLIP_Z)
+
+
+def model_name(bands: tuple[str, ...], feature_set: str, hidden: tuple[int, ...]) -> str:
+    """Model name; the hidden widths are appended only when they differ from the default."""
+    name = f"mlp-{len(bands)}band-{feature_set}"
+    return name if tuple(hidden) == HIDDEN else name + "-h" + "x".join(map(str, hidden))
 
 
 def predict_city(model: MLPModel, data: dict) -> np.ndarray:
@@ -151,6 +197,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--features", choices=["v1", "v2"], default="v1",
                     help="feature set (see change_features; v2 scored 0.39 leave-one-city-out vs 0.46 for v1)")
+    ap.add_argument("--hidden", type=parse_hidden, default=HIDDEN,
+                    help=f"hidden layer widths, comma-separated (default {','.join(map(str, HIDDEN))})")
+    ap.add_argument("--out-dir", type=Path, default=MODEL_DIR,
+                    help="where the final model is written (default: imgdiff/models)")
+    ap.add_argument("--seed", type=int, default=SEED,
+                    help="seed of pixel sampling and training (default %(default)s; vary it to gauge training noise)")
     ap.add_argument("--no-write", action="store_true", help="only report the leave-one-city-out estimate")
     args = ap.parse_args()
     sets = ["full", "rgbn"] if args.bandset == "all" else [args.bandset]
@@ -164,14 +216,19 @@ def main() -> None:
         print(f"[{bs}] features of {len(cities)} cities: {len(names)} features, {time.time() - t0:.1f} s")
         samples = {}
         for k, c in enumerate(cities):
-            samples[c] = sample(datas[c], np.random.default_rng(SEED + k), args.neg, args.pos)
+            samples[c] = sample(datas[c], np.random.default_rng(args.seed + k), args.neg, args.pos)
         probs = {}
+        t_loco = time.time()
         for c in cities:
             x = np.concatenate([samples[o][0] for o in cities if o != c])
             y = np.concatenate([samples[o][1] for o in cities if o != c])
-            m = train_mlp(x, y, names, bands, 0.5, epochs=args.epochs, feature_set=args.features)
+            m = train_mlp(x, y, names, bands, 0.5, epochs=args.epochs, seed=args.seed,
+                          feature_set=args.features, hidden=args.hidden)
             probs[c] = predict_city(m, datas[c])
             print(f"[{bs}] fold {c}: trained on {len(y)} px, {time.time() - t0:.0f} s", flush=True)
+        t_loco = time.time() - t_loco
+        print(f"[{bs}] hidden {','.join(map(str, args.hidden))}: {len(cities)} folds trained and predicted "
+              f"in {t_loco:.0f} s")
         best = max(np.arange(0.2, 0.95, 0.025), key=lambda t: pooled_at(t, probs, datas)[1]["f1"])
         per, pooled = pooled_at(best, probs, datas)
         print(f"[{bs}] leave-one-city-out, threshold {best:.3f}:")
@@ -183,16 +240,26 @@ def main() -> None:
         p05, pooled05 = pooled_at(0.5, probs, datas)
         print(f"  (at threshold 0.5: pooled F1 {pooled05['f1']:.3f}; mean per-city F1 at best "
               f"{np.mean([per[c]['f1'] for c in cities]):.3f})")
-        summary[bs] = {"threshold": float(best), "pooled": pooled, "per_city": per}
+        summary[bs] = {"hidden": list(args.hidden), "seed": args.seed, "threshold": float(best), "pooled": pooled,
+                       "per_city": per, "loco_seconds": t_loco}
         if not args.no_write:
             x = np.concatenate([samples[c][0] for c in cities])
             y = np.concatenate([samples[c][1] for c in cities])
-            final = train_mlp(x, y, names, bands, float(best), epochs=args.epochs, feature_set=args.features)
-            MODEL_DIR.mkdir(parents=True, exist_ok=True)
-            out = MODEL_DIR / f"change_mlp_{bs}.npz"
+            t_final = time.time()
+            final = train_mlp(x, y, names, bands, float(best), epochs=args.epochs, seed=args.seed,
+                              feature_set=args.features, hidden=args.hidden)
+            summary[bs]["final_seconds"] = time.time() - t_final
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+            out = args.out_dir / f"change_mlp_{bs}.npz"
             final.save(out)
-            print(f"[{bs}] wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
-    print(json.dumps({k: {"threshold": v["threshold"], "pooled_f1": v["pooled"]["f1"]} for k, v in summary.items()}))
+            print(f"[{bs}] wrote {out} ({out.stat().st_size / 1024:.0f} KiB, trained in "
+                  f"{summary[bs]['final_seconds']:.0f} s)")
+    print(json.dumps({k: {"hidden": v["hidden"], "seed": v["seed"], "threshold": v["threshold"],
+                          "pooled_f1": v["pooled"]["f1"], "pooled": v["pooled"],
+                          "per_city_f1": {c: s["f1"] for c, s in v["per_city"].items()},
+                          "loco_seconds": round(v["loco_seconds"], 1),
+                          "final_seconds": None if "final_seconds" not in v else round(v["final_seconds"], 1)}
+                      for k, v in summary.items()}))
 
 
 if __name__ == "__main__":
