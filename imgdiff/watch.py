@@ -1006,6 +1006,11 @@ def _one_thread_per_worker() -> None:
     threadpool_limits(1)  # applies now and stays (not used as a context manager)
 
 
+#: dask settings for the local cluster: no statistical profiler sampling the task thread (it takes
+#: the GIL every 10 ms; with one core per worker, that time is taken from the task).
+_LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
+
+
 def _worker_environ() -> dict[str, Any]:
     """Environment of local worker processes: dask's defaults without ``MALLOC_TRIM_THRESHOLD_``.
 
@@ -1040,8 +1045,7 @@ def _run_tasks(todo: Sequence[tuple[SceneEntry, str]], params: WatchParams,
     else:
         import dask
 
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ(),
-                              "distributed.worker.profile.enabled": False}):
+        with dask.config.set(_LOCAL_CLUSTER_CONFIG | {"distributed.nanny.pre-spawn-environ": _worker_environ()}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
                                    dashboard_address=None)
         client = Client(cluster)
