@@ -21,7 +21,7 @@ from scipy import linalg, special
 from skimage.filters import threshold_otsu
 
 from .errors import BandError
-from .radiometry import date_masks, drop_small_regions, normalise, normalised_difference
+from .radiometry import date_masks, drop_small_regions, normalise, normalised_difference, sampled_median
 from .scene import Scene
 
 
@@ -369,10 +369,7 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
 
 def _sample_median(x: np.ndarray, valid: np.ndarray, max_samples: int = 200_000) -> float:
     """Median of ``x`` over ``valid`` (0 if none), from at most ``max_samples`` evenly spaced pixels."""
-    v = x[valid]
-    if v.size > max_samples:
-        v = v[:: v.size // max_samples + 1]
-    return float(np.median(v)) if v.size else 0.0
+    return sampled_median(x, valid, max_samples)
 
 
 def _robust_scale(x: np.ndarray, valid: np.ndarray) -> float:

@@ -42,7 +42,7 @@ from . import __version__
 from .coregister import Registration, coregister, warp
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import CoregistrationError, EmptySceneError, ImgdiffError, NoOverlapError
-from .grid import Grid, align
+from .grid import AlignedPair, Grid, align
 from .io.read import BBox, bbox_window, find_band_sources, read_scene
 from .io.write import GTIFF_OPTIONS, check_outputs, write_json, write_outputs, write_text
 from .radiometry import drop_small_regions
@@ -1036,6 +1036,14 @@ def change_passes(method: str) -> int:
     return 1 if method == "mlp" else 2
 
 
+def _map_in_order(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """``[fn(x) for x in items]`` on ``workers`` threads (one OpenCV/BLAS thread each), in input order."""
+    indexed = list(enumerate(items))
+    with one_thread_per_worker(workers):
+        done = list(map_bounded(lambda ix: (ix[0], fn(ix[1])), indexed, workers))
+    return [r for _, r in sorted(done, key=lambda d: d[0])]
+
+
 def estimate_on_samples(
     before: str | Path,
     after: str | Path,
@@ -1045,12 +1053,14 @@ def estimate_on_samples(
     register: bool = True,
     method: str = "cva-otsu",
     chip: int = 512,
+    workers: int = 2,
 ) -> SampleEstimate:
     """Estimate the shift, the radiometric normalisation and the magnitude range on sample windows.
 
     The shift is the median of the windows' phase-correlation shifts with reliability
     >= 0.5 (the most reliable window if none reaches it); the normalisation is fitted on
-    the windows' common clear pixels after warping.
+    the windows' common clear pixels after warping. Windows are co-registered and masked
+    on ``workers`` threads.
 
     Raises
     ------
@@ -1079,15 +1089,22 @@ def estimate_on_samples(
         if b is None or a is None:
             continue
         try:
-            pair = align(b, a, grid=Grid.of(b), bands=names)
+            pairs.append(align(b, a, grid=Grid.of(b), bands=names))
         except NoOverlapError:
             continue
-        pairs.append(pair)
-        if register:
-            try:
-                shifts.append(coregister(pair.before, pair.after, mask=pair.overlap))
-            except CoregistrationError as e:
-                problems.append(str(e))
+
+    def shift_of(pair: AlignedPair) -> Registration | CoregistrationError:
+        try:
+            return coregister(pair.before, pair.after, mask=pair.overlap)
+        except CoregistrationError as e:
+            return e
+
+    if register:  # the windows on two threads, results in window order
+        for r in _map_in_order(shift_of, pairs, workers):
+            if isinstance(r, CoregistrationError):
+                problems.append(str(r))
+            else:
+                shifts.append(r)
     if not pairs:
         raise EmptySceneError(f"{before} / {after}: no sample window holds valid pixels of both scenes")
     if register:
@@ -1122,11 +1139,13 @@ def estimate_on_samples(
             except NoOverlapError:
                 continue
     readers.close()  # (on the errors raised above the files close with the readers)
-    stacks = []
-    for pair in pairs:
+
+    def clear_stacks(pair: AlignedPair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         moved = warp(pair.after, reg, interpolation=WARP_KERNEL) if register else pair.after
         ok = pair.before.valid & moved.valid & ~_excluded(pair.before) & ~_excluded(moved)
-        stacks.append((pair.before.stack(names), moved.stack(names), ok))
+        return pair.before.stack(names), moved.stack(names), ok
+
+    stacks = _map_in_order(clear_stacks, pairs, workers)
     bv = np.concatenate([bs[:, ok] for bs, _, ok in stacks], axis=1)[:, None, :]
     av = np.concatenate([as_[:, ok] for _, as_, ok in stacks], axis=1)[:, None, :]
     if bv.shape[2] == 0:
@@ -1306,7 +1325,7 @@ def write_change_tiled(
         raise ValueError(f"overlap must be at least {max(mmu_px, 8)} px (got {overlap})")
     names = list(bands) if bands else [s.name for s in find_band_sources(before)]
     method = pick_tiled_method(method, names)
-    est = estimate_on_samples(before, after, grid, names, register=register, method=method)
+    est = estimate_on_samples(before, after, grid, names, register=register, method=method, workers=workers)
     tile_size = tile_size or MLP_TILE_SIZE
     tiles = tile_grid(grid.shape, tile_size, overlap)
     edges = np.linspace(0.0, est.magnitude_max, HIST_BINS + 1)
