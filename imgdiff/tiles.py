@@ -1379,10 +1379,14 @@ def write_change_tiled(
 
     try:
         def read_tiles() -> Iterator[tuple[Tile, Scene | None, Scene | None]]:
-            # one reader per scene, in this thread: every compressed block is decoded once
-            with StripReader(before, grid, names) as rb, StripReader(after, grid, names) as ra:
+            # one reader per scene (every compressed block is decoded once); the before scene's
+            # window is read on a second thread while this one reads the after scene's
+            with StripReader(before, grid, names) as rb, StripReader(after, grid, names) as ra, \
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgdiff-read") as pool:
                 for tile in tiles:
-                    yield tile, rb.read(tile.read), ra.read(tile.read)
+                    fb = pool.submit(rb.read, tile.read)
+                    a = ra.read(tile.read)
+                    yield tile, fb.result(), a
 
         def magnitude(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray]:
             """Magnitude of a tile's whole read window (NaN where not assessed)."""
