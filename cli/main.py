@@ -42,6 +42,7 @@ def _show_versions(ctx: click.Context, param: click.Parameter, value: bool) -> N
         return
     import cv2
     import numpy
+    import onnxruntime
     import rasterio
     import skimage
 
@@ -51,6 +52,7 @@ def _show_versions(ctx: click.Context, param: click.Parameter, value: bool) -> N
     click.echo(f"numpy {numpy.__version__}")
     click.echo(f"opencv {cv2.__version__}")
     click.echo(f"scikit-image {skimage.__version__}")
+    click.echo(f"onnxruntime {onnxruntime.__version__} (the detectors' networks)")
     ctx.exit(0)
 
 
