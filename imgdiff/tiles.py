@@ -1346,8 +1346,7 @@ def write_change_tiled(
 
         fixed_thr = float(pick_model(names).threshold)  # type: ignore[union-attr]
 
-    fd, tmp = tempfile.mkstemp(prefix=".magnitude.", suffix=".part", dir=Path(path).parent)
-    os.close(fd)
+    tmp: str | None = None  # the two-pass methods' temporary magnitude file
     mag = None
     threads = ExitStack()
     threads.enter_context(one_thread_per_worker(workers))
@@ -1414,6 +1413,8 @@ def write_change_tiled(
         else:
             # The magnitude of pass 1 goes to a temporary tiled, uncompressed GeoTIFF (not a memory map:
             # its pages would count in the resident memory of the process).
+            fd, tmp = tempfile.mkstemp(prefix=".magnitude.", suffix=".part", dir=Path(path).parent)
+            os.close(fd)
             mag = rasterio.open(tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
                                 dtype="float32", crs=grid.crs, transform=grid.transform, tiled=True, blockxsize=256,
                                 blockysize=256, BIGTIFF="YES")
@@ -1450,7 +1451,7 @@ def write_change_tiled(
         threads.close()
         if mag is not None and not mag.closed:
             mag.close()
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
     n = grid.width * grid.height
