@@ -21,7 +21,14 @@ from scipy import linalg, special
 from skimage.filters import threshold_otsu
 
 from .errors import BandError
-from .radiometry import date_masks, drop_small_regions, normalise, normalised_difference, sampled_median
+from .radiometry import (
+    date_masks,
+    drop_small_regions,
+    even_subsample,
+    normalise,
+    normalised_difference,
+    sampled_median,
+)
 from .scene import Scene
 
 
@@ -367,18 +374,12 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def _sample_median(x: np.ndarray, valid: np.ndarray, max_samples: int = 200_000) -> float:
-    """Median of ``x`` over ``valid`` (0 if none), from at most ``max_samples`` evenly spaced pixels."""
-    return sampled_median(x, valid, max_samples)
-
-
 def _robust_scale(x: np.ndarray, valid: np.ndarray) -> float:
     v = x[valid]
     v = v[np.isfinite(v)]
     if v.size == 0:
         return 1.0
-    if v.size > 200_000:
-        v = v[:: v.size // 200_000 + 1]
+    v = even_subsample(v)
     s = float(np.median(np.abs(v - np.median(v)))) * 1.4826
     return s if s > 1e-6 else float(np.std(v)) + 1e-6
 
@@ -437,8 +438,8 @@ def feature_planes(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     ok = valid & np.all(np.isfinite(b), 0) & np.all(np.isfinite(a), 0)
     bad = ~ok
     for i in range(b.shape[0] if bad.any() else 0):  # nothing to fill when every pixel is valid
-        b[i][bad] = _sample_median(b[i], ok)
-        a[i][bad] = _sample_median(a[i], ok)
+        b[i][bad] = sampled_median(b[i], ok)
+        a[i][bad] = sampled_median(a[i], ok)
     ix = {n: i for i, n in enumerate(bands)}
     names: list[str] = []
     planes: list[np.ndarray] = []

@@ -138,15 +138,18 @@ def _cloud_probability_rules(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     return thick & scene.valid, thin & scene.valid
 
 
+def even_subsample(v: np.ndarray, max_samples: int = 200_000) -> np.ndarray:
+    """``v`` (1-D) itself when it has at most ``max_samples`` values, else an evenly spaced subsample."""
+    return v[:: v.size // max_samples + 1] if v.size > max_samples else v
+
+
 def sampled_median(x: np.ndarray, mask: np.ndarray, max_samples: int = 200_000, default: float = 0.0) -> float:
     """Median of ``x`` over ``mask`` from at most ``max_samples`` evenly spaced pixels (``default`` if none).
 
     Exact up to ``max_samples`` pixels; on larger rasters (whole-tile windows) an even
     subsample, whose median differs from the exact one by far less than the thresholds it sets.
     """
-    v = x[mask]
-    if v.size > max_samples:
-        v = v[:: v.size // max_samples + 1]
+    v = even_subsample(x[mask], max_samples)
     return float(np.median(v)) if v.size else default
 
 
@@ -240,10 +243,11 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     h, w = (seeds.shape[0] // k) * k, (seeds.shape[1] // k) * k
     if h < k or w < k:
         return np.zeros(scene.shape, bool)
-    small_c = _block_mean(seeds[:h, :w], k) > 0.5
+    seed_frac = _block_mean(seeds[:h, :w], k)
+    small_c = seed_frac > 0.5
     small_d = _block_mean(dark[:h, :w], k) > 0.5
     if not small_c.any():
-        small_c = _block_mean(seeds[:h, :w], k) > 0
+        small_c = seed_frac > 0
     max_px = max(2, int(round(search_m / (px * k))))
     dy, dx, frac = _shadow_offset(small_c, small_d, max_px, min_px=1)
     if frac < min_overlap:

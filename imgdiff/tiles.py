@@ -1036,6 +1036,14 @@ def change_passes(method: str) -> int:
     return 1 if method == "mlp" else 2
 
 
+def _read_pair(pool: ThreadPoolExecutor, rb: StripReader, ra: StripReader,
+               box: tuple[int, int, int, int]) -> tuple[Scene | None, Scene | None]:
+    """One window of the before (``rb``, on ``pool``'s thread) and after (``ra``, this thread) scenes."""
+    fb = pool.submit(rb.read, box)
+    a = ra.read(box)
+    return fb.result(), a
+
+
 def _map_in_order(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
     """``[fn(x) for x in items]`` on ``workers`` threads (one OpenCV/BLAS thread each), in input order."""
     indexed = list(enumerate(items))
@@ -1080,9 +1088,7 @@ def estimate_on_samples(
     pool = readers.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgdiff-sample"))
 
     def read_both(box: tuple[int, int, int, int]) -> tuple[Scene | None, Scene | None]:
-        fb = pool.submit(rb.read, box)
-        a = ra.read(box)
-        return fb.result(), a
+        return _read_pair(pool, rb, ra, box)
 
     for box in sample_boxes(grid.shape, chip):
         b, a = read_both(box)
@@ -1383,9 +1389,7 @@ def write_change_tiled(
             with StripReader(before, grid, names) as rb, StripReader(after, grid, names) as ra, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgdiff-read") as pool:
                 for tile in tiles:
-                    fb = pool.submit(rb.read, tile.read)
-                    a = ra.read(tile.read)
-                    yield tile, fb.result(), a
+                    yield tile, *_read_pair(pool, rb, ra, tile.read)
 
         def magnitude(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray]:
             """Magnitude of a tile's whole read window (NaN where not assessed)."""

@@ -70,9 +70,14 @@ def run_network_file(path: str | Path, x: np.ndarray) -> np.ndarray:
     ndarray, float32
         The network's first output.
     """
-    session = load_network(path)
+    return run_session(load_network(path), x)
+
+
+def run_session(session, x: np.ndarray) -> np.ndarray:
+    """First output of a single-input network session (:func:`load_network`) for one batch
+    ``x`` of shape (batch, channels, rows, cols), converted to contiguous float32."""
     name = session.get_inputs()[0].name
     return session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
 
 
-__all__ = ["load_network", "run_network_file"]
+__all__ = ["load_network", "run_network_file", "run_session"]

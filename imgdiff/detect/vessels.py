@@ -44,7 +44,7 @@ from ..scene import Scene
 from ..zones import Zones, assign_zones
 from . import vessel_features as vf
 from .base import Detection, Detections, sorted_detections
-from .onnx import load_network, run_network_file
+from .onnx import load_network, run_session
 
 #: Bands the network reads, in input order.
 MODEL_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
@@ -197,19 +197,19 @@ _TTA_FLIPS: tuple[tuple[bool, bool, bool], ...] = (
 )
 
 
-def _forward(net: str, tile: np.ndarray, tta: int) -> np.ndarray:
+def _forward(net, tile: np.ndarray, tta: int) -> np.ndarray:
     """Raw network output (5, h/2, w/2) of one padded tile.
 
     With ``tta`` passes (2 to 8), the heat-map logits and sizes are averaged with those of the
     left-right, up-down and both mirrored tiles (2, 3, 4 passes), then of the transposed tile and its
     three mirrors (5 to 8 passes: the eight symmetries of the square); offsets come from the direct pass.
     """
-    out = run_network_file(net, tile[None])[0].copy()
+    out = run_session(net, tile[None])[0].copy()
     for fy, fx, tr in _TTA_FLIPS[: max(int(tta), 1) - 1]:
         t = tile[:, ::-1] if fy else tile
         t = t[:, :, ::-1] if fx else t
         t = t.transpose(0, 2, 1) if tr else t
-        o = run_network_file(net, t[None])[0]
+        o = run_session(net, t[None])[0]
         o = o[[0, 2, 1, 4, 3]].transpose(0, 2, 1) if tr else o  # back to rows x cols, x/y channels swapped back
         o = o[:, ::-1] if fy else o
         o = o[:, :, ::-1] if fx else o
@@ -237,8 +237,7 @@ def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: int = 1)
     path = Path(model) if model is not None else MODEL_PATH
     if not path.is_file():
         raise InputError(f"{path}: vessel model not found; reinstall imgdiff or run training/train_vessels.py")
-    load_network(path)  # a broken model file fails here, with its name
-    net = str(path)
+    net = load_network(path)  # a broken model file fails here, with its name
     _, h, w = x.shape
     hh, wh = (h + 1) // STRIDE, (w + 1) // STRIDE
     heat = np.zeros((hh, wh), np.float32)
