@@ -926,6 +926,11 @@ class SampleEstimate:
     irmad_map : (wa, wb, c0), optional
         IR-MAD fitted on the samples (:attr:`imgdiff.change.IRMAD.linear_map`), applied tile by
         tile by :func:`imgdiff.change.mad_variates`.
+    diff_scales : tuple of float
+        Per band (band order), the robust spread of the normalised after-minus-before
+        reflectance over the samples' clear pixels (:func:`imgdiff.change.difference_scales`):
+        the ``mlp`` features of every tile are scaled by it, as a whole-scene comparison
+        scales them by the scene's own spread.
     """
 
     registration: Registration
@@ -936,10 +941,12 @@ class SampleEstimate:
     chips_registered: int
     log_ratio_eps: tuple[float, ...] = ()
     irmad_map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    diff_scales: tuple[float, ...] = ()
 
-    def apply(self, after: np.ndarray) -> np.ndarray:
-        """Normalise an after stack (bands, rows, cols) to the before scene."""
-        out = np.array(after, np.float32, copy=True)
+    def apply(self, after: np.ndarray, *, copy: bool = True) -> np.ndarray:
+        """Normalise an after stack (bands, rows, cols) to the before scene (in place with
+        ``copy=False`` when ``after`` is float32)."""
+        out = np.array(after, np.float32) if copy else np.asarray(after, np.float32)
         out *= np.asarray(self.gain, np.float32)[:, None, None]
         out += np.asarray(self.offset, np.float32)[:, None, None]
         return out
@@ -988,7 +995,7 @@ def _magnitude(method: str, before: np.ndarray, after: np.ndarray, valid: np.nda
     if method == "mlp":
         model = change.pick_model(names)
         assert model is not None
-        m = change.learned_magnitude(before, after, valid, names, model)
+        m = change.learned_magnitude(before, after, valid, names, model, diff_scales=est.diff_scales or None)
     else:
         surface = change.classical_bands(names)  # as change.change_map: no atmospheric bands
         if len(surface) < len(names):
@@ -1157,12 +1164,14 @@ def estimate_on_samples(
     if bv.shape[2] == 0:
         raise EmptySceneError(f"{before} / {after}: the sample windows share no clear valid pixel")
     norm = normalise(bv, av, np.ones(bv.shape[1:], bool))
-    from .change import classical_bands, irmad, log_ratio_damping
+    from .change import classical_bands, difference_scales, irmad, log_ratio_damping
 
     surface = classical_bands(names)  # the bands of the classical methods, as in imgdiff.change
     eps = log_ratio_damping([np.median(bv[i]) for i in surface])  # as imgdiff.change: from the before date
     est = SampleEstimate(reg, tuple(float(g) for g in norm.gain), tuple(float(o) for o in norm.offset),
                          magnitude_bound(method, len(names)), len(pairs), len(shifts), tuple(float(e) for e in eps))
+    if method == "mlp":
+        est = replace(est, diff_scales=difference_scales(bv, est.apply(av), np.ones(bv.shape[1:], bool)))
     if method == "irmad":
         keep = np.arange(bv.shape[2])
         if keep.size > 200_000:  # as many pixels as irmad() itself samples
@@ -1398,7 +1407,7 @@ def write_change_tiled(
                 return tile, np.full((tile.read[3] - tile.read[1], tile.read[2] - tile.read[0]), np.nan, np.float32)
             moved = warp(a, est.registration, interpolation=WARP_KERNEL) if register else a
             ok = b.valid & moved.valid & ~_excluded(b) & ~_excluded(moved)
-            return tile, _magnitude(method, b.stack(names), est.apply(moved.stack(names)), ok, names, est)
+            return tile, _magnitude(method, b.stack(names), est.apply(moved.stack(names), copy=False), ok, names, est)
 
         if fixed_thr is not None:
             thr = fixed_thr

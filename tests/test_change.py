@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -194,9 +195,35 @@ def test_mlp_prediction_from_feature_planes_equals_the_textbook_network():
         x = x @ w + b
         x = np.maximum(x, 0) if k < len(model.weights) - 1 else 1 / (1 + np.exp(-x))
     expected = x[:, 0].reshape(feats.shape[1:])
+    numpy_only = replace(model, onnx_path=None)
     for chunk in (4096, 1000):  # a last partial chunk
-        assert np.allclose(model.predict(planes, chunk=chunk), expected, atol=2e-5)
-    assert np.allclose(model.predict(feats), expected, atol=2e-5)
+        assert np.allclose(numpy_only.predict(planes, chunk=chunk), expected, atol=2e-5)
+    assert np.allclose(numpy_only.predict(feats), expected, atol=2e-5)
+    assert np.allclose(model.predict(planes), expected, atol=2e-5)  # the shipped ONNX export
+
+
+@pytest.mark.parametrize("bands", [BANDS, ("B02", "B03", "B04", "B08")])
+def test_shipped_change_models_run_their_onnx_export_with_the_numpy_results(bands):
+    from imgdiff.change import _export_session
+
+    model = pick_model(bands)
+    assert model.onnx_path is not None and _export_session(model.onnx_path, model.weights_digest()) is not None
+    rng = np.random.default_rng(1)
+    n = 8192 + 1000  # one full chunk and a partial one
+    planes = [rng.normal(mu, 2 * sd, (n // 8, 8)).astype(np.float32) for mu, sd in zip(model.mean, model.std)]
+    got = model.predict(planes)
+    ref = replace(model, onnx_path=None).predict(planes)
+    assert got.shape == ref.shape == (n // 8, 8)
+    assert np.abs(got - ref).max() < 1e-5
+    assert 0.01 < float((ref > model.threshold).mean()) < 0.99  # both classes present: a real comparison
+
+
+def test_an_onnx_export_of_other_weights_is_ignored():
+    model = pick_model(("B02", "B03", "B04", "B08"))
+    changed = replace(model, biases=(*model.biases[:-1], model.biases[-1] + 3.0))  # export now stale
+    planes = [np.full((4, 4), mu, np.float32) for mu in model.mean]
+    assert np.allclose(changed.predict(planes), replace(changed, onnx_path=None).predict(planes), atol=1e-6)
+    assert not np.allclose(changed.predict(planes), model.predict(planes), atol=1e-3)
 
 
 def test_mlp_without_needed_bands_falls_back_to_irmad():

@@ -214,6 +214,26 @@ def test_tiled_compare_of_a_real_pair_with_bbox_matches_the_whole_scene_path(sha
     assert report["change"]["changed_fraction"] == pytest.approx(whole.statistics()["changed_fraction"], rel=0.2)
 
 
+@pytest.mark.shared_data
+def test_tiled_learned_compare_scales_every_window_alike_and_matches_a_whole_city(shared_data, tmp_path: Path):
+    """Open-sea and city windows get the features' difference scale of the whole raster (measured on
+    sample windows), so 256 px tiles flag what one whole-scene comparison flags (with a scale per
+    window they flagged 45 % more of Beirut, agreeing on 97 % of pixels)."""
+    from .conftest import need
+
+    city = need(shared_data / "oscd" / "beirut")
+    bands = ["B02", "B03", "B04", "B08"]
+    report = compare_tiled(city / "before", city / "after", tmp_path / "out", bands=bands, tile_size=256,
+                           overlap=32, method="mlp")
+    whole = imgdiff.compare(city / "before", city / "after", bands=bands, method="mlp")
+    with rasterio.open(tmp_path / "out" / "change.tif") as ds:
+        mask = ds.read(2) > 0
+    v = whole.change.valid
+    assert report["tiling"]["tiles"] >= 16
+    assert (mask == whole.change.mask)[v].mean() > 0.995
+    assert mask[v].mean() == pytest.approx(whole.change.mask[v].mean(), rel=0.05)
+
+
 def _write_tiled(path: Path, dn: np.ndarray, res: float, block: int = 64, nodata: int | None = 0) -> None:
     with rasterio.open(path, "w", driver="GTiff", width=dn.shape[1], height=dn.shape[0], count=1, dtype="uint16",
                        crs="EPSG:32636", transform=from_origin(600000, 3870000, res, res), tiled=True,

@@ -1,7 +1,8 @@
 """Train the learned change classifier (``method="mlp"``) on the labelled OSCD dev cities.
 
 Reproducible (fixed seeds, deterministic sampling); torch is used for training only,
-inference is numpy (:class:`imgdiff.change.MLPModel`). Steps:
+inference is :class:`imgdiff.change.MLPModel` (ONNX Runtime on the export written beside each
+model, numpy otherwise). Steps:
 
 1. Each labelled city goes through the same pipeline as ``imgdiff compare`` (read,
    align on the before grid, co-register, cloud/shadow masks, radiometric
@@ -11,7 +12,9 @@ inference is numpy (:class:`imgdiff.change.MLPModel`). Steps:
    smoothing and the minimum mapping unit, as in :func:`imgdiff.change.change_map`)
    is kept, and per-city / pooled scores at that threshold are printed.
 3. A final model is trained on all cities with that threshold and written to
-   ``<out-dir>/change_mlp_<bandset>.npz`` (``--out-dir`` defaults to ``imgdiff/models``).
+   ``<out-dir>/change_mlp_<bandset>.npz`` (``--out-dir`` defaults to ``imgdiff/models``), with its
+   ONNX export ``change_mlp_<bandset>.onnx`` (``--export-only`` rewrites the exports of the models
+   already there, without training).
 
 ``--hidden`` sets the hidden layer widths (default 64,32) so that smaller networks can be
 compared like for like; write such trial models elsewhere with ``--out-dir``.
@@ -32,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 import imgdiff
-from imgdiff.change import DEFAULT_MMU_M2, MODEL_DIR, MLPModel, _blur, apply_mmu, change_features
+from imgdiff.change import DEFAULT_MMU_M2, MODEL_DIR, ONNX_DIGEST_KEY, MLPModel, _blur, apply_mmu, change_features
 from imgdiff.data import data_dir
 from imgdiff.evaluate.change import CITIES_LABELLED, read_label, scores
 from imgdiff.radiometry import normalise
@@ -193,6 +196,37 @@ def pooled_at(threshold: float, probs: dict, datas: dict) -> tuple[dict, dict]:
     return per, scores_from_counts(*tot)
 
 
+def export_onnx(model: MLPModel, path: Path) -> None:
+    """Write ``model`` as an ONNX graph that :meth:`imgdiff.change.MLPModel.predict` runs with ONNX Runtime.
+
+    The graph is :meth:`MLPModel.layer_matrices` on pixels as columns: input ``x`` (features,
+    pixels) float32, clipped to [lo, hi], ``MatMul``/``Add``/``Relu`` per hidden layer, ``Sigmoid``
+    at the end, output ``p`` (1, pixels). Its metadata records :meth:`MLPModel.weights_digest`, so a
+    stale export (weights retrained, export not) is ignored at load.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    lo, hi, mats = model.layer_matrices()
+    f = lo.shape[0]
+    inits = [numpy_helper.from_array(lo, "lo"), numpy_helper.from_array(hi, "hi")]
+    nodes = [helper.make_node("Max", ["x", "lo"], ["x_lo"]), helper.make_node("Min", ["x_lo", "hi"], ["h0"])]
+    for k, m in enumerate(mats):
+        last = k == len(mats) - 1
+        inits += [numpy_helper.from_array(np.ascontiguousarray(m[:, :-1]), f"W{k}"),
+                  numpy_helper.from_array(np.ascontiguousarray(m[:, -1:]), f"b{k}")]
+        nodes += [helper.make_node("MatMul", [f"W{k}", f"h{k}"], [f"z{k}"]),
+                  helper.make_node("Add", [f"z{k}", f"b{k}"], [f"a{k}"]),
+                  helper.make_node("Sigmoid" if last else "Relu", [f"a{k}"], ["p" if last else f"h{k + 1}"])]
+    graph = helper.make_graph(nodes, model.name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [f, "n"])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, "n"])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="imgdiff")
+    proto.ir_version = 8  # readable by every onnxruntime imgdiff supports (>= 1.17)
+    helper.set_model_props(proto, {ONNX_DIGEST_KEY: model.weights_digest()})
+    onnx.checker.check_model(proto)
+    path.write_bytes(proto.SerializeToString())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=data_dir() / "oscd")
@@ -211,7 +245,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=SEED,
                     help="seed of pixel sampling and training (default %(default)s; vary it to gauge training noise)")
     ap.add_argument("--no-write", action="store_true", help="only report the leave-one-city-out estimate")
+    ap.add_argument("--export-only", action="store_true",
+                    help="only (re)write the ONNX export of each change_mlp_*.npz in --out-dir")
     args = ap.parse_args()
+    if args.export_only:
+        for p in sorted(args.out_dir.glob("change_mlp_*.npz")):
+            export_onnx(MLPModel.load(p), p.with_suffix(".onnx"))
+            print(f"wrote {p.with_suffix('.onnx')}")
+        return
     sets = ["full", "rgbn"] if args.bandset == "all" else [args.bandset]
     cities = [c for c in CITIES_LABELLED if (args.data / c / "change.tif").is_file()]
     summary = {}
@@ -260,6 +301,7 @@ def main() -> None:
             args.out_dir.mkdir(parents=True, exist_ok=True)
             out = args.out_dir / f"change_mlp_{bs}.npz"
             final.save(out)
+            export_onnx(final, out.with_suffix(".onnx"))
             print(f"[{bs}] wrote {out} ({out.stat().st_size / 1024:.0f} KiB, trained in "
                   f"{summary[bs]['final_seconds']:.0f} s)")
     print(json.dumps({k: {"hidden": v["hidden"], "seed": v["seed"], "threshold": v["threshold"],
