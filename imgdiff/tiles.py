@@ -324,6 +324,15 @@ class StripReader:
         for b in self._strips.values():
             b.same_grid = b.ds.transform == ds.transform and b.ds.shape == ds.shape
 
+    def blocks(self) -> tuple[int, int, int, int] | None:
+        """The finest band file's internal blocks in grid pixels: (width, height, column offset,
+        row offset) as :func:`grid_boxes` takes them; None when the reader reads via
+        :func:`read_window` (another grid)."""
+        if self.offset is None:
+            return None
+        bh, bw = self._finest.ds.block_shapes[self._finest.index - 1]
+        return int(bw), int(bh), self.offset[0], self.offset[1]
+
     def close(self) -> None:
         for ds in self._datasets:
             ds.close()
@@ -952,20 +961,40 @@ class SampleEstimate:
         return out
 
 
-def sample_boxes(shape: tuple[int, int], chip: int = 512) -> list[tuple[int, int, int, int]]:
-    """Five chip boxes (x0, y0, x1, y1): the centre of the grid and the centres of its quadrants."""
+def sample_boxes(shape: tuple[int, int], chip: int = 512, *,
+                 blocks: tuple[int, int, int, int] | None = None) -> list[tuple[int, int, int, int]]:
+    """Five chip boxes (x0, y0, x1, y1): the centre of the grid and the centres of its quadrants
+    (each moved into one source block when ``blocks`` is given, as :func:`grid_boxes` does)."""
     h, w = shape
     cw, ch = min(chip, w), min(chip, h)
     boxes = []
     for fx, fy in ((0.5, 0.5), (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)):
         x0 = int(np.clip(round(fx * w - cw / 2), 0, w - cw))
         y0 = int(np.clip(round(fy * h - ch / 2), 0, h - ch))
+        if blocks is not None:
+            x0, y0 = _snap_to_block(x0, cw, blocks[0], blocks[2], w), _snap_to_block(y0, ch, blocks[1], blocks[3], h)
         boxes.append((x0, y0, x0 + cw, y0 + ch))
     return list(dict.fromkeys(boxes))
 
 
-def grid_boxes(shape: tuple[int, int], chip: int, per_side: int) -> list[tuple[int, int, int, int]]:
-    """``per_side`` x ``per_side`` chip boxes (x0, y0, x1, y1) centred in equal cells of a grid."""
+def _snap_to_block(v0: int, size: int, block: int, offset: int, limit: int) -> int:
+    """Start of a ``size``-pixel run moved (by less than ``size``) inside the block that holds its
+    centre; blocks start at ``k * block - offset``. Unchanged when ``size`` exceeds ``block``."""
+    if size > block:
+        return v0
+    start = ((v0 + size // 2 + offset) // block) * block - offset
+    return int(np.clip(np.clip(v0, start, start + block - size), 0, limit - size))
+
+
+def grid_boxes(shape: tuple[int, int], chip: int, per_side: int, *,
+               blocks: tuple[int, int, int, int] | None = None) -> list[tuple[int, int, int, int]]:
+    """``per_side`` x ``per_side`` chip boxes (x0, y0, x1, y1) centred in equal cells of a grid.
+
+    ``blocks`` = (block width, block height, column offset, row offset), all in grid pixels: the
+    source files' internal blocks span ``[k * width - offset, (k + 1) * width - offset)``. Each
+    box is then moved (by less than a chip) to lie within the block holding its centre, so that
+    reading it decodes one block per band instead of up to four.
+    """
     h, w = shape
     cw, ch = min(chip, w), min(chip, h)
     boxes = []
@@ -973,6 +1002,8 @@ def grid_boxes(shape: tuple[int, int], chip: int, per_side: int) -> list[tuple[i
         for fx in (np.arange(per_side) + 0.5) / per_side:
             x0 = int(np.clip(round(fx * w - cw / 2), 0, w - cw))
             y0 = int(np.clip(round(fy * h - ch / 2), 0, h - ch))
+            if blocks is not None:
+                x0, y0 = _snap_to_block(x0, cw, blocks[0], blocks[2], w), _snap_to_block(y0, ch, blocks[1], blocks[3], h)
             boxes.append((x0, y0, x0 + cw, y0 + ch))
     return list(dict.fromkeys(boxes))
 
@@ -1097,7 +1128,7 @@ def estimate_on_samples(
     def read_both(box: tuple[int, int, int, int]) -> tuple[Scene | None, Scene | None]:
         return _read_pair(pool, rb, ra, box)
 
-    for box in sample_boxes(grid.shape, chip):
+    for box in sample_boxes(grid.shape, chip, blocks=rb.blocks()):
         b, a = read_both(box)
         if b is None or a is None:
             continue
@@ -1143,7 +1174,7 @@ def estimate_on_samples(
     # (equal weight everywhere), so that the statistics represent the whole raster.
     if grid.width * grid.height > 4 * chip * chip:
         pairs = []
-        for box in grid_boxes(grid.shape, RADIOMETRY_CHIP, RADIOMETRY_GRID):
+        for box in grid_boxes(grid.shape, RADIOMETRY_CHIP, RADIOMETRY_GRID, blocks=rb.blocks()):
             b, a = read_both(box)
             if b is None or a is None:
                 continue

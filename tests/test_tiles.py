@@ -51,6 +51,23 @@ def test_tile_cores_partition_the_grid_and_read_windows_hold_them(shape, size, o
     assert (cover == 1).all()
 
 
+@pytest.mark.parametrize("blocks", [(512, 512, 0, 0), (1024, 512, 300, 17)])
+def test_sample_windows_move_into_one_source_block_each(blocks):
+    from imgdiff.tiles import grid_boxes, sample_boxes
+
+    shape = (10980, 10980)
+    bw, bh, ox, oy = blocks
+    for plain, snapped, size in ((grid_boxes(shape, 128, 8), grid_boxes(shape, 128, 8, blocks=blocks), 128),
+                                 (sample_boxes(shape, 512), sample_boxes(shape, 512, blocks=blocks), 512)):
+        assert len(snapped) == len(plain)
+        for (x0, y0, x1, y1), (px0, py0, _, _) in zip(snapped, plain):
+            assert (x1 - x0, y1 - y0) == (size, size)
+            assert 0 <= x0 and x1 <= shape[1] and 0 <= y0 and y1 <= shape[0]
+            assert (x0 + ox) // bw == (x1 - 1 + ox) // bw and (y0 + oy) // bh == (y1 - 1 + oy) // bh  # one block
+            assert abs(x0 - px0) < size and abs(y0 - py0) < size
+    assert grid_boxes((100, 100), 128, 2, blocks=blocks) == grid_boxes((100, 100), 128, 2)  # chips larger than the grid
+
+
 def test_otsu_of_a_histogram_matches_skimage_on_a_bimodal_sample():
     from skimage.filters import threshold_otsu
 
