@@ -608,10 +608,10 @@ class MLPModel:
         if len(planes) != self.mean.size:
             raise ValueError(f"model {self.name} reads {self.mean.size} features, got {len(planes)}")
         shape = planes[0].shape
-        flat = [np.ascontiguousarray(p, dtype=np.float32).reshape(-1) for p in planes]
         session = _export_session(self.onnx_path, self.weights_digest()) if self.onnx_path else None
         if session is not None:
-            return _predict_session(session, flat).reshape(shape)
+            return _predict_session(session, planes).reshape(shape)
+        flat = [np.ascontiguousarray(p, dtype=np.float32).reshape(-1) for p in planes]
         n, f = flat[0].size, len(flat)
         lo, hi, mats = self.layer_matrices()
         chunk = max(1, min(chunk, n))
@@ -687,19 +687,22 @@ def _export_session(path: str, digest: str):
     return session if session.get_modelmeta().custom_metadata_map.get(ONNX_DIGEST_KEY) == digest else None
 
 
-def _predict_session(session, flat: Sequence[np.ndarray], chunk: int = ONNX_CHUNK) -> np.ndarray:
-    """Probabilities of ``n`` pixels from an :class:`MLPModel` export; ``flat`` holds one (n,)
-    float32 array per feature. Pixels go in as columns of a (features, chunk) buffer."""
-    n, f = flat[0].size, len(flat)
+def _predict_session(session, planes: Sequence[np.ndarray], chunk: int = ONNX_CHUNK) -> np.ndarray:
+    """Probabilities from an :class:`MLPModel` export, one per pixel of the feature ``planes``
+    (all of one shape; views of larger arrays are read in place, not copied whole). Rows of
+    pixels, about ``chunk`` pixels at a time, go in as columns of a (features, pixels) buffer."""
+    planes = [p.reshape(p.shape[0], -1) if p.ndim > 1 else p.reshape(1, -1) for p in planes]
+    (h, w), f = planes[0].shape, len(planes)
     name = session.get_inputs()[0].name
-    out = np.empty(n, np.float32)
-    buf = np.empty((f, min(chunk, n)), np.float32)
-    for s in range(0, n, chunk):
-        e = min(s + chunk, n)
-        x = buf if e - s == buf.shape[1] else np.empty((f, e - s), np.float32)
-        for k, p in enumerate(flat):
-            x[k] = p[s:e]
-        out[s:e] = session.run(None, {name: x})[0][0]
+    out = np.empty((h, w), np.float32)
+    step = max(1, chunk // max(w, 1))
+    buf = np.empty((f, min(step, h) * w), np.float32)
+    for r0 in range(0, h, step):
+        r1 = min(r0 + step, h)
+        x = buf if (r1 - r0) * w == buf.shape[1] else np.empty((f, (r1 - r0) * w), np.float32)
+        for k, p in enumerate(planes):
+            x[k].reshape(r1 - r0, w)[...] = p[r0:r1]
+        out[r0:r1] = session.run(None, {name: x})[0][0].reshape(r1 - r0, w)
     return out
 
 
@@ -720,10 +723,14 @@ def pick_model(bands: Sequence[str]) -> MLPModel | None:
 
 
 def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray, bands: Sequence[str],
-                        model: MLPModel, *, diff_scales: Sequence[float] | None = None) -> np.ndarray:
+                        model: MLPModel, *, diff_scales: Sequence[float] | None = None,
+                        region: tuple[slice, slice] | None = None) -> np.ndarray:
     """Change probability (rows, cols) from ``model`` over the pair's features (smoothed, NaN outside valid).
 
     ``diff_scales``: per band of ``bands``, see :func:`feature_planes` (default: measured on this pair).
+    ``region`` (row and column slices of the arrays, unit steps): return the probability of that
+    part only, equal to the whole array's there; the features still see the whole arrays (their
+    spatial context), the network runs on the region and the smoothing kernel's reach around it.
     """
     ix = [list(bands).index(n) for n in model.bands]
     # the model's bands as views when they are consecutive (as in every stack imgdiff builds), else copies
@@ -733,16 +740,30 @@ def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray
                                    diff_scales=scales)
     if tuple(names) != model.feature_names:
         raise ValueError("change model was trained on other features; retrain with training/train_change.py")
-    p = model.predict(planes)
+    if region is None:
+        p = model.predict(planes)
+        if model.smooth_sigma > 0:
+            p = _blur(p, model.smooth_sigma)
+        p[~valid] = np.nan
+        return p
+    rows, cols = region
+    h, w = planes[0].shape
+    # OpenCV's Gaussian kernel for float images spans round(8 sigma + 1) | 1 pixels
+    pad = (int(round(8 * model.smooth_sigma + 1)) | 1) // 2 if model.smooth_sigma > 0 else 0
+    r0, r1 = max(rows.start - pad, 0), min(rows.stop + pad, h)
+    c0, c1 = max(cols.start - pad, 0), min(cols.stop + pad, w)
+    p = model.predict([q[r0:r1, c0:c1] for q in planes])
     if model.smooth_sigma > 0:
         p = _blur(p, model.smooth_sigma)
-    p[~valid] = np.nan
+    p = p[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0]
+    p[~valid[rows, cols]] = np.nan
     return p
 
 
 # --------------------------------------------------------------------------- the change map
 def learned_magnitude(before: np.ndarray, after: np.ndarray, valid: np.ndarray, bands: Sequence[str],
-                      model: MLPModel, *, diff_scales: Sequence[float] | None = None) -> np.ndarray:
+                      model: MLPModel, *, diff_scales: Sequence[float] | None = None,
+                      region: tuple[slice, slice] | None = None) -> np.ndarray:
     """Change probability of the learned model, capped at its threshold where reflectance hardly moved.
 
     The model sees context and ratios: on dark water and around small objects it can call change
@@ -754,9 +775,13 @@ def learned_magnitude(before: np.ndarray, after: np.ndarray, valid: np.ndarray, 
     ----------
     before, after : ndarray, shape (bands, rows, cols)
         Reflectance, ``after`` already normalised to ``before``.
+    diff_scales, region
+        As :func:`learned_probability` (with ``region`` the result is that part's).
     """
-    prob = learned_probability(before, after, valid, bands, model, diff_scales=diff_scales)
+    prob = learned_probability(before, after, valid, bands, model, diff_scales=diff_scales, region=region)
     surface = [i for i, n in enumerate(bands) if n not in ATMOSPHERIC_BANDS] or list(range(len(bands)))
+    if region is not None:
+        before, after = before[:, region[0], region[1]], after[:, region[0], region[1]]
     rms = cva_magnitude(before[surface], after[surface]) / np.sqrt(len(surface))
     return np.where(rms > MIN_CHANGE_REFLECTANCE, prob, np.minimum(prob, model.threshold)).astype(np.float32)
 

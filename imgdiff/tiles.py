@@ -1018,16 +1018,23 @@ def _excluded(scene: Scene) -> np.ndarray:
 
 
 def _magnitude(method: str, before: np.ndarray, after: np.ndarray, valid: np.ndarray, names: Sequence[str],
-               est: SampleEstimate) -> np.ndarray:
+               est: SampleEstimate, region: tuple[slice, slice] | None = None) -> np.ndarray:
     """Per-pixel change magnitude of a normalised pair (NaN outside ``valid``), by the functions of
-    :mod:`imgdiff.change` with the statistics ``est`` measured once on the whole raster."""
+    :mod:`imgdiff.change` with the statistics ``est`` measured once on the whole raster; of the
+    ``region`` (row and column slices) only, when given (``mlp``: its features still see the whole
+    arrays)."""
     from . import change
 
     if method == "mlp":
         model = change.pick_model(names)
         assert model is not None
-        m = change.learned_magnitude(before, after, valid, names, model, diff_scales=est.diff_scales or None)
+        m = change.learned_magnitude(before, after, valid, names, model, diff_scales=est.diff_scales or None,
+                                     region=region)
+        if region is not None:
+            valid = valid[region]
     else:
+        if region is not None:  # the classical magnitudes are per pixel
+            before, after, valid = before[:, region[0], region[1]], after[:, region[0], region[1]], valid[region]
         surface = change.classical_bands(names)  # as change.change_map: no atmospheric bands
         if len(surface) < len(names):
             before, after = before[surface], after[surface]
@@ -1431,22 +1438,33 @@ def write_change_tiled(
                 for tile in tiles:
                     yield tile, *_read_pair(pool, rb, ra, tile.read)
 
-        def magnitude(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray]:
-            """Magnitude of a tile's whole read window (NaN where not assessed)."""
+        def magnitude(item: tuple[Tile, Scene | None, Scene | None], margin: int) -> tuple[Tile, np.ndarray, tuple]:
+            """Magnitude (NaN where not assessed) of a tile's core grown by ``margin`` pixels within
+            its read window (the features and masks see the whole window), and the core's slices in it."""
             tile, b, a = item
+            rows, cols = tile.core_slices
+            h, w = tile.read[3] - tile.read[1], tile.read[2] - tile.read[0]
+            region = (slice(max(rows.start - margin, 0), min(rows.stop + margin, h)),
+                      slice(max(cols.start - margin, 0), min(cols.stop + margin, w)))
+            core = (slice(rows.start - region[0].start, rows.stop - region[0].start),
+                    slice(cols.start - region[1].start, cols.stop - region[1].start))
             if b is None or a is None:
-                return tile, np.full((tile.read[3] - tile.read[1], tile.read[2] - tile.read[0]), np.nan, np.float32)
+                shape = (region[0].stop - region[0].start, region[1].stop - region[1].start)
+                return tile, np.full(shape, np.nan, np.float32), core
             moved = warp(a, est.registration, interpolation=WARP_KERNEL) if register else a
             ok = b.valid & moved.valid & ~_excluded(b) & ~_excluded(moved)
-            return tile, _magnitude(method, b.stack(names), est.apply(moved.stack(names), copy=False), ok, names, est)
+            after_n = est.apply(moved.stack(names), copy=False)
+            return tile, _magnitude(method, b.stack(names), after_n, ok, names, est, region), core
 
         if fixed_thr is not None:
             thr = fixed_thr
 
             def one_pass(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray, np.ndarray]:
-                tile, m = magnitude(item)
-                rows, cols = tile.core_slices
-                return tile, m[rows, cols], mask_of(m, thr)[rows, cols]
+                # A changed region smaller than the mapping unit that touches the core lies within
+                # mmu_px - 1 pixels of it, its neighbours within mmu_px: the core's mask is the same
+                # from the core grown by mmu_px as from the whole read window.
+                tile, m, core = magnitude(item, mmu_px)
+                return tile, m[core], mask_of(m, thr)[core]
 
             with rasterio.open(path, "w", **profile) as ds:
                 for tile, m, changed in map_bounded(one_pass, read_tiles(), workers):
@@ -1464,9 +1482,8 @@ def write_change_tiled(
                                 blockysize=256, BIGTIFF="YES")
 
             def pass1(item: tuple[Tile, Scene | None, Scene | None]) -> tuple[Tile, np.ndarray]:
-                tile, m = magnitude(item)
-                rows, cols = tile.core_slices
-                return tile, m[rows, cols]
+                tile, m, core = magnitude(item, 0)
+                return tile, m[core]
 
             for tile, core in map_bounded(pass1, read_tiles(), workers):
                 mag.write(core, 1, window=tile.core_window)

@@ -218,6 +218,22 @@ def test_shipped_change_models_run_their_onnx_export_with_the_numpy_results(band
     assert 0.01 < float((ref > model.threshold).mean()) < 0.99  # both classes present: a real comparison
 
 
+def test_learned_magnitude_of_a_region_equals_the_whole_arrays_there():
+    """Tiles ask for their core (plus a margin) only: same values, features still see the context."""
+    from imgdiff.change import learned_magnitude
+
+    before, after, _ = _pair()
+    valid = np.ones(before.shape[1:], bool)
+    valid[:5, :7] = False
+    model = pick_model(BANDS)
+    whole = learned_magnitude(before, after, valid, BANDS, model)
+    h, w = whole.shape
+    for region in [(slice(3, 20), slice(0, w)), (slice(10, h - 4), slice(6, w - 9)), (slice(0, h), slice(0, w))]:
+        part = learned_magnitude(before, after, valid, BANDS, model, region=region)
+        assert part.shape == whole[region].shape
+        assert np.allclose(part, whole[region], atol=1e-6, equal_nan=True)
+
+
 def test_an_onnx_export_of_other_weights_is_ignored():
     model = pick_model(("B02", "B03", "B04", "B08"))
     changed = replace(model, biases=(*model.biases[:-1], model.biases[-1] + 3.0))  # export now stale
