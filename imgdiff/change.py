@@ -26,7 +26,6 @@ from .radiometry import (
     drop_small_regions,
     even_subsample,
     normalise,
-    normalised_difference,
     sampled_median,
 )
 from .scene import Scene
@@ -394,6 +393,16 @@ def difference_scales(before: np.ndarray, after: np.ndarray, valid: np.ndarray) 
     return tuple(_robust_scale(after[i] - before[i], valid) for i in range(before.shape[0]))
 
 
+def _nd_or_zero(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)`` of finite float32 arrays, 0 where ``a + b <= 0``."""
+    s = a + b
+    out = a - b
+    pos = s > 0
+    np.divide(out, s, out=out, where=pos)
+    out[~pos] = 0
+    return out
+
+
 #: Feature sets :func:`change_features` computes (a model records the one it was trained on).
 FEATURE_SETS = ("v1", "v2")
 
@@ -479,14 +488,17 @@ def feature_planes(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     zmag = np.sqrt(zsq, out=zsq)
 
     def indices(x: np.ndarray) -> dict[str, np.ndarray]:
-        out = {
-            "ndvi": normalised_difference(x[ix["B08"]], x[ix["B04"]]),
-            "ndwi": normalised_difference(x[ix["B03"]], x[ix["B08"]]),
-            "bright": x[[ix[k] for k in ("B02", "B03", "B04", "B08")]].mean(0),
-        }
+        # x is finite here: a normalised difference is 0 where its denominator is not positive
+        # (as nan_to_num of imgdiff.radiometry.normalised_difference), brightness the band mean
+        bright = x[ix["B02"]] + x[ix["B03"]]
+        bright += x[ix["B04"]]
+        bright += x[ix["B08"]]
+        bright /= np.float32(4)
+        out = {"ndvi": _nd_or_zero(x[ix["B08"]], x[ix["B04"]]), "ndwi": _nd_or_zero(x[ix["B03"]], x[ix["B08"]]),
+               "bright": bright}
         if "B11" in ix:
-            out["ndbi"] = normalised_difference(x[ix["B11"]], x[ix["B08"]])
-        return {k: np.nan_to_num(v, nan=0.0, copy=False) for k, v in out.items()}
+            out["ndbi"] = _nd_or_zero(x[ix["B11"]], x[ix["B08"]])
+        return out
 
     ib, ia = indices(b), indices(a)
     idiff = {}
