@@ -111,8 +111,26 @@ def water_mask(scene: Scene) -> np.ndarray:
 def _cloud_probability_rules(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     """(thick cloud, thin cloud/cirrus) boolean masks from spectral rules."""
     _require(scene, ["B02", "B03", "B04", "B08"])
-    b, g, r, n = (scene.bands[k] for k in ("B02", "B03", "B04", "B08"))
     s1, s2, ci = _band(scene, "B11"), _band(scene, "B12"), _band(scene, "B10")
+    # Every rule but the cirrus one needs blue above 0.2: they are evaluated on those pixels only
+    # (few on a clear scene), element by element as on the whole arrays.
+    cand = scene.bands["B02"] > 0.2
+    thick, thin = np.zeros(scene.shape, bool), np.zeros(scene.shape, bool)
+    if cand.any():
+        b, g, r, n = (scene.bands[k][cand] for k in ("B02", "B03", "B04", "B08"))
+        thick[cand], thin[cand] = _cloud_rules(b, g, r, n, *(None if x is None else x[cand] for x in (s1, s2)))
+    if ci is not None:
+        # cirrus band (1375 nm) sees only high ice clouds; the ground is absorbed by water
+        # vapour (except over very dry, bright ground, hence the blue-band condition)
+        with np.errstate(invalid="ignore"):
+            thin |= (ci > 0.015) & (scene.bands["B02"] > 0.12)
+    return thick & scene.valid, thin & scene.valid
+
+
+def _cloud_rules(b: np.ndarray, g: np.ndarray, r: np.ndarray, n: np.ndarray, s1: np.ndarray | None,
+                 s2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Thick and thin cloud rules of :func:`_cloud_probability_rules` on arrays of reflectance
+    (B02 B03 B04 B08, B11 and B12 or None), any one shape."""
     with np.errstate(invalid="ignore"):
         vis = (b + g + r) / 3.0
         # whiteness: visible bands close to each other (Zhu & Woodcock 2012, Fmask)
@@ -131,11 +149,7 @@ def _cloud_probability_rules(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         thin = (hot > 0.08) & (b > 0.2) & (b >= r) & (white < 0.3) & flat
         if s1 is not None:
             thin &= s1 < n
-        if ci is not None:
-            # cirrus band (1375 nm) sees only high ice clouds; the ground is absorbed by water
-            # vapour (except over very dry, bright ground, hence the blue-band condition)
-            thin |= (ci > 0.015) & (b > 0.12)
-    return thick & scene.valid, thin & scene.valid
+    return thick, thin
 
 
 def even_subsample(v: np.ndarray, max_samples: int = 200_000) -> np.ndarray:
