@@ -440,7 +440,8 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
 
 def feature_planes(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
                    bands: Sequence[str], feature_set: str = "v1", *,
-                   diff_scales: Sequence[float] | None = None) -> tuple[list[str], list[np.ndarray]]:
+                   diff_scales: Sequence[float] | None = None,
+                   fill: tuple[Sequence[float], Sequence[float]] | None = None) -> tuple[list[str], list[np.ndarray]]:
     """The features of :func:`change_features` as a list of (rows, cols) float32 planes, not stacked.
 
     Planes that are plain inputs (each band before, after and their difference) are views, not
@@ -448,7 +449,8 @@ def feature_planes(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     a (features, rows, cols) stack. ``diff_scales`` (one per band, reflectance) replaces the
     robust spread of each band's differences measured on these arrays (:func:`difference_scales`)
     by one measured elsewhere: a tiled comparison measures it once on sample windows of the
-    whole raster, so that every window is scaled alike.
+    whole raster, so that every window is scaled alike. ``fill`` (before and after values per
+    band) likewise replaces the valid pixels' medians that invalid pixels are filled with.
     """
     bands = list(bands)
     for need in ("B02", "B03", "B04", "B08"):
@@ -460,11 +462,13 @@ def feature_planes(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     a = np.asarray(after, dtype=np.float32)
     ok = valid & np.all(np.isfinite(b), 0) & np.all(np.isfinite(a), 0)
     bad = ~ok
+    if fill is not None and not (len(fill[0]) == len(fill[1]) == len(bands)):
+        raise ValueError(f"fill values for {len(fill[0])} and {len(fill[1])} bands, not {len(bands)}")
     if bad.any():  # own copies, with invalid pixels filled (nothing to copy when every pixel is valid)
         b, a = b.copy(), a.copy()
         for i in range(b.shape[0]):
-            b[i][bad] = sampled_median(b[i], ok)
-            a[i][bad] = sampled_median(a[i], ok)
+            b[i][bad] = sampled_median(b[i], ok) if fill is None else fill[0][i]
+            a[i][bad] = sampled_median(a[i], ok) if fill is None else fill[1][i]
     ix = {n: i for i, n in enumerate(bands)}
     names: list[str] = []
     planes: list[np.ndarray] = []
@@ -736,10 +740,12 @@ def pick_model(bands: Sequence[str]) -> MLPModel | None:
 
 def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray, bands: Sequence[str],
                         model: MLPModel, *, diff_scales: Sequence[float] | None = None,
+                        fill: tuple[Sequence[float], Sequence[float]] | None = None,
                         region: tuple[slice, slice] | None = None) -> np.ndarray:
     """Change probability (rows, cols) from ``model`` over the pair's features (smoothed, NaN outside valid).
 
-    ``diff_scales``: per band of ``bands``, see :func:`feature_planes` (default: measured on this pair).
+    ``diff_scales``, ``fill``: per band of ``bands``, see :func:`feature_planes` (default: measured
+    on this pair).
     ``region`` (row and column slices of the arrays, unit steps): return the probability of that
     part only, equal to the whole array's there; the features still see the whole arrays (their
     spatial context), the network runs on the region and the smoothing kernel's reach around it.
@@ -748,8 +754,9 @@ def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray
     # the model's bands as views when they are consecutive (as in every stack imgdiff builds), else copies
     take = slice(ix[0], ix[-1] + 1) if ix == list(range(ix[0], ix[0] + len(ix))) else ix
     scales = None if diff_scales is None else [diff_scales[i] for i in ix]
+    fills = None if fill is None else ([fill[0][i] for i in ix], [fill[1][i] for i in ix])
     names, planes = feature_planes(before[take], after[take], valid, model.bands, model.feature_set,
-                                   diff_scales=scales)
+                                   diff_scales=scales, fill=fills)
     if tuple(names) != model.feature_names:
         raise ValueError("change model was trained on other features; retrain with training/train_change.py")
     if region is None:
@@ -775,6 +782,7 @@ def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray
 # --------------------------------------------------------------------------- the change map
 def learned_magnitude(before: np.ndarray, after: np.ndarray, valid: np.ndarray, bands: Sequence[str],
                       model: MLPModel, *, diff_scales: Sequence[float] | None = None,
+                      fill: tuple[Sequence[float], Sequence[float]] | None = None,
                       region: tuple[slice, slice] | None = None) -> np.ndarray:
     """Change probability of the learned model, capped at its threshold where reflectance hardly moved.
 
@@ -787,10 +795,11 @@ def learned_magnitude(before: np.ndarray, after: np.ndarray, valid: np.ndarray, 
     ----------
     before, after : ndarray, shape (bands, rows, cols)
         Reflectance, ``after`` already normalised to ``before``.
-    diff_scales, region
+    diff_scales, fill, region
         As :func:`learned_probability` (with ``region`` the result is that part's).
     """
-    prob = learned_probability(before, after, valid, bands, model, diff_scales=diff_scales, region=region)
+    prob = learned_probability(before, after, valid, bands, model, diff_scales=diff_scales, fill=fill,
+                               region=region)
     surface = [i for i, n in enumerate(bands) if n not in ATMOSPHERIC_BANDS] or list(range(len(bands)))
     if region is not None:
         before, after = before[:, region[0], region[1]], after[:, region[0], region[1]]

@@ -940,6 +940,10 @@ class SampleEstimate:
         reflectance over the samples' clear pixels (:func:`imgdiff.change.difference_scales`):
         the ``mlp`` features of every tile are scaled by it, as a whole-scene comparison
         scales them by the scene's own spread.
+    fill : (tuple of float, tuple of float)
+        Per band, the medians of the before and the normalised after reflectance over the
+        samples' clear pixels: the values the ``mlp`` features of every tile give to pixels
+        they cannot use (a whole-scene comparison takes the scene's medians).
     """
 
     registration: Registration
@@ -951,6 +955,7 @@ class SampleEstimate:
     log_ratio_eps: tuple[float, ...] = ()
     irmad_map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     diff_scales: tuple[float, ...] = ()
+    fill: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def apply(self, after: np.ndarray, *, copy: bool = True) -> np.ndarray:
         """Normalise an after stack (bands, rows, cols) to the before scene (in place with
@@ -1029,7 +1034,7 @@ def _magnitude(method: str, before: np.ndarray, after: np.ndarray, valid: np.nda
         model = change.pick_model(names)
         assert model is not None
         m = change.learned_magnitude(before, after, valid, names, model, diff_scales=est.diff_scales or None,
-                                     region=region)
+                                     fill=est.fill, region=region)
         if region is not None:
             valid = valid[region]
     else:
@@ -1209,7 +1214,9 @@ def estimate_on_samples(
     est = SampleEstimate(reg, tuple(float(g) for g in norm.gain), tuple(float(o) for o in norm.offset),
                          magnitude_bound(method, len(names)), len(pairs), len(shifts), tuple(float(e) for e in eps))
     if method == "mlp":
-        est = replace(est, diff_scales=difference_scales(bv, est.apply(av), np.ones(bv.shape[1:], bool)))
+        an = est.apply(av)
+        est = replace(est, diff_scales=difference_scales(bv, an, np.ones(bv.shape[1:], bool)),
+                      fill=(tuple(float(np.median(v)) for v in bv), tuple(float(np.median(v)) for v in an)))
     if method == "irmad":
         keep = np.arange(bv.shape[2])
         if keep.size > 200_000:  # as many pixels as irmad() itself samples
