@@ -1598,7 +1598,10 @@ def compare_tiled(
             "change": res.statistics,
             "tiling": {"tile_size": res.tile_size, "overlap": overlap, "tiles": res.tiles, "workers": workers,
                        "gain": list(res.estimate.gain), "offset": list(res.estimate.offset), "sample_windows": res.estimate.chips,
-                       "sample_windows_registered": res.estimate.chips_registered},
+                       "sample_windows_registered": res.estimate.chips_registered,
+                       "difference_scales": list(res.estimate.diff_scales),
+                       "fill": None if res.estimate.fill is None else {
+                           "before": list(res.estimate.fill[0]), "after": list(res.estimate.fill[1])}},
         })
 
     write_outputs(out, {

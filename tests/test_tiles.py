@@ -247,6 +247,10 @@ def test_tiled_learned_compare_scales_every_window_alike_and_matches_a_whole_cit
         mask = ds.read(2) > 0
     v = whole.change.valid
     assert report["tiling"]["tiles"] >= 16
+    tiling = report["tiling"]  # the whole-raster statistics every tile used, for the record
+    assert len(tiling["difference_scales"]) == len(bands) and all(0 < x < 0.2 for x in tiling["difference_scales"])
+    assert all(len(tiling["fill"][d]) == len(bands) and all(0 < x < 1 for x in tiling["fill"][d])
+               for d in ("before", "after"))
     assert (mask == whole.change.mask)[v].mean() > 0.995
     assert mask[v].mean() == pytest.approx(whole.change.mask[v].mean(), rel=0.05)
 
