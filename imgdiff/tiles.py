@@ -1345,9 +1345,10 @@ def write_change_tiled(
     The mapping-unit test near a core's edge then reads this tile's own magnitude in the
     overlap (computed with ``overlap`` - unit pixels of context instead of the full context).
 
-    Differences from the whole-scene path: the normalisation is fitted on sample windows
-    (not on the whole overlap), and spatial filters of the ``mlp`` features and the
-    cloud-shadow search see only the tile's read window.
+    Differences from the whole-scene path: the normalisation, and the ``mlp`` features'
+    difference scales and fill values, are measured on sample windows (not on the whole
+    overlap), and spatial filters of the ``mlp`` features and the cloud-shadow search see
+    only the tile's read window.
 
     Parameters
     ----------
