@@ -17,6 +17,8 @@ Usage (torch and onnx are training-only dependencies)::
     # after a detector change (decoding, test-time passes): re-score the saved fold models, re-pool
     # (the pooled table picks the default threshold: best F1 with |count error| <= 15 %, key "selected"):
     nice python training/train_vessels.py --cv --no-final --rescore --cv-iters 3000 --cv-dir /tmp/cv
+    # the same folds with another seed (--seed, default the shipped model's), e.g. for a two-network ensemble:
+    nice python training/train_vessels.py --cv --no-final --cv-iters 3000 --cv-dir /tmp/cv_s7 --seed 7
     # one fold, keeping its model:
     nice python training/train_vessels.py --holdout genoa --iters 3000 --out /tmp/genoa.onnx
     # the second stage (rescorer) is trained on the fold models' out-of-fold candidates afterwards, and
@@ -298,12 +300,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest on a loaded 2-core machine: 2 threads oversubscribe)")
+    ap.add_argument("--seed", type=int, default=SEED,
+                    help=f"torch and sampling seed (default {SEED}, the shipped model's; another seed for ensembles)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = args.data or data_dir() / "sen2ships"
     dirs = scene_dirs(root)
     names = [d.name for d in dirs]
-    meta: dict = {"seed": SEED, "iters": args.iters, "cv_iters": args.cv_iters or args.iters, "crop": CROP, "bands": list(MODEL_BANDS), "ports": names}
+    meta: dict = {"seed": args.seed, "iters": args.iters, "cv_iters": args.cv_iters or args.iters, "crop": CROP, "bands": list(MODEL_BANDS), "ports": names}
 
     cv_dir = args.cv_dir
     folds = ([f for f in args.folds.split(",") if f] if args.folds else names) if args.cv else (
@@ -312,10 +316,11 @@ def main() -> None:
         t0 = time.time()
         print(f"fold: hold out {hold}", flush=True)
         saved = cv_dir / f"{hold}.onnx" if cv_dir else None
-        if args.rescore and saved is not None and saved.is_file():
+        rescored = bool(args.rescore and saved is not None and saved.is_file())
+        if rescored:
             res = eval_port(saved, root / hold)  # re-score a saved fold model with the current detector
         else:
-            net = train(load_ports([n for n in names if n != hold], root), args.cv_iters or args.iters, SEED)
+            net = train(load_ports([n for n in names if n != hold], root), args.cv_iters or args.iters, args.seed)
             with tempfile.TemporaryDirectory() as td:
                 p = args.out if args.holdout else (saved or Path(td) / "fold.onnx")
                 p.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +331,13 @@ def main() -> None:
               f"({time.time() - t0:.0f} s)", flush=True)
         if cv_dir:
             cv_dir.mkdir(parents=True, exist_ok=True)
-            (cv_dir / f"{hold}.json").write_text(json.dumps({str(t): r.to_dict() for t, r in res.items()}, indent=1))
+            fold_json = cv_dir / f"{hold}.json"
+            # the seed the saved fold model was trained with (a re-score keeps the recorded one)
+            seed = json.loads(fold_json.read_text()).get("seed") if rescored and fold_json.is_file() else args.seed
+            fold = {str(t): r.to_dict() for t, r in res.items()}
+            if seed is not None:
+                fold["seed"] = seed
+            fold_json.write_text(json.dumps(fold, indent=1))
     if cv_dir and cv_dir.is_dir():
         meta["leave_one_port_out"] = summarise_cv(cv_dir)
     if folds and (args.holdout or args.no_final):
@@ -341,7 +352,7 @@ def main() -> None:
         print(f"merged the leave-one-port-out summary of {cv_dir} into {meta_path}")
         return
     print(f"final model on {', '.join(names)}", flush=True)
-    net = train(load_ports(names, root), args.iters, SEED)
+    net = train(load_ports(names, root), args.iters, args.seed)
     export(net, args.out)
     meta["params"] = int(sum(p.numel() for p in net.parameters()))
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
