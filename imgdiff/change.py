@@ -759,14 +759,8 @@ def learned_probability(before: np.ndarray, after: np.ndarray, valid: np.ndarray
                                    diff_scales=scales, fill=fills)
     if tuple(names) != model.feature_names:
         raise ValueError("change model was trained on other features; retrain with training/train_change.py")
-    if region is None:
-        p = model.predict(planes)
-        if model.smooth_sigma > 0:
-            p = _blur(p, model.smooth_sigma)
-        p[~valid] = np.nan
-        return p
-    rows, cols = region
     h, w = planes[0].shape
+    rows, cols = region if region is not None else (slice(0, h), slice(0, w))
     # OpenCV's Gaussian kernel for float images spans round(8 sigma + 1) | 1 pixels
     pad = (int(round(8 * model.smooth_sigma + 1)) | 1) // 2 if model.smooth_sigma > 0 else 0
     r0, r1 = max(rows.start - pad, 0), min(rows.stop + pad, h)
