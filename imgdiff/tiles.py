@@ -1210,13 +1210,14 @@ def estimate_on_samples(
     from .change import classical_bands, difference_scales, irmad, log_ratio_damping
 
     surface = classical_bands(names)  # the bands of the classical methods, as in imgdiff.change
-    eps = log_ratio_damping([np.median(bv[i]) for i in surface])  # as imgdiff.change: from the before date
+    med_before = tuple(float(np.median(v)) for v in bv)  # per band, over the samples' clear pixels
+    eps = log_ratio_damping([med_before[i] for i in surface])  # as imgdiff.change: from the before date
     est = SampleEstimate(reg, tuple(float(g) for g in norm.gain), tuple(float(o) for o in norm.offset),
                          magnitude_bound(method, len(names)), len(pairs), len(shifts), tuple(float(e) for e in eps))
     if method == "mlp":
         an = est.apply(av)
         est = replace(est, diff_scales=difference_scales(bv, an, np.ones(bv.shape[1:], bool)),
-                      fill=(tuple(float(np.median(v)) for v in bv), tuple(float(np.median(v)) for v in an)))
+                      fill=(med_before, tuple(float(np.median(v)) for v in an)))
     if method == "irmad":
         keep = np.arange(bv.shape[2])
         if keep.size > 200_000:  # as many pixels as irmad() itself samples
