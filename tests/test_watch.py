@@ -217,6 +217,17 @@ def test_local_dask_cluster_gives_the_same_table_as_synchronous(site: Path, tmp_
     assert dist.rows == sync.rows
 
 
+def test_local_worker_processes_keep_their_heap_between_scenes_and_one_thread_each():
+    from imgdiff.watch import WORKER_MALLOC_ENV, _worker_environ
+
+    env = _worker_environ()
+    # dask's own MALLOC_TRIM_THRESHOLD_=65536 would hand every temporary back to the system
+    assert int(env["MALLOC_TRIM_THRESHOLD_"]) >= 64 * 2**20
+    assert int(env["MALLOC_MMAP_THRESHOLD_"]) == 32 * 2**20  # glibc's largest accepted value
+    assert all(env[k] == v for k, v in WORKER_MALLOC_ENV.items())
+    assert env.get("OMP_NUM_THREADS") == "1"
+
+
 def test_cli_watch_json_reports_failed_scenes_and_exit_code(site: Path, tmp_path: Path):
     out = tmp_path / "out"
     r = CliRunner().invoke(cli, ["watch", str(site / "watch.yaml"), "-o", str(out), "--scheduler", "synchronous",
