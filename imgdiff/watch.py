@@ -1032,6 +1032,7 @@ def _worker_environ() -> dict[str, Any]:
     freed memory beyond its peak. The single-thread settings (``OMP_NUM_THREADS`` ...) stay.
     """
     import dask
+    import distributed  # noqa: F401  (registers distributed's configuration defaults)
 
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     env.update(WORKER_MALLOC_ENV)

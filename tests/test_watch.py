@@ -225,7 +225,7 @@ def test_local_worker_processes_keep_their_heap_between_scenes_and_one_thread_ea
     assert int(env["MALLOC_TRIM_THRESHOLD_"]) >= 64 * 2**20
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) == 32 * 2**20  # glibc's largest accepted value
     assert all(env[k] == v for k, v in WORKER_MALLOC_ENV.items())
-    assert env.get("OMP_NUM_THREADS") == "1"
+    assert str(env.get("OMP_NUM_THREADS")) == "1"
 
 
 def test_cli_watch_json_reports_failed_scenes_and_exit_code(site: Path, tmp_path: Path):
