@@ -1,7 +1,7 @@
 """Scale benchmarks (issue 9), run by hand; prints figures, asserts nothing.
 
     python benchmarks/scale.py fulltile [--size 10980] [--method METHOD] [--tta 8] [--no-screen] [--workdir ...]
-    python benchmarks/scale.py watch [--scenes 50] [--chip 384] [--workers 1,2]
+    python benchmarks/scale.py watch [--scenes 50] [--chip 384] [--workers 1,2,4]
 
 ``fulltile`` builds a synthetic full Sentinel-2 tile pair (10 m B02 B03 B04 B08 at size x size,
 20 m B11 B12 at size/2) by mirror-padding the real OSCD Beirut bands (before and after dates)
@@ -24,9 +24,10 @@ tile: the network sees about half of its area (marked blocks plus 48 px context,
 
 ``watch`` cuts ``--scenes`` chips out of the real sen2ships and OSCD scenes (each a dated band
 folder, with small shifts), writes a manifest and times ``imgdiff.watch.run_watch`` on a dask
-LocalCluster with 1 and 2 worker processes (fresh output folder each, so nothing is cached),
-``--repeat`` times interleaved, and prints the median wall times and their ratio. Every local
-worker gets one core (OpenCV and BLAS single-threaded), whatever the number of workers.
+LocalCluster with 1, 2 and 4 worker processes (4 on 2 cores are oversubscribed; fresh output folder
+each, so nothing is cached), ``--repeat`` times interleaved, and prints the median wall times and
+their ratios. Every local worker gets one core (OpenCV and BLAS single-threaded), whatever the number
+of workers.
 Run with ``nice``: the machine is shared.
 """
 
@@ -237,7 +238,7 @@ def main() -> None:
     w = sub.add_parser("watch")
     w.add_argument("--scenes", type=int, default=50)
     w.add_argument("--chip", type=int, default=384)
-    w.add_argument("--workers", default="1,2")
+    w.add_argument("--workers", default="1,2,4")
     w.add_argument("--repeat", type=int, default=3, help="runs per worker count (the median is reported)")
     w.add_argument("--workdir", default="/tmp/imgdiff-scale")
     args = p.parse_args()
