@@ -296,6 +296,14 @@ def resolve_detector(name: str) -> Callable:
 
 
 @lru_cache(maxsize=2)
+def _reference_grid(path: str, bands: tuple[str, ...] | None, bbox: tuple | None) -> Any:
+    """The reference's grid, once per worker process (every task of a run shares it)."""
+    from .tiles import work_grid
+
+    return work_grid(path, bands, bbox)
+
+
+@lru_cache(maxsize=2)
 def _reference_scene(path: str, bands: tuple[str, ...] | None, bbox: tuple | None) -> Any:
     from .io.read import read_scene
 
@@ -382,11 +390,10 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     from rasterio.warp import transform as warp_transform
 
     from .grid import Grid
-    from .tiles import work_grid
     from .zones import WGS84, assign_zones, zone_masks, zones_from_geojson
 
     try:
-        ref_grid = work_grid(params.reference, params.bands, params.bbox)
+        ref_grid = _reference_grid(params.reference, params.bands, params.bbox)
     except ImgdiffError as e:
         raise InputError(f"reference scene {params.reference}: {' '.join(str(e).split())}") from None
     if ref_grid.width * ref_grid.height > TILED_ABOVE_PX:

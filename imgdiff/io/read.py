@@ -105,8 +105,9 @@ def find_band_sources(path: str | Path, bands: Sequence[str] | None = None) -> l
             f"{p}: unknown band layout: no Sentinel-2 band files found "
             "(expected B02.tif, *_B02.tif, *_B02_(Raw).tiff, a SAFE granule or a multi-band GeoTIFF)"
         )
-    # Several files for one band (SAFE L2A keeps B02 at 10, 20 and 60 m): take the finest.
-    sources = [BandSource(n, min(fs, key=_resolution_of)) for n, fs in found.items()]
+    # Several files for one band (SAFE L2A keeps B02 at 10, 20 and 60 m): take the finest (a file is
+    # opened for its resolution only then).
+    sources = [BandSource(n, fs[0] if len(fs) == 1 else min(fs, key=_resolution_of)) for n, fs in found.items()]
     return sorted(sources, key=lambda s: band_sort_key(s.name))
 
 
