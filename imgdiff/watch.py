@@ -29,11 +29,12 @@ import datetime as _dt
 import hashlib
 import importlib
 import io
+import itertools
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -927,28 +928,29 @@ def run_watch(
         raise InputError(f"reference scene {ref_path}: {' '.join(str(e).split())}") from None
     t0 = time.perf_counter()
     results: dict[str, dict] = {}
-    todo: list[tuple[SceneEntry, str]] = []
-    n_cached = 0
-    for entry in manifest.scenes:
-        try:
-            key = scene_key(entry, params, ref_hash)
-        except (ImgdiffError, OSError) as e:
-            results[entry.id] = {"id": entry.id, "date": entry.date.isoformat(), "path": entry.path,
-                                 "status": "error", "error": " ".join(str(e).split())}
-            if on_scene:
-                on_scene(results[entry.id], False)
-            continue
-        hit = cache / f"{key}.json"
-        if hit.is_file():
-            try:
-                results[entry.id] = json.loads(hit.read_text(encoding="utf-8"))
-                n_cached += 1
+    counts = {"cached": 0, "computed": 0}
+
+    def pending() -> Iterator[tuple[SceneEntry, str]]:
+        """Scenes still to compute, as their keys come in; cached and unreadable scenes are recorded here."""
+        for entry, key, error in _scene_keys(manifest.scenes, params, ref_hash):
+            if key is None:
+                results[entry.id] = {"id": entry.id, "date": entry.date.isoformat(), "path": entry.path,
+                                     "status": "error", "error": error}
                 if on_scene:
-                    on_scene(results[entry.id], True)
+                    on_scene(results[entry.id], False)
                 continue
-            except ValueError:
-                hit.unlink()
-        todo.append((entry, key))
+            hit = cache / f"{key}.json"
+            if hit.is_file():
+                try:
+                    results[entry.id] = json.loads(hit.read_text(encoding="utf-8"))
+                    counts["cached"] += 1
+                    if on_scene:
+                        on_scene(results[entry.id], True)
+                    continue
+                except ValueError:
+                    hit.unlink()
+            counts["computed"] += 1
+            yield entry, key
 
     def done(entry_key: tuple[SceneEntry, str], res: dict) -> None:
         entry, key = entry_key
@@ -959,7 +961,7 @@ def run_watch(
         if on_scene:
             on_scene(res, False)
 
-    engine = _run_tasks(todo, params, done, scheduler=scheduler, workers=workers, processes=processes)
+    engine = _run_tasks(pending(), params, done, scheduler=scheduler, workers=workers, processes=processes)
     ordered = tuple(results[s.id] for s in manifest.scenes)
     default_cls = DETECTOR_CLASSES.get(manifest.detector)
     rows = tuple(tidy_rows(ordered, [default_cls] if default_cls else []))
@@ -972,8 +974,8 @@ def run_watch(
                     "detections": len(r.get("detections", [])), "seconds": r.get("seconds")} for r in ordered],
         "scenes_ok": sum(r["status"] == "ok" for r in ordered),
         "scenes_failed": sum(r["status"] != "ok" for r in ordered),
-        "scenes_cached": n_cached,
-        "scenes_computed": len(todo),
+        "scenes_cached": counts["cached"],
+        "scenes_computed": counts["computed"],
         "slots": [{"id": s.id, "object_class": s.cls, "zone": s.zone, "x_px": s.x, "y_px": s.y,
                    **slot_runs(s, order)} for s in slots],
         "seconds": round(time.perf_counter() - t0, 3),
@@ -1046,15 +1048,47 @@ def _worker_environ() -> dict[str, Any]:
     return env
 
 
-def _run_tasks(todo: Sequence[tuple[SceneEntry, str]], params: WatchParams,
+#: Threads that compute the scenes' cache keys ahead of the tasks (file reads and hashlib release the GIL).
+KEY_THREADS = 2
+
+
+def _scene_keys(entries: Sequence[SceneEntry], params: WatchParams, ref_hash: str,
+                threads: int = KEY_THREADS) -> Iterator[tuple[SceneEntry, str | None, str | None]]:
+    """``(entry, cache key, None)`` or ``(entry, None, error)`` for each scene, in manifest order.
+
+    The keys hash every input file (:func:`content_hash`): a few threads compute them ahead,
+    so that hashing overlaps with starting the cluster and with the first scenes' work instead
+    of delaying both.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imgdiff-key")
+    try:
+        futures = [pool.submit(scene_key, e, params, ref_hash) for e in entries]
+        for entry, f in zip(entries, futures):
+            try:
+                yield entry, f.result(), None
+            except (ImgdiffError, OSError) as e:
+                yield entry, None, " ".join(str(e).split())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_tasks(todo: Iterable[tuple[SceneEntry, str]], params: WatchParams,
                done: Callable[[tuple[SceneEntry, str], dict], None], *, scheduler: str | None, workers: int,
                processes: bool) -> dict[str, Any]:
-    """Run :func:`process_scene` over ``todo`` on dask; call ``done`` in this thread as each finishes."""
+    """Run :func:`process_scene` over ``todo`` on dask; call ``done`` in this thread as each finishes.
+
+    ``todo`` may be a lazy iterator: the engine starts with its first item and each further
+    item is submitted as it comes.
+    """
+    items = iter(todo)
     if scheduler == "synchronous":
-        for item in todo:
+        for item in items:
             done(item, process_scene(item[0], params))
         return {"scheduler": "synchronous", "workers": 1}
-    if not todo:
+    first = next(items, None)
+    if first is None:
         return {"scheduler": scheduler or "none (all cached)", "workers": 0}
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -1075,10 +1109,12 @@ def _run_tasks(todo: Sequence[tuple[SceneEntry, str]], params: WatchParams,
             client.run(_one_thread_per_worker)
         n_workers = len(client.scheduler_info().get("workers", {}))
         futures = {}
-        for entry, key in todo:
+        finished = as_completed()
+        for entry, key in itertools.chain([first], items):
             f = client.submit(process_scene, entry, params, key=f"imgdiff-watch-{key}", pure=True)
             futures[f] = (entry, key)
-        for f in as_completed(list(futures)):
+            finished.add(f)
+        for f in finished:
             entry, key = futures[f]
             try:
                 res = f.result()

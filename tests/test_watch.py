@@ -187,17 +187,19 @@ def test_rerun_skips_finished_scenes_and_interrupted_run_leaves_no_partial_file(
     out = tmp_path / "out"
     seen = []
 
-    def interrupt_at_third(result, cached):  # 1: the missing scene, 2-3: the first two computed
-        seen.append(result["id"])
+    def interrupt_at_third(result, cached):
+        seen.append(result["status"])
         if len(seen) == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run_watch(m, out, scheduler="synchronous", on_scene=interrupt_at_third)
     assert not (out / "counts.csv").exists() and not list(out.glob("**/*.part"))
-    assert len(list((out / ".cache").glob("*.json"))) == 2  # finished scenes were kept
+    n_ok = seen.count("ok")
+    assert n_ok >= 2 and len(list((out / ".cache").glob("*.json"))) == n_ok  # finished scenes were kept
     res = run_watch(m, out, scheduler="synchronous")
-    assert res.summary["scenes_cached"] == 2 and res.summary["scenes_computed"] == 3
+    # five scenes have files to hash (d4 is missing): the finished ones are reused, the rest computed
+    assert res.summary["scenes_cached"] == n_ok and res.summary["scenes_computed"] == 5 - n_ok
     with pytest.raises(OutputError):  # outputs of a finished run need --overwrite
         run_watch(m, out, scheduler="synchronous")
     again = run_watch(m, out, scheduler="synchronous", overwrite=True)
