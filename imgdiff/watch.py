@@ -33,6 +33,7 @@ import itertools
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -961,40 +962,46 @@ def run_watch(
         if on_scene:
             on_scene(res, False)
 
-    engine = _run_tasks(pending(), params, done, scheduler=scheduler, workers=workers, processes=processes)
-    ordered = tuple(results[s.id] for s in manifest.scenes)
-    default_cls = DETECTOR_CLASSES.get(manifest.detector)
-    rows = tuple(tidy_rows(ordered, [default_cls] if default_cls else []))
-    slots = tuple(track_slots(ordered, radius_px=radius_px))
-    order = [r["id"] for r in ordered]
-    summary = {
-        "imgdiff_version": __version__, "site": manifest.site, "manifest": manifest.source,
-        "reference": ref_path, "detector": manifest.detector, "engine": engine,
-        "scenes": [{"id": r["id"], "date": r["date"], "path": r["path"], "status": r["status"], "error": r.get("error"),
-                    "detections": len(r.get("detections", [])), "seconds": r.get("seconds")} for r in ordered],
-        "scenes_ok": sum(r["status"] == "ok" for r in ordered),
-        "scenes_failed": sum(r["status"] != "ok" for r in ordered),
-        "scenes_cached": counts["cached"],
-        "scenes_computed": counts["computed"],
-        "slots": [{"id": s.id, "object_class": s.cls, "zone": s.zone, "x_px": s.x, "y_px": s.y,
-                   **slot_runs(s, order)} for s in slots],
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    det_dir = out / "detections"
-    det_dir.mkdir(exist_ok=True)
-    for r in ordered:
-        if r["status"] == "ok":
-            with atomic_path(det_dir / f"{r['id']}.geojson") as p:
-                p.write_text(json.dumps(detections_geojson(r), separators=(",", ":")) + "\n", encoding="utf-8")
-    occ = occupancy_rows(slots, ordered)
-    write_outputs(out, {
-        "counts.csv": lambda p: write_csv(p, rows, COLUMNS),
-        "counts.parquet": lambda p: write_parquet(p, rows),
-        "occupancy.csv": lambda p: write_csv(p, occ, OCCUPANCY_COLUMNS),
-        "timeline.png": lambda p: plot_timeline(p, rows, slots, ordered, title=f"{manifest.site}: objects per zone"),
-        "summary.json": lambda p: write_json(p, summary),
-    })
-    return WatchResult(ordered, rows, slots, summary)
+    closing: list[threading.Thread] = []  # a local cluster shuts down while the tables are written
+    try:
+        engine = _run_tasks(pending(), params, done, scheduler=scheduler, workers=workers, processes=processes,
+                            closing=closing)
+        ordered = tuple(results[s.id] for s in manifest.scenes)
+        default_cls = DETECTOR_CLASSES.get(manifest.detector)
+        rows = tuple(tidy_rows(ordered, [default_cls] if default_cls else []))
+        slots = tuple(track_slots(ordered, radius_px=radius_px))
+        order = [r["id"] for r in ordered]
+        summary = {
+            "imgdiff_version": __version__, "site": manifest.site, "manifest": manifest.source,
+            "reference": ref_path, "detector": manifest.detector, "engine": engine,
+            "scenes": [{"id": r["id"], "date": r["date"], "path": r["path"], "status": r["status"], "error": r.get("error"),
+                        "detections": len(r.get("detections", [])), "seconds": r.get("seconds")} for r in ordered],
+            "scenes_ok": sum(r["status"] == "ok" for r in ordered),
+            "scenes_failed": sum(r["status"] != "ok" for r in ordered),
+            "scenes_cached": counts["cached"],
+            "scenes_computed": counts["computed"],
+            "slots": [{"id": s.id, "object_class": s.cls, "zone": s.zone, "x_px": s.x, "y_px": s.y,
+                       **slot_runs(s, order)} for s in slots],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        det_dir = out / "detections"
+        det_dir.mkdir(exist_ok=True)
+        for r in ordered:
+            if r["status"] == "ok":
+                with atomic_path(det_dir / f"{r['id']}.geojson") as p:
+                    p.write_text(json.dumps(detections_geojson(r), separators=(",", ":")) + "\n", encoding="utf-8")
+        occ = occupancy_rows(slots, ordered)
+        write_outputs(out, {
+            "counts.csv": lambda p: write_csv(p, rows, COLUMNS),
+            "counts.parquet": lambda p: write_parquet(p, rows),
+            "occupancy.csv": lambda p: write_csv(p, occ, OCCUPANCY_COLUMNS),
+            "timeline.png": lambda p: plot_timeline(p, rows, slots, ordered, title=f"{manifest.site}: objects per zone"),
+            "summary.json": lambda p: write_json(p, summary),
+        })
+        return WatchResult(ordered, rows, slots, summary)
+    finally:
+        for t in closing:
+            t.join()
 
 
 def _one_thread_per_worker() -> None:
@@ -1076,11 +1083,13 @@ def _scene_keys(entries: Sequence[SceneEntry], params: WatchParams, ref_hash: st
 
 def _run_tasks(todo: Iterable[tuple[SceneEntry, str]], params: WatchParams,
                done: Callable[[tuple[SceneEntry, str], dict], None], *, scheduler: str | None, workers: int,
-               processes: bool) -> dict[str, Any]:
+               processes: bool, closing: list[threading.Thread] | None = None) -> dict[str, Any]:
     """Run :func:`process_scene` over ``todo`` on dask; call ``done`` in this thread as each finishes.
 
     ``todo`` may be a lazy iterator: the engine starts with its first item and each further
-    item is submitted as it comes.
+    item is submitted as it comes. With ``closing`` (a list), a run that finished shuts its
+    client and local cluster down in a thread appended to it (the caller joins it once its
+    own work is done); an interrupted run shuts them down before returning.
     """
     items = iter(todo)
     if scheduler == "synchronous":
@@ -1093,6 +1102,7 @@ def _run_tasks(todo: Iterable[tuple[SceneEntry, str]], params: WatchParams,
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
+    finished_all = False
     if scheduler:
         client = Client(scheduler)
     else:
@@ -1122,13 +1132,22 @@ def _run_tasks(todo: Iterable[tuple[SceneEntry, str]], params: WatchParams,
                 res = {"id": entry.id, "date": entry.date.isoformat(), "path": entry.path, "status": "error",
                        "error": f"task failed: {type(e).__name__}: {' '.join(str(e).split())}"}
             done((entry, key), res)
+        finished_all = True
         if scheduler:
             return {"scheduler": scheduler, "workers": n_workers}
         return {"scheduler": "LocalCluster", "workers": n_workers, "processes": processes}
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        if finished_all and closing is not None:
+            closing.append(threading.Thread(target=_shut_down, args=(client, cluster), name="imgdiff-dask-close"))
+            closing[-1].start()
+        else:
+            _shut_down(client, cluster)
+
+
+def _shut_down(client: Any, cluster: Any) -> None:
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 __all__ = [
