@@ -318,3 +318,68 @@ def test_dev_port_scaling_is_inferred_and_irrelevant(shared_data):
     np.testing.assert_allclose(a.boxes, b.boxes, atol=0.5)
     s = pool([score("a", a.boxes, a.scores, read_gt(d))])
     assert s.recall >= 0.7
+
+
+# ------------------------------------------------------------------------------------------
+# models that read B11 (10 input channels)
+# ------------------------------------------------------------------------------------------
+def _tiny_b11_model(path) -> None:
+    """A 10-channel network (2x2 convolution, stride 2) whose centre logit is 4 * B11 - 6:
+    a spot brighter in B11 than the scene's 99th percentile is a vessel, nothing else is."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.zeros((5, 10, 2, 2), np.float32)
+    w[0, 4] = 1.0  # 4 taps of the B11 channel, 1.0 each: logit 4 * B11 (normalised)
+    b = np.array([-6.0, 0.0, 0.0, math.log(8.0), math.log(8.0)], np.float32)  # 8 x 8 px boxes
+    node = helper.make_node("Conv", ["x", "w", "b"], ["maps"], kernel_shape=[2, 2], strides=[2, 2])
+    graph = helper.make_graph(
+        [node], "b11", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10, "h", "w"])],
+        [helper.make_tensor_value_info("maps", TensorProto.FLOAT, [1, 5, "h2", "w2"])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def _b11_scene(with_b11: bool) -> Scene:
+    """Flat water in the 10 m bands; one 4 x 4 px target bright in B11 only, at rows/cols 30-34."""
+    h = w = 64
+    bands = {b: np.full((h, w), v, np.float32) for b, v in zip(("B02", "B03", "B04", "B08"), WATER)}
+    if with_b11:
+        swir = np.full((h, w), 0.01, np.float32)
+        swir[30:34, 30:34] = 0.3
+        bands["B11"] = swir
+    return Scene(bands, UTM, TRANSFORM, np.ones((h, w), bool))
+
+
+def test_model_bands_follow_the_input_channel_count(tmp_path):
+    from imgdiff.detect.vessels import MODEL_BANDS, model_bands
+
+    path = tmp_path / "b11.onnx"
+    _tiny_b11_model(path)
+    assert model_bands() == MODEL_BANDS == ("B02", "B03", "B04", "B08")  # the shipped model: 8 channels
+    assert model_bands(path) == (*MODEL_BANDS, "B11")
+
+
+def test_a_b11_model_reads_b11_and_works_without_it(tmp_path):
+    from imgdiff.detect.vessels import MODEL_BANDS, run_network
+    from imgdiff.errors import InputError
+
+    path = tmp_path / "b11.onnx"
+    _tiny_b11_model(path)
+    bands = (*MODEL_BANDS, "B11")
+    x = vessel_input(_b11_scene(True), bands=bands)
+    assert x.shape == (10, 64, 64)
+    np.testing.assert_array_equal(x[5:, 0, 0], [1, 1, 1, 1, 1])
+    x0 = vessel_input(_b11_scene(False), bands=bands)
+    np.testing.assert_array_equal(x0[5:, 0, 0], [1, 1, 1, 1, 0])  # B11 missing: flagged, filled
+    np.testing.assert_allclose(x0[4], x0[:4].mean(axis=0), atol=1e-6)
+    with pytest.raises(InputError, match="10 input channels"):
+        run_network(vessel_input(_b11_scene(True)), path)  # an 8-channel input for a 10-channel model
+    kw = {"model": path, "method": "cnn", "rescore": False, "tta": 1, "water_px": None, "min_score": 0.5}
+    dets = detect_vessels(_b11_scene(True), **kw)
+    assert len(dets) == 1  # the target seen in B11 only
+    cx, cy = (dets.boxes[0, 0] + dets.boxes[0, 2]) / 2, (dets.boxes[0, 1] + dets.boxes[0, 3]) / 2
+    assert abs(cx - 32) <= 2.5 and abs(cy - 32) <= 2.5  # the tiny model has no sub-cell offsets
+    assert len(detect_vessels(_b11_scene(False), **kw)) == 0  # without B11 it runs, and sees nothing

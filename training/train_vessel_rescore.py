@@ -26,6 +26,8 @@ Usage::
     # out-of-fold network maps of each port from the saved fold models, cached in --cache, then the
     # nested table (about 1.5 min on one core):
     nice python training/train_vessel_rescore.py --extract --cv-dir /tmp/vb/cv3000 --cache /tmp/vr
+    # fold models that read B11 too (train_vessels.py --bands B02,B03,B04,B08,B11): the same command;
+    # each model's input (8 or 10 channels) follows its bands (imgdiff.detect.vessels.model_bands)
     # nested leave-one-port-out table only:
     nice python training/train_vessel_rescore.py --cache /tmp/vr
     # the same, then train on all ports and write the rescorer and the model card's "selected" entry:
@@ -53,6 +55,7 @@ from imgdiff.detect.vessels import (  # noqa: E402
     RESCORE_PATH,
     VesselMaps,
     decode_maps,
+    model_bands,
     near_water,
     run_network,
     vessel_input,
@@ -75,7 +78,7 @@ THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 def extract_maps(port_dir: Path, model: Path, out: Path, tta: int = 8) -> None:
     """Cache the out-of-fold network maps of one port (fold model trained without it) as npz."""
     scene = read_scene(port_dir)
-    maps = run_network(vessel_input(scene), model, tta=tta)
+    maps = run_network(vessel_input(scene, bands=model_bands(model)), model, tta=tta)  # 8 or 10 channels
     np.savez_compressed(out, heat=maps.heat, offset=maps.offset, log_size=maps.log_size)
 
 

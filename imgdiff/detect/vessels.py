@@ -5,7 +5,7 @@ heat map with box sizes, trained on ``sen2ships`` by ``training/train_vessels.py
 shipped as ONNX in ``imgdiff/detect/models/vessels.onnx`` and run on CPU with
 ONNX Runtime (:mod:`imgdiff.detect.onnx`). Its input is normalised per scene (log of each band over
 its 99th percentile), so it does not depend on the absolute scaling of the
-digital numbers, and it accepts any subset of B02, B03, B04 and B08 (missing
+digital numbers, and it accepts any subset of B02, B03, B04 and B08 (and B11 for a 10-channel model; missing
 bands are replaced by the mean of the present ones and flagged).
 
 The heat map is averaged over the eight mirrored and transposed versions of the image
@@ -46,8 +46,10 @@ from . import vessel_features as vf
 from .base import Detection, Detections, sorted_detections
 from .onnx import load_network, run_session
 
-#: Bands the network reads, in input order.
+#: Bands the network reads, in input order (the shipped 8-channel model: 4 bands + 4 presence flags).
 MODEL_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+#: Bands a model may read after :data:`MODEL_BANDS`, in input order (a 10-channel model reads B11 too).
+EXTRA_BANDS: tuple[str, ...] = ("B11",)
 #: Acquisition time of each 10 m band relative to B02, in seconds (MSI focal-plane layout).
 BAND_TIME_S: dict[str, float] = {"B02": 0.0, "B08": 0.264, "B03": 0.527, "B04": 1.005}
 #: Output stride of the network (heat-map cell = STRIDE x STRIDE input pixels).
@@ -155,36 +157,61 @@ def normalise_band(band: np.ndarray, levels: tuple[float, float] | None = None) 
     return out.astype(np.float32)
 
 
-def vessel_input(scene: Scene, levels: dict[str, tuple[float, float]] | None = None) -> np.ndarray:
+def vessel_input(scene: Scene, levels: dict[str, tuple[float, float]] | None = None,
+                 bands: tuple[str, ...] = MODEL_BANDS) -> np.ndarray:
     """The network input of a scene.
 
     ``levels`` (band name -> (low, reference), :func:`band_levels`) replaces the scene's own
     percentiles for the bands it names (one normalisation for all windows of a large scene).
+    ``bands`` are the bands the model reads, in input order (:func:`model_bands`); the first four
+    are always B02, B03, B04, B08.
 
     Returns
     -------
-    ndarray (8, rows, cols) float32
-        Channels 0-3: normalised B02, B03, B04, B08 (a missing band is the mean of
-        the present ones); channels 4-7: 1 where the band is present, else 0.
+    ndarray (2 * len(bands), rows, cols) float32
+        Channels 0 to n-1: the normalised bands (a missing band is the mean of the present ones);
+        channels n to 2n-1: 1 where the band is present, else 0 (n = ``len(bands)``, 4 or 5).
 
     Raises
     ------
     BandError
-        If the scene has none of B02, B03, B04, B08.
+        If the scene has none of ``bands``.
     """
-    present = [b for b in MODEL_BANDS if b in scene.bands]
+    present = [b for b in bands if b in scene.bands]
     if not present:
         raise BandError(
-            f"vessel detection needs at least one of {', '.join(MODEL_BANDS)}; the scene has "
+            f"vessel detection needs at least one of {', '.join(bands)}; the scene has "
             f"{', '.join(scene.bands) or 'no bands'}"
         )
     chans = {b: normalise_band(scene.bands[b], (levels or {}).get(b)) for b in present}
     fill = np.mean([chans[b] for b in present], axis=0).astype(np.float32)
-    x = np.empty((2 * len(MODEL_BANDS), *scene.shape), np.float32)
-    for i, b in enumerate(MODEL_BANDS):
+    nb = len(bands)
+    x = np.empty((2 * nb, *scene.shape), np.float32)
+    for i, b in enumerate(bands):
         x[i] = chans.get(b, fill)
-        x[len(MODEL_BANDS) + i] = 1.0 if b in chans else 0.0
+        x[nb + i] = 1.0 if b in chans else 0.0
     return x
+
+
+def model_bands(model: str | Path | None = None) -> tuple[str, ...]:
+    """The bands a vessel network reads, from its input channel count (two channels per band).
+
+    8 channels: :data:`MODEL_BANDS` (B02 B03 B04 B08); 10 channels: those and B11.
+
+    Raises
+    ------
+    InputError
+        If the model file is missing, unreadable, or has another channel count.
+    """
+    path = Path(model) if model is not None else MODEL_PATH
+    if not path.is_file():
+        raise InputError(f"{path}: vessel model not found; reinstall imgdiff or run training/train_vessels.py")
+    ch = load_network(path).get_inputs()[0].shape[1]
+    options = {2 * (len(MODEL_BANDS) + k): MODEL_BANDS + EXTRA_BANDS[:k] for k in range(len(EXTRA_BANDS) + 1)}
+    if ch not in options:
+        raise InputError(f"{path}: vessel model has {ch} input channels; expected one of "
+                         f"{', '.join(str(c) for c in sorted(options))}")
+    return options[ch]
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +254,8 @@ def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: int = 1)
 
     Parameters
     ----------
-    x : ndarray (8, rows, cols)
+    x : ndarray (2 * bands, rows, cols)
+        From :func:`vessel_input` with the model's bands (:func:`model_bands`).
     model : path, optional
         ONNX model; default the shipped one.
     tta : int
@@ -238,6 +266,10 @@ def run_network(x: np.ndarray, model: str | Path | None = None, *, tta: int = 1)
     if not path.is_file():
         raise InputError(f"{path}: vessel model not found; reinstall imgdiff or run training/train_vessels.py")
     net = load_network(path)  # a broken model file fails here, with its name
+    ch = net.get_inputs()[0].shape[1]
+    if isinstance(ch, int) and ch != x.shape[0]:
+        raise InputError(f"{path}: vessel model reads {ch} input channels, the input has {x.shape[0]} "
+                         "(build it with vessel_input(scene, bands=model_bands(model)))")
     _, h, w = x.shape
     hh, wh = (h + 1) // STRIDE, (w + 1) // STRIDE
     heat = np.zeros((hh, wh), np.float32)
@@ -562,7 +594,8 @@ def detect_vessels(
     Parameters
     ----------
     scene : Scene
-        Any subset of B02, B03, B04, B08 on a ~10 m grid, any linear scaling of reflectance.
+        Any subset of B02, B03, B04, B08 (and B11 for a model that reads it, :func:`model_bands`) on a
+        ~10 m grid, any linear scaling of reflectance.
     zones : Zones, optional
         Keep only vessels whose centroid lies in a zone, labelled with its name.
     min_score : float, optional
@@ -614,7 +647,7 @@ def detect_vessels(
     water = water_mask(scene)
     net_scores = None
     if use_cnn:
-        x = vessel_input(scene, levels)
+        x = vessel_input(scene, levels, model_bands(model))
         maps = run_network(x, model, tta=tta)
         boxes, scores = decode_maps(maps, min_score=RESCORE_LOW if use_rescore else min_score, shape=scene.shape)
         bright = x[:4].mean(axis=0)
