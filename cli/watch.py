@@ -48,8 +48,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 @bbox_opt
 @click.option("--scheduler", metavar="ADDRESS",
               help="dask scheduler to use (tcp://host:8786); default a local cluster; 'synchronous' for no dask.")
-@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
-              help="Workers of the local dask cluster.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Workers of the local dask cluster, one core each.  [default: one per core]")
 @click.option("--threads", is_flag=True, help="Local workers as threads of this process instead of processes.")
 @click.option("--no-coregister", is_flag=True, help="Do not co-register scenes to the reference.")
 @click.option("--min-score", type=click.FloatRange(0, 1), help="Drop detections scoring below this.")
@@ -58,7 +58,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 @overwrite_opt
 @json_opt
 def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | None, reference: str | None,
-              bands: list[str] | None, bbox: tuple | None, scheduler: str | None, workers: int, threads: bool,
+              bands: list[str] | None, bbox: tuple | None, scheduler: str | None, workers: int | None, threads: bool,
               no_coregister: bool, min_score: float | None, match_radius: float, overwrite: bool,
               as_json: bool) -> None:
     """Detect and count objects per zone on every dated scene of MANIFEST (YAML or CSV).

@@ -869,7 +869,7 @@ def run_watch(
     *,
     reference: str | None = None,
     scheduler: str | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     processes: bool = True,
     register: bool = True,
     min_score: float | None = None,
@@ -891,8 +891,9 @@ def run_watch(
         Address of a running dask scheduler (``tcp://host:8786``); ``"synchronous"`` runs
         the tasks one by one in this process (tests, debugging); default a new
         ``LocalCluster`` of ``workers`` single-threaded workers.
-    workers : int
-        Workers of the local cluster.
+    workers : int, optional
+        Workers of the local cluster (single-threaded each); default one per core this process
+        may use (:func:`usable_cores`).
     processes : bool
         Local workers as processes (default) or threads of this process.
     register : bool
@@ -964,8 +965,8 @@ def run_watch(
 
     closing: list[threading.Thread] = []  # a local cluster shuts down while the tables are written
     try:
-        engine = _run_tasks(pending(), params, done, scheduler=scheduler, workers=workers, processes=processes,
-                            closing=closing)
+        engine = _run_tasks(pending(), params, done, scheduler=scheduler, workers=workers or usable_cores(),
+                            processes=processes, closing=closing)
         ordered = tuple(results[s.id] for s in manifest.scenes)
         default_cls = DETECTOR_CLASSES.get(manifest.detector)
         rows = tuple(tidy_rows(ordered, [default_cls] if default_cls else []))
@@ -1002,6 +1003,16 @@ def run_watch(
     finally:
         for t in closing:
             t.join()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system reports it)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def _one_thread_per_worker() -> None:
@@ -1153,5 +1164,5 @@ def _shut_down(client: Any, cluster: Any) -> None:
 __all__ = [
     "COLUMNS", "DETECTORS", "Manifest", "SceneEntry", "Slot", "WatchParams", "WatchResult", "content_hash",
     "detections_geojson", "occupancy_rows", "pick_reference", "plot_timeline", "process_scene", "read_manifest",
-    "resolve_detector", "run_watch", "scene_key", "slot_runs", "tidy_rows", "track_slots", "write_parquet",
+    "resolve_detector", "run_watch", "scene_key", "slot_runs", "tidy_rows", "track_slots", "usable_cores", "write_parquet",
 ]

@@ -243,6 +243,17 @@ def test_cli_watch_json_reports_failed_scenes_and_exit_code(site: Path, tmp_path
     assert r.exit_code == 2 and "no such manifest" in r.stderr
 
 
+def test_cli_watch_local_cluster_has_one_worker_per_usable_core_by_default(site: Path, tmp_path: Path):
+    import os
+
+    from imgdiff.watch import usable_cores
+
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+    r = CliRunner().invoke(cli, ["watch", str(site / "watch.yaml"), "-o", str(tmp_path / "out"), "--threads", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["engine"] == {"scheduler": "LocalCluster", "workers": usable_cores(), "processes": False}
+
+
 def test_sigterm_becomes_keyboard_interrupt_so_cleanup_runs():
     import os
     import signal
