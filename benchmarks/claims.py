@@ -35,7 +35,9 @@ honolulu marseille`` about 15 min on 2 busy cores.
 The expected verdicts of each variant are derived from its truth (what it hides where), never from
 what the code outputs. Without ``--variant`` the run is the default one (exactly as before).
 
-Prints one line per claim (expected / got) and the fraction of right verdicts.
+Prints one line per claim (expected / got, counts before -> after and, when any, the undecided objects of the
+zone before/after: weak detections whose place cannot be compared between the dates, see
+:class:`imgdiff.match.Reconciled`) and the fraction of right verdicts.
 """
 
 from __future__ import annotations
@@ -398,8 +400,10 @@ def run_case(name: str, case: Path, v: Variant, *, honest: bool, quiet: bool) ->
         ok = vd.verdict in exp.split("|")
         out.append((vd.claim.id, ok))
         if not (quiet and ok):
+            und = (f", undecided {vd.undecided_before}/{vd.undecided_after}"
+                   if getattr(vd, "undecided_before", 0) or getattr(vd, "undecided_after", 0) else "")
             print(f"  {'ok ' if ok else 'BAD'} {vd.claim.id:22s} expected {exp:12s} got {vd.verdict:12s} "
-                  f"({vd.count_before} -> {vd.count_after}; {vd.reasons[-1][:90]})")
+                  f"({vd.count_before} -> {vd.count_after}{und}; {vd.reasons[-1][:90]})")
     return out
 
 

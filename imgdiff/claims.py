@@ -42,7 +42,10 @@ Rules (see :func:`evaluate_claim`):
   two dates meets a failed co-registration (reliability below
   :data:`MIN_REGISTRATION_RELIABILITY` or uncertainty above
   :data:`MAX_REGISTRATION_UNCERTAINTY_PX`); or when a verdict resting on absence concerns
-  objects shorter than the detector's measured limit (``min_length_m`` below it).
+  objects shorter than the detector's measured limit (``min_length_m`` below it); or when the verdict
+  would change if the zone's *undecided* objects were real: weak detections on a date the claim depends
+  on whose place cannot be compared with the other date (in a cloud's hazy rim, or hidden there;
+  :class:`imgdiff.match.Reconciled`). Counts stay those of the confirmed objects.
 * Otherwise the counts decide: ``present_*`` needs at least one object on that date,
   ``absent_*`` none, ``decreased`` / ``increased`` / ``unchanged`` compare the counts
   of objects at places visible on both dates, a difference within :func:`count_tolerance`
@@ -549,6 +552,9 @@ class Verdict:
         Why this verdict.
     caveats : tuple of str
         What a reader should keep in mind.
+    undecided_before, undecided_after : int
+        Undecided objects of the zone on each date (weak detections whose place cannot be compared
+        with the other date; :class:`imgdiff.match.Reconciled`), at least ``min_length_m`` long; not in the counts.
     """
 
     claim: Claim
@@ -559,6 +565,8 @@ class Verdict:
     match: ObjectMatch
     reasons: tuple[str, ...]
     caveats: tuple[str, ...] = ()
+    undecided_before: int = 0
+    undecided_after: int = 0
 
 
 def count_tolerance(n_before: int, n_after: int) -> int:
@@ -607,6 +615,8 @@ def evaluate_claim(
     registration_reliability: float,
     performance: DetectorPerformance,
     state_both: ZoneState | None = None,
+    undecided_before: Detections | None = None,
+    undecided_after: Detections | None = None,
 ) -> Verdict:
     """Decide one claim from the detections of both dates (pure function).
 
@@ -624,6 +634,13 @@ def evaluate_claim(
     state_both : ZoneState, optional
         Visibility of the zone on both dates at once (clear on both; :func:`zone_states` of the
         pair). Without it the part seen on both dates is bounded from the two dates' states.
+    undecided_before, undecided_after : Detections, optional
+        Undecided objects of each date (:class:`imgdiff.match.Reconciled`: weak detections whose place
+        cannot be compared with the other date), zones assigned. Not counted; a verdict that would
+        change if those of the claim's zone on the dates it depends on were real (any number of them,
+        from none to all) is INCONCLUSIVE. A comparison of the dates takes only those at places seen on
+        both dates (``"not_comparable"``: in a cloud's hazy rim), as it leaves out objects at places
+        hidden on one date.
 
     Notes
     -----
@@ -661,6 +678,10 @@ def evaluate_claim(
                     tuple(ia[j] for j in m.arrived), m.distance_m)
     nb = sum(1 for d in b.items if d.zone == claim.zone)
     na = sum(1 for d in a.items if d.zone == claim.zone)
+    # undecided objects of the zone on the dates the claim depends on (see the end)
+    two = len(claim.dates()) == 2
+    ub = _undecided_in(undecided_before, claim, two_dates=two) if "before" in claim.dates() else 0
+    ua = _undecided_in(undecided_after, claim, two_dates=two) if "after" in claim.dates() else 0
     states = {"before": state_before, "after": state_after}
     p = performance.precision
     r = performance.recall_at(ml)
@@ -710,7 +731,7 @@ def evaluate_claim(
         reasons.append(f"objects shorter than {performance.min_length_m:g} m are below what the {claim.object} "
                        f"detector resolves ({measured}claim counts objects >= {ml:g} m); their absence cannot be shown")
     if reasons:
-        return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats))
+        return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats), ub, ua)
     if hidden:
         caveats.append(f"{hidden} object(s) of {claim.zone} whose place is hidden on the other date are left "
                        "out of the comparison")
@@ -753,18 +774,12 @@ def evaluate_claim(
         else:
             vis = state_both.clear_fraction
         cap = hidden_capacity(nb, na, vis)
-        # the verdict must hold whatever the hidden part holds (up to ``cap`` objects on either date)
-        if kind == "decreased":
-            holds, fails = d + cap < -tol, d - cap >= -tol
-        elif kind == "increased":
-            holds, fails = d - cap > tol, d + cap <= tol
-        else:
-            holds, fails = abs(d) + cap <= tol, abs(d) - cap > tol
+        holds, fails = compare_counts(kind, nb, na, vis)
         mc = m.counts()
         if not (holds or fails):
             reasons.append(f"count {nb} -> {na} ({d:+d}) in the {vis:.0%} of {claim.zone} seen on both dates; the "
                            f"hidden rest could hold up to {cap} more at that density, enough to change the verdict")
-            return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats))
+            return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats), ub, ua)
         if cap:
             caveats.append(f"{1 - vis:.0%} of {claim.zone} is hidden on one date; the verdict holds with up to "
                            f"{cap} object(s) there")
@@ -776,7 +791,55 @@ def evaluate_claim(
                        f"matched across dates: {mc['stayed']} stayed, {mc['departed']} departed, "
                        f"{mc['arrived']} arrived")
         verdict = SUPPORTED if holds else REFUTED
-    return Verdict(claim, verdict, round(float(conf), 3), nb, na, m, tuple([counts, *reasons]), tuple(caveats))
+    # --- objects the evidence could not decide (weak looks where the dates cannot be compared)
+    if ub or ua:
+        if single:
+            flips = (nb if claim.dates() == ("before",) else na) == 0  # one real object decides presence
+        else:
+            vis_both = (max(0.0, state_before.clear_fraction + state_after.clear_fraction - 1.0)
+                        if state_both is None else state_both.clear_fraction)
+            flips = any(compare_counts(kind, nb + kb, na + ka, vis_both) != (holds, not holds)
+                        for kb in range(ub + 1) for ka in range(ua + 1))
+        where = " and ".join(f"{n} on the {dt} date" for n, dt in ((ub, "before"), (ua, "after")) if n)
+        what_u = f"weak {claim.object} detection(s) in {claim.zone} ({where})"
+        if flips:
+            reasons.append(f"{ub + ua} {what_u} could not be confirmed: their place is in a cloud's hazy rim "
+                           "or hidden on the other date, so the dates cannot be compared there; counted, they "
+                           f"would change the verdict ({verdict} from the confirmed objects)")
+            return Verdict(claim, INCONCLUSIVE, 0.0, nb, na, m, tuple([counts, *reasons]), tuple(caveats), ub, ua)
+        caveats.append(f"{ub + ua} {what_u} could not be confirmed (cloud rim or hidden on the other date) and are "
+                       "not counted; the verdict holds with or without them")
+    return Verdict(claim, verdict, round(float(conf), 3), nb, na, m, tuple([counts, *reasons]), tuple(caveats),
+                   ub, ua)
+
+
+def compare_counts(kind: str, n_before: int, n_after: int, visible_fraction: float) -> tuple[bool, bool]:
+    """(holds, fails) of a count comparison (``decreased`` / ``increased`` / ``unchanged``).
+
+    The counts are those of the part of the zone seen on both dates (``visible_fraction`` of it);
+    the verdict must hold whatever the hidden rest holds (up to :func:`hidden_capacity` objects on
+    either date), a difference within :func:`count_tolerance` counting as no change. Neither holds
+    nor fails when the hidden rest could change it.
+    """
+    d = n_after - n_before
+    tol = count_tolerance(n_before, n_after)
+    cap = hidden_capacity(n_before, n_after, visible_fraction)
+    if kind == "decreased":
+        return d + cap < -tol, d - cap >= -tol
+    if kind == "increased":
+        return d - cap > tol, d + cap <= tol
+    return abs(d) + cap <= tol, abs(d) - cap > tol
+
+
+def _undecided_in(dets: Detections | None, claim: Claim, *, two_dates: bool) -> int:
+    """Undecided objects of ``dets`` in the claim's zone (at least ``min_length_m``); for a claim comparing
+    the dates only those at places seen on both (not hidden on either date)."""
+    if dets is None:
+        return 0
+    ml = claim.min_length_m
+    u = dets.filter(min_length_m=ml) if ml else dets
+    return sum(1 for d in u.items if d.zone == claim.zone
+               and not (two_dates and (d.extra.get("pair") or {}).get("undecided") == "hidden"))
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -802,6 +865,10 @@ class Verification:
     performance : dict
         Object kind -> :class:`DetectorPerformance`.
     verdicts : tuple of Verdict
+    undecided : dict
+        Object kind -> (before Detections, after Detections) of undecided objects: weak detections
+        whose place cannot be compared with the other date (:class:`imgdiff.match.Reconciled`);
+        not counted.
     """
 
     claims: ClaimFile
@@ -813,6 +880,7 @@ class Verification:
     detections: dict[str, tuple[Detections, Detections]]
     performance: dict[str, DetectorPerformance]
     verdicts: tuple[Verdict, ...] = field(default=())
+    undecided: dict[str, tuple[Detections, Detections]] = field(default_factory=dict)
 
 
 def registration_quality(reg: Any) -> float:
@@ -1203,6 +1271,12 @@ def evidence_rules() -> dict[str, Any]:
                          "on the other date: a smoothed-over berth or a blurred wake, not an object",
         "hidden_place": "a place under cloud, shadow or no data on one date gives no look there; comparisons "
                         "(decreased / increased / unchanged) count only places visible on both dates",
+        "undecided": "a weaker detection (from the detector's threshold) seen on one date only whose place cannot be "
+                     "compared with the other date (hidden there, or at least half of its box in a cloud's hazy "
+                     "rim, which lightens it and damps its detail whether or not the object is there) is "
+                     "undecided: not counted, but a claim whose verdict would change if the undecided objects "
+                     "of its zone on the dates it depends on were real is INCONCLUSIVE (comparisons take only "
+                     "those at places seen on both dates)",
         "clouds": "opaque clouds from the spectral test or the two-date brightening test (grown over the rest "
                   "of the same cloud: connected, same colour, brighter than the other date); cloud shadows "
                   "from the spectral projection or the two-date darkening test, kept only where the other date "
@@ -1276,13 +1350,14 @@ def analyse_result(
     objects: Sequence[str],
     *,
     on_step: Callable[[str], None] | None = None,
-) -> tuple[Zones, dict, dict, dict]:
+) -> tuple[Zones, dict, dict, dict, dict]:
     """Clouds, zone visibility and detections per zone on both dates of a compared pair.
 
     Returns
     -------
     (Zones in the grid CRS, cloud masks per date, zone states per date,
-    detections per object kind as (before, after), cloud-hidden ones removed)
+    detections per object kind as (before, after), cloud-hidden ones removed,
+    undecided objects per object kind as (before, after): :class:`imgdiff.match.Reconciled`)
     """
     step = on_step or (lambda name: None)
     pair = result.pair
@@ -1296,6 +1371,7 @@ def analyse_result(
     states = {"before": zone_states(zg, pair.before, cloud["before"]),
               "after": zone_states(zg, pair.after, cloud["after"])}
     dets: dict[str, tuple[Detections, Detections]] = {}
+    undecided: dict[str, tuple[Detections, Detections]] = {}
     clear = {"before": pair.before.valid & ~cloud["before"], "after": pair.after.valid & ~cloud["after"]}
     haze_b, haze_a = cloud_haze(pair.before, pair.after, cloud["before"], cloud["after"])
     for obj in objects:
@@ -1314,12 +1390,16 @@ def analyse_result(
         # objects decided place by place from both dates (imgdiff.match.reconcile): a miss on one date at
         # an unchanged place is carried over, static clutter scored inconsistently is dropped, and only
         # objects more likely real than not (MIN_EVIDENCE_SCORE) count
-        b, a = reconcile(looks[0], looks[1], pair.before, pair.after,
-                         evidence=evidence, look=LOOK_FRACTION * thr, threshold=thr, calibration=cut, probability=calibrated,
-                         static_persistence=STATIC_PERSISTENCE, clear_before=clear["before"],
-                         clear_after=clear["after"], comparable=~(haze_b | haze_a))
-        dets[obj] = (assign_zones(b, zg, keep_outside=True), assign_zones(a, zg, keep_outside=True))
-    return zg, cloud, states, dets
+        # objects decided place by place (imgdiff.match.reconcile); weak looks whose place cannot be
+        # compared with the other date (a cloud's hazy rim, hidden there) are kept apart as undecided
+        r = reconcile(looks[0], looks[1], pair.before, pair.after,
+                             evidence=evidence, look=LOOK_FRACTION * thr, threshold=thr, calibration=cut,
+                             probability=calibrated, static_persistence=STATIC_PERSISTENCE,
+                             clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
+        dets[obj] = (assign_zones(r.before, zg, keep_outside=True), assign_zones(r.after, zg, keep_outside=True))
+        undecided[obj] = (assign_zones(r.undecided_before, zg, keep_outside=True),
+                          assign_zones(r.undecided_after, zg, keep_outside=True))
+    return zg, cloud, states, dets, undecided
 
 
 def analyse(
@@ -1329,7 +1409,7 @@ def analyse(
     objects: Sequence[str],
     *,
     on_step: Callable[[str], None] | None = None,
-) -> tuple[CompareResult, Zones, dict, dict, dict]:
+) -> tuple[CompareResult, Zones, dict, dict, dict, dict]:
     """Compare two scenes (:func:`imgdiff.compare`), then :func:`analyse_result`.
 
     A co-registration that raises is recorded as failed (reliability 0) and the
@@ -1371,10 +1451,11 @@ def survey(
     step("read")
     b = before if isinstance(before, Scene) else read_scene(before)
     a = after if isinstance(after, Scene) else read_scene(after)
-    result, zg, cloud, states, dets = analyse(b, a, zones, list(objects), on_step=_after_read(step))
+    result, zg, cloud, states, dets, undecided = analyse(b, a, zones, list(objects), on_step=_after_read(step))
     src = Path(str(b.meta.get("source", "before"))), Path(str(a.meta.get("source", "after")))
     cf = ClaimFile(Path("-"), src[0], src[1], zones_source, zones, ())
-    return Verification(cf, (b, a), result, zg, cloud, states, dets, {o: detector_performance(o) for o in objects})
+    return Verification(cf, (b, a), result, zg, cloud, states, dets, {o: detector_performance(o) for o in objects},
+                        undecided=undecided)
 
 
 def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -> Verification:
@@ -1406,7 +1487,8 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     before = read_scene(paths[0])
     after = read_scene(paths[1])
     objects = sorted({c.object for c in claims.claims}, key=OBJECTS.index)
-    result, zg, cloud, states, dets = analyse(before, after, claims.zones, objects, on_step=_after_read(step))
+    result, zg, cloud, states, dets, undecided = analyse(before, after, claims.zones, objects,
+                                                         on_step=_after_read(step))
     perf = {o: detector_performance(o) for o in objects}
     step("claims")
     pair = result.pair
@@ -1415,7 +1497,8 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     verdicts = tuple(
         evaluate_claim(c, *dets[c.object], states["before"][c.zone], states["after"][c.zone],
                        registration_reliability=registration_quality(result.registration),
-                       performance=perf[c.object], state_both=both[c.zone])
+                       performance=perf[c.object], state_both=both[c.zone],
+                       undecided_before=undecided[c.object][0], undecided_after=undecided[c.object][1])
         for c in claims.claims
     )
-    return Verification(claims, (before, after), result, zg, cloud, states, dets, perf, verdicts)
+    return Verification(claims, (before, after), result, zg, cloud, states, dets, perf, verdicts, undecided)

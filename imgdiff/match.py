@@ -267,6 +267,15 @@ def structure(image: np.ndarray, box: tuple[float, float, float, float], *, sigm
     return float(np.sqrt(np.mean(hp[inner & ok] ** 2)))
 
 
+def _fraction(mask: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    """Fraction of the pixels of a box (clipped to the image) where ``mask`` is True (0 outside the image)."""
+    window = _box_window(mask.shape, box, 0)
+    if window is None:
+        return 0.0
+    rows, cols, _ = window
+    return float(mask[rows, cols].mean())
+
+
 def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
@@ -283,12 +292,35 @@ def _clear_at(clear: np.ndarray | None, d: Detection) -> bool:
     return 0 <= r < clear.shape[0] and 0 <= c < clear.shape[1] and bool(clear[r, c])
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """The objects of two dates decided place by place (:func:`reconcile`).
+
+    Attributes
+    ----------
+    before, after : Detections
+        The objects counted on each date.
+    undecided_before, undecided_after : Detections
+        Weak looks (from the detector's threshold, below the evidence) on each date at places where
+        the comparison with the other date that would decide them is impossible: the place is hidden
+        on the other date (cloud, shadow, no data) or its pixels cannot be compared there (the hazy
+        rim of a cloud, ``comparable`` False). Not counted; tagged ``extra["pair"]["place"] ==
+        "undecided"`` with ``undecided`` ``"hidden"`` or ``"not_comparable"``. A verdict that
+        they would change if real cannot be decided (:func:`imgdiff.claims.evaluate_claim`).
+    """
+
+    before: Detections
+    after: Detections
+    undecided_before: Detections
+    undecided_after: Detections
+
+
 def reconcile(before: Detections, after: Detections, before_scene: Scene, after_scene: Scene, *,
               evidence: float, look: float, threshold: float | None = None, static_persistence: float = 0.7,
               background_ratio: float = 0.5,
               clear_before: np.ndarray | None = None, clear_after: np.ndarray | None = None,
               comparable: np.ndarray | None = None, calibration: Callable[[float], float] | None = None,
-              probability: Callable[[float], float] | None = None, **match_kwargs: float) -> tuple[Detections, Detections]:
+              probability: Callable[[float], float] | None = None, **match_kwargs: float) -> Reconciled:
     """Decide, place by place, which objects are on each date from both dates' looks.
 
     ``before`` and ``after`` are detections down to a low ``look`` threshold (below the
@@ -309,7 +341,9 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
       counts when the change is that object coming or going: on the other date the place looks
       like plain background (its :func:`contrast` with the surrounding ring is below
       ``background_ratio`` times its contrast on the object's date) or is smooth there (less than
-      ``background_ratio`` times the object's fine detail, :func:`structure`). Weak detections where the
+      ``background_ratio`` times the object's fine detail, :func:`structure`); neither test is made
+      where at least half of the box is not ``comparable`` (a cloud's hazy rim lightens the box and
+      damps its detail whether or not the object is there). Weak detections where the
       other date is not plain background are mostly what remains of a departure (a smudge, a
       wake, the edge of a re-surfaced berth), not objects. No look counts on a date where the
       box is smooth: it holds less than ``background_ratio`` times the fine detail
@@ -317,6 +351,12 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
       left, which the detector can take for a hull against the quay).
     * A place hidden on one date (``clear_*`` False at its centroid: cloud, shadow, no data)
       gives no look there: the visible date's look counts when it reaches ``evidence``.
+    * **Undecided**: a weak look (from ``threshold``, below ``evidence``) seen on one date only
+      that the rules above would judge from the other date, where that date cannot be compared
+      (the place is hidden there, at least half of its box is not ``comparable``, e.g. in a cloud's
+      hazy rim, or its :func:`contrast` is NaN on either date), is not counted but returned apart
+      (:class:`Reconciled`), unless it overlaps an object counted on its date. Looks below
+      ``threshold`` never count and are never undecided.
 
     With ``calibration`` (a non-decreasing map from a detector score to the probability that the
     object is real, e.g. :meth:`imgdiff.claims.ScoreCalibration.probability`) every comparison
@@ -335,8 +375,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
 
     Returns
     -------
-    (Detections, Detections)
-        The objects of the before and after date.
+    Reconciled
+        The objects of the before and after date, and the undecided looks of each.
     """
     m = match_objects(before, after, **match_kwargs)
     bb, ba = _brightness(before_scene), _brightness(after_scene)
@@ -362,6 +402,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
     places += [(None, j) for j in sorted(free_a)]
     keep_b: list[Detection] = []
     keep_a: list[Detection] = []
+    und_b: list[Detection] = []  # weak looks the other date cannot decide (hidden there, or not comparable)
+    und_a: list[Detection] = []
     for k, (i, j) in enumerate(places):
         db = before.items[i] if i is not None else None
         da = after.items[j] if j is not None else None
@@ -384,10 +426,13 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
 
         if not (vis_b and vis_a):
             info["hidden_on"] = "both" if not (vis_b or vis_a) else ("after" if vis_b else "before")
-            if db is not None and vis_b and prob(sb) >= evidence:
-                keep_b.append(tag(db, "hidden", sb))
-            if da is not None and vis_a and prob(sa) >= evidence:
-                keep_a.append(tag(da, "hidden", sa))
+            for d, o, s, vis, keep, und in ((db, da, sb, vis_b, keep_b, und_b), (da, db, sa, vis_a, keep_a, und_a)):
+                if d is None or not vis:
+                    continue
+                if prob(s) >= evidence:
+                    keep.append(tag(d, "hidden", s))
+                elif s >= threshold and o is None:  # weak, seen on this date only: the hidden date would decide it
+                    und.append(tag(d, "undecided", s, info={**info, "undecided": "hidden"}))
             continue
         # a box much smoother on one date than on the other (less than ``background_ratio`` times its
         # fine detail) lost or gained an object even where its mean brightness persisted
@@ -426,8 +471,23 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         c_own, c_oth = contrast(img, ref.box), contrast(oth, ref.box)
         # ... or holds no object-scale detail there (smooth: the place smoothed over after the object left)
         smooth_own, smooth_oth = (smooth_b, smooth_a) if db is not None else (smooth_a, smooth_b)
-        weak_ok = s_own >= threshold and ((math.isfinite(c_own) and c_oth < background_ratio * c_own) or smooth_oth)
+        # ... neither test can be made where the box lies in a cloud's hazy rim on either date (``comparable``
+        # False over at least half of it): haze lightens the box and damps its detail whether or not the object is there
+        in_rim = comparable is not None and _fraction(~comparable, ref.box) >= 0.5
+        compared = math.isfinite(c_own) and math.isfinite(c_oth) and not in_rim
+        weak_ok = s_own >= threshold and compared and (c_oth < background_ratio * c_own or smooth_oth)
         if (prob(s_own) >= evidence or weak_ok) and not smooth_own:
             (keep_b if db is not None else keep_a).append(tag(ref, "changed", s_own))
-    return (sorted_detections(keep_b, before.crs, before.transform, before.pixel_size_m),
-            sorted_detections(keep_a, after.crs, after.transform, after.pixel_size_m))
+        elif s_own >= threshold and not (smooth_own or taken or compared):
+            # a weak look whose contrast with the other date cannot be measured (its pixels are not
+            # comparable there, e.g. in a cloud's hazy rim): the evidence cannot decide it
+            (und_b if db is not None else und_a).append(tag(ref, "undecided", s_own, info={**info, "undecided": "not_comparable"}))
+
+    def apart(und: list[Detection], kept: list[Detection], d: Detections) -> Detections:
+        # a weak look overlapping an object counted on its date is part of that object, not another one
+        return sorted_detections([u for u in und if not any(_overlaps(u.box, k.box) for k in kept)],
+                                 d.crs, d.transform, d.pixel_size_m)
+
+    return Reconciled(sorted_detections(keep_b, before.crs, before.transform, before.pixel_size_m),
+                      sorted_detections(keep_a, after.crs, after.transform, after.pixel_size_m),
+                      apart(und_b, keep_b, before), apart(und_a, keep_a, after))

@@ -166,6 +166,9 @@ def test_verify_cli_on_the_tartus_sample_writes_every_output_and_one_json_object
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "src=\"http" not in html
     assert report["schema"] == "imgdiff.verify" and report["schema_version"]
+    # undecided objects (weak looks where the dates cannot be compared) are reported per zone and claim, not counted
+    assert all(set(z["undecided"]["vessels"]) == {"before", "after"} for z in report["zones"].values())
+    assert all(set(c["undecided"]) == {"before", "after"} for c in report["claims"])
     geo = json.loads((out / "detections_before.geojson").read_text())
     assert geo["type"] == "FeatureCollection"
 

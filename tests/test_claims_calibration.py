@@ -74,18 +74,22 @@ def test_an_aircraft_at_a_score_whose_bin_is_mostly_clutter_does_not_count():
     assert cal.probability(0.6) == pytest.approx(0.3) and 0.3 < MIN_EVIDENCE_SCORE
     scenes = water_scene([(10, 10, 14, 14)]), water_scene([(10, 10, 14, 14)], seed=1)
     kw = {"evidence": MIN_EVIDENCE_SCORE, "look": 0.1}
-    b, a = reconcile(_plane(0.6), _plane(0.6), *scenes, **kw)
+    r = reconcile(_plane(0.6), _plane(0.6), *scenes, **kw)
+    b, a = r.before, r.after
     assert len(b) == 1 and len(a) == 1  # the score itself as the probability
-    b, a = reconcile(_plane(0.6), _plane(0.6), *scenes, calibration=cal.probability, **kw)
+    r = reconcile(_plane(0.6), _plane(0.6), *scenes, calibration=cal.probability, **kw)
+    b, a = r.before, r.after
     assert len(b) == 0 and len(a) == 0
-    b, a = reconcile(_plane(0.9), _plane(0.9), *scenes, calibration=cal.probability, **kw)
+    r = reconcile(_plane(0.9), _plane(0.9), *scenes, calibration=cal.probability, **kw)
+    b, a = r.before, r.after
     assert len(b) == 1 and b.items[0].extra["pair"]["probability"] == pytest.approx(0.9)
 
 
 def test_confidence_of_a_presence_is_that_at_least_one_counted_object_is_real():
     cal = ScoreCalibration.from_card(TABLE)
     scenes = water_scene([(10, 10, 14, 14)]), water_scene([(10, 10, 14, 14)], seed=1)
-    b, a = reconcile(_plane(0.65), _plane(0.65), *scenes, evidence=0.5, look=0.1, calibration=cal.probability)
+    r = reconcile(_plane(0.65), _plane(0.65), *scenes, evidence=0.5, look=0.1, calibration=cal.probability)
+    b, a = r.before, r.after
     assert a.items[0].extra["pair"]["probability"] == pytest.approx(0.75)
     perf = DetectorPerformance("aircraft", 0.6, 0.8, 30.0, "test", calibration=cal)
     clear = ZoneState("apron", 1000, 1.0, 0.0, 0.0)

@@ -94,7 +94,8 @@ def scored(*objs):
 def pair(b, a, sb, sa, **kw):
     from imgdiff.match import reconcile
 
-    return reconcile(b, a, sb, sa, evidence=0.5, look=0.14, **kw)
+    r = reconcile(b, a, sb, sa, evidence=0.5, look=0.14, **kw)
+    return r.before, r.after
 
 
 def test_a_ship_that_leaves_its_berth_departed_and_is_not_carried_over():

@@ -11,7 +11,9 @@ number on any incompatible change)::
     coregistration                 dx, dy (px; after = before + shift), dx_m, dy_m, reliability, method
     change                         change statistics of the whole grid (see imgdiff.compare)
     zones.<name>                   area_m2; per date: clear/cloud/no-data fractions; changed_fraction;
-                                   counts.<object>.before|after (all detections in the zone)
+                                   counts.<object>.before|after (all detections in the zone);
+                                   (1.3) undecided.<object>.before|after: weak detections whose place cannot
+                                   be compared with the other date (cloud rim, hidden there), not counted
     detectors.<object>             precision, recall, min_length_m, source (figures behind the confidence);
                                    (1.2) score_calibration: the table that maps a score to the probability
                                    that the object is real (source, bins, n, n_real, precision, knots,
@@ -20,7 +22,9 @@ number on any incompatible change)::
     evidence_rules                 (1.1) how both dates' detections become objects (imgdiff.claims.evidence_rules)
     claims[]                       id, text, object, zone, assert, min_length_m, verdict, confidence,
                                    counts.before|after, objects.stayed[{before, after, distance_m}],
-                                   objects.departed[before ids], objects.arrived[after ids], reasons[], caveats[]
+                                   objects.departed[before ids], objects.arrived[after ids], reasons[], caveats[];
+                                   (1.3) undecided.before|after: undecided objects of the zone on the dates
+                                   the claim depends on (INCONCLUSIVE when counting them would change the verdict)
     summary                        number of claims per verdict
     outputs                        file names written
 
@@ -43,7 +47,7 @@ from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
 
 #: Version of the ``report.json`` layout of ``imgdiff verify``.
-VERIFY_SCHEMA_VERSION = "1.2"
+VERIFY_SCHEMA_VERSION = "1.3"
 VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
                   "detections_after.geojson", "change.tif")
 
@@ -74,6 +78,7 @@ def _verdict_entry(vd: Verdict, ids_b: dict, ids_a: dict) -> dict[str, Any]:
         "verdict": vd.verdict,
         "confidence": vd.confidence,
         "counts": {"before": vd.count_before, "after": vd.count_after},
+        "undecided": {"before": vd.undecided_before, "after": vd.undecided_after},
         "objects": {
             "stayed": [{"before": ids_b[(k, i)], "after": ids_a[(k, j)], "distance_m": dd}
                        for (i, j), dd in zip(m.stayed, m.distance_m or [None] * len(m.stayed))],
@@ -99,12 +104,16 @@ def zone_summary(v: Verification) -> dict[str, Any]:
         for kind, (db, da) in v.detections.items():
             counts[kind] = {"before": int(sum(1 for d in db.items if d.zone == n)),
                             "after": int(sum(1 for d in da.items if d.zone == n))}
+        undecided = {kind: {"before": int(sum(1 for d in ub.items if d.zone == n)),
+                            "after": int(sum(1 for d in ua.items if d.zone == n))}
+                     for kind, (ub, ua) in v.undecided.items()}
         out[n] = {
             "area_m2": round(st_b.area_px * sx * sy, 1),
             "before": st_b.to_dict(),
             "after": st_a.to_dict(),
             "changed_fraction": round(float(ch.mask[assessed].mean()), 4) if assessed.any() else None,
             "counts": counts,
+            "undecided": undecided,
         }
     return out
 
