@@ -932,17 +932,27 @@ def wide_regions(mask: np.ndarray, width_px: int) -> np.ndarray:
     (a hull, a roof, the smoothed-over place of a departed ship) is not a cloud. The spectral
     cloud mask is grown by 2 pixels, hence ``CLOUD_MIN_WIDTH_PX + 4`` for it.
     """
+    lab, keep = wide_labels(mask, width_px)
+    return keep[lab]
+
+
+def wide_labels(mask: np.ndarray, width_px: int, min_pixels: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Connected regions of ``mask`` (label image) and, per label, whether the region holds a
+    ``width_px`` x ``width_px`` square and at least ``min_pixels`` pixels (index 0, the
+    background, is False)."""
     from scipy import ndimage as ndi
 
     r = max(0, width_px // 2)
     core = ndi.binary_erosion(mask, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
     if not core.any():
-        return np.zeros(mask.shape, bool)
+        return np.zeros(mask.shape, np.int32), np.zeros(1, bool)
     lab, n = ndi.label(mask)
     keep = np.zeros(n + 1, bool)
     keep[np.unique(lab[core])] = True
     keep[0] = False
-    return keep[lab]
+    if min_pixels:
+        keep &= np.bincount(lab.ravel(), minlength=n + 1) >= min_pixels
+    return lab, keep
 
 
 #: Two-date opaque-cloud test: brighter than the other date by this factor in every visible band ...
@@ -1055,18 +1065,11 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
             cand = ((stack.min(axis=0) > CLOUD_MIN_REFLECTANCE) & (white < 0.2)
                     & np.all(stack > CLOUD_BRIGHTENING * np.maximum(other, 1e-6), axis=0) & both)
         shadows[k] = shade(stack, other, both)
-        r = CLOUD_MIN_WIDTH_PX // 2
-        core = ndi.binary_erosion(cand, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
-        if not core.any():
+        lab, keep = wide_labels(cand, CLOUD_MIN_WIDTH_PX, CLOUD_MIN_PIXELS)
+        if not keep.any():
             clouds.append(empty.copy())
             continue
-        lab, n = ndi.label(cand)
-        keep = np.zeros(n + 1, bool)
-        keep[np.unique(lab[core])] = True
-        keep[0] = False
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
-        keep &= sizes >= CLOUD_MIN_PIXELS
-        grown = grow_cloud(stack, other, keep[lab], both) if keep.any() else empty.copy()
+        grown = grow_cloud(stack, other, keep[lab], both)
         # where both dates show the same ground, only dimmer on the other, the other date is under a
         # shadow and this one holds no cloud
         glab, gn = ndi.label(grown)
@@ -1124,15 +1127,9 @@ def shade(stack: np.ndarray, other: np.ndarray, valid: np.ndarray) -> np.ndarray
         ratio = stack / np.maximum(ground, 1e-6)
         cand = (np.all(ratio < SHADOW_DARKENING, axis=0) & (ratio.max(axis=0) <= 1.6 * ratio.min(axis=0))
                 & (ground.mean(axis=0) >= SHADOW_MIN_GROUND) & (stack.min(axis=0) > 0) & valid)
-    r = CLOUD_MIN_WIDTH_PX // 2
-    core = ndi.binary_erosion(cand, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
-    if not core.any():
+    lab, keep = wide_labels(cand, CLOUD_MIN_WIDTH_PX, CLOUD_MIN_PIXELS)
+    if not keep.any():
         return np.zeros(valid.shape, bool)
-    lab, n = ndi.label(cand)
-    keep = np.zeros(n + 1, bool)
-    keep[np.unique(lab[core])] = True
-    keep[0] = False
-    keep &= np.bincount(lab.ravel(), minlength=n + 1) >= CLOUD_MIN_PIXELS
     here, there = fine_texture(stack.mean(axis=0)), fine_texture(ground.mean(axis=0))
     boxes = ndi.find_objects(lab)
     for i in np.flatnonzero(keep):
