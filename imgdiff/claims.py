@@ -1390,9 +1390,9 @@ def analyse_result(
         # objects decided place by place (imgdiff.match.reconcile); weak looks whose place cannot be
         # compared with the other date (a cloud's hazy rim, hidden there) are kept apart as undecided
         r = reconcile(looks[0], looks[1], pair.before, pair.after,
-                             evidence=evidence, look=LOOK_FRACTION * thr, threshold=thr, calibration=cut,
-                             probability=calibrated, static_persistence=STATIC_PERSISTENCE,
-                             clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
+                      evidence=evidence, look=LOOK_FRACTION * thr, threshold=thr, calibration=cut,
+                      probability=calibrated, static_persistence=STATIC_PERSISTENCE,
+                      clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
         dets[obj] = (assign_zones(r.before, zg, keep_outside=True), assign_zones(r.after, zg, keep_outside=True))
         undecided[obj] = (assign_zones(r.undecided_before, zg, keep_outside=True),
                           assign_zones(r.undecided_after, zg, keep_outside=True))

@@ -155,7 +155,7 @@ def _haze_verdicts(before: Scene, after: Scene, look_before: float | None, look_
     haze = (alpha > 0.02) & ~cloud if cloud_on else none
     cb, ca = (cloud, none) if cloud_on == "before" else (none, cloud)
     r = reconcile(looks(look_before), looks(look_after), before, after, evidence=0.5, look=0.14, threshold=0.28,
-                         clear_before=~cb, clear_after=~ca, comparable=~haze)
+                  clear_before=~cb, clear_after=~ca, comparable=~haze)
     zx0, zy0 = TR * (12, 41)
     zx1, zy1 = TR * (38, 60)
     zones = Zones({"apron": box(zx0, zy1, zx1, zy0)}, UTM, {})
@@ -229,7 +229,7 @@ def test_a_weak_look_at_a_place_hidden_on_the_other_date_decides_no_single_date_
     hidden[35:55, 15:35] = True
     look = Detections((Detection(box=PLANE, score=0.35, cls="aircraft", length_m=60.0, zone="apron"),), UTM, TR)
     r = reconcile(look, Detections((), UTM, TR), before, after, evidence=0.5, look=0.14, threshold=0.28,
-                         clear_after=~hidden)
+                  clear_after=~hidden)
     assert len(r.before) == 0 and r.undecided_before.items[0].extra["pair"]["undecided"] == "hidden"
     from imgdiff.claims import Claim, DetectorPerformance, ZoneState, evaluate_claim
 
