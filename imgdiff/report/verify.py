@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..claims import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, Verification, evidence_rules
+from ..claims import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, Verification, evidence_rules, zone_counts
 from ..detect.base import Detections
 from ..io.write import check_outputs, write_json, write_outputs, write_text
 from ..zones import zone_masks
@@ -100,12 +100,9 @@ def zone_summary(v: Verification) -> dict[str, Any]:
     for n, m in masks.items():
         st_b, st_a = v.states["before"][n], v.states["after"][n]
         assessed = ch.valid & m
-        counts = {}
-        for kind, (db, da) in v.detections.items():
-            counts[kind] = {"before": int(sum(1 for d in db.items if d.zone == n)),
-                            "after": int(sum(1 for d in da.items if d.zone == n))}
-        undecided = {kind: {"before": int(sum(1 for d in ub.items if d.zone == n)),
-                            "after": int(sum(1 for d in ua.items if d.zone == n))}
+        counts = {kind: {"before": zone_counts(db, [n])[n], "after": zone_counts(da, [n])[n]}
+                  for kind, (db, da) in v.detections.items()}
+        undecided = {kind: {"before": zone_counts(ub, [n])[n], "after": zone_counts(ua, [n])[n]}
                      for kind, (ub, ua) in v.undecided.items()}
         out[n] = {
             "area_m2": round(st_b.area_px * sx * sy, 1),
