@@ -309,9 +309,7 @@ def build(case: Path, work: Path, v: Variant | None = None) -> tuple[Path, dict[
         inp = np.where(mask > 0, inp, filled)
         gain = v.gain.get(n, 1.0) if isinstance(v.gain, dict) else v.gain
         moved = ndi.shift(inp, (v.shift[1], v.shift[0]), order=3, mode="nearest") * gain
-        if on_after and v.fill == "bright" and sh_alpha is None:
-            moved = moved * (1 - alpha) + alpha * v.cloud.get(n, 0.5) * texture
-        elif on_after:
+        if on_after:
             moved = render_cloud({n: moved}, alpha, v, sh_alpha, texture)[n]
         moved = np.where(np.isfinite(a), moved, np.nan)  # the same no-data as the before date
         after[n] = (moved + rng.normal(0, 0.003, moved.shape)).astype(np.float32)
@@ -366,7 +364,7 @@ def build(case: Path, work: Path, v: Variant | None = None) -> tuple[Path, dict[
     return cp, expected
 
 
-def run_case(name: str, case: Path, v: Variant, *, honest: bool, quiet: bool) -> list[tuple[str, bool]] | None:
+def run_case(name: str, case: Path, v: Variant, *, honest: bool) -> list[tuple[str, bool]] | None:
     """Build and verify one case under one variant; print its lines; (claim id, right) per claim."""
     with tempfile.TemporaryDirectory() as tmp:
         built = build(case, Path(tmp), v)
@@ -399,11 +397,10 @@ def run_case(name: str, case: Path, v: Variant, *, honest: bool, quiet: bool) ->
         exp = expected[vd.claim.id]
         ok = vd.verdict in exp.split("|")
         out.append((vd.claim.id, ok))
-        if not (quiet and ok):
-            und = (f", undecided {vd.undecided_before}/{vd.undecided_after}"
-                   if getattr(vd, "undecided_before", 0) or getattr(vd, "undecided_after", 0) else "")
-            print(f"  {'ok ' if ok else 'BAD'} {vd.claim.id:22s} expected {exp:12s} got {vd.verdict:12s} "
-                  f"({vd.count_before} -> {vd.count_after}{und}; {vd.reasons[-1][:90]})")
+        und = (f", undecided {vd.undecided_before}/{vd.undecided_after}"
+               if vd.undecided_before or vd.undecided_after else "")
+        print(f"  {'ok ' if ok else 'BAD'} {vd.claim.id:22s} expected {exp:12s} got {vd.verdict:12s} "
+              f"({vd.count_before} -> {vd.count_after}{und}; {vd.reasons[-1][:90]})")
     return out
 
 
@@ -442,7 +439,7 @@ def main(args: list[str]) -> None:
         right = total = 0
         by_kind: dict[str, list[int]] = {}
         for name in names:
-            res = run_case(name, root / name, v, honest=honest, quiet=False)
+            res = run_case(name, root / name, v, honest=honest)
             if res is None:
                 if not aircraft:
                     print(f"{name}: skipped (too few objects or overlapping zones)")
