@@ -354,7 +354,7 @@ def main() -> None:
             res = eval_port(saved, root / hold)  # re-score a saved fold model with the current detector
         else:
             net = train(load_ports([n for n in names if n != hold], root, bands), args.cv_iters or args.iters,
-                            args.seed)
+                        args.seed)
             with tempfile.TemporaryDirectory() as td:
                 p = args.out if args.holdout else (saved or Path(td) / "fold.onnx")
                 p.parent.mkdir(parents=True, exist_ok=True)
