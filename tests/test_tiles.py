@@ -411,6 +411,17 @@ def test_tile_threads_hold_opencv_and_blas_to_one_thread_each_and_restore_them()
         assert cv2.getNumThreads() == before
 
 
+def test_coregistration_ffts_stay_on_one_thread_inside_tile_threads_and_workers():
+    import cv2
+
+    from imgdiff.coregister import fft_threads
+    from imgdiff.tiles import one_thread_per_worker
+
+    with one_thread_per_worker(2):  # also what dask workers set (imgdiff.watch._one_thread_per_worker)
+        assert fft_threads() == 1
+    assert fft_threads() == max(1, min(2, cv2.getNumThreads()))
+
+
 def test_detector_windows_hold_every_marked_block_once_with_context_and_cost_less_than_row_runs():
     from imgdiff.tiles import Tile, _window_cost, plan_windows, screened_blocks, screened_runs
 
