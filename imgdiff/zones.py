@@ -88,6 +88,26 @@ def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where
     return Zones({n: unary_union(gs) if len(gs) > 1 else gs[0] for n, gs in parts.items()}, crs, props)
 
 
+def in_scene_frame(zones: Zones) -> Zones | None:
+    """The zones in a scene's own coordinates when theirs cannot be lon/lat; None otherwise.
+
+    A GeoJSON file is lon/lat (RFC 7946), but zones drawn on imagery without placement (a
+    scene without CRS, such as a chip in a local 10 m frame) carry the coordinates of that
+    scene's transform. Coordinates outside [-180, 180] x [-90, 90] cannot be lon/lat, so
+    such zones are returned without CRS (:attr:`Zones.crs` None: the coordinates of a scene's
+    transform). Zones in a projected CRS, or whose coordinates could be lon/lat, give None:
+    they cannot be placed on a scene without CRS.
+    """
+    if zones.crs is None:
+        return zones
+    if not zones.crs.is_geographic or not zones.geometries:
+        return None
+    x0, y0, x1, y1 = unary_union(list(zones.geometries.values())).bounds
+    if -180 <= x0 and x1 <= 180 and -90 <= y0 and y1 <= 90:
+        return None
+    return replace(zones, crs=None)
+
+
 def read_zones(path: str | Path) -> Zones:
     """Read zones from a GeoJSON file (lon/lat unless it names another CRS).
 

@@ -239,3 +239,46 @@ def test_a_lon_lat_triangle_half_outside_a_web_mercator_scene_at_7_87_m_is_half_
     inner = 1 - (1 - 30 / 60) ** 2                   # the share of the inside half within 30 px of the edge
     assert st.cloud_fraction == pytest.approx(0.5 * inner, abs=0.03)
     assert st.clear_fraction == pytest.approx(0.5 * (1 - inner), abs=0.03)
+
+
+def test_a_scene_without_crs_takes_zones_in_its_own_coordinates_and_refuses_lon_lat_ones(tmp_path):
+    """The Hmeimim sample without CRS (as an unplaced chip) and its zones in the scene's coordinates
+    (a GeoJSON without CRS member, so values that cannot be lon/lat) gives the georeferenced verdicts."""
+    import json
+    from pathlib import Path
+
+    import rasterio
+    import yaml
+    from click.testing import CliRunner
+    from imgdiff_cli.main import cli
+
+    from imgdiff.sites import load_zones
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    for date in ("2024-12-03", "2024-12-13"):
+        (tmp_path / date).mkdir()
+        for src in sorted((samples / "scenes" / "hmeimim" / date).glob("B*.tif")):
+            with rasterio.open(src) as ds:
+                profile = ds.profile | {"crs": None}
+                data, tags = ds.read(), ds.tags()
+            with rasterio.open(tmp_path / date / src.name, "w", **profile) as out:
+                out.write(data)
+                out.update_tags(**tags)
+    zones = load_zones(samples / "sites" / "hmeimim.geojson").to_crs(CRS.from_epsg(32636))
+    (tmp_path / "zones.geojson").write_text(json.dumps(zones.to_geojson()))  # UTM metres, no CRS member
+    claims = yaml.safe_load((samples / "claims" / "hmeimim.yaml").read_text())
+    claims.update(before="2024-12-03", after="2024-12-13", zones="zones.geojson")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(claims))
+    r = CliRunner().invoke(cli, ["verify", str(tmp_path / "c.yaml"), "-o", str(tmp_path / "o"), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["grid"]["crs"] is None
+    assert {c["id"]: c["verdict"] for c in rep["claims"]} == {
+        "aircraft-still-present": SUPPORTED, "transports-still-present": SUPPORTED,
+        "aircraft-gone": REFUTED, "transport-fleet-unchanged": SUPPORTED}
+    # lon/lat zones cannot be placed on a scene without CRS: one line naming the scene, exit 2
+    claims["zones"] = str(samples / "sites" / "hmeimim.geojson")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(claims))
+    r = CliRunner().invoke(cli, ["verify", str(tmp_path / "c.yaml"), "-o", str(tmp_path / "o2"), "--json"])
+    assert r.exit_code == 2 and "has no CRS" in r.stderr and "2024-12-03" in r.stderr
+    assert not (tmp_path / "o2").exists()
