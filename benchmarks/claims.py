@@ -27,8 +27,9 @@ INCONCLUSIVE (the hidden half could hold more), never REFUTED.
 
 ``--variant NAME`` (repeatable) renders the pair another way (see :data:`VARIANTS`: cloud colour,
 texture, edge, cloud as no-data, cloud on the before date, a cloud shadow beside the cloud or over
-half of a zone, no B11, other shifts and gains, no cloud at all); ``--sweep`` runs every variant and
-prints a table of right/total per variant (``<- loses``: fewer right than the default rendering).
+half of a zone, no B11, other shifts and gains, no cloud at all, scenes without CRS and zones in
+their own coordinates); ``--sweep`` runs every variant and prints a table of right/total per variant
+(``<- loses``: fewer right than the default rendering).
 A zone more than 5 % under a variant's cloud fade or shadow (at half strength or more) may also be
 INCONCLUSIVE. Run by hand (2026-11-26): ``--aircraft --sweep`` about 10 min, ``--sweep casablanca
 honolulu marseille`` about 15 min on 2 busy cores.
@@ -101,6 +102,9 @@ class Variant:
         Misregistration of the after date (pixels; x = column, y = row).
     gain : float or dict
         Gain of the after date (one for all bands or per band).
+    placed : bool
+        False: both dates written without CRS (unplaced chips, like ``aircraft_s2sim``'s own files) and the
+        zones drawn in the scenes' coordinates (a GeoJSON without CRS member).
     """
 
     cloud: dict = field(default_factory=lambda: dict(DEFAULT_CLOUD))
@@ -113,6 +117,7 @@ class Variant:
     drop: tuple = ()
     shift: tuple = SHIFT
     gain: float | dict = GAIN
+    placed: bool = True
 
 
 def _tint(**kw: float) -> dict:
@@ -146,6 +151,7 @@ VARIANTS: dict[str, Variant] = {
     "gain-1.2": Variant(gain=1.2),
     "gain-bands": Variant(gain={"B02": 1.05, "B03": 1.10, "B04": 1.15, "B08": 0.95, "B11": 1.0}),
     "no-cloud": Variant(date="none"),
+    "no-crs": Variant(placed=False),
 }
 
 
@@ -318,13 +324,16 @@ def build(case: Path, work: Path, v: Variant | None = None) -> tuple[Path, dict[
         rng_b = np.random.default_rng(8)
         before = {n: (a + rng_b.normal(0, 0.003, a.shape)).astype(np.float32)
                   for n, a in render_cloud(before, alpha, v, sh_alpha, texture).items()}
-    write_band_folder(work / "before", before, s.crs, s.transform, date, dn=v.fill == "zero" and v.date == "before")
-    write_band_folder(work / "after", after, s.crs, s.transform, "2030-01-01", dn=v.fill == "zero" and on_after)
+    crs = s.crs if v.placed else None
+    write_band_folder(work / "before", before, crs, s.transform, date, dn=v.fill == "zero" and v.date == "before")
+    write_band_folder(work / "after", after, crs, s.transform, "2030-01-01", dn=v.fill == "zero" and on_after)
     feats = []
     for name, i in (("stayed", stayed), ("left", left), ("cloudy", cloudy)):
         x0, y0, x1, y1 = zb[i]
         (mx0, my0), (mx1, my1) = s.transform * (x0, y0), s.transform * (x1, y1)
-        g = transform_geom(s.crs, "EPSG:4326", mapping(box(min(mx0, mx1), min(my0, my1), max(mx0, mx1), max(my0, my1))))
+        g = mapping(box(min(mx0, mx1), min(my0, my1), max(mx0, mx1), max(my0, my1)))
+        if v.placed:
+            g = transform_geom(s.crs, "EPSG:4326", g)
         feats.append({"type": "Feature", "properties": {"zone": name}, "geometry": g})
     (work / "zones.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
     expected = {
