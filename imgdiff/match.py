@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import GridError
@@ -115,6 +114,10 @@ def match_objects(
     ok = (dist <= gate) & ~(ratio > max_length_ratio)
     big = 1e12
     cost = np.where(ok, dist, big)
+    # imported here: scipy.optimize takes ~0.1 s to import, which every `imgdiff` command and every
+    # dask worker would otherwise pay at start-up (`import imgdiff` loads this module)
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost)
     pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
     used_b = {r for r, _ in pairs}
