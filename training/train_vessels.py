@@ -31,6 +31,12 @@ tells a model's bands from its input channel count, :func:`imgdiff.detect.vessel
 Measured 2026-11-26 (seed A, 3000 iterations, 7 folds): with B11 the nested leave-one-port-out F1 of
 network + rescorer is 0.481 (P 0.508 R 0.458) against 0.528 without it, network alone 0.450 against 0.430;
 recall of ships against quays unchanged (0.41 vs 0.40, network alone). B11 is not shipped.
+Also measured 2026-11-26 and not kept (the option is gone): a hull-footprint head (a 6th output map, target
+the fraction of each stride-2 cell inside the ellipse inscribed in each box, loss 1 x BCE per footprint
+area), seed A, 7 folds: network alone 0.438 against 0.430; nested network + rescorer 0.489 against 0.528
+(0.464 with footprint features for the rescorer); recall of ships beside land unchanged (0.52 vs 0.51
+rescored). The predicted footprint is the heat score again (Spearman 0.89 with it, vessel-vs-not AUC
+0.797 vs 0.799): the dense target does not teach where a hull ends and a quay begins.
 """
 
 from __future__ import annotations
