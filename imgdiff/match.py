@@ -7,9 +7,9 @@ lengths are measured) the lengths agree within a factor. Unpaired before-objects
 departed; unpaired after-objects arrived.
 
 Detectors miss objects and see clutter, so :func:`reconcile` decides place by place from
-both dates' detector scores and the image pair (:func:`persistence`, :func:`contrast`) which
-objects are on each date: a miss on one date at a place that did not change is carried over,
-static clutter scored inconsistently counts on neither date.
+both dates' detector scores and the image pair (:func:`persistence` beyond the pair's noise,
+:func:`difference_noise`; :func:`contrast`) which objects are on each date: a miss on one date at a
+place that did not change is carried over, static clutter scored inconsistently counts on neither date.
 """
 
 from __future__ import annotations
@@ -184,15 +184,36 @@ def _box_window(shape: tuple[int, int], box: tuple[float, float, float, float],
     return slice(R0, R1), slice(C0, C1), inner
 
 
+def difference_noise(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean absolute difference between two dates expected at a pixel where nothing changed.
+
+    ``reference`` and ``other`` are 2-D brightness images on one grid (NaN where not compared).
+    The difference ``reference - other * (median ratio)`` is taken as Gaussian noise of spread
+    1.4826 x its median absolute deviation (robust to the few pixels that did change), whose mean
+    absolute value is sqrt(2 / pi) times that spread. Same units as the images (reflectance); 0
+    when fewer than 100 pixels are finite on both dates.
+    """
+    ok = np.isfinite(reference) & np.isfinite(other)
+    if int(ok.sum()) < 100:
+        return 0.0
+    a, b = reference[ok], other[ok]
+    mb = float(np.median(b))
+    d = a - b * (float(np.median(a)) / mb if mb > 0 else 1.0)
+    return float(math.sqrt(2 / math.pi) * 1.4826 * np.median(np.abs(d - np.median(d))))
+
+
 def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: tuple[float, float, float, float],
-                *, ring_px: int = 3) -> float:
+                *, ring_px: int = 3, noise: float = 0.0) -> float:
     """How much of an object seen in ``reference`` is still in ``other`` at the same place.
 
     Both scenes must be on one grid (a co-registered pair); 2-D arrays are taken as their
     brightness (mean of B02 B03 B04 B08), to avoid recomputing it for many objects. The object's contrast in
     ``reference`` is the mean absolute difference of its box from the median of a ring of
     ``ring_px`` pixels around it; the change is the mean absolute difference of the box
-    between the two dates after matching their local levels (median of box and ring).
+    between the two dates after matching their local levels (median of box and ring), less
+    ``noise``: the mean absolute difference expected at an unchanged pixel (same units as the
+    images; :func:`difference_noise` of the pair), so that a faint object that is still there
+    is not taken for changed because of the noise of the two dates.
 
     Returns
     -------
@@ -216,7 +237,7 @@ def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: t
         return math.nan
     ma, mb = np.median(a[ok]), np.median(b[ok])
     scale = ma / mb if mb > 0 else 1.0
-    change = float(np.mean(np.abs(a[inner & ok] - b[inner & ok] * scale)))
+    change = max(float(np.mean(np.abs(a[inner & ok] - b[inner & ok] * scale))) - noise, 0.0)
     return float(np.clip(1.0 - change / contrast, 0.0, 1.0))
 
 
@@ -390,6 +411,7 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         if mask is not None:
             hidden |= ~mask
     bb[hidden], ba[hidden] = np.nan, np.nan
+    noise = difference_noise(bb, ba)  # what two looks at an unchanged place differ by
     floor = float(look)
     prob = calibration or float
     record = probability or prob
@@ -419,7 +441,7 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         taken = (db is None and _overlaps_any(ref.box, before)) or (da is None and _overlaps_any(ref.box, after))
         vis_b, vis_a = _clear_at(clear_before, ref), _clear_at(clear_after, ref)
         from_before = ref is db
-        p = persistence(bb, ba, ref.box) if from_before else persistence(ba, bb, ref.box)
+        p = persistence(bb, ba, ref.box, noise=noise) if from_before else persistence(ba, bb, ref.box, noise=noise)
         info = {"id": k, "score_before": round(sb, 3), "score_after": round(sa, 3),
                 "persistence": None if not math.isfinite(p) else round(p, 3)}
 

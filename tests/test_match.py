@@ -10,7 +10,7 @@ from rasterio.crs import CRS
 
 from imgdiff.detect.base import Detection, Detections
 from imgdiff.errors import GridError
-from imgdiff.match import match_objects, zone_match
+from imgdiff.match import difference_noise, match_objects, persistence, zone_match
 
 from .conftest import water_scene
 
@@ -236,3 +236,24 @@ def test_a_detection_on_the_smoothed_over_place_of_a_departed_ship_is_not_an_obj
     other = water_scene([(12, 10, 20, 12)], seed=3)
     b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.7)), water_scene([SHIP]), other)
     assert len(b) == 1 and len(a) == 1
+
+
+def test_a_faint_object_that_stayed_is_persistent_beyond_the_pair_noise_and_one_that_left_is_not():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    size, sigma = 200, 0.003  # reflectance noise of each date
+    obj = np.zeros((size, size))
+    boxes = [(x, y, x + 4, y + 4) for y in range(20, 180, 20) for x in (40, 120)]
+    for x0, y0, x1, y1 in boxes:
+        obj[y0:y1, x0:x1] = 0.012  # a faint 4 px object: contrast 4 sigma
+    before = 0.1 + obj + rng.normal(0, sigma, obj.shape)
+    stayed = 0.1 + obj + rng.normal(0, sigma, obj.shape)
+    left = 0.1 + rng.normal(0, sigma, obj.shape)
+    noise = difference_noise(before, stayed)
+    assert noise == pytest.approx(math.sqrt(2 / math.pi) * sigma * math.sqrt(2), rel=0.05)
+    kept = [persistence(before, stayed, b, noise=noise) for b in boxes]
+    gone = [persistence(before, left, b, noise=difference_noise(before, left)) for b in boxes]
+    assert min(kept) >= 0.9 and max(gone) <= 0.5
+    # without the noise level, the same unchanged objects sit near the 0.7 "unchanged" cut
+    assert np.median([persistence(before, stayed, b) for b in boxes]) < 0.85
