@@ -37,6 +37,12 @@ area), seed A, 7 folds: network alone 0.438 against 0.430; nested network + resc
 (0.464 with footprint features for the rescorer); recall of ships beside land unchanged (0.52 vs 0.51
 rescored). The predicted footprint is the heat score again (Spearman 0.89 with it, vessel-vs-not AUC
 0.797 vs 0.799): the dense target does not teach where a hull ends and a quay begins.
+Also measured 2026-11-26 and not kept (the option is gone): 30 % of the training crops centred on a land/water
+edge pixel (water pixels beside land components of 200 px or more: quays, piers, breakwaters and hulls against
+them; the rest 75 : 25 as before), seed A, 7 folds: network alone 0.443 (P 0.464 R 0.425, 104 false alarms)
+against 0.430 (P 0.406 R 0.458, 142); nested network + rescorer 0.494 (P 0.530 R 0.462, count -12.7 %)
+against 0.528. The hard negatives cut false alarms but cost ships against quays: their recall (land within
+3 px outside the GT box, 194 of 212) falls to 0.40 from 0.44 (network alone) and 0.46 from 0.51 (rescored).
 """
 
 from __future__ import annotations
