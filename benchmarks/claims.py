@@ -28,7 +28,7 @@ INCONCLUSIVE (the hidden half could hold more), never REFUTED.
 ``--variant NAME`` (repeatable) renders the pair another way (see :data:`VARIANTS`: cloud colour,
 texture, edge, cloud as no-data, cloud on the before date, a cloud shadow beside the cloud or over
 half of a zone, no B11, other shifts and gains, no cloud at all, scenes without CRS and zones in
-their own coordinates); ``--sweep`` runs every variant and prints a table of right/total per variant
+their own coordinates, only some objects of a zone leaving); ``--sweep`` runs every variant and prints a table of right/total per variant
 (``<- loses``: fewer right than the default rendering).
 A zone more than 5 % under a variant's cloud fade or shadow (at half strength or more) may also be
 INCONCLUSIVE. Run by hand (2026-11-26): ``--aircraft --sweep`` about 10 min, ``--sweep casablanca
@@ -102,6 +102,9 @@ class Variant:
         Misregistration of the after date (pixels; x = column, y = row).
     gain : float or dict
         Gain of the after date (one for all bands or per band).
+    partial : bool
+        Only every other object of zone ``left`` leaves (the first, third, ...; the zone keeps the
+        rest): ``absent_after`` is then REFUTED, ``present_after`` and ``decreased`` SUPPORTED.
     placed : bool
         False: both dates written without CRS (unplaced chips, like ``aircraft_s2sim``'s own files) and the
         zones drawn in the scenes' coordinates (a GeoJSON without CRS member).
@@ -118,6 +121,7 @@ class Variant:
     shift: tuple = SHIFT
     gain: float | dict = GAIN
     placed: bool = True
+    partial: bool = False
 
 
 def _tint(**kw: float) -> dict:
@@ -152,6 +156,7 @@ VARIANTS: dict[str, Variant] = {
     "gain-bands": Variant(gain={"B02": 1.05, "B03": 1.10, "B04": 1.15, "B08": 0.95, "B11": 1.0}),
     "no-cloud": Variant(date="none"),
     "no-crs": Variant(placed=False),
+    "partial-leave": Variant(partial=True),
 }
 
 
@@ -275,7 +280,8 @@ def build(case: Path, work: Path, v: Variant | None = None) -> tuple[Path, dict[
     # after: remove the vessels of `left`, shift, gain, cloud, noise
     rng = np.random.default_rng(7)
     mask = np.zeros(s.shape, np.uint8)
-    for j in gs[left]:
+    gone = gs[left][::2] if v.partial else gs[left]
+    for j in gone:
         x0, y0, x1, y1 = boxes[j]
         mask[max(0, int(y0) - 2):int(np.ceil(y1)) + 2, max(0, int(x0) - 2):int(np.ceil(x1)) + 2] = 1
     after = {}
@@ -341,6 +347,8 @@ def build(case: Path, work: Path, v: Variant | None = None) -> tuple[Path, dict[
         "stayed-present_after": "SUPPORTED", "stayed-absent_after": "REFUTED", "stayed-unchanged": "SUPPORTED",
         "cloudy-present_after": "INCONCLUSIVE", "cloudy-absent_after": "INCONCLUSIVE",
     }
+    if len(gone) < len(gs[left]):  # some objects of `left` stay
+        expected.update({"left-absent_after": "REFUTED", "left-present_after": "SUPPORTED"})
     if CLOUD == "half":
         # a labelled object of `stayed` is visible when its box lies east of the cloud and its fade (8 px)
         seen = any(boxes[j][0] >= cx1 + 8 for j in gs[stayed])
