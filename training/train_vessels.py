@@ -43,6 +43,14 @@ them; the rest 75 : 25 as before), seed A, 7 folds: network alone 0.443 (P 0.464
 against 0.430 (P 0.406 R 0.458, 142); nested network + rescorer 0.494 (P 0.530 R 0.462, count -12.7 %)
 against 0.528. The hard negatives cut false alarms but cost ships against quays: their recall (land within
 3 px outside the GT box, 194 of 212) falls to 0.40 from 0.44 (network alone) and 0.46 from 0.51 (rescored).
+Also measured 2026-11-26 and not kept (the option is gone): a half-width network (every channel count x 0.5,
+at least 8: 8-8-16-24 encoder, 16-8 decoder, head 8; 26.8 k parameters against 105.5 k), to test whether
+the in-sample / leave-one-port-out gap is over-capacity. Seed A, 3000 iterations, 7 folds: network alone
+0.405 (P 0.431 R 0.382, count -11.3 %) against 0.430; nested network + rescorer 0.436 (P 0.421 R 0.453,
+count +7.5 %) against 0.528, lower at 5 of 7 ports. In-sample (all ports, network alone at the detector's
+threshold) 0.683 against 0.741: the gap narrows only because in-sample falls too; the smaller network fits
+less and generalises worse. Speed of one 1000 x 1000 px detection: 0.45-0.49 s against 0.51-0.52 s
+(network alone 0.35 s against 0.42 s); not worth the loss.
 """
 
 from __future__ import annotations
