@@ -51,6 +51,14 @@ count +7.5 %) against 0.528, lower at 5 of 7 ports. In-sample (all ports, networ
 threshold) 0.683 against 0.741: the gap narrows only because in-sample falls too; the smaller network fits
 less and generalises worse. Speed of one 1000 x 1000 px detection: 0.45-0.49 s against 0.51-0.52 s
 (network alone 0.35 s against 0.42 s); not worth the loss.
+Also measured 2026-11-26 and not kept (the option is gone): a 1.5x wider network (every channel count x 1.5:
+24-24-48-72 encoder, 48-24 decoder, head 24; 236.0 k parameters against 105.5 k). Seed A, 3000 iterations,
+7 folds: network alone 0.450 (P 0.434 R 0.467, count +7.5 %) against 0.430, higher at 6 of 7 ports; nested
+network + rescorer 0.526 (P 0.502 R 0.552, count +9.9 %) against 0.528, higher at 3 of 7 ports (genoa,
+honolulu, marseille), lower at casablanca (0.48 vs 0.67) and durban (0.67 vs 0.75). Within the seed noise
+(+-0.02-0.04) of both; the rescorer absorbs the network's gain. Speed of one 1000 x 1000 px detection:
+1.01 s against 0.50 s (network alone 0.93 s against 0.42 s): twice the time for nothing. Neither a half-width
+nor a 1.5x wider network helps: capacity is not what limits the held-out F1.
 """
 
 from __future__ import annotations
