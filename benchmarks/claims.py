@@ -28,8 +28,8 @@ INCONCLUSIVE (the hidden half could hold more), never REFUTED.
 ``--variant NAME`` (repeatable) renders the pair another way (see :data:`VARIANTS`: cloud colour,
 texture, edge, cloud as no-data, cloud on the before date, a cloud shadow beside the cloud or over
 half of a zone, no B11, other shifts and gains, no cloud at all, scenes without CRS and zones in
-their own coordinates, only some objects of a zone leaving); ``--sweep`` runs every variant and prints a table of right/total per variant
-(``<- loses``: fewer right than the default rendering).
+their own coordinates, only some objects of a zone leaving); ``--sweep`` runs every variant and
+prints a table of right/total per variant (``<- loses``: fewer right than the default rendering).
 A zone more than 5 % under a variant's cloud fade or shadow (at half strength or more) may also be
 INCONCLUSIVE. Run by hand (2026-11-26): ``--aircraft --sweep`` about 10 min, ``--sweep casablanca
 honolulu marseille`` about 15 min on 2 busy cores.
@@ -102,12 +102,12 @@ class Variant:
         Misregistration of the after date (pixels; x = column, y = row).
     gain : float or dict
         Gain of the after date (one for all bands or per band).
-    partial : bool
-        Only every other object of zone ``left`` leaves (the first, third, ...; the zone keeps the
-        rest): ``absent_after`` is then REFUTED, ``present_after`` and ``decreased`` SUPPORTED.
     placed : bool
         False: both dates written without CRS (unplaced chips, like ``aircraft_s2sim``'s own files) and the
         zones drawn in the scenes' coordinates (a GeoJSON without CRS member).
+    partial : bool
+        Only every other object of zone ``left`` leaves (the first, third, ...; the zone keeps the
+        rest): ``absent_after`` is then REFUTED, ``present_after`` and ``decreased`` SUPPORTED.
     """
 
     cloud: dict = field(default_factory=lambda: dict(DEFAULT_CLOUD))
