@@ -10,7 +10,7 @@ import click
 import imgdiff
 from imgdiff.errors import OutputError
 from imgdiff.io.geojson import write_detections_geojson
-from imgdiff.zones import read_zones
+from imgdiff.zones import placed, read_zones
 
 from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress, steps
 from .tiled import detect_tiled_cli, should_tile
@@ -50,10 +50,16 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
     with steps(["read", "detect", "write"], show_progress(as_json)) as advance:
         advance("read")
         if tile_size or should_tile(scene, bands, bbox):  # whole tiles: windows with overlap (imgdiff.tiles)
+            if zones is not None:
+                from imgdiff.tiles import work_grid
+
+                zones = placed(zones, work_grid(scene, bands, bbox).crs, where=scene)
             dets = detect_tiled_cli(scene, objects, zones, min_score=min_score, method=method, bands=bands,
                                     bbox=bbox, tile_size=tile_size, on_step=advance, tta=tta)
         else:
             sc = imgdiff.read_scene(scene, bands=bands, bbox=bbox)
+            if zones is not None:  # lon/lat zones cannot go on a scene without CRS: say so, do not count 0
+                zones = placed(zones, sc.crs, where=scene)
             advance("detect")
             if objects == "vessels":
                 kw = {} if min_score is None else {"min_score": min_score}

@@ -71,11 +71,11 @@ import numpy as np
 
 from .compare import CompareResult
 from .detect.base import Detections
-from .errors import CoregistrationError, GridError, ImgdiffError, InputError
+from .errors import CoregistrationError, ImgdiffError, InputError
 from .match import ObjectMatch, reconcile, zone_match
 from .scene import Scene
 from .sites import load_zones
-from .zones import Zones, assign_zones, in_scene_frame, zone_masks
+from .zones import Zones, assign_zones, placed, zone_masks
 
 ASSERTIONS = ("present_before", "present_after", "absent_before", "absent_after", "decreased", "increased",
               "unchanged")
@@ -1360,14 +1360,7 @@ def analyse_result(
     """
     step = on_step or (lambda name: None)
     pair = result.pair
-    if result.grid.crs is None and zones.crs is not None:
-        local = in_scene_frame(zones)  # zones drawn in the scene's own coordinates
-        if local is None:
-            raise GridError(f"{pair.before.meta.get('source', 'before scene')}: the scene has no CRS, so zones in "
-                            f"{zones.crs.to_string()} cannot be placed on it; use a georeferenced scene (GeoTIFF "
-                            "with a CRS) or give the zones in the coordinates of the scene's transform")
-        zones = local
-    zg = zones.to_crs(result.grid.crs)
+    zg = placed(zones, result.grid.crs, where=pair.before.meta.get("source", "before scene"))
     step("clouds")
     cb, ca = pair_clouds(pair.before, pair.after)
     cloud = {"before": cb, "after": ca}

@@ -18,7 +18,7 @@ from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
 from .detect.base import Detections
-from .errors import InputError
+from .errors import GridError, InputError
 
 WGS84 = CRS.from_epsg(4326)
 NAME_KEYS = ("zone", "name", "id")
@@ -108,6 +108,37 @@ def in_scene_frame(zones: Zones) -> Zones | None:
     return replace(zones, crs=None)
 
 
+def placed(zones: Zones, crs: CRS | None, *, where: str = "scene") -> Zones:
+    """The zones in a scene's CRS, or in its own coordinates when it has none.
+
+    The one rule for putting zones on a scene: reprojected to ``crs`` (:meth:`Zones.to_crs`);
+    on a scene without CRS, zones drawn in its transform's coordinates
+    (:func:`in_scene_frame`) are taken as they are.
+
+    Parameters
+    ----------
+    zones : Zones
+    crs : CRS or None
+        The scene's CRS; None for imagery without placement.
+    where : str
+        What the scene is (its path), for the error message.
+
+    Raises
+    ------
+    GridError
+        The scene has no CRS and the zones are in map coordinates (e.g. lon/lat): they cannot be
+        placed on it (they would silently fall outside every pixel).
+    """
+    if crs is None and zones.crs is not None:
+        local = in_scene_frame(zones)
+        if local is None:
+            raise GridError(f"{where}: the scene has no CRS, so zones in {zones.crs.to_string()} cannot be placed "
+                            "on it; use a georeferenced scene (GeoTIFF with a CRS) or give the zones in the "
+                            "coordinates of the scene's transform")
+        return local
+    return zones.to_crs(crs)
+
+
 def read_zones(path: str | Path) -> Zones:
     """Read zones from a GeoJSON file (lon/lat unless it names another CRS).
 
@@ -128,8 +159,11 @@ def read_zones(path: str | Path) -> Zones:
 
 
 def zone_masks(zones: Zones, crs: CRS | None, transform: Affine, shape_: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Boolean mask of every zone on a grid (pixels whose centre lies inside)."""
-    z = zones.to_crs(crs)
+    """Boolean mask of every zone on a grid (pixels whose centre lies inside).
+
+    Zones are placed with :func:`placed` (a grid without CRS takes zones in its own coordinates).
+    """
+    z = placed(zones, crs, where="grid")
     return {
         n: rasterize([(mapping(g), 1)], out_shape=shape_, transform=transform, fill=0, dtype="uint8").astype(bool)
         for n, g in z.geometries.items()
@@ -141,7 +175,7 @@ def assign_zones(detections: Detections, zones: Zones, *, keep_outside: bool = T
 
     With ``keep_outside=False`` detections outside every zone are dropped.
     """
-    z = zones.to_crs(detections.crs)
+    z = placed(zones, detections.crs, where="detections")
     pts = detections.map_centers()
     items = []
     for d, (x, y) in zip(detections.items, pts):

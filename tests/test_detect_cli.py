@@ -74,6 +74,42 @@ def test_detect_with_zones_counts_per_zone(harbour_dir, tmp_path):
     assert all(shapely.geometry.shape(f["geometry"]).centroid.x < x1 for f in west)
 
 
+def test_detect_on_a_scene_without_crs_takes_zones_in_its_frame_and_refuses_lon_lat_zones(harbour_dir, tmp_path):
+    """The rule `verify` follows: zones in the scene's own coordinates count as they do on the placed
+    scene; lon/lat zones cannot be placed, so one line naming the scene, exit 2, nothing written
+    (they used to be kept as they were and every vessel fell outside them)."""
+    d, _ = harbour_dir
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    scene = read_scene(d)
+    for b, v in scene.bands.items():
+        write_band(bare / f"{b}.tif", np.round(v * 10000).astype(np.uint16), crs=None, transform=TRANSFORM)
+    x0, y0 = TRANSFORM * (0, 0)
+    x1, y1 = TRANSFORM * (120, 200)
+    xe, _ = TRANSFORM * (240, 0)
+    boxes = {"west": shp_box(x0, y1, x1, y0), "east": shp_box(x1, y1, xe, y0)}
+    frame = {"type": "FeatureCollection", "features": [  # UTM metres without a CRS member: the scene's frame
+        {"type": "Feature", "properties": {"name": n}, "geometry": mapping(g)} for n, g in boxes.items()]}
+    lonlat = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": n}, "geometry": transform_geom(UTM, "EPSG:4326", mapping(g))}
+        for n, g in boxes.items()]}
+    counts = {}
+    for name, folder, zones in (("placed", d, lonlat), ("bare", bare, frame)):
+        zpath = tmp_path / f"{name}.geojson"
+        zpath.write_text(json.dumps(zones))
+        r = CliRunner().invoke(cli, ["detect", str(folder), "--zones", str(zpath), "-o", str(tmp_path / f"{name}.v.geojson"),
+                                     "--json"])
+        assert r.exit_code == 0, r.output
+        counts[name] = json.loads(r.stdout)["by_zone"]
+    assert counts["bare"] == counts["placed"] and sum(counts["bare"].values()) > 0
+    zpath = tmp_path / "lonlat.geojson"
+    zpath.write_text(json.dumps(lonlat))
+    out = tmp_path / "refused.geojson"
+    r = CliRunner().invoke(cli, ["detect", str(bare), "--zones", str(zpath), "-o", str(out), "--json"])
+    assert r.exit_code == 2 and "has no CRS" in r.stderr and str(bare) in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_existing_output_needs_overwrite(harbour_dir, tmp_path):
     d, _ = harbour_dir
     out = tmp_path / "v.geojson"
