@@ -392,7 +392,7 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     from rasterio.warp import transform as warp_transform
 
     from .grid import Grid
-    from .zones import WGS84, assign_zones, zone_masks, zones_from_geojson
+    from .zones import WGS84, assign_zones, placed, zone_masks, zones_from_geojson
 
     try:
         ref_grid = _reference_grid(params.reference, params.bands, params.bbox)
@@ -414,7 +414,8 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     cells = Grid(grid.crs, grid.transform * Affine.scale(f), bad.shape[1], bad.shape[0])
     if params.zones:
         named = (params.zones.get("crs") or {}).get("properties", {}).get("name")
-        zones = zones_from_geojson(params.zones, crs=CRS.from_user_input(named) if named else WGS84)
+        zones = placed(zones_from_geojson(params.zones, crs=CRS.from_user_input(named) if named else WGS84),
+                       grid.crs, where=entry.path)
         dets = assign_zones(dets, zones)
         masks = zone_masks(zones, cells.crs, cells.transform, cells.shape)
     else:

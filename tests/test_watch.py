@@ -56,7 +56,7 @@ FIELD = _field()
 
 
 def make_scene(folder: Path, objects: list[tuple[int, int]], *, shift: tuple[int, int] = (0, 0),
-               cloud: tuple[int, int, int, int] | None = None) -> Path:
+               cloud: tuple[int, int, int, int] | None = None, crs: str | None = "EPSG:32636") -> Path:
     """Band folder of a 96 x 96 scene; objects are 4 x 3 px at reference pixel (x, y); the whole
     scene appears shifted by ``shift`` = (dx, dy) px: reference pixel (x, y) is at (x + dx, y + dy)."""
     dx, dy = shift
@@ -71,7 +71,7 @@ def make_scene(folder: Path, objects: list[tuple[int, int]], *, shift: tuple[int
         refl[:, y0:y1, x0:x1] = 0.6
     folder.mkdir(parents=True, exist_ok=True)
     for i, b in enumerate(BANDS):
-        write_band(folder / f"{b}.tif", np.round(refl[i] * 10000).astype(np.uint16), transform=TRANSFORM)
+        write_band(folder / f"{b}.tif", np.round(refl[i] * 10000).astype(np.uint16), crs=crs, transform=TRANSFORM)
     return folder
 
 
@@ -107,6 +107,31 @@ def site(tmp_path: Path) -> Path:
         "  - {date: 2024-01-16, path: d4}\n  - {date: 2024-01-21, path: d5}\n  - {date: 2024-01-26, path: d6}\n"
     )
     return s
+
+
+def test_watch_on_scenes_without_crs_counts_zones_in_their_frame_and_reports_lon_lat_zones(tmp_path: Path):
+    """Unplaced scenes take zones in their transform's coordinates; lon/lat zones cannot be placed on
+    them: every scene is reported with that error (naming it) instead of counting nothing."""
+    from rasterio.warp import transform_geom
+
+    make_scene(tmp_path / "d1", [(20, 30), (70, 60)], crs=None)
+    make_scene(tmp_path / "d2", [(20, 30)], crs=None)
+    fc = json.loads(zones_file(tmp_path / "utm.geojson").read_text())
+    del fc["crs"]  # the same numbers, now read as the scenes' own coordinates
+    (tmp_path / "frame.geojson").write_text(json.dumps(fc))
+    for f in fc["features"]:
+        f["geometry"] = transform_geom("EPSG:32636", "EPSG:4326", f["geometry"])
+    (tmp_path / "lonlat.geojson").write_text(json.dumps(fc))
+    scenes = "scenes:\n  - {date: 2024-01-01, path: d1}\n  - {date: 2024-01-06, path: d2}\n"
+    for name in ("frame", "lonlat"):
+        (tmp_path / f"{name}.yaml").write_text(f"site: x\nzones: {name}.geojson\ndetector: {DETECTOR}\n{scenes}")
+    res = run_watch(read_manifest(tmp_path / "frame.yaml"), tmp_path / "o1", scheduler="synchronous")
+    assert counts(res.rows, "west") == {"2024-01-01": 1, "2024-01-06": 1}
+    assert counts(res.rows, "east") == {"2024-01-01": 1, "2024-01-06": 0}
+    res = run_watch(read_manifest(tmp_path / "lonlat.yaml"), tmp_path / "o2", scheduler="synchronous")
+    errors = {r["date"]: r["error"] for r in res.rows if r["status"] == "error"}
+    assert set(errors) == {"2024-01-01", "2024-01-06"}
+    assert "has no CRS" in errors["2024-01-06"] and str(tmp_path / "d2") in errors["2024-01-06"]
 
 
 def counts(rows, zone):
