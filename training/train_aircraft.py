@@ -27,6 +27,11 @@ real), and the fraction real per score bin (:func:`calibration_table`) goes into
 
     nice python training/train_aircraft.py --calibrate --work /tmp/acrun/work1
 
+The chip -> fold table of the same grouped folds (for ``benchmarks/claims.py --aircraft --honest``,
+which verifies each apron with the fold network that never saw its airport)::
+
+    python training/train_aircraft.py --write-folds /tmp/acrun/work1/folds.json
+
 Fixed seeds (numpy, torch); deterministic single-thread-friendly ops.
 """
 
@@ -110,6 +115,18 @@ def airport_groups(chips: list[dict], thr: float = 0.5) -> np.ndarray:
     roots = [find(i) for i in range(n)]
     uniq = {r: k for k, r in enumerate(dict.fromkeys(roots))}
     return np.array([uniq[r] for r in roots])
+
+
+def grouped_folds(groups: np.ndarray, k: int) -> np.ndarray:
+    """Fold of each chip: whole airport groups, largest first, each to the fold with fewest chips."""
+    ng = int(groups.max()) + 1
+    fold_of_group = np.zeros(ng, int)
+    load = np.zeros(k, int)
+    for g in np.argsort(-np.bincount(groups, minlength=ng), kind="stable"):
+        f = int(np.argmin(load))
+        fold_of_group[g] = f
+        load[f] += int((groups == g).sum())
+    return fold_of_group[groups]
 
 
 def targets(truth, shape: tuple[int, int], ignore_below_m: float = 0.0) -> tuple[np.ndarray, ...]:
@@ -352,6 +369,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for the fold networks (default: a temp folder)")
     ap.add_argument("--reuse", action="store_true",
                     help="use fold<k>.onnx / final.onnx already in --work instead of training them again")
+    ap.add_argument("--write-folds", type=Path, default=None,
+                    help="only write the chip -> fold table (JSON) of the grouped folds, e.g. for "
+                         "benchmarks/claims.py --aircraft --honest, and stop")
     ap.add_argument("--calibrate", action="store_true",
                     help="only add the out-of-fold score calibration to the shipped card (reuses --work's networks)")
     args = ap.parse_args()
@@ -366,14 +386,11 @@ def main() -> None:
     ng = int(groups.max()) + 1
     print(f"{len(chips)} chips, {sum(len(c['truth'].boxes) for c in chips)} aircraft, {ng} airport groups "
           f"(sizes {sorted(np.bincount(groups).tolist(), reverse=True)})", flush=True)
-    # grouped folds: assign whole groups to folds, largest first, to the fold with fewest chips
-    fold_of_group = np.zeros(ng, int)
-    load = np.zeros(args.folds, int)
-    for g in np.argsort(-np.bincount(groups), kind="stable"):
-        f = int(np.argmin(load))
-        fold_of_group[g] = f
-        load[f] += int((groups == g).sum())
-    folds = fold_of_group[groups]
+    folds = grouped_folds(groups, args.folds)
+    if args.write_folds:
+        args.write_folds.write_text(json.dumps({c["name"]: int(k) for c, k in zip(chips, folds)}, indent=1) + "\n")
+        print(f"wrote {args.write_folds}")
+        return
     if args.calibrate:
         calibrate(args, chips, folds)
         return
