@@ -111,6 +111,11 @@ class Variant:
     placed : bool
         False: both dates written without CRS (unplaced chips, like ``aircraft_s2sim``'s own files) and the
         zones drawn in the scenes' coordinates (a GeoJSON without CRS member).
+    encoding : str
+        How the bands are stored: ``"float"`` (reflectance), ``"raw-plain"`` (both dates uint16 reflectance
+        x 65535, like Copernicus Browser "Raw" exports, but named ``B02.tif``: no name or metadata tells the
+        scaling) or ``"raw-mixed"`` (the before date keeps the export's "(Raw)" names, the after date is
+        renamed ``B02.tif``).
     partial : bool
         Only every other object of zone ``left`` leaves (the first, third, ...; the zone keeps the
         rest): ``absent_after`` is then REFUTED, ``present_after`` and ``decreased`` SUPPORTED.
@@ -128,6 +133,7 @@ class Variant:
     gain: float | dict = GAIN
     placed: bool = True
     partial: bool = False
+    encoding: str = "float"
 
 
 def _tint(**kw: float) -> dict:
@@ -163,6 +169,8 @@ VARIANTS: dict[str, Variant] = {
     "no-cloud": Variant(date="none"),
     "no-crs": Variant(placed=False),
     "partial-leave": Variant(partial=True),
+    "raw-plain": Variant(encoding="raw-plain"),
+    "raw-mixed": Variant(encoding="raw-mixed"),
 }
 
 
@@ -185,11 +193,25 @@ def overlaps(a: tuple, b: tuple) -> bool:
     return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
 
 
-def write_band_folder(folder: Path, bands: dict, crs, transform, date: str, *, dn: bool = False) -> None:
+def write_band_folder(folder: Path, bands: dict, crs, transform, date: str, *, dn: bool = False,
+                      raw: str = "") -> None:
     """One GeoTIFF per band: float32 reflectance (NaN no-data), or with ``dn`` uint16 DN = reflectance x 10000
-    (scale recorded in the band metadata; DN 0 in every band is fill, as in real products)."""
+    (scale recorded in the band metadata; DN 0 in every band is fill, as in real products).
+
+    ``raw``: uint16 DN = reflectance x 65535 with no scale recorded, as Copernicus Browser "Raw" exports,
+    named like them (``"named"``: ``<date>-00_00_<date>-23_59_Sentinel-2_L2A_B02_(Raw).tiff``) or plainly
+    (``"plain"``: ``B02.tif``, so that only the levels tell the scaling).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for n, a in bands.items():
+        if raw:
+            name = f"{date}-00_00_{date}-23_59_Sentinel-2_L2A_{n}_(Raw).tiff" if raw == "named" else f"{n}.tif"
+            with rasterio.open(folder / name, "w", driver="GTiff", width=a.shape[1], height=a.shape[0], count=1,
+                               dtype="uint16", crs=crs, transform=transform, nodata=None) as ds:
+                ds.write(np.where(np.isfinite(a), np.clip(np.round(np.nan_to_num(a) * 65535), 1, 65535), 0)
+                         .astype(np.uint16), 1)
+                ds.update_tags(ACQUISITION_DATE=date)
+            continue
         dtype = "uint16" if dn else "float32"
         with rasterio.open(folder / f"{n}.tif", "w", driver="GTiff", width=a.shape[1], height=a.shape[0], count=1,
                            dtype=dtype, crs=crs, transform=transform, nodata=None if dn else float("nan")) as ds:
@@ -337,8 +359,11 @@ def build(case: Path, work: Path, v: Variant | None = None) -> tuple[Path, dict[
         before = {n: (a + rng_b.normal(0, 0.003, a.shape)).astype(np.float32)
                   for n, a in render_cloud(before, alpha, v, sh_alpha, texture).items()}
     crs = s.crs if v.placed else None
-    write_band_folder(work / "before", before, crs, s.transform, date, dn=v.fill == "zero" and v.date == "before")
-    write_band_folder(work / "after", after, crs, s.transform, "2030-01-01", dn=v.fill == "zero" and on_after)
+    raw_b, raw_a = {"float": ("", ""), "raw-plain": ("plain", "plain"), "raw-mixed": ("named", "plain")}[v.encoding]
+    write_band_folder(work / "before", before, crs, s.transform, date, dn=v.fill == "zero" and v.date == "before",
+                      raw=raw_b)
+    write_band_folder(work / "after", after, crs, s.transform, "2030-01-01", dn=v.fill == "zero" and on_after,
+                      raw=raw_a)
     feats = []
     for name, i in (("stayed", stayed), ("left", left), ("cloudy", cloudy)):
         x0, y0, x1, y1 = zb[i]

@@ -12,7 +12,7 @@ from .change import ChangeMap, scene_change_map
 from .coregister import Registration, coregister, warp
 from .errors import CoregistrationError
 from .grid import AlignedPair, Grid, align
-from .io.read import BBox, read_scene
+from .io.read import BBox, harmonise_scaling, read_scene
 from .scene import Scene
 
 
@@ -99,8 +99,7 @@ def compare(
     """
     step = on_step or (lambda name: None)
     step("read")
-    b = _as_scene(before, bands, bbox)
-    a = _as_scene(after, bands, bbox)
+    b, a = harmonise_scaling(_as_scene(before, bands, bbox), _as_scene(after, bands, bbox))
     step("align")
     pair = align(b, a, grid=grid, bands=bands)
     step("co-register")

@@ -56,6 +56,48 @@ def test_copernicus_browser_raw_export_is_scaled_by_65535(tmp_path):
     assert_allclose(s.bands["B08"], 0.1, atol=1e-4)
 
 
+def test_renamed_raw_export_is_read_as_65535_from_its_levels_and_l1c_levels_are_not(tmp_path):
+    """A raw export renamed B02.tif ... (no name or metadata says its scaling): DN far above what
+    reflectance x 10000 can reach (99th percentile > 20,000) are read as x 65535, without the
+    baseline-04 offset; ordinary L1C levels, bright cloud included, keep the x 10000 convention."""
+    rng = np.random.default_rng(0)
+    refl = rng.uniform(0.02, 0.45, (4, 40, 50))  # water to bright concrete
+    for name, scale in (("renamed", 65535), ("l1c", 10000)):
+        d = tmp_path / name
+        d.mkdir()
+        for i, b in enumerate(("B02", "B03", "B04", "B08")):
+            a = refl[i].copy()
+            if name == "l1c":
+                a[:10, :10] = 1.4  # a cloud brighter than any surface
+            write_band(d / f"T36SYC_20230818T081739_{b}.tif", np.round(a * scale).astype("uint16"))
+    s = read_scene(tmp_path / "renamed")
+    assert_allclose(s.bands["B08"], refl[3], atol=1e-4)
+    assert s.meta["radiometry"]["B02"]["source"].startswith("inferred from levels")
+    s = read_scene(tmp_path / "l1c")
+    assert_allclose(s.bands["B08"][10:], refl[3][10:] - 0.1, atol=1e-4)  # DN/10000 - 0.1 (acquired 2023)
+    assert s.meta["radiometry"]["B02"]["source"].startswith("DN/10000")
+
+
+def test_pair_of_a_raw_export_and_its_renamed_dark_copy_gets_one_scaling(tmp_path):
+    """The after date written as B08.tif with the export's DN, too dark for the levels to tell:
+    the pair takes the before date's x 65535 (compare, verify and survey read pairs through it)."""
+    from imgdiff.io.read import harmonise_scaling
+
+    water = np.full((8, 8), 1300, "uint16")  # reflectance 0.02 x 65535
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    write_band(tmp_path / "b" / "2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_B08_(Raw).tiff", water)
+    write_band(tmp_path / "a" / "B08.tif", water)
+    before, after = read_scene(tmp_path / "b"), read_scene(tmp_path / "a")
+    assert_allclose(after.bands["B08"], 0.13, atol=1e-4)  # alone: the x 10000 convention
+    hb, ha = harmonise_scaling(before, after)
+    assert hb is before
+    assert_allclose(ha.bands["B08"], before.bands["B08"], atol=1e-6)
+    assert ha.meta["radiometry"]["B08"]["scale"] == pytest.approx(1 / 65535)
+    same_b, same_a = harmonise_scaling(after, after)  # nothing says x 65535: left alone
+    assert same_a is after and same_b is after
+
+
 def test_processing_baseline_offset_applies_from_2022_01_25(tmp_path):
     for name, date in (("old", "20220124"), ("new", "20220125")):
         d = tmp_path / name

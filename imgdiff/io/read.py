@@ -42,6 +42,14 @@ from .bands import band_from_filename, normalise_band_name
 #: Products acquired from this date on carry the +1000 DN offset (processing baseline 04.00).
 BASELINE_04_DATE = _dt.date(2022, 1, 25)
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+#: Reflectance x 65535: the scaling of Copernicus Browser "Raw" band exports.
+RAW_EXPORT_SCALE = 1.0 / 65535.0
+#: Integer bands whose 99th percentile (the highest over the bands) exceeds this many DN cannot be
+#: reflectance x 10000 (2.0, brighter than any cloud or snow); without a name or metadata saying otherwise
+#: they are read as reflectance x 65535. Measured: the highest band p99 is 2,200-4,800 DN on the ten
+#: OSCD pairs and the aircraft_s2sim chips (x 10000), 24,500-33,100 on the seven sen2ships ports (x 65535).
+RAW_LEVEL_DN = 20000.0
+_DEFAULT_RULE = "DN/10000"
 
 BBox = tuple[float, float, float, float]
 
@@ -277,7 +285,81 @@ def choose_radiometry(
         why = f"acquired {date.isoformat()} ({'on/after' if new else 'before'} 2022-01-25)"
     else:
         new, why = False, "date unknown: no baseline offset assumed"
-    return Radiometry(1e-4, -0.1 if new else 0.0, f"DN/10000{' - 0.1' if new else ''}, {why}")
+    return Radiometry(1e-4, -0.1 if new else 0.0, f"{_DEFAULT_RULE}{' - 0.1' if new else ''}, {why}")
+
+
+def by_default_rule(radiometry: dict[str, Any]) -> bool:
+    """Whether a band's recorded radiometry (``scene.meta["radiometry"][band]``) is only the
+    default reflectance x 10000 convention (no metadata, name or caller said how to scale it)."""
+    return str(radiometry.get("source", "")).startswith(_DEFAULT_RULE)
+
+
+def rescaled(scene: Scene, bands: Sequence[str], rad: Radiometry) -> Scene:
+    """The scene with ``bands`` converted again from their digital numbers with ``rad``.
+
+    The digital numbers are recovered from the reflectance and the scaling recorded in
+    ``scene.meta["radiometry"]`` (exact up to float32 rounding); the record is updated.
+    """
+    from dataclasses import replace as _replace
+
+    meta = dict(scene.meta)
+    record = {k: dict(v) for k, v in (meta.get("radiometry") or {}).items()}
+    arrays = dict(scene.bands)
+    for b in bands:
+        old = record[b]
+        dn = (arrays[b].astype(np.float64) - float(old["offset"])) / float(old["scale"])
+        arrays[b] = (dn * rad.scale + rad.offset).astype(np.float32)
+        record[b] = {"scale": rad.scale, "offset": rad.offset, "source": rad.source}
+    meta["radiometry"] = record
+    return _replace(scene, bands=arrays, meta=meta)
+
+
+def infer_raw_scaling(scene: Scene) -> Scene:
+    """Read integer bands as reflectance x 65535 when their levels rule out x 10000.
+
+    Applies only when every band was scaled by the default convention (nothing said
+    otherwise) and the highest 99th percentile over the bands exceeds :data:`RAW_LEVEL_DN`
+    digital numbers: then the file is most likely a renamed Copernicus Browser raw export.
+    Otherwise the scene is returned unchanged.
+    """
+    record = scene.meta.get("radiometry") or {}
+    if not record or not all(by_default_rule(r) for r in record.values()) or not scene.valid.any():
+        return scene
+    p99 = 0.0
+    for b, r in record.items():
+        top = RAW_LEVEL_DN * float(r["scale"]) + float(r["offset"])  # the level in reflectance
+        band = scene.bands[b]
+        if not np.nanmax(band) > top:  # the usual case, decided without a percentile
+            continue
+        v = band[scene.valid]
+        v = v[:: max(1, v.size // 200_000)]  # an even subsample: the decision needs no more
+        p99 = max(p99, (float(np.percentile(v, 99)) - float(r["offset"])) / float(r["scale"]))
+    if p99 <= RAW_LEVEL_DN:
+        return scene
+    rad = Radiometry(RAW_EXPORT_SCALE, 0.0, f"inferred from levels: 99th percentile {p99:.0f} DN cannot be reflectance "
+                     "x 10000, read as reflectance x 65535 (Copernicus Browser raw export scaling)")
+    return rescaled(scene, list(record), rad)
+
+
+def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
+    """Give both dates of a pair one scaling where only one of them says what it is.
+
+    A band read as reflectance x 65535 (a raw export's name, or :func:`infer_raw_scaling`)
+    on one date and by the default x 10000 convention on the other (a renamed copy of the
+    same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both; any other
+    combination is left as it is.
+    """
+    rb, ra = before.meta.get("radiometry") or {}, after.meta.get("radiometry") or {}
+
+    def raw(r: dict[str, Any]) -> bool:
+        return abs(float(r.get("scale", 0.0)) - RAW_EXPORT_SCALE) < 1e-12
+
+    rad = Radiometry(RAW_EXPORT_SCALE, 0.0, "as the other date of the pair: reflectance x 65535 (Copernicus Browser "
+                     "raw export scaling)")
+    common = [b for b in rb if b in ra]
+    fix_b = [b for b in common if by_default_rule(rb[b]) and raw(ra[b])]
+    fix_a = [b for b in common if by_default_rule(ra[b]) and raw(rb[b])]
+    return (rescaled(before, fix_b, rad) if fix_b else before), (rescaled(after, fix_a, rad) if fix_a else after)
 
 
 # --------------------------------------------------------------------------- windows
@@ -430,7 +512,8 @@ def read_scene(
         "processing_baseline": product.get("baseline") or infos[ref][7].get("PROCESSING_BASELINE") or None,
         "radiometry": radiometry,
     }
-    return Scene(bands=arrays, crs=crs, transform=out_transform, valid=valid, date=acq, meta=meta)
+    scene = Scene(bands=arrays, crs=crs, transform=out_transform, valid=valid, date=acq, meta=meta)
+    return scene if scale is not None else infer_raw_scaling(scene)
 
 
 def _safe_band_id(name: str) -> int:
