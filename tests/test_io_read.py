@@ -78,6 +78,20 @@ def test_renamed_raw_export_is_read_as_65535_from_its_levels_and_l1c_levels_are_
     assert s.meta["radiometry"]["B02"]["source"].startswith("DN/10000")
 
 
+def test_float_digital_numbers_are_scaled_like_the_integers_they_stand_for(tmp_path):
+    """A raw export whose numbers were stored as float32 (converted to apply a gain): values far above
+    any reflectance are digital numbers, scaled by the export's name; float reflectance stays as it is."""
+    refl = np.random.default_rng(1).uniform(0.02, 0.45, (40, 50))
+    for name, data in (("dn", np.round(refl * 65535)), ("refl", refl)):
+        (tmp_path / name).mkdir()
+        write_band(tmp_path / name / "2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_B08_(Raw).tiff",
+                   data.astype("float32"))
+    s = read_scene(tmp_path / "dn")
+    assert_allclose(s.bands["B08"], refl, atol=1e-4)
+    assert "float digital numbers" in s.meta["radiometry"]["B08"]["source"]
+    assert_allclose(read_scene(tmp_path / "refl").bands["B08"], refl, atol=1e-6)
+
+
 def test_pair_of_a_raw_export_and_its_renamed_dark_copy_gets_one_scaling(tmp_path):
     """The after date written as B08.tif with the export's DN, too dark for the levels to tell:
     the pair takes the before date's x 65535 (compare, verify and survey read pairs through it)."""

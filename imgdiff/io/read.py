@@ -50,6 +50,9 @@ RAW_EXPORT_SCALE = 1.0 / 65535.0
 #: OSCD pairs and the aircraft_s2sim chips (x 10000), 24,500-33,100 on the seven sen2ships ports (x 65535).
 RAW_LEVEL_DN = 20000.0
 _DEFAULT_RULE = "DN/10000"
+_FLOAT_RULE = "float data taken as reflectance"
+#: Float bands whose 99th percentile exceeds this are digital numbers, not reflectance.
+FLOAT_DN_LEVEL = 2.0
 
 BBox = tuple[float, float, float, float]
 
@@ -273,7 +276,7 @@ def choose_radiometry(
         off = dn_offset or 0.0
         return Radiometry(1.0 / quantification, off / quantification, "SAFE metadata")
     if np.dtype(dtype).kind == "f":
-        return Radiometry(1.0, 0.0, "float data taken as reflectance")
+        return Radiometry(1.0, 0.0, _FLOAT_RULE)
     if "(Raw)" in source_name:
         return Radiometry(1.0 / 65535.0, 0.0, "Copernicus Browser raw export: reflectance x 65535")
     number = _baseline_number(baseline)
@@ -328,12 +331,7 @@ def infer_raw_scaling(scene: Scene) -> Scene:
     p99 = 0.0
     for b, r in record.items():
         top = RAW_LEVEL_DN * float(r["scale"]) + float(r["offset"])  # the level in reflectance
-        band = scene.bands[b]
-        if not np.nanmax(band) > top:  # the usual case, decided without a percentile
-            continue
-        v = band[scene.valid]
-        v = v[:: max(1, v.size // 200_000)]  # an even subsample: the decision needs no more
-        p99 = max(p99, (float(np.percentile(v, 99)) - float(r["offset"])) / float(r["scale"]))
+        p99 = max(p99, (_high_p99(scene, [b], top) - float(r["offset"])) / float(r["scale"]))
     if p99 <= RAW_LEVEL_DN:
         return scene
     rad = Radiometry(RAW_EXPORT_SCALE, 0.0, f"inferred from levels: 99th percentile {p99:.0f} DN cannot be reflectance "
@@ -513,7 +511,30 @@ def read_scene(
         "radiometry": radiometry,
     }
     scene = Scene(bands=arrays, crs=crs, transform=out_transform, valid=valid, date=acq, meta=meta)
-    return scene if scale is not None else infer_raw_scaling(scene)
+    if scale is not None:
+        return scene
+    floats = [s for s in sources if radiometry[s.name]["source"] == _FLOAT_RULE]
+    if floats and _high_p99(scene, [s.name for s in floats], FLOAT_DN_LEVEL) > FLOAT_DN_LEVEL:
+        # float digital numbers (e.g. a product converted to float to apply a gain): scale them as
+        # the integer numbers they stand for, by name or convention
+        for s in floats:
+            rad = choose_radiometry("uint16", source_name=s.path.name, date=acq, baseline=product.get("baseline"))
+            scene = rescaled(scene, [s.name], Radiometry(rad.scale, rad.offset, f"{rad.source} (float digital numbers)"))
+    return infer_raw_scaling(scene)
+
+
+def _high_p99(scene: Scene, bands: Sequence[str], above: float) -> float:
+    """The highest 99th percentile over ``bands`` (valid pixels, in the bands' own units); bands whose
+    maximum is not above ``above`` count as 0 (the usual case, decided without a percentile)."""
+    p99 = 0.0
+    for b in bands:
+        band = scene.bands[b]
+        if not np.nanmax(band) > above:
+            continue
+        v = band[scene.valid]
+        v = v[:: max(1, v.size // 200_000)]  # an even subsample: the decision needs no more
+        p99 = max(p99, float(np.percentile(v, 99)))
+    return p99
 
 
 def _safe_band_id(name: str) -> int:
