@@ -69,12 +69,13 @@ def test_renamed_raw_export_is_read_as_65535_from_its_levels_and_l1c_levels_are_
             a = refl[i].copy()
             if name == "l1c":
                 a[:10, :10] = 1.4  # a cloud brighter than any surface
+                a[30:, :20] = 6.5535  # and one drawn saturated white (DN 65535), 20 % of the scene
             write_band(d / f"T36SYC_20230818T081739_{b}.tif", np.round(a * scale).astype("uint16"))
     s = read_scene(tmp_path / "renamed")
     assert_allclose(s.bands["B08"], refl[3], atol=1e-4)
     assert s.meta["radiometry"]["B02"]["source"].startswith("inferred from levels")
     s = read_scene(tmp_path / "l1c")
-    assert_allclose(s.bands["B08"][10:], refl[3][10:] - 0.1, atol=1e-4)  # DN/10000 - 0.1 (acquired 2023)
+    assert_allclose(s.bands["B08"][10:30], refl[3][10:30] - 0.1, atol=1e-4)  # DN/10000 - 0.1 (acquired 2023)
     assert s.meta["radiometry"]["B02"]["source"].startswith("DN/10000")
 
 
@@ -110,6 +111,10 @@ def test_pair_of_a_raw_export_and_its_renamed_dark_copy_gets_one_scaling(tmp_pat
     assert ha.meta["radiometry"]["B08"]["scale"] == pytest.approx(1 / 65535)
     same_b, same_a = harmonise_scaling(after, after)  # nothing says x 65535: left alone
     assert same_a is after and same_b is after
+    (tmp_path / "c").mkdir()  # an after date truly converted to reflectance x 10000: as bright as the export
+    write_band(tmp_path / "c" / "B08.tif", np.full((8, 8), 200, "uint16"))
+    converted = read_scene(tmp_path / "c")
+    assert harmonise_scaling(before, converted)[1] is converted
 
 
 def test_processing_baseline_offset_applies_from_2022_01_25(tmp_path):

@@ -49,6 +49,8 @@ RAW_EXPORT_SCALE = 1.0 / 65535.0
 #: they are read as reflectance x 65535. Measured: the highest band p99 is 2,200-4,800 DN on the ten
 #: OSCD pairs and the aircraft_s2sim chips (x 10000), 24,500-33,100 on the seven sen2ships ports (x 65535).
 RAW_LEVEL_DN = 20000.0
+#: Digital numbers from here up are saturated (a cloud drawn white); they do not count in that percentile.
+SATURATED_DN = 65000.0
 _DEFAULT_RULE = "DN/10000"
 _FLOAT_RULE = "float data taken as reflectance"
 #: Float bands whose 99th percentile exceeds this are digital numbers, not reflectance.
@@ -331,7 +333,8 @@ def infer_raw_scaling(scene: Scene) -> Scene:
     p99 = 0.0
     for b, r in record.items():
         top = RAW_LEVEL_DN * float(r["scale"]) + float(r["offset"])  # the level in reflectance
-        p99 = max(p99, (_high_p99(scene, [b], top) - float(r["offset"])) / float(r["scale"]))
+        sat = SATURATED_DN * float(r["scale"]) + float(r["offset"])  # saturated pixels (a white cloud) left out
+        p99 = max(p99, (_high_p99(scene, [b], top, sat) - float(r["offset"])) / float(r["scale"]))
     if p99 <= RAW_LEVEL_DN:
         return scene
     rad = Radiometry(RAW_EXPORT_SCALE, 0.0, f"inferred from levels: 99th percentile {p99:.0f} DN cannot be reflectance "
@@ -344,19 +347,26 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
 
     A band read as reflectance x 65535 (a raw export's name, or :func:`infer_raw_scaling`)
     on one date and by the default x 10000 convention on the other (a renamed copy of the
-    same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both; any other
-    combination is left as it is.
+    same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both when its median
+    reflectance is more than sqrt(6.55) times its partner's (so it holds x 65535 numbers too);
+    any other combination, and a copy truly converted to x 10000, is left as it is.
     """
     rb, ra = before.meta.get("radiometry") or {}, after.meta.get("radiometry") or {}
 
     def raw(r: dict[str, Any]) -> bool:
         return abs(float(r.get("scale", 0.0)) - RAW_EXPORT_SCALE) < 1e-12
 
+    def too_bright(default: Scene, other: Scene, band: str) -> bool:
+        # the same place on two dates: a copy read x 10000 that holds x 65535 numbers is ~6.5 times
+        # brighter than its partner; a copy really converted to x 10000 is about as bright
+        m = [float(np.nanmedian(s.bands[band][s.valid])) if s.valid.any() else math.nan for s in (default, other)]
+        return m[1] > 0 and m[0] / m[1] > math.sqrt(65535 / 10000)
+
     rad = Radiometry(RAW_EXPORT_SCALE, 0.0, "as the other date of the pair: reflectance x 65535 (Copernicus Browser "
                      "raw export scaling)")
     common = [b for b in rb if b in ra]
-    fix_b = [b for b in common if by_default_rule(rb[b]) and raw(ra[b])]
-    fix_a = [b for b in common if by_default_rule(ra[b]) and raw(rb[b])]
+    fix_b = [b for b in common if by_default_rule(rb[b]) and raw(ra[b]) and too_bright(before, after, b)]
+    fix_a = [b for b in common if by_default_rule(ra[b]) and raw(rb[b]) and too_bright(after, before, b)]
     return (rescaled(before, fix_b, rad) if fix_b else before), (rescaled(after, fix_a, rad) if fix_a else after)
 
 
@@ -523,9 +533,9 @@ def read_scene(
     return infer_raw_scaling(scene)
 
 
-def _high_p99(scene: Scene, bands: Sequence[str], above: float) -> float:
-    """The highest 99th percentile over ``bands`` (valid pixels, in the bands' own units); bands whose
-    maximum is not above ``above`` count as 0 (the usual case, decided without a percentile)."""
+def _high_p99(scene: Scene, bands: Sequence[str], above: float, below: float = math.inf) -> float:
+    """The highest 99th percentile over ``bands`` (valid pixels below ``below``, in the bands' own units);
+    bands whose maximum is not above ``above`` count as 0 (the usual case, decided without a percentile)."""
     p99 = 0.0
     for b in bands:
         band = scene.bands[b]
@@ -533,7 +543,9 @@ def _high_p99(scene: Scene, bands: Sequence[str], above: float) -> float:
             continue
         v = band[scene.valid]
         v = v[:: max(1, v.size // 200_000)]  # an even subsample: the decision needs no more
-        p99 = max(p99, float(np.percentile(v, 99)))
+        v = v[v < below]
+        if v.size:
+            p99 = max(p99, float(np.percentile(v, 99)))
     return p99
 
 
