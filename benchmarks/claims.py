@@ -116,7 +116,8 @@ class Variant:
         x 65535, like Copernicus Browser "Raw" exports, but named ``B02.tif``: no name or metadata tells the
         scaling) or ``"raw-mixed"`` (the before date keeps the export's "(Raw)" names, the after date is
         renamed ``B02.tif``) or ``"raw-float"`` (the before date as the export, the after date's numbers
-        stored as float32 under the same names).
+        stored as float32 under the same names) or ``"l1c-float"`` (both dates reflectance x 10000 named
+        ``B02.tif``, the after date's numbers stored as float32).
     partial : bool
         Only every other object of zone ``left`` leaves (the first, third, ...; the zone keeps the
         rest): ``absent_after`` is then REFUTED, ``present_after`` and ``decreased`` SUPPORTED.
@@ -173,6 +174,7 @@ VARIANTS: dict[str, Variant] = {
     "raw-plain": Variant(encoding="raw-plain"),
     "raw-mixed": Variant(encoding="raw-mixed"),
     "raw-float": Variant(encoding="raw-float"),
+    "l1c-float": Variant(encoding="l1c-float"),
 }
 
 
@@ -203,16 +205,19 @@ def write_band_folder(folder: Path, bands: dict, crs, transform, date: str, *, d
     ``raw``: uint16 DN = reflectance x 65535 with no scale recorded, as Copernicus Browser "Raw" exports,
     named like them (``"named"``: ``<date>-00_00_<date>-23_59_Sentinel-2_L2A_B02_(Raw).tiff``) or plainly
     (``"plain"``: ``B02.tif``, so that only the levels tell the scaling); ``"float"``: named like them,
-    the same numbers stored as float32 (a product converted to float to apply a gain).
+    the same numbers stored as float32 (a product converted to float to apply a gain); ``"l1c"`` /
+    ``"l1c-float"``: DN = reflectance x 10000 (no offset, no scale recorded), ``B02.tif``, as uint16 / float32.
     """
     folder.mkdir(parents=True, exist_ok=True)
     for n, a in bands.items():
         if raw:
-            name = f"{date}-00_00_{date}-23_59_Sentinel-2_L2A_{n}_(Raw).tiff" if raw != "plain" else f"{n}.tif"
-            dtype = "float32" if raw == "float" else "uint16"
+            named = raw in ("named", "float")
+            name = f"{date}-00_00_{date}-23_59_Sentinel-2_L2A_{n}_(Raw).tiff" if named else f"{n}.tif"
+            dtype = "float32" if raw.endswith("float") else "uint16"
+            k = 10000 if raw.startswith("l1c") else 65535
             with rasterio.open(folder / name, "w", driver="GTiff", width=a.shape[1], height=a.shape[0], count=1,
                                dtype=dtype, crs=crs, transform=transform, nodata=None) as ds:
-                ds.write(np.where(np.isfinite(a), np.clip(np.round(np.nan_to_num(a) * 65535), 1, 65535), 0)
+                ds.write(np.where(np.isfinite(a), np.clip(np.round(np.nan_to_num(a) * k), 1, 65535), 0)
                          .astype(dtype), 1)
                 ds.update_tags(ACQUISITION_DATE=date)
             continue
@@ -364,7 +369,7 @@ def build(case: Path, work: Path, v: Variant | None = None) -> tuple[Path, dict[
                   for n, a in render_cloud(before, alpha, v, sh_alpha, texture).items()}
     crs = s.crs if v.placed else None
     raw_b, raw_a = {"float": ("", ""), "raw-plain": ("plain", "plain"), "raw-mixed": ("named", "plain"),
-                    "raw-float": ("named", "float")}[v.encoding]
+                    "raw-float": ("named", "float"), "l1c-float": ("l1c", "l1c-float")}[v.encoding]
     write_band_folder(work / "before", before, crs, s.transform, date, dn=v.fill == "zero" and v.date == "before",
                       raw=raw_b)
     write_band_folder(work / "after", after, crs, s.transform, "2030-01-01", dn=v.fill == "zero" and on_after,

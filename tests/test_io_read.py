@@ -75,7 +75,7 @@ def test_renamed_raw_export_is_read_as_65535_from_its_levels_and_l1c_levels_are_
     assert_allclose(s.bands["B08"], refl[3], atol=1e-4)
     assert s.meta["radiometry"]["B02"]["source"].startswith("inferred from levels")
     s = read_scene(tmp_path / "l1c")
-    assert_allclose(s.bands["B08"][10:30], refl[3][10:30] - 0.1, atol=1e-4)  # DN/10000 - 0.1 (acquired 2023)
+    assert_allclose(s.bands["B08"][10:30], refl[3][10:30], atol=1e-4)  # DN/10000 (dark: no baseline offset)
     assert s.meta["radiometry"]["B02"]["source"].startswith("DN/10000")
 
 
@@ -124,6 +124,23 @@ def test_processing_baseline_offset_applies_from_2022_01_25(tmp_path):
         write_band(d / f"T36SYC_{date}T081739_B04.tif", np.full((8, 8), 2000, "uint16"))
     assert_allclose(read_scene(tmp_path / "old").bands["B04"], 0.2, atol=1e-6)
     assert_allclose(read_scene(tmp_path / "new").bands["B04"], 0.1, atol=1e-6)
+
+
+def test_numbers_below_the_offset_are_read_without_the_offset_the_date_suggests(tmp_path):
+    """Acquired after 2022-01-25 but written without the +1000 DN offset (a converted product): blue
+    water at DN 300-600 would be negative reflectance with it, so the offset is dropped for every band."""
+    rng = np.random.default_rng(2)
+    for name, add in (("plain", 0), ("offset", 1000)):
+        d = tmp_path / name
+        d.mkdir()
+        for b, lo in (("B02", 300), ("B08", 100)):
+            write_band(d / f"T36SYC_20230818T081739_{b}.tif", (rng.integers(lo, lo + 300, (20, 20)) + add).astype("uint16"))
+    plain, offset = read_scene(tmp_path / "plain"), read_scene(tmp_path / "offset")
+    assert plain.meta["radiometry"]["B08"]["offset"] == 0.0 and "without offset" in plain.meta["radiometry"]["B08"]["source"]
+    assert offset.meta["radiometry"]["B08"]["offset"] == pytest.approx(-0.1)
+    with rasterio.open(tmp_path / "plain" / "T36SYC_20230818T081739_B02.tif") as ds:
+        assert_allclose(plain.bands["B02"], ds.read(1) / 10000, atol=1e-6)
+    assert_allclose(offset.bands["B02"][offset.bands["B02"] > 0].min(), 0.03, atol=0.001)
 
 
 def test_baseline_from_metadata_wins_over_date():

@@ -530,7 +530,28 @@ def read_scene(
         for s in floats:
             rad = choose_radiometry("uint16", source_name=s.path.name, date=acq, baseline=product.get("baseline"))
             scene = rescaled(scene, [s.name], Radiometry(rad.scale, rad.offset, f"{rad.source} (float digital numbers)"))
-    return infer_raw_scaling(scene)
+    return infer_raw_scaling(drop_impossible_offset(scene))
+
+
+def drop_impossible_offset(scene: Scene) -> Scene:
+    """Read the bands without the baseline-04 offset when their numbers cannot carry it.
+
+    The -1000 DN offset is assumed from the acquisition date alone (no metadata says it). With
+    it, blue and green reflectance of water and land is positive, so their numbers lie above 1000;
+    when 1 % or more of the valid B02 (else B03) pixels lie below, the numbers were written without
+    the offset (a tool or a conversion that removed it) and the offset is dropped for every band.
+    """
+    record = scene.meta.get("radiometry") or {}
+    dated = [b for b, r in record.items() if by_default_rule(r) and float(r["offset"]) != 0.0 and "acquired" in r["source"]]
+    probe = next((b for b in ("B02", "B03") if b in dated), None)
+    if probe is None or len(dated) != len(record) or not scene.valid.any():
+        return scene
+    below = float(np.mean(scene.bands[probe][scene.valid] < 0.0))
+    if below < 0.01:
+        return scene
+    rad = Radiometry(1e-4, 0.0, f"DN/10000 without offset: {below:.0%} of {probe} lies below DN 1000, impossible with "
+                     "the baseline-04 offset the acquisition date suggests")
+    return rescaled(scene, dated, rad)
 
 
 def _high_p99(scene: Scene, bands: Sequence[str], above: float, below: float = math.inf) -> float:
