@@ -21,7 +21,8 @@ from .detect.base import Detections
 from .errors import GridError, InputError
 
 WGS84 = CRS.from_epsg(4326)
-NAME_KEYS = ("zone", "name", "id")
+#: Property keys that name a zone, in order of preference (any letter case); then the feature's own ``id``.
+NAME_KEYS = ("zone", "name", "id", "label", "title")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,16 @@ class Zones:
         }
 
 
+def zone_name(properties: Mapping[str, Any], feature_id: Any = None, *, default: str) -> str:
+    """A feature's zone name: the first of :data:`NAME_KEYS` among its properties (any letter
+    case), else its GeoJSON ``id``, else ``default``."""
+    lower = {str(k).lower(): v for k, v in properties.items() if v is not None and str(v).strip()}
+    for k in NAME_KEYS:
+        if k in lower:
+            return str(lower[k])
+    return str(feature_id) if feature_id is not None else default
+
+
 def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where: str = "zones") -> Zones:
     """Zones from a GeoJSON FeatureCollection; features sharing a name are merged."""
     feats = obj.get("features") if obj.get("type") == "FeatureCollection" else [obj]
@@ -74,7 +85,7 @@ def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where
     props: dict[str, dict] = {}
     for i, f in enumerate(feats):
         p = f.get("properties") or {}
-        name = next((str(p[k]) for k in NAME_KEYS if p.get(k) is not None), f"zone{i + 1}")
+        name = zone_name(p, f.get("id"), default=f"zone{i + 1}")
         try:
             g = shape(f["geometry"])
         except (KeyError, TypeError, ValueError, shapely.errors.GeometryTypeError) as e:
@@ -142,7 +153,8 @@ def placed(zones: Zones, crs: CRS | None, *, where: str = "scene") -> Zones:
 def read_zones(path: str | Path) -> Zones:
     """Read zones from a GeoJSON file (lon/lat unless it names another CRS).
 
-    A zone's name is its feature's ``zone``, ``name`` or ``id`` property.
+    A zone's name is its feature's ``zone``, ``name``, ``id``, ``label`` or ``title`` property (any
+    letter case), else the feature's ``id``.
     """
     path = Path(path)
     try:

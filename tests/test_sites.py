@@ -66,6 +66,19 @@ def test_load_zones_takes_a_site_name_or_a_geojson_file(tmp_path):
         assert a.geometries[n].symmetric_difference(b.geometries[n]).area < 5e-8
 
 
+def test_zone_names_come_from_any_usual_property_in_any_case_or_the_feature_id():
+    from imgdiff.zones import zones_from_geojson
+
+    sq = {"type": "Polygon", "coordinates": [[[35.9, 34.9], [35.91, 34.9], [35.91, 34.91], [35.9, 34.91], [35.9, 34.9]]]}
+    feats = [{"type": "Feature", "properties": {"Name": "naval_piers"}, "geometry": sq},
+             {"type": "Feature", "properties": {"ZONE": "apron", "name": "ignored"}, "geometry": sq},
+             {"type": "Feature", "properties": {"label": "anchorage"}, "geometry": sq},
+             {"type": "Feature", "id": "runway", "properties": {"name": ""}, "geometry": sq},
+             {"type": "Feature", "properties": None, "geometry": sq}]
+    z = zones_from_geojson({"type": "FeatureCollection", "features": feats})
+    assert z.names == ("naval_piers", "apron", "anchorage", "runway", "zone5")
+
+
 def test_unknown_site_or_missing_file_is_an_input_error_naming_it():
     with pytest.raises(InputError, match="unknown site 'atlantis'"):
         get_site("atlantis")
