@@ -237,12 +237,12 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
             obj_kind = "aircraft"
         if obj_kind not in OBJECTS:
             raise ClaimsError(f"{at}: object must be one of {', '.join(OBJECTS)}, not {c.get('object')!r}")
-        assertion = str(c.get("assert", "")).strip().lower()
+        assertion = "_".join(str(c.get("assert", "")).strip().lower().replace("-", " ").split())
         if assertion not in ASSERTIONS:
             raise ClaimsError(f"{at}: assert must be one of {', '.join(ASSERTIONS)}, not {c.get('assert')!r}")
-        zone = c.get("zone")
-        if zone is None or str(zone) not in zones.names:
-            raise ClaimsError(f"{at}: zone {zone!r} is not in the zones ({', '.join(zones.names)})")
+        zone = _zone_named(c.get("zone"), zones.names)
+        if zone is None:
+            raise ClaimsError(f"{at}: zone {c.get('zone')!r} is not in the zones ({', '.join(zones.names)})")
         ml = c.get("min_length_m")
         if ml is not None:
             try:
@@ -254,6 +254,21 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
         claims.append(Claim(cid, str(c.get("text", "")), obj_kind, str(zone), assertion, ml))
     return ClaimFile(Path(where), _scene_ref(base, obj["before"]), _scene_ref(base, obj["after"]), zsrc, zones,
                      tuple(claims))
+
+
+def _zone_named(name: object, names: Sequence[str]) -> str | None:
+    """The zone a claim names: its exact name, else the one name equal to it up to letter case,
+    spaces, hyphens and underscores (``Naval piers`` is ``naval_piers``); None if none or several."""
+    if name is None:
+        return None
+    if str(name) in names:
+        return str(name)
+
+    def key(t: str) -> str:
+        return "".join(t.lower().replace("-", " ").replace("_", " ").split())
+
+    hits = [n for n in names if key(n) == key(str(name))]
+    return hits[0] if len(hits) == 1 else None
 
 
 def _scene_ref(base: Path, raw: object) -> Path | str:

@@ -141,6 +141,15 @@ def test_malformed_claim_files_raise_naming_the_file(tmp_path, change, message):
     assert "c.yaml" in str(e.value)
 
 
+def test_zone_and_assertion_spellings_up_to_case_spaces_and_hyphens_are_understood(tmp_path):
+    obj = {"before": "b", "after": "a", "zones": str(SAMPLES / "sites" / "tartus.geojson"),
+           "claims": [{"id": "x", "object": "ships", "zone": "Naval Piers", "assert": "Absent-After"},
+                      {"id": "y", "object": "vessels", "zone": "harbour-basin", "assert": "present after"}]}
+    cf = load_claims(_write(tmp_path, obj))
+    assert [(c.zone, c.assertion) for c in cf.claims] == [("naval_piers", "absent_after"),
+                                                           ("harbour_basin", "present_after")]
+
+
 def test_claim_paths_are_relative_to_the_file():
     cf = load_claims(SAMPLES / "claims" / "tartus.yaml")
     assert cf.before == SAMPLES / "claims" / "../scenes/tartus/2024-12-03"
