@@ -49,6 +49,16 @@ def test_prefixed_and_copernicus_browser_names_are_recognised(tmp_path):
     assert [s.name for s in sources] == ["B02", "B08"]
 
 
+def test_common_band_names_in_file_names_and_descriptions_are_recognised(tmp_path):
+    for name in ("blue", "green", "red", "scene_nir"):
+        write_band(tmp_path / f"{name}.tif", dn(1000))
+    assert [s.name for s in find_band_sources(tmp_path)] == ["B02", "B03", "B04", "B08"]
+    f = tmp_path / "stack" / "s.tif"
+    f.parent.mkdir()
+    write_band(f, np.stack([dn(v) for v in (1000, 1200, 1400, 3000)]), descriptions=["blue", "green", "red", "nir"])
+    assert read_scene(f).band_names == ("B02", "B03", "B04", "B08")
+
+
 def test_copernicus_browser_raw_export_is_scaled_by_65535(tmp_path):
     write_band(tmp_path / "2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_B08_(Raw).tiff", np.full((8, 8), 6553, "uint16"))
     s = read_scene(tmp_path)

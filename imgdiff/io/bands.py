@@ -8,11 +8,20 @@ import re
 _BAND_IN_NAME = re.compile(r"(?:^|[_\-.\s(])(B(?:0?[1-9]|1[0-2]|8A))(?=$|[_\-.\s)(])", re.IGNORECASE)
 
 
+#: Common names of the Sentinel-2 bands (STAC ``eo:common_name`` and Earth Search asset keys).
+COMMON_NAMES = {
+    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "rededge2": "B06",
+    "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09", "cirrus": "B10", "swir16": "B11",
+    "swir22": "B12",
+}
+
+
 def normalise_band_name(name: str) -> str | None:
-    """Canonical Sentinel-2 band name (``"B2"`` -> ``"B02"``, ``"b8a"`` -> ``"B8A"``), or None."""
+    """Canonical Sentinel-2 band name (``"B2"`` -> ``"B02"``, ``"b8a"`` -> ``"B8A"``,
+    ``"nir"`` -> ``"B08"``, ``"swir16"`` -> ``"B11"``), or None."""
     m = re.fullmatch(r"\s*B(0?[1-9]|1[0-2]|8A)\s*", name, re.IGNORECASE)
     if not m:
-        return None
+        return COMMON_NAMES.get(name.strip().lower())
     num = m.group(1).upper()
     return "B8A" if num == "8A" else f"B{int(num):02d}"
 
@@ -21,8 +30,13 @@ def band_from_filename(stem: str) -> str | None:
     """The band a file holds, from its name without extension.
 
     Recognises ``B02``, ``T36SYC_20171003T081739_B02``, ``..._B02_10m``,
-    Copernicus Browser exports ``..._Sentinel-2_L2A_B02_(Raw)`` and the like.
+    Copernicus Browser exports ``..._Sentinel-2_L2A_B02_(Raw)`` and the like, else a common
+    name as a whole token (``blue``, ``scene_nir``: :data:`COMMON_NAMES`).
     The last band-like token wins (tile ids never look like bands).
     """
     found = _BAND_IN_NAME.findall(stem)
-    return normalise_band_name(found[-1]) if found else None
+    if found:
+        return normalise_band_name(found[-1])
+    # else a common name as a whole token (``blue.tif``, ``scene_nir.tif``; not ``reduced.tif``)
+    tokens = [t for t in re.split(r"[_\-.\s()]+", stem.lower()) if t in COMMON_NAMES]
+    return COMMON_NAMES[tokens[-1]] if tokens else None
