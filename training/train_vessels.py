@@ -70,6 +70,20 @@ of those beside land). Seed A, 3000 iterations, 7 folds: network alone 0.413 (P 
 at durban, genoa, honolulu and marseille, lower at athens, busan and casablanca. Recall of ships against quays
 0.41 against 0.44 (network alone), 0.54 against 0.51 (rescored). Within the seed noise: more ships in more
 contexts add candidates (2210 for the rescorer against 1458) without lifting either stage.
+Also measured 2026-11-26 and not kept (the option is gone): radiometric augmentation for the domain gap
+between ports, ``--radiometry``: per crop, on the band channels, contrast x * exp(N(0, 0.2)) (a gamma change
+about the p99 level), haze with probability 0.5 (log(exp(x) + h), h ~ U(0, 0.04) times a per-band factor
+U(0.8, 1.2), blue the largest), Gaussian blur with probability 0.3 (sigma U(0.3, 0.9) px), clipped at the
+input's floor, and a global level shift N(0, 0.25) instead of N(0, 0.12). Seed A, 3000 iterations, 7 folds:
+network alone 0.475 (P 0.511 R 0.443, count -13.2 %) against 0.430 (P 0.406 R 0.458), higher at 5 of 7
+ports (athens 0.46 vs 0.39, genoa 0.53 vs 0.44, marseille 0.28 vs 0.21), lower at busan (0.44 vs 0.48) and
+honolulu (0.316 vs 0.320); nested network + rescorer 0.523 (P 0.514 R 0.533, count +3.8 %) against 0.528,
+higher at athens, genoa, honolulu and marseille, lower at busan (0.43 vs 0.47), casablanca (0.52 vs 0.67)
+and durban (0.69 vs 0.75). Recall of ships against quays 0.43 against 0.44 (network alone), 0.53 against
+0.51 (rescored). Second seed (7, against the seed-7 folds of today's recipe): network alone 0.478
+(P 0.479 R 0.476) against 0.470, nested 0.494 (P 0.465 R 0.528, count +13.7 %) against 0.509. Mean of the
+two seeds: network alone 0.477 against 0.450, nested 0.509 against 0.519. The network gains a little
+(mostly precision), within the seed noise; the rescorer absorbs it and the two-stage figure does not move.
 """
 
 from __future__ import annotations
