@@ -237,8 +237,8 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
             obj_kind = "aircraft"
         if obj_kind not in OBJECTS:
             raise ClaimsError(f"{at}: object must be one of {', '.join(OBJECTS)}, not {c.get('object')!r}")
-        assertion = "_".join(str(c.get("assert", "")).strip().lower().replace("-", " ").split())
-        if assertion not in ASSERTIONS:
+        assertion = next((a for a in ASSERTIONS if _spelling(a) == _spelling(str(c.get("assert", "")))), "")
+        if not assertion:
             raise ClaimsError(f"{at}: assert must be one of {', '.join(ASSERTIONS)}, not {c.get('assert')!r}")
         zone = _zone_named(c.get("zone"), zones.names)
         if zone is None:
@@ -256,18 +256,19 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
                      tuple(claims))
 
 
+def _spelling(text: str) -> str:
+    """``text`` without letter case, spaces, hyphens and underscores (``Absent-after`` ~ ``absent_after``)."""
+    return "".join(text.lower().replace("-", " ").replace("_", " ").split())
+
+
 def _zone_named(name: object, names: Sequence[str]) -> str | None:
-    """The zone a claim names: its exact name, else the one name equal to it up to letter case,
-    spaces, hyphens and underscores (``Naval piers`` is ``naval_piers``); None if none or several."""
+    """The zone a claim names: its exact name, else the one name of the same :func:`_spelling`
+    (``Naval piers`` is ``naval_piers``); None if none or several."""
     if name is None:
         return None
     if str(name) in names:
         return str(name)
-
-    def key(t: str) -> str:
-        return "".join(t.lower().replace("-", " ").replace("_", " ").split())
-
-    hits = [n for n in names if key(n) == key(str(name))]
+    hits = [n for n in names if _spelling(n) == _spelling(str(name))]
     return hits[0] if len(hits) == 1 else None
 
 
