@@ -423,7 +423,11 @@ def read_scene(
         Acquisition date; overrides what metadata and file names say.
     scale, offset : float, optional
         Force ``reflectance = dn * scale + offset`` for every band (e.g. for
-        exports whose scaling the files do not record).
+        exports whose scaling the files do not record). Otherwise each band's scaling
+        follows :func:`choose_radiometry`, then levels that rule it out: float digital
+        numbers (:data:`FLOAT_DN_LEVEL`), numbers below the date-based offset
+        (:func:`drop_impossible_offset`), renamed raw exports (:func:`infer_raw_scaling`).
+        ``meta["radiometry"]`` records what was used and why.
 
     Returns
     -------
