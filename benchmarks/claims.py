@@ -33,8 +33,8 @@ half of a zone, no B11, other shifts and gains, no cloud at all, scenes without 
 their own coordinates, only some objects of a zone leaving); ``--sweep`` runs every variant and
 prints a table of right/total per variant (``<- loses``: fewer right than the default rendering).
 A zone more than 5 % under a variant's cloud fade or shadow (at half strength or more) may also be
-INCONCLUSIVE. Run by hand (2026-11-26): ``--aircraft --sweep`` about 10 min, ``--sweep casablanca
-honolulu marseille`` about 15 min on 2 busy cores.
+INCONCLUSIVE. Run by hand (2026-11-26, 31 renderings): ``--aircraft --sweep`` about 1 min, ``--sweep casablanca
+honolulu marseille`` about 5 min, ``--honest --sweep athens genoa`` about 9 min on 2 shared cores.
 The expected verdicts of each variant are derived from its truth (what it hides where), never from
 what the code outputs. Without ``--variant`` the run is the default one (exactly as before).
 
