@@ -22,7 +22,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +280,7 @@ def choose_radiometry(
     if np.dtype(dtype).kind == "f":
         return Radiometry(1.0, 0.0, _FLOAT_RULE)
     if "(Raw)" in source_name:
-        return Radiometry(1.0 / 65535.0, 0.0, "Copernicus Browser raw export: reflectance x 65535")
+        return Radiometry(RAW_EXPORT_SCALE, 0.0, "Copernicus Browser raw export: reflectance x 65535")
     number = _baseline_number(baseline)
     if number is not None:
         new = number >= 4.0
@@ -305,8 +305,6 @@ def rescaled(scene: Scene, bands: Sequence[str], rad: Radiometry) -> Scene:
     The digital numbers are recovered from the reflectance and the scaling recorded in
     ``scene.meta["radiometry"]`` (exact up to float32 rounding); the record is updated.
     """
-    from dataclasses import replace as _replace
-
     meta = dict(scene.meta)
     record = {k: dict(v) for k, v in (meta.get("radiometry") or {}).items()}
     arrays = dict(scene.bands)
@@ -316,7 +314,7 @@ def rescaled(scene: Scene, bands: Sequence[str], rad: Radiometry) -> Scene:
         arrays[b] = (dn * rad.scale + rad.offset).astype(np.float32)
         record[b] = {"scale": rad.scale, "offset": rad.offset, "source": rad.source}
     meta["radiometry"] = record
-    return _replace(scene, bands=arrays, meta=meta)
+    return replace(scene, bands=arrays, meta=meta)
 
 
 def infer_raw_scaling(scene: Scene) -> Scene:
