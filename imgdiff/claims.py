@@ -72,6 +72,7 @@ import numpy as np
 from .compare import CompareResult
 from .detect.base import Detections
 from .errors import CoregistrationError, ImgdiffError, InputError
+from .io.read import BBox
 from .match import ObjectMatch, reconcile, zone_match
 from .scene import Scene
 from .sites import load_zones
@@ -1420,9 +1421,12 @@ def analyse(
     zones: Zones,
     objects: Sequence[str],
     *,
+    method: str | None = None,
+    register: bool = True,
     on_step: Callable[[str], None] | None = None,
 ) -> tuple[CompareResult, Zones, dict, dict, dict, dict]:
-    """Compare two scenes (:func:`imgdiff.compare`), then :func:`analyse_result`.
+    """Compare two scenes (:func:`imgdiff.compare`, with its ``method`` and ``register``), then
+    :func:`analyse_result`.
 
     A co-registration that raises is recorded as failed (reliability 0) and the
     scenes are compared unregistered.
@@ -1431,9 +1435,9 @@ def analyse(
     from .coregister import Registration
 
     try:
-        result = compare(before, after, on_step=on_step)
+        result = compare(before, after, method=method, register=register, on_step=on_step)
     except CoregistrationError:
-        result = compare(before, after, register=False, on_step=on_step)
+        result = compare(before, after, method=method, register=False, on_step=on_step)
         result = replace(result, registration=Registration(0.0, 0.0, 0.0, 0.0, math.nan, 0.0, method="failed"))
     return (result, *analyse_result(result, zones, objects, on_step=on_step))
 
@@ -1443,6 +1447,35 @@ def _after_read(step: Callable[[str], None]) -> Callable[[str], None]:
     return lambda name: None if name == "read" else step(name)
 
 
+def read_for_zones(path: str | Path, zones: Zones, *, bands: Sequence[str] | None = None,
+                   bbox: BBox | None = None) -> Scene:
+    """Read a scene for a site: whole, or only around the zones when it is a whole tile.
+
+    Parameters
+    ----------
+    path : str or Path
+    zones : Zones
+    bands : sequence of str, optional
+    bbox : (west, south, east, north), optional
+        Lon/lat window to read instead (the caller's choice wins).
+
+    Notes
+    -----
+    A scene of more than :data:`imgdiff.tiles.ZONES_WINDOW_ABOVE_PX` pixels is read only over the
+    zones' bounds plus :data:`imgdiff.tiles.ZONES_MARGIN_M` of context (:func:`imgdiff.tiles.zones_window`),
+    so a site on a 10980 x 10980 px tile costs its window, not the tile; smaller scenes are read whole.
+    """
+    from .io.read import read_scene
+    from .tiles import zones_window
+
+    if bbox is not None:
+        return read_scene(path, bands=bands, bbox=bbox)
+    window = zones_window(path, zones, bands)
+    if window is None:
+        return read_scene(path, bands=bands)
+    return read_scene(path, bands=bands, bbox=window[0], bbox_crs=window[1])
+
+
 def survey(
     before: Scene | str | Path,
     after: Scene | str | Path,
@@ -1450,20 +1483,26 @@ def survey(
     *,
     objects: Sequence[str] = OBJECTS,
     zones_source: str = "zones",
+    bands: Sequence[str] | None = None,
+    bbox: BBox | None = None,
+    method: str | None = None,
+    register: bool = True,
     on_step: Callable[[str], None] | None = None,
 ) -> Verification:
     """Compare two scenes and count objects per zone, without claims (``imgdiff compare --site``).
 
+    Scenes given as paths are read with :func:`read_for_zones` (``bands``, lon/lat ``bbox``; whole
+    tiles only around the zones); ``method`` and ``register`` go to :func:`imgdiff.compare`.
+
     Returns a :class:`Verification` with no verdicts; :func:`imgdiff.report.verify.write_verify`
     writes the same report as ``imgdiff verify`` (zones, counts, change, detections, HTML).
     """
-    from .io.read import read_scene
-
     step = on_step or (lambda name: None)
     step("read")
-    b = before if isinstance(before, Scene) else read_scene(before)
-    a = after if isinstance(after, Scene) else read_scene(after)
-    result, zg, cloud, states, dets, undecided = analyse(b, a, zones, list(objects), on_step=_after_read(step))
+    b = before if isinstance(before, Scene) else read_for_zones(before, zones, bands=bands, bbox=bbox)
+    a = after if isinstance(after, Scene) else read_for_zones(after, zones, bands=bands, bbox=bbox)
+    result, zg, cloud, states, dets, undecided = analyse(b, a, zones, list(objects), method=method, register=register,
+                                                         on_step=_after_read(step))
     src = Path(str(b.meta.get("source", "before"))), Path(str(a.meta.get("source", "after")))
     cf = ClaimFile(Path("-"), src[0], src[1], zones_source, zones, ())
     return Verification(cf, (b, a), result, zg, cloud, states, dets, {o: detector_performance(o) for o in objects},
@@ -1484,7 +1523,6 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     -------
     Verification
     """
-    from .io.read import read_scene
     from .stac.resolve import resolve_scene_path
 
     step = on_step or (lambda name: None)
@@ -1496,8 +1534,8 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
             raise ClaimsError(f"{claims.path}: {role} scene {path} does not exist "
                               "(scene paths are relative to the claims file)")
         paths.append(path)
-    before = read_scene(paths[0])
-    after = read_scene(paths[1])
+    before = read_for_zones(paths[0], claims.zones)  # a whole tile: only around the zones
+    after = read_for_zones(paths[1], claims.zones)
     objects = sorted({c.object for c in claims.claims}, key=OBJECTS.index)
     result, zg, cloud, states, dets, undecided = analyse(before, after, claims.zones, objects,
                                                          on_step=_after_read(step))

@@ -15,7 +15,7 @@ place that did not change is carried over, static clutter scored inconsistently 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -96,39 +96,67 @@ def match_objects(
     if nb == 0 or na == 0:
         return ObjectMatch((), tuple(range(nb)), tuple(range(na)))
     kx, ky = _ground_scale(before)
-    pb, pa = before.map_centers(), after.map_centers()
-    dist = np.hypot((pb[:, None, 0] - pa[None, :, 0]) * kx, (pb[:, None, 1] - pa[None, :, 1]) * ky)
+    pb, pa = before.map_centers() * (kx, ky), after.map_centers() * (kx, ky)  # metres
     ids_b, ids_a = _place_ids(before), _place_ids(after)
     if ids_b is not None and ids_a is not None:  # objects already decided place by place (reconcile)
         where_a = {pid: j for j, pid in enumerate(ids_a)}
         pairs = sorted((i, where_a[pid]) for i, pid in enumerate(ids_b) if pid in where_a)
-        used_b, used_a = {i for i, _ in pairs}, {j for _, j in pairs}
-        return ObjectMatch(tuple(pairs), tuple(i for i in range(nb) if i not in used_b),
-                           tuple(j for j in range(na) if j not in used_a),
-                           tuple(round(float(dist[i, j]), 2) for i, j in pairs))
-    lb = np.array([d.length_m for d in before.items], float)
-    la = np.array([d.length_m for d in after.items], float)
-    lmax = np.fmax(lb[:, None], la[None, :])
-    gate = np.fmax(gate_m, gate_length_frac * np.nan_to_num(lmax, nan=0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.fmax(lb[:, None] / la[None, :], la[None, :] / lb[:, None])
-    ok = (dist <= gate) & ~(ratio > max_length_ratio)
-    big = 1e12
-    cost = np.where(ok, dist, big)
-    # imported here: scipy.optimize takes ~0.1 s to import, which every `imgdiff` command and every
-    # dask worker would otherwise pay at start-up (`import imgdiff` loads this module)
-    from scipy.optimize import linear_sum_assignment
-
-    rows, cols = linear_sum_assignment(cost)
-    pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
-    used_b = {r for r, _ in pairs}
-    used_a = {c for _, c in pairs}
+    else:
+        pairs = _assign(pb, pa, np.array([d.length_m for d in before.items], float),
+                        np.array([d.length_m for d in after.items], float),
+                        gate_m=gate_m, gate_length_frac=gate_length_frac, max_length_ratio=max_length_ratio)
+    used_b, used_a = {i for i, _ in pairs}, {j for _, j in pairs}
     return ObjectMatch(
-        stayed=tuple(sorted(pairs)),
+        stayed=tuple(pairs),
         departed=tuple(i for i in range(nb) if i not in used_b),
         arrived=tuple(j for j in range(na) if j not in used_a),
-        distance_m=tuple(round(float(dist[r, c]), 2) for r, c in sorted(pairs)),
+        distance_m=tuple(round(float(np.hypot(*(pb[i] - pa[j]))), 2) for i, j in pairs),
     )
+
+
+def _assign(pb: np.ndarray, pa: np.ndarray, lb: np.ndarray, la: np.ndarray, *, gate_m: float,
+            gate_length_frac: float, max_length_ratio: float) -> list[tuple[int, int]]:
+    """Pairs (before, after) of the least total distance among the allowed ones, as many as possible.
+
+    ``pb``, ``pa``: centres in metres, shape (n, 2); ``lb``, ``la``: lengths in metres (NaN unknown).
+    Only pairs within the gate are candidates (a k-d tree finds them), and each connected group of
+    candidates is assigned on its own (Hungarian method): the same pairs as one assignment over all
+    objects, in time that grows with the candidates instead of with ``len(pb) * len(pa)``.
+    """
+    # imported here: scipy.optimize/spatial take ~0.1-0.2 s to import, which every `imgdiff` command and
+    # every dask worker would otherwise pay at start-up (`import imgdiff` loads this module)
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    nb = len(pb)
+    longest = np.nanmax(np.concatenate([lb, la, [0.0]]))
+    reach = max(gate_m, gate_length_frac * float(longest))
+    cand = cKDTree(pb).sparse_distance_matrix(cKDTree(pa), reach, output_type="ndarray")
+    i, j, dist = cand["i"].astype(int), cand["j"].astype(int), cand["v"].astype(float)
+    lmax = np.fmax(lb[i], la[j])
+    gate = np.fmax(gate_m, gate_length_frac * np.nan_to_num(lmax, nan=0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.fmax(lb[i] / la[j], la[j] / lb[i])
+    ok = (dist <= gate) & ~(ratio > max_length_ratio)
+    i, j, dist = i[ok], j[ok], dist[ok]
+    if not i.size:
+        return []
+    n = nb + len(pa)
+    _, label = connected_components(coo_matrix((np.ones(i.size), (i, nb + j)), shape=(n, n)), directed=False)
+    big = 1e12
+    pairs: list[tuple[int, int]] = []
+    order = np.argsort(label[i], kind="stable")
+    i, j, dist = i[order], j[order], dist[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(label[i]) != 0])
+    for a, b in zip(starts, np.r_[starts[1:], i.size]):
+        rows, cols = np.unique(i[a:b]), np.unique(j[a:b])
+        cost = np.full((rows.size, cols.size), big)
+        cost[np.searchsorted(rows, i[a:b]), np.searchsorted(cols, j[a:b])] = dist[a:b]
+        r, c = linear_sum_assignment(cost)
+        pairs += [(int(rows[x]), int(cols[y])) for x, y in zip(r, c) if cost[x, y] < big]
+    return sorted(pairs)
 
 
 def _place_ids(dets: Detections) -> list[int] | None:
@@ -302,12 +330,15 @@ def _fraction(mask: np.ndarray, box: tuple[float, float, float, float]) -> float
     return float(mask[rows, cols].mean())
 
 
-def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
-    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+def _boxes(items: Sequence[Detection]) -> np.ndarray:
+    """Pixel boxes (x0, y0, x1, y1) of detections as an (n, 4) array."""
+    return np.array([d.box for d in items], float).reshape(-1, 4)
 
 
-def _overlaps_any(box: tuple[float, float, float, float], others: Detections) -> bool:
-    return any(_overlaps(box, o.box) for o in others.items)
+def _overlapping(box: tuple[float, float, float, float], boxes: np.ndarray) -> np.ndarray:
+    """Which of ``boxes`` (an (n, 4) array) overlap ``box`` (a positive area in common)."""
+    return ((np.minimum(box[2], boxes[:, 2]) > np.maximum(box[0], boxes[:, 0]))
+            & (np.minimum(box[3], boxes[:, 3]) > np.maximum(box[1], boxes[:, 1])))
 
 
 def _clear_at(clear: np.ndarray | None, d: Detection) -> bool:
@@ -420,13 +451,16 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
     threshold = evidence if threshold is None else float(threshold)
     places: list[tuple[int | None, int | None]] = list(m.stayed)
     # unpaired detections of the two dates that overlap (split, merged or re-measured) are one place
-    free_a = set(m.arrived)
+    boxes_b, boxes_a = _boxes(before.items), _boxes(after.items)
+    free_a = np.zeros(len(after), bool)
+    free_a[list(m.arrived)] = True
     for i in m.departed:
-        over = [j for j in free_a if _overlaps(before.items[i].box, after.items[j].box)]
-        j = max(over, key=lambda k: after.items[k].score) if over else None
+        over = np.flatnonzero(free_a & _overlapping(before.items[i].box, boxes_a))
+        j = int(max(over, key=lambda k: after.items[k].score)) if over.size else None
         places.append((i, j))
-        free_a.discard(j)  # type: ignore[arg-type]
-    places += [(None, j) for j in sorted(free_a)]
+        if j is not None:
+            free_a[j] = False
+    places += [(None, int(j)) for j in np.flatnonzero(free_a)]
     keep_b: list[Detection] = []
     keep_a: list[Detection] = []
     und_b: list[Detection] = []  # weak looks the other date cannot decide (hidden there, or not comparable)
@@ -440,7 +474,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         ref = db if da is None or (db is not None and sb >= sa) else da
         assert ref is not None
         # ... or its detection here belongs to another place (a split or merged pair of objects)
-        taken = (db is None and _overlaps_any(ref.box, before)) or (da is None and _overlaps_any(ref.box, after))
+        taken = ((db is None and bool(_overlapping(ref.box, boxes_b).any()))
+                 or (da is None and bool(_overlapping(ref.box, boxes_a).any())))
         vis_b, vis_a = _clear_at(clear_before, ref), _clear_at(clear_after, ref)
         from_before = ref is db
         p = persistence(bb, ba, ref.box, noise=noise) if from_before else persistence(ba, bb, ref.box, noise=noise)
@@ -512,7 +547,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
 
     def apart(und: list[Detection], kept: list[Detection], d: Detections) -> Detections:
         # a weak look overlapping an object counted on its date is part of that object, not another one
-        return sorted_detections([u for u in und if not any(_overlaps(u.box, k.box) for k in kept)],
+        kept_boxes = _boxes(kept)
+        return sorted_detections([u for u in und if not _overlapping(u.box, kept_boxes).any()],
                                  d.crs, d.transform, d.pixel_size_m)
 
     return Reconciled(sorted_detections(keep_b, before.crs, before.transform, before.pixel_size_m),

@@ -43,11 +43,11 @@ from .coregister import Registration, coregister, warp
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import CoregistrationError, EmptySceneError, ImgdiffError, NoOverlapError
 from .grid import AlignedPair, Grid, align
-from .io.read import BBox, bbox_window, find_band_sources, read_scene
+from .io.read import SCENE_FRAME, BBox, bbox_window, find_band_sources, read_scene
 from .io.write import GTIFF_OPTIONS, check_outputs, write_json, write_outputs, write_text
 from .radiometry import drop_small_regions
 from .scene import Scene
-from .zones import Zones, assign_zones
+from .zones import Zones, assign_zones, placed
 
 #: Default tile core size in pixels (a multiple of the 256 px output block size).
 TILE_SIZE = 2048
@@ -249,7 +249,7 @@ def read_window(path: str | Path, grid: Grid, box: tuple[int, int, int, int],
     x0, y0, x1, y1 = box
     sub = Grid(grid.crs, grid.transform * Affine.translation(x0, y0), x1 - x0, y1 - y0)
     try:
-        scene = read_scene(path, bands=bands, bbox=window_bounds(grid, box), bbox_crs=grid.crs)
+        scene = read_scene(path, bands=bands, bbox=window_bounds(grid, box), bbox_crs=grid.crs or SCENE_FRAME)
     except (EmptySceneError, NoOverlapError):
         return None
     same = (scene.crs == sub.crs and scene.shape == sub.shape
@@ -1624,10 +1624,64 @@ def should_tile(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox
     return g.width * g.height > threshold_px
 
 
+#: A scene with more pixels than this is read only around the zones of a site (``compare --site``,
+#: ``verify``): whole tiles. Site-sized scenes are read whole, so their context stays what it was.
+ZONES_WINDOW_ABOVE_PX = TILED_ABOVE_PX
+#: Context kept around the zones' bounds when a whole tile is read only around them (metres).
+ZONES_MARGIN_M = 2000.0
+
+
+def zones_window(path: str | Path, zones: Zones, bands: Sequence[str] | None = None, *,
+                 threshold_px: int | None = None, margin_m: float | None = None) -> tuple[BBox, Any] | None:
+    """The window of a large scene to read for a site: the zones' bounds plus a margin.
+
+    Parameters
+    ----------
+    path : str or Path
+        A scene (anything :func:`imgdiff.read_scene` reads); only its files' headers are read.
+    zones : Zones
+        The site's zones (any CRS; placed on the scene as :func:`imgdiff.zones.placed` does).
+    bands : sequence of str, optional
+        Bands that will be read (their finest grid decides the pixel count).
+    threshold_px : int, optional
+        Scenes of at most this many pixels are read whole (None is returned); default
+        :data:`ZONES_WINDOW_ABOVE_PX`.
+    margin_m : float, optional
+        Context around the zones, in the scene CRS's map units (metres for UTM); default
+        :data:`ZONES_MARGIN_M`.
+
+    Returns
+    -------
+    ((minx, miny, maxx, maxy), CRS) or None
+        The window's bounds in the scene's CRS and that CRS (``read_scene(path, bbox=b,
+        bbox_crs=crs)``); None when the scene is small enough to read whole or has no CRS.
+
+    Raises
+    ------
+    NoOverlapError
+        The zones lie outside the scene.
+    """
+    threshold_px = ZONES_WINDOW_ABOVE_PX if threshold_px is None else threshold_px
+    margin_m = ZONES_MARGIN_M if margin_m is None else margin_m
+    g = source_grid(path, bands)
+    if g.width * g.height <= threshold_px or g.crs is None:
+        return None
+    bounds = [geom.bounds for geom in placed(zones, g.crs, where=str(path)).geometries.values() if not geom.is_empty]
+    if not bounds:
+        return None
+    x0, y0 = min(b[0] for b in bounds) - margin_m, min(b[1] for b in bounds) - margin_m
+    x1, y1 = max(b[2] for b in bounds) + margin_m, max(b[3] for b in bounds) + margin_m
+    left, bottom, right, top = rasterio.transform.array_bounds(g.height, g.width, g.transform)
+    if x1 <= left or x0 >= right or y1 <= bottom or y0 >= top:
+        raise NoOverlapError(f"{path}: the zones ({', '.join(zones.names)}) lie outside the scene")
+    return (max(x0, left), max(y0, bottom), min(x1, right), min(y1, top)), g.crs
+
+
 __all__ = [
     "CHANGE_OVERLAP", "DETECT_OVERLAP", "MLP_TILE_SIZE", "SampleEstimate", "TILED_METHODS", "TILE_SIZE", "Tile",
     "TiledChange", "StripReader", "change_passes", "compare_tiled", "crop_scene", "detect_tiled", "plan_windows", "screened_blocks", "screened_runs", "vessel_levels",
     "vessel_screen", "one_thread_per_worker", "estimate_on_samples", "grid_boxes", "hist_noise_floor",
     "magnitude_bound", "map_bounded", "otsu_threshold", "pick_tiled_method", "read_window", "sample_boxes",
-    "should_tile", "source_grid", "tile_grid", "window_bounds", "work_grid", "write_change_tiled",
+    "should_tile", "source_grid", "tile_grid", "window_bounds", "work_grid", "write_change_tiled", "zones_window",
+    "ZONES_MARGIN_M", "ZONES_WINDOW_ABOVE_PX",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 from affine import Affine
 from rasterio.crs import CRS
@@ -257,3 +259,30 @@ def test_a_faint_object_that_stayed_is_persistent_beyond_the_pair_noise_and_one_
     assert min(kept) >= 0.9 and max(gone) <= 0.5
     # without the noise level, the same unchanged objects sit near the 0.7 "unchanged" cut
     assert np.median([persistence(before, stayed, b) for b in boxes]) < 0.85
+
+
+def test_gated_assignment_equals_one_dense_assignment_over_all_objects():
+    """The k-d tree + per-group assignment pairs exactly as a single Hungarian assignment would."""
+    from scipy.optimize import linear_sum_assignment
+
+    from imgdiff.match import _assign
+
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        nb, na = rng.integers(5, 80, size=2)
+        pb = rng.uniform(0, 600, (nb, 2))
+        pa = np.concatenate([pb[: na // 2] + rng.normal(0, 12, (min(na // 2, nb), 2)),
+                             rng.uniform(0, 600, (na - min(na // 2, nb), 2))])[:na]
+        lb, la = rng.uniform(10, 150, nb), rng.uniform(10, 150, len(pa))
+        lb[rng.random(nb) < 0.1] = np.nan
+        got = _assign(pb, pa, lb, la, gate_m=30.0, gate_length_frac=0.5, max_length_ratio=2.0)
+        dist = np.hypot(*(pb[:, None, :] - pa[None, :, :]).transpose(2, 0, 1))
+        gate = np.fmax(30.0, 0.5 * np.nan_to_num(np.fmax(lb[:, None], la[None, :]), nan=0.0))
+        with np.errstate(invalid="ignore"):
+            ratio = np.fmax(lb[:, None] / la[None, :], la[None, :] / lb[:, None])
+        ok = (dist <= gate) & ~(ratio > 2.0)
+        cost = np.where(ok, dist, 1e12)
+        r, c = linear_sum_assignment(cost)
+        want = sorted((int(a), int(b)) for a, b in zip(r, c) if ok[a, b])
+        assert len(got) == len(want), trial
+        assert sum(dist[a, b] for a, b in got) == pytest.approx(sum(dist[a, b] for a, b in want)), trial

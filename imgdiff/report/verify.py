@@ -151,7 +151,8 @@ def _registration_entry(v: Verification) -> dict[str, Any]:
     r = v.result.registration.to_dict()
     keep = ("dx", "dy", "dx_m", "dy_m", "uncertainty_px", "reliability", "method")
     out = {k: r.get(k) for k in keep}
-    out["failed"] = registration_quality(v.result.registration) == 0.0
+    # not asked for (``compare --no-coregister``: method "none") is not a failure
+    out["failed"] = r.get("method") != "none" and registration_quality(v.result.registration) == 0.0
     return out
 
 
