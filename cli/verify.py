@@ -26,6 +26,8 @@ def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) ->
     to itself; see samples/claims/tartus.yaml.
     """
     cf = load_claims(claims_file)
+    if cf.unused_keys:  # on stderr, also in --json mode
+        click.echo(f"warning: {claims_file}: key(s) not used by imgdiff: {', '.join(cf.unused_keys)}", err=True)
     check_outputs(outdir, VERIFY_OUTPUTS, overwrite, create=False)  # fail before the work, not after
     objects = sorted({c.object for c in cf.claims})
     labels = ["read", "align", "co-register", "change", "clouds", *[f"detect {o}" for o in objects], "claims",
@@ -34,6 +36,10 @@ def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) ->
         v = verify(cf, on_step=advance)
         advance("write")
         report = write_verify(v, outdir, overwrite=overwrite)
+    d = report["dates"]
+    if d["days_between"] is not None and d["days_between"] < 0:
+        click.echo(f"warning: {claims_file}: the before scene ({d['before']}) was acquired after the after scene "
+                   f"({d['after']}); check 'before' and 'after'", err=True)
     if as_json:
         click.echo(json.dumps(report))
         return

@@ -188,6 +188,8 @@ class ClaimFile:
         ``"site:<name>"`` or the zones file path.
     zones : Zones
     claims : tuple of Claim
+    unused_keys : tuple of str
+        Keys of the file that imgdiff does not read (``"claims[2].expected"``), to tell the user.
     """
 
     path: Path
@@ -196,6 +198,30 @@ class ClaimFile:
     zones_source: str
     zones: Zones
     claims: tuple[Claim, ...]
+    unused_keys: tuple[str, ...] = ()
+
+
+#: Keys of a claims file and of one claim (anything else is reported as unused, or refused when it
+#: looks like a misspelling of one of these that is missing).
+FILE_KEYS = ("before", "after", "zones", "site", "claims")
+CLAIM_KEYS = ("id", "text", "object", "zone", "assert", "min_length_m")
+
+
+def _unused_keys(obj: Mapping, known: Sequence[str], at: str, prefix: str = "") -> list[str]:
+    """Keys of ``obj`` that are not in ``known``; a key resembling a known key that ``obj`` lacks
+    (``min_lenght_m``) is a :class:`ClaimsError` (it would silently change the verdict)."""
+    import difflib
+
+    unused = []
+    for key in obj:
+        k = str(key)
+        if k in known:
+            continue
+        near = [c for c in difflib.get_close_matches(k.lower(), known, n=3, cutoff=0.75) if c not in obj]
+        if near:
+            raise ClaimsError(f"{at}: unknown key {k!r}; did you mean {near[0]!r}?")
+        unused.append(f"{prefix}{k}")
+    return unused
 
 
 def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> ClaimFile:
@@ -217,6 +243,7 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
     spec = obj.get("zones", obj.get("site"))
     zones = load_zones(str(spec), base=base)
     zsrc = f"site:{spec}" if "site" in obj else str(spec)
+    unused = _unused_keys(obj, FILE_KEYS, where)
     items = obj["claims"]
     if not isinstance(items, Sequence) or isinstance(items, str) or not items:
         raise ClaimsError(f"{where}: 'claims' must be a non-empty list")
@@ -228,6 +255,7 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
             raise ClaimsError(f"{at}: expected a mapping")
         cid = str(c.get("id") or f"claim-{i + 1}")
         at = f"{where}: claim {cid!r}"
+        unused += _unused_keys(c, CLAIM_KEYS, at, prefix=f"claims[{cid}].")
         if cid in seen:
             raise ClaimsError(f"{at}: duplicate id")
         seen.add(cid)
@@ -254,7 +282,7 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
                 raise ClaimsError(f"{at}: min_length_m must be >= 0")
         claims.append(Claim(cid, str(c.get("text", "")), obj_kind, str(zone), assertion, ml))
     return ClaimFile(Path(where), _scene_ref(base, obj["before"]), _scene_ref(base, obj["after"]), zsrc, zones,
-                     tuple(claims))
+                     tuple(claims), tuple(unused))
 
 
 def _spelling(text: str) -> str:

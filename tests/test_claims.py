@@ -150,6 +150,33 @@ def test_zone_and_assertion_spellings_up_to_case_spaces_and_hyphens_are_understo
                                                            ("harbour_basin", "present_after")]
 
 
+def test_a_misspelt_claim_key_is_refused_and_other_extra_keys_are_reported_unused(tmp_path):
+    base = {"before": "b", "after": "a", "zones": str(SAMPLES / "sites" / "tartus.geojson")}
+    claim = {"id": "x", "object": "vessels", "zone": "anchorage", "assert": "absent_after"}
+    # a misspelt optional key would silently change the verdict: refused, naming the file and claim
+    with pytest.raises(ClaimsError, match=r"c.yaml: claim 'x': unknown key 'min_lenght_m'; did you mean 'min_length_m'"):
+        load_claims(_write(tmp_path, {**base, "claims": [{**claim, "min_lenght_m": 60}]}))
+    # keys of the evaluator's own (truth, notes) are kept aside, not an error
+    cf = load_claims(_write(tmp_path, {**base, "title": "t", "claims": [{**claim, "expected": "SUPPORTED"}]}))
+    assert cf.unused_keys == ("title", "claims[x].expected")
+    assert load_claims(SAMPLES / "claims" / "tartus.yaml").unused_keys == ()
+
+
+def test_verify_warns_about_unused_keys_and_swapped_dates_on_stderr(tmp_path):
+    obj = yaml.safe_load((SAMPLES / "claims" / "tartus.yaml").read_text())
+    obj["before"], obj["after"] = obj["after"], obj["before"]
+    obj["claims"] = [dict(obj["claims"][0], expected="REFUTED")]
+    for k in ("before", "after"):
+        obj[k] = str((SAMPLES / "claims" / obj[k]).resolve())
+    obj["site"] = "tartus"
+    obj.pop("zones", None)
+    res = CliRunner().invoke(cli, ["verify", str(_write(tmp_path, obj)), "-o", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    json.loads(res.stdout)  # stdout stays one JSON object
+    assert "key(s) not used by imgdiff: claims[warships-gone].expected" in res.stderr
+    assert "was acquired after the after scene" in res.stderr
+
+
 def test_claim_paths_are_relative_to_the_file():
     cf = load_claims(SAMPLES / "claims" / "tartus.yaml")
     assert cf.before == SAMPLES / "claims" / "../scenes/tartus/2024-12-03"
