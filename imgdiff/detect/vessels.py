@@ -558,11 +558,14 @@ def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, fl
         vx, vy, resid = vel
         speed_ms = math.hypot(vx * psx, vy * psy)
         speed_kn = speed_ms / KNOT_MS
-        extra["speed_kn"] = round(speed_kn, 1)
+        # the inter-band shift as a speed, whatever its cause (a quay or a neighbour inside the mask
+        # shifts it too); a speed only for a vessel judged under way
+        extra["apparent_speed_kn"] = round(speed_kn, 1)
         extra["fit_residual_px"] = round(resid, 3)
         moving = speed_kn >= moving_kn and resid < 0.35 and open_water
         extra["moving"] = bool(moving)
         if moving:
+            extra["speed_kn"] = round(speed_kn, 1)
             extra["course_deg"] = round((math.degrees(math.atan2(vx * psx, -vy * psy)) + 360.0) % 360.0, 1)
     return Detection(
         box=tuple(float(v) for v in box), score=float(np.clip(score, 0.0, 1.0)), cls="vessel",
@@ -634,9 +637,11 @@ def detect_vessels(
     Detections
         Class ``"vessel"``; pixel boxes on the scene grid, centroids (x = column, y = row),
         ``length_m``/``width_m`` in true ground metres, ``heading_deg`` clockwise from up
-        (course if moving, else the hull axis in [0, 180)), ``extra["moving"]`` and
-        ``extra["speed_kn"]`` (None where not measurable); with the rescorer, ``extra["network_score"]``
-        is the network's own centre probability.
+        (course if moving, else the hull axis in [0, 180)), ``extra["moving"]``, ``extra["speed_kn"]``
+        (knots, for a moving vessel; None for a stationary one or where not measurable) and
+        ``extra["apparent_speed_kn"]`` (the inter-band shift of the hull mask as a speed, also for a
+        stationary vessel, where a quay or a neighbour in the mask makes it up); with the rescorer,
+        ``extra["network_score"]`` is the network's own centre probability.
     """
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
