@@ -9,6 +9,7 @@ import click
 import imgdiff
 from imgdiff.change import METHODS
 from imgdiff.claims import survey
+from imgdiff.errors import InputError
 from imgdiff.io.write import check_outputs
 from imgdiff.report.compare import COMPARE_OUTPUTS
 from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
@@ -44,14 +45,20 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
 
     BEFORE and AFTER are scene paths, or STAC item URLs / ids (fetched for --bbox or the site's zones).
     """
+    if site and zones_file:
+        raise InputError(f"--site {site} and --zones {zones_file}: give exactly one (--site names a catalogue site, "
+                         "--zones a GeoJSON file)")
     zones = load_zones(zones_file or site) if (zones_file or site) else None
     before, after = (str(resolve_scene_path(ref, aoi=zones, bbox=bbox, bands=bands)) for ref in (before, after))
     if zones is not None:  # per-zone counts and change: the verify report without claims
+        if tile_size:
+            raise click.UsageError("--tile-size does not apply with --site/--zones: a whole tile is read only "
+                                   "around the zones (imgdiff.claims.read_for_zones)")
         check_outputs(outdir, VERIFY_OUTPUTS, overwrite, create=False)
         labels = ["read", "align", "co-register", "change", "clouds", "detect vessels", "detect aircraft", "write"]
         with steps(labels, show_progress(as_json)) as advance:
             v = survey(before, after, zones, zones_source=f"site:{site}" if site else str(zones_file),
-                       on_step=advance)
+                       bands=bands, bbox=bbox, method=method, register=not no_coregister, on_step=advance)
             advance("write")
             report = write_verify(v, outdir, overwrite=overwrite)
         if as_json:
@@ -75,10 +82,26 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
                                      method=method)
             advance("write")
             report = imgdiff.write_compare(result, outdir, overwrite=overwrite, inputs=(b, a))
+    for line in compare_warnings(report, method):  # on stderr, also in --json mode (report.json holds them too)
+        click.echo(f"warning: {line}", err=True)
     if as_json:
         click.echo(json.dumps(report))
         return
     r, c = report["coregistration"], report["change"]
-    click.echo(f"shift dx={r['dx']:+.3f} px dy={r['dy']:+.3f} px (reliability {r['reliability']:.2f}); "
+    shift = (f"shift dx={r['dx']:+.3f} px dy={r['dy']:+.3f} px (reliability {r['reliability']:.2f})"
+             if r["method"] != "none" else f"no shift removed ({'co-registration failed' if r['notes'] else 'not co-registered'})")
+    click.echo(f"{shift}; "
                f"changed {c['changed_fraction']:.2%} of valid pixels ({c['changed_area_m2'] / 1e6:.3f} km²)")
     click.echo(f"wrote {outdir}/change.tif, report.json, report.md")
+
+
+def compare_warnings(report: dict, method: str | None) -> list[str]:
+    """What the user must know about a comparison: a failed or unreliable co-registration, a method fallback."""
+    r, c = report["coregistration"], report["change"]
+    out = [f"co-registration: {n}" for n in r.get("notes") or []]
+    if r.get("method") != "none" and r.get("reliability") is not None and r["reliability"] < 0.5 and not out:
+        out.append(f"co-registration is unreliable (reliability {r['reliability']:.2f})")
+    if (method or "mlp") == "mlp" and c.get("method") == "irmad":
+        out.append("no shipped mlp change model fits these bands (it needs B02, B03, B04, B08): used irmad "
+                   "(report.json change.method)")
+    return out

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import click
+import shapely
 
 import imgdiff
-from imgdiff.errors import OutputError
+from imgdiff.errors import NoOverlapError, OutputError
 from imgdiff.io.geojson import write_detections_geojson
-from imgdiff.zones import placed, read_zones
+from imgdiff.zones import Zones, placed, read_zones
 
 from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress, steps
 from .tiled import detect_tiled_cli, should_tile
@@ -40,26 +41,33 @@ from .tiled import detect_tiled_cli, should_tile
 def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, min_score: float | None,
                method: str, bands: list[str] | None, bbox: tuple | None, tile_size: int | None, overwrite: bool,
                as_json: bool, tta: int | None = None) -> None:
-    """Detect vessels or aircraft in SCENE and write them to OUTPUT as GeoJSON."""
+    """Detect vessels or aircraft in SCENE and write them to OUTPUT as GeoJSON.
+
+    With --json, by_zone counts the objects per zone of --zones (0 for a zone outside the scene, with a
+    warning on stderr); without --zones, the whole scene is one zone named "scene"."""
     out = Path(output)
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: exists already; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise OutputError(f"{out}: folder {out.parent} does not exist")
     zones = read_zones(zones_path) if zones_path else None
+    warn_outside: list[str] = []
     with steps(["read", "detect", "write"], show_progress(as_json)) as advance:
         advance("read")
         if tile_size or should_tile(scene, bands, bbox):  # whole tiles: windows with overlap (imgdiff.tiles)
             if zones is not None:
                 from imgdiff.tiles import work_grid
 
-                zones = placed(zones, work_grid(scene, bands, bbox).crs, where=scene)
+                grid = work_grid(scene, bands, bbox)
+                zones = placed(zones, grid.crs, where=scene)
+                warn_outside = outside_zones(zones, grid.bounds, scene, zones_path)
             dets = detect_tiled_cli(scene, objects, zones, min_score=min_score, method=method, bands=bands,
                                     bbox=bbox, tile_size=tile_size, on_step=advance, tta=tta)
         else:
             sc = imgdiff.read_scene(scene, bands=bands, bbox=bbox)
             if zones is not None:  # lon/lat zones cannot go on a scene without CRS: say so, do not count 0
                 zones = placed(zones, sc.crs, where=scene)
+                warn_outside = outside_zones(zones, sc.bounds, scene, zones_path)
             advance("detect")
             if objects == "vessels":
                 kw = {} if min_score is None else {"min_score": min_score}
@@ -73,9 +81,14 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
                     dets = dets.filter([d.zone is not None for d in dets])
         advance("write")
         write_detections_geojson(out, dets)
-    counts = {("outside" if k is None else k): v for k, v in dets.count_by_zone().items()}
+    if warn_outside:
+        click.echo(f"warning: zone(s) {', '.join(warn_outside)} of {zones_path} lie outside the scene (counted 0)",
+                   err=True)
     if zones is not None:
-        counts = {n: counts.get(n, 0) for n in zones.names}
+        by_zone = dets.count_by_zone()
+        counts = {n: by_zone.get(n, 0) for n in zones.names}
+    else:  # no zones: the whole scene is one zone, named as `watch` names it (imgdiff.watch.WHOLE_SCENE)
+        counts = {"scene": len(dets)}
     if as_json:
         summary = {"scene": scene, "objects": objects, "output": str(out), "count": len(dets),
                    "by_zone": counts}
@@ -83,7 +96,22 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
             summary["moving"] = sum(1 for d in dets if d.extra.get("moving"))
         click.echo(json.dumps(summary))
         return
-    click.echo(f"{len(dets)} {objects if len(dets) != 1 else objects[:-1]} detected; wrote {out}")
+    click.echo(f"{len(dets)} {object_noun(objects, len(dets))} detected; wrote {out}")
     if zones is not None:
         for name, n in counts.items():
             click.echo(f"  {name}: {n}")
+
+
+def outside_zones(zones: Zones, bounds: tuple[float, float, float, float], scene: str, zones_path: str | None) -> list[str]:
+    """Names of the zones (placed on the scene) that miss its bounds; NoOverlapError when all of them do."""
+    footprint = shapely.box(*bounds)
+    out = [n for n, g in zones.geometries.items() if not g.intersects(footprint) or g.intersection(footprint).area <= 0]
+    if out and len(out) == len(zones.names):
+        raise NoOverlapError(f"{zones_path}: none of its zones ({', '.join(out)}) overlaps the scene {scene}; "
+                             "give zones of the place the scene shows")
+    return out
+
+
+def object_noun(objects: str, n: int) -> str:
+    """``objects`` ("vessels" or "aircraft") for a count of ``n``: "1 vessel", "1 aircraft" (its own plural)."""
+    return objects[:-1] if n == 1 and objects.endswith("s") else objects

@@ -67,7 +67,25 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     """Sentinel-2 before/after change evidence: co-register, difference, count, verify claims."""
     level = max(logging.DEBUG, logging.WARNING - 10 * (verbose - quiet))
     logging.basicConfig(level=level, format="imgdiff: %(levelname)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:  # -vv shows the libraries' chatter too
+        for h in logging.getLogger().handlers:
+            if getattr(h, "stream", None) is sys.stderr and not any(isinstance(f, QuietLibraries) for f in h.filters):
+                h.addFilter(QuietLibraries())
     ctx.obj = {"verbose": verbose}
+
+
+class QuietLibraries(logging.Filter):
+    """Keep only warnings and errors of chatty libraries (dask.distributed) on the terminal.
+
+    dask sets its ``distributed`` logger to INFO when it is imported (after this set-up), and its
+    records reach the root handler: 25-40 lines of cluster start-up and shut-down per ``watch``
+    run. A filter on the handler holds whatever level dask gives its loggers.
+    """
+
+    PREFIXES = ("distributed", "tornado", "bokeh")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(self.PREFIXES)
 
 
 cli.add_command(info_cmd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,8 +32,16 @@ def _parse_bbox(ctx: click.Context, param: click.Parameter, value: str | None) -
         parts = tuple(float(v) for v in value.replace(" ", ",").split(",") if v)
     except ValueError:
         parts = ()
-    if len(parts) != 4 or parts[0] >= parts[2] or parts[1] >= parts[3]:
+    if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
         raise click.BadParameter("give four numbers WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north")
+    w, s, e, n = parts
+    if not (-180.0 <= w <= 180.0 and -180.0 <= e <= 180.0 and -90.0 <= s <= 90.0 and -90.0 <= n <= 90.0):
+        raise click.BadParameter(
+            f"{value}: --bbox is lon/lat degrees WEST,SOUTH,EAST,NORTH (longitude -180..180, latitude -90..90), "
+            "not map units; 'imgdiff info SCENE' prints the scene's lon/lat bounds"
+        )
+    if w >= e or s >= n:
+        raise click.BadParameter(f"{value}: give WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north")
     return parts
 
 

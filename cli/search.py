@@ -38,7 +38,7 @@ def catalog_options(f: Callable) -> Callable:
     f = click.option("--timeout", "timeout_s", type=click.IntRange(1, 600), default=30, show_default=True,
                      help="Timeout of one HTTP request, in seconds.")(f)
     f = click.option("--retries", type=click.IntRange(1, 20), default=4, show_default=True,
-                     help="Attempts per request (backoff 1, 2, 4 ... s between them).")(f)
+                     help="Attempts per request in all, the first included (waits of 1, 2, 4 ... s between them).")(f)
     f = click.option("--collection", default=DEFAULT_COLLECTION, show_default=True, help="STAC collection id.")(f)
     f = click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="STAC API root URL.")(f)
     return f

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import click
 
+from imgdiff.errors import InputError
 from imgdiff.watch import DETECTORS, read_manifest, run_watch
 
 from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress
@@ -41,7 +42,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Folder for counts.csv/.parquet, occupancy.csv, timeline.png, summary.json, detections/.")
-@click.option("--zones", type=click.Path(dir_okay=False), help="GeoJSON of named zones (overrides the manifest's).")
+@click.option("--zones", type=click.Path(dir_okay=False), help="GeoJSON of named zones, or a site name (overrides the manifest's and its site's).")
 @click.option("--detector", help=f"{' | '.join(DETECTORS)} | package.module:function (overrides the manifest's).")
 @click.option("--reference", help="Scene date, id or path to co-register every scene to (default: first scene).")
 @bands_opt
@@ -66,7 +67,15 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
     Each scene is co-registered to a reference scene, its objects counted per zone, and
     objects matched across dates into berths/stands with their occupancy. Finished scenes
     are cached in OUTDIR/.cache by content hash: a rerun or an interrupted run resumes.
-    A missing or corrupt scene is reported in the table and skipped.
+    A missing or corrupt scene is reported in the table and skipped; a run where no scene
+    could be processed exits with code 2.
+
+    \b
+    YAML keys: site, zones, detector, reference, bands, bbox, scenes
+    (a list of {date, path, cloud_fraction}); CSV: date,path[,cloud_fraction].
+    'site:' naming a catalogue site (tartus, hmeimim) without 'zones:'
+    counts in that site's zones; another site name is only a label
+    (one zone: the whole scene).
     """
     m = read_manifest(manifest)
     changes = {k: v for k, v in {"zones": zones, "detector": detector, "bbox": tuple(bbox) if bbox else None,
@@ -88,6 +97,7 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
     s = result.summary
     if as_json:
         click.echo(json.dumps(s, default=str))
+        _fail_if_nothing_processed(s, manifest, outdir)
         return
     click.echo(f"{s['site']}: {s['scenes_ok']} scene(s) processed ({s['scenes_cached']} from cache), "
                f"{s['scenes_failed']} failed; {len(result.slots)} berth/stand slot(s) tracked")
@@ -95,3 +105,13 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
         if sc["status"] != "ok":
             click.echo(f"  {sc['id']}: skipped: {sc['error']}", err=True)
     click.echo(f"wrote {outdir}/counts.csv, counts.parquet, occupancy.csv, timeline.png, summary.json, detections/")
+    _fail_if_nothing_processed(s, manifest, outdir)
+
+
+def _fail_if_nothing_processed(summary: dict, manifest: str, outdir: str) -> None:
+    """A run in which every scene failed is an error (exit 2), not a success with an empty table."""
+    if summary["scenes_ok"] or not summary["scenes"]:
+        return
+    first = summary["scenes"][0]
+    raise InputError(f"{manifest}: no scene could be processed ({summary['scenes_failed']} failed; "
+                     f"{first['id']}: {first['error']}); each scene's error is in {outdir}/counts.csv")

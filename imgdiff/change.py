@@ -20,7 +20,7 @@ import numpy as np
 from scipy import linalg, special
 from skimage.filters import threshold_otsu
 
-from .errors import BandError
+from .errors import BandError, EmptySceneError
 from .radiometry import (
     date_masks,
     drop_small_regions,
@@ -195,6 +195,10 @@ class IRMAD:
         return stats.chi2.sf(self.chi2, self.mad.shape[0]).astype(np.float32)
 
 
+#: IR-MAD fits band covariances: it needs at least this many valid pixels per band.
+IRMAD_MIN_PIXELS_PER_BAND = 10
+
+
 def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter: int = 30, tol: float = 1e-4,
           max_samples: int = 50_000, seed: int = 0) -> IRMAD:
     """IR-MAD of two stacks (Nielsen 2007), fitted on a sample of valid pixels.
@@ -217,8 +221,11 @@ def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter:
     Y = after.reshape(nb, -1)[:, idx].astype(np.float64)
     ok = np.all(np.isfinite(X) & np.isfinite(Y), axis=0)
     X, Y = X[:, ok], Y[:, ok]
-    if X.shape[1] < 10 * nb:
-        raise ValueError(f"IR-MAD needs at least {10 * nb} valid pixels, got {X.shape[1]}")
+    if X.shape[1] < IRMAD_MIN_PIXELS_PER_BAND * nb:
+        raise EmptySceneError(
+            f"IR-MAD needs at least {IRMAD_MIN_PIXELS_PER_BAND * nb} valid pixels ({IRMAD_MIN_PIXELS_PER_BAND} per "
+            f"band) to fit, got {X.shape[1]}; use a larger window or a method that works on few pixels (cva-otsu)"
+        )
     w = np.ones(X.shape[1])
     rho_old = np.zeros(nb)
     iterations = 0
@@ -853,6 +860,12 @@ def change_map(
     Returns
     -------
     ChangeMap
+
+    Raises
+    ------
+    EmptySceneError
+        ``"irmad"`` (asked for, or the fallback of ``"mlp"``) on fewer than
+        :data:`IRMAD_MIN_PIXELS_PER_BAND` valid pixels per band.
     """
     method = method or DEFAULT_METHOD
     if method not in METHODS:
@@ -888,6 +901,13 @@ def change_map(
         details["model"] = {"name": model.name, "bands": list(model.bands)}
         details["min_change_reflectance"] = MIN_CHANGE_REFLECTANCE
     elif method == "irmad":
+        need = IRMAD_MIN_PIXELS_PER_BAND * before.shape[0]
+        if int(valid.sum()) < need:
+            why = " (used because no shipped mlp model fits the bands)" if "fallback" in details else ""
+            raise EmptySceneError(
+                f"IR-MAD{why} needs at least {need} valid pixels ({IRMAD_MIN_PIXELS_PER_BAND} per band) to fit, "
+                f"the window has {int(valid.sum())}; use a larger window (--bbox) or --method cva-otsu"
+            )
         r = irmad(before, after, valid)
         mag = r.chi2
         # real scenes have heavier tails than chi-square (spatially correlated noise,

@@ -73,6 +73,7 @@ from .compare import CompareResult
 from .detect.base import Detections
 from .errors import CoregistrationError, ImgdiffError, InputError
 from .io.read import BBox
+from .keys import unused_keys
 from .match import ObjectMatch, reconcile, zone_match
 from .scene import Scene
 from .sites import load_zones
@@ -202,26 +203,9 @@ class ClaimFile:
 
 
 #: Keys of a claims file and of one claim (anything else is reported as unused, or refused when it
-#: looks like a misspelling of one of these that is missing).
+#: looks like a misspelling of one of these that is missing: :func:`imgdiff.keys.unused_keys`).
 FILE_KEYS = ("before", "after", "zones", "site", "claims")
 CLAIM_KEYS = ("id", "text", "object", "zone", "assert", "min_length_m")
-
-
-def _unused_keys(obj: Mapping, known: Sequence[str], at: str, prefix: str = "") -> list[str]:
-    """Keys of ``obj`` that are not in ``known``; a key resembling a known key that ``obj`` lacks
-    (``min_lenght_m``) is a :class:`ClaimsError` (it would silently change the verdict)."""
-    import difflib
-
-    unused = []
-    for key in obj:
-        k = str(key)
-        if k in known:
-            continue
-        near = [c for c in difflib.get_close_matches(k.lower(), known, n=3, cutoff=0.75) if c not in obj]
-        if near:
-            raise ClaimsError(f"{at}: unknown key {k!r}; did you mean {near[0]!r}?")
-        unused.append(f"{prefix}{k}")
-    return unused
 
 
 def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> ClaimFile:
@@ -243,7 +227,7 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
     spec = obj.get("zones", obj.get("site"))
     zones = load_zones(str(spec), base=base)
     zsrc = f"site:{spec}" if "site" in obj else str(spec)
-    unused = _unused_keys(obj, FILE_KEYS, where)
+    unused = unused_keys(obj, FILE_KEYS, where, error=ClaimsError)
     items = obj["claims"]
     if not isinstance(items, Sequence) or isinstance(items, str) or not items:
         raise ClaimsError(f"{where}: 'claims' must be a non-empty list")
@@ -255,7 +239,7 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
             raise ClaimsError(f"{at}: expected a mapping")
         cid = str(c.get("id") or f"claim-{i + 1}")
         at = f"{where}: claim {cid!r}"
-        unused += _unused_keys(c, CLAIM_KEYS, at, prefix=f"claims[{cid}].")
+        unused += unused_keys(c, CLAIM_KEYS, at, prefix=f"claims[{cid}].", error=ClaimsError)
         if cid in seen:
             raise ClaimsError(f"{at}: duplicate id")
         seen.add(cid)
@@ -1007,6 +991,15 @@ CLOUD_BRIGHTENING = 1.5
 CLOUD_MIN_REFLECTANCE = 0.2
 CLOUD_MIN_WIDTH_PX = 7
 CLOUD_MIN_PIXELS = 64
+#: An opaque cloud not that much brighter than bright ground (a thin-edged cloud over concrete, a
+#: flat white fill): white within this spread, brighter than the other date by this factor in every
+#: visible band once the pair's overall gain is taken out (:func:`pair_gain`), and smoother than
+#: this fraction of both the ground's usual fine texture on its own date and the other date's
+#: texture at the same place (:func:`local_texture`): a cloud hides the ground's detail, an emptied
+#: berth or apron keeps it.
+CLOUD_FLAT_WHITE = 0.1
+CLOUD_FLAT_BRIGHTENING = 1.15
+CLOUD_FLAT_TEXTURE = 0.3
 
 
 def temporal_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
@@ -1073,11 +1066,58 @@ def flatter(hx: np.ndarray, hy: np.ndarray, region: np.ndarray) -> bool:
     return bool(ok.sum() >= 10 and float(a[ok].mean()) < float(b[ok].mean()))
 
 
+def local_texture(x: np.ndarray, size: int = 5) -> np.ndarray:
+    """Root mean square of the fine texture (:func:`fine_texture`) of ``x`` in a ``size`` x ``size``
+    pixel window around each pixel (same units as ``x``)."""
+    import cv2
+
+    f = fine_texture(x)
+    return np.sqrt(np.maximum(cv2.blur(f * f, (size, size), borderType=cv2.BORDER_REFLECT), 0.0))
+
+
+def pair_gain(stack: np.ndarray, other: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per band, the median ratio of ``stack`` to ``other`` over valid pixels (the overall gain
+    between two dates, clouds and changes being a minority), shape (bands, 1, 1); 1 where unknown."""
+    out = np.ones((stack.shape[0], 1, 1))
+    for k in range(stack.shape[0]):
+        a, b = stack[k][valid], other[k][valid]
+        ok = b > 1e-3
+        if ok.sum() >= 100:
+            out[k, 0, 0] = float(np.median(a[ok] / b[ok]))
+    return out
+
+
+def flat_clouds(stack: np.ndarray, other: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels of an opaque cloud that is only a little brighter than the ground it hides.
+
+    White within :data:`CLOUD_FLAT_WHITE`, above :data:`CLOUD_MIN_REFLECTANCE`, at least
+    :data:`CLOUD_FLAT_BRIGHTENING` times the other date in every visible band after the pair's
+    overall gain (:func:`pair_gain`), and without the ground's fine texture: smoother than
+    :data:`CLOUD_FLAT_TEXTURE` times this date's median texture and times the other date's
+    texture at the same place. ``stack``, ``other``: visible bands of the two dates (bands, rows,
+    cols), reflectance, NaN-free; ``valid``: where both dates are valid.
+    """
+    mean = stack.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        white = np.abs(stack - mean).max(axis=0) / np.maximum(mean, 1e-6)
+    cand = (stack.min(axis=0) > CLOUD_MIN_REFLECTANCE) & (white < CLOUD_FLAT_WHITE) & valid
+    if not cand.any():
+        return cand
+    gain = pair_gain(stack, other, valid)
+    cand &= np.all(stack > CLOUD_FLAT_BRIGHTENING * gain * np.maximum(other, 1e-6), axis=0)
+    if not cand.any():
+        return cand
+    here, there = local_texture(mean), local_texture(other.mean(axis=0))
+    usual = float(np.median(here[valid])) if valid.any() else 0.0
+    return cand & (here < CLOUD_FLAT_TEXTURE * usual) & (here < CLOUD_FLAT_TEXTURE * there)
+
+
 def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Opaque clouds and cloud shadows found by comparing two co-registered dates.
 
     A region that is white, above :data:`CLOUD_MIN_REFLECTANCE` and :data:`CLOUD_BRIGHTENING`
-    times brighter than the other date in every visible band, holding a
+    times brighter than the other date in every visible band (or a little brighter and without the
+    ground's texture, :func:`flat_clouds`), holding a
     :data:`CLOUD_MIN_WIDTH_PX` square and :data:`CLOUD_MIN_PIXELS` pixels, is either a cloud on
     this date or a shadow on the other date over bright ground (concrete under a shadow is
     darkened just as much). Under a shadow both dates show the same ground (:func:`shared_texture`),
@@ -1109,6 +1149,7 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
             white = np.abs(stack - mean).max(axis=0) / np.maximum(mean, 1e-6)
             cand = ((stack.min(axis=0) > CLOUD_MIN_REFLECTANCE) & (white < 0.2)
                     & np.all(stack > CLOUD_BRIGHTENING * np.maximum(other, 1e-6), axis=0) & both)
+        cand |= flat_clouds(stack, other, both)
         shadows[k] = shade(stack, other, both)
         lab, keep = wide_labels(cand, CLOUD_MIN_WIDTH_PX, CLOUD_MIN_PIXELS)
         if not keep.any():

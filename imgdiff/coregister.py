@@ -802,9 +802,11 @@ def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequen
     import rasterio
 
     from .grid import align
-    from .io.read import find_band_sources, read_scene
+    from .io.read import SCENE_FRAME, find_band_sources, read_scene, select_bands
 
-    rs, ts = find_band_sources(reference, bands), find_band_sources(target, bands)
+    # a band folder lists all its bands whatever ``bands`` says: keep the wanted ones (BandError if absent)
+    rs = select_bands(find_band_sources(reference, bands), bands, reference)
+    ts = select_bands(find_band_sources(target, bands), bands, target)
     names = [s.name for s in rs if s.name in {t.name for t in ts}]
     if bands is None:
         pref = [b for b in MATCH_BANDS if b in names]
@@ -823,8 +825,8 @@ def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequen
         ref_scene = read_scene(reference, bands=names)
         tgt_scene = read_scene(target, bands=names)
         pair = align(ref_scene, tgt_scene, bands=names)
-        return coregister(pair.before, pair.after, mask=pair.overlap, local=local, max_shift=max_shift,
-                          spacing=spacing, degree=degree)
+        return coregister(pair.before, pair.after, bands=names if bands is not None else None, mask=pair.overlap,
+                          local=local, max_shift=max_shift, spacing=spacing, degree=degree)
     one = names[:1] if bands is None else names
     crs, tr, _ = g_ref
     layout = chip_layout((h, w), local=local, spacing=spacing, per_axis=None if local else 5,
@@ -845,7 +847,7 @@ def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequen
         bbox = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
         for k, path in enumerate((reference, target)):
             try:
-                sc = read_scene(path, bands=one, bbox=bbox, bbox_crs=crs)
+                sc = read_scene(path, bands=one, bbox=bbox, bbox_crs=crs or SCENE_FRAME)
             except EmptySceneError:
                 continue  # a strip of no-data: its chips stay unusable
             row_off = int(sc.meta.get("window", {}).get("row_off", top))

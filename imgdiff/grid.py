@@ -203,5 +203,5 @@ def _no_overlap_message(label: str, s: Scene, grid: Grid, before: Scene) -> str:
     return (
         f"{src}: {label} scene has no pixels inside the common grid "
         f"(grid: {desc(grid.crs, grid.bounds)}; {label}: {desc(s.crs, s.bounds)}); "
-        "pass scenes of the same place or use --bbox"
+        "pass scenes of the same place, or a window both cover (read_scene bbox=, compare/detect --bbox)"
     )

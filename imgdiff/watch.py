@@ -98,10 +98,12 @@ class Manifest:
     Attributes
     ----------
     site : str
+        A label (the manifest's ``site:``, else its file name).
     scenes : tuple of SceneEntry
         Sorted by date.
     zones : str or None
-        GeoJSON file of named zones.
+        GeoJSON file of named zones, or the name of a site of :mod:`imgdiff.sites` (a manifest
+        whose ``site:`` is a catalogue site and that has no ``zones:`` gets that site's zones).
     detector : str
         ``"vessels"``, ``"aircraft"`` or ``"package.module:function"``.
     reference : str or None
@@ -139,8 +141,126 @@ def _resolve(base: Path, p: Any) -> str:
     return str(q if q.is_absolute() else (base / q))
 
 
+#: Keys of a YAML manifest, and of one scene entry (YAML mapping or CSV column).
+MANIFEST_KEYS = ("site", "zones", "detector", "reference", "bands", "bbox", "scenes")
+SCENE_KEYS = ("date", "path", "cloud_fraction")
+
+
+def _unknown_keys(keys: Iterable[Any], known: Sequence[str], where: str) -> None:
+    """Refuse a misspelt key (``zone:`` would silently count the whole scene); log the others
+    (keys of the writer's own) as unused (:func:`imgdiff.keys.unused_keys`)."""
+    from .keys import unused_keys
+
+    unused = unused_keys(keys, known, where)
+    if unused:
+        log.warning("%s: key(s) not used by imgdiff: %s", where, ", ".join(unused))
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a YAML number or a numeric string, else None (``True`` is not a number)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        v = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def parse_cloud_fraction(value: Any, where: str) -> float | None:
+    """A manifest's ``cloud_fraction``: a number in [0, 1], or None when empty.
+
+    Raises
+    ------
+    InputError
+        Not a number, or outside 0-1 (``where`` names the manifest and the scene).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    v = _number(value)
+    if v is None or not 0.0 <= v <= 1.0:
+        raise InputError(f"{where}: cloud_fraction {value!r} is not a number in 0-1 (a fraction: 0.05 = 5 %)")
+    return v
+
+
+def parse_bbox(value: Any, where: str) -> tuple[float, float, float, float]:
+    """A manifest's ``bbox``: ``[west, south, east, north]`` or ``"W,S,E,N"`` in lon/lat degrees.
+
+    Raises
+    ------
+    InputError
+        Not four numbers, longitude outside -180-180 or latitude outside -90-90, or
+        west >= east, south >= north.
+    """
+    parts: list[Any] = value.replace(",", " ").split() if isinstance(value, str) else value
+    nums = [_number(v) for v in parts] if isinstance(parts, (list, tuple)) else []
+    if len(nums) != 4 or any(v is None for v in nums):
+        raise InputError(f"{where}: bbox {value!r} is not four numbers; write bbox: [west, south, east, north] "
+                         "in lon/lat degrees")
+    w, s, e, n = (float(v) for v in nums)  # type: ignore[arg-type]
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
+        raise InputError(f"{where}: bbox {value!r} is outside lon/lat (longitude -180-180, latitude -90-90); "
+                         "write bbox: [west, south, east, north] in degrees")
+    if not (w < e and s < n):
+        raise InputError(f"{where}: bbox {value!r} needs west < east and south < north "
+                         "([west, south, east, north] in degrees)")
+    return (w, s, e, n)
+
+
+def parse_bands(value: Any, where: str) -> tuple[str, ...] | None:
+    """A manifest's ``bands``: a list (or comma-separated string) of Sentinel-2 band names, normalised
+    as everywhere in imgdiff (``B2`` -> ``B02``, ``nir`` -> ``B08``); None when empty.
+
+    Raises
+    ------
+    InputError
+        A name that is not a Sentinel-2 band.
+    """
+    from .io.bands import normalise_band_name
+
+    if value is None or value == "" or value == []:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)):
+        raise InputError(f"{where}: bands {value!r} is not a list; write bands: [B02, B03, B04, B08]")
+    names: list[str] = []
+    for b in parts:
+        n = normalise_band_name(str(b)) if isinstance(b, (str, int)) and not isinstance(b, bool) else None
+        if n is None:
+            raise InputError(f"{where}: bands: {b!r} is not a Sentinel-2 band; use names like B02, B03, B04, B08")
+        if n not in names:
+            names.append(n)
+    return tuple(names)
+
+
+def _site_zones(name: str) -> str | None:
+    """The catalogue key when ``name`` is a site of :mod:`imgdiff.sites`, else None."""
+    from .sites import site_names
+
+    key = name.strip().lower()
+    return key if key in site_names() else None
+
+
+def zones_geojson(spec: str) -> dict[str, Any]:
+    """Zones as a GeoJSON FeatureCollection, from a zones file or the name of a catalogue site.
+
+    Raises
+    ------
+    InputError
+        No such file (and not a site name), or not valid zones.
+    """
+    from .sites import get_site
+    from .zones import read_zones
+
+    p = Path(spec)
+    if not p.exists() and not p.suffix and _site_zones(spec):
+        return get_site(spec).to_geojson()
+    read_zones(p)  # validates, with a message naming the file
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
 def read_manifest(path: str | Path) -> Manifest:
-    """Read a watch manifest.
+    """Read and check a watch manifest.
 
     YAML (``.yaml``/``.yml``)::
 
@@ -149,25 +269,37 @@ def read_manifest(path: str | Path) -> Manifest:
         detector: vessels             # vessels | aircraft | package.module:function
         reference: 2024-01-05         # optional: a scene date or path (default: first scene)
         bands: [B02, B03, B04, B08]   # optional
-        bbox: [35.86, 34.88, 35.90, 34.92]   # optional lon/lat window
+        bbox: [35.86, 34.88, 35.90, 34.92]   # optional lon/lat window (or "W,S,E,N")
         scenes:
           - {date: 2024-01-05, path: scenes/20240105, cloud_fraction: 0.02}
           - {date: 2024-01-10, path: scenes/20240110}
 
+    ``site:`` naming a site of the catalogue (:mod:`imgdiff.sites`: ``tartus``, ``hmeimim``)
+    without ``zones:`` counts in that site's zones; any other site name is only a label.
+    ``zones:`` may also name a catalogue site.
+
     CSV: a header with ``date`` and ``path`` (optional ``cloud_fraction``), one scene per
     row; site-wide settings then come from the command line. Relative paths are taken
-    from the manifest's folder.
+    from the manifest's folder. A scene path that does not exist is not an error here: the
+    run reports and skips that scene.
 
     Raises
     ------
     InputError
-        Missing or unreadable file, no scenes, bad dates.
+        One line naming the manifest, the scene entry where there is one, and the problem:
+        missing or unreadable file, unknown key, no scenes, bad date, ``cloud_fraction``
+        not a number in 0-1, ``bbox`` not four lon/lat numbers with west < east and
+        south < north, a name in ``bands`` that is not a Sentinel-2 band, an unknown
+        detector, a missing zones file.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such manifest file")
     base = path.parent
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the manifest ({e})") from None
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         import yaml
 
@@ -179,23 +311,32 @@ def read_manifest(path: str | Path) -> Manifest:
             raise InputError(f"{path}: bad value ({e}); write dates as YYYY-MM-DD") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("scenes"), list):
             raise InputError(f"{path}: a manifest needs a 'scenes:' list of {{date, path}} entries")
+        _unknown_keys(doc, MANIFEST_KEYS, str(path))
         raw = doc["scenes"]
     elif path.suffix.lower() == ".csv":
         doc = {}
         raw = list(csv.DictReader(io.StringIO(text)))
         if raw and not {"date", "path"} <= set(raw[0]):
-            raise InputError(f"{path}: a CSV manifest needs the columns date,path (has {', '.join(raw[0])})")
+            raise InputError(f"{path}: a CSV manifest needs the columns date,path (has {', '.join(map(str, raw[0]))})")
+        if raw:
+            _unknown_keys(raw[0], SCENE_KEYS, f"{path}: CSV header")
     else:
         raise InputError(f"{path}: unknown manifest type; use .yaml, .yml or .csv")
     if not raw:
         raise InputError(f"{path}: the manifest lists no scenes")
     entries = []
     for i, r in enumerate(raw, 1):
+        where = f"{path}: scene {i}"
         if not isinstance(r, Mapping) or not r.get("path") or not r.get("date"):
-            raise InputError(f"{path}: scene {i} needs a date and a path")
-        cf = r.get("cloud_fraction")
-        entries.append((_parse_date(r["date"], f"{path}: scene {i}"), _resolve(base, r["path"]),
-                        float(cf) if cf not in (None, "") else None))
+            raise InputError(f"{where} needs a date and a path")
+        where = f"{where} ({r['date']})"
+        _unknown_keys((k for k in r if k is not None), SCENE_KEYS, where)
+        if None in r:  # csv.DictReader: more cells than header columns
+            raise InputError(f"{where}: more values than the header has columns")
+        if not isinstance(r["path"], str):
+            raise InputError(f"{where}: path {r['path']!r} is not a file or folder name")
+        entries.append((_parse_date(r["date"], where), _resolve(base, r["path"]),
+                        parse_cloud_fraction(r.get("cloud_fraction"), where)))
     entries.sort(key=lambda e: e[0])
     seen: dict[str, int] = {}
     scenes = []
@@ -203,14 +344,31 @@ def read_manifest(path: str | Path) -> Manifest:
         k = d.isoformat()
         seen[k] = seen.get(k, 0) + 1
         scenes.append(SceneEntry(k if seen[k] == 1 else f"{k}_{seen[k]}", d, p, cf))
-    bbox = doc.get("bbox")
-    bands = doc.get("bands")
+    site = str(doc["site"]).strip() if doc.get("site") is not None and str(doc["site"]).strip() else path.stem
+    zones = None
+    if doc.get("zones"):
+        if not isinstance(doc["zones"], str):
+            raise InputError(f"{path}: zones {doc['zones']!r} is not a file name or a site name")
+        zones = _resolve(base, doc["zones"])
+        if not Path(zones).exists():
+            if Path(doc["zones"]).suffix or not _site_zones(doc["zones"]):
+                from .sites import site_names
+
+                raise InputError(f"{path}: zones: {zones}: no such zones file and not a known site "
+                                 f"({', '.join(site_names())})")
+            zones = _site_zones(doc["zones"])
+    elif doc.get("site") is not None:
+        zones = _site_zones(site)  # a catalogue site brings its zones; another name is a label
+    detector = str(doc.get("detector") or "vessels").strip()
+    try:
+        resolve_detector(detector)
+    except InputError as e:
+        raise InputError(f"{path}: detector: {e}") from None
     return Manifest(
-        site=str(doc.get("site") or path.stem), scenes=tuple(scenes),
-        zones=_resolve(base, doc["zones"]) if doc.get("zones") else None,
-        detector=str(doc.get("detector") or "vessels"),
+        site=site, scenes=tuple(scenes), zones=zones, detector=detector,
         reference=str(doc["reference"]) if doc.get("reference") is not None else None,
-        bands=tuple(bands) if bands else None, bbox=tuple(float(v) for v in bbox) if bbox else None,  # type: ignore[arg-type]
+        bands=parse_bands(doc.get("bands"), str(path)),
+        bbox=parse_bbox(doc["bbox"], str(path)) if doc.get("bbox") not in (None, "", []) else None,
         source=str(path),
     )
 
@@ -911,24 +1069,33 @@ def run_watch(
     Returns
     -------
     WatchResult
-    """
-    out = check_outputs(outdir, WATCH_OUTPUTS, overwrite)
-    cache = out / ".cache"
-    cache.mkdir(exist_ok=True)
-    zones = None
-    if manifest.zones:
-        from .zones import read_zones
 
-        read_zones(manifest.zones)  # validates, with a message naming the file
-        zones = json.loads(Path(manifest.zones).read_text(encoding="utf-8"))
+    Raises
+    ------
+    InputError
+        Before anything is written: bad zones, unknown detector, a reference scene that
+        cannot be read, lacks the bands, or that the bbox misses.
+    OutputError
+        Outputs of a finished run exist and ``overwrite`` is False.
+    """
+    from rasterio.errors import RasterioError
+
+    # Everything the whole run depends on is checked before anything is written: a bad
+    # setting is one error line, not every scene skipped.
+    check_outputs(outdir, WATCH_OUTPUTS, overwrite, create=False)
+    zones = zones_geojson(manifest.zones) if manifest.zones else None
     resolve_detector(manifest.detector)  # fail early on an unknown detector
     ref_path = pick_reference(manifest, reference)
     params = WatchParams(reference=ref_path, detector=manifest.detector, zones=zones, bands=manifest.bands,
                          bbox=manifest.bbox, register=register, min_score=min_score)
     try:
         ref_hash = content_hash(ref_path, manifest.bands)
-    except ImgdiffError as e:
+        _reference_grid(ref_path, manifest.bands, manifest.bbox)  # its bands, and the bbox on it
+    except (ImgdiffError, RasterioError) as e:
         raise InputError(f"reference scene {ref_path}: {' '.join(str(e).split())}") from None
+    out = check_outputs(outdir, WATCH_OUTPUTS, overwrite)
+    cache = out / ".cache"
+    cache.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     results: dict[str, dict] = {}
     counts = {"cached": 0, "computed": 0}
@@ -1174,6 +1341,7 @@ def _shut_down(client: Any, cluster: Any) -> None:
 
 __all__ = [
     "COLUMNS", "DETECTORS", "Manifest", "SceneEntry", "Slot", "WatchParams", "WatchResult", "content_hash",
-    "detections_geojson", "occupancy_rows", "pick_reference", "plot_timeline", "process_scene", "read_manifest",
-    "resolve_detector", "run_watch", "scene_key", "slot_runs", "tidy_rows", "track_slots", "usable_cores", "write_parquet",
+    "detections_geojson", "occupancy_rows", "parse_bands", "parse_bbox", "parse_cloud_fraction", "pick_reference",
+    "plot_timeline", "process_scene", "read_manifest", "resolve_detector", "run_watch", "scene_key", "slot_runs",
+    "tidy_rows", "track_slots", "usable_cores", "write_parquet", "zones_geojson",
 ]

@@ -254,6 +254,28 @@ def test_temporal_clouds_flag_a_new_bright_white_region_but_not_a_small_bright_o
     assert ma[10:30, 10:30].all() and not ma[45:48, 45:48].any()
 
 
+def test_a_flat_white_fill_a_little_brighter_than_concrete_is_a_cloud_but_an_emptied_apron_is_not():
+    import numpy as np
+
+    from imgdiff.claims import temporal_clouds
+    from imgdiff.scene import Scene
+
+    rng = np.random.default_rng(1)
+    shape = (80, 80)
+    ground = 0.26 + rng.normal(0, 0.012, shape)  # bright concrete with pixel-scale texture
+    planes = np.zeros(shape, bool)
+    for r, c in ((12, 12), (12, 24), (24, 12), (24, 24), (50, 50), (50, 62)):
+        planes[r:r + 6, c:c + 6] = True  # grey aircraft, darker than the concrete
+    before = {b: np.where(planes, 0.16, ground).astype("float32") for b in ("B02", "B03", "B04")}
+    after = {b: (1.1 * ground).astype("float32") for b in ("B02", "B03", "B04")}  # gain 1.1, every aircraft gone
+    for a in after.values():
+        a[45:75, 45:75] = 0.37  # an opaque cloud drawn as a flat white fill: 1.3x the concrete (1.2x after the gain)
+    ok = np.ones(shape, bool)
+    _, cloud = temporal_clouds(Scene(before, None, TR, ok), Scene(after, None, TR, ok))
+    assert cloud[48:72, 48:72].all()
+    assert not cloud[10:32, 10:32].any()  # the emptied stands keep the concrete's texture: not a cloud
+
+
 def test_compare_with_a_site_writes_the_zone_report_without_claims(tmp_path):
     out = tmp_path / "cmp"
     r = CliRunner().invoke(cli, ["compare", str(SAMPLES / "scenes" / "hmeimim" / "2024-12-03"),

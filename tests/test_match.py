@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 from affine import Affine
 from rasterio.crs import CRS

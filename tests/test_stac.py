@@ -100,6 +100,7 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                     f["hits"] = f.get("hits", 0) + 1
                     if not f.get("until_reopen"):
                         state.faults.remove(f)
+                    self.fault_headers = f.get("headers") or {}
                     return f["kind"]
             return None
 
@@ -152,7 +153,7 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(n) or b"{}")
             kind = self._fault()
             if kind and kind.isdigit():
-                return self._send(int(kind), b'{"code": "ServerError"}', "application/json")
+                return self._send(int(kind), b'{"code": "ServerError"}', "application/json", self.fault_headers)
             if urlparse(self.path).path == "/search":
                 return self._search(body)
             self._send(404, b"{}", "application/json")
@@ -166,7 +167,7 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             if kind == "slow":
                 time.sleep(2.5)
             elif kind and kind.isdigit():
-                return self._send(int(kind), b"error", "text/plain")
+                return self._send(int(kind), b"error", "text/plain", self.fault_headers)
             if url.path in ("/", ""):
                 return self._json(json.loads((DATA / "landing.json").read_text().replace("{base}", state.base)))
             if url.path == "/conformance":
@@ -358,6 +359,68 @@ def test_search_gives_up_with_a_clear_error(server, aoi):
     with pytest.raises(NetworkError, match=r"failed after 3 attempt\(s\)"):
         search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", read_scl=False,
                policy=RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=5))
+
+
+def test_search_retries_counts_every_http_attempt_not_times_the_client_library_retries(server, aoi):
+    """--retries N means N requests in all: pystac-client's own retries (503 with Retry-After) are off."""
+    server.faults += [{"path": "/", "kind": "503", "methods": ("GET",), "headers": {"Retry-After": "0"}}
+                      for _ in range(20)]
+    with pytest.raises(NetworkError, match=r"failed after 2 attempt\(s\)"):
+        search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", read_scl=False,
+               policy=RetryPolicy(attempts=2, backoff_s=0.01, timeout_s=5))
+    assert len(server.requests) == 2  # one landing-page request per attempt, none repeated underneath
+    server.faults.clear()
+
+
+def test_a_hung_catalogue_costs_attempts_times_timeout(aoi, monkeypatch):
+    """A catalogue that accepts connections and never answers: N attempts of one timeout each, not 6 N."""
+    import socket
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(32)
+    listener.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # held open, never answered
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(NetworkError, match=r"failed after 2 attempt\(s\)"):
+            search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15),
+                   catalog=f"http://127.0.0.1:{listener.getsockname()[1]}/", read_scl=False,
+                   policy=RetryPolicy(attempts=2, backoff_s=0.01, timeout_s=1))
+        elapsed = time.perf_counter() - t0
+    finally:
+        stop.set()
+        t.join(timeout=5)
+        for c in accepted:
+            c.close()
+        listener.close()
+    assert len(accepted) == 2
+    assert 1.9 < elapsed < 4.0  # 2 attempts x 1 s timeout (+ backoff), not 12 x 1 s
+
+
+def test_cli_search_retries_1_makes_one_request_and_says_so(server):
+    server.faults += [{"path": "/", "kind": "503", "methods": ("GET",), "headers": {"Retry-After": "0"}}
+                      for _ in range(10)]
+    r = CliRunner().invoke(_cli(), ["search", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2024-12-01",
+                                    "--to", "2024-12-15", "--catalog", f"{server.base}/", "--retries", "1", "--json"])
+    server.faults.clear()
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith("imgdiff: error:") and "failed after 1 attempt(s)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert len(server.requests) == 1
 
 
 # --------------------------------------------------------------------------- windowed reads and retries

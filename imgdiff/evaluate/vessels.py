@@ -104,6 +104,12 @@ def read_gt(scene_dir: str | Path) -> np.ndarray:
         raise InputError(f"{path}: no such ground-truth file") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{path}: not a vessels.json ({e}); expected {{'vessels': [{{'bbox_px': [...]}}]}}") from None
+    for i, b in enumerate(boxes):
+        ok = isinstance(b, (list, tuple)) and len(b) == 4 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in b)
+        if not ok or not (b[0] < b[2] and b[1] < b[3]):
+            raise InputError(f"{path}: vessel {i} (vessels[{i}]) has bbox_px {json.dumps(b)}; expected four pixel "
+                             "edges [x0, y0, x1, y1] with x0 < x1, y0 < y1")
     return np.array(boxes, float).reshape(-1, 4)
 
 
@@ -129,10 +135,11 @@ def evaluate_vessels(
 
     detector = detector or detect_vessels
     out = []
-    for d in scene_dirs(data):
+    dirs = scene_dirs(data)
+    truths = [read_gt(d) for d in dirs]  # every ground-truth file checked before the first detection
+    for d, gt in zip(dirs, truths):
         if on_scene:
             on_scene(d.name)
-        gt = read_gt(d)
         dets = detector(read_scene(d))
         out.append(score(d.name, dets.boxes, dets.scores, gt))
     return VesselEval(tuple(out), pool(out))

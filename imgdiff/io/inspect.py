@@ -22,6 +22,7 @@ from .read import (
     one_line,
     open_raster,
     parse_product_metadata,
+    select_bands,
 )
 
 #: Longest side (pixels) at which valid fractions are estimated.
@@ -44,7 +45,7 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
         metres, shape, dtype, nodata).
     """
     path = Path(path)
-    sources = find_band_sources(path, bands)
+    sources = select_bands(find_band_sources(path, bands), bands, path)  # a folder lists all its bands
     mtd = find_product_metadata(sources)
     product = parse_product_metadata(mtd) if mtd else {}
     entries, fractions = [], []

@@ -35,7 +35,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
-from ..errors import BandError, EmptySceneError, InputError, NoOverlapError
+from ..errors import BandError, EmptySceneError, GridError, InputError, NoOverlapError
 from ..scene import Scene, band_sort_key
 from .bands import band_from_filename, normalise_band_name
 
@@ -57,6 +57,9 @@ _FLOAT_RULE = "float data taken as reflectance"
 FLOAT_DN_LEVEL = 2.0
 
 BBox = tuple[float, float, float, float]
+#: ``bbox_crs`` value for a bbox in the coordinates of the scene's own transform (its CRS, or its
+#: local frame when it has none), e.g. the map bounds of a window of the scene's grid.
+SCENE_FRAME = "scene"
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,27 @@ def find_band_sources(path: str | Path, bands: Sequence[str] | None = None) -> l
     # opened for its resolution only then).
     sources = [BandSource(n, fs[0] if len(fs) == 1 else min(fs, key=_resolution_of)) for n, fs in found.items()]
     return sorted(sources, key=lambda s: band_sort_key(s.name))
+
+
+def select_bands(sources: Sequence[BandSource], bands: Sequence[str] | None, where: str | Path) -> list[BandSource]:
+    """The sources of ``bands``, in that order (all of ``sources`` when ``bands`` is None).
+
+    :func:`find_band_sources` lists every band of a folder whatever ``bands`` says; this picks the
+    wanted ones as :func:`read_scene` does.
+
+    Raises
+    ------
+    BandError
+        A band is not a Sentinel-2 name, or ``where`` does not hold it (the message lists the bands it has).
+    """
+    if bands is None:
+        return list(sources)
+    wanted = [_canonical(b, Path(where)) for b in bands]
+    by_name = {s.name: s for s in sources}
+    missing = [b for b in wanted if b not in by_name]
+    if missing:
+        raise BandError(f"{where}: band(s) {', '.join(missing)} not found (has {', '.join(by_name) or 'none'})")
+    return [by_name[b] for b in wanted]
 
 
 def _safe_band_files(p: Path) -> list[Path]:
@@ -375,12 +399,35 @@ def bbox_window(
 ) -> Window:
     """Pixel window (whole pixels, clipped to the raster) covering a bbox.
 
-    ``bbox`` is (minx, miny, maxx, maxy) in ``bbox_crs`` (lon/lat EPSG:4326 when None).
-    For a raster without CRS the bbox is taken in the coordinates of its transform.
+    ``bbox`` is (minx, miny, maxx, maxy) in ``bbox_crs``: lon/lat (EPSG:4326) when None;
+    :data:`SCENE_FRAME` for the coordinates of the raster's own transform.
+    For a raster without CRS, a bbox with an explicit ``bbox_crs`` is taken in the coordinates
+    of its transform; a lon/lat bbox (``bbox_crs`` None) is refused, as lon/lat zones are
+    (:func:`imgdiff.zones.placed`), unless its numbers cannot be lon/lat (then they are the
+    transform's coordinates).
+
+    Raises
+    ------
+    GridError
+        A lon/lat bbox outside [-180, 180] x [-90, 90] on a raster with CRS, or one that could
+        be lon/lat on a raster without CRS.
+    NoOverlapError
+        The bbox does not intersect the raster.
     """
-    if crs is not None:
+    lonlat = bbox_crs is None
+    could_be_lonlat = all(-180 <= v <= 180 for v in bbox[0::2]) and all(-90 <= v <= 90 for v in bbox[1::2])
+    if crs is None and lonlat and could_be_lonlat:
+        raise GridError(f"{where}: the scene has no CRS, so a lon/lat bbox {tuple(bbox)} cannot be placed on it; "
+                        "use a georeferenced scene (GeoTIFF with a CRS) or read it whole")
+    if crs is not None and not (isinstance(bbox_crs, str) and bbox_crs == SCENE_FRAME):
+        if lonlat and not could_be_lonlat:
+            raise GridError(f"{where}: bbox {tuple(bbox)} is not lon/lat degrees (west, south, east, north with "
+                            "longitude -180..180, latitude -90..90); give lon/lat, or its CRS as bbox_crs")
         src_crs = CRS.from_user_input(bbox_crs) if bbox_crs is not None else CRS.from_epsg(4326)
         bbox = transform_bounds(src_crs, crs, *bbox, densify_pts=21)
+    if not all(math.isfinite(v) for v in bbox):
+        raise NoOverlapError(f"{where}: bbox does not intersect the scene (it cannot be projected to {crs}); "
+                             "check the bbox and its CRS (lon/lat by default)")
     inv = ~transform
     xs, ys = zip(*(inv * (x, y) for x in (bbox[0], bbox[2]) for y in (bbox[1], bbox[3])))
     c0, c1 = max(0, math.floor(min(xs) + 1e-9)), min(shape[1], math.ceil(max(xs) - 1e-9))
@@ -416,7 +463,9 @@ def read_scene(
     bbox : (minx, miny, maxx, maxy), optional
         Read only this window. In ``bbox_crs``; lon/lat (EPSG:4326) by default.
     bbox_crs : CRS or str, optional
-        CRS of ``bbox``.
+        CRS of ``bbox``; :data:`SCENE_FRAME` for the coordinates of the scene's own transform.
+        On a scene without CRS an explicit ``bbox_crs`` means the coordinates of its transform,
+        and a lon/lat bbox (no ``bbox_crs``) is refused (:func:`bbox_window`).
     date : date or ISO string, optional
         Acquisition date; overrides what metadata and file names say.
     scale, offset : float, optional
@@ -439,19 +488,10 @@ def read_scene(
 
     Raises
     ------
-    InputError, BandError, NoOverlapError, EmptySceneError
+    InputError, BandError, GridError, NoOverlapError, EmptySceneError
     """
     path = Path(path)
-    sources = find_band_sources(path, bands)
-    if bands is not None:
-        wanted = [_canonical(b, path) for b in bands]
-        by_name = {s.name: s for s in sources}
-        missing = [b for b in wanted if b not in by_name]
-        if missing:
-            raise BandError(
-                f"{path}: band(s) {', '.join(missing)} not found (has {', '.join(by_name) or 'none'})"
-            )
-        sources = [by_name[b] for b in wanted]
+    sources = select_bands(find_band_sources(path, bands), bands, path)
 
     mtd = find_product_metadata(sources)
     product = parse_product_metadata(mtd) if mtd else {"offsets": {}}
@@ -505,6 +545,15 @@ def read_scene(
     valid = np.logical_and.reduce([np.isfinite(a) for a in arrays.values()])
     if zero is not None:
         valid &= ~zero
+    if not valid.any():
+        empty = [s for s in sources if not np.isfinite(arrays[s.name]).any()]
+        if empty and len(empty) < len(sources):  # one band's extent misses the others (or it is all no-data)
+            raise EmptySceneError(
+                f"{path}: band(s) {', '.join(s.name for s in empty)} ({', '.join(str(s.path) for s in empty)}) "
+                f"hold no valid pixel on the grid of {ref.name}{' inside the bbox' if bbox is not None else ''}: "
+                "their extent misses the other bands' or they are all no-data; check those files or leave them "
+                "out with bands=[...] (CLI: --bands)"
+            )
     for a in arrays.values():
         a[~valid] = np.nan
     if not valid.any():

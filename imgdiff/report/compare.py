@@ -68,9 +68,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Co-registration",
         "",
-        f"Shift of the after scene: dx = {r['dx']:+.3f} px, dy = {r['dy']:+.3f} px "
-        f"({r['dx_m']:+.2f} m east, {r['dy_m']:+.2f} m north), reliability {r['reliability']:.2f} "
-        f"({r['method']}).",
+        (f"Shift of the after scene: dx = {r['dx']:+.3f} px, dy = {r['dy']:+.3f} px "
+         f"({r['dx_m']:+.2f} m east, {r['dy_m']:+.2f} m north), reliability {r['reliability']:.2f} "
+         f"({r['method']})." if r["method"] != "none" else
+         f"No shift removed: {'co-registration failed' if r.get('notes') else 'co-registration was not run'}."),
+        *[f"\n**Warning:** {n}" for n in r.get("notes") or []],
         "",
         "## Change",
         "",

@@ -240,11 +240,15 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
                 **params: Any) -> list[dict[str, Any]]:
     from pystac_client import Client
     from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
 
     params = {k: v for k, v in params.items() if v is not None}
 
     def op() -> list[dict[str, Any]]:
-        client = Client.open(catalog, timeout=policy.timeout_s)
+        # pystac-client retries each request 5 times by itself (urllib3: connection errors,
+        # GET timeouts, 429/503 with Retry-After); switched off so that ``policy.attempts`` is
+        # the number of attempts in all, as the error message and --retries say.
+        client = Client.open(catalog, timeout=policy.timeout_s, stac_io=StacApiIO(max_retries=None))
         s = client.search(collections=[collection], **params)
         return [dict(d) for d in s.items_as_dicts()]
 
