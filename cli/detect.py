@@ -22,7 +22,8 @@ from .tiled import detect_tiled_cli, should_tile
 @click.option("--objects", type=click.Choice(["vessels", "aircraft"]), default="vessels", show_default=True,
               help="What to detect.")
 @click.option("--zones", "zones_path", type=click.Path(), default=None,
-              help="GeoJSON of named zones (lon/lat); only objects inside a zone are kept, labelled with it.")
+              help="GeoJSON of named zones (lon/lat); only objects inside a zone are kept, labelled with it. "
+                   "Of a whole tile (over 4096 x 4096 px) only the zones' window plus 2 km is read.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="GeoJSON FeatureCollection to write (one Polygon per object, scene CRS).")
 @click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
@@ -52,6 +53,14 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
         raise OutputError(f"{out}: folder {out.parent} does not exist")
     zones = read_zones(zones_path) if zones_path else None
     warn_outside: list[str] = []
+    if zones is not None and bbox is None and not tile_size:  # a whole tile: only the zones' window (+2 km)
+        from rasterio.warp import transform_bounds
+
+        from imgdiff.tiles import zones_window
+
+        window = zones_window(scene, zones, bands)
+        if window is not None:
+            bbox = transform_bounds(window[1], "EPSG:4326", *window[0])
     with steps(["read", "detect", "write"], show_progress(as_json)) as advance:
         advance("read")
         if tile_size or should_tile(scene, bands, bbox):  # whole tiles: windows with overlap (imgdiff.tiles)

@@ -232,6 +232,25 @@ def difference_noise(reference: np.ndarray, other: np.ndarray) -> float:
     return float(math.sqrt(2 / math.pi) * 1.4826 * np.median(np.abs(d - np.median(d))))
 
 
+def detail_level(image: np.ndarray, compared: np.ndarray, *, sigma_px: float = 1.0) -> float:
+    """The fine (object-scale) detail of a whole date: the RMS of ``image`` minus its Gaussian blur
+    (``sigma_px`` pixels) over the ``compared`` pixels, away from their edges (same units as ``image``).
+
+    Resampling (a bilinear shift blurs) and gain scale every box's :func:`structure` on a date
+    alike; dividing by this level compares the detail of a box on two dates on one footing. NaN
+    when fewer than 100 pixels can be used.
+    """
+    from scipy import ndimage as ndi
+
+    inner = ndi.binary_erosion(compared & np.isfinite(image), iterations=2)
+    if inner.sum() < 100:
+        return math.nan
+    filled = np.where(np.isfinite(image), image, float(np.median(image[inner])))
+    high = filled - ndi.gaussian_filter(filled, sigma_px, mode="nearest")
+    idx = even_subsample(np.flatnonzero(inner))
+    return float(np.sqrt(np.mean(high.ravel()[idx] ** 2)))
+
+
 def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: tuple[float, float, float, float],
                 *, ring_px: int = 3, noise: float = 0.0) -> float:
     """How much of an object seen in ``reference`` is still in ``other`` at the same place.
@@ -387,7 +406,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
     most the detector can have scored there). Each place is then judged with the image pair:
 
     * **Unchanged place** (:func:`persistence` of the stronger look's box >= ``static_persistence``
-      and its fine detail, :func:`structure`, within a factor ``1 / background_ratio`` on the two dates):
+      and its fine detail, :func:`structure`, within a factor ``1 / background_ratio`` on the two dates,
+      each relative to its date's overall detail, :func:`detail_level`):
       both dates show the same thing, so the two scores are two looks at one object and are
       averaged. The object is on **both** dates when the mean reaches ``evidence`` (a detector
       miss on one date does not make it depart or arrive; it is carried over, tagged
@@ -445,6 +465,10 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
             hidden |= ~mask
     bb[hidden], ba[hidden] = np.nan, np.nan
     noise = difference_noise(bb, ba)  # what two looks at an unchanged place differ by
+    # the dates' overall fine detail (a resampled or darker date has less everywhere): box detail is
+    # compared relative to it, so that only a box that lost (or gained) detail of its own looks smooth
+    lb, la = detail_level(raw_b, ~hidden), detail_level(raw_a, ~hidden)
+    rel = lb / la if math.isfinite(lb) and math.isfinite(la) and lb > 0 and la > 0 else 1.0
     floor = float(look)
     prob = calibration or float
     record = probability or prob
@@ -499,8 +523,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         # a box much smoother on one date than on the other (less than ``background_ratio`` times its
         # fine detail) lost or gained an object even where its mean brightness persisted
         st_b, st_a = structure(raw_b, ref.box), structure(raw_a, ref.box)
-        smooth_b = math.isfinite(st_b) and math.isfinite(st_a) and st_b < background_ratio * st_a
-        smooth_a = math.isfinite(st_b) and math.isfinite(st_a) and st_a < background_ratio * st_b
+        smooth_b = math.isfinite(st_b) and math.isfinite(st_a) and st_b < background_ratio * st_a * rel
+        smooth_a = math.isfinite(st_b) and math.isfinite(st_a) and st_a < background_ratio * st_b / rel
         info["structure"] = [None if not math.isfinite(v) else round(v, 4) for v in (st_b, st_a)]
         if math.isfinite(p) and p >= static_persistence and not (smooth_b or smooth_a):
             mean = 0.5 * (max(sb, floor) + max(sa, floor))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -285,3 +286,27 @@ def test_gated_assignment_equals_one_dense_assignment_over_all_objects():
         want = sorted((int(a), int(b)) for a, b in zip(r, c) if ok[a, b])
         assert len(got) == len(want), trial
         assert sum(dist[a, b] for a, b in got) == pytest.approx(sum(dist[a, b] for a, b in want)), trial
+
+
+def test_a_ship_on_a_blurred_darker_after_date_stayed_and_one_that_left_still_departed():
+    """Fine detail is compared relative to each date's overall detail: a bilinear-resampled, darker
+    after date (less detail everywhere) does not make a ship that stayed look smoothed over."""
+    from scipy import ndimage as ndi
+
+    from imgdiff.match import detail_level
+
+    def blurred(scene, gain=0.85):  # resampled (a sigma 0.8 px blur: structure x 0.4) and darker
+        bands = {b: (gain * ndi.gaussian_filter(a, 0.8, mode="nearest")).astype("float32") for b, a in scene.bands.items()}
+        return replace(scene, bands=bands)
+
+    other = (4, 30, 16, 32)  # a second ship, here on both dates, so the scene has detail to compare
+    sb, sa = water_scene([SHIP, other]), blurred(water_scene([SHIP, other], seed=1))
+    mb = np.mean([sb.bands[k] for k in ("B02", "B03", "B04")], axis=0)
+    ma = np.mean([sa.bands[k] for k in ("B02", "B03", "B04")], axis=0)
+    ok = np.ones(mb.shape, bool)
+    assert detail_level(ma, ok) < 0.5 * detail_level(mb, ok)  # the resampled date holds less detail
+    b, a = pair(scored((16, 11, 0.8), (10, 31, 0.8)), scored((16, 11, 0.75), (10, 31, 0.75)), sb, sa)
+    assert len(b) == 2 and len(a) == 2 and len(match_objects(b, a).stayed) == 2
+    gone = blurred(water_scene([other], seed=1))
+    b, a = pair(scored((16, 11, 0.8), (10, 31, 0.8)), scored((10, 31, 0.75)), sb, gone)
+    assert len(b) == 2 and len(a) == 1

@@ -81,3 +81,32 @@ def test_compare_site_refuses_a_tile_size(tmp_path):
                                  "-o", str(tmp_path / "out")])
     assert r.exit_code == 2 and "--tile-size" in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_detect_with_zones_on_a_large_scene_reads_only_the_zones_window(tmp_path, monkeypatch):
+    import imgdiff
+
+    seen = []
+    real = imgdiff.read_scene
+
+    def spy(path, *a, **kw):
+        seen.append(kw.get("bbox"))
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(imgdiff, "read_scene", spy)
+    zones = str(ROOT / "samples/sites/tartus.geojson")
+    whole = CliRunner().invoke(cli, ["detect", str(BEFORE), "--zones", zones, "-o", str(tmp_path / "a.geojson"), "--json"])
+    assert whole.exit_code == 0, whole.output
+    assert seen == [None]
+    monkeypatch.setattr(tiles, "ZONES_WINDOW_ABOVE_PX", 1000)
+    monkeypatch.setattr(tiles, "ZONES_MARGIN_M", 50.0)
+    part = CliRunner().invoke(cli, ["detect", str(BEFORE), "--zones", zones, "-o", str(tmp_path / "b.geojson"), "--json"])
+    assert part.exit_code == 0, part.output
+    from rasterio.warp import transform_bounds
+
+    full = read_scene(BEFORE)
+    fw, fs, fe, fn = transform_bounds(full.crs, "EPSG:4326", *full.bounds)
+    w, s, e, n = seen[-1]  # a lon/lat window around the zones, smaller than the scene
+    assert fw - 1e-3 <= w < e <= fe + 1e-3 and fs - 1e-3 <= s < n <= fn + 1e-3
+    assert (e - w) * (n - s) < 0.9 * (fe - fw) * (fn - fs)
+    assert set(json.loads(part.stdout)["by_zone"]) == set(json.loads(whole.stdout)["by_zone"])
