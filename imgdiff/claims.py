@@ -998,7 +998,7 @@ CLOUD_MIN_PIXELS = 64
 #: texture at the same place (:func:`local_texture`): a cloud hides the ground's detail, an emptied
 #: berth or apron keeps it.
 CLOUD_FLAT_WHITE = 0.1
-CLOUD_FLAT_BRIGHTENING = 1.15
+CLOUD_FLAT_BRIGHTENING = 1.1
 CLOUD_FLAT_TEXTURE = 0.3
 
 
