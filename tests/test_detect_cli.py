@@ -45,10 +45,15 @@ def test_detect_vessels_writes_geojson_and_prints_one_json_object(harbour_dir, t
     assert summary["count"] == len(fc["features"]) == len(same) > 0
     np.testing.assert_allclose([f["properties"]["box_px"] for f in fc["features"]], same.boxes, atol=1e-6)
     assert summary["by_zone"] == {"scene": summary["count"]}  # no zones: the whole scene, as `watch` counts it
+    from rasterio.warp import transform as warp
+
     for f in fc["features"]:
         assert f["geometry"]["type"] == "Polygon"
         assert {"class", "score", "length_m", "width_m", "zone"} <= set(f["properties"])
         assert f["properties"]["class"] == "vessel"
+        # the centroid also in lon/lat degrees (RFC 7946 readers), the same point as centroid_map
+        (lon,), (lat,) = warp(UTM, "EPSG:4326", *([v] for v in f["properties"]["centroid_map"]))
+        assert f["properties"]["centroid_lonlat"] == pytest.approx([lon, lat], abs=1e-6)
 
 
 def test_detect_with_zones_counts_per_zone(harbour_dir, tmp_path):

@@ -30,8 +30,10 @@ def _clean(obj: Any) -> Any:
     return _num(obj)
 
 
-def detection_feature(dets: Detections, d: Detection, index: int) -> dict[str, Any]:
-    """One GeoJSON Feature: the box as a Polygon in map coordinates, the measurements as properties."""
+def detection_feature(dets: Detections, d: Detection, index: int,
+                      lonlat: tuple[float, float] | None = None) -> dict[str, Any]:
+    """One GeoJSON Feature: the box as a Polygon in map coordinates, the measurements as properties
+    (with ``centroid_lonlat``, degrees, when ``lonlat`` is given)."""
     ring = [[float(x), float(y)] for x, y in dets.map_polygon(d)]
     # exterior rings counter-clockwise (RFC 7946): the pixel box is clockwise in y-down pixels, so a
     # north-up map transform already makes it counter-clockwise; reverse if the transform flips it.
@@ -49,6 +51,7 @@ def detection_feature(dets: Detections, d: Detection, index: int) -> dict[str, A
         "zone": d.zone,
         "centroid_px": list(d.center),
         "centroid_map": [mx, my],
+        **({"centroid_lonlat": [round(lonlat[0], 7), round(lonlat[1], 7)]} if lonlat is not None else {}),
         "box_px": list(d.box),
         **d.extra,
     }
@@ -60,15 +63,23 @@ def detections_to_geojson(dets: Detections) -> dict[str, Any]:
     """A GeoJSON FeatureCollection of the detections, coordinates in the scene CRS.
 
     The CRS is named in a top-level ``crs`` member (the GeoJSON 2008 convention, read back by
-    :func:`imgdiff.zones.read_zones`); a scene without CRS gives coordinates of its transform
-    and no ``crs`` member.
+    :func:`imgdiff.zones.read_zones`); each feature also carries its centroid in lon/lat degrees
+    (``centroid_lonlat``, WGS 84) for tools that expect RFC 7946 coordinates. A scene without CRS
+    gives coordinates of its transform and no ``crs`` member (nor lon/lat).
     """
+    from rasterio.warp import transform
+
     fc: dict[str, Any] = {"type": "FeatureCollection"}
+    lonlat: list[tuple[float, float] | None] = [None] * len(dets.items)
     if dets.crs is not None:
         epsg = dets.crs.to_epsg()
         name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else dets.crs.to_wkt()
         fc["crs"] = {"type": "name", "properties": {"name": name}}
-    fc["features"] = [detection_feature(dets, d, i) for i, d in enumerate(dets.items)]
+        if len(dets.items):
+            c = dets.map_centers()
+            lon, lat = transform(dets.crs, "EPSG:4326", list(c[:, 0]), list(c[:, 1]))
+            lonlat = list(zip(lon, lat))
+    fc["features"] = [detection_feature(dets, d, i, lonlat[i]) for i, d in enumerate(dets.items)]
     return fc
 
 
