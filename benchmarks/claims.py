@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -76,8 +77,8 @@ CLOUD = "box"
 FOLD_MODELS = Path("/tmp/vb/cv3000")
 #: --aircraft --honest: aircraft detected with the grouped-fold network that never saw the chip's airport
 #: (``fold<k>.onnx`` of the shipped network's training run, and ``folds.json`` from
-#: ``python training/train_aircraft.py --write-folds``).
-AIRCRAFT_FOLDS = Path("/tmp/acrun/work1")
+#: ``python training/train_aircraft.py --write-folds``); env IMGDIFF_AIRCRAFT_FOLDS overrides the folder.
+AIRCRAFT_FOLDS = Path(os.environ.get("IMGDIFF_AIRCRAFT_FOLDS", "/tmp/acrun/work1"))
 DEFAULT_CLOUD = {"B02": 0.55, "B03": 0.54, "B04": 0.55, "B08": 0.58, "B11": 0.40}
 
 
