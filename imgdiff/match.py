@@ -245,8 +245,7 @@ def detail_level(image: np.ndarray, compared: np.ndarray, *, sigma_px: float = 1
     inner = ndi.binary_erosion(compared & np.isfinite(image), iterations=2)
     if inner.sum() < 100:
         return math.nan
-    filled = np.where(np.isfinite(image), image, float(np.median(image[inner])))
-    high = filled - ndi.gaussian_filter(filled, sigma_px, mode="nearest")
+    high = _high_pass(image, np.isfinite(image), sigma_px)
     idx = even_subsample(np.flatnonzero(inner))
     return float(np.sqrt(np.mean(high.ravel()[idx] ** 2)))
 
@@ -319,7 +318,6 @@ def structure(image: np.ndarray, box: tuple[float, float, float, float], *, sigm
     removed from the image, a blurred wake) or open water holds only noise. NaN when the box
     has no valid pixel. Non-finite pixels of the window are filled with its median before blurring.
     """
-    from scipy import ndimage as ndi
 
     h, w = image.shape
     x0, y0, x1, y1 = box
@@ -335,9 +333,16 @@ def structure(image: np.ndarray, box: tuple[float, float, float, float], *, sigm
     inner[r0 - R0:r1 - R0, c0 - C0:c1 - C0] = True
     if not (ok & inner).any():
         return math.nan
-    filled = np.where(ok, a, np.median(a[ok]))
-    hp = filled - ndi.gaussian_filter(filled, sigma_px, mode="nearest")
+    hp = _high_pass(a, ok, sigma_px)
     return float(np.sqrt(np.mean(hp[inner & ok] ** 2)))
+
+
+def _high_pass(a: np.ndarray, ok: np.ndarray, sigma_px: float) -> np.ndarray:
+    """``a`` minus its Gaussian blur (``sigma_px`` pixels), pixels not ``ok`` filled with the median first."""
+    from scipy import ndimage as ndi
+
+    filled = np.where(ok, a, np.median(a[ok]))
+    return filled - ndi.gaussian_filter(filled, sigma_px, mode="nearest")
 
 
 def _fraction(mask: np.ndarray, box: tuple[float, float, float, float]) -> float:
