@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py fulltile [--size 10980] [--method METHOD] [--tta 8] [--no-screen] [--workdir ...]
     python benchmarks/scale.py watch [--scenes 50] [--chip 384] [--workers 1,2,4]
+    python benchmarks/scale.py site [--objects vessels|aircraft]   # a 4 x 4 km site on the full-tile pair
 
 ``fulltile`` builds a synthetic full Sentinel-2 tile pair (10 m B02 B03 B04 B08 at size x size,
 20 m B11 B12 at size/2) by mirror-padding the real OSCD Beirut bands (before and after dates)
@@ -152,6 +153,24 @@ def fulltile(args: argparse.Namespace) -> None:
               f"{'no screen' if args.no_screen else 'screened'}): {wall:.1f} s; peak RSS {rss:.2f} GB; {info}")
 
 
+def site(args: argparse.Namespace) -> None:
+    """A site of 4 x 4 km at the centre of the synthetic full-tile pair: ``compare --zones`` (the verify
+    report without claims) reads only the zones' window plus 2 km (:func:`imgdiff.claims.read_for_zones`)."""
+    wd = Path(args.workdir)
+    b, a = build_pair(wd, args.size)
+    code = ("import json, time; from rasterio.warp import transform; from imgdiff.claims import survey; "
+            "from imgdiff.tiles import source_grid; from imgdiff.zones import zones_from_geojson; "
+            f"g = source_grid({str(b)!r}); cx, cy = g.transform * (g.width / 2, g.height / 2); "
+            "xs, ys = [cx - 2000, cx + 2000, cx + 2000, cx - 2000, cx - 2000], [cy - 2000, cy - 2000, cy + 2000, cy + 2000, cy - 2000]; "
+            "lon, lat = transform(g.crs, 'EPSG:4326', xs, ys); "
+            "z = zones_from_geojson({'type': 'FeatureCollection', 'features': [{'type': 'Feature', 'properties': "
+            "{'name': 'harbour'}, 'geometry': {'type': 'Polygon', 'coordinates': [[list(p) for p in zip(lon, lat)]]}}]}); "
+            f"t0 = time.perf_counter(); v = survey({str(b)!r}, {str(a)!r}, z, objects=[{args.objects!r}]); "
+            "print(json.dumps({'seconds': round(time.perf_counter() - t0, 1), 'window_px': list(v.result.grid.shape)}))")
+    wall, rss, info = child(code)
+    print(f"site of 4 x 4 km on the {args.size} px tile pair, {args.objects}: {wall:.1f} s in all; peak RSS {rss:.2f} GB; {info}")
+
+
 def _load() -> str:
     import os
 
@@ -241,8 +260,12 @@ def main() -> None:
     w.add_argument("--workers", default="1,2,4")
     w.add_argument("--repeat", type=int, default=3, help="runs per worker count (the median is reported)")
     w.add_argument("--workdir", default="/tmp/imgdiff-scale")
+    s = sub.add_parser("site")
+    s.add_argument("--size", type=int, default=10980)
+    s.add_argument("--objects", default="vessels", choices=["vessels", "aircraft"])
+    s.add_argument("--workdir", default="/tmp/imgdiff-scale")
     args = p.parse_args()
-    {"fulltile": fulltile, "watch": watch}[args.cmd](args)
+    {"fulltile": fulltile, "watch": watch, "site": site}[args.cmd](args)
 
 
 if __name__ == "__main__":
