@@ -51,8 +51,11 @@ def coregister_cmd(reference: str, target: str, local: bool, output: str | None,
             advance("write")
             names = list(moved.bands)
             with atomic_path(output) as tmp:
+                tags = {"IMGDIFF_SHIFT_PX": f"{reg.dx:.4f},{reg.dy:.4f}"}
+                if moved.date is not None:  # the target's date travels with its pixels (read back by read_scene)
+                    tags["ACQUISITION_DATE"] = moved.date.isoformat()
                 write_geotiff(tmp, [moved.bands[n] for n in names], Grid.of(moved), descriptions=names,
-                              nodata=float("nan"), tags={"IMGDIFF_SHIFT_PX": f"{reg.dx:.4f},{reg.dy:.4f}"})
+                              nodata=float("nan"), tags=tags)
     out = reg.to_dict()
     if as_json:
         click.echo(json.dumps(out))

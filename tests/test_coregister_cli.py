@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from imgdiff_cli.main import cli
 from rasterio.transform import from_origin
 
+import imgdiff
 from imgdiff.evaluate.coreg import degrade
 
 from .conftest import write_band
@@ -82,6 +83,15 @@ def test_output_is_the_warped_target_on_the_reference_grid(runner, tmp_path, pai
     assert np.isfinite(warped[10:-10, 10:-10]).all()
     r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "-o", str(out)])
     assert r.exit_code == 2 and "--overwrite" in r.stderr
+
+
+def test_the_warped_output_keeps_the_targets_acquisition_date(runner, tmp_path, pair_arrays):
+    a, b, _ = pair_arrays
+    ref, tgt = write_scene(tmp_path / "ref", a), write_scene(tmp_path / "2024-12-13", b)  # date from the folder name
+    out = tmp_path / "warped.tif"
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert str(imgdiff.read_scene(out).date) == "2024-12-13"
 
 
 def test_target_in_another_crs_and_resolution_is_aligned_first(runner, tmp_path, pair_arrays):
