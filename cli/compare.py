@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -82,6 +83,9 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
                                      method=method)
             advance("write")
             report = imgdiff.write_compare(result, outdir, overwrite=overwrite, inputs=(b, a))
+    if overwrite:  # files of a zone report written here before no longer describe this run
+        for name in sorted(set(VERIFY_OUTPUTS) - set(COMPARE_OUTPUTS)):
+            (Path(outdir) / name).unlink(missing_ok=True)
     for line in compare_warnings(report, method):  # on stderr, also in --json mode (report.json holds them too)
         click.echo(f"warning: {line}", err=True)
     if as_json:

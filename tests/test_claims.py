@@ -286,3 +286,8 @@ def test_compare_with_a_site_writes_the_zone_report_without_claims(tmp_path):
     assert rep["claims"] == [] and set(rep["zones"]) == {"apron", "shelters", "runway"}
     assert set(rep["zones"]["apron"]["counts"]) == {"vessels", "aircraft"}
     assert (out / "report.html").is_file() and (out / "detections_after.geojson").is_file()
+    # the same folder overwritten by a plain comparison keeps no file of the zone report
+    r = CliRunner().invoke(cli, ["compare", str(SAMPLES / "scenes" / "hmeimim" / "2024-12-03"),
+                                 str(SAMPLES / "scenes" / "hmeimim" / "2024-12-13"), "-o", str(out), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["change.tif", "report.json", "report.md"]
