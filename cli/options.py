@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from imgdiff.io.bands import normalise_band_name
+from imgdiff.io.read import in_lonlat_range
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -35,7 +36,7 @@ def _parse_bbox(ctx: click.Context, param: click.Parameter, value: str | None) -
     if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
         raise click.BadParameter("give four numbers WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north")
     w, s, e, n = parts
-    if not (-180.0 <= w <= 180.0 and -180.0 <= e <= 180.0 and -90.0 <= s <= 90.0 and -90.0 <= n <= 90.0):
+    if not in_lonlat_range(parts):
         raise click.BadParameter(
             f"{value}: --bbox is lon/lat degrees WEST,SOUTH,EAST,NORTH (longitude -180..180, latitude -90..90), "
             "not map units; 'imgdiff info SCENE' prints the scene's lon/lat bounds"

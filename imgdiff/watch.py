@@ -197,8 +197,10 @@ def parse_bbox(value: Any, where: str) -> tuple[float, float, float, float]:
     if len(nums) != 4 or any(v is None for v in nums):
         raise InputError(f"{where}: bbox {value!r} is not four numbers; write bbox: [west, south, east, north] "
                          "in lon/lat degrees")
+    from .io.read import in_lonlat_range
+
     w, s, e, n = (float(v) for v in nums)  # type: ignore[arg-type]
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
+    if not in_lonlat_range((w, s, e, n)):
         raise InputError(f"{where}: bbox {value!r} is outside lon/lat (longitude -180-180, latitude -90-90); "
                          "write bbox: [west, south, east, north] in degrees")
     if not (w < e and s < n):

@@ -393,6 +393,11 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
 
 
 # --------------------------------------------------------------------------- windows
+def in_lonlat_range(bbox: Sequence[float]) -> bool:
+    """Whether (west, south, east, north) lie within longitude -180..180 and latitude -90..90 degrees."""
+    return all(-180 <= v <= 180 for v in bbox[0::2]) and all(-90 <= v <= 90 for v in bbox[1::2])
+
+
 def bbox_window(
     bbox: BBox, bbox_crs: CRS | str | None, crs: CRS | None, transform: Affine, shape: tuple[int, int],
     where: str,
@@ -415,7 +420,7 @@ def bbox_window(
         The bbox does not intersect the raster.
     """
     lonlat = bbox_crs is None
-    could_be_lonlat = all(-180 <= v <= 180 for v in bbox[0::2]) and all(-90 <= v <= 90 for v in bbox[1::2])
+    could_be_lonlat = in_lonlat_range(bbox)
     if crs is None and lonlat and could_be_lonlat:
         raise GridError(f"{where}: the scene has no CRS, so a lon/lat bbox {tuple(bbox)} cannot be placed on it; "
                         "use a georeferenced scene (GeoTIFF with a CRS) or read it whole")
