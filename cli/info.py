@@ -30,4 +30,5 @@ def info_cmd(path: str, bands: list[str] | None, as_json: bool) -> None:
     click.echo(f"  date:      {d['date'] or 'unknown'}" + (f" (baseline {d['processing_baseline']})" if d["processing_baseline"] else ""))
     click.echo(f"  valid:     {d['valid_fraction']:.1%}")
     for b in d["bands"]:
-        click.echo(f"  {b['name']:4s} {b['resolution_m'][0]:5.1f} m  {b['shape'][0]}x{b['shape'][1]}  {b['dtype']}  {b['file']}")
+        click.echo(f"  {b['name']:4s} {b['resolution_m'][0]:5.1f} m  {b['shape'][0]}x{b['shape'][1]}  {b['dtype']}  {b['file']}"
+                   + ("  (no georeferencing: local frame, native pixel size assumed)" if b.get("georeferencing") else ""))

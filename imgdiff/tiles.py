@@ -43,7 +43,7 @@ from .coregister import Registration, coregister, warp
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import CoregistrationError, EmptySceneError, ImgdiffError, NoOverlapError
 from .grid import AlignedPair, Grid, align
-from .io.read import SCENE_FRAME, BBox, bbox_window, find_band_sources, read_scene
+from .io.read import SCENE_FRAME, BBox, bbox_window, find_band_sources, georeferencing, open_raster, read_scene
 from .io.write import GTIFF_OPTIONS, check_outputs, write_json, write_outputs, write_text
 from .radiometry import drop_small_regions
 from .scene import Scene
@@ -215,8 +215,8 @@ def source_grid(path: str | Path, bands: Sequence[str] | None = None) -> Grid:
         sources = [s for s in sources if s.name in wanted] or sources
     best = None
     for s in sources:
-        with rasterio.open(s.path) as ds:
-            g = Grid(ds.crs, ds.transform, ds.width, ds.height)
+        with open_raster(s.path) as ds:
+            g = Grid(*georeferencing(ds, s.name), ds.width, ds.height)
         if best is None or abs(g.transform.a * g.transform.e) < abs(best.transform.a * best.transform.e):
             best = g
     assert best is not None  # find_band_sources raises when nothing is found
@@ -304,25 +304,24 @@ class StripReader:
         rad = self._meta.get("radiometry", {})
         try:
             for s in sources:
-                ds = rasterio.open(s.path)
+                ds = open_raster(s.path)
                 self._datasets.append(ds)
                 r = rad[s.name]
                 self._strips[s.name] = _BandStrip(s, ds, Radiometry(r["scale"], r["offset"], r["source"]), sequential)
-        except (OSError, KeyError, RasterioError):
+        except (OSError, KeyError, RasterioError, ImgdiffError):
             self.close()
             return
-        finest = min(self._strips.values(), key=lambda b: abs(b.ds.transform.a * b.ds.transform.e))
-        ds = finest.ds
-        rel = ~ds.transform * grid.transform  # grid pixel -> file pixel
+        finest = min(self._strips.values(), key=lambda b: abs(b.transform.a * b.transform.e))
+        rel = ~finest.transform * grid.transform  # grid pixel -> file pixel
         col, row = rel.c, rel.f
-        if (ds.crs != grid.crs or abs(rel.a - 1) > 1e-9 or abs(rel.e - 1) > 1e-9 or abs(rel.b) > 1e-9
+        if (finest.crs != grid.crs or abs(rel.a - 1) > 1e-9 or abs(rel.e - 1) > 1e-9 or abs(rel.b) > 1e-9
                 or abs(rel.d) > 1e-9 or abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6):
             self.close()
             return
         self.offset = (int(round(col)), int(round(row)))
         self._finest = finest
         for b in self._strips.values():
-            b.same_grid = b.ds.transform == ds.transform and b.ds.shape == ds.shape
+            b.same_grid = b.transform == finest.transform and b.ds.shape == finest.ds.shape
 
     def blocks(self) -> tuple[int, int, int, int] | None:
         """The finest band file's internal blocks in grid pixels: (width, height, column offset,
@@ -356,7 +355,7 @@ class StripReader:
         c0, r0, c1, r1 = x0 + ox, y0 + oy, x1 + ox, y1 + oy
         if c0 < 0 or r0 < 0 or c1 > fw or r1 > fh:
             return read_window(self.path, self.grid, box, self.bands)
-        transform = self._finest.ds.transform * Affine.translation(c0, r0)
+        transform = self._finest.transform * Affine.translation(c0, r0)
         arrays = {}
         zero = None  # DN 0 in every band on the finest grid: fill (as read_scene decides it)
         for name, b in self._strips.items():
@@ -365,7 +364,7 @@ class StripReader:
                 arrays[name] = to_reflectance(dn, b.radiometry, b.nodata, zeros="keep")
                 zero = zero_fill(dn, zero)
             else:
-                arrays[name] = b.resampled(self._finest.ds.crs, transform, (r1 - r0, c1 - c0))
+                arrays[name] = b.resampled(self._finest.crs, transform, (r1 - r0, c1 - c0))
         valid = np.logical_and.reduce([np.isfinite(a) for a in arrays.values()])
         if zero is not None:
             valid &= ~zero
@@ -400,6 +399,9 @@ class _BandStrip:
 
     def __init__(self, source: Any, ds: Any, radiometry: Any, sequential: bool = True) -> None:
         self.source, self.ds, self.radiometry, self.sequential = source, ds, radiometry, sequential
+        from .io.read import georeferencing
+
+        self.crs, self.transform = georeferencing(ds, source.name)
         self.index = source.index
         self.nodata = ds.nodata
         self.block_rows = max(1, int(ds.block_shapes[self.index - 1][0]))
@@ -441,7 +443,7 @@ class _BandStrip:
 
         from .io.read import to_reflectance
 
-        s_tr, (sh, sw) = self.ds.transform, self.ds.shape
+        s_tr, (sh, sw) = self.transform, self.ds.shape
         west, south, east, north = array_bounds(dst_shape[0], dst_shape[1], dst_transform)
         inv = ~s_tr
         xs, ys = zip(*(inv * (x, y) for x in (west, east) for y in (south, north)))
@@ -456,8 +458,8 @@ class _BandStrip:
             return fast
         local = CRS.from_epsg(3857)
         reproject(
-            src, dst, src_transform=s_tr * Affine.translation(c0, r0), src_crs=self.ds.crs or crs or local,
-            dst_transform=dst_transform, dst_crs=crs or self.ds.crs or local, src_nodata=np.nan, dst_nodata=np.nan,
+            src, dst, src_transform=s_tr * Affine.translation(c0, r0), src_crs=self.crs or crs or local,
+            dst_transform=dst_transform, dst_crs=crs or self.crs or local, src_nodata=np.nan, dst_nodata=np.nan,
             resampling=Resampling.bilinear,
         )
         return dst
@@ -878,7 +880,7 @@ def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BB
     from rasterio.enums import Resampling
 
     from .detect.vessels import MODEL_BANDS, band_levels
-    from .io.read import Radiometry, find_band_sources, to_reflectance
+    from .io.read import Radiometry, find_band_sources, georeferencing, open_raster, to_reflectance
 
     grid = work_grid(path, bands, bbox)
     names = [b for b in MODEL_BANDS if bands is None or b in bands]
@@ -890,10 +892,11 @@ def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BB
 
     def levels(name: str) -> tuple[float, float] | None:
         s, r = sources[name], rad[name]
-        with rasterio.open(s.path) as ds:  # one handle per thread
-            if ds.crs != grid.crs:
+        with open_raster(s.path) as ds:  # one handle per thread
+            crs, transform = georeferencing(ds, name)
+            if crs != grid.crs:
                 return None
-            win = rasterio.windows.from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
+            win = rasterio.windows.from_bounds(*bounds, transform=transform).round_offsets().round_lengths()
             win = win.intersection(Window(0, 0, ds.width, ds.height))
             dn = ds.read(s.index, window=win, out_shape=shape, resampling=Resampling.nearest)
             return band_levels(to_reflectance(dn, Radiometry(r["scale"], r["offset"], r["source"]), ds.nodata))

@@ -323,3 +323,54 @@ def test_sen2ships_copernicus_browser_port(shared_data):
     assert s.band_names == ("B02", "B03", "B04", "B08", "B11")
     assert s.crs.to_epsg() == 3857 and s.date == dt.date(2023, 1, 8)
     assert np.nanmax(s.bands["B08"]) <= 1.0 + 1e-6
+
+
+def _write_plain(path, data):
+    """A GeoTIFF with no CRS, geotransform or GCPs (as numpy-to-file scripts write them)."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
+                           dtype=data.dtype) as ds:
+            ds.write(data, 1)
+    return path
+
+
+def test_bands_without_georeferencing_get_a_local_frame_of_their_native_pixel_size(tmp_path):
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    for b in ("B02", "B03", "B04"):
+        _write_plain(tmp_path / f"{b}.tif", np.full((40, 30), 800, np.uint16))
+    _write_plain(tmp_path / "B11.tif", np.full((20, 15), 1500, np.uint16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotGeoreferencedWarning)  # rasterio's warning is not passed on
+        s = read_scene(tmp_path)
+    assert s.crs is None
+    assert tuple(s.transform)[:6] == (10.0, 0.0, 0.0, 0.0, -10.0, 400.0)
+    assert s.shape == (40, 30) and s.pixel_size_m == (10.0, 10.0)
+    assert_allclose(s.bands["B11"][s.valid], 0.15, atol=1e-6)  # the 20 m band covers the same extent
+    assert s.valid.all()
+    assert "local frame" in s.meta["georeferencing"] and "B11" in s.meta["georeferencing"]
+
+
+def test_after_date_written_without_georeferencing_shares_the_frame_of_a_local_frame_before(tmp_path):
+    from imgdiff import compare
+
+    rng = np.random.default_rng(0)
+    img = (800 + rng.normal(0, 60, (64, 64))).astype(np.uint16)
+    for b in ("B02", "B03", "B04"):
+        (tmp_path / "before").mkdir(exist_ok=True)
+        (tmp_path / "after").mkdir(exist_ok=True)
+        # before as the aircraft_s2sim chips are: no CRS, 10 m pixels, lower-left corner at (0, 0)
+        write_band(tmp_path / "before" / f"{b}.tif", img, crs=None, transform=from_origin(0, 640, 10, 10))
+        _write_plain(tmp_path / "after" / f"{b}.tif", img)
+    before, after = read_scene(tmp_path / "before"), read_scene(tmp_path / "after")
+    assert after.transform == before.transform and "georeferencing" not in before.meta
+    r = compare(before, after)
+    assert r.pair.grid.shape == (64, 64)
+    assert abs(r.registration.dx) < 0.05 and abs(r.registration.dy) < 0.05

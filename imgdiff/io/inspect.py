@@ -9,16 +9,20 @@ from typing import Any
 import numpy as np
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.transform import array_bounds
 from rasterio.warp import transform_bounds
 
 from ..errors import InputError
 from ..scene import pixel_size_m
 from .read import (
+    LOCAL_FRAME,
     date_from_sidecar,
     date_from_tags,
     date_from_text,
     find_band_sources,
     find_product_metadata,
+    georeferencing,
+    is_georeferenced,
     one_line,
     open_raster,
     parse_product_metadata,
@@ -60,15 +64,19 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
                 if ds.nodata is not None:
                     bad |= small == ds.nodata
                 fractions.append(1.0 - float(bad.mean()))
-                res_m = pixel_size_m(ds.crs, ds.transform, ds.bounds)
+                crs, tr = georeferencing(ds, s.name)
+                bounds = array_bounds(h, w, tr)  # west, south, east, north
+                res_m = pixel_size_m(crs, tr, bounds)
                 entry = {
                     "name": s.name, "file": str(s.path), "index": s.index,
-                    "resolution": [abs(ds.transform.a), abs(ds.transform.e)],
+                    "resolution": [abs(tr.a), abs(tr.e)],
                     "resolution_m": [round(res_m[0], 3), round(res_m[1], 3)],
                     "shape": [h, w], "dtype": ds.dtypes[s.index - 1], "nodata": ds.nodata,
                 }
-                if ref is None or abs(ds.transform.a) < abs(ref["transform"].a):
-                    ref = {"crs": ds.crs, "transform": ds.transform, "bounds": tuple(ds.bounds),
+                if not is_georeferenced(ds):
+                    entry["georeferencing"] = LOCAL_FRAME
+                if ref is None or abs(tr.a) < abs(ref["transform"].a):
+                    ref = {"crs": crs, "transform": tr, "bounds": tuple(bounds),
                            "shape": [h, w], "tags": ds.tags(), "path": s.path}
         except RasterioError as e:
             raise InputError(f"{s.path}: cannot read ({one_line(e)}); the file may be truncated or corrupt") from None

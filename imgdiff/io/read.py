@@ -36,7 +36,7 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
 from ..errors import BandError, EmptySceneError, GridError, InputError, NoOverlapError
-from ..scene import Scene, band_sort_key
+from ..scene import BAND_RESOLUTION_M, Scene, band_sort_key
 from .bands import band_from_filename, normalise_band_name
 
 #: Products acquired from this date on carry the +1000 DN offset (processing baseline 04.00).
@@ -161,9 +161,9 @@ def _resolution_of(f: Path) -> float:
     if m:
         return float(m.group(1))
     try:
-        with rasterio.open(f) as ds:
-            return abs(ds.transform.a)
-    except RasterioError:
+        with open_raster(f) as ds:
+            return abs(georeferencing(ds, band_from_filename(f.stem))[1].a)
+    except (RasterioError, InputError):
         return math.inf
 
 
@@ -196,10 +196,55 @@ def _canonical(b: str, where: Path) -> str:
 
 
 def open_raster(f: Path) -> Any:
+    """Open a raster for reading; a file without georeferencing opens silently (see :func:`georeferencing`)."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
     try:
-        return rasterio.open(f)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(f)
     except RasterioError as e:
         raise InputError(f"{f}: not a readable raster ({one_line(e)})") from None
+
+
+#: How :func:`georeferencing` places a raster that has none, as ``scene.meta["georeferencing"]`` says it.
+LOCAL_FRAME = "none in the file: local frame (x east, y north, metres), native Sentinel-2 pixel size assumed"
+
+
+def is_georeferenced(ds: Any) -> bool:
+    """Whether an open raster has any georeferencing (a CRS, a geotransform, GCPs or RPCs)."""
+    return not (ds.crs is None and ds.transform.is_identity and not ds.gcps[0] and not ds.rpcs)
+
+
+def georeferencing(ds: Any, band: str | None = None) -> tuple[CRS | None, Affine]:
+    """CRS and transform of an open raster, with a local frame for a file that has none.
+
+    A band written without any georeferencing (GDAL then reports the identity transform: one
+    unit per pixel, rows running down) is taken as a Sentinel-2 band of unknown place: pixels
+    of the band's native size (:data:`imgdiff.scene.BAND_RESOLUTION_M`; 10 m for an unknown
+    band), x east and y north in metres, the lower-left corner at (0, 0). Every band of such a
+    scene then covers the same extent, a 20 m band lines up with the 10 m ones, and a before
+    date written with its transform and an after date written without one share their frame
+    when the before's frame has this layout (as the aircraft_s2sim chips do).
+
+    Parameters
+    ----------
+    ds : rasterio dataset
+    band : str, optional
+        Sentinel-2 band name of the raster (its pixel size when it has no georeferencing).
+
+    Returns
+    -------
+    crs : CRS or None
+    transform : Affine
+        Pixel (column, row) -> map (x, y) in ``crs`` units, or in the local frame's metres.
+    """
+    if is_georeferenced(ds):
+        return ds.crs, ds.transform
+    res = float(BAND_RESOLUTION_M.get(band or "", 10))
+    return None, Affine(res, 0.0, 0.0, 0.0, -res, ds.height * res)
 
 
 # --------------------------------------------------------------------------- metadata
@@ -503,11 +548,14 @@ def read_scene(
 
     # Reference grid: the finest band.
     infos = {}
+    unplaced = []  # bands without georeferencing, placed in the local frame
     for s in sources:
         with open_raster(s.path) as ds:
             if s.index > ds.count:
                 raise BandError(f"{s.path}: has no band {s.index}")
-            infos[s] = (ds.crs, ds.transform, ds.shape, ds.dtypes[s.index - 1], ds.nodata,
+            if not is_georeferenced(ds):
+                unplaced.append(s.name)
+            infos[s] = (*georeferencing(ds, s.name), ds.shape, ds.dtypes[s.index - 1], ds.nodata,
                         ds.scales[s.index - 1], ds.offsets[s.index - 1], ds.tags())
     ref = min(sources, key=lambda s: abs(infos[s][1].a) * abs(infos[s][1].e))
     crs, transform, shape = infos[ref][0], infos[ref][1], infos[ref][2]
@@ -576,6 +624,8 @@ def read_scene(
         "processing_baseline": product.get("baseline") or infos[ref][7].get("PROCESSING_BASELINE") or None,
         "radiometry": radiometry,
     }
+    if unplaced:
+        meta["georeferencing"] = f"{LOCAL_FRAME} ({', '.join(unplaced)})"
     scene = Scene(bands=arrays, crs=crs, transform=out_transform, valid=valid, date=acq, meta=meta)
     if scale is not None:
         return scene
@@ -645,7 +695,7 @@ def _check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSourc
 
 def _read(s: BandSource, window: Window) -> np.ndarray:
     try:
-        with rasterio.open(s.path) as ds:
+        with open_raster(s.path) as ds:
             return ds.read(s.index, window=window)
     except RasterioError as e:
         raise InputError(f"{s.path}: cannot read band {s.name} ({one_line(e)}); the file may be truncated or corrupt") from None
