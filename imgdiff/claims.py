@@ -5,6 +5,7 @@ A claim file (YAML; paths are relative to the file)::
     before: scenes/tartus/2024-12-03      # anything imgdiff.read_scene reads
     after: scenes/tartus/2024-12-13
     zones: sites/tartus.geojson           # or `site: tartus`
+    bands: [B02, B03, B04, B08]           # optional: bands to read; names a multi-band file's bands in order
     claims:
       - id: warships-gone
         text: Warships no longer stationed at the naval piers
@@ -72,6 +73,7 @@ import numpy as np
 from .compare import CompareResult
 from .detect.base import Detections
 from .errors import CoregistrationError, ImgdiffError, InputError
+from .io.bands import parse_bands
 from .io.read import BBox
 from .keys import unused_keys
 from .match import ObjectMatch, reconcile, zone_match
@@ -191,6 +193,9 @@ class ClaimFile:
     claims : tuple of Claim
     unused_keys : tuple of str
         Keys of the file that imgdiff does not read (``"claims[2].expected"``), to tell the user.
+    bands : tuple of str, optional
+        The file's ``bands``: the bands to read from both scenes, or the names of a multi-band
+        file's bands in order when the file does not name them (as ``read_scene(bands=...)``).
     """
 
     path: Path
@@ -200,11 +205,12 @@ class ClaimFile:
     zones: Zones
     claims: tuple[Claim, ...]
     unused_keys: tuple[str, ...] = ()
+    bands: tuple[str, ...] | None = None
 
 
 #: Keys of a claims file and of one claim (anything else is reported as unused, or refused when it
 #: looks like a misspelling of one of these that is missing: :func:`imgdiff.keys.unused_keys`).
-FILE_KEYS = ("before", "after", "zones", "site", "claims")
+FILE_KEYS = ("before", "after", "zones", "site", "claims", "bands")
 CLAIM_KEYS = ("id", "text", "object", "zone", "assert", "min_length_m")
 
 
@@ -265,8 +271,12 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
             if not ml >= 0:
                 raise ClaimsError(f"{at}: min_length_m must be >= 0")
         claims.append(Claim(cid, str(c.get("text", "")), obj_kind, str(zone), assertion, ml))
+    try:
+        bands = parse_bands(obj.get("bands"), where)
+    except InputError as e:
+        raise ClaimsError(str(e)) from None
     return ClaimFile(Path(where), _scene_ref(base, obj["before"]), _scene_ref(base, obj["after"]), zsrc, zones,
-                     tuple(claims), tuple(unused))
+                     tuple(claims), tuple(unused), bands)
 
 
 def _spelling(text: str) -> str:
@@ -1603,8 +1613,8 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
             raise ClaimsError(f"{claims.path}: {role} scene {path} does not exist "
                               "(scene paths are relative to the claims file)")
         paths.append(path)
-    before = read_for_zones(paths[0], claims.zones)  # a whole tile: only around the zones
-    after = read_for_zones(paths[1], claims.zones)
+    before = read_for_zones(paths[0], claims.zones, bands=claims.bands)  # a whole tile: only around the zones
+    after = read_for_zones(paths[1], claims.zones, bands=claims.bands)
     objects = sorted({c.object for c in claims.claims}, key=OBJECTS.index)
     result, zg, cloud, states, dets, undecided = analyse(before, after, claims.zones, objects,
                                                          on_step=_after_read(step))

@@ -45,6 +45,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ImgdiffError, InputError
+from .io.bands import parse_bands
 from .io.write import atomic_path, check_outputs, write_json, write_outputs
 
 log = logging.getLogger(__name__)
@@ -207,32 +208,6 @@ def parse_bbox(value: Any, where: str) -> tuple[float, float, float, float]:
         raise InputError(f"{where}: bbox {value!r} needs west < east and south < north "
                          "([west, south, east, north] in degrees)")
     return (w, s, e, n)
-
-
-def parse_bands(value: Any, where: str) -> tuple[str, ...] | None:
-    """A manifest's ``bands``: a list (or comma-separated string) of Sentinel-2 band names, normalised
-    as everywhere in imgdiff (``B2`` -> ``B02``, ``nir`` -> ``B08``); None when empty.
-
-    Raises
-    ------
-    InputError
-        A name that is not a Sentinel-2 band.
-    """
-    from .io.bands import normalise_band_name
-
-    if value is None or value == "" or value == []:
-        return None
-    parts = value.split(",") if isinstance(value, str) else value
-    if not isinstance(parts, (list, tuple)):
-        raise InputError(f"{where}: bands {value!r} is not a list; write bands: [B02, B03, B04, B08]")
-    names: list[str] = []
-    for b in parts:
-        n = normalise_band_name(str(b)) if isinstance(b, (str, int)) and not isinstance(b, bool) else None
-        if n is None:
-            raise InputError(f"{where}: bands: {b!r} is not a Sentinel-2 band; use names like B02, B03, B04, B08")
-        if n not in names:
-            names.append(n)
-    return tuple(names)
 
 
 def _site_zones(name: str) -> str | None:

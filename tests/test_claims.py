@@ -24,6 +24,7 @@ from imgdiff.claims import (
     load_claims,
 )
 from imgdiff.detect.base import Detection, Detections
+from imgdiff.errors import ImgdiffError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 TR = Affine(10, 0, 700000, 0, -10, 3900000)
@@ -291,3 +292,36 @@ def test_compare_with_a_site_writes_the_zone_report_without_claims(tmp_path):
                                  str(SAMPLES / "scenes" / "hmeimim" / "2024-12-13"), "-o", str(out), "--overwrite"])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["change.tif", "report.json", "report.md"]
+
+
+def test_a_claims_file_bands_key_names_the_bands_of_an_undescribed_multiband_after_scene(tmp_path):
+    import rasterio
+
+    from imgdiff.claims import verify
+
+    src = SAMPLES / "scenes" / "hmeimim" / "2024-12-13"
+    order = ["B04", "B03", "B02", "B08"]
+    with rasterio.open(src / "B02.tif") as ds:
+        profile = dict(ds.profile, count=len(order))
+    stack = tmp_path / "after.tif"  # one file, bands in the writer's order, no band descriptions
+    with rasterio.open(stack, "w", **profile) as out:
+        for i, b in enumerate(order, start=1):
+            with rasterio.open(src / f"{b}.tif") as ds:
+                out.write(ds.read(1), i)
+    obj = yaml.safe_load((SAMPLES / "claims" / "hmeimim.yaml").read_text())
+    for k in ("before", "after", "zones"):
+        obj[k] = str((SAMPLES / "claims" / obj[k]).resolve())
+    obj["bands"] = "B4, B3, B2, nir"  # any spelling imgdiff understands, in the stack's order
+    folder = verify(load_claims(_write(tmp_path, obj)))
+    obj["after"] = str(stack)
+    stacked = verify(load_claims(_write(tmp_path, obj)))
+    assert load_claims(_write(tmp_path, obj)).bands == tuple(order)
+    assert [(v.claim.id, v.verdict, v.count_before, v.count_after) for v in stacked.verdicts] == \
+        [(v.claim.id, v.verdict, v.count_before, v.count_after) for v in folder.verdicts]
+    assert stacked.verdicts[0].verdict == "SUPPORTED"
+    # without the key the stack cannot be read, and the error says how to name its bands
+    obj.pop("bands")
+    with pytest.raises(ImgdiffError, match=r"after.tif: unknown band layout.*bands"):
+        verify(load_claims(_write(tmp_path, obj)))
+    with pytest.raises(ClaimsError, match=r"c.yaml: bands: 'B99' is not a Sentinel-2 band"):
+        load_claims(_write(tmp_path, dict(obj, bands=["B02", "B99"])))

@@ -374,3 +374,22 @@ def test_after_date_written_without_georeferencing_shares_the_frame_of_a_local_f
     r = compare(before, after)
     assert r.pair.grid.shape == (64, 64)
     assert abs(r.registration.dx) < 0.05 and abs(r.registration.dy) < 0.05
+
+
+def test_an_undated_copy_takes_the_baseline_offset_of_its_dated_partner_when_its_numbers_allow(tmp_path):
+    from imgdiff.io.read import harmonise_scaling
+
+    rng = np.random.default_rng(1)
+    dn = (1000 + rng.uniform(300, 2500, (30, 30))).astype(np.uint16)  # reflectance x 10000 + 1000
+    for folder, prefix, data in (("dated", "2024-03-01_", dn), ("copy", "", dn), ("plain", "", dn - 1000)):
+        (tmp_path / folder).mkdir()
+        for b in ("B02", "B03", "B04"):
+            write_band(tmp_path / folder / f"{prefix}{b}.tif", data)
+    dated, copy, plain = (read_scene(tmp_path / f) for f in ("dated", "copy", "plain"))
+    assert_allclose(copy.bands["B02"] - dated.bands["B02"], 0.1, atol=1e-6)  # each read alone
+    b, a = harmonise_scaling(dated, copy)
+    assert_allclose(a.bands["B02"], b.bands["B02"], atol=1e-6)
+    assert a.meta["radiometry"]["B04"]["offset"] == -0.1 and "other date" in a.meta["radiometry"]["B04"]["source"]
+    # numbers below DN 1000 cannot carry the offset: that copy stays as it is
+    _, p = harmonise_scaling(dated, plain)
+    assert_allclose(p.bands["B02"], plain.bands["B02"])

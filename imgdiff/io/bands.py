@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from ..errors import InputError
 
 # B1..B12 and B8A, optionally zero-padded, delimited by _ - . ( or the ends.
 _BAND_IN_NAME = re.compile(r"(?:^|[_\-.\s(])(B(?:0?[1-9]|1[0-2]|8A))(?=$|[_\-.\s)(])", re.IGNORECASE)
@@ -40,3 +43,29 @@ def band_from_filename(stem: str) -> str | None:
     # else a common name as a whole token (``blue.tif``, ``scene_nir.tif``; not ``reduced.tif``)
     tokens = [t for t in re.split(r"[_\-.\s()]+", stem.lower()) if t in COMMON_NAMES]
     return COMMON_NAMES[tokens[-1]] if tokens else None
+
+
+def parse_bands(value: Any, where: str) -> tuple[str, ...] | None:
+    """The ``bands`` entry of a watch manifest or claims file, normalised as everywhere in imgdiff.
+
+    A list (or comma-separated string) of Sentinel-2 band names: ``B2`` -> ``B02``,
+    ``nir`` -> ``B08``; None when empty. ``where`` names the file in error messages.
+
+    Raises
+    ------
+    InputError
+        A name that is not a Sentinel-2 band.
+    """
+    if value is None or value == "" or value == []:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)):
+        raise InputError(f"{where}: bands {value!r} is not a list; write bands: [B02, B03, B04, B08]")
+    names: list[str] = []
+    for b in parts:
+        n = normalise_band_name(str(b)) if isinstance(b, (str, int)) and not isinstance(b, bool) else None
+        if n is None:
+            raise InputError(f"{where}: bands: {b!r} is not a Sentinel-2 band; use names like B02, B03, B04, B08")
+        if n not in names:
+            names.append(n)
+    return tuple(names)

@@ -412,6 +412,8 @@ def infer_raw_scaling(scene: Scene) -> Scene:
 def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     """Give both dates of a pair one scaling where only one of them says what it is.
 
+    A band read without the baseline-04 offset only because its date is unknown takes the
+    offset its dated partner has (:func:`_offset_as_partner`).
     A band read as reflectance x 65535 (a raw export's name, or :func:`infer_raw_scaling`)
     on one date and by the default x 10000 convention on the other (a renamed copy of the
     same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both when its median
@@ -434,7 +436,33 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     common = [b for b in rb if b in ra]
     fix_b = [b for b in common if by_default_rule(rb[b]) and raw(ra[b]) and too_bright(before, after, b)]
     fix_a = [b for b in common if by_default_rule(ra[b]) and raw(rb[b]) and too_bright(after, before, b)]
-    return (rescaled(before, fix_b, rad) if fix_b else before), (rescaled(after, fix_a, rad) if fix_a else after)
+    before, after = (rescaled(before, fix_b, rad) if fix_b else before), (rescaled(after, fix_a, rad) if fix_a else after)
+    return _offset_as_partner(before, after), _offset_as_partner(after, before)
+
+
+def _offset_as_partner(scene: Scene, partner: Scene) -> Scene:
+    """``scene`` with the baseline-04 offset its dated ``partner`` has, where its own date is unknown.
+
+    The -1000 DN offset is decided from the acquisition date (or baseline); a scene written
+    without a date (a copy of the scene saved by a script) is read without it, 0.1 brighter
+    than its partner in every band. Such bands take the partner's offset when the partner's
+    same band is read as DN/10000 - 0.1 (by its date, baseline or band metadata), unless the
+    numbers cannot carry it (1 % or more of
+    the valid B02, else B03, below DN 1000, as :func:`drop_impossible_offset` decides).
+    """
+    rs, rp = scene.meta.get("radiometry") or {}, partner.meta.get("radiometry") or {}
+    def offset_l1c_l2a(r: dict[str, Any]) -> bool:  # DN/10000 - 0.1, by date, baseline or metadata
+        return abs(float(r["scale"]) - 1e-4) < 1e-12 and abs(float(r["offset"]) + 0.1) < 1e-9
+
+    undated = [b for b, r in rs.items() if by_default_rule(r) and "date unknown" in r["source"]
+               and b in rp and offset_l1c_l2a(rp[b])]
+    probe = next((b for b in ("B02", "B03") if b in undated), None)
+    if probe is None or not scene.valid.any():
+        return scene
+    if float(np.mean(scene.bands[probe][scene.valid] < 0.1)) >= 0.01:  # DN below 1000
+        return scene
+    rad = Radiometry(1e-4, -0.1, f"{_DEFAULT_RULE} - 0.1, date unknown: the baseline-04 offset of the other date")
+    return rescaled(scene, undated, rad)
 
 
 # --------------------------------------------------------------------------- windows
