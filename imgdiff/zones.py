@@ -122,9 +122,10 @@ def in_scene_frame(zones: Zones) -> Zones | None:
 def placed(zones: Zones, crs: CRS | None, *, where: str = "scene") -> Zones:
     """The zones in a scene's CRS, or in its own coordinates when it has none.
 
-    The one rule for putting zones on a scene: reprojected to ``crs`` (:meth:`Zones.to_crs`);
-    on a scene without CRS, zones drawn in its transform's coordinates
-    (:func:`in_scene_frame`) are taken as they are.
+    The one rule for putting zones on a scene: reprojected to ``crs`` (:meth:`Zones.to_crs`).
+    Zones whose coordinates cannot be lon/lat although their file does not name another CRS
+    (:func:`in_scene_frame`: e.g. UTM metres written into a GeoJSON without its ``crs`` member)
+    are taken in the scene's own coordinates: its CRS, or its transform's frame when it has none.
 
     Parameters
     ----------
@@ -140,8 +141,10 @@ def placed(zones: Zones, crs: CRS | None, *, where: str = "scene") -> Zones:
         The scene has no CRS and the zones are in map coordinates (e.g. lon/lat): they cannot be
         placed on it (they would silently fall outside every pixel).
     """
+    local = in_scene_frame(zones) if zones.crs is not None else None
+    if local is not None and crs is not None:
+        return replace(local, crs=crs)  # numbers that cannot be lon/lat: the scene's own map coordinates
     if crs is None and zones.crs is not None:
-        local = in_scene_frame(zones)
         if local is None:
             raise GridError(f"{where}: the scene has no CRS, so zones in {zones.crs.to_string()} cannot be placed "
                             "on it; use a georeferenced scene (GeoTIFF with a CRS) or give the zones in the "

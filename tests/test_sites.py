@@ -108,3 +108,21 @@ def test_site_geojson_follows_rfc7946_ring_orientation():
             for rings in polys:
                 assert LinearRing(rings[0]).is_ccw
                 assert all(not LinearRing(h).is_ccw for h in rings[1:])
+
+
+def test_zone_numbers_that_cannot_be_lonlat_are_taken_in_the_scene_crs_not_reprojected(tmp_path):
+    from imgdiff.zones import placed, read_zones
+
+    utm = CRS.from_epsg(32636)
+    ring = [[600200, 3869200], [600800, 3869200], [600800, 3869800], [600200, 3869800], [600200, 3869200]]
+    p = tmp_path / "z.geojson"  # UTM metres written without the file's crs member
+    p.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "berth"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    z = placed(read_zones(p), utm)
+    assert z.crs == utm and z.geometries["berth"].bounds == (600200, 3869200, 600800, 3869800)
+    # real lon/lat numbers are still reprojected
+    ll = tmp_path / "ll.geojson"
+    ll.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name": "a"},
+                  "geometry": {"type": "Polygon", "coordinates": [[[34, 34.9], [34.01, 34.9], [34.01, 34.91], [34, 34.9]]]}}]}))
+    x, y = placed(read_zones(ll), utm).geometries["a"].exterior.coords[0]
+    assert 5e5 < x < 8e5 and 3.8e6 < y < 3.9e6
