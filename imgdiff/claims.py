@@ -249,11 +249,7 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
         if cid in seen:
             raise ClaimsError(f"{at}: duplicate id")
         seen.add(cid)
-        obj_kind = str(c.get("object", "")).strip().lower()
-        if obj_kind in ("vessel", "ship", "ships"):
-            obj_kind = "vessels"
-        if obj_kind in ("plane", "planes", "aircrafts"):
-            obj_kind = "aircraft"
+        obj_kind = OBJECT_NAMES.get(_spelling(str(c.get("object", ""))), "")
         if obj_kind not in OBJECTS:
             raise ClaimsError(f"{at}: object must be one of {', '.join(OBJECTS)}, not {c.get('object')!r}")
         assertion = next((a for a in ASSERTIONS if _spelling(a) == _spelling(str(c.get("assert", "")))), "")
@@ -277,6 +273,15 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
         raise ClaimsError(str(e)) from None
     return ClaimFile(Path(where), _scene_ref(base, obj["before"]), _scene_ref(base, obj["after"]), zsrc, zones,
                      tuple(claims), tuple(unused), bands)
+
+
+#: Words for the objects a claim may name (compared by :func:`_spelling`) -> the detector's object.
+OBJECT_NAMES = {
+    **{_w: "vessels" for _w in ("vessels", "vessel", "ship", "ships", "boat", "boats", "warship", "warships",
+                                "navalvessels", "navalvessel")},
+    **{_w: "aircraft" for _w in ("aircraft", "aircrafts", "plane", "planes", "airplane", "airplanes", "aeroplane",
+                                 "aeroplanes", "jet", "jets", "militaryaircraft")},
+}
 
 
 def _spelling(text: str) -> str:

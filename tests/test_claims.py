@@ -145,10 +145,14 @@ def test_malformed_claim_files_raise_naming_the_file(tmp_path, change, message):
 def test_zone_and_assertion_spellings_up_to_case_spaces_and_hyphens_are_understood(tmp_path):
     obj = {"before": "b", "after": "a", "zones": str(SAMPLES / "sites" / "tartus.geojson"),
            "claims": [{"id": "x", "object": "ships", "zone": "Naval Piers", "assert": "Absent-After"},
-                      {"id": "y", "object": "vessels", "zone": "harbour-basin", "assert": "present after"}]}
+                      {"id": "y", "object": "vessels", "zone": "harbour-basin", "assert": "present after"},
+                      {"id": "z", "object": "Warships", "zone": "anchorage", "assert": "decreased"},
+                      {"id": "w", "object": "Military aircraft", "zone": "anchorage", "assert": "unchanged"}]}
     cf = load_claims(_write(tmp_path, obj))
     assert [(c.zone, c.assertion) for c in cf.claims] == [("naval_piers", "absent_after"),
-                                                           ("harbour_basin", "present_after")]
+                                                           ("harbour_basin", "present_after"),
+                                                           ("anchorage", "decreased"), ("anchorage", "unchanged")]
+    assert [c.object for c in cf.claims] == ["vessels", "vessels", "vessels", "aircraft"]
 
 
 def test_a_misspelt_claim_key_is_refused_and_other_extra_keys_are_reported_unused(tmp_path):
