@@ -36,6 +36,9 @@ def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) ->
         v = verify(cf, on_step=advance)
         advance("write")
         report = write_verify(v, outdir, overwrite=overwrite)
+    for name in v.zones_outside():
+        click.echo(f"warning: {cf.zones_source}: zone {name} lies wholly outside the scenes' overlap (its claims are "
+                   "INCONCLUSIVE); check the zones' coordinates (GeoJSON is lon/lat, RFC 7946)", err=True)
     d = report["dates"]
     if d["days_between"] is not None and d["days_between"] < 0:
         click.echo(f"warning: {claims_file}: the before scene ({d['before']}) was acquired after the after scene "

@@ -926,6 +926,17 @@ class Verification:
     verdicts: tuple[Verdict, ...] = field(default=())
     undecided: dict[str, tuple[Detections, Detections]] = field(default_factory=dict)
 
+    def zones_outside(self) -> tuple[str, ...]:
+        """Names of the zones that lie wholly outside the compared grid (the scenes' overlap).
+
+        Their claims can only be INCONCLUSIVE; usually the zones file is of another place or
+        has its coordinates in another order or CRS than it says (GeoJSON is lon/lat).
+        """
+        from shapely.geometry import box
+
+        frame = box(*self.result.pair.grid.bounds)
+        return tuple(n for n, g in self.zones.geometries.items() if not g.intersects(frame))
+
 
 def registration_quality(reg: Any) -> float:
     """The reliability of a :class:`~imgdiff.coregister.Registration`, 0 when it failed.

@@ -329,3 +329,24 @@ def test_a_claims_file_bands_key_names_the_bands_of_an_undescribed_multiband_aft
         verify(load_claims(_write(tmp_path, obj)))
     with pytest.raises(ClaimsError, match=r"c.yaml: bands: 'B99' is not a Sentinel-2 band"):
         load_claims(_write(tmp_path, dict(obj, bands=["B02", "B99"])))
+
+
+def test_verify_warns_when_a_zone_lies_wholly_outside_the_scenes(tmp_path):
+    zones = json.loads((SAMPLES / "sites" / "hmeimim.geojson").read_text())
+
+    def swap(c):  # latitude and longitude in the wrong order: a place in the Indian Ocean
+        return [c[1], c[0]] if isinstance(c[0], (int, float)) else [swap(x) for x in c]
+
+    apron = next(f for f in zones["features"] if f["properties"]["zone"] == "apron")
+    apron["geometry"]["coordinates"] = swap(apron["geometry"]["coordinates"])
+    (tmp_path / "z.geojson").write_text(json.dumps(zones))
+    obj = yaml.safe_load((SAMPLES / "claims" / "hmeimim.yaml").read_text())
+    for k in ("before", "after"):
+        obj[k] = str((SAMPLES / "claims" / obj[k]).resolve())
+    obj["zones"] = "z.geojson"
+    obj["claims"] = obj["claims"][:1]
+    res = CliRunner().invoke(cli, ["verify", str(_write(tmp_path, obj)), "-o", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["claims"][0]["verdict"] == "INCONCLUSIVE"
+    assert "zone apron lies wholly outside the scenes' overlap" in res.stderr
+    assert "shelters" not in res.stderr and "runway" not in res.stderr
