@@ -127,6 +127,24 @@ def test_pair_of_a_raw_export_and_its_renamed_dark_copy_gets_one_scaling(tmp_pat
     assert harmonise_scaling(before, converted)[1] is converted
 
 
+def test_a_top_of_atmosphere_date_brighter_in_blue_only_is_not_taken_for_a_renamed_raw_export(tmp_path):
+    """L1C after a surface-reflectance export, over water: blue is 4 times brighter, the rest ~1.5 times.
+    A renamed copy would be 6.55 times brighter in every band; this one keeps its x 10000 reading."""
+    from imgdiff.io.read import harmonise_scaling
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    levels = {"B02": (0.02, 0.08), "B03": (0.03, 0.05), "B04": (0.02, 0.03), "B08": (0.01, 0.015)}
+    for b, (boa, toa) in levels.items():
+        write_band(tmp_path / "b" / f"2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_{b}_(Raw).tiff",
+                   np.full((8, 8), round(boa * 65535), "uint16"))
+        write_band(tmp_path / "a" / f"T36SYC_20230828T083259_{b}.tif", np.full((8, 8), round(toa * 10000), "uint16"))
+    before, after = read_scene(tmp_path / "b"), read_scene(tmp_path / "a")
+    hb, ha = harmonise_scaling(before, after)
+    assert hb is before and ha is after
+    assert_allclose(ha.bands["B02"], 0.08, atol=1e-4)
+
+
 def test_processing_baseline_offset_applies_from_2022_01_25(tmp_path):
     for name, date in (("old", "20220124"), ("new", "20220125")):
         d = tmp_path / name
@@ -393,3 +411,28 @@ def test_an_undated_copy_takes_the_baseline_offset_of_its_dated_partner_when_its
     # numbers below DN 1000 cannot carry the offset: that copy stays as it is
     _, p = harmonise_scaling(dated, plain)
     assert_allclose(p.bands["B02"], plain.bands["B02"])
+    # an undated chip truly without the offset, as bright as its dated partner: it would be 0.1 too dark with it
+    bright = (rng.uniform(1200, 2500, (30, 30))).astype(np.uint16)  # reflectance 0.12-0.25, every DN above 1000
+    for folder, prefix, data in (("dated2", "2024-03-01_", bright + 1000), ("chip", "", bright)):
+        (tmp_path / folder).mkdir()
+        for b in ("B02", "B03", "B04"):
+            write_band(tmp_path / folder / f"{prefix}{b}.tif", data)
+    chip = read_scene(tmp_path / "chip")
+    assert harmonise_scaling(read_scene(tmp_path / "dated2"), chip)[1] is chip
+
+
+def test_the_report_records_the_scaling_the_pair_was_compared_with(tmp_path):
+    from imgdiff import compare, compare_report
+
+    rng = np.random.default_rng(2)
+    dn = (1300 + rng.normal(0, 150, (64, 64))).clip(1, None).astype("uint16")  # reflectance ~0.02 x 65535
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    for b in ("B02", "B03", "B04", "B08"):
+        write_band(tmp_path / "b" / f"2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_{b}_(Raw).tiff", dn)
+        write_band(tmp_path / "a" / f"{b}.tif", dn)  # renamed copy, too dark to tell alone
+    before, after = read_scene(tmp_path / "b"), read_scene(tmp_path / "a")
+    assert after.meta["radiometry"]["B08"]["scale"] == pytest.approx(1e-4)  # as read
+    rep = compare_report(compare(before, after, register=False), (before, after))
+    assert rep["inputs"]["after"]["radiometry"]["B08"]["scale"] == pytest.approx(1 / 65535)  # as used
+    assert rep["inputs"]["after"]["source"] == str(tmp_path / "a")

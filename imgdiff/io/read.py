@@ -416,9 +416,11 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     offset its dated partner has (:func:`_offset_as_partner`).
     A band read as reflectance x 65535 (a raw export's name, or :func:`infer_raw_scaling`)
     on one date and by the default x 10000 convention on the other (a renamed copy of the
-    same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both when its median
-    reflectance is more than sqrt(6.55) times its partner's (so it holds x 65535 numbers too);
-    any other combination, and a copy truly converted to x 10000, is left as it is.
+    same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both when, in every
+    such band, its median reflectance is more than sqrt(6.55) times its partner's (so it holds
+    x 65535 numbers too); any other combination, a copy truly converted to x 10000, and a
+    product brighter in some bands only (an L1C date, top of atmosphere, beside a surface
+    reflectance export: its blue over water is 3-4 times brighter) are left as they are.
     """
     rb, ra = before.meta.get("radiometry") or {}, after.meta.get("radiometry") or {}
 
@@ -434,32 +436,48 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     rad = Radiometry(RAW_EXPORT_SCALE, 0.0, "as the other date of the pair: reflectance x 65535 (Copernicus Browser "
                      "raw export scaling)")
     common = [b for b in rb if b in ra]
-    fix_b = [b for b in common if by_default_rule(rb[b]) and raw(ra[b]) and too_bright(before, after, b)]
-    fix_a = [b for b in common if by_default_rule(ra[b]) and raw(rb[b]) and too_bright(after, before, b)]
+    # a renamed copy holds x 65535 numbers in every band: one band brighter than its partner (blue
+    # over water on a top-of-atmosphere L1C date against a surface-reflectance export) is no copy
+    cand_b = [b for b in common if by_default_rule(rb[b]) and raw(ra[b])]
+    cand_a = [b for b in common if by_default_rule(ra[b]) and raw(rb[b])]
+    fix_b = cand_b if cand_b and all(too_bright(before, after, b) for b in cand_b) else []
+    fix_a = cand_a if cand_a and all(too_bright(after, before, b) for b in cand_a) else []
     before, after = (rescaled(before, fix_b, rad) if fix_b else before), (rescaled(after, fix_a, rad) if fix_a else after)
     return _offset_as_partner(before, after), _offset_as_partner(after, before)
 
 
 def _offset_as_partner(scene: Scene, partner: Scene) -> Scene:
-    """``scene`` with the baseline-04 offset its dated ``partner`` has, where its own date is unknown.
+    """``scene`` with the baseline-04 offset its dated ``partner`` has, where its own date is
+    unknown and the offset brings its levels closer to the partner's.
 
     The -1000 DN offset is decided from the acquisition date (or baseline); a scene written
-    without a date (a copy of the scene saved by a script) is read without it, 0.1 brighter
-    than its partner in every band. Such bands take the partner's offset when the partner's
-    same band is read as DN/10000 - 0.1 (by its date, baseline or band metadata), unless the
-    numbers cannot carry it (1 % or more of
-    the valid B02, else B03, below DN 1000, as :func:`drop_impossible_offset` decides).
+    without a date (a copy of the scene saved by a script) is read without it. When its
+    partner's same bands are read as DN/10000 - 0.1 (by date, baseline or band metadata), the
+    undated bands take the offset too if that brings their medians closer to the partner's
+    (summed absolute log ratios over the bands): a copy of the partner's numbers is then 0.1
+    brighter without it, while a product truly without the offset (an undated chip beside a
+    dated L1C date) is 0.1 darker with it. Numbers that cannot carry the offset (1 % or more
+    of the valid B02, else B03, below DN 1000, as :func:`drop_impossible_offset` decides)
+    never take it.
     """
     rs, rp = scene.meta.get("radiometry") or {}, partner.meta.get("radiometry") or {}
+
     def offset_l1c_l2a(r: dict[str, Any]) -> bool:  # DN/10000 - 0.1, by date, baseline or metadata
         return abs(float(r["scale"]) - 1e-4) < 1e-12 and abs(float(r["offset"]) + 0.1) < 1e-9
 
     undated = [b for b, r in rs.items() if by_default_rule(r) and "date unknown" in r["source"]
                and b in rp and offset_l1c_l2a(rp[b])]
     probe = next((b for b in ("B02", "B03") if b in undated), None)
-    if probe is None or not scene.valid.any():
+    if probe is None or not scene.valid.any() or not partner.valid.any():
         return scene
     if float(np.mean(scene.bands[probe][scene.valid] < 0.1)) >= 0.01:  # DN below 1000
+        return scene
+    apart = {0.0: 0.0, -0.1: 0.0}  # offset -> summed |log(median / partner's median)|
+    for b in undated:
+        m, mp = float(np.nanmedian(scene.bands[b][scene.valid])), float(np.nanmedian(partner.bands[b][partner.valid]))
+        for off in apart:
+            apart[off] += abs(math.log((m + off) / mp)) if m + off > 0 and mp > 0 else math.inf
+    if not apart[-0.1] < apart[0.0]:
         return scene
     rad = Radiometry(1e-4, -0.1, f"{_DEFAULT_RULE} - 0.1, date unknown: the baseline-04 offset of the other date")
     return rescaled(scene, undated, rad)

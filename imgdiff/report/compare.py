@@ -17,13 +17,15 @@ REPORT_SCHEMA_VERSION = "1.0"
 COMPARE_OUTPUTS = ("change.tif", "report.json", "report.md")
 
 
-def _scene_entry(s: Scene) -> dict[str, Any]:
+def _scene_entry(s: Scene, used: Scene | None = None) -> dict[str, Any]:
+    """Provenance of a scene as read; ``radiometry`` is the scaling finally used, that of ``used``
+    (the scene as compared, after :func:`imgdiff.io.read.harmonise_scaling`) when given."""
     return {
         "source": s.meta.get("source"),
         "date": s.date.isoformat() if s.date else None,
         "bands": list(s.bands),
         "processing_baseline": s.meta.get("processing_baseline"),
-        "radiometry": s.meta.get("radiometry"),
+        "radiometry": (used.meta.get("radiometry") if used is not None else None) or s.meta.get("radiometry"),
         "window": s.meta.get("window"),
     }
 
@@ -42,7 +44,7 @@ def compare_report(result: CompareResult, inputs: tuple[Scene, Scene] | None = N
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "imgdiff_version": __version__,
-        "inputs": {"before": _scene_entry(before), "after": _scene_entry(after)},
+        "inputs": {"before": _scene_entry(before, result.pair.before), "after": _scene_entry(after, result.pair.after)},
         "dates": {
             "before": before.date.isoformat() if before.date else None,
             "after": after.date.isoformat() if after.date else None,

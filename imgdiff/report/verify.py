@@ -5,7 +5,7 @@ number on any incompatible change)::
 
     schema, schema_version, imgdiff_version
     claims_file                    path of the claims file as given
-    inputs.before|after            source, date, bands, radiometry of each scene as read
+    inputs.before|after            source, date, bands of each scene as read, radiometry as used
     dates                          before, after (ISO), days_between
     grid                           CRS, transform, width, height, bounds, pixel size (m)
     coregistration                 dx, dy (px; after = before + shift), dx_m, dy_m, reliability, method
@@ -130,7 +130,8 @@ def verify_report(v: Verification) -> dict[str, Any]:
         "simulated_inputs": bool(_simulated(before) or _simulated(after)),
         "claims_file": str(v.claims.path),
         "zones_source": v.claims.zones_source,
-        "inputs": {"before": _scene_entry(before), "after": _scene_entry(after)},
+        "inputs": {"before": _scene_entry(before, v.result.pair.before),
+                   "after": _scene_entry(after, v.result.pair.after)},
         "dates": {"before": before.date.isoformat() if before.date else None,
                   "after": after.date.isoformat() if after.date else None, "days_between": days},
         "grid": v.result.grid.to_dict(),
