@@ -232,6 +232,18 @@ def difference_noise(reference: np.ndarray, other: np.ndarray) -> float:
     return float(math.sqrt(2 / math.pi) * 1.4826 * np.median(np.abs(d - np.median(d))))
 
 
+def contrast_gain(reference: np.ndarray, other: np.ndarray) -> float:
+    """How much stronger contrasts are in ``other`` than in ``reference``: the ratio of the two
+    dates' interquartile ranges over the pixels finite on both (an additive offset such as path
+    radiance or haze does not change it; 1.0 when fewer than 100 such pixels)."""
+    idx = even_subsample(np.flatnonzero(np.isfinite(reference) & np.isfinite(other)))
+    if idx.size < 100:
+        return 1.0
+    qa = np.percentile(reference.ravel()[idx], [25, 75])
+    qb = np.percentile(other.ravel()[idx], [25, 75])
+    return float((qb[1] - qb[0]) / (qa[1] - qa[0])) if qa[1] > qa[0] and qb[1] > qb[0] else 1.0
+
+
 def detail_level(image: np.ndarray, compared: np.ndarray, *, sigma_px: float = 1.0) -> float:
     """The fine (object-scale) detail of a whole date: the RMS of ``image`` minus its Gaussian blur
     (``sigma_px`` pixels) over the ``compared`` pixels, away from their edges (same units as ``image``).
@@ -251,7 +263,7 @@ def detail_level(image: np.ndarray, compared: np.ndarray, *, sigma_px: float = 1
 
 
 def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: tuple[float, float, float, float],
-                *, ring_px: int = 3, noise: float = 0.0) -> float:
+                *, ring_px: int = 3, noise: float = 0.0, gain: float | None = None) -> float:
     """How much of an object seen in ``reference`` is still in ``other`` at the same place.
 
     Both scenes must be on one grid (a co-registered pair); 2-D arrays are taken as their
@@ -262,6 +274,14 @@ def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: t
     ``noise``: the mean absolute difference expected at an unchanged pixel (same units as the
     images; :func:`difference_noise` of the pair), so that a faint object that is still there
     is not taken for changed because of the noise of the two dates.
+
+    With ``gain`` (how much stronger contrasts are in ``other``: :func:`contrast_gain` of the
+    pair), the change is also measured with the levels matched by their difference: the box
+    minus its ring's median on each date, the other date's divided by ``gain``; the smaller
+    change is taken. A local ratio of levels cannot absorb an offset between the dates (an L1C
+    date's path radiance over dark water: a moored ship that stayed read 0.63-0.70, a place
+    judged changed); the difference can, and the ratio absorbs a local gain (shading) that the
+    difference cannot. An object that left differs from the box's surroundings under both.
 
     Returns
     -------
@@ -286,6 +306,12 @@ def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: t
     ma, mb = np.median(a[ok]), np.median(b[ok])
     scale = ma / mb if mb > 0 else 1.0
     change = max(float(np.mean(np.abs(a[inner & ok] - b[inner & ok] * scale))) - noise, 0.0)
+    if gain is not None and gain > 0:
+        # levels matched by their difference instead (ring medians subtracted, contrasts scaled by the
+        # pair's gain): an offset between the dates (path radiance of an L1C date, haze) leaves it alone
+        ra, rb = np.median(a[~inner & ok]), np.median(b[~inner & ok])
+        offset_free = max(float(np.mean(np.abs((a[inner & ok] - ra) - (b[inner & ok] - rb) / gain))) - noise, 0.0)
+        change = min(change, offset_free)
     return float(np.clip(1.0 - change / contrast, 0.0, 1.0))
 
 
@@ -470,6 +496,7 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
             hidden |= ~mask
     bb[hidden], ba[hidden] = np.nan, np.nan
     noise = difference_noise(bb, ba)  # what two looks at an unchanged place differ by
+    gain = contrast_gain(bb, ba)
     # the dates' overall fine detail (a resampled or darker date has less everywhere): box detail is
     # compared relative to it, so that only a box that lost (or gained) detail of its own looks smooth
     lb, la = detail_level(raw_b, ~hidden), detail_level(raw_a, ~hidden)
@@ -507,7 +534,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
                  or (da is None and bool(_overlapping(ref.box, boxes_a).any())))
         vis_b, vis_a = _clear_at(clear_before, ref), _clear_at(clear_after, ref)
         from_before = ref is db
-        p = persistence(bb, ba, ref.box, noise=noise) if from_before else persistence(ba, bb, ref.box, noise=noise)
+        p = (persistence(bb, ba, ref.box, noise=noise, gain=gain) if from_before
+             else persistence(ba, bb, ref.box, noise=noise, gain=1 / gain))
         info = {"id": k, "score_before": round(sb, 3), "score_after": round(sa, 3),
                 "persistence": None if not math.isfinite(p) else round(p, 3)}
 

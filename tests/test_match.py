@@ -86,6 +86,27 @@ def test_persistence_is_high_where_the_object_stayed_and_low_where_it_left():
     assert persistence(before, water_scene([], seed=1), SHIP) < 0.2
 
 
+def test_an_offset_between_the_dates_does_not_make_an_object_that_stayed_look_changed():
+    """After date with path radiance over dark water (an L1C date beside a surface-reflectance one):
+    every pixel +0.06 and contrasts x 1.1. A local ratio of levels cannot absorb that offset."""
+    from imgdiff.match import _brightness, contrast_gain
+
+    before = water_scene([SHIP])
+
+    def toa(scene):
+        return replace(scene, bands={k: v * 1.1 + 0.06 for k, v in scene.bands.items()})
+
+    stayed, left = toa(water_scene([SHIP], seed=1)), toa(water_scene([], seed=1))
+    gain = contrast_gain(_brightness(before), _brightness(stayed))
+    assert gain == pytest.approx(1.1, rel=0.1)
+    assert persistence(before, stayed, SHIP) < 0.7  # the ratio alone: judged changed
+    assert persistence(before, stayed, SHIP, gain=gain) > 0.8
+    assert persistence(before, left, SHIP, gain=gain) < 0.2
+    # a gain alone, no offset: both ways of matching agree
+    plain = replace(water_scene([SHIP], seed=1), bands={k: v * 1.2 for k, v in water_scene([SHIP], seed=1).bands.items()})
+    assert persistence(before, plain, SHIP, gain=1.2) > 0.8
+
+
 def scored(*objs):
     """Detections from (x_px, y_px, score) tuples around SHIP-sized boxes (12 x 2 px, 120 m)."""
     items = tuple(Detection(box=(x - 6, y - 1, x + 6, y + 1), score=s, cls="vessel", length_m=120.0, zone="a",
