@@ -585,16 +585,8 @@ def score_cases(root: Path, pattern: str = "*") -> list[tuple[str, str, str, str
     return rows
 
 
-if __name__ == "__main__":
-    OUT.mkdir(parents=True, exist_ok=True)
-    only = sys.argv[2] if len(sys.argv) > 2 else ""
-    for k, c in enumerate(PORT_CASES):
-        if only in ("", "port") or only == f"port{k}":
-            port_case(k, *c)
-    for k, c in enumerate(AIR_CASES):
-        if only in ("", "air") or only == f"air{k}":
-            air_case(k, *c)
-    rows = score_cases(OUT)
+def print_scores(rows: list[tuple[str, str, str, str, str]]) -> None:
+    """Print the wrong verdicts of :func:`score_cases` rows, then the right ones per zone role."""
     by: dict[str, list[int]] = {}
     for case, cid, role, truth, got in rows:
         if truth != got:
@@ -604,3 +596,15 @@ if __name__ == "__main__":
         by[role][1] += 1
     right = sum(v[0] for v in by.values())
     print(f"verdicts right: {right}/{len(rows)}; by zone role: " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in by.items()))
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    only = sys.argv[2] if len(sys.argv) > 2 else ""
+    for k, c in enumerate(PORT_CASES):
+        if only in ("", "port") or only == f"port{k}":
+            port_case(k, *c)
+    for k, c in enumerate(AIR_CASES):
+        if only in ("", "air") or only == f"air{k}":
+            air_case(k, *c)
+    print_scores(score_cases(OUT))

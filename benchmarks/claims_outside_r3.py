@@ -949,19 +949,9 @@ def main():
         print(cfg["name"], k, "claims", flush=True)
     print("total claims", n)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from claims_outside import score_cases  # the same in-process scoring as the first evaluator's cases
+    from claims_outside import print_scores, score_cases  # the first evaluator's in-process scoring
 
-    rows = [r for r in score_cases(Path(OUT)) if not a.only or r[0] in a.only]
-    by: dict[str, list[int]] = {}
-    for case, cid, role, truth, got in rows:
-        if truth != got:
-            print(f"  BAD {case} {cid} ({role}): expected {truth}, got {got}")
-        by.setdefault(role, [0, 0])
-        by[role][0] += truth == got
-        by[role][1] += 1
-    right = sum(v[0] for v in by.values())
-    print(f"verdicts right: {right}/{len(rows)}; by zone role: " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in by.items()))
-
+    print_scores([r for r in score_cases(Path(OUT)) if not a.only or r[0] in a.only])
 
 if __name__ == "__main__":
     main()
