@@ -709,7 +709,7 @@ def evaluate_claim(
         def seen_both(d: Any) -> bool:
             return (d.extra.get("pair") or {}).get("place") != "hidden"
 
-        hidden = sum(1 for d in (*b.items, *a.items) if d.zone == claim.zone and not seen_both(d))
+        hidden = sum(1 for d in (*b.items, *a.items) if d.in_zone(claim.zone) and not seen_both(d))
         b = b.filter([seen_both(d) for d in b.items])
         a = a.filter([seen_both(d) for d in a.items])
     m = zone_match(b, a, claim.zone)
@@ -720,8 +720,8 @@ def evaluate_claim(
     ia = [pos_a[id(d)] for d in a.items]
     m = ObjectMatch(tuple((ib[i], ia[j]) for i, j in m.stayed), tuple(ib[i] for i in m.departed),
                     tuple(ia[j] for j in m.arrived), m.distance_m)
-    nb = sum(1 for d in b.items if d.zone == claim.zone)
-    na = sum(1 for d in a.items if d.zone == claim.zone)
+    nb = sum(1 for d in b.items if d.in_zone(claim.zone))
+    na = sum(1 for d in a.items if d.in_zone(claim.zone))
     # undecided objects of the zone on the dates the claim depends on (see the end)
     two = len(claim.dates()) == 2
     ub = _undecided_in(undecided_before, claim, two_dates=two) if "before" in claim.dates() else 0
@@ -761,7 +761,7 @@ def evaluate_claim(
         # objects of the other date at places hidden on the claim's date may still be there
         date = claim.dates()[0]
         other = a if date == "before" else b
-        under = [d for d in other.items if d.zone == claim.zone
+        under = [d for d in other.items if d.in_zone(claim.zone)
                  and (d.extra.get("pair") or {}).get("hidden_on") in (date, "both")]
         if under:  # a caveat, not a reason: bright object-wide changes (a smeared berth) can pass for cloud
             caveats.append(f"{len(under)} {claim.object} seen in {claim.zone} on the "
@@ -779,7 +779,7 @@ def evaluate_claim(
     if hidden:
         caveats.append(f"{hidden} object(s) of {claim.zone} whose place is hidden on the other date are left "
                        "out of the comparison")
-    carried = [d for d in (*b.items, *a.items) if d.zone == claim.zone and "carried_from" in d.extra]
+    carried = [d for d in (*b.items, *a.items) if d.in_zone(claim.zone) and "carried_from" in d.extra]
     if carried:
         caveats.append(f"{len(carried)} object(s) in {claim.zone} missed by the detector on one date at a place "
                        "that did not change are counted on both dates (stayed)")
@@ -803,7 +803,7 @@ def evaluate_claim(
         holds = seen if kind.startswith("present") else not seen
         if seen:
             conf = any_real([object_probability(x, p) for x in (b if date == "before" else a).items
-                             if x.zone == claim.zone])
+                             if x.in_zone(claim.zone)])
             reasons.append(f"{n} {what} detected in {claim.zone} on the {date} date")
         else:
             conf = r * min(1.0, clear)
@@ -827,7 +827,7 @@ def evaluate_claim(
         if cap:
             caveats.append(f"{1 - vis:.0%} of {claim.zone} is hidden on one date; the verdict holds with up to "
                            f"{cap} object(s) there")
-        probs = [object_probability(x, p) for x in (*b.items, *a.items) if x.zone == claim.zone]
+        probs = [object_probability(x, p) for x in (*b.items, *a.items) if x.in_zone(claim.zone)]
         q = min(float(np.mean(probs)) if probs else p, r)
         conf = _at_least_one(q, abs(d) - tol) if abs(d) > tol else q
         conf *= min(state_before.clear_fraction, state_after.clear_fraction, 1.0)
@@ -882,7 +882,7 @@ def _undecided_in(dets: Detections | None, claim: Claim, *, two_dates: bool) -> 
         return 0
     ml = claim.min_length_m
     u = dets.filter(min_length_m=ml) if ml else dets
-    return sum(1 for d in u.items if d.zone == claim.zone
+    return sum(1 for d in u.items if d.in_zone(claim.zone)
                and not (two_dates and (d.extra.get("pair") or {}).get("undecided") == "hidden"))
 
 

@@ -175,8 +175,8 @@ def zone_match(before: Detections, after: Detections, zone: str | None, **kwargs
     m = match_objects(before, after, **kwargs)
     if zone is None:
         return m
-    inb = [d.zone == zone for d in before.items]
-    ina = [d.zone == zone for d in after.items]
+    inb = [d.in_zone(zone) for d in before.items]
+    ina = [d.in_zone(zone) for d in after.items]
     keep = [(k, dd) for k, dd in zip(m.stayed, m.distance_m or (math.nan,) * len(m.stayed))
             if inb[k[0]] or ina[k[1]]]
     return ObjectMatch(

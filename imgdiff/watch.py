@@ -713,7 +713,8 @@ def tidy_rows(results: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> l
         for z in zones:
             cloud = r["zones"][z]["not_assessed"] if z in r["zones"] else None
             for c in seen_classes:
-                ds = [d for d in r["detections"] if d["zone"] == z and d["cls"] == c]
+                ds = [d for d in r["detections"]  # nested zones: a detection counts in each holding it
+                      if (d["zone"] == z or z in ((d.get("extra") or {}).get("zones") or ())) and d["cls"] == c]
                 mean = float(np.mean([d["score"] for d in ds])) if ds else None
                 conf = (1.0 - (cloud or 0.0)) * (mean if mean is not None else 1.0)
                 rows.append({**common, "zone": z, "object_class": c, "count": len(ds),

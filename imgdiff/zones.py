@@ -86,9 +86,11 @@ def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where
     for i, f in enumerate(feats):
         p = f.get("properties") or {}
         name = zone_name(p, f.get("id"), default=f"zone{i + 1}")
+        if isinstance(f, Mapping) and f.get("type") == "Feature" and f.get("geometry") is None:
+            continue  # an unlocated feature (valid GeoJSON): no zone
         try:
-            g = shape(f["geometry"])
-        except (KeyError, TypeError, ValueError, shapely.errors.GeometryTypeError) as e:
+            g = shapely.force_2d(shape(f["geometry"]))  # heights ([lon, lat, z], QGIS/KML exports) are dropped
+        except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GeometryTypeError) as e:
             raise InputError(f"{where}: feature {name!r} has no valid geometry ({e})") from None
         if g.geom_type not in ("Polygon", "MultiPolygon"):
             continue
@@ -188,15 +190,20 @@ def zone_masks(zones: Zones, crs: CRS | None, transform: Affine, shape_: tuple[i
 def assign_zones(detections: Detections, zones: Zones, *, keep_outside: bool = True) -> Detections:
     """Label each detection with the zone holding its centroid (first match in zone order).
 
-    With ``keep_outside=False`` detections outside every zone are dropped.
+    Where zones overlap (a berth inside a harbour), ``extra["zones"]`` lists every zone holding
+    the centroid, and :meth:`~imgdiff.detect.base.Detection.in_zone` answers for each. With
+    ``keep_outside=False`` detections outside every zone are dropped.
     """
     z = placed(zones, detections.crs, where="detections")
     pts = detections.map_centers()
     items = []
     for d, (x, y) in zip(detections.items, pts):
         p = shapely.Point(x, y)
-        name = next((n for n, g in z.geometries.items() if g.covers(p)), None)
-        if name is None and not keep_outside:
+        names = [n for n, g in z.geometries.items() if g.covers(p)]
+        if not names and not keep_outside:
             continue
-        items.append(replace(d, zone=name))
+        extra = {k: v for k, v in d.extra.items() if k != "zones"}
+        if len(names) > 1:
+            extra["zones"] = names
+        items.append(replace(d, zone=names[0] if names else None, extra=extra))
     return replace(detections, items=tuple(items))

@@ -350,3 +350,30 @@ def test_verify_warns_when_a_zone_lies_wholly_outside_the_scenes(tmp_path):
     assert json.loads(res.stdout)["claims"][0]["verdict"] == "INCONCLUSIVE"
     assert "zone apron lies wholly outside the scenes' overlap" in res.stderr
     assert "shelters" not in res.stderr and "runway" not in res.stderr
+
+
+def test_objects_in_nested_zones_count_in_each_zone_holding_them(tmp_path):
+    from shapely.geometry import mapping, shape
+
+    from imgdiff.claims import verify
+
+    zones = json.loads((SAMPLES / "sites" / "hmeimim.geojson").read_text())
+    apron = shape(next(f for f in zones["features"] if f["properties"]["zone"] == "apron")["geometry"])
+    whole = {"type": "Feature", "properties": {"zone": "whole_base"}, "geometry": mapping(apron.buffer(0.002))}
+    zones["features"].insert(0, whole)  # listed first: it holds the apron and everything on it
+    (tmp_path / "z.geojson").write_text(json.dumps(zones))
+    obj = yaml.safe_load((SAMPLES / "claims" / "hmeimim.yaml").read_text())
+    for k in ("before", "after", "zones"):
+        obj[k] = str((SAMPLES / "claims" / obj[k]).resolve())
+    reference = verify(load_claims(_write(tmp_path, obj)))
+    obj["zones"] = str(tmp_path / "z.geojson")
+    obj["claims"].append({"id": "base", "object": "aircraft", "zone": "whole_base", "assert": "present_after"})
+    nested = verify(load_claims(_write(tmp_path, obj)))
+    got = {v.claim.id: (v.verdict, v.count_before, v.count_after) for v in nested.verdicts}
+    for v in reference.verdicts:
+        assert got[v.claim.id] == (v.verdict, v.count_before, v.count_after)
+    apron_after = next(v.count_after for v in reference.verdicts if v.claim.id == "aircraft-still-present")
+    assert got["base"][0] == "SUPPORTED" and got["base"][2] >= apron_after >= 1
+    after = nested.detections["aircraft"][1]
+    assert after.count_by_zone()["apron"] >= apron_after
+    assert any(d.zone == "whole_base" and d.in_zone("apron") for d in after.items)

@@ -436,3 +436,40 @@ def test_the_report_records_the_scaling_the_pair_was_compared_with(tmp_path):
     rep = compare_report(compare(before, after, register=False), (before, after))
     assert rep["inputs"]["after"]["radiometry"]["B08"]["scale"] == pytest.approx(1 / 65535)  # as used
     assert rep["inputs"]["after"]["source"] == str(tmp_path / "a")
+
+
+def test_two_dated_chips_whose_offset_guesses_differ_are_read_alike(tmp_path):
+    """Chips in date-named folders, reflectance x 10000 without offset: the darker date has 3 % of B02 below
+    DN 1000 and drops the date's offset, the other (gain 1.2) keeps it and would read 0.1 too dark."""
+    from imgdiff.io.read import harmonise_scaling
+
+    rng = np.random.default_rng(3)
+    dn = rng.uniform(900, 2600, (40, 40))
+    dn[:, :2] = 850  # a dark edge: 5 % of the pixels below DN 1000 before, none after the gain
+    for day, data in (("2024-12-03", dn), ("2024-12-13", dn * 1.2)):
+        (tmp_path / day).mkdir()
+        for b in ("B02", "B03", "B04"):
+            write_band(tmp_path / day / f"{b}.tif", data.astype(np.uint16))
+    before, after = read_scene(tmp_path / "2024-12-03"), read_scene(tmp_path / "2024-12-13")
+    assert before.meta["radiometry"]["B02"]["offset"] == 0.0 and after.meta["radiometry"]["B02"]["offset"] == -0.1
+    b, a = harmonise_scaling(before, after)
+    assert a.meta["radiometry"]["B02"]["offset"] == 0.0 and b is before
+    assert_allclose(np.median(a.bands["B02"]) / np.median(b.bands["B02"]), 1.2, rtol=0.01)
+
+
+def test_a_date_with_raw_export_names_holding_x10000_numbers_is_read_as_x10000_beside_a_real_export(tmp_path):
+    from imgdiff.io.read import harmonise_scaling
+
+    rng = np.random.default_rng(4)
+    refl = np.where(rng.random((40, 40)) < 0.5, rng.uniform(0.02, 0.06, (40, 40)), rng.uniform(0.1, 0.3, (40, 40)))
+    name = "2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_{}_(Raw).tiff"
+    for folder, scale in (("export", 65535), ("script", 10000)):  # a script kept the names, wrote x 10000
+        (tmp_path / folder).mkdir()
+        for b in ("B02", "B03", "B04"):
+            write_band(tmp_path / folder / name.format(b), (refl * scale).astype(np.uint16))
+    export, script = read_scene(tmp_path / "export"), read_scene(tmp_path / "script")
+    assert script.meta["radiometry"]["B02"]["scale"] == pytest.approx(1 / 65535)  # alone: the name decides
+    b, a = harmonise_scaling(export, script)
+    assert b is export and a.meta["radiometry"]["B02"]["scale"] == pytest.approx(1e-4)
+    assert_allclose(np.median(a.bands["B04"]), np.median(export.bands["B04"]), rtol=0.01)
+    assert harmonise_scaling(export, export)[1] is export  # two real exports: left alone

@@ -126,3 +126,15 @@ def test_zone_numbers_that_cannot_be_lonlat_are_taken_in_the_scene_crs_not_repro
                   "geometry": {"type": "Polygon", "coordinates": [[[34, 34.9], [34.01, 34.9], [34.01, 34.91], [34, 34.9]]]}}]}))
     x, y = placed(read_zones(ll), utm).geometries["a"].exterior.coords[0]
     assert 5e5 < x < 8e5 and 3.8e6 < y < 3.9e6
+
+
+def test_zones_with_heights_and_unlocated_features_are_read(tmp_path):
+    from imgdiff.zones import read_zones
+
+    ring = [[35.0, 35.0, 12.5], [35.01, 35.0, 12.5], [35.01, 35.01, 0.0], [35.0, 35.0, 12.5]]
+    p = tmp_path / "z.geojson"  # [lon, lat, height] as QGIS and KML exports write them, and a feature without place
+    p.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "berth"}, "geometry": {"type": "Polygon", "coordinates": [ring]}},
+        {"type": "Feature", "properties": {"name": "note"}, "geometry": None}]}))
+    z = read_zones(p)
+    assert z.names == ("berth",) and not z.geometries["berth"].has_z

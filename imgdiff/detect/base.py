@@ -30,7 +30,8 @@ class Detection:
         Direction of the major axis (or of motion, if ``moving``) in degrees clockwise
         from grid north (up), in [0, 360) or [0, 180) for an axis; NaN if not estimable.
     zone : str or None
-        Name of the zone holding the centroid, if zones were given.
+        Name of the zone holding the centroid, if zones were given (the first one listed when
+        zones overlap; ``extra["zones"]`` then names all of them, see :meth:`in_zone`).
     centroid : (x, y)
         Centroid in pixel coordinates (x = column, y = row; pixel centres at +0.5).
     extra : dict
@@ -46,6 +47,15 @@ class Detection:
     zone: str | None = None
     centroid: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        """Every zone holding the centroid: ``zone``, and the others of overlapping zones."""
+        return tuple(self.extra.get("zones") or ((self.zone,) if self.zone is not None else ()))
+
+    def in_zone(self, name: str) -> bool:
+        """Whether the centroid lies in zone ``name`` (nested or overlapping zones included)."""
+        return name in self.zones
 
     @property
     def center(self) -> tuple[float, float]:
@@ -127,10 +137,11 @@ class Detections:
         return replace(self, items=tuple(items))
 
     def count_by_zone(self) -> dict[str | None, int]:
-        """Number of detections per zone name (None = outside every zone)."""
+        """Number of detections per zone name (None = outside every zone; overlapping zones each count theirs)."""
         out: dict[str | None, int] = {}
         for d in self.items:
-            out[d.zone] = out.get(d.zone, 0) + 1
+            for z in d.zones or (None,):  # a detection in nested zones counts in each
+                out[z] = out.get(z, 0) + 1
         return out
 
 

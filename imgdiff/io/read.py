@@ -53,6 +53,7 @@ RAW_LEVEL_DN = 20000.0
 SATURATED_DN = 65000.0
 _DEFAULT_RULE = "DN/10000"
 _FLOAT_RULE = "float data taken as reflectance"
+_RAW_NAME_RULE = "Copernicus Browser raw export"
 #: Float bands whose 99th percentile exceeds this are digital numbers, not reflectance.
 FLOAT_DN_LEVEL = 2.0
 
@@ -349,7 +350,7 @@ def choose_radiometry(
     if np.dtype(dtype).kind == "f":
         return Radiometry(1.0, 0.0, _FLOAT_RULE)
     if "(Raw)" in source_name:
-        return Radiometry(RAW_EXPORT_SCALE, 0.0, "Copernicus Browser raw export: reflectance x 65535")
+        return Radiometry(RAW_EXPORT_SCALE, 0.0, f"{_RAW_NAME_RULE}: reflectance x 65535")
     number = _baseline_number(baseline)
     if number is not None:
         new = number >= 4.0
@@ -412,8 +413,9 @@ def infer_raw_scaling(scene: Scene) -> Scene:
 def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     """Give both dates of a pair one scaling where only one of them says what it is.
 
-    A band read without the baseline-04 offset only because its date is unknown takes the
-    offset its dated partner has (:func:`_offset_as_partner`).
+    Where the two dates' guessed baseline-04 offsets differ (a date unknown on one of them, the
+    offset dropped as impossible on one only), both are read alike, as their levels say
+    (:func:`_consistent_offsets`).
     A band read as reflectance x 65535 (a raw export's name, or :func:`infer_raw_scaling`)
     on one date and by the default x 10000 convention on the other (a renamed copy of the
     same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both when, in every
@@ -443,44 +445,95 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     fix_b = cand_b if cand_b and all(too_bright(before, after, b) for b in cand_b) else []
     fix_a = cand_a if cand_a and all(too_bright(after, before, b) for b in cand_a) else []
     before, after = (rescaled(before, fix_b, rad) if fix_b else before), (rescaled(after, fix_a, rad) if fix_a else after)
-    return _offset_as_partner(before, after), _offset_as_partner(after, before)
+    # both dates named as raw exports, one of them 6.55 times darker in every band: a script wrote reflectance
+    # x 10000 numbers under the export's names on that date
+    named = [b for b in common if raw(rb[b]) and raw(ra[b]) and str(rb[b]["source"]).startswith(_RAW_NAME_RULE)
+             and str(ra[b]["source"]).startswith(_RAW_NAME_RULE)]
+    if named:
+        for which in ("before", "after"):
+            dark, other = (before, after) if which == "before" else (after, before)
+            if all(too_bright(other, dark, b) for b in named):
+                r10 = choose_radiometry("uint16", date=dark.date)
+                fixed = drop_impossible_offset(rescaled(dark, named, Radiometry(
+                    r10.scale, r10.offset, f"{r10.source}; named as a raw export but 6.55 times darker than the other "
+                    "date: x 10000 numbers")))
+                before, after = (fixed, after) if which == "before" else (before, fixed)
+                break
+    return _consistent_offsets(before, after)
 
 
-def _offset_as_partner(scene: Scene, partner: Scene) -> Scene:
-    """``scene`` with the baseline-04 offset its dated ``partner`` has, where its own date is
-    unknown and the offset brings its levels closer to the partner's.
+def _consistent_offsets(before: Scene, after: Scene) -> tuple[Scene, Scene]:
+    """The pair with the baseline-04 offset read alike on both dates where nothing but a guess decides it.
 
-    The -1000 DN offset is decided from the acquisition date (or baseline); a scene written
-    without a date (a copy of the scene saved by a script) is read without it. When its
-    partner's same bands are read as DN/10000 - 0.1 (by date, baseline or band metadata), the
-    undated bands take the offset too if that brings their medians closer to the partner's
-    (summed absolute log ratios over the bands): a copy of the partner's numbers is then 0.1
-    brighter without it, while a product truly without the offset (an undated chip beside a
-    dated L1C date) is 0.1 darker with it. Numbers that cannot carry the offset (1 % or more
-    of the valid B02, else B03, below DN 1000, as :func:`drop_impossible_offset` decides)
-    never take it.
+    Only the default DN/10000 reading guesses the -1000 DN offset: from the acquisition date
+    (none when it is unknown), dropped when the numbers cannot carry it (1 % or more of B02
+    below DN 1000, :func:`drop_impossible_offset`); a processing baseline or metadata states it,
+    and a stated reading is never changed (its partner may follow it).
+    Such guesses can differ between the dates of one place: an undated copy of a dated scene
+    reads 0.1 brighter than it; of two chips in date-named folders, the darker one drops the offset
+    and the other keeps it, 0.1 darker. Where the guessed offsets of a band differ, three readings
+    are weighed: as read, without the offset on both dates, with it on both (a date whose numbers
+    cannot carry it cannot take it); the one whose band medians lie closest between the dates
+    (summed absolute log ratios) is kept. As read can win: an L1C date (top of atmosphere, with the
+    offset) beside an undated surface-reflectance chip (without it) is read right as it is.
     """
-    rs, rp = scene.meta.get("radiometry") or {}, partner.meta.get("radiometry") or {}
+    rb, ra = before.meta.get("radiometry") or {}, after.meta.get("radiometry") or {}
 
-    def offset_l1c_l2a(r: dict[str, Any]) -> bool:  # DN/10000 - 0.1, by date, baseline or metadata
-        return abs(float(r["scale"]) - 1e-4) < 1e-12 and abs(float(r["offset"]) + 0.1) < 1e-9
+    def guessed(r: dict[str, Any]) -> bool:
+        return by_default_rule(r) and "processing baseline" not in r["source"]
 
-    undated = [b for b, r in rs.items() if by_default_rule(r) and "date unknown" in r["source"]
-               and b in rp and offset_l1c_l2a(rp[b])]
-    probe = next((b for b in ("B02", "B03") if b in undated), None)
-    if probe is None or not scene.valid.any() or not partner.valid.any():
+    def x10000(r: dict[str, Any]) -> bool:  # DN/10000, with or without the offset, however decided
+        return abs(float(r["scale"]) - 1e-4) < 1e-12 and float(r["offset"]) in (0.0, -0.1)
+
+    bands = [b for b in rb if b in ra and x10000(rb[b]) and x10000(ra[b]) and (guessed(rb[b]) or guessed(ra[b]))
+             and float(rb[b]["offset"]) != float(ra[b]["offset"])]
+    if not bands or not before.valid.any() or not after.valid.any():
+        return before, after
+
+    def dn_offset_free(scene: Scene, b: str, r: dict[str, Any]) -> float:  # median reflectance without offset
+        return float(np.nanmedian(scene.bands[b][scene.valid])) - float(r["offset"])
+
+    def can_carry(scene: Scene, record: dict[str, Any]) -> bool:
+        probe = next((b for b in ("B02", "B03") if b in record), None)
+        if probe is None:
+            return True
+        v = scene.bands[probe][scene.valid] - float(record[probe]["offset"])  # reflectance without offset
+        return float(np.mean(v < 0.1)) < 0.01  # DN below 1000
+
+    med = {b: (dn_offset_free(before, b, rb[b]), dn_offset_free(after, b, ra[b])) for b in bands}
+
+    def apart(off_b: dict[str, float], off_a: dict[str, float]) -> float:
+        total = 0.0
+        for b, (mb, ma) in med.items():
+            x, y = mb + off_b[b], ma + off_a[b]
+            total += abs(math.log(x / y)) if x > 0 and y > 0 else math.inf
+        return total
+
+    as_read = ({b: float(rb[b]["offset"]) for b in bands}, {b: float(ra[b]["offset"]) for b in bands})
+    options = [as_read]
+    for off in (0.0, -0.1):  # one reading for both dates; an offset stated by metadata or baseline stays
+        stated = all(float(r[b]["offset"]) == off for r in (rb, ra) for b in bands if not guessed(r[b]))
+        if stated and (off == 0.0 or (can_carry(before, rb) and can_carry(after, ra))):
+            options.append(({b: off for b in bands}, {b: off for b in bands}))
+    def overruled(o: tuple[dict[str, float], dict[str, float]]) -> int:  # readings by a known date changed
+        return sum(o[k][b] != float(r[b]["offset"]) and "acquired" in r[b]["source"]
+                   for k, r in ((0, rb), (1, ra)) for b in bands)
+
+    # closest levels first; on a tie (two copies of one scene) the reading its known date gives, then as read
+    off_b, off_a = min(options, key=lambda o: (round(apart(*o), 4), overruled(o)))
+    if (off_b, off_a) == as_read:
+        return before, after
+
+    def reread(scene: Scene, record: dict[str, Any], offsets: dict[str, float]) -> Scene:
+        for off in (0.0, -0.1):
+            change = [b for b in bands if offsets[b] == off and float(record[b]["offset"]) != off]
+            if change:
+                scene = rescaled(scene, change, Radiometry(
+                    1e-4, off, f"{_DEFAULT_RULE}{' - 0.1' if off else ''}: the other date's levels (the two dates' "
+                    "guessed baseline-04 offsets differed; this reading puts their medians closest)"))
         return scene
-    if float(np.mean(scene.bands[probe][scene.valid] < 0.1)) >= 0.01:  # DN below 1000
-        return scene
-    apart = {0.0: 0.0, -0.1: 0.0}  # offset -> summed |log(median / partner's median)|
-    for b in undated:
-        m, mp = float(np.nanmedian(scene.bands[b][scene.valid])), float(np.nanmedian(partner.bands[b][partner.valid]))
-        for off in apart:
-            apart[off] += abs(math.log((m + off) / mp)) if m + off > 0 and mp > 0 else math.inf
-    if not apart[-0.1] < apart[0.0]:
-        return scene
-    rad = Radiometry(1e-4, -0.1, f"{_DEFAULT_RULE} - 0.1, date unknown: the baseline-04 offset of the other date")
-    return rescaled(scene, undated, rad)
+
+    return reread(before, rb, off_b), reread(after, ra, off_a)
 
 
 # --------------------------------------------------------------------------- windows
