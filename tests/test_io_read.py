@@ -473,3 +473,34 @@ def test_a_date_with_raw_export_names_holding_x10000_numbers_is_read_as_x10000_b
     assert b is export and a.meta["radiometry"]["B02"]["scale"] == pytest.approx(1e-4)
     assert_allclose(np.median(a.bands["B04"]), np.median(export.bands["B04"]), rtol=0.01)
     assert harmonise_scaling(export, export)[1] is export  # two real exports: left alone
+
+
+def test_a_south_up_raster_is_read_onto_its_north_up_grid_unchanged(tmp_path):
+    from affine import Affine
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(500, 3000, (30, 20)).astype(np.uint16)
+    (tmp_path / "n").mkdir()
+    (tmp_path / "s").mkdir()
+    for b in ("B02", "B03"):
+        write_band(tmp_path / "n" / f"{b}.tif", data, transform=from_origin(600000, 3870300, 10, 10))
+        # the same pixels with rows running north, as some xarray writers leave them
+        write_band(tmp_path / "s" / f"{b}.tif", data[::-1].copy(), transform=Affine(10, 0, 600000, 0, 10, 3870000))
+    north, south = read_scene(tmp_path / "n"), read_scene(tmp_path / "s")
+    assert south.transform == north.transform and south.bounds == north.bounds
+    assert_allclose(south.bands["B02"], north.bands["B02"], atol=1e-6)
+    assert south.valid.all()
+
+
+def test_a_gdal_mask_band_marks_pixels_as_no_data(tmp_path):
+    data = np.full((20, 20), 1500, np.uint16)
+    data[:, :5] = 9999  # junk under the mask
+    for b in ("B02", "B03"):
+        write_band(tmp_path / f"{b}.tif", data)
+        with rasterio.open(tmp_path / f"{b}.tif", "r+") as ds:
+            mask = np.full((20, 20), 255, np.uint8)
+            mask[:, :5] = 0
+            ds.write_mask(mask)
+    s = read_scene(tmp_path)
+    assert not s.valid[:, :5].any() and s.valid[:, 5:].all()
+    assert np.isnan(s.bands["B02"][:, :5]).all()

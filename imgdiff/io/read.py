@@ -655,9 +655,9 @@ def read_scene(
             if not is_georeferenced(ds):
                 unplaced.append(s.name)
             infos[s] = (*georeferencing(ds, s.name), ds.shape, ds.dtypes[s.index - 1], ds.nodata,
-                        ds.scales[s.index - 1], ds.offsets[s.index - 1], ds.tags())
+                        ds.scales[s.index - 1], ds.offsets[s.index - 1], ds.tags(), has_mask_band(ds, s.index))
     ref = min(sources, key=lambda s: abs(infos[s][1].a) * abs(infos[s][1].e))
-    crs, transform, shape = infos[ref][0], infos[ref][1], infos[ref][2]
+    crs, transform, shape = infos[ref][0], north_up(infos[ref][1], infos[ref][2][0]), infos[ref][2]
     _check_compatible(sources, infos, ref)
     window = (
         bbox_window(bbox, bbox_crs, crs, transform, shape, str(path))
@@ -676,7 +676,7 @@ def read_scene(
     radiometry: dict[str, dict[str, Any]] = {}
     zero: np.ndarray | None = None  # DN 0 in every band read on the reference grid: fill
     for s in sources:
-        s_crs, s_tr, s_shape, dtype, nodata, b_scale, b_offset, _ = infos[s]
+        s_crs, s_tr, s_shape, dtype, nodata, b_scale, b_offset, _, _ = infos[s]
         if scale is not None:
             rad = Radiometry(scale, offset, "given by caller")
         else:
@@ -689,7 +689,7 @@ def read_scene(
         radiometry[s.name] = {"scale": rad.scale, "offset": rad.offset, "source": rad.source}
         if s_tr == transform and s_shape == shape and s_crs == crs:
             dn = _read(s, window)
-            arrays[s.name] = to_reflectance(dn, rad, nodata, zeros="keep")
+            arrays[s.name] = masked(to_reflectance(dn, rad, nodata, zeros="keep"), s, window, infos[s][8])
             zero = zero_fill(dn, zero)
         else:
             arrays[s.name] = _read_resampled(s, infos[s], rad, crs, out_transform, out_shape)
@@ -781,6 +781,15 @@ def _safe_band_id(name: str) -> int:
     return BAND_ORDER.index(name) if name in BAND_ORDER else -1
 
 
+def north_up(transform: Affine, height: int) -> Affine:
+    """The north-up transform of a south-up raster (positive pixel height, as some xarray
+    writers leave it): the same extent with rows running south; other transforms unchanged.
+    A band read onto the north-up grid is resampled from its own rows (flipped exactly)."""
+    if transform.b == 0 and transform.d == 0 and transform.e > 0:
+        return Affine(transform.a, 0.0, transform.c, 0.0, -transform.e, transform.f + transform.e * height)
+    return transform
+
+
 def _check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
     crs = infos[ref][0]
     for s in sources:
@@ -790,6 +799,26 @@ def _check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSourc
                 f"{s.path}: band {s.name} is in {infos[s][0]} but {ref.name} is in {crs}; "
                 "all bands of a scene must share one CRS"
             )
+
+
+def has_mask_band(ds: Any, index: int) -> bool:
+    """Whether band ``index`` of an open raster has a mask band (a GDAL internal or ``.msk`` mask,
+    or an alpha band), as opposed to a no-data value or none."""
+    from rasterio.enums import MaskFlags
+
+    flags = ds.mask_flag_enums[index - 1]
+    return MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
+
+
+def masked(reflectance: np.ndarray, s: BandSource, window: Window, has_mask: bool) -> np.ndarray:
+    """``reflectance`` with NaN where the band's mask band says no data (see :func:`has_mask_band`);
+    unchanged for bands without one (no-data values are read apart)."""
+    if not has_mask:
+        return reflectance
+    with open_raster(s.path) as ds:
+        mask = ds.read_masks(s.index, window=window)
+    reflectance[mask == 0] = np.nan
+    return reflectance
 
 
 def _read(s: BandSource, window: Window) -> np.ndarray:
@@ -875,7 +904,7 @@ def _read_resampled(
     if c1 <= c0 or r1 <= r0:
         return dst
     win = Window(c0, r0, c1 - c0, r1 - r0)
-    src = to_reflectance(_read(s, win), rad, nodata, zeros="keep")
+    src = masked(to_reflectance(_read(s, win), rad, nodata, zeros="keep"), s, win, info[8])
     # A grid without CRS is a local frame; any projected CRS stands in for it on both sides.
     local = CRS.from_epsg(3857)
     reproject(
