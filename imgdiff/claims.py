@@ -232,6 +232,8 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
         raise ClaimsError(f"{where}: give exactly one of 'zones' (a GeoJSON file) or 'site' (a catalogue name)")
     spec = obj.get("zones", obj.get("site"))
     zones = load_zones(str(spec), base=base)
+    if "zones" in obj:
+        zones = _zones_named_as_claimed(zones, Path(base) / str(spec), obj.get("claims"))
     zsrc = f"site:{spec}" if "site" in obj else str(spec)
     unused = unused_keys(obj, FILE_KEYS, where, error=ClaimsError)
     items = obj["claims"]
@@ -282,6 +284,27 @@ OBJECT_NAMES = {
     **{_w: "aircraft" for _w in ("aircraft", "aircrafts", "plane", "planes", "airplane", "airplanes", "aeroplane",
                                  "aeroplanes", "jet", "jets", "militaryaircraft")},
 }
+
+
+def _zones_named_as_claimed(zones: Zones, path: Path, items: Any) -> Zones:
+    """The zones of ``path`` named by the property that holds the claims' zone names.
+
+    Zones are named by their ``zone``, ``name``, ``id``, ``label`` or ``title`` property; a file
+    may name them under another key (``zone_name``), or use ``zone`` for a category beside
+    ``name``. When some zone a claim names is not among the zones, and one property key holds
+    every zone the claims name (up to :func:`_spelling`), the zones are read again by that key.
+    """
+    from .zones import property_values, read_zones
+
+    wanted = [str(c["zone"]) for c in items if isinstance(c, Mapping) and c.get("zone") is not None] \
+        if isinstance(items, Sequence) and not isinstance(items, str) else []
+    if not wanted or all(_zone_named(w, zones.names) is not None for w in wanted):
+        return zones
+    for key, values in sorted(property_values(path).items()):
+        spelt = {_spelling(v) for v in values}
+        if all(_spelling(w) in spelt for w in wanted):
+            return read_zones(path, name_key=key)
+    return zones
 
 
 def _spelling(text: str) -> str:

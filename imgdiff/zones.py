@@ -66,18 +66,21 @@ class Zones:
         }
 
 
-def zone_name(properties: Mapping[str, Any], feature_id: Any = None, *, default: str) -> str:
-    """A feature's zone name: the first of :data:`NAME_KEYS` among its properties (any letter
-    case), else its GeoJSON ``id``, else ``default``."""
+def zone_name(properties: Mapping[str, Any], feature_id: Any = None, *, default: str,
+              key: str | None = None) -> str:
+    """A feature's zone name: the first of :data:`NAME_KEYS` (or only ``key``) among its properties
+    (any letter case), else its GeoJSON ``id``, else ``default``."""
     lower = {str(k).lower(): v for k, v in properties.items() if v is not None and str(v).strip()}
-    for k in NAME_KEYS:
+    for k in (key.lower(),) if key else NAME_KEYS:
         if k in lower:
             return str(lower[k])
     return str(feature_id) if feature_id is not None else default
 
 
-def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where: str = "zones") -> Zones:
-    """Zones from a GeoJSON FeatureCollection; features sharing a name are merged."""
+def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where: str = "zones",
+                       name_key: str | None = None) -> Zones:
+    """Zones from a GeoJSON FeatureCollection; features sharing a name (:func:`zone_name`, by
+    ``name_key`` when given) are merged."""
     feats = obj.get("features") if obj.get("type") == "FeatureCollection" else [obj]
     if not feats:
         raise InputError(f"{where}: no features; expected a GeoJSON FeatureCollection of named polygons")
@@ -85,7 +88,7 @@ def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where
     props: dict[str, dict] = {}
     for i, f in enumerate(feats):
         p = f.get("properties") or {}
-        name = zone_name(p, f.get("id"), default=f"zone{i + 1}")
+        name = zone_name(p, f.get("id"), default=f"zone{i + 1}", key=name_key)
         if isinstance(f, Mapping) and f.get("type") == "Feature" and f.get("geometry") is None:
             continue  # an unlocated feature (valid GeoJSON): no zone
         try:
@@ -155,24 +158,44 @@ def placed(zones: Zones, crs: CRS | None, *, where: str = "scene") -> Zones:
     return zones.to_crs(crs)
 
 
-def read_zones(path: str | Path) -> Zones:
+def read_zones(path: str | Path, *, name_key: str | None = None) -> Zones:
     """Read zones from a GeoJSON file (lon/lat unless it names another CRS).
 
     A zone's name is its feature's ``zone``, ``name``, ``id``, ``label`` or ``title`` property (any
-    letter case), else the feature's ``id``.
+    letter case; only ``name_key`` when given), else the feature's ``id``.
     """
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such zones file") from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not a readable GeoJSON file ({e})") from None
+    obj = _geojson(path)
     crs: CRS | None = WGS84
     named = (obj.get("crs") or {}).get("properties", {}).get("name")
     if named:
         crs = CRS.from_user_input(named)
-    return zones_from_geojson(obj, crs=crs, where=str(path))
+    return zones_from_geojson(obj, crs=crs, where=str(path), name_key=name_key)
+
+
+def property_values(path: str | Path) -> dict[str, set[str]]:
+    """Every property key of a zones file's features (lower case) -> the values it takes, as text:
+    where else than :data:`NAME_KEYS` a file may name its zones (``zone_name``, ``berth``)."""
+    obj = _geojson(Path(path))
+    feats = obj.get("features") if obj.get("type") == "FeatureCollection" else [obj]
+    out: dict[str, set[str]] = {}
+    for f in feats or []:
+        for k, v in ((f.get("properties") or {}) if isinstance(f, Mapping) else {}).items():
+            if v is not None and str(v).strip():
+                out.setdefault(str(k).lower(), set()).add(str(v))
+    return out
+
+
+def _geojson(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is allowed
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such zones file") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable GeoJSON file ({e})") from None
+    if not isinstance(obj, Mapping):
+        raise InputError(f"{path}: not a GeoJSON object")
+    return dict(obj)
 
 
 def zone_masks(zones: Zones, crs: CRS | None, transform: Affine, shape_: tuple[int, int]) -> dict[str, np.ndarray]:

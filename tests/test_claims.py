@@ -377,3 +377,21 @@ def test_objects_in_nested_zones_count_in_each_zone_holding_them(tmp_path):
     after = nested.detections["aircraft"][1]
     assert after.count_by_zone()["apron"] >= apron_after
     assert any(d.zone == "whole_base" and d.in_zone("apron") for d in after.items)
+
+
+@pytest.mark.parametrize("props", [
+    lambda n: {"zone": "port", "name": n},   # ``zone`` used for a category, the zone's name under ``name``
+    lambda n: {"zone_name": n, "kind": "berth"},  # the name under a key imgdiff does not know
+])
+def test_zones_named_under_another_property_are_found_by_the_names_the_claims_use(tmp_path, props):
+    feats = []
+    for k, n in enumerate(("east quay", "west_berths")):
+        ring = [[35.0 + k * 0.01, 34.9], [35.005 + k * 0.01, 34.9], [35.005 + k * 0.01, 34.905], [35.0 + k * 0.01, 34.9]]
+        feats.append({"type": "Feature", "properties": props(n), "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    (tmp_path / "z.geojson").write_text("\ufeff" + json.dumps({"type": "FeatureCollection", "features": feats}))
+    obj = {"before": "b", "after": "a", "zones": "z.geojson",
+           "claims": [{"id": "x", "object": "vessels", "zone": "east_quay", "assert": "absent_after"},
+                      {"id": "y", "object": "vessels", "zone": "West berths", "assert": "present_after"}]}
+    cf = load_claims(_write(tmp_path, obj))
+    assert sorted(cf.zones.names) == ["east quay", "west_berths"]
+    assert [c.zone for c in cf.claims] == ["east quay", "west_berths"]
