@@ -81,6 +81,9 @@ def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where
                        name_key: str | None = None) -> Zones:
     """Zones from a GeoJSON FeatureCollection; features sharing a name (:func:`zone_name`, by
     ``name_key`` when given) are merged."""
+    if obj.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection"):
+        raise InputError(f"{where}: a bare {obj.get('type')} geometry has no zone name; write a FeatureCollection "
+                         "of Features with a 'name' property each")
     feats = obj.get("features") if obj.get("type") == "FeatureCollection" else [obj]
     if not feats:
         raise InputError(f"{where}: no features; expected a GeoJSON FeatureCollection of named polygons")

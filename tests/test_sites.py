@@ -138,3 +138,12 @@ def test_zones_with_heights_and_unlocated_features_are_read(tmp_path):
         {"type": "Feature", "properties": {"name": "note"}, "geometry": None}]}))
     z = read_zones(p)
     assert z.names == ("berth",) and not z.geometries["berth"].has_z
+
+
+def test_a_bare_geometry_as_zones_file_is_refused_saying_what_to_write(tmp_path):
+    from imgdiff.zones import read_zones
+
+    p = tmp_path / "z.geojson"
+    p.write_text(json.dumps({"type": "Polygon", "coordinates": [[[35, 35], [35.01, 35], [35.01, 35.01], [35, 35]]]}))
+    with pytest.raises(InputError, match=r"z.geojson: a bare Polygon geometry has no zone name; write a FeatureCollection"):
+        read_zones(p)
