@@ -473,6 +473,16 @@ def test_a_date_with_raw_export_names_holding_x10000_numbers_is_read_as_x10000_b
     assert b is export and a.meta["radiometry"]["B02"]["scale"] == pytest.approx(1e-4)
     assert_allclose(np.median(a.bands["B04"]), np.median(export.bands["B04"]), rtol=0.01)
     assert harmonise_scaling(export, export)[1] is export  # two real exports: left alone
+    # a hazy or glinting date over dark water: several times brighter, but by an offset (blue 0.03 -> 0.15,
+    # NIR 0.01 -> 0.13): the ratio differs from band to band, so it is no x 10000 date
+    (tmp_path / "hazy").mkdir()
+    water = {"B02": 0.03, "B03": 0.02, "B04": 0.012}
+    for b, level in water.items():
+        write_band(tmp_path / "hazy" / name.format(b), np.full((40, 40), round(level * 65535), np.uint16))
+        write_band(tmp_path / "export" / name.format(b), np.full((40, 40), round((level + 0.12) * 65535), np.uint16))
+    hazy, glint = read_scene(tmp_path / "hazy"), read_scene(tmp_path / "export")
+    hb, ha = harmonise_scaling(hazy, glint)
+    assert hb is hazy and ha is glint
 
 
 def test_a_south_up_raster_is_read_onto_its_north_up_grid_unchanged(tmp_path):

@@ -54,6 +54,11 @@ SATURATED_DN = 65000.0
 _DEFAULT_RULE = "DN/10000"
 _FLOAT_RULE = "float data taken as reflectance"
 _RAW_NAME_RULE = "Copernicus Browser raw export"
+#: Ratio of band medians between two dates read alike when one holds reflectance x 65535 and the other
+#: x 10000 numbers: 6.55 times the dates' gain (0.6-1.6 allowed) ...
+RAW_FACTOR_RANGE = (6.5536 * 0.6, 6.5536 * 1.6)
+#: ... and the same in every band: the largest ratio at most this many times the smallest.
+RAW_FACTOR_SPREAD = 1.5
 #: Float bands whose 99th percentile exceeds this are digital numbers, not reflectance.
 FLOAT_DN_LEVEL = 2.0
 
@@ -429,11 +434,20 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     def raw(r: dict[str, Any]) -> bool:
         return abs(float(r.get("scale", 0.0)) - RAW_EXPORT_SCALE) < 1e-12
 
-    def too_bright(default: Scene, other: Scene, band: str) -> bool:
-        # the same place on two dates: a copy read x 10000 that holds x 65535 numbers is ~6.5 times
-        # brighter than its partner; a copy really converted to x 10000 is about as bright
-        m = [float(np.nanmedian(s.bands[band][s.valid])) if s.valid.any() else math.nan for s in (default, other)]
-        return m[1] > 0 and m[0] / m[1] > math.sqrt(65535 / 10000)
+    def factor_apart(bright: Scene, dark: Scene, bands: Sequence[str]) -> bool:
+        # the same place on two dates, one holding x 65535 numbers and the other x 10000 but read alike:
+        # one is 6.55 times brighter, by the same factor in every band (up to the dates' gain); haze, glint
+        # or a top-of-atmosphere date add an offset instead, which raises dark bands by far more than
+        # bright ones; a copy really converted to x 10000 is about as bright as its partner
+        if not bands or not bright.valid.any() or not dark.valid.any():
+            return False
+        r = []
+        for b in bands:
+            mb, md = (float(np.nanmedian(s.bands[b][s.valid])) for s in (bright, dark))
+            if not (mb > 0 and md > 0):
+                return False
+            r.append(mb / md)
+        return all(RAW_FACTOR_RANGE[0] <= v <= RAW_FACTOR_RANGE[1] for v in r) and max(r) / min(r) <= RAW_FACTOR_SPREAD
 
     rad = Radiometry(RAW_EXPORT_SCALE, 0.0, "as the other date of the pair: reflectance x 65535 (Copernicus Browser "
                      "raw export scaling)")
@@ -442,8 +456,8 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     # over water on a top-of-atmosphere L1C date against a surface-reflectance export) is no copy
     cand_b = [b for b in common if by_default_rule(rb[b]) and raw(ra[b])]
     cand_a = [b for b in common if by_default_rule(ra[b]) and raw(rb[b])]
-    fix_b = cand_b if cand_b and all(too_bright(before, after, b) for b in cand_b) else []
-    fix_a = cand_a if cand_a and all(too_bright(after, before, b) for b in cand_a) else []
+    fix_b = cand_b if factor_apart(before, after, cand_b) else []
+    fix_a = cand_a if factor_apart(after, before, cand_a) else []
     before, after = (rescaled(before, fix_b, rad) if fix_b else before), (rescaled(after, fix_a, rad) if fix_a else after)
     # both dates named as raw exports, one of them 6.55 times darker in every band: a script wrote reflectance
     # x 10000 numbers under the export's names on that date
@@ -452,7 +466,7 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     if named:
         for which in ("before", "after"):
             dark, other = (before, after) if which == "before" else (after, before)
-            if all(too_bright(other, dark, b) for b in named):
+            if factor_apart(other, dark, named):
                 r10 = choose_radiometry("uint16", date=dark.date)
                 fixed = drop_impossible_offset(rescaled(dark, named, Radiometry(
                     r10.scale, r10.offset, f"{r10.source}; named as a raw export but 6.55 times darker than the other "
