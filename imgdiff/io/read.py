@@ -423,11 +423,15 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     (:func:`_consistent_offsets`).
     A band read as reflectance x 65535 (a raw export's name, or :func:`infer_raw_scaling`)
     on one date and by the default x 10000 convention on the other (a renamed copy of the
-    same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both when, in every
-    such band, its median reflectance is more than sqrt(6.55) times its partner's (so it holds
-    x 65535 numbers too); any other combination, a copy truly converted to x 10000, and a
-    product brighter in some bands only (an L1C date, top of atmosphere, beside a surface
-    reflectance export: its blue over water is 3-4 times brighter) are left as they are.
+    same export, darker than :data:`RAW_LEVEL_DN`) is read as x 65535 on both when its band
+    medians are 6.55 times its partner's, by one factor in every such band
+    (:data:`RAW_FACTOR_RANGE`, :data:`RAW_FACTOR_SPREAD`: it holds x 65535 numbers too). Both
+    dates named as raw exports, one of them 6.55 times darker by one factor in every band: that
+    one holds x 10000 numbers under the export's names and is read so. Any other combination is
+    left as it is: a copy truly converted to x 10000 (as bright as its partner), and a date
+    brighter by an offset rather than a factor (an L1C date, top of atmosphere, beside a
+    surface-reflectance export: its blue over water 3-4 times brighter, its red far less; haze;
+    sun glint).
     """
     rb, ra = before.meta.get("radiometry") or {}, after.meta.get("radiometry") or {}
 
