@@ -399,8 +399,6 @@ class _BandStrip:
 
     def __init__(self, source: Any, ds: Any, radiometry: Any, sequential: bool = True) -> None:
         self.source, self.ds, self.radiometry, self.sequential = source, ds, radiometry, sequential
-        from .io.read import georeferencing
-
         self.crs, self.transform = georeferencing(ds, source.name)
         self.index = source.index
         self.nodata = ds.nodata
@@ -880,7 +878,7 @@ def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BB
     from rasterio.enums import Resampling
 
     from .detect.vessels import MODEL_BANDS, band_levels
-    from .io.read import Radiometry, find_band_sources, georeferencing, open_raster, to_reflectance
+    from .io.read import Radiometry, to_reflectance
 
     grid = work_grid(path, bands, bbox)
     names = [b for b in MODEL_BANDS if bands is None or b in bands]
