@@ -467,16 +467,17 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     # x 10000 numbers under the export's names on that date
     named = [b for b in common if raw(rb[b]) and raw(ra[b]) and str(rb[b]["source"]).startswith(_RAW_NAME_RULE)
              and str(ra[b]["source"]).startswith(_RAW_NAME_RULE)]
-    if named:
-        for which in ("before", "after"):
-            dark, other = (before, after) if which == "before" else (after, before)
-            if factor_apart(other, dark, named):
-                r10 = choose_radiometry("uint16", date=dark.date)
-                fixed = drop_impossible_offset(rescaled(dark, named, Radiometry(
-                    r10.scale, r10.offset, f"{r10.source}; named as a raw export but 6.55 times darker than the other "
-                    "date: x 10000 numbers")))
-                before, after = (fixed, after) if which == "before" else (before, fixed)
-                break
+
+    def as_x10000(dark: Scene) -> Scene:
+        r10 = choose_radiometry("uint16", date=dark.date)
+        return drop_impossible_offset(rescaled(dark, named, Radiometry(
+            r10.scale, r10.offset, f"{r10.source}; named as a raw export but 6.55 times darker than the other date: "
+            "x 10000 numbers")))
+
+    if factor_apart(after, before, named):
+        before = as_x10000(before)
+    elif factor_apart(before, after, named):
+        after = as_x10000(after)
     return _consistent_offsets(before, after)
 
 
@@ -513,10 +514,7 @@ def _consistent_offsets(before: Scene, after: Scene) -> tuple[Scene, Scene]:
 
     def can_carry(scene: Scene, record: dict[str, Any]) -> bool:
         probe = next((b for b in ("B02", "B03") if b in record), None)
-        if probe is None:
-            return True
-        v = scene.bands[probe][scene.valid] - float(record[probe]["offset"])  # reflectance without offset
-        return float(np.mean(v < 0.1)) < 0.01  # DN below 1000
+        return probe is None or below_dn1000(scene, probe) < IMPOSSIBLE_OFFSET_SHARE
 
     med = {b: (dn_offset_free(before, b, rb[b]), dn_offset_free(after, b, ra[b])) for b in bands}
 
@@ -756,6 +754,18 @@ def read_scene(
     return infer_raw_scaling(drop_impossible_offset(scene))
 
 
+#: Share of the valid B02 (else B03) pixels below DN 1000 from which the numbers cannot carry the
+#: baseline-04 offset (their reflectance would be negative with it).
+IMPOSSIBLE_OFFSET_SHARE = 0.01
+
+
+def below_dn1000(scene: Scene, band: str) -> float:
+    """Share of a DN/10000 band's valid pixels whose digital number lies below 1000 (reflectance
+    below 0.1 without the baseline-04 offset, below 0 with it), whatever offset it was read with."""
+    offset = float((scene.meta.get("radiometry") or {}).get(band, {}).get("offset", 0.0))
+    return float(np.mean(scene.bands[band][scene.valid] - offset < 0.1))
+
+
 def drop_impossible_offset(scene: Scene) -> Scene:
     """Read the bands without the baseline-04 offset when their numbers cannot carry it.
 
@@ -769,8 +779,8 @@ def drop_impossible_offset(scene: Scene) -> Scene:
     probe = next((b for b in ("B02", "B03") if b in dated), None)
     if probe is None or len(dated) != len(record) or not scene.valid.any():
         return scene
-    below = float(np.mean(scene.bands[probe][scene.valid] < 0.0))
-    if below < 0.01:
+    below = below_dn1000(scene, probe)
+    if below < IMPOSSIBLE_OFFSET_SHARE:
         return scene
     rad = Radiometry(1e-4, 0.0, f"DN/10000 without offset: {below:.0%} of {probe} lies below DN 1000, impossible with "
                      "the baseline-04 offset the acquisition date suggests")
