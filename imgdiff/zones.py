@@ -121,7 +121,8 @@ def in_scene_frame(zones: Zones) -> Zones | None:
         return zones
     if not zones.crs.is_geographic or not zones.geometries:
         return None
-    x0, y0, x1, y1 = unary_union(list(zones.geometries.values())).bounds
+    b = np.array([g.bounds for g in zones.geometries.values()])  # no union: placed() asks on every call
+    x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
     if -180 <= x0 and x1 <= 180 and -90 <= y0 and y1 <= 90:
         return None
     return replace(zones, crs=None)
