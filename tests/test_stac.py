@@ -105,6 +105,11 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             return None
 
         def _send(self, code: int, body: bytes, ctype: str, extra: dict | None = None, *, truncate=False) -> None:
+            part = b"" if self.command == "HEAD" else (body[: len(body) // 2] if truncate else body)
+            # logged before the client can see the response: a test that checks the log right after
+            # its request returns must find it there (the handler thread may run later than the client)
+            state.requests.append({"method": self.command, "path": self.path, "range": self.headers.get("Range"),
+                                   "bytes": len(part)})
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -112,13 +117,8 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             for k, v in (extra or {}).items():
                 self.send_header(k, v)
             self.end_headers()
-            sent = 0
-            if self.command != "HEAD":
-                part = body[: len(body) // 2] if truncate else body
+            if part:
                 self.wfile.write(part)
-                sent = len(part)
-            state.requests.append({"method": self.command, "path": self.path, "range": self.headers.get("Range"),
-                                   "bytes": sent})
             if truncate:
                 self.wfile.flush()
                 self.close_connection = True
