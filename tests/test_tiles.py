@@ -119,7 +119,7 @@ def test_tiled_compare_matches_the_whole_scene_compare(pair, tmp_path: Path):
     report = compare_tiled(b, a, tmp_path / "out", tile_size=128, overlap=16, workers=2, method="cva-otsu")
     with rasterio.open(tmp_path / "out" / "change.tif") as ds:
         mag, mask, na = ds.read()
-        assert ds.block_shapes[0] == (256, 256) and ds.profile["compress"] == "deflate"
+        assert ds.block_shapes[0] == (256, 256) and ds.profile["compress"] == "zstd"
     whole = imgdiff.compare(b, a, method="cva-otsu")
     assert report["coregistration"]["dx"] == pytest.approx(1.0, abs=0.05)
     assert report["coregistration"]["dy"] == pytest.approx(-2.0, abs=0.05)
