@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from imgdiff_cli.main import cli
 
 import imgdiff.tiles as tiles
+import imgdiff.tiles.large_scenes as large_scenes  # zones_window reads its limits there
 from imgdiff.claims import read_for_zones
 from imgdiff.errors import NoOverlapError
 from imgdiff.io.read import read_scene
@@ -29,8 +30,8 @@ def test_a_site_sized_scene_is_read_whole():
 def test_a_scene_above_the_size_limit_is_read_only_around_the_zones_plus_the_margin(monkeypatch):
     zones = load_zones("tartus")
     full = read_scene(BEFORE)
-    monkeypatch.setattr(tiles, "ZONES_WINDOW_ABOVE_PX", 1000)
-    monkeypatch.setattr(tiles, "ZONES_MARGIN_M", 50.0)
+    monkeypatch.setattr(large_scenes, "ZONES_WINDOW_ABOVE_PX", 1000)
+    monkeypatch.setattr(large_scenes, "ZONES_MARGIN_M", 50.0)
     (x0, y0, x1, y1), crs = tiles.zones_window(BEFORE, zones)
     assert crs == full.crs
     zb = [g.bounds for g in zones.to_crs(full.crs).geometries.values()]
@@ -46,7 +47,7 @@ def test_a_scene_above_the_size_limit_is_read_only_around_the_zones_plus_the_mar
 
 
 def test_zones_outside_a_large_scene_are_refused_naming_the_scene(monkeypatch):
-    monkeypatch.setattr(tiles, "ZONES_WINDOW_ABOVE_PX", 1000)
+    monkeypatch.setattr(large_scenes, "ZONES_WINDOW_ABOVE_PX", 1000)
     far = zones_from_geojson({"type": "FeatureCollection", "features": [{
         "type": "Feature", "properties": {"name": "elsewhere"},
         "geometry": {"type": "Polygon", "coordinates": [[[20.0, 40.0], [20.01, 40.0], [20.01, 40.01], [20.0, 40.0]]]}}]})
@@ -98,8 +99,8 @@ def test_detect_with_zones_on_a_large_scene_reads_only_the_zones_window(tmp_path
     whole = CliRunner().invoke(cli, ["detect", str(BEFORE), "--zones", zones, "-o", str(tmp_path / "a.geojson"), "--json"])
     assert whole.exit_code == 0, whole.output
     assert seen == [None]
-    monkeypatch.setattr(tiles, "ZONES_WINDOW_ABOVE_PX", 1000)
-    monkeypatch.setattr(tiles, "ZONES_MARGIN_M", 50.0)
+    monkeypatch.setattr(large_scenes, "ZONES_WINDOW_ABOVE_PX", 1000)
+    monkeypatch.setattr(large_scenes, "ZONES_MARGIN_M", 50.0)
     part = CliRunner().invoke(cli, ["detect", str(BEFORE), "--zones", zones, "-o", str(tmp_path / "b.geojson"), "--json"])
     assert part.exit_code == 0, part.output
     from rasterio.warp import transform_bounds

@@ -417,7 +417,7 @@ def test_coregistration_ffts_stay_on_one_thread_inside_tile_threads_and_workers(
     from imgdiff.coregister import fft_threads
     from imgdiff.tiles import one_thread_per_worker
 
-    with one_thread_per_worker(2):  # also what dask workers set (imgdiff.watch._one_thread_per_worker)
+    with one_thread_per_worker(2):  # also what dask workers set (imgdiff.watch.cluster._one_thread_per_worker)
         assert fft_threads() == 1
     assert fft_threads() == max(1, min(2, cv2.getNumThreads()))
 

@@ -294,11 +294,11 @@ def test_sigterm_becomes_keyboard_interrupt_so_cleanup_runs():
 def test_scenes_above_the_size_limit_are_processed_window_by_window_with_the_same_counts(
         site: Path, tmp_path: Path, monkeypatch):
     import imgdiff.tiles
-    import imgdiff.watch
+    import imgdiff.watch.process
 
     m = read_manifest(site / "watch.yaml")
     whole = run_watch(m, tmp_path / "a", scheduler="synchronous")
-    monkeypatch.setattr(imgdiff.watch, "TILED_ABOVE_PX", 32 * 32)
+    monkeypatch.setattr(imgdiff.watch.process, "TILED_ABOVE_PX", 32 * 32)
     monkeypatch.setattr(imgdiff.tiles, "TILE_SIZE", 40)  # 3 x 3 windows; berths at (20, 30) and (70, 60)
     monkeypatch.setattr(imgdiff.tiles, "DETECT_OVERLAP", 12)
     tiled = run_watch(m, tmp_path / "b", scheduler="synchronous")

@@ -1,0 +1,316 @@
+"""The pipeline: read the scenes, compare them, mask clouds, detect and reconcile objects, decide the claims.
+
+:func:`verify` runs it for a claims file, :func:`survey` without claims (``imgdiff compare
+--site``); both return a :class:`Verification`. Whole tiles are read only around the zones
+(:func:`read_for_zones`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..compare import CompareResult
+from ..detect.base import Detections
+from ..errors import CoregistrationError
+from ..io.read import BBox
+from ..match import reconcile
+from ..scene import Scene
+from ..zones import Zones, assign_zones, placed
+from .clouds import cloud_haze, pair_clouds
+from .evidence import CALIBRATED_EVIDENCE, LOOK_FRACTION, MIN_EVIDENCE_SCORE, STATIC_PERSISTENCE
+from .files import OBJECTS, ClaimFile, ClaimsError
+from .performance import DetectorPerformance, detector_performance
+from .verdicts import Verdict, ZoneState, evaluate_claim, registration_quality, zone_states
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Everything :func:`verify` found.
+
+    Attributes
+    ----------
+    claims : ClaimFile
+    inputs : (Scene, Scene)
+        The scenes as read (provenance).
+    result : CompareResult
+        The pair on the common grid, co-registration and change map.
+    zones : Zones
+        The zones in the grid's CRS.
+    cloud : dict
+        ``"before"`` / ``"after"`` -> cloud and shadow mask on the grid.
+    states : dict
+        ``"before"`` / ``"after"`` -> zone name -> :class:`ZoneState`.
+    detections : dict
+        Object kind -> (before Detections, after Detections) on the grid.
+    performance : dict
+        Object kind -> :class:`DetectorPerformance`.
+    verdicts : tuple of Verdict
+    undecided : dict
+        Object kind -> (before Detections, after Detections) of undecided objects: weak detections
+        whose place cannot be compared with the other date (:class:`imgdiff.match.Reconciled`);
+        not counted.
+    """
+
+    claims: ClaimFile
+    inputs: tuple[Scene, Scene]
+    result: CompareResult
+    zones: Zones
+    cloud: dict[str, np.ndarray]
+    states: dict[str, dict[str, ZoneState]]
+    detections: dict[str, tuple[Detections, Detections]]
+    performance: dict[str, DetectorPerformance]
+    verdicts: tuple[Verdict, ...] = field(default=())
+    undecided: dict[str, tuple[Detections, Detections]] = field(default_factory=dict)
+
+    def zones_outside(self) -> tuple[str, ...]:
+        """Names of the zones that lie wholly outside the compared grid (the scenes' overlap).
+
+        Their claims can only be INCONCLUSIVE; usually the zones file is of another place or
+        has its coordinates in another order or CRS than it says (GeoJSON is lon/lat).
+        """
+        from shapely.geometry import box
+
+        frame = box(*self.result.pair.grid.bounds)
+        return tuple(n for n, g in self.zones.geometries.items() if not g.intersects(frame))
+
+
+def detector_threshold(obj: str) -> float:
+    """The default score threshold of the shipped detector for ``obj`` (a probability in [0, 1])."""
+    if obj == "vessels":
+        from ..detect import vessels
+
+        return float(vessels.CNN_MIN_SCORE if vessels.MODEL_PATH.is_file() else vessels.CLASSICAL_MIN_SCORE)
+    from ..detect import aircraft
+
+    return float(aircraft.DEFAULT_THRESHOLD if aircraft.MODEL_PATH.is_file() else aircraft.CLASSICAL_THRESHOLD)
+
+
+def detect(obj: str, scene: Scene, zones: Zones, *, min_score: float | None = None) -> Detections:
+    """Run the detector for ``obj`` (``"vessels"`` / ``"aircraft"``) on a scene, zones assigned.
+
+    ``min_score``: score threshold (default: the detector's own, :func:`detector_threshold`).
+    """
+    if obj == "vessels":
+        from ..detect.vessels import detect_vessels
+
+        dets = detect_vessels(scene, zones, min_score=min_score)
+    else:
+        from ..detect.aircraft import detect_aircraft
+
+        dets = detect_aircraft(scene, zones, threshold=min_score)
+    return assign_zones(dets, zones, keep_outside=True)
+
+
+def drop_hidden(dets: Detections, clear: np.ndarray) -> Detections:
+    """Detections whose centroid pixel is clear (not cloud, shadow or no-data)."""
+    keep = []
+    for d in dets.items:
+        x, y = d.center
+        r, c = int(math.floor(y)), int(math.floor(x))
+        keep.append(0 <= r < clear.shape[0] and 0 <= c < clear.shape[1] and bool(clear[r, c]))
+    return dets.filter(keep)
+
+
+def zone_counts(dets: Detections, zones: Sequence[str]) -> dict[str, int]:
+    """Detections per zone (every zone listed, zero included)."""
+    c = dets.count_by_zone()
+    return {z: int(c.get(z, 0)) for z in zones}
+
+
+def analyse_result(
+    result: CompareResult,
+    zones: Zones,
+    objects: Sequence[str],
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[Zones, dict, dict, dict, dict]:
+    """Clouds, zone visibility and detections per zone on both dates of a compared pair.
+
+    Returns
+    -------
+    (Zones in the grid CRS, cloud masks per date, zone states per date,
+    detections per object kind as (before, after), cloud-hidden ones removed,
+    undecided objects per object kind as (before, after): :class:`imgdiff.match.Reconciled`)
+    """
+    step = on_step or (lambda name: None)
+    pair = result.pair
+    zg = placed(zones, result.grid.crs, where=pair.before.meta.get("source", "before scene"))
+    step("clouds")
+    cb, ca = pair_clouds(pair.before, pair.after)
+    cloud = {"before": cb, "after": ca}
+    states = {"before": zone_states(zg, pair.before, cloud["before"]),
+              "after": zone_states(zg, pair.after, cloud["after"])}
+    dets: dict[str, tuple[Detections, Detections]] = {}
+    undecided: dict[str, tuple[Detections, Detections]] = {}
+    clear = {"before": pair.before.valid & ~cloud["before"], "after": pair.after.valid & ~cloud["after"]}
+    haze_b, haze_a = cloud_haze(pair.before, pair.after, cloud["before"], cloud["after"])
+    for obj in objects:
+        step(f"detect {obj}")
+        thr = detector_threshold(obj)
+        # an object's evidence is the probability that it is real, from the detector's calibration table
+        # (its model card: fraction real per score bin on held-out data); without one, the score itself
+        cal = detector_performance(obj).calibration
+        knots = cal.knots() if cal is not None else None
+        calibrated = (lambda s, k=knots: float(np.interp(s, *k))) if knots is not None else None
+        cut = calibrated if CALIBRATED_EVIDENCE else None  # None: the cut is on the score
+        evidence = MIN_EVIDENCE_SCORE if cut is not None else max(thr, MIN_EVIDENCE_SCORE)
+        # looks: detections down to LOOK_FRACTION of the threshold, so that each place has a score on both dates
+        looks = [drop_hidden(detect(obj, scene, zg, min_score=LOOK_FRACTION * thr), clear[date])
+                 for date, scene in (("before", pair.before), ("after", pair.after))]
+        # objects decided place by place from both dates (imgdiff.match.reconcile): a miss on one date at
+        # an unchanged place is carried over, static clutter scored inconsistently is dropped, and only
+        # objects more likely real than not (MIN_EVIDENCE_SCORE) count
+        # objects decided place by place (imgdiff.match.reconcile); weak looks whose place cannot be
+        # compared with the other date (a cloud's hazy rim, hidden there) are kept apart as undecided
+        r = reconcile(looks[0], looks[1], pair.before, pair.after,
+                      evidence=evidence, look=LOOK_FRACTION * thr, threshold=thr, calibration=cut,
+                      probability=calibrated, static_persistence=STATIC_PERSISTENCE,
+                      clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
+        dets[obj] = (assign_zones(r.before, zg, keep_outside=True), assign_zones(r.after, zg, keep_outside=True))
+        undecided[obj] = (assign_zones(r.undecided_before, zg, keep_outside=True),
+                          assign_zones(r.undecided_after, zg, keep_outside=True))
+    return zg, cloud, states, dets, undecided
+
+
+def analyse(
+    before: Scene,
+    after: Scene,
+    zones: Zones,
+    objects: Sequence[str],
+    *,
+    method: str | None = None,
+    register: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[CompareResult, Zones, dict, dict, dict, dict]:
+    """Compare two scenes (:func:`imgdiff.compare`, with its ``method`` and ``register``), then
+    :func:`analyse_result`.
+
+    A co-registration that raises is recorded as failed (reliability 0) and the
+    scenes are compared unregistered.
+    """
+    from ..compare import compare
+    from ..coregister import Registration
+
+    try:
+        result = compare(before, after, method=method, register=register, on_step=on_step)
+    except CoregistrationError:
+        result = compare(before, after, method=method, register=False, on_step=on_step)
+        result = replace(result, registration=Registration(0.0, 0.0, 0.0, 0.0, math.nan, 0.0, method="failed"))
+    return (result, *analyse_result(result, zones, objects, on_step=on_step))
+
+
+def _after_read(step: Callable[[str], None]) -> Callable[[str], None]:
+    """A step callback that ignores a second "read" (scenes already read)."""
+    return lambda name: None if name == "read" else step(name)
+
+
+def read_for_zones(path: str | Path, zones: Zones, *, bands: Sequence[str] | None = None,
+                   bbox: BBox | None = None) -> Scene:
+    """Read a scene for a site: whole, or only around the zones when it is a whole tile.
+
+    Parameters
+    ----------
+    path : str or Path
+    zones : Zones
+    bands : sequence of str, optional
+    bbox : (west, south, east, north), optional
+        Lon/lat window to read instead (the caller's choice wins).
+
+    Notes
+    -----
+    A scene of more than :data:`imgdiff.tiles.ZONES_WINDOW_ABOVE_PX` pixels is read only over the
+    zones' bounds plus :data:`imgdiff.tiles.ZONES_MARGIN_M` of context (:func:`imgdiff.tiles.zones_window`),
+    so a site on a 10980 x 10980 px tile costs its window, not the tile; smaller scenes are read whole.
+    """
+    from ..io.read import read_scene
+    from ..tiles import zones_window
+
+    if bbox is not None:
+        return read_scene(path, bands=bands, bbox=bbox)
+    window = zones_window(path, zones, bands)
+    if window is None:
+        return read_scene(path, bands=bands)
+    return read_scene(path, bands=bands, bbox=window[0], bbox_crs=window[1])
+
+
+def survey(
+    before: Scene | str | Path,
+    after: Scene | str | Path,
+    zones: Zones,
+    *,
+    objects: Sequence[str] = OBJECTS,
+    zones_source: str = "zones",
+    bands: Sequence[str] | None = None,
+    bbox: BBox | None = None,
+    method: str | None = None,
+    register: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> Verification:
+    """Compare two scenes and count objects per zone, without claims (``imgdiff compare --site``).
+
+    Scenes given as paths are read with :func:`read_for_zones` (``bands``, lon/lat ``bbox``; whole
+    tiles only around the zones); ``method`` and ``register`` go to :func:`imgdiff.compare`.
+
+    Returns a :class:`Verification` with no verdicts; :func:`imgdiff.report.verify.write_verify`
+    writes the same report as ``imgdiff verify`` (zones, counts, change, detections, HTML).
+    """
+    step = on_step or (lambda name: None)
+    step("read")
+    b = before if isinstance(before, Scene) else read_for_zones(before, zones, bands=bands, bbox=bbox)
+    a = after if isinstance(after, Scene) else read_for_zones(after, zones, bands=bands, bbox=bbox)
+    result, zg, cloud, states, dets, undecided = analyse(b, a, zones, list(objects), method=method, register=register,
+                                                         on_step=_after_read(step))
+    src = Path(str(b.meta.get("source", "before"))), Path(str(a.meta.get("source", "after")))
+    cf = ClaimFile(Path("-"), src[0], src[1], zones_source, zones, ())
+    return Verification(cf, (b, a), result, zg, cloud, states, dets, {o: detector_performance(o) for o in objects},
+                        undecided=undecided)
+
+
+def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -> Verification:
+    """Read the scenes of a claims file, compare them, detect objects and decide every claim.
+
+    Parameters
+    ----------
+    claims : ClaimFile
+        From :func:`load_claims`.
+    on_step : callable, optional
+        Called with the name of each step as it starts (progress bars).
+
+    Returns
+    -------
+    Verification
+    """
+    from ..stac.resolve import resolve_scene_path
+
+    step = on_step or (lambda name: None)
+    step("read")
+    paths = []
+    for role, ref in (("before", claims.before), ("after", claims.after)):
+        path = resolve_scene_path(str(ref), aoi=claims.zones)  # a STAC item is fetched for the zones' window
+        if not Path(path).exists():
+            raise ClaimsError(f"{claims.path}: {role} scene {path} does not exist "
+                              "(scene paths are relative to the claims file)")
+        paths.append(path)
+    before = read_for_zones(paths[0], claims.zones, bands=claims.bands)  # a whole tile: only around the zones
+    after = read_for_zones(paths[1], claims.zones, bands=claims.bands)
+    objects = sorted({c.object for c in claims.claims}, key=OBJECTS.index)
+    result, zg, cloud, states, dets, undecided = analyse(before, after, claims.zones, objects,
+                                                         on_step=_after_read(step))
+    perf = {o: detector_performance(o) for o in objects}
+    step("claims")
+    pair = result.pair
+    both = zone_states(zg, replace(pair.before, valid=pair.before.valid & pair.after.valid),
+                       cloud["before"] | cloud["after"])
+    verdicts = tuple(
+        evaluate_claim(c, *dets[c.object], states["before"][c.zone], states["after"][c.zone],
+                       registration_reliability=registration_quality(result.registration),
+                       performance=perf[c.object], state_both=both[c.zone],
+                       undecided_before=undecided[c.object][0], undecided_after=undecided[c.object][1])
+        for c in claims.claims
+    )
+    return Verification(claims, (before, after), result, zg, cloud, states, dets, perf, verdicts, undecided)

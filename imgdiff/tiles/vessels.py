@@ -1,0 +1,142 @@
+"""The vessel detector on whole tiles: where a vessel may lie, and scene-wide input levels.
+
+:func:`vessel_screen` is the cheap screen :func:`imgdiff.tiles.detect.detect_tiled` runs before
+the vessel network; :func:`vessel_levels` gives the network's input levels for a whole scene from
+a decimated read, so that every window is normalised alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.windows
+from rasterio.windows import Window
+
+from ..io.read import BBox, find_band_sources, georeferencing, open_raster
+from ..scene import Scene
+from .reading import _probe, window_bounds, work_grid
+
+#: The vessel screen's cell side in pixels, and how far (in cells) from water a vessel's centre
+#: may lie: 2 cells of 16 px = 32 px, beyond a box half-length (<= 20 px for 400 m) plus the
+#: detector's 4 px water test (on the real ports every detection lies within 6 px of water).
+SCREEN_CELL = 16
+SCREEN_WATER_CELLS = 2
+#: An open-water cell holds a vessel candidate when a pixel exceeds this multiple of the local
+#: water background in B04 or B08 (on the sen2ships ports every detection of the network and every
+#: labelled vessel peaks at >= 1.66 x in B04 and >= 2.0 x in B08; sensor noise on dark water
+#: reaches about 1.3 x in a cell).
+SCREEN_BRIGHTER = 1.5
+
+
+def vessel_screen(scene: Scene, *, cell: int = SCREEN_CELL, water_cells: int = SCREEN_WATER_CELLS,
+                  brighter: float = SCREEN_BRIGHTER) -> np.ndarray:
+    """Where a vessel's centre may lie: near water, and in open water only near a bright pixel.
+
+    A cheap test that lets :func:`detect_tiled` skip what cannot hold a vessel, working on
+    ``cell`` x ``cell`` px cells. Water is the detector's open water
+    (:func:`imgdiff.detect.vessels.water_mask`: NDWI > 0 in water bodies of at least 2000 px),
+    computed on the whole window: on any part of the window the detector finds no more water.
+    A cell is marked when it holds a valid pixel and
+
+    * water lies within ``water_cells`` cells of it (inland cells are skipped: the detector
+      drops boxes with no open water within 4 px), and
+    * it is not open water (land within ``water_cells`` cells: quays, moored ships), or one of
+      its pixels is ``brighter`` times the median water of its 3 x 3 cells in B04 or B08.
+
+    Parameters
+    ----------
+    scene : Scene
+        With B03 and B08 (B04 used when present); otherwise every valid pixel is marked.
+
+    Returns
+    -------
+    ndarray of bool (rows, cols)
+        Constant over each cell.
+    """
+    if "B03" not in scene.bands or "B08" not in scene.bands:
+        return scene.valid.copy()
+    from scipy import ndimage as ndi
+
+    h, w = scene.shape
+    hc, wc = -(-h // cell), -(-w // cell)
+
+    def cells(a: np.ndarray, fill: float) -> np.ndarray:
+        p = np.full((hc * cell, wc * cell), fill, a.dtype)
+        p[:h, :w] = a
+        return p.reshape(hc, cell, wc, cell).transpose(0, 2, 1, 3).reshape(hc, wc, cell * cell)
+
+    from ..detect.vessels import water_mask
+
+    water = water_mask(scene)  # the detector's own: on a larger window, a superset of it on any part
+    valid_c = cells(scene.valid, False).any(axis=2)
+    land_c = cells(~water & scene.valid, False).any(axis=2)
+    water_c = cells(water, False).any(axis=2)
+    reach = np.ones((2 * water_cells + 1,) * 2, bool)
+    near_water = ndi.binary_dilation(water_c, reach)
+    near_land = ndi.binary_dilation(land_c, reach)
+    bright_c = np.zeros((hc, wc), bool)
+    for name in ("B04", "B08"):
+        if name not in scene.bands:
+            continue
+        vc = cells(np.where(water & scene.valid, scene.bands[name], np.nan).astype(np.float32), np.nan)
+        has = np.isfinite(vc).any(axis=2)
+        med = np.full((hc, wc), np.nan, np.float32)
+        med[has] = np.nanmedian(vc[has], axis=1)  # only cells holding water: no all-NaN warning
+        peak = np.fmax.reduce(cells(np.where(scene.valid, scene.bands[name], np.nan).astype(np.float32), np.nan),
+                              axis=2)  # NaN-ignoring maximum; NaN where no pixel is valid
+        # background: the median water of the 3 x 3 cells (a ship filling its own cell does not hide)
+        bg = ndi.minimum_filter(np.where(np.isfinite(med), med, np.inf), size=3, mode="nearest")
+        with np.errstate(invalid="ignore"):
+            bright_c |= ~(peak <= brighter * bg)  # NaN peak (no valid pixel) is caught by valid_c
+    marked = valid_c & near_water & (near_land | bright_c)
+    return np.repeat(np.repeat(marked, cell, axis=0), cell, axis=1)[:h, :w]
+
+
+def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox | None = None,
+                  step: int = 8) -> dict[str, tuple[float, float]]:
+    """Input levels of the vessel network for a whole scene, from a decimated read.
+
+    Every ``step``-th pixel of every ``step``-th row of each of B02 B03 B04 B08 (those
+    present) is read (GDAL decimated read, nearest) and converted to reflectance as
+    :func:`imgdiff.read_scene` does; :func:`imgdiff.detect.vessels.band_levels` of each
+    band are then the levels every window is normalised with, instead of its own (so a
+    window of open sea and one of bright port are scaled alike, as in the whole scene).
+
+    Returns
+    -------
+    dict
+        Band name -> (low, reference) levels; bands without valid pixels are left out.
+    """
+    from rasterio.enums import Resampling
+
+    from ..detect.vessels import MODEL_BANDS, band_levels
+    from ..io.read import Radiometry, to_reflectance
+
+    grid = work_grid(path, bands, bbox)
+    names = [b for b in MODEL_BANDS if bands is None or b in bands]
+    sources = {s.name: s for s in find_band_sources(path, bands) if s.name in names}
+    probe = _probe(path, grid, list(sources) or None)
+    rad = probe.meta.get("radiometry", {}) if probe is not None else {}
+    bounds = window_bounds(grid, (0, 0, grid.width, grid.height))
+    shape = (max(1, grid.height // step), max(1, grid.width // step))
+
+    def levels(name: str) -> tuple[float, float] | None:
+        s, r = sources[name], rad[name]
+        with open_raster(s.path) as ds:  # one handle per thread
+            crs, transform = georeferencing(ds, name)
+            if crs != grid.crs:
+                return None
+            win = rasterio.windows.from_bounds(*bounds, transform=transform).round_offsets().round_lengths()
+            win = win.intersection(Window(0, 0, ds.width, ds.height))
+            dn = ds.read(s.index, window=win, out_shape=shape, resampling=Resampling.nearest)
+            return band_levels(to_reflectance(dn, Radiometry(r["scale"], r["offset"], r["source"]), ds.nodata))
+
+    names = [n for n in sources if n in rad]
+    # the bands are read (every block decoded) on two threads: GDAL releases the GIL while decoding
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="imgdiff-levels") as pool:
+        found = dict(zip(names, pool.map(levels, names)))
+    return {n: lv for n, lv in found.items() if lv is not None}
