@@ -26,8 +26,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 import imgdiff
-from imgdiff import change
 from imgdiff.change import MLPModel
+from imgdiff.change import learned as change  # the module whose pick_model reads _shipped_models
 from imgdiff.data import data_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -14,20 +14,9 @@ from rasterio.warp import transform_bounds
 
 from ..errors import InputError
 from ..scene import pixel_size_m
-from .read import (
-    LOCAL_FRAME,
-    date_from_sidecar,
-    date_from_tags,
-    date_from_text,
-    find_band_sources,
-    find_product_metadata,
-    georeferencing,
-    is_georeferenced,
-    one_line,
-    open_raster,
-    parse_product_metadata,
-    select_bands,
-)
+from .georeferencing import LOCAL_FRAME, georeferencing, is_georeferenced
+from .layout import find_band_sources, one_line, open_raster, select_bands
+from .metadata import date_from_sidecar, date_from_tags, date_from_text, find_product_metadata, parse_product_metadata
 
 #: Longest side (pixels) at which valid fractions are estimated.
 OVERVIEW_SIZE = 1024

@@ -19,7 +19,7 @@ COMPARE_OUTPUTS = ("change.tif", "report.json", "report.md")
 
 def _scene_entry(s: Scene, used: Scene | None = None) -> dict[str, Any]:
     """Provenance of a scene as read; ``radiometry`` is the scaling finally used, that of ``used``
-    (the scene as compared, after :func:`imgdiff.io.read.harmonise_scaling`) when given."""
+    (the scene as compared, after :func:`imgdiff.io.harmonise.harmonise_scaling`) when given."""
     return {
         "source": s.meta.get("source"),
         "date": s.date.isoformat() if s.date else None,

@@ -1,0 +1,228 @@
+"""The change map of two co-registered stacks or scenes: :class:`ChangeMap`, :func:`change_map`.
+
+The after stack is normalised to the before stack, the chosen method (:data:`METHODS`) gives a
+magnitude and its threshold, the mask keeps changed regions of at least the minimum mapping unit;
+:func:`scene_change_map` keeps clouds, shadows and saturated pixels out first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import EmptySceneError
+from ..radiometry import date_masks, drop_small_regions, normalise
+from ..scene import Scene
+from .classical import (
+    IRMAD_MIN_PIXELS_PER_BAND,
+    classical_bands,
+    cva_magnitude,
+    irmad,
+    log_ratio_damping,
+    log_ratio_magnitude,
+)
+from .learned import MIN_CHANGE_REFLECTANCE, learned_magnitude, pick_model
+from .thresholds import _ramp_confidence, apply_mmu, chi2_threshold, em_threshold, noise_floor, otsu_threshold
+
+#: Change methods :func:`change_map` knows, default first.
+METHODS: tuple[str, ...] = ("mlp", "irmad", "cva-otsu", "cva-em", "logratio-otsu")
+DEFAULT_METHOD = "mlp"
+#: Smallest changed region kept by default, in square metres (4 pixels of 10 m).
+DEFAULT_MMU_M2 = 400.0
+
+
+@dataclass(frozen=True)
+class ChangeMap:
+    """A per-pixel change map.
+
+    Attributes
+    ----------
+    magnitude : ndarray of float32, shape (rows, cols)
+        Change magnitude in method-specific units: for CVA the Euclidean norm of the
+        reflectance difference vector, for IR-MAD the chi-square statistic, for the
+        learned method the change probability in [0, 1]. NaN where not assessed.
+    mask : ndarray of bool, shape (rows, cols)
+        Changed pixels after the minimum mapping unit (False outside ``valid``).
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels where change was assessed (both dates valid, not cloud, shadow or saturated).
+    threshold : float
+        Threshold on ``magnitude`` used for ``mask``.
+    method : str
+    confidence : ndarray of float32, shape (rows, cols), optional
+        Confidence that a pixel changed, in [0, 1] (0.5 at the threshold); NaN where not assessed.
+    details : dict
+        Method-specific figures (IR-MAD canonical correlations, normalisation gains, ...).
+    """
+
+    magnitude: np.ndarray
+    mask: np.ndarray
+    valid: np.ndarray
+    threshold: float
+    method: str
+    confidence: np.ndarray | None = None
+    details: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the change map
+
+def change_map(
+    before: np.ndarray,
+    after: np.ndarray,
+    valid: np.ndarray,
+    *,
+    bands: Sequence[str] | None = None,
+    method: str | None = None,
+    pixel_size_m: tuple[float, float] = (10.0, 10.0),
+    min_mapping_unit_m2: float = DEFAULT_MMU_M2,
+    normalise_radiometry: bool = True,
+    min_mapping_unit_px: int | None = None,
+) -> ChangeMap:
+    """Change between two co-registered stacks.
+
+    The after stack is first normalised to the before stack (per-band orthogonal
+    regression on pseudo-invariant pixels, :func:`imgdiff.radiometry.normalise`), so
+    gain and illumination differences do not count as change. Then:
+
+    - ``"mlp"`` (default): learned per-pixel classifier over :func:`change_features`,
+      trained on the labelled OSCD cities; magnitude = change probability, threshold
+      chosen by leave-one-city-out validation. Needs B02 B03 B04 B08 (uses B05-B07,
+      B8A, B11, B12 when present); falls back to ``"irmad"`` without them.
+    - ``"irmad"``: IR-MAD chi-square statistic, threshold = chi-square quantile p = 0.99
+      (or the noise floor, if higher).
+    - ``"cva-otsu"`` / ``"cva-em"``: CVA magnitude with Otsu's or the EM Bayes threshold.
+    - ``"logratio-otsu"``: norm of per-band log ratios with Otsu's threshold.
+
+    Histogram thresholds are kept above :func:`noise_floor` so an unchanged pair stays unflagged.
+    The classical methods leave out :data:`ATMOSPHERIC_BANDS` (B01 B09 B10) when ``bands`` names them.
+
+    Parameters
+    ----------
+    before, after : ndarray, shape (bands, rows, cols)
+        Reflectance on one grid (NaN invalid).
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels to assess (both dates valid, clouds etc. already removed).
+    bands : sequence of str, optional
+        Band names along axis 0 (needed by ``"mlp"``).
+    method : str, optional
+        One of :data:`METHODS`; default :data:`DEFAULT_METHOD`.
+    pixel_size_m : (float, float)
+        Ground size (x, y) of a pixel in metres, for the minimum mapping unit.
+    min_mapping_unit_m2 : float
+        Changed regions smaller than this (square metres) are dropped.
+    normalise_radiometry : bool
+        Normalise ``after`` to ``before`` first.
+    min_mapping_unit_px : int, optional
+        Overrides ``min_mapping_unit_m2`` with a size in pixels.
+
+    Returns
+    -------
+    ChangeMap
+
+    Raises
+    ------
+    EmptySceneError
+        ``"irmad"`` (asked for, or the fallback of ``"mlp"``) on fewer than
+        :data:`IRMAD_MIN_PIXELS_PER_BAND` valid pixels per band.
+    """
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise ValueError(f"unknown change method {method!r}; choose one of {', '.join(METHODS)}")
+    if before.shape != after.shape or before.shape[1:] != valid.shape:
+        raise ValueError(f"stacks {before.shape} / {after.shape} and mask {valid.shape} do not match")
+    valid = valid & np.all(np.isfinite(before), 0) & np.all(np.isfinite(after), 0)
+    details: dict = {}
+    if normalise_radiometry and valid.sum() >= 50:
+        norm = normalise(before, after, valid)
+        after = norm.apply(after)
+        details["normalisation"] = {"gain": norm.gain.tolist(), "offset": norm.offset.tolist(),
+                                    "invariant_pixels": norm.n_invariant}
+    names = list(bands) if bands is not None else [f"band{i}" for i in range(before.shape[0])]
+    model = pick_model(names) if method == "mlp" else None
+    if method == "mlp" and model is None:
+        method = "irmad"
+        details["fallback"] = "no shipped change model fits the bands; used irmad"
+    if not valid.any():
+        nan = np.full(valid.shape, np.nan, np.float32)
+        return ChangeMap(nan, np.zeros_like(valid), valid, float("inf"), method, nan.copy(), details)
+
+    if method != "mlp":
+        surface = classical_bands(names)  # the surface bands only
+        if len(surface) < len(names):
+            before, after = before[surface], after[surface]
+            details["bands_used"] = [names[i] for i in surface]
+    if method == "mlp":
+        assert model is not None
+        mag = learned_magnitude(before, after, valid, names, model)
+        thr = model.threshold
+        conf = mag.copy()
+        details["model"] = {"name": model.name, "bands": list(model.bands)}
+        details["min_change_reflectance"] = MIN_CHANGE_REFLECTANCE
+    elif method == "irmad":
+        need = IRMAD_MIN_PIXELS_PER_BAND * before.shape[0]
+        if int(valid.sum()) < need:
+            why = " (used because no shipped mlp model fits the bands)" if "fallback" in details else ""
+            raise EmptySceneError(
+                f"IR-MAD{why} needs at least {need} valid pixels ({IRMAD_MIN_PIXELS_PER_BAND} per band) to fit, "
+                f"the window has {int(valid.sum())}; use a larger window (--bbox) or --method cva-otsu"
+            )
+        r = irmad(before, after, valid)
+        mag = r.chi2
+        # real scenes have heavier tails than chi-square (spatially correlated noise,
+        # residual misregistration): keep the threshold above the robust noise floor too
+        thr = max(chi2_threshold(before.shape[0], 0.99), noise_floor(mag[valid]))
+        conf = (1.0 - r.no_change_probability).astype(np.float32)
+        details["irmad"] = {"rho": r.rho.tolist(), "iterations": r.iterations}
+    elif method in ("cva-otsu", "cva-em"):
+        mag = cva_magnitude(before, after)
+        mag[~valid] = np.nan
+        thr = otsu_threshold(mag[valid]) if method == "cva-otsu" else em_threshold(mag[valid])
+        thr = max(thr, noise_floor(mag[valid]))
+        conf = _ramp_confidence(mag, thr)
+    else:  # logratio-otsu
+        eps = log_ratio_damping([np.median(before[i][valid]) for i in range(before.shape[0])])
+        mag = log_ratio_magnitude(before, after, eps)
+        mag[~valid] = np.nan
+        thr = max(otsu_threshold(mag[valid]), noise_floor(mag[valid]))
+        conf = _ramp_confidence(mag, thr)
+    mag = mag.astype(np.float32)
+    mag[~valid] = np.nan
+    conf = conf.astype(np.float32)
+    conf[~valid] = np.nan
+    mask = valid & (np.nan_to_num(mag, nan=-np.inf) > thr)
+    if min_mapping_unit_px is not None:
+        mask = drop_small_regions(mask, min_mapping_unit_px)
+    else:
+        mask = apply_mmu(mask, min_mapping_unit_m2, pixel_size_m)
+    return ChangeMap(magnitude=mag, mask=mask, valid=valid, threshold=float(thr), method=method,
+                     confidence=conf, details=details)
+
+
+def scene_change_map(before: Scene, after: Scene, valid: np.ndarray, *, method: str | None = None,
+                     min_mapping_unit_m2: float = DEFAULT_MMU_M2) -> ChangeMap:
+    """Change between two scenes on one grid, with clouds, shadows and saturation kept out.
+
+    Pixels that are cloud, cloud shadow or saturated on either date
+    (:func:`imgdiff.radiometry.date_masks`, when the scenes have B02 B03 B04 B08)
+    are not assessed (``valid`` False, band 3 of ``change.tif``).
+
+    Parameters
+    ----------
+    before, after : Scene
+        On the same grid, with the same bands.
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels both scenes cover.
+    method : str, optional
+        See :func:`change_map`.
+    """
+    names = [n for n in before.bands if n in after.bands]
+    details = {}
+    if all(n in names for n in ("B02", "B03", "B04", "B08")):
+        mb, ma = date_masks(before), date_masks(after)
+        excl_b, excl_a = mb.excluded, ma.excluded
+        details["masked"] = {"before_cloud_or_shadow_px": int(excl_b.sum()), "after_cloud_or_shadow_px": int(excl_a.sum())}
+        valid = valid & ~excl_b & ~excl_a
+    cm = change_map(before.stack(names), after.stack(names), valid, bands=names, method=method,
+                    pixel_size_m=before.pixel_size_m, min_mapping_unit_m2=min_mapping_unit_m2)
+    return replace(cm, details={**cm.details, **details})

@@ -1,0 +1,148 @@
+"""Warping: resample a target scene onto the reference grid, removing the estimated shift.
+
+:func:`warp` resamples with exact coordinates: the global shift with exact kernel weights (cubic
+B-spline by default), or the local model's displacement field (``registration.model``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from ..scene import Scene
+from .model import ShiftModel
+from .results import Registration
+
+_KERNEL_RADIUS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos": 3, "spline": 2}
+
+
+def _kernel(frac: float, interpolation: str) -> np.ndarray:
+    """1-D taps (offsets -r+1..r) sampling a signal at position ``frac`` in [0, 1) after a base pixel."""
+    r = _KERNEL_RADIUS[interpolation]
+    t = np.arange(-r + 1, r + 1) - frac
+    a = np.abs(t)
+    if interpolation == "linear":
+        k = np.clip(1 - a, 0, None)
+    elif interpolation == "cubic":  # Keys, a = -0.5
+        k = np.where(a <= 1, 1.5 * a**3 - 2.5 * a**2 + 1, np.where(a < 2, -0.5 * a**3 + 2.5 * a**2 - 4 * a + 2, 0))
+    else:
+        k = np.where(a < r, np.sinc(t) * np.sinc(t / r), 0.0)
+    return (k / k.sum()).astype(np.float64)
+
+
+def _shift_array(a: np.ndarray, dx: float, dy: float, interpolation: str, fill: float = 0.0) -> np.ndarray:
+    """out[y, x] = a[y + dy, x + dx] with exact kernel weights (no table quantisation); ``fill`` outside."""
+    h, w = a.shape
+    ix, iy = math.floor(dx), math.floor(dy)
+    fx, fy = dx - ix, dy - iy
+    if interpolation == "nearest":
+        ix, iy = round(dx), round(dy)
+        fx = fy = 0.0
+        kx = ky = np.ones(1)
+        r = 0
+    else:
+        kx, ky = _kernel(fx, interpolation), _kernel(fy, interpolation)
+        r = _KERNEL_RADIUS[interpolation]
+    # Sample positions: out[x] = sum_j k[j] a[x + ix + j - r + 1]
+    src = np.full((h, w), fill, np.float64)
+    ys0, ys1 = max(0, -iy), min(h, h - iy)
+    xs0, xs1 = max(0, -ix), min(w, w - ix)
+    if ys1 > ys0 and xs1 > xs0:
+        src[ys0:ys1, xs0:xs1] = a[ys0 + iy:ys1 + iy, xs0 + ix:xs1 + ix]
+    if r == 0:
+        return src.astype(a.dtype)
+    # filter2D correlates: out[x] = sum_j k[j] src[x + j - anchor]; anchor = r - 1 gives offsets -r+1..r
+    out = cv2.sepFilter2D(src, cv2.CV_64F, kx, ky, anchor=(r - 1, r - 1), borderType=cv2.BORDER_REPLICATE)
+    return out.astype(a.dtype)
+
+
+def warp(target: Scene, registration: Registration, *, interpolation: str = "spline") -> Scene:
+    """Resample ``target`` onto the reference grid, removing the estimated shift.
+
+    The output pixel centred at (x, y) takes the target value at (x + dx, y + dy),
+    with the global shift, or with ``registration.model`` when it holds a local
+    model. Pixels whose kernel footprint touches invalid or outside pixels become
+    NaN and invalid.
+
+    Parameters
+    ----------
+    target : Scene
+        Scene on the reference grid.
+    registration : Registration
+    interpolation : {"spline", "nearest", "linear", "cubic", "lanczos"}
+        Kernel: cubic B-spline with prefilter (default; the most shift-accurate,
+        residual ~0.002 px), Keys cubic (a = -0.5), Lanczos-3, bilinear, nearest.
+
+    Returns
+    -------
+    Scene
+        Same grid, bands and metadata as ``target``.
+    """
+    if interpolation not in _KERNEL_RADIUS:
+        raise ValueError(f"interpolation must be one of {', '.join(_KERNEL_RADIUS)}")
+    if registration.model is not None and registration.model.degree > 0:
+        return _warp_field(target, registration.model, interpolation)
+    dx, dy = registration.dx, registration.dy
+    if not (math.isfinite(dx) and math.isfinite(dy)):
+        return target
+    invalid = (~target.valid).astype(np.float32)
+    moved_invalid = _shift_array(invalid, dx, dy, "nearest" if interpolation == "nearest" else "linear", fill=1.0)
+    r = _KERNEL_RADIUS[interpolation]
+    if r > 1:
+        moved_invalid = cv2.dilate(moved_invalid, np.ones((2 * r - 1, 2 * r - 1), np.uint8),
+                                   borderType=cv2.BORDER_REPLICATE)
+    valid = moved_invalid < 1e-6
+    bands = {}
+    holes = not target.valid.all()  # the fill value only matters where the target is invalid
+    for name, a in target.bands.items():
+        fill = np.nanmedian(a) if holes and np.isfinite(a).any() else 0
+        filled = np.where(target.valid, a, fill).astype(np.float32)
+        if interpolation == "spline":
+            out = ndimage.shift(filled, (-dy, -dx), order=3, mode="nearest", prefilter=True).astype(np.float32)
+        else:
+            out = _shift_array(filled, dx, dy, interpolation).astype(np.float32)
+        out[~valid] = np.nan
+        bands[name] = out
+    return replace(target, bands=bands, valid=valid)
+
+
+def _warp_field(target: Scene, model: ShiftModel, interpolation: str) -> Scene:
+    h, w = target.shape
+    flags = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
+             "lanczos": cv2.INTER_LANCZOS4, "spline": cv2.INTER_CUBIC}[interpolation]
+    fdx, fdy = _field_maps(model, (h, w))
+    mx = (np.arange(w, dtype=np.float32)[None, :] + fdx).astype(np.float32)
+    my = (np.arange(h, dtype=np.float32)[:, None] + fdy).astype(np.float32)
+    invalid = (~target.valid).astype(np.float32)
+    inv = cv2.remap(invalid, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+    r = _KERNEL_RADIUS[interpolation]
+    if r > 1:
+        inv = cv2.dilate(inv, np.ones((2 * r - 1, 2 * r - 1), np.uint8))
+    valid = inv < 1e-6
+    bands = {}
+    for name, a in target.bands.items():
+        filled = np.where(target.valid, a, np.nanmedian(a) if np.isfinite(a).any() else 0).astype(np.float32)
+        if interpolation == "spline":
+            out = ndimage.map_coordinates(filled, [my, mx], order=3, mode="nearest").astype(np.float32)
+        else:
+            out = cv2.remap(filled, mx, my, flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        out[~valid] = np.nan
+        bands[name] = out
+    return replace(target, bands=bands, valid=valid)
+
+
+def _field_maps(model: ShiftModel, shape: tuple[int, int], step: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Model shifts at every pixel centre, evaluated every ``step`` px and interpolated bilinearly."""
+    h, w = shape
+    ny, nx = h // step + 2, w // step + 2
+    gx, gy = np.meshgrid(np.arange(nx) * step + 0.5, np.arange(ny) * step + 0.5)
+    cdx, cdy = model(gx, gy)
+    mx = np.broadcast_to((np.arange(w, dtype=np.float32) / step)[None, :], (h, w)).astype(np.float32)
+    my = np.broadcast_to((np.arange(h, dtype=np.float32) / step)[:, None], (h, w)).astype(np.float32)
+    fdx = cv2.remap(cdx.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    fdy = cv2.remap(cdy.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return fdx, fdy
