@@ -49,6 +49,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     "blob_px", "blob_outside_frac", "blob_extent_ratio", "blob_touches_patch", "blob_elongation",
     "land_frac_patch", "land_edge_len_px", "land_edge_straightness",
     "water_texture", "land_texture", "ring_bright_max",)
+#: Features of the other candidates around one: how many lie within :data:`NEIGHBOUR_PX`, how strong
+#: they are, the strongest network heat in a ring around the box. The shipped rescorer does not read
+#: them (``training/train_vessel_rescore.py``): a ship's score should not depend on whether its
+#: neighbours are there, since the claims compare one place's scores on two dates.
+CONTEXT_FEATURES: tuple[str, ...] = ("n_near", "n_near_higher", "best_near_ratio", "heat_ring_max")
 
 
 def _median(v: np.ndarray) -> float:
