@@ -424,6 +424,7 @@ class Reconciled:
 
 def reconcile(before: Detections, after: Detections, before_scene: Scene, after_scene: Scene, *,
               evidence: float, look: float, threshold: float | None = None, static_persistence: float = 0.7,
+              static_evidence: float | None = None,
               background_ratio: float = 0.5,
               clear_before: np.ndarray | None = None, clear_after: np.ndarray | None = None,
               comparable: np.ndarray | None = None, calibration: Callable[[float], float] | None = None,
@@ -440,7 +441,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
       and its fine detail, :func:`structure`, within a factor ``1 / background_ratio`` on the two dates,
       each relative to its date's overall detail, :func:`detail_level`):
       both dates show the same thing, so the two scores are two looks at one object and are
-      averaged. The object is on **both** dates when the mean reaches ``evidence`` (a detector
+      averaged. The object is on **both** dates when the mean reaches ``static_evidence`` (default
+      ``evidence``; two looks at one unchanged place may ask less of each than one look) (a detector
       miss on one date does not make it depart or arrive; it is carried over, tagged
       ``extra["carried_from"]``), on **neither** when it does not (static clutter such as quay
       ends, roofs and markings that the detector scores inconsistently).
@@ -505,6 +507,7 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
     prob = calibration or float
     record = probability or prob
     threshold = evidence if threshold is None else float(threshold)
+    static = evidence if static_evidence is None else float(static_evidence)
     places: list[tuple[int | None, int | None]] = list(m.stayed)
     # unpaired detections of the two dates that overlap (split, merged or re-measured) are one place
     boxes_b, boxes_a = _boxes(before.items), _boxes(after.items)
@@ -561,7 +564,7 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
         info["structure"] = [None if not math.isfinite(v) else round(v, 4) for v in (st_b, st_a)]
         if math.isfinite(p) and p >= static_persistence and not (smooth_b or smooth_a):
             mean = 0.5 * (max(sb, floor) + max(sa, floor))
-            if prob(mean) < evidence:
+            if prob(mean) < static:
                 continue
             # a date with no detection here gets the object carried over, unless another place
             # of that date already holds an overlapping detection (it is counted there)

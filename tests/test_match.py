@@ -153,6 +153,21 @@ def test_static_clutter_scored_inconsistently_counts_on_neither_date():
     assert len(b) == 0 and len(a) == 0
 
 
+def test_two_weak_looks_at_an_unchanged_place_count_from_the_static_evidence():
+    # a ship that stayed, scored 0.4 and 0.5: mean 0.45, below the single-look evidence (0.5) ...
+    looks = scored((16, 11, 0.4)), scored((16, 11, 0.5)), water_scene([SHIP]), water_scene([SHIP], seed=1)
+    b, a = pair(*looks)
+    assert len(b) == 0 and len(a) == 0
+    # ... counts on both dates, as one object that stayed, when two looks may ask less of each
+    b, a = pair(*looks, static_evidence=0.4)
+    assert len(b) == 1 and len(a) == 1 and match_objects(b, a).stayed == ((0, 0),)
+    assert a.items[0].extra["pair"]["place"] == "unchanged"
+    # the same two looks where the ship left count on neither date: the bar is for unchanged places only
+    b, a = pair(scored((16, 11, 0.4)), scored((16, 11, 0.5)), water_scene([SHIP]), water_scene([], seed=1),
+                static_evidence=0.4)
+    assert len(b) == 0
+
+
 def test_at_a_changed_place_a_weak_detection_counts_only_where_the_other_date_is_plain_background():
     # the ship left; the after detector still scores the remains 0.35: not an object
     b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.35)), water_scene([SHIP]), water_scene([], seed=1), threshold=0.28)

@@ -43,7 +43,14 @@ from .clouds import (
     wide_labels,
     wide_regions,
 )
-from .evidence import CALIBRATED_EVIDENCE, LOOK_FRACTION, MIN_EVIDENCE_SCORE, STATIC_PERSISTENCE, evidence_rules
+from .evidence import (
+    CALIBRATED_EVIDENCE,
+    LOOK_FRACTION,
+    MIN_EVIDENCE_SCORE,
+    STATIC_EVIDENCE_SCORE,
+    STATIC_PERSISTENCE,
+    evidence_rules,
+)
 from .files import (
     ASSERTIONS,
     CLAIM_KEYS,
@@ -103,7 +110,7 @@ __all__ = [
     "Claim", "ClaimFile", "ClaimsError", "DEFAULT_PERFORMANCE", "DetectorPerformance", "FILE_KEYS", "INCONCLUSIVE",
     "LOOK_FRACTION", "MAX_REGISTRATION_UNCERTAINTY_PX", "MIN_CLEAR_FRACTION", "MIN_CLEAR_FRACTION_ABSENCE",
     "MIN_EVIDENCE_SCORE", "MIN_REGISTRATION_RELIABILITY", "MIN_USEFUL_RECALL", "OBJECTS", "OBJECT_NAMES", "REFUTED",
-    "SHADOW_DARKENING", "SHADOW_MIN_GROUND", "SHARED_TEXTURE_R", "STATIC_PERSISTENCE", "SUPPORTED", "ScoreCalibration",
+    "SHADOW_DARKENING", "SHADOW_MIN_GROUND", "SHARED_TEXTURE_R", "STATIC_EVIDENCE_SCORE", "STATIC_PERSISTENCE", "SUPPORTED", "ScoreCalibration",
     "Verdict", "Verification", "ZoneState", "analyse", "analyse_result", "any_real", "cloud_haze", "cloud_rim",
     "compare_counts", "count_tolerance", "detect", "detector_performance", "detector_threshold", "drop_hidden",
     "evaluate_claim", "evidence_rules", "fine_texture", "flat_clouds", "flatter", "grow_cloud", "hidden_capacity",

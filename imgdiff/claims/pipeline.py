@@ -22,7 +22,13 @@ from ..match import reconcile
 from ..scene import Scene
 from ..zones import Zones, assign_zones, placed
 from .clouds import cloud_haze, pair_clouds
-from .evidence import CALIBRATED_EVIDENCE, LOOK_FRACTION, MIN_EVIDENCE_SCORE, STATIC_PERSISTENCE
+from .evidence import (
+    CALIBRATED_EVIDENCE,
+    LOOK_FRACTION,
+    MIN_EVIDENCE_SCORE,
+    STATIC_EVIDENCE_SCORE,
+    STATIC_PERSISTENCE,
+)
 from .files import OBJECTS, ClaimFile, ClaimsError
 from .performance import DetectorPerformance, detector_performance
 from .verdicts import Verdict, ZoneState, evaluate_claim, registration_quality, zone_states
@@ -163,13 +169,14 @@ def analyse_result(
         looks = [drop_hidden(detect(obj, scene, zg, min_score=LOOK_FRACTION * thr), clear[date])
                  for date, scene in (("before", pair.before), ("after", pair.after))]
         # objects decided place by place from both dates (imgdiff.match.reconcile): a miss on one date at
-        # an unchanged place is carried over, static clutter scored inconsistently is dropped, and only
-        # objects more likely real than not (MIN_EVIDENCE_SCORE) count
-        # objects decided place by place (imgdiff.match.reconcile); weak looks whose place cannot be
-        # compared with the other date (a cloud's hazy rim, hidden there) are kept apart as undecided
+        # an unchanged place is carried over, static clutter scored inconsistently is dropped, only objects
+        # more likely real than not (MIN_EVIDENCE_SCORE; the mean of two looks at an unchanged place:
+        # STATIC_EVIDENCE_SCORE) count, and weak looks whose place cannot be compared with the other date
+        # (a cloud's hazy rim, hidden there) are kept apart as undecided
+        static = evidence if cut is not None else max(thr, STATIC_EVIDENCE_SCORE.get(obj, evidence))
         r = reconcile(looks[0], looks[1], pair.before, pair.after,
                       evidence=evidence, look=LOOK_FRACTION * thr, threshold=thr, calibration=cut,
-                      probability=calibrated, static_persistence=STATIC_PERSISTENCE,
+                      probability=calibrated, static_persistence=STATIC_PERSISTENCE, static_evidence=static,
                       clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
         dets[obj] = (assign_zones(r.before, zg, keep_outside=True), assign_zones(r.after, zg, keep_outside=True))
         undecided[obj] = (assign_zones(r.undecided_before, zg, keep_outside=True),
