@@ -9,7 +9,7 @@ Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -92,10 +92,17 @@ def sample_boxes(shape: tuple[int, int], chip: int = 512, *,
                  blocks: tuple[int, int, int, int] | None = None) -> list[tuple[int, int, int, int]]:
     """Five chip boxes (x0, y0, x1, y1): the centre of the grid and the centres of its quadrants
     (each moved into one source block when ``blocks`` is given, as :func:`grid_boxes` does)."""
+    return _boxes_at(shape, chip, ((0.5, 0.5), (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)), blocks)
+
+
+def _boxes_at(shape: tuple[int, int], chip: int, centres: Iterable[tuple[float, float]],
+              blocks: tuple[int, int, int, int] | None) -> list[tuple[int, int, int, int]]:
+    """Chip boxes centred at fractions (fx, fy) of the grid's width and height, within the grid, each
+    moved within one source block (``blocks`` as in :func:`grid_boxes`); repeated boxes once."""
     h, w = shape
     cw, ch = min(chip, w), min(chip, h)
     boxes = []
-    for fx, fy in ((0.5, 0.5), (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)):
+    for fx, fy in centres:
         x0 = int(np.clip(round(fx * w - cw / 2), 0, w - cw))
         y0 = int(np.clip(round(fy * h - ch / 2), 0, h - ch))
         if blocks is not None:
@@ -122,17 +129,8 @@ def grid_boxes(shape: tuple[int, int], chip: int, per_side: int, *,
     box is then moved (by less than a chip) to lie within the block holding its centre, so that
     reading it decodes one block per band instead of up to four.
     """
-    h, w = shape
-    cw, ch = min(chip, w), min(chip, h)
-    boxes = []
-    for fy in (np.arange(per_side) + 0.5) / per_side:
-        for fx in (np.arange(per_side) + 0.5) / per_side:
-            x0 = int(np.clip(round(fx * w - cw / 2), 0, w - cw))
-            y0 = int(np.clip(round(fy * h - ch / 2), 0, h - ch))
-            if blocks is not None:
-                x0, y0 = _snap_to_block(x0, cw, blocks[0], blocks[2], w), _snap_to_block(y0, ch, blocks[1], blocks[3], h)
-            boxes.append((x0, y0, x0 + cw, y0 + ch))
-    return list(dict.fromkeys(boxes))
+    f = (np.arange(per_side) + 0.5) / per_side
+    return _boxes_at(shape, chip, ((fx, fy) for fy in f for fx in f), blocks)
 
 
 def _excluded(scene: Scene) -> np.ndarray:
@@ -187,7 +185,7 @@ def estimate_on_samples(
     """
     from ..radiometry import normalise
 
-    shifts, pairs = [], []
+    shifts = []
     problems = []
     readers = ExitStack()  # the files stay open for all sample windows (blocks shared by windows decoded once)
     rb = readers.enter_context(StripReader(before, grid, names, sequential=False))
@@ -195,17 +193,20 @@ def estimate_on_samples(
     # the two scenes' windows are decoded on two threads (one file handle each)
     pool = readers.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgdiff-sample"))
 
-    def read_both(box: tuple[int, int, int, int]) -> tuple[Scene | None, Scene | None]:
-        return _read_pair(pool, rb, ra, box)
+    def aligned(boxes: Sequence[tuple[int, int, int, int]]) -> list[AlignedPair]:
+        """The windows of both scenes that hold valid pixels of each, aligned (window order)."""
+        out = []
+        for box in boxes:
+            b, a = _read_pair(pool, rb, ra, box)
+            if b is None or a is None:
+                continue
+            try:
+                out.append(align(b, a, grid=Grid.of(b), bands=names))
+            except NoOverlapError:
+                continue
+        return out
 
-    for box in sample_boxes(grid.shape, chip, blocks=rb.blocks()):
-        b, a = read_both(box)
-        if b is None or a is None:
-            continue
-        try:
-            pairs.append(align(b, a, grid=Grid.of(b), bands=names))
-        except NoOverlapError:
-            continue
+    pairs = aligned(sample_boxes(grid.shape, chip, blocks=rb.blocks()))
 
     def shift_of(pair: AlignedPair) -> Registration | CoregistrationError:
         try:
@@ -243,15 +244,7 @@ def estimate_on_samples(
     # Radiometry (normalisation, IR-MAD) of a large raster from a grid of small windows
     # (equal weight everywhere), so that the statistics represent the whole raster.
     if grid.width * grid.height > 4 * chip * chip:
-        pairs = []
-        for box in grid_boxes(grid.shape, RADIOMETRY_CHIP, RADIOMETRY_GRID, blocks=rb.blocks()):
-            b, a = read_both(box)
-            if b is None or a is None:
-                continue
-            try:
-                pairs.append(align(b, a, grid=Grid.of(b), bands=names))
-            except NoOverlapError:
-                continue
+        pairs = aligned(grid_boxes(grid.shape, RADIOMETRY_CHIP, RADIOMETRY_GRID, blocks=rb.blocks()))
     readers.close()  # (on the errors raised above the files close with the readers)
 
     def clear_stacks(pair: AlignedPair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
