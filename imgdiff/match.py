@@ -442,10 +442,10 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
       each relative to its date's overall detail, :func:`detail_level`):
       both dates show the same thing, so the two scores are two looks at one object and are
       averaged. The object is on **both** dates when the mean reaches ``static_evidence`` (default
-      ``evidence``; two looks at one unchanged place may ask less of each than one look) (a detector
-      miss on one date does not make it depart or arrive; it is carried over, tagged
-      ``extra["carried_from"]``), on **neither** when it does not (static clutter such as quay
-      ends, roofs and markings that the detector scores inconsistently).
+      ``evidence``: two looks at one place may each ask less than a single look), on **neither**
+      when it does not (static clutter such as quay ends, roofs and markings that the detector
+      scores inconsistently). A detector miss on one date does not make it depart or arrive: it is
+      carried over, tagged ``extra["carried_from"]``.
     * **Changed place**: each date's look stands on its own and counts when it reaches
       ``evidence``. A weak look (from ``threshold``, default ``evidence``) seen on one date only
       counts when the change is that object coming or going: on the other date the place looks

@@ -70,12 +70,12 @@ MAX_COUNT_ERROR = 0.15
 #: Gradient-boosting settings (scikit-learn HistGradientBoostingClassifier), fixed before the nested run.
 GBT = {"max_depth": 3, "max_iter": 200, "learning_rate": 0.03, "min_samples_leaf": 30, "l2_regularization": 1.0}
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
-#: The rescorer is trained without :data:`imgdiff.detect.vessel_features.CONTEXT_FEATURES` (the other
-#: candidates around one). With them, a ship that stayed at its berth scored lower on the date its
-#: neighbours had left (e.g. 0.62 against 0.36), and the claims compare the two dates' scores of one
-#: place. Without them, nested leave-one-port-out F1 0.536 (P 0.550, R 0.524, count -4.7 %) against
-#: 0.528 (P 0.537, R 0.519, count -3.3 %) with them, at the same threshold 0.28.
-#: Features the rescorer reads (:data:`imgdiff.detect.vessel_features.FEATURE_NAMES` but the context ones).
+#: Features the rescorer reads: :data:`imgdiff.detect.vessel_features.FEATURE_NAMES` but its
+#: ``CONTEXT_FEATURES`` (the other candidates around one). With those, a ship that stayed at its berth
+#: scored lower on the date its neighbours had left (e.g. 0.62 against 0.36), and the claims compare
+#: the two dates' scores of one place. Without them, nested leave-one-port-out F1 0.536 (P 0.550,
+#: R 0.524, count -4.7 %) against 0.528 (P 0.537, R 0.519, count -3.3 %) with them, at the same
+#: threshold 0.28.
 RESCORER_FEATURES = tuple(n for n in FEATURE_NAMES if n not in CONTEXT_FEATURES)
 _COLUMNS = [FEATURE_NAMES.index(n) for n in RESCORER_FEATURES]
 
