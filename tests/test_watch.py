@@ -236,6 +236,20 @@ def test_rerun_skips_finished_scenes_and_interrupted_run_leaves_no_partial_file(
     assert counts(list(third.rows), "east")["2024-01-06"] == 0
 
 
+def test_results_cached_with_other_detector_models_are_computed_again(site: Path, tmp_path: Path, monkeypatch):
+    import imgdiff.watch.cache
+
+    m = read_manifest(site / "watch.yaml")
+    out = tmp_path / "out"
+    first = run_watch(m, out, scheduler="synchronous")
+    n_ok = first.summary["scenes_ok"]  # results of the scenes that were read are cached
+    assert n_ok >= 3 and run_watch(m, out, scheduler="synchronous", overwrite=True).summary["scenes_cached"] == n_ok
+    # retrained weights under the same version number: nothing cached with the old ones is reused
+    monkeypatch.setattr(imgdiff.watch.cache, "models_digest", lambda: "retrained")
+    again = run_watch(m, out, scheduler="synchronous", overwrite=True)
+    assert again.summary["scenes_cached"] == 0 and again.summary["scenes_ok"] == n_ok
+
+
 def test_local_dask_cluster_gives_the_same_table_as_synchronous(site: Path, tmp_path: Path):
     m = read_manifest(site / "watch.yaml")
     sync = run_watch(m, tmp_path / "a", scheduler="synchronous")

@@ -1,9 +1,9 @@
 """What a scene's result depends on, and its cache key.
 
 Each scene's result is cached under ``OUTDIR/.cache/<key>.json`` where the key is a hash
-of the contents of its input files, of the reference scene, of the zones and of the
-parameters (:class:`WatchParams`): a rerun skips finished scenes, and an interrupted run
-resumes where it stopped. The keys of a run's scenes are computed ahead, in threads.
+of the contents of its input files, of the reference scene, of the zones, of the
+parameters (:class:`WatchParams`) and of the shipped detector models (:func:`models_digest`):
+a rerun skips finished scenes, and an interrupted run resumes where it stopped. The keys of a run's scenes are computed ahead, in threads.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .. import __version__
@@ -77,11 +78,30 @@ def content_hash(path: str | Path, bands: Sequence[str] | None = None) -> str:
     return h.hexdigest()
 
 
+#: The shipped detector models (network weights, rescorer, model cards): an input of every task.
+MODELS_DIR = Path(__file__).resolve().parent.parent / "detect" / "models"
+
+
+@lru_cache(maxsize=1)
+def models_digest() -> str:
+    """BLAKE2b hex digest of the names and contents of the files in :data:`MODELS_DIR`.
+
+    Part of every cache key: a result cached with other detector weights (retrained models under
+    the same version number) is computed again, not reused.
+    """
+    h = hashlib.blake2b(digest_size=20)
+    for f in sorted(p for p in MODELS_DIR.iterdir() if p.is_file()):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def scene_key(entry: SceneEntry, params: WatchParams, reference_hash: str) -> str:
-    """Cache key of one scene's result: hash of its contents, the reference, parameters and version."""
+    """Cache key of one scene's result: hash of its contents, the reference, parameters, version and
+    detector models."""
     h = hashlib.blake2b(digest_size=16)
     for part in (content_hash(entry.path, params.bands), reference_hash, params.to_json(), entry.date.isoformat(),
-                 str(entry.cloud_fraction), __version__):
+                 str(entry.cloud_fraction), __version__, models_digest()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
