@@ -176,13 +176,10 @@ def detector_performance(obj: str) -> DetectorPerformance:
     otherwise :data:`DEFAULT_PERFORMANCE` applies.
     """
     base = DEFAULT_PERFORMANCE[obj]
-    try:
-        if obj == "vessels":
-            from ..detect import vessels as mod
-        else:
-            from ..detect import aircraft as mod  # type: ignore[no-redef]
-    except ImportError:
-        return base
+    if obj == "vessels":
+        from ..detect import vessels as mod
+    else:
+        from ..detect import aircraft as mod  # type: ignore[no-redef]
     perf = getattr(mod, "PERFORMANCE", None)
     card_path = getattr(mod, "CARD_PATH", None)
     calibration = None
