@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -17,7 +16,7 @@ from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
 from imgdiff.sites import load_zones
 from imgdiff.stac.resolve import resolve_scene_path
 
-from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress, steps
+from .options import bands_opt, bbox_opt, echo_json, json_opt, naming, overwrite_opt, show_progress, steps
 from .tiled import compare_tiled_with_progress, should_tile
 
 
@@ -58,12 +57,18 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
         check_outputs(outdir, VERIFY_OUTPUTS, overwrite, create=False)
         labels = ["read", "align", "co-register", "change", "clouds", "detect vessels", "detect aircraft", "write"]
         with steps(labels, show_progress(as_json)) as advance:
-            v = survey(before, after, zones, zones_source=f"site:{site}" if site else str(zones_file),
-                       bands=bands, bbox=bbox, method=method, register=not no_coregister, on_step=advance)
+            with naming(before, after):
+                v = survey(before, after, zones, zones_source=f"site:{site}" if site else str(zones_file),
+                           bands=bands, bbox=bbox, method=method, register=not no_coregister, on_step=advance)
             advance("write")
             report = write_verify(v, outdir, overwrite=overwrite)
+        for line in date_order_warnings(report["dates"]["before"], report["dates"]["after"]):
+            click.echo(f"warning: {line}", err=True)
+        for name in v.zones_outside():  # on stderr, also in --json mode (as imgdiff verify says it)
+            click.echo(f"warning: {zones_file or f'site {site}'}: zone {name} lies wholly outside the scenes' overlap "
+                       "(nothing counted there); check the zones' coordinates (GeoJSON is lon/lat, RFC 7946)", err=True)
         if as_json:
-            click.echo(json.dumps(report))
+            echo_json(report)
             return
         for n, z in report["zones"].items():
             click.echo(f"{n}: " + ", ".join(f"{k} {c['before']} -> {c['after']}" for k, c in z["counts"].items())
@@ -89,7 +94,7 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
     for line in compare_warnings(report, method):  # on stderr, also in --json mode (report.json holds them too)
         click.echo(f"warning: {line}", err=True)
     if as_json:
-        click.echo(json.dumps(report))
+        echo_json(report)
         return
     r, c = report["coregistration"], report["change"]
     shift = (f"shift dx={r['dx']:+.3f} px dy={r['dy']:+.3f} px (reliability {r['reliability']:.2f})"
@@ -108,4 +113,13 @@ def compare_warnings(report: dict, method: str | None) -> list[str]:
     if (method or "mlp") == "mlp" and c.get("method") == "irmad":
         out.append("no shipped mlp change model fits these bands (it needs B02, B03, B04, B08): used irmad "
                    "(report.json change.method)")
+    out += date_order_warnings(report["inputs"]["before"].get("date"), report["inputs"]["after"].get("date"))
     return out
+
+
+def date_order_warnings(before: str | None, after: str | None) -> list[str]:
+    """A warning when the BEFORE scene was acquired after the AFTER scene (ISO dates; unknown: none)."""
+    if before and after and str(before) > str(after):
+        return [f"the before scene ({before}) was acquired after the after scene ({after}); "
+                "check the order of BEFORE and AFTER"]
+    return []

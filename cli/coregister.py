@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -14,7 +13,7 @@ from imgdiff.grid import Grid, reproject_scene
 from imgdiff.io.read import find_band_sources
 from imgdiff.io.write import atomic_path, write_geotiff
 
-from .options import bands_opt, json_opt, overwrite_opt, show_progress, steps
+from .options import bands_opt, echo_json, json_opt, naming, overwrite_opt, show_progress, steps
 
 
 @click.command("coregister")
@@ -38,10 +37,13 @@ def coregister_cmd(reference: str, target: str, local: bool, output: str | None,
     the reference grid with the shift (or the local model) removed."""
     if output and Path(output).exists() and not overwrite:
         raise OutputError(f"{output}: exists already; pass --overwrite to replace it")
+    if output and not Path(output).parent.is_dir():  # fail before the work, not after
+        raise OutputError(f"{output}: folder {Path(output).parent} does not exist")
     labels = ["co-register"] + (["read", "warp", "write"] if output else [])
     with steps(labels, show_progress(as_json)) as advance:
         advance("co-register")
-        reg = coregister_paths(reference, target, bands=bands, local=local, max_shift=max_shift, spacing=spacing)
+        with naming(reference, target):  # "the strongest correlation is at ..." names no scene
+            reg = coregister_paths(reference, target, bands=bands, local=local, max_shift=max_shift, spacing=spacing)
         if output:
             advance("read")
             ref = imgdiff.read_scene(reference, bands=bands[:1] if bands else _grid_band(reference))
@@ -58,7 +60,7 @@ def coregister_cmd(reference: str, target: str, local: bool, output: str | None,
                               nodata=float("nan"), tags=tags)
     out = reg.to_dict()
     if as_json:
-        click.echo(json.dumps(out))
+        echo_json(out)
         return
     click.echo(f"shift dx={reg.dx:+.3f} px dy={reg.dy:+.3f} px ({reg.dx_m:+.2f} m east, {reg.dy_m:+.2f} m north), "
                f"uncertainty {reg.uncertainty_px:.3f} px, reliability {reg.reliability:.2f}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -13,7 +12,7 @@ from imgdiff.errors import NoOverlapError, OutputError
 from imgdiff.io.geojson import write_detections_geojson
 from imgdiff.zones import Zones, placed, read_zones
 
-from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress, steps
+from .options import bands_opt, bbox_opt, echo_json, json_opt, naming, overwrite_opt, show_progress, steps
 from .tiled import detect_tiled_cli, should_tile
 
 
@@ -70,8 +69,9 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
                 grid = work_grid(scene, bands, bbox)
                 zones = placed(zones, grid.crs, where=scene)
                 warn_outside = outside_zones(zones, grid.bounds, scene, zones_path)
-            dets = detect_tiled_cli(scene, objects, zones, min_score=min_score, method=method, bands=bands,
-                                    bbox=bbox, tile_size=tile_size, on_step=advance, tta=tta)
+            with naming(scene):
+                dets = detect_tiled_cli(scene, objects, zones, min_score=min_score, method=method, bands=bands,
+                                        bbox=bbox, tile_size=tile_size, on_step=advance, tta=tta)
         else:
             sc = imgdiff.read_scene(scene, bands=bands, bbox=bbox)
             if zones is not None:  # lon/lat zones cannot go on a scene without CRS: say so, do not count 0
@@ -81,11 +81,13 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
             if objects == "vessels":
                 kw = {} if min_score is None else {"min_score": min_score}
                 kw.update({} if tta is None else {"tta": tta})
-                dets = imgdiff.detect_vessels(sc, zones, method=method, **kw)
+                with naming(scene):
+                    dets = imgdiff.detect_vessels(sc, zones, method=method, **kw)
             else:
                 from imgdiff.detect.aircraft import detect_aircraft
 
-                dets = detect_aircraft(sc, zones, method=method, threshold=min_score)
+                with naming(scene):
+                    dets = detect_aircraft(sc, zones, method=method, threshold=min_score)
                 if zones is not None:
                     dets = dets.filter([d.zone is not None for d in dets])
         advance("write")
@@ -103,7 +105,7 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
                    "by_zone": counts}
         if objects == "vessels":
             summary["moving"] = sum(1 for d in dets if d.extra.get("moving"))
-        click.echo(json.dumps(summary))
+        echo_json(summary)
         return
     click.echo(f"{len(dets)} {object_noun(objects, len(dets))} detected; wrote {out}")
     if zones is not None:

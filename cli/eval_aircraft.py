@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from imgdiff.evaluate.aircraft import chip_dirs, evaluate_aircraft
 
-from .options import counter, json_opt, show_progress
+from .options import counter, echo_json, json_opt, naming, show_progress
 
 
 @click.command("aircraft")
@@ -28,7 +26,8 @@ def eval_aircraft_cmd(data: str, min_length: float, method: str, threshold: floa
     from imgdiff.detect.aircraft import detect_aircraft
 
     def detector(scene):
-        return detect_aircraft(scene, method=method, threshold=threshold)
+        with naming(scene.meta.get("source")):
+            return detect_aircraft(scene, method=method, threshold=threshold)
 
     n = len(chip_dirs(data))  # fail early on a bad folder
     with counter(n, "chips", show_progress(as_json)) as tick:
@@ -37,7 +36,7 @@ def eval_aircraft_cmd(data: str, min_length: float, method: str, threshold: floa
     out = ev.to_dict()
     out["method"] = method
     if as_json:
-        click.echo(json.dumps(out))
+        echo_json(out)
         return
     click.echo(f"{'chip':<40} {'TP':>4} {'FP':>4} {'FN':>4} {'P':>6} {'R':>6} {'F1':>6}")
     for c in out["chips"]:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from imgdiff.change import METHODS
 from imgdiff.data import data_dir
+from imgdiff.errors import InputError
 from imgdiff.evaluate.change import evaluate_change, labelled_cities
 
-from .options import json_opt, show_progress, steps
+from .options import echo_json, json_opt, show_progress, steps
 
 
 @click.command("change")
@@ -27,12 +27,17 @@ def eval_change_cmd(data: str | None, method: str | None, cities: tuple[str, ...
     root = Path(data) if data else data_dir() / "oscd"
     if (root / "oscd").is_dir() and not any((root / c).is_dir() for c in cities):
         root = root / "oscd"
-    names = list(cities) or labelled_cities(root)
+    known = labelled_cities(root)
+    unknown = [c for c in cities if c not in known]
+    if unknown:
+        raise InputError(f"{root}: no labelled city {', '.join(unknown)} (<city>/before, after, change.tif); "
+                         f"it has {', '.join(known)}")
+    names = list(cities) or known
     with steps(names, show_progress(as_json)) as advance:
         res = evaluate_change(root, method=method, cities=names, on_city=advance)
     out = res.to_dict()
     if as_json:
-        click.echo(json.dumps(out))
+        echo_json(out)
         return
     click.echo(f"method {res.method} on {root}")
     click.echo(f"{'city':12s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'IoU':>6s} {'s':>6s}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import click
@@ -11,7 +10,7 @@ from imgdiff.data import data_dir
 from imgdiff.errors import InputError
 from imgdiff.evaluate.coreg import run_benchmark
 
-from .options import json_opt, show_progress, steps
+from .options import echo_json, json_opt, show_progress, steps
 
 TARGETS = {"same_date_rmse_px": 0.03, "cross_date_rmse_px": 0.04, "local_rmse_px": 0.05}
 
@@ -28,14 +27,18 @@ def eval_coreg_cmd(data: str | None, quick: bool, show_cases: bool, as_json: boo
     root = Path(data) if data else data_dir()
     if not (root / "oscd").is_dir():
         raise InputError(f"{root}: no oscd/ folder; set IMGDIFF_DATA_DIR or pass --data")
+    if not any((c / "before" / "B08.tif").is_file() and (c / "after" / "B08.tif").is_file()
+               for c in (root / "oscd").iterdir()):
+        raise InputError(f"{root / 'oscd'}: no city with before/B08.tif and after/B08.tif; pass a folder laid out "
+                         "like ../shared/data (oscd/<city>/before, after)")
     with steps(["same-date", "cross-date", "local"], show_progress(as_json)) as advance:
         res = run_benchmark(root, quick=quick, on_case=advance)
     out = res.to_dict()
     if not show_cases:
         out.pop("cases")
     out["targets"] = TARGETS
-    if as_json:
-        click.echo(json.dumps(out))
+    if as_json:  # NaN (no case of a kind) is not JSON: null
+        echo_json(out)
         return
 
     def fmt(v: float) -> str:

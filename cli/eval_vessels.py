@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from imgdiff.evaluate.vessels import evaluate_vessels, scene_dirs
 
-from .options import counter, json_opt, show_progress
+from .options import counter, echo_json, json_opt, naming, show_progress
 
 
 @click.command("vessels")
@@ -26,7 +24,8 @@ def eval_vessels_cmd(data: str, method: str, min_score: float | None, as_json: b
     kw = {} if min_score is None else {"min_score": min_score}
 
     def detector(scene):
-        return detect_vessels(scene, method=method, **kw)
+        with naming(scene.meta.get("source")):
+            return detect_vessels(scene, method=method, **kw)
 
     n = len(scene_dirs(data))  # fail early on a bad folder
     with counter(n, "scenes", show_progress(as_json)) as tick:
@@ -34,7 +33,7 @@ def eval_vessels_cmd(data: str, method: str, min_score: float | None, as_json: b
     out = ev.to_dict()
     out["method"] = method
     if as_json:
-        click.echo(json.dumps(out))
+        echo_json(out)
         return
     click.echo(f"{'scene':<20} {'GT':>4} {'det':>4} {'TP':>4} {'FP':>4} {'FN':>4} {'P':>6} {'R':>6} {'F1':>6} {'count':>7}")
     for s in [*out["scenes"], out["pooled"]]:

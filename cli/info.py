@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from imgdiff.io.inspect import describe_scene
 
-from .options import bands_opt, json_opt
+from .options import bands_opt, echo_json, json_opt
 
 
 @click.command("info")
@@ -19,7 +17,7 @@ def info_cmd(path: str, bands: list[str] | None, as_json: bool) -> None:
     """Describe the scene at PATH: bands, resolution, CRS, bounds, shape, date, valid fraction."""
     d = describe_scene(path, bands)
     if as_json:
-        click.echo(json.dumps(d))
+        echo_json(d)
         return
     click.echo(f"{d['path']}")
     click.echo(f"  crs:       {d['crs'] or 'none (local frame)'}")

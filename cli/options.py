@@ -10,8 +10,10 @@ from typing import Any
 
 import click
 
+from imgdiff.errors import ImgdiffError
 from imgdiff.io.bands import normalise_band_name
-from imgdiff.io.read import in_lonlat_range
+from imgdiff.io.read import in_lonlat_range, one_line
+from imgdiff.io.write import finite_or_null
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -89,3 +91,26 @@ def counter(length: int, label: str, enabled: bool) -> Iterator[Any]:
 def show_progress(as_json: bool) -> bool:
     """Progress goes to stderr only on an interactive terminal and never in --json mode."""
     return not as_json and sys.stderr.isatty()
+
+
+@contextmanager
+def naming(*paths: Any) -> Iterator[None]:
+    """Put ``paths`` in front of an :class:`ImgdiffError` of the block whose message names none of them.
+
+    Detectors judge a :class:`~imgdiff.scene.Scene`, not a file ("vessel detection needs at least
+    one of B02, ..."); the user must learn which scene, chip or claims file that was.
+    """
+    try:
+        yield
+    except ImgdiffError as e:
+        names = [str(p) for p in paths if p is not None]
+        if not names or any(n in str(e) for n in names):
+            raise
+        raise type(e)(f"{' and '.join(names)}: {one_line(e)}") from None
+
+
+def echo_json(obj: Any, **kw: Any) -> None:
+    """The one JSON object of ``--json`` on stdout, strict JSON (NaN and infinities as null)."""
+    import json
+
+    click.echo(json.dumps(finite_or_null(obj), allow_nan=False, **kw))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from imgdiff.errors import OutputError
 from imgdiff.simulate import write_samples
 
 from .options import json_opt, show_progress, steps
@@ -28,6 +29,10 @@ def samples_cmd(regenerate: bool, root: str | None, as_json: bool) -> None:
     beside each band folder), not real images.
     """
     out = Path(root) if root else DEFAULT_ROOT
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the samples folder ({e.strerror})") from None
     labels = ["tartus/2024-12-03", "tartus/2024-12-13", "tartus/2024-12-13_cloudy", "hmeimim/2024-12-03",
               "hmeimim/2024-12-13"]
     with steps(labels, show_progress(as_json)) as advance:

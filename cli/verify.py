@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from imgdiff.claims import load_claims, verify
 from imgdiff.io.write import check_outputs
 from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
 
-from .options import json_opt, overwrite_opt, show_progress, steps
+from .options import echo_json, json_opt, naming, overwrite_opt, show_progress, steps
 
 
 @click.command("verify")
@@ -33,7 +31,8 @@ def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) ->
     labels = ["read", "align", "co-register", "change", "clouds", *[f"detect {o}" for o in objects], "claims",
               "write"]
     with steps(labels, show_progress(as_json)) as advance:
-        v = verify(cf, on_step=advance)
+        with naming(claims_file):  # "vessel detection needs ..." names no file
+            v = verify(cf, on_step=advance)
         advance("write")
         report = write_verify(v, outdir, overwrite=overwrite)
     for name in v.zones_outside():
@@ -44,7 +43,7 @@ def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) ->
         click.echo(f"warning: {claims_file}: the before scene ({d['before']}) was acquired after the after scene "
                    f"({d['after']}); check 'before' and 'after'", err=True)
     if as_json:
-        click.echo(json.dumps(report))
+        echo_json(report)
         return
     for c in report["claims"]:
         click.echo(f"{c['id']}: {c['verdict']} (confidence {c['confidence']:.2f}; "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -11,10 +10,11 @@ from dataclasses import replace
 
 import click
 
-from imgdiff.errors import InputError
+from imgdiff.errors import ImgdiffError, InputError
 from imgdiff.watch import DETECTORS, read_manifest, run_watch
+from imgdiff.watch.manifest import Manifest
 
-from .options import bands_opt, bbox_opt, json_opt, overwrite_opt, show_progress
+from .options import bands_opt, bbox_opt, echo_json, json_opt, overwrite_opt, show_progress
 
 
 @contextmanager
@@ -81,6 +81,7 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
     changes = {k: v for k, v in {"zones": zones, "detector": detector, "bbox": tuple(bbox) if bbox else None,
                                  "bands": tuple(bands) if bands else None}.items() if v}
     m = replace(m, **changes)
+    outside = zones_outside_reference(m, reference)  # all outside: an error before anything is written
     progress = show_progress(as_json)
     with sigterm_as_interrupt():
         if progress:
@@ -95,8 +96,11 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
                                processes=not threads, register=not no_coregister, min_score=min_score,
                                radius_px=match_radius, overwrite=overwrite)
     s = result.summary
+    if outside:  # on stderr, also in --json mode
+        click.echo(f"warning: zone(s) {', '.join(outside)} of {m.zones} lie outside the reference scene "
+                   "(counted 0 on every date)", err=True)
     if as_json:
-        click.echo(json.dumps(s, default=str))
+        echo_json(s, default=str)
         _fail_if_nothing_processed(s, manifest, outdir)
         return
     click.echo(f"{s['site']}: {s['scenes_ok']} scene(s) processed ({s['scenes_cached']} from cache), "
@@ -106,6 +110,32 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
             click.echo(f"  {sc['id']}: skipped: {sc['error']}", err=True)
     click.echo(f"wrote {outdir}/counts.csv, counts.parquet, occupancy.csv, timeline.png, summary.json, detections/")
     _fail_if_nothing_processed(s, manifest, outdir)
+
+
+def zones_outside_reference(m: Manifest, reference: str | None) -> list[str]:
+    """Names of the manifest's zones that miss the reference scene; NoOverlapError when all of them do.
+
+    Objects are counted per zone on the reference grid, so a zone outside it counts 0 on every
+    date. Zones or a reference that cannot be read are left to :func:`run_watch` to report.
+    """
+    if not m.zones:
+        return []
+    from rasterio.errors import RasterioError
+
+    from imgdiff.sites import load_zones
+    from imgdiff.tiles import work_grid
+    from imgdiff.watch.run import pick_reference
+    from imgdiff.zones import placed
+
+    from .detect import outside_zones  # not at the top: detect -> tiled -> watch
+
+    try:
+        ref = pick_reference(m, reference)
+        grid = work_grid(ref, m.bands, m.bbox)
+        zones = placed(load_zones(m.zones), grid.crs, where=ref)
+    except (ImgdiffError, RasterioError):
+        return []
+    return outside_zones(zones, grid.bounds, ref, m.zones)
 
 
 def _fail_if_nothing_processed(summary: dict, manifest: str, outdir: str) -> None:

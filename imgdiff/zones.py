@@ -12,6 +12,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import CRSError
 from rasterio.features import rasterize
 from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
@@ -66,6 +67,19 @@ class Zones:
         }
 
 
+def _repaired(g: Any, name: str, where: str) -> Any:
+    """An invalid zone polygon (a ring drawn across itself, a bow tie) made valid the way QGIS' "Fix
+    geometries" does (:func:`shapely.make_valid`), its polygonal parts kept; InputError when no area is left."""
+    from shapely.validation import explain_validity
+
+    fixed = shapely.make_valid(g)
+    parts = [p for p in getattr(fixed, "geoms", [fixed]) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if not parts or sum(p.area for p in parts) == 0:
+        raise InputError(f"{where}: zone {name!r} is not a valid polygon ({explain_validity(g)}) and encloses no "
+                         "area once repaired; give it at least three distinct corners")
+    return shapely.unary_union(parts)
+
+
 def zone_name(properties: Mapping[str, Any], feature_id: Any = None, *, default: str,
               key: str | None = None) -> str:
     """A feature's zone name: the first of :data:`NAME_KEYS` (or only ``key``) among its properties
@@ -87,19 +101,27 @@ def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where
     feats = obj.get("features") if obj.get("type") == "FeatureCollection" else [obj]
     if not feats:
         raise InputError(f"{where}: no features; expected a GeoJSON FeatureCollection of named polygons")
+    if not isinstance(feats, list):
+        raise InputError(f"{where}: 'features' is not a list; expected a GeoJSON FeatureCollection of named polygons")
     parts: dict[str, list] = {}
     props: dict[str, dict] = {}
     for i, f in enumerate(feats):
+        if not isinstance(f, Mapping):
+            raise InputError(f"{where}: feature {i + 1} is not a GeoJSON Feature object ({f!r})")
         p = f.get("properties") or {}
+        if not isinstance(p, Mapping):
+            raise InputError(f"{where}: feature {i + 1}: 'properties' is not an object ({p!r})")
         name = zone_name(p, f.get("id"), default=f"zone{i + 1}", key=name_key)
-        if isinstance(f, Mapping) and f.get("type") == "Feature" and f.get("geometry") is None:
+        if f.get("type") == "Feature" and f.get("geometry") is None:
             continue  # an unlocated feature (valid GeoJSON): no zone
         try:
             g = shapely.force_2d(shape(f["geometry"]))  # heights ([lon, lat, z], QGIS/KML exports) are dropped
-        except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GeometryTypeError) as e:
-            raise InputError(f"{where}: feature {name!r} has no valid geometry ({e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.ShapelyError) as e:
+            raise InputError(f"{where}: feature {name!r} has no valid geometry ({' '.join(str(e).split())})") from None
         if g.geom_type not in ("Polygon", "MultiPolygon"):
             continue
+        if not g.is_valid:  # a self-intersecting ring breaks every overlay later (GEOS TopologyException)
+            g = _repaired(g, name, where)
         parts.setdefault(name, []).append(g)
         props.setdefault(name, dict(p))
     if not parts:
@@ -171,9 +193,16 @@ def read_zones(path: str | Path, *, name_key: str | None = None) -> Zones:
     path = Path(path)
     obj = _geojson(path)
     crs: CRS | None = WGS84
-    named = (obj.get("crs") or {}).get("properties", {}).get("name")
+    member = obj.get("crs") or {}
+    named = (member.get("properties") or {}).get("name") if isinstance(member, Mapping) else None
+    if member and not named:
+        raise InputError(f"{path}: its 'crs' member {member!r} does not name a CRS; drop it (GeoJSON is lon/lat, "
+                         'RFC 7946) or write {"type": "name", "properties": {"name": "EPSG:32636"}}')
     if named:
-        crs = CRS.from_user_input(named)
+        try:
+            crs = CRS.from_user_input(named)
+        except CRSError as e:
+            raise InputError(f"{path}: its 'crs' member names an unknown CRS {named!r} ({e})") from None
     return zones_from_geojson(obj, crs=crs, where=str(path), name_key=name_key)
 
 

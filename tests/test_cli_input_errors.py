@@ -1,7 +1,8 @@
 """Bad input to the commands: one line naming the file or option and the problem, exit 2, nothing written.
 
 Also the warnings the commands owe the user (a failed co-registration, a change-method fallback,
-zones outside the scene). Scenes are small windows of the repository's Tartus samples, written
+zones outside the scene, dates in the wrong order), and strict JSON (no NaN/Infinity) in --json and
+report.json. Scenes are small windows of the repository's Tartus samples, written
 into ``tmp_path`` with :func:`tests.conftest.write_band`.
 """
 
@@ -24,7 +25,10 @@ from shapely.geometry import mapping
 
 import imgdiff
 from imgdiff.change import change_map
-from imgdiff.errors import EmptySceneError, GridError, ImgdiffError
+from imgdiff.errors import EmptySceneError, GridError, ImgdiffError, OutputError
+from imgdiff.io.write import atomic_path, write_outputs
+from imgdiff.watch import read_manifest
+from imgdiff.zones import read_zones
 
 from .conftest import write_band
 
@@ -259,3 +263,269 @@ def test_eval_vessels_names_the_file_and_entry_of_a_malformed_box(tmp_path):
     (d / "vessels.json").write_text(json.dumps({"vessels": [{"bbox_px": [1, 2, 5, 6]}, {"bbox_px": [1, 2, 3]}]}))
     line = one_error_line(run("eval", "vessels", "--data", tmp_path / "data"))
     assert str(d / "vessels.json") in line and "vessels[1]" in line and "[1, 2, 3]" in line
+
+
+# --------------------------------------------------------------------------- zones files (session 11 audit)
+def _ring(folder: Path, frac: float = 0.25, dx_deg: float = 0.0) -> list:
+    """A lon/lat square ring inside the scene at ``folder`` (``dx_deg`` moves it east)."""
+    with rasterio.open(min(folder.glob("B*.tif"))) as ds:
+        w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    x0, x1, y0, y1 = w + (e - w) * frac + dx_deg, e - (e - w) * frac + dx_deg, s + (n - s) * frac, n - (n - s) * frac
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+def _feature(name: str, ring: list) -> dict:
+    return {"type": "Feature", "properties": {"name": name}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+def _write_fc(path: Path, *features: dict, **extra) -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": list(features), **extra}))
+    return path
+
+
+def test_a_self_intersecting_zone_is_repaired_and_a_zone_without_area_is_refused(scene, tmp_path):
+    (a, b, c, d, _) = _ring(scene)
+    zones = _write_fc(tmp_path / "bow.geojson", _feature("bow", [a, c, b, d, a]))  # a bow tie: edges cross
+    z = read_zones(zones)
+    assert z.geometries["bow"].is_valid and z.geometries["bow"].geom_type == "MultiPolygon"  # its two triangles
+    out = tmp_path / "d.geojson"
+    res = run("detect", scene, "--zones", zones, "-o", out, "--json")
+    assert res.exit_code == 0 and out.exists()
+    flat = _write_fc(tmp_path / "flat.geojson", _feature("flat", [a, c, a, c]))  # no area
+    line = one_error_line(run("compare", scene, scene, "--zones", flat, "-o", tmp_path / "c"))
+    assert str(flat) in line and "'flat'" in line and "not a valid polygon" in line and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("doc, problem", [
+    ({"type": "FeatureCollection", "features": "abc"}, "'features' is not a list"),
+    ({"type": "FeatureCollection", "features": [1, 2]}, "feature 1 is not a GeoJSON Feature"),
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": [1],
+                                                 "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}]},
+     "'properties' is not an object"),
+    ({"type": "FeatureCollection", "crs": "EPSG:4326",
+      "features": [_feature("z", [[0, 0], [1, 0], [1, 1], [0, 0]])]}, "does not name a CRS"),
+    ({"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "urn:nonsense"}},
+      "features": [_feature("z", [[0, 0], [1, 0], [1, 1], [0, 0]])]}, "unknown CRS 'urn:nonsense'"),
+    ({"type": "FeatureCollection", "features": [_feature("z", [[float("nan"), 0], [1, 0], [1, 1], [0, float("nan")]])]},
+     "feature 'z' has no valid geometry"),
+], ids=["features-str", "feature-int", "properties-list", "crs-str", "crs-unknown", "nan-coords"])
+def test_malformed_zones_files_raise_an_input_error_naming_the_file(tmp_path, doc, problem):
+    path = tmp_path / "zones.geojson"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ImgdiffError) as e:
+        read_zones(path)
+    assert str(path) in str(e.value) and problem in str(e.value) and "\n" not in str(e.value)
+
+
+def test_zones_outside_the_scene_warn_in_verify_and_compare_and_the_report_is_written(scene, tmp_path):
+    far = _write_fc(tmp_path / "far.geojson", _feature("far", _ring(scene, dx_deg=0.5)))
+    claims = tmp_path / "c.yaml"
+    claims.write_text(f"before: {scene}\nafter: {scene}\nzones: {far}\nclaims:\n"
+                      "  - {id: a, object: vessels, zone: far, assert: present_after}\n")
+    r = run("verify", claims, "-o", tmp_path / "v", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["claims"][0]["verdict"] == "INCONCLUSIVE"
+    assert "zone far lies wholly outside" in r.stderr and (tmp_path / "v" / "report.html").is_file()
+    r = run("compare", scene, scene, "--zones", far, "-o", tmp_path / "c", "--json", "--no-coregister")
+    assert r.exit_code == 0, r.output
+    warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert any(str(far) in ln and "zone far lies wholly outside" in ln for ln in warn), r.stderr
+    # strict JSON on stdout and in report.json: the aircraft recall bin "70 m and up" ends in null, not Infinity
+    for text in (r.stdout, (tmp_path / "c" / "report.json").read_text()):
+        rep = strict_json(text)
+        assert rep["detectors"]["aircraft"]["recall_by_length"][-1][1] is None
+
+
+def strict_json(text: str):
+    """``json.loads`` refusing NaN and Infinity, which JSON does not have (jq, JavaScript refuse them)."""
+    def refuse(word):
+        raise ValueError(f"{word} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # IR-MAD on a flat image
+def test_json_of_a_comparison_without_a_threshold_is_strict_json(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for b in ("B02", "B03", "B04", "B08"):  # one value everywhere: no change threshold can be found
+        write_band(flat / f"{b}.tif", np.full((48, 48), 700, np.uint16))
+    r = run("compare", flat, flat, "-o", tmp_path / "c", "--json", "--no-coregister", "--method", "irmad")
+    assert r.exit_code == 0, r.output
+    for text in (r.stdout, (tmp_path / "c" / "report.json").read_text()):
+        assert strict_json(text)["change"]["threshold"] is None
+
+
+def test_watch_with_every_zone_outside_the_reference_is_an_error_and_some_outside_a_warning(scene, tmp_path):
+    inside, far = _feature("basin", _ring(scene)), _feature("far", _ring(scene, dx_deg=0.5))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"date,path\n2024-12-03,{scene}\n")
+    out = tmp_path / "w"
+    line = one_error_line(run("watch", manifest, "--zones", _write_fc(tmp_path / "far.geojson", far), "-o", out,
+                              "--scheduler", "synchronous"))
+    assert "far.geojson" in line and "none of its zones (far) overlaps" in line and not out.exists()
+    r = run("watch", manifest, "--zones", _write_fc(tmp_path / "some.geojson", inside, far), "-o", out,
+            "--scheduler", "synchronous", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["scenes_ok"] == 1
+    warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1 and "far" in warn[0] and "basin" not in warn[0]
+
+
+# --------------------------------------------------------------------------- claims files (session 11 audit)
+_CLAIM = "claims:\n  - {id: a, object: vessels, zone: basin, assert: present_after%s}\n"
+
+
+@pytest.mark.parametrize("head, extra, problem", [
+    ("before: {s}\nafter: {s}\nsite: nowhere\n", "", "site 'nowhere' is not a known site (tartus, hmeimim)"),
+    ("before: {s}\nafter: {s}\nzones: [a]\n", "", "zones ['a'] is not a path"),
+    ("before:\nafter: {s}\nzones: {z}\n", "", "before None is not a path"),
+    ("before: {s}\nafter: {s}\nzones: {z}\n", ", min_length_m: .inf", "min_length_m must be a finite number"),
+], ids=["unknown-site", "zones-list", "before-empty", "infinite-length"])
+def test_claims_file_problems_are_one_line_naming_the_claims_file(scene, tmp_path, head, extra, problem):
+    zones = _write_fc(tmp_path / "z.geojson", _feature("basin", _ring(scene)))
+    claims = tmp_path / "c.yaml"
+    claims.write_text(head.format(s=scene, z=zones) + _CLAIM % extra)
+    line = one_error_line(run("verify", claims, "-o", tmp_path / "v"))
+    assert str(claims) in line and problem in line and not (tmp_path / "v").exists()
+
+
+def test_a_claims_file_that_is_not_utf8_text_is_refused_in_one_line(tmp_path):
+    claims = tmp_path / "c.yaml"
+    claims.write_bytes(b"\xff\xfeb\x00e\x00")  # UTF-16 saved by a Windows editor
+    line = one_error_line(run("verify", claims, "-o", tmp_path / "v", "--json"))
+    assert str(claims) in line and "not a text file in UTF-8" in line
+
+
+# --------------------------------------------------------------------------- outputs (session 11 audit)
+def test_outputs_in_a_folder_that_cannot_be_written_are_one_line_errors_and_fail_before_the_work(scene, tmp_path):
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    line = one_error_line(run("coregister", scene, scene, "-o", tmp_path / "nodir" / "w.tif"))
+    assert str(tmp_path / "nodir") in line and "does not exist" in line
+    line = one_error_line(run("samples", "--regenerate", "-o", a_file / "s"))
+    assert str(a_file / "s") in line and "cannot create" in line
+    with pytest.raises(OutputError, match="folder .*nodir does not exist"):
+        with atomic_path(tmp_path / "nodir" / "x.json"):
+            pass
+    with pytest.raises(OutputError, match=r"cannot write in .*plain.txt \(Not a directory\)"):
+        write_outputs(a_file, {"r.json": lambda p: p.write_text("{}")})
+
+
+# --------------------------------------------------------------------------- scenes and manifests (session 11 audit)
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_band_without_georeferencing_among_placed_bands_is_the_one_named(tmp_path):
+    d = sample_scene(tmp_path / "s", bands=("B02", "B03", "B04", "B08"))
+    with rasterio.open(d / "B02.tif") as ds:
+        data = ds.read(1)
+    (d / "B02.tif").unlink()
+    with rasterio.open(d / "B02.tif", "w", driver="PNG", width=data.shape[1], height=data.shape[0], count=1,
+                       dtype="uint16") as ds:  # a PNG renamed .tif
+        ds.write(data, 1)
+    line = one_error_line(run("detect", d, "-o", tmp_path / "d.geojson"))
+    assert line.startswith(f"imgdiff: error: {d / 'B02.tif'}: band B02 has no CRS but B03")
+    assert "None" not in line and not (tmp_path / "d.geojson").exists()
+
+
+def test_a_csv_manifest_saved_by_a_spreadsheet_is_read(scene, tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_bytes(b"\xef\xbb\xbfDate, Path\r\n2024-12-13, " + str(scene).encode() + b"\r\n2024-12-03," +
+                  str(scene).encode() + b"\r\n")  # "CSV UTF-8": byte-order mark, CRLF, spaces, capitals
+    man = read_manifest(m)
+    assert [s.id for s in man.scenes] == ["2024-12-03", "2024-12-13"]
+    assert all(Path(s.path) == scene for s in man.scenes)
+
+
+def test_a_scene_lacking_the_detectors_bands_is_named_in_detect_verify_and_eval(tmp_path):
+    only = sample_scene(tmp_path / "only_b11", bands=("B11",))
+    out = tmp_path / "d.geojson"
+    for objects in ("vessels", "aircraft"):
+        line = one_error_line(run("detect", only, "--objects", objects, "-o", out))
+        assert f"error: {only}: " in line and "detection needs" in line and not out.exists()
+    zones = _write_fc(tmp_path / "z.geojson", _feature("basin", _ring(only)))
+    claims = tmp_path / "c.yaml"
+    claims.write_text(f"before: {only}\nafter: {only}\nzones: {zones}\n" + _CLAIM % "")
+    line = one_error_line(run("verify", claims, "-o", tmp_path / "v"))
+    assert f"error: {claims}: vessel detection needs" in line
+    chip = sample_scene(tmp_path / "chips" / "c1", bands=("B02",))
+    (chip / "aircraft.json").write_text('{"aircraft": []}')
+    line = one_error_line(run("eval", "aircraft", "--data", tmp_path / "chips"))
+    assert f"error: {chip}: aircraft detection needs bands B02, B03, B04" in line
+
+
+def test_compare_warns_when_before_was_acquired_after_after(scene, tmp_path):
+    earlier = sample_scene(tmp_path / "2024-11-20", "2024-12-13")  # the folder name is its date
+    r = run("compare", scene, earlier, "-o", tmp_path / "c", "--json", "--no-coregister")
+    assert r.exit_code == 0, r.output
+    json.loads(r.stdout)
+    assert "warning: the before scene (2024-12-03) was acquired after the after scene (2024-11-20)" in r.stderr
+    r = run("compare", earlier, scene, "-o", tmp_path / "c2", "--json", "--no-coregister")
+    assert r.exit_code == 0 and "acquired after" not in r.stderr
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize("odd, shape, res", [("B03", (50, 70), 10), ("B11", (64, 64), 20)], ids=["B03-50x70", "B11-at-10m"])
+def test_bands_without_georeferencing_that_cannot_line_up_are_refused_naming_the_band(tmp_path, odd, shape, res):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "s"
+    d.mkdir()
+    for b in ("B02", "B03", "B04", "B08", "B11"):
+        if b == "B11" and odd != "B11":
+            continue
+        shp = shape if b == odd else (64, 64)
+        with rasterio.open(d / f"{b}.tif", "w", driver="GTiff", width=shp[1], height=shp[0], count=1,
+                           dtype="uint16") as ds:  # no CRS, no transform: a local frame at the band's native size
+            ds.write((rng.random(shp) * 1000 + 100).astype("uint16"), 1)
+    out = tmp_path / "d.geojson"
+    line = one_error_line(run("detect", d, "-o", out))
+    assert f"{d / (odd + '.tif')}: band {odd} has no georeferencing" in line
+    assert f"{shape[0]} x {shape[1]} px at {res} m do not cover the extent of B02" in line and not out.exists()
+
+
+def test_an_unreadable_band_says_what_gdal_found_not_see_previous_exception(scene, tmp_path):
+    d = tmp_path / "s"
+    d.mkdir()
+    for b in ("B03", "B04", "B08"):
+        (d / f"{b}.tif").write_bytes((scene / f"{b}.tif").read_bytes())
+    with rasterio.open(scene / "B02.tif") as ds:
+        w, h, tr = ds.width, ds.height, ds.transform
+    (d / "B02.vrt").write_text(  # a VRT whose source file is missing
+        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>EPSG:32636</SRS>'
+        f"<GeoTransform>{tr.c}, {tr.a}, 0, {tr.f}, 0, {tr.e}</GeoTransform>"
+        '<VRTRasterBand dataType="UInt16" band="1"><SimpleSource><SourceFilename relativeToVRT="1">gone.tif'
+        "</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>")
+    for args in (("info", d), ("detect", d, "-o", tmp_path / "d.geojson")):
+        line = one_error_line(run(*args))
+        assert str(d / "B02.vrt") in line and "gone.tif: No such file or directory" in line
+        assert "previous exception" not in line
+
+
+def test_coregister_failures_name_the_two_scenes(tmp_path):
+    ref = sample_scene(tmp_path / "ref", size=8, bands=("B02", "B03", "B04", "B08"))
+    tgt = sample_scene(tmp_path / "tgt", "2024-12-13", size=8, bands=("B02", "B03", "B04", "B08"))
+    out = tmp_path / "w.tif"
+    line = one_error_line(run("coregister", ref, tgt, "-o", out, "--json"))
+    assert f"error: {ref} and {tgt}: the scenes are too small to co-register (8 x 8 px)" in line
+    assert not out.exists()
+
+
+def test_eval_change_with_an_unknown_city_and_eval_coreg_without_any_city_are_one_line_errors(tmp_path):
+    city = tmp_path / "oscd" / "lyon"
+    (city / "before").mkdir(parents=True)
+    (city / "after").mkdir()
+    (city / "change.tif").write_bytes(b"")
+    line = one_error_line(run("eval", "change", "--data", tmp_path / "oscd", "--city", "atlantis"))
+    assert str(tmp_path / "oscd") in line and "no labelled city atlantis" in line and "it has lyon" in line
+    r = run("eval", "coreg", "--data", tmp_path, "--quick", "--json")  # was: exit 0 and NaN (not JSON) on stdout
+    line = one_error_line(r)
+    assert str(tmp_path / "oscd") in line and "no city with before/B08.tif and after/B08.tif" in line
+    assert r.stdout == ""
+
+
+def test_a_zipped_product_is_refused_saying_to_unzip_it(scene, tmp_path):
+    import zipfile
+
+    z = tmp_path / "S2B_MSIL2A_20241203.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.write(scene / "B02.tif", "B02.tif")
+    line = one_error_line(run("info", z))
+    assert str(z) in line and "not a readable raster" in line and "unzip it" in line

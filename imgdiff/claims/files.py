@@ -21,6 +21,7 @@ and zone names are matched up to letter case, spaces, hyphens and underscores.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 from ..errors import InputError
 from ..io.bands import parse_bands
 from ..keys import unused_keys
-from ..sites import load_zones
+from ..sites import load_zones, site_names
 from ..zones import Zones
 
 ASSERTIONS = ("present_before", "present_after", "absent_before", "absent_after", "decreased", "increased",
@@ -143,7 +144,13 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
             raise ClaimsError(f"{where}: missing key {key!r}")
     if ("zones" in obj) == ("site" in obj):
         raise ClaimsError(f"{where}: give exactly one of 'zones' (a GeoJSON file) or 'site' (a catalogue name)")
+    for key in ("before", "after", "zones", "site"):  # YAML reads a folder named 2024-12-03 as a date: fine
+        if key in obj and (obj[key] is None or isinstance(obj[key], (bool, Mapping, list)) or not str(obj[key]).strip()):
+            raise ClaimsError(f"{where}: {key} {obj[key]!r} is not a {'site name' if key == 'site' else 'path'}")
     spec = obj.get("zones", obj.get("site"))
+    if "site" in obj and str(spec).strip().lower() not in site_names():
+        raise ClaimsError(f"{where}: site {spec!r} is not a known site ({', '.join(site_names())}); "
+                          "for your own zones write zones: <GeoJSON file>")
     zones = load_zones(str(spec), base=base)
     if "zones" in obj:
         zones = _zones_named_as_claimed(zones, Path(base) / str(spec), obj.get("claims"))
@@ -179,8 +186,8 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
                 ml = float(ml)
             except (TypeError, ValueError):
                 raise ClaimsError(f"{at}: min_length_m must be a number of metres, not {ml!r}") from None
-            if not ml >= 0:
-                raise ClaimsError(f"{at}: min_length_m must be >= 0")
+            if not 0 <= ml < math.inf:
+                raise ClaimsError(f"{at}: min_length_m must be a finite number of metres >= 0, not {ml!r}")
         claims.append(Claim(cid, str(c.get("text", "")), obj_kind, str(zone), assertion, ml))
     try:
         bands = parse_bands(obj.get("bands"), where)
@@ -254,6 +261,9 @@ def load_claims(path: str | Path) -> ClaimFile:
         raise ClaimsError(f"{path}: no such claims file") from None
     except OSError as e:
         raise ClaimsError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ClaimsError(f"{path}: not a text file in UTF-8 ({e.reason} at byte {e.start}); save it as UTF-8 "
+                          "YAML") from None
     try:
         obj = yaml.safe_load(text)
     except yaml.YAMLError as e:

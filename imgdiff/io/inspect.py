@@ -15,7 +15,7 @@ from rasterio.warp import transform_bounds
 from ..errors import InputError
 from ..scene import pixel_size_m
 from .georeferencing import LOCAL_FRAME, georeferencing, is_georeferenced
-from .layout import find_band_sources, one_line, open_raster, select_bands
+from .layout import find_band_sources, open_raster, read_failure, select_bands
 from .metadata import date_from_sidecar, date_from_tags, date_from_text, find_product_metadata, parse_product_metadata
 
 #: Longest side (pixels) at which valid fractions are estimated.
@@ -68,7 +68,7 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
                     ref = {"crs": crs, "transform": tr, "bounds": tuple(bounds),
                            "shape": [h, w], "tags": ds.tags(), "path": s.path}
         except RasterioError as e:
-            raise InputError(f"{s.path}: cannot read ({one_line(e)}); the file may be truncated or corrupt") from None
+            raise InputError(f"{s.path}: cannot read ({read_failure(e)}); the file may be truncated or corrupt") from None
         entries.append(entry)
     assert ref is not None
     crs = ref["crs"]

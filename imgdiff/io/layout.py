@@ -43,6 +43,13 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def read_failure(exc: BaseException) -> str:
+    """Why GDAL could not read a raster, on one line: the GDAL error behind rasterio's
+    "Read failed. See previous exception for details." (a truncated strip, a VRT's missing source)."""
+    cause = exc.__cause__ or exc.__context__
+    return one_line(cause) if cause is not None and "previous exception" in str(exc) else one_line(exc)
+
+
 def find_band_sources(path: str | Path, bands: Sequence[str] | None = None) -> list[BandSource]:
     """Locate the band files of a scene, without reading pixels.
 
@@ -163,4 +170,5 @@ def open_raster(f: Path) -> Any:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(f)
     except RasterioError as e:
-        raise InputError(f"{f}: not a readable raster ({one_line(e)})") from None
+        hint = "; unzip it and pass the .SAFE folder or the band files" if f.suffix.lower() == ".zip" else ""
+        raise InputError(f"{f}: not a readable raster ({one_line(e)}){hint}") from None

@@ -61,7 +61,15 @@ from .georeferencing import (
     north_up,
 )
 from .harmonise import RAW_FACTOR_RANGE, RAW_FACTOR_SPREAD, harmonise_scaling
-from .layout import RASTER_SUFFIXES, BandSource, find_band_sources, one_line, open_raster, select_bands
+from .layout import (
+    RASTER_SUFFIXES,
+    BandSource,
+    find_band_sources,
+    one_line,
+    open_raster,
+    read_failure,
+    select_bands,
+)
 from .metadata import (
     _safe_band_id,
     date_from_sidecar,
@@ -170,6 +178,8 @@ def read_scene(
     ref = min(sources, key=lambda s: abs(infos[s][1].a) * abs(infos[s][1].e))
     crs, transform, shape = infos[ref][0], north_up(infos[ref][1], infos[ref][2][0]), infos[ref][2]
     _check_compatible(sources, infos, ref)
+    if len(unplaced) == len(sources):
+        _check_local_frame(sources, infos, ref)
     window = (
         bbox_window(bbox, bbox_crs, crs, transform, shape, str(path))
         if bbox is not None else Window(0, 0, shape[1], shape[0])
@@ -252,11 +262,37 @@ def read_scene(
 def _check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
     crs = infos[ref][0]
     for s in sources:
-        if (infos[s][0] is None) != (crs is None) or (crs is not None and infos[s][0] != crs):
+        if (infos[s][0] is None) != (crs is None):  # name the file without a CRS (a PNG renamed .tif, ...)
+            odd, other = (s, ref) if infos[s][0] is None else (ref, s)
+            raise BandError(
+                f"{odd.path}: band {odd.name} has no CRS but {other.name} ({other.path.name}) is in {infos[other][0]}; "
+                "all bands of a scene must share one CRS (is it a georeferenced GeoTIFF?)"
+            )
+        if crs is not None and infos[s][0] != crs:
             # Different CRSs inside one scene are legal for reprojection but almost always a mistake.
             raise BandError(
                 f"{s.path}: band {s.name} is in {infos[s][0]} but {ref.name} is in {crs}; "
                 "all bands of a scene must share one CRS"
+            )
+
+
+def _check_local_frame(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
+    """Bands without any georeferencing line up only if they cover one extent at their native pixel sizes
+    (:func:`georeferencing`); otherwise a band would be silently cropped or padded onto the others."""
+
+    def extent(s: BandSource) -> tuple[float, float]:
+        (rows, cols), res = infos[s][2], abs(infos[s][1].a)
+        return cols * res, rows * res
+
+    for s in sources:
+        tol = max(abs(infos[s][1].a), abs(infos[ref][1].a))  # odd sizes: a 20 m band may overhang by one pixel
+        if any(abs(a - b) >= tol for a, b in zip(extent(s), extent(ref))):
+            (rows, cols), (ref_rows, ref_cols) = infos[s][2], infos[ref][2]
+            raise BandError(
+                f"{s.path}: band {s.name} has no georeferencing and its {rows} x {cols} px at "
+                f"{abs(infos[s][1].a):g} m do not cover the extent of {ref.name} ({ref.path.name}: {ref_rows} x "
+                f"{ref_cols} px at {abs(infos[ref][1].a):g} m), so the bands cannot be lined up; give GeoTIFFs "
+                "with georeferencing, or bands exported at their native resolution over one extent"
             )
 
 
@@ -285,7 +321,8 @@ def _read(s: BandSource, window: Window) -> np.ndarray:
         with open_raster(s.path) as ds:
             return ds.read(s.index, window=window)
     except RasterioError as e:
-        raise InputError(f"{s.path}: cannot read band {s.name} ({one_line(e)}); the file may be truncated or corrupt") from None
+        raise InputError(f"{s.path}: cannot read band {s.name} ({read_failure(e)}); the file may be truncated or "
+                         "corrupt") from None
 
 
 def zero_fill(dn: np.ndarray, so_far: np.ndarray | None = None) -> np.ndarray | None:

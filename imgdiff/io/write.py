@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ GTIFF_OPTIONS: dict[str, Any] = {
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = _mkstemp(path.name, path.parent, path)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -37,6 +38,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _mkstemp(name: str, folder: Path, target: Path) -> tuple[int, str]:
+    """A temporary file for ``target`` in ``folder``; :class:`OutputError` naming ``target`` when it cannot be made."""
+    try:
+        return tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    except FileNotFoundError:
+        raise OutputError(f"{target}: folder {folder} does not exist") from None
+    except OSError as e:
+        raise OutputError(f"{target}: cannot write in {folder} ({e.strerror})") from None
 
 
 def _umask() -> int:
@@ -70,7 +81,7 @@ def write_outputs(outdir: Path, writers: Mapping[str, Callable[[Path], None]]) -
     temps: dict[str, Path] = {}
     try:
         for name, write in writers.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=outdir)
+            fd, tmp = _mkstemp(name, outdir, outdir / name)
             os.close(fd)
             temps[name] = Path(tmp)
             write(temps[name])
@@ -115,8 +126,26 @@ def write_geotiff(
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON (UTF-8, indented, keys in insertion order)."""
-    Path(path).write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    """Write JSON (UTF-8, indented, keys in insertion order); NaN and infinities as null (:func:`finite_or_null`)."""
+    text = json.dumps(finite_or_null(obj), indent=2, default=_json_default, allow_nan=False)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (Python or numpy) in its dicts, lists and tuples replaced by None.
+
+    JSON has no NaN or Infinity: ``json.dumps`` writes them as bare words that strict parsers (jq,
+    JavaScript, Go) refuse. An open-ended bin edge or an undefined threshold becomes null.
+    """
+    if isinstance(obj, (float, np.floating)):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
+        return finite_or_null(obj.tolist())
+    return obj
 
 
 def write_text(path: str | Path, text: str) -> None:

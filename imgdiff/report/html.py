@@ -128,8 +128,8 @@ def zone_window(geom: Any, transform: Affine, shape: tuple[int, int], margin_px:
     inv = ~transform
     x0, y0, x1, y1 = geom.bounds
     xs, ys = zip(*(inv * (x, y) for x in (x0, x1) for y in (y0, y1)))
-    c0 = max(0, int(math.floor(min(xs))) - margin_px)
-    r0 = max(0, int(math.floor(min(ys))) - margin_px)
+    c0 = min(max(0, int(math.floor(min(xs))) - margin_px), shape[1] - 1)  # a zone off the grid: its edge pixel
+    r0 = min(max(0, int(math.floor(min(ys))) - margin_px), shape[0] - 1)
     c1 = min(shape[1], int(math.ceil(max(xs))) + margin_px)
     r1 = min(shape[0], int(math.ceil(max(ys))) + margin_px)
     return c0, r0, max(c1, c0 + 1), max(r1, r0 + 1)

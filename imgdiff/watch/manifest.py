@@ -237,7 +237,7 @@ def read_manifest(path: str | Path) -> Manifest:
         raise InputError(f"{path}: no such manifest file")
     base = path.parent
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # spreadsheets save "CSV UTF-8" with a byte-order mark
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read the manifest ({e})") from None
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
@@ -255,7 +255,10 @@ def read_manifest(path: str | Path) -> Manifest:
         raw = doc["scenes"]
     elif path.suffix.lower() == ".csv":
         doc = {}
-        raw = list(csv.DictReader(io.StringIO(text)))
+        reader = csv.DictReader(io.StringIO(text), skipinitialspace=True)  # "date, path": spaces after commas
+        if reader.fieldnames:
+            reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
+        raw = list(reader)
         if raw and not {"date", "path"} <= set(raw[0]):
             raise InputError(f"{path}: a CSV manifest needs the columns date,path (has {', '.join(map(str, raw[0]))})")
         if raw:
