@@ -12,6 +12,14 @@ extent; aircraft chips placed in UTM, EPSG:4326 and EPSG:3857, and as plain ``B0
 folders. Builds the cases, then verifies every claim file in-process and scores it. Run by hand::
 
     nice python benchmarks/claims_outside_r3.py [--out DIR] [--only CASE ...]
+    # the same cases again, verified with detectors that never saw the case's port or airport:
+    nice python benchmarks/claims_outside_r3.py --out DIR --no-build --honest
+
+``--honest`` swaps, case by case, the vessel network for the leave-one-port-out fold model of the case's
+port (``--vessel-folds``, ``training/train_vessels.py --cv``), the vessel rescorer for the nested one
+trained without that port (``--vessel-rescorers``, ``training/train_vessel_rescore.py --write-folds``) and
+the aircraft network for the grouped fold that never saw the chip's airport (``--aircraft-folds``,
+``training/train_aircraft.py``: ``fold<k>.onnx`` and ``folds.json``).
 
 Measured 2026-11-26: see the closing notes of that day. The evaluator judged its pasted objects
 ("arrive" zones) possibly unrealistic. The detectors were trained on these ports and chips.
@@ -20,6 +28,7 @@ Measured 2026-11-26: see the closing notes of that day. The evaluator judged its
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import math
@@ -933,16 +942,45 @@ def cases():
     return C
 
 
+@contextlib.contextmanager
+def fold_detectors(case: str, vessel_folds: Path, vessel_rescorers: Path | None, aircraft_folds: Path):
+    """The detectors that never saw the source of ``case`` (its port, or its chip's airport), for a block."""
+    import functools
+
+    import imgdiff.detect.aircraft as da
+    import imgdiff.detect.vessels as dv
+
+    saved = (dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft)
+    tag, source = case.split("_")[-2][0] if case[:2] in ("g_", "h_") else case[0], case.split("_")[-1]
+    try:
+        if tag == "v":
+            dv.detect_vessels = functools.partial(saved[0], model=vessel_folds / f"{source}.onnx")
+            if vessel_rescorers is not None:
+                dv.RESCORE_PATH = vessel_rescorers / f"{source}.json"
+        else:
+            folds = json.loads((aircraft_folds / "folds.json").read_text())
+            (chip,) = [k for k in folds if k.startswith(source)]
+            da.detect_aircraft = functools.partial(saved[2], model_path=aircraft_folds / f"fold{folds[chip]}.onnx")
+        yield
+    finally:
+        dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft = saved
+
+
 def main():
     global OUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=OUT, help="folder for the cases (default: a temporary folder)")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--no-build", action="store_true", help="verify the cases already in --out")
+    ap.add_argument("--honest", action="store_true", help="detectors that never saw the case's port or airport")
+    ap.add_argument("--vessel-folds", type=Path, default=Path("/tmp/vb/cv3000"))
+    ap.add_argument("--vessel-rescorers", type=Path, default=Path("/tmp/vr-folds"))
+    ap.add_argument("--aircraft-folds", type=Path, default=Path("/tmp/acrun/work1"))
     a = ap.parse_args()
     OUT = a.out
     n = 0
     for cfg in cases():
-        if a.only and cfg["name"] not in a.only:
+        if a.only and cfg["name"] not in a.only or a.no_build:
             continue
         k = build_case(cfg)
         n += k
@@ -951,7 +989,13 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from claims_outside import print_scores, score_cases  # the first evaluator's in-process scoring
 
-    print_scores([r for r in score_cases(Path(OUT)) if not a.only or r[0] in a.only])
+    names = sorted(d.name for d in Path(OUT).iterdir() if (d / "claims.yaml").is_file() and (not a.only or d.name in a.only))
+    rows = []
+    for name in names:
+        with (fold_detectors(name, a.vessel_folds, a.vessel_rescorers, a.aircraft_folds) if a.honest
+              else contextlib.nullcontext()):
+            rows += score_cases(Path(OUT), name)
+    print_scores(rows)
 
 if __name__ == "__main__":
     main()

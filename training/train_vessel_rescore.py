@@ -34,6 +34,8 @@ Usage::
     nice python training/train_vessel_rescore.py --cache /tmp/vr --write
     # also the nested table on hazy copies of the ports (path radiance added, maps from the fold models):
     nice python training/train_vessel_rescore.py --cache /tmp/vr --cv-dir /tmp/vb/cv3000 --haze-test
+    # each port's nested rescorer, for benchmarks/claims_outside_r3.py --honest:
+    nice python training/train_vessel_rescore.py --cache /tmp/vr --write-folds /tmp/vr-folds
 
 Haze (measured 2026-11-26, ``--haze-test``): the contrast features are log ratios of the object to the water
 around it, so path radiance (a top-of-atmosphere L1C date, a hazy day), which lifts dark water more than hulls,
@@ -242,6 +244,8 @@ def main() -> None:
     ap.add_argument("--write", action="store_true",
                     help="train on all ports and write the rescorer JSON and the card's 'selected' entry")
     ap.add_argument("--out", type=Path, default=RESCORE_PATH)
+    ap.add_argument("--write-folds", type=Path, default=None,
+                    help="also write each port's nested rescorer (trained without it) as DIR/<port>.json")
     ap.add_argument("--haze-test", action="store_true",
                     help="also score each port's hazy copy (path radiance added) with the nested rescorers")
     args = ap.parse_args()
@@ -268,6 +272,14 @@ def main() -> None:
         return
     t_rs, rs = sel
     show("network + rescorer, nested leave-one-port-out", t_rs, rs)
+    if args.write_folds is not None:  # for benchmarks that need detectors which never saw a port
+        args.write_folds.mkdir(parents=True, exist_ok=True)
+        for p in ports:
+            rest = [q for q in ports if q["name"] != p["name"]]
+            clf = fit(np.vstack([q["features"] for q in rest]), np.concatenate([q["label"] for q in rest]))
+            fold = export(clf, float(t_rs)) | {"candidate_min_score": RESCORE_LOW, "trained_without": p["name"]}
+            (args.write_folds / f"{p['name']}.json").write_text(json.dumps(fold, separators=(",", ":")) + "\n")
+        print(f"wrote the 7 nested rescorers to {args.write_folds}")
     if args.haze_test:
         hazy = [hazy_candidates(d, args.cv_dir / f"{d.name}.onnx", args.cache, seed=5000 + i) for i, d in enumerate(dirs)]
         prob = {}
