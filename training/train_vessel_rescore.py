@@ -109,9 +109,14 @@ def extract_maps(port_dir: Path, model: Path, out: Path, tta: int = 8) -> None:
 def port_candidates(port_dir: Path, cache: Path, *, low: float = RESCORE_LOW, water_px: float | None = 4.0,
                     nms_iou: float = 0.2) -> dict:
     """Candidates of one port: boxes, network scores, features, labels (matched to a GT box), GT boxes."""
-    scene = read_scene(port_dir)
     z = np.load(cache / f"{port_dir.name}.npz")
-    maps = VesselMaps(z["heat"], z["offset"], z["log_size"])
+    return scene_candidates(port_dir, read_scene(port_dir), VesselMaps(z["heat"], z["offset"], z["log_size"]),
+                            low=low, water_px=water_px, nms_iou=nms_iou)
+
+
+def scene_candidates(port_dir: Path, scene, maps: VesselMaps, *, low: float = RESCORE_LOW,
+                     water_px: float | None = 4.0, nms_iou: float = 0.2) -> dict:
+    """:func:`port_candidates` from a scene of the port and its network maps."""
     boxes, scores = decode_maps(maps, min_score=low, shape=scene.shape, nms_iou=nms_iou)
     water = water_mask(scene)
     if water is not None and water_px is not None:
@@ -178,14 +183,21 @@ def select(tab: dict) -> tuple[str, dict] | None:
     return best, tab[best]
 
 
-def nested_lopo(ports: list[dict]) -> dict[str, np.ndarray]:
-    """Out-of-fold rescored probabilities: port P scored by a rescorer trained on the other ports only."""
-    prob = {}
+def fold_rescorers(ports: list[dict]) -> dict[str, dict]:
+    """Per port, the rescorer (:func:`export`, no threshold) trained on the other ports' candidates only."""
+    models = {}
     for p in ports:
         rest = [q for q in ports if q["name"] != p["name"]]
         clf = fit(np.vstack([q["features"] for q in rest]), np.concatenate([q["label"] for q in rest]))
-        prob[p["name"]] = rescore(export(clf, None), p["features"])
-    return prob
+        models[p["name"]] = export(clf, None)
+    return models
+
+
+def nested_lopo(ports: list[dict], models: dict[str, dict] | None = None) -> dict[str, np.ndarray]:
+    """Out-of-fold rescored probabilities: port P scored by a rescorer trained on the other ports only
+    (``models``: those of :func:`fold_rescorers`, fitted here when not given)."""
+    models = models if models is not None else fold_rescorers(ports)
+    return {p["name"]: rescore(models[p["name"]], p["features"]) for p in ports}
 
 
 #: Wavelengths (micrometres) of the bands, for :func:`path_radiance`.
@@ -213,18 +225,7 @@ def hazy_candidates(port_dir: Path, model: Path, cache: Path, seed: int) -> dict
         maps = run_network(vessel_input(scene, bands=model_bands(model)), model, tta=8)
         np.savez_compressed(f, heat=maps.heat, offset=maps.offset, log_size=maps.log_size)
     z = np.load(f)
-    maps = VesselMaps(z["heat"], z["offset"], z["log_size"])
-    boxes, scores = decode_maps(maps, min_score=RESCORE_LOW, shape=scene.shape, nms_iou=0.2)
-    water = water_mask(scene)
-    if water is not None:
-        keep = near_water(boxes, water, 4.0)
-        boxes, scores = boxes[keep], scores[keep]
-    gt = read_gt(port_dir)
-    label = np.zeros(len(boxes), bool)
-    for i, _ in match_detections(boxes, scores, gt).pairs:
-        label[i] = True
-    return {"name": port_dir.name, "boxes": boxes, "scores": scores, "gt": gt, "label": label,
-            "features": candidate_features(scene.bands, boxes, scores, maps.heat, water, scene.pixel_size_m)}
+    return scene_candidates(port_dir, scene, VesselMaps(z["heat"], z["offset"], z["log_size"]))
 
 
 def show(title: str, t: str, entry: dict) -> None:
@@ -265,7 +266,8 @@ def main() -> None:
     cnn_tab = table(ports, {p["name"]: p["scores"] for p in ports})
     t_cnn, cnn = select(cnn_tab)
     show("network alone, leave-one-port-out", t_cnn, cnn)
-    oof = nested_lopo(ports)
+    folds = fold_rescorers(ports)
+    oof = nested_lopo(ports, folds)
     tab = table(ports, oof)
     sel = select(tab)
     if sel is None:
@@ -275,20 +277,13 @@ def main() -> None:
     show("network + rescorer, nested leave-one-port-out", t_rs, rs)
     if args.write_folds is not None:  # for benchmarks that need detectors which never saw a port
         args.write_folds.mkdir(parents=True, exist_ok=True)
-        for p in ports:
-            rest = [q for q in ports if q["name"] != p["name"]]
-            clf = fit(np.vstack([q["features"] for q in rest]), np.concatenate([q["label"] for q in rest]))
-            fold = export(clf, float(t_rs)) | {"candidate_min_score": RESCORE_LOW, "trained_without": p["name"]}
-            (args.write_folds / f"{p['name']}.json").write_text(json.dumps(fold, separators=(",", ":")) + "\n")
+        for name, model in folds.items():
+            fold = model | {"threshold": float(t_rs), "candidate_min_score": RESCORE_LOW, "trained_without": name}
+            (args.write_folds / f"{name}.json").write_text(json.dumps(fold, separators=(",", ":")) + "\n")
         print(f"wrote the 7 nested rescorers to {args.write_folds}")
     if args.haze_test:
         hazy = [hazy_candidates(d, args.cv_dir / f"{d.name}.onnx", args.cache, seed=5000 + i) for i, d in enumerate(dirs)]
-        prob = {}
-        for p, h in zip(ports, hazy):
-            rest = [q for q in ports if q["name"] != p["name"]]
-            clf = fit(np.vstack([q["features"] for q in rest]), np.concatenate([q["label"] for q in rest]))
-            prob[h["name"]] = rescore(export(clf, None), h["features"])
-        show("hazy copies, the same nested rescorers", t_rs, table(hazy, prob)[t_rs])
+        show("hazy copies, the same nested rescorers", t_rs, table(hazy, nested_lopo(hazy, folds))[t_rs])
     if not args.write:
         return
     if rs["pooled"]["f1"] <= cnn["pooled"]["f1"]:
