@@ -16,7 +16,17 @@ from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
 from imgdiff.sites import load_zones
 from imgdiff.stac.resolve import resolve_scene_path
 
-from .options import bands_opt, bbox_opt, echo_json, json_opt, naming, overwrite_opt, show_progress, steps
+from .options import (
+    bands_opt,
+    bbox_opt,
+    date_order_warnings,
+    echo_json,
+    json_opt,
+    naming,
+    overwrite_opt,
+    show_progress,
+    steps,
+)
 from .tiled import compare_tiled_with_progress, should_tile
 
 
@@ -115,11 +125,3 @@ def compare_warnings(report: dict, method: str | None) -> list[str]:
                    "(report.json change.method)")
     out += date_order_warnings(report["inputs"]["before"].get("date"), report["inputs"]["after"].get("date"))
     return out
-
-
-def date_order_warnings(before: str | None, after: str | None) -> list[str]:
-    """A warning when the BEFORE scene was acquired after the AFTER scene (ISO dates; unknown: none)."""
-    if before and after and str(before) > str(after):
-        return [f"the before scene ({before}) was acquired after the after scene ({after}); "
-                "check the order of BEFORE and AFTER"]
-    return []

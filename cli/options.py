@@ -114,3 +114,11 @@ def echo_json(obj: Any, **kw: Any) -> None:
     import json
 
     click.echo(json.dumps(finite_or_null(obj), allow_nan=False, **kw))
+
+
+def date_order_warnings(before: str | None, after: str | None, hint: str = "check the order of BEFORE and AFTER"
+                        ) -> list[str]:
+    """A warning when the before scene was acquired after the after scene (ISO dates; unknown: none)."""
+    if before and after and str(before) > str(after):
+        return [f"the before scene ({before}) was acquired after the after scene ({after}); {hint}"]
+    return []
