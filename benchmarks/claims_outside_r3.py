@@ -951,7 +951,8 @@ def fold_detectors(case: str, vessel_folds: Path, vessel_rescorers: Path | None,
     import imgdiff.detect.vessels as dv
 
     saved = (dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft)
-    tag, source = case.split("_")[-2][0] if case[:2] in ("g_", "h_") else case[0], case.split("_")[-1]
+    plain = case[2:] if case[:2] in ("g_", "h_") else case  # glint probes: g_v00_athens
+    tag, source = plain[0], plain.split("_")[-1]
     try:
         if tag == "v":
             dv.detect_vessels = functools.partial(saved[0], model=vessel_folds / f"{source}.onnx")
@@ -980,7 +981,7 @@ def main():
     OUT = a.out
     n = 0
     for cfg in cases():
-        if a.only and cfg["name"] not in a.only or a.no_build:
+        if a.no_build or (a.only and cfg["name"] not in a.only):
             continue
         k = build_case(cfg)
         n += k
