@@ -52,3 +52,13 @@ from . import stac  # noqa: E402  (STAC search and windowed fetch: imgdiff.stac.
 
 __all__ += ["stac"]
 __all__ += ["ShiftModel", "TiePoint", "coregister_paths"]
+from . import evaluate  # noqa: E402  (detector scores: imgdiff.evaluate.match_detections, .prf)
+from .detect import Detection, Detections  # noqa: E402
+from .errors import ArgumentTypeError  # noqa: E402
+from .io.geojson import write_detections_geojson  # noqa: E402
+from .match import ObjectMatch, match_objects  # noqa: E402
+from .report import verify_report, write_verify  # noqa: E402
+from .zones import Zones, read_zones  # noqa: E402
+
+__all__ += ["ArgumentTypeError", "Detection", "Detections", "ObjectMatch", "Zones", "evaluate", "match_objects",
+            "read_zones", "verify_report", "write_detections_geojson", "write_verify"]

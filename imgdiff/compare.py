@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 
 from .change import ChangeMap, scene_change_map
 from .coregister import Registration, coregister, warp
-from .errors import CoregistrationError
+from .errors import CoregistrationError, check_type
 from .grid import AlignedPair, Grid, align
 from .io.read import BBox, harmonise_scaling, read_scene
 from .scene import Scene
@@ -83,7 +84,7 @@ def compare(
     bands : sequence of str, optional
         Bands to use; default all bands both scenes share.
     bbox : (west, south, east, north), optional
-        Lon/lat window to read (only when paths are given).
+        Lon/lat window to read; only with paths (a Scene given with it is an ArgumentTypeError).
     grid : Grid, optional
         Common grid; default the before scene's grid.
     register : bool
@@ -97,6 +98,11 @@ def compare(
     -------
     CompareResult
     """
+    for label, x in (("before", before), ("after", after)):
+        check_type(x, (Scene, str, os.PathLike), f"compare: {label}", "give a Scene or the path of a scene")
+        if bbox is not None:  # a Scene would silently be compared whole
+            check_type(x, (str, os.PathLike), f"compare: {label} (with bbox)",
+                       "bbox crops scenes read from paths; read a window with imgdiff.read_scene(path, bbox=bbox)")
     step = on_step or (lambda name: None)
     step("read")
     b, a = harmonise_scaling(_as_scene(before, bands, bbox), _as_scene(after, bands, bbox))

@@ -46,3 +46,32 @@ class OutputError(ImgdiffError, OSError):
 
 class NetworkError(InputError):
     """A catalogue or remote raster could not be read over the network, even after retries."""
+
+
+class ArgumentTypeError(ImgdiffError, TypeError):
+    """A library function was given a value of the wrong type (a path where a Scene is expected, ...)."""
+
+
+def check_type(value: object, types: type | tuple[type, ...], name: str, hint: str = "") -> None:
+    """Raise :class:`ArgumentTypeError` naming ``name`` unless ``value`` is an instance of ``types``.
+
+    Parameters
+    ----------
+    value : object
+        The argument given.
+    types : type or tuple of type
+        What it must be.
+    name : str
+        Function and parameter, e.g. ``"coregister: reference"``.
+    hint : str, optional
+        How to get the right type (``"read it with imgdiff.read_scene(path)"``).
+    """
+    if isinstance(value, types):
+        return
+    names = ["None" if t is type(None) else t.__name__ for t in (types if isinstance(types, tuple) else (types,))]
+    wanted = " or ".join(names)
+    shape = getattr(value, "shape", None)
+    shown = f"shape {shape}" if isinstance(shape, tuple) else repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise ArgumentTypeError(f"{name} must be {wanted}, not {type(value).__name__} ({shown})"
+                            + (f"; {hint}" if hint else ""))

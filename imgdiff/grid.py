@@ -13,7 +13,8 @@ from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
 
-from .errors import BandError, NoOverlapError
+from ._repr import short_repr
+from .errors import ArgumentTypeError, BandError, NoOverlapError, check_type
 from .scene import Scene, band_sort_key, pixel_size_m
 
 _LOCAL = CRS.from_epsg(3857)  # stands in for "no CRS" inside GDAL calls (pure affine)
@@ -27,6 +28,8 @@ class Grid:
     transform: Affine
     width: int
     height: int
+
+    __repr__ = short_repr  # the CRS as its EPSG code, the transform on one line
 
     @classmethod
     def of(cls, scene: Scene) -> Grid:
@@ -81,7 +84,15 @@ def utm_grid(bbox_lonlat: tuple[float, float, float, float], resolution_m: float
         Area of interest in degrees (EPSG:4326).
     resolution_m : float
         Pixel size in metres (10 m for Sentinel-2's finest bands).
+
+    Returns
+    -------
+    Grid
+        In the WGS 84 / UTM zone (EPSG:326xx north, 327xx south) of the bbox centre.
     """
+    if isinstance(bbox_lonlat, str) or len(bbox_lonlat) != 4:
+        raise ArgumentTypeError(f"utm_grid: bbox_lonlat must be four numbers (west, south, east, north) in degrees, "
+                                f"not {bbox_lonlat!r}")
     w, s, e, n = bbox_lonlat
     crs = CRS.from_epsg(utm_epsg((w + e) / 2, (s + n) / 2))
     left, bottom, right, top = transform_bounds("EPSG:4326", crs, w, s, e, n, densify_pts=21)
@@ -105,7 +116,23 @@ def reproject_scene(scene: Scene, grid: Grid, resampling: Resampling = Resamplin
 
     Pixels of ``grid`` outside the scene, or whose neighbourhood is no-data,
     become NaN and invalid. A scene already on ``grid`` is returned unchanged.
+
+    Parameters
+    ----------
+    scene : Scene
+        Any CRS and resolution (a scene without CRS is taken to share the grid's frame).
+    grid : Grid
+        Target grid, e.g. :func:`utm_grid` or ``Grid.of(other_scene)``.
+    resampling : rasterio.enums.Resampling
+        Kernel (bilinear by default).
+
+    Returns
+    -------
+    Scene
+        On ``grid``: same band names, date and metadata.
     """
+    check_type(scene, Scene, "reproject_scene: scene", "read it with imgdiff.read_scene(path)")
+    check_type(grid, Grid, "reproject_scene: grid", "use imgdiff.utm_grid(bbox) or imgdiff.Grid.of(scene)")
     if Grid.of(scene) == grid:
         return scene
     src_crs = scene.crs or grid.crs or _LOCAL
@@ -144,6 +171,8 @@ class AlignedPair:
     grid: Grid
     overlap: np.ndarray
 
+    __repr__ = short_repr  # arrays as their shape and dtype
+
 
 def common_bands(a: Scene, b: Scene, bands: Sequence[str] | None = None) -> list[str]:
     """Bands both scenes have (optionally restricted to ``bands``), in Sentinel-2 order."""
@@ -177,11 +206,19 @@ def align(before: Scene, after: Scene, grid: Grid | None = None, bands: Sequence
     bands : sequence of str, optional
         Bands to keep; default all bands both scenes share.
 
+    Returns
+    -------
+    AlignedPair
+        Both scenes resampled onto the grid (bilinear), with the bands they share, and their overlap.
+
     Raises
     ------
     NoOverlapError
         If the scenes share no valid pixel on the grid.
     """
+    check_type(before, Scene, "align: before", "read it with imgdiff.read_scene(path)")
+    check_type(after, Scene, "align: after", "read it with imgdiff.read_scene(path)")
+    check_type(grid, (Grid, type(None)), "align: grid", "use imgdiff.utm_grid(bbox) or imgdiff.Grid.of(scene)")
     names = common_bands(before, after, bands)
     grid = grid or Grid.of(before)
     for label, s in (("before", before), ("after", after)):

@@ -66,6 +66,9 @@ def _band(scene: Scene, name: str) -> np.ndarray | None:
 
 
 def _require(scene: Scene, names: Sequence[str]) -> None:
+    from .errors import check_type
+
+    check_type(scene, Scene, "scene", "read it with imgdiff.read_scene(path)")
     missing = [n for n in names if n not in scene.bands]
     if missing:
         from .errors import BandError
@@ -291,6 +294,14 @@ def confirm_shadows(shadow: np.ndarray, scene: Scene, other: Scene, *, max_ratio
         Shadow candidates on ``scene`` (e.g. :func:`cloud_shadow_mask`).
     scene, other : Scene
         The date of ``shadow`` and another date on the same grid.
+    max_ratio : float
+        Largest median ratio ``scene / other`` in every band (a shadow darkens by at least 20 %).
+    max_spread : float
+        Largest ratio between the band ratios (a shadow darkens every band alike).
+    min_width_px : int
+        Width in pixels of the core a region must hold (a cloud's shadow, not an object's).
+    min_pixels : int
+        Fewest pixels of a kept region.
 
     Returns
     -------
@@ -478,6 +489,8 @@ def normalise(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_s
         Pixels usable for the fit (both dates valid, not cloud).
     max_samples : int
         At most this many pixels are used (random, fixed ``seed``), for speed.
+    seed : int
+        Seed of the pixel sample (the result is reproducible).
 
     Returns
     -------

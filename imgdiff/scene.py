@@ -12,7 +12,7 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from .errors import BandError
+from .errors import ArgumentTypeError, BandError
 
 #: Native ground sampling distance of each Sentinel-2 MSI band, in metres.
 BAND_RESOLUTION_M: dict[str, int] = {
@@ -66,6 +66,17 @@ class Scene:
         if self.bands and np.shape(self.valid) != next(iter(shapes)):
             raise BandError("the valid mask must have the shape of the bands")
 
+    def __repr__(self) -> str:
+        # one line: band names, grid and date, not the arrays (a notebook cell would print pages)
+        from ._repr import crs_text
+
+        try:
+            size = tuple(round(v, 2) for v in self.pixel_size_m)
+        except Exception:  # a repr must not fail (e.g. a transform no CRS can place)
+            size = None
+        return (f"Scene(bands={self.band_names}, shape={self.shape}, crs={crs_text(self.crs)}, "
+                f"pixel_size_m={size}, date={self.date}, valid_fraction={self.valid_fraction():.3f})")
+
     # -- geometry -----------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int]:
@@ -108,17 +119,26 @@ class Scene:
             ) from None
 
     def stack(self, names: Iterable[str] | None = None) -> np.ndarray:
-        """Bands as a (n_bands, rows, columns) float32 array, in the given order."""
+        """Bands as a (n_bands, rows, columns) float32 array, in the given order (default all bands)."""
+        _band_names(names, "Scene.stack: names")
         names = list(self.bands) if names is None else list(names)
         return np.stack([self.band(n) for n in names]).astype(np.float32, copy=False)
 
     def select(self, names: Iterable[str]) -> Scene:
         """A scene with only the named bands (the valid mask is kept)."""
+        _band_names(names, "Scene.select: names")
         return replace(self, bands={n: self.band(n) for n in names})
 
     def valid_fraction(self) -> float:
         """Fraction of pixels that are valid, in [0, 1]."""
         return float(np.mean(self.valid)) if self.valid.size else 0.0
+
+
+def _band_names(names: object, where: str) -> None:
+    """Refuse a single string where a list of band names is expected (it would be read letter by letter)."""
+    if isinstance(names, str):
+        raise ArgumentTypeError(f"{where} must be a list of band names, e.g. [{names!r}], not the string {names!r}; "
+                                "Scene.band(name) gives one band")
 
 
 def pixel_size_m(

@@ -22,6 +22,7 @@ works too (:func:`load_zones`).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 from shapely.geometry import Polygon, mapping, shape
 
-from .errors import InputError
+from .errors import InputError, check_type
 from .zones import WGS84, Zones, read_zones
 
 #: CRS the site layouts are drawn in (UTM zone 36 N, the Sentinel-2 tiles of both sites).
@@ -227,11 +228,22 @@ def site_names() -> tuple[str, ...]:
 def get_site(name: str) -> Site:
     """A site of the catalogue by name (case-insensitive).
 
+    Parameters
+    ----------
+    name : str
+        ``"tartus"`` or ``"hmeimim"`` (:func:`site_names`).
+
+    Returns
+    -------
+    Site
+        Name, title, zones (lon/lat, EPSG:4326) and centre.
+
     Raises
     ------
     InputError
         If the name is unknown.
     """
+    check_type(name, str, "get_site: name", f"one of {', '.join(site_names())}")
     key = name.strip().lower()
     if key not in _BUILDERS:
         raise InputError(f"unknown site {name!r}; known sites: {', '.join(site_names())}, "
@@ -241,17 +253,26 @@ def get_site(name: str) -> Site:
     return _CACHE[key]
 
 
-def load_zones(spec: str | Path, *, base: str | Path | None = None) -> Zones:
+def load_zones(spec: str | Path | Zones, *, base: str | Path | None = None) -> Zones:
     """Zones from a site name or a GeoJSON zones file.
 
     Parameters
     ----------
-    spec : str or Path
+    spec : str, Path or Zones
         A catalogue name (``"tartus"``) or a path to a GeoJSON file of named polygons
-        (lon/lat unless the file names another CRS).
+        (lon/lat unless the file names another CRS); :class:`Zones` are returned as they are.
     base : str or Path, optional
         Folder relative paths are resolved against (e.g. the claims file's folder).
+
+    Returns
+    -------
+    Zones
+        Named polygons in the CRS of their source (a catalogue site's and GeoJSON's: lon/lat,
+        EPSG:4326); detectors and :func:`imgdiff.zones.zone_masks` reproject them to each scene.
     """
+    if isinstance(spec, Zones):
+        return spec
+    check_type(spec, (str, os.PathLike), "load_zones: spec", "a site name or the path of a GeoJSON zones file")
     s = str(spec)
     if s.strip().lower() in _BUILDERS and not Path(s).suffix:
         return get_site(s).zones

@@ -19,7 +19,8 @@ from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
 from .detect.base import Detections
-from .errors import GridError, InputError
+from .errors import GridError, InputError, check_type
+from .io.layout import one_line
 
 WGS84 = CRS.from_epsg(4326)
 #: Property keys that name a zone, in order of preference (any letter case); then the feature's own ``id``.
@@ -117,7 +118,7 @@ def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where
         try:
             g = shapely.force_2d(shape(f["geometry"]))  # heights ([lon, lat, z], QGIS/KML exports) are dropped
         except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.ShapelyError) as e:
-            raise InputError(f"{where}: feature {name!r} has no valid geometry ({' '.join(str(e).split())})") from None
+            raise InputError(f"{where}: feature {name!r} has no valid geometry ({one_line(e)})") from None
         if g.geom_type not in ("Polygon", "MultiPolygon"):
             continue
         if not g.is_valid:  # a self-intersecting ring breaks every overlay later (GEOS TopologyException)
@@ -171,7 +172,11 @@ def placed(zones: Zones, crs: CRS | None, *, where: str = "scene") -> Zones:
     GridError
         The scene has no CRS and the zones are in map coordinates (e.g. lon/lat): they cannot be
         placed on it (they would silently fall outside every pixel).
+    ArgumentTypeError
+        ``zones`` is not :class:`Zones` (e.g. a site name or a file name: load it with
+        :func:`imgdiff.load_zones`).
     """
+    check_type(zones, Zones, "zones", "load them with imgdiff.load_zones('tartus') or imgdiff.load_zones('zones.geojson')")
     local = in_scene_frame(zones) if zones.crs is not None else None
     if local is not None and crs is not None:
         return replace(local, crs=crs)  # numbers that cannot be lon/lat: the scene's own map coordinates

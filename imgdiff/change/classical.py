@@ -146,6 +146,8 @@ def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter:
         Reweighting stops when canonical correlations move less than ``tol``.
     max_samples : int
         At most this many pixels (random, fixed ``seed``) estimate the statistics.
+    seed : int
+        Seed of the pixel sample (the result is reproducible).
     """
     nb = before.shape[0]
     idx = np.flatnonzero(valid.ravel())

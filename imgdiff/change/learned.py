@@ -90,6 +90,12 @@ def learned_magnitude(before: np.ndarray, after: np.ndarray, valid: np.ndarray, 
     ----------
     before, after : ndarray, shape (bands, rows, cols)
         Reflectance, ``after`` already normalised to ``before``.
+    valid : ndarray of bool, shape (rows, cols)
+        Pixels to assess.
+    bands : sequence of str
+        Band names along axis 0.
+    model : MLPModel
+        The learned model (:func:`pick_model`).
     diff_scales, fill, region
         As :func:`learned_probability` (with ``region`` the result is that part's).
     """

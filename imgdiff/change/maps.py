@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import EmptySceneError
+from .._repr import short_repr
+from ..errors import EmptySceneError, check_type
 from ..radiometry import date_masks, drop_small_regions, normalise
 from ..scene import Scene
 from .classical import (
@@ -63,6 +64,8 @@ class ChangeMap:
     method: str
     confidence: np.ndarray | None = None
     details: dict = field(default_factory=dict)
+
+    __repr__ = short_repr  # arrays as their shape and dtype
 
 
 # --------------------------------------------------------------------------- the change map
@@ -126,6 +129,10 @@ def change_map(
         ``"irmad"`` (asked for, or the fallback of ``"mlp"``) on fewer than
         :data:`IRMAD_MIN_PIXELS_PER_BAND` valid pixels per band.
     """
+    for label, x in (("before", before), ("after", after), ("valid", valid)):
+        check_type(x, np.ndarray, f"change_map: {label}",
+                   "stacks are (bands, rows, cols) arrays (Scene.stack()), the mask (rows, cols); "
+                   "for two Scenes use imgdiff.compare or imgdiff.change.scene_change_map")
     method = method or DEFAULT_METHOD
     if method not in METHODS:
         raise ValueError(f"unknown change method {method!r}; choose one of {', '.join(METHODS)}")
@@ -215,6 +222,13 @@ def scene_change_map(before: Scene, after: Scene, valid: np.ndarray, *, method: 
         Pixels both scenes cover.
     method : str, optional
         See :func:`change_map`.
+    min_mapping_unit_m2 : float
+        Changed regions smaller than this (square metres of ground) are dropped.
+
+    Returns
+    -------
+    ChangeMap
+        On the scenes' grid; ``details["masked"]`` counts the cloud and shadow pixels left out.
     """
     names = [n for n in before.bands if n in after.bands]
     details = {}

@@ -22,13 +22,15 @@ and zone names are matched up to letter case, spaces, hyphens and underscores.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, check_type
 from ..io.bands import parse_bands
+from ..io.layout import one_line
 from ..keys import unused_keys
 from ..sites import load_zones, site_names
 from ..zones import Zones
@@ -251,7 +253,25 @@ def _scene_ref(base: Path, raw: object) -> Path | str:
 
 
 def load_claims(path: str | Path) -> ClaimFile:
-    """Read a YAML (or JSON) claims file; scene and zones paths are relative to it."""
+    """Read a YAML (or JSON) claims file; scene and zones paths are relative to it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The claims file (a dict already read: :func:`parse_claims`).
+
+    Returns
+    -------
+    ClaimFile
+        For :func:`imgdiff.verify`.
+
+    Raises
+    ------
+    ClaimsError
+        The file is missing, unreadable or not valid YAML, or a key or value is wrong (one line
+        naming the file and the claim).
+    """
+    check_type(path, (str, os.PathLike), "load_claims: path", "for a dict use imgdiff.claims.parse_claims(obj)")
     import yaml
 
     path = Path(path)
@@ -267,6 +287,6 @@ def load_claims(path: str | Path) -> ClaimFile:
     try:
         obj = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ClaimsError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+        raise ClaimsError(f"{path}: not valid YAML ({one_line(e)})") from None
     cf = parse_claims(obj, where=str(path), base=path.parent)
     return replace(cf, path=path)

@@ -115,6 +115,10 @@ def refine_chips(ref: np.ndarray, tgt: np.ndarray, wref: np.ndarray, wtgt: np.nd
     spatial_sigma : float, optional
         Gaussian weighting (px) around the chip centre, so that the estimate
         refers to the centre when the shift varies across the chip.
+    iterations : int
+        Most Gauss-Newton iterations per chip.
+    tol : float
+        A chip has converged when its update is below this many pixels.
 
     Returns
     -------

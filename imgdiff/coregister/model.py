@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .._repr import short_repr
+
 
 @dataclass(frozen=True)
 class ShiftModel:
@@ -34,6 +36,8 @@ class ShiftModel:
     grid_step: float = 0.0
     grid_dx: np.ndarray | None = None
     grid_dy: np.ndarray | None = None
+
+    __repr__ = short_repr  # residual grids as their shape and dtype
 
     @staticmethod
     def terms(degree: int) -> list[tuple[int, int]]:

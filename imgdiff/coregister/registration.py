@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import CoregistrationError
+from ..errors import CoregistrationError, check_type
 from ..scene import Scene
 from .matching import matching_image, pick_bands
 from .model import add_residual_grid, fit_model
@@ -71,6 +71,8 @@ def coregister(
         Scenes not on one grid, too little valid overlap, no texture or no
         consistent tie point (the message says which).
     """
+    check_type(reference, Scene, "coregister: reference", "read it with imgdiff.read_scene(path)")
+    check_type(target, Scene, "coregister: target", "read it with imgdiff.read_scene(path) (imgdiff.coregister_paths takes paths)")
     if reference.shape != target.shape:
         raise CoregistrationError(
             f"reference {reference.shape} and target {target.shape} are not on one grid; align them first"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .._repr import short_repr
 from .model import ShiftModel
 
 REJECT_REASONS = ("masked", "no texture", "low correlation", "no convergence", "uncertain", "outlier")
@@ -97,6 +98,8 @@ class Registration:
     rejected: tuple[TiePoint, ...] = ()
     model: ShiftModel | None = None
     notes: tuple[str, ...] = ()
+
+    __repr__ = short_repr  # tie points as their count
 
     @property
     def reliable(self) -> bool:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from ..errors import check_type
 from ..scene import Scene
 from .model import ShiftModel
 from .results import Registration
@@ -82,6 +83,8 @@ def warp(target: Scene, registration: Registration, *, interpolation: str = "spl
     Scene
         Same grid, bands and metadata as ``target``.
     """
+    check_type(target, Scene, "warp: target", "read it with imgdiff.read_scene(path)")
+    check_type(registration, Registration, "warp: registration", "estimate it with imgdiff.coregister(reference, target)")
     if interpolation not in _KERNEL_RADIUS:
         raise ValueError(f"interpolation must be one of {', '.join(_KERNEL_RADIUS)}")
     if registration.model is not None and registration.model.degree > 0:

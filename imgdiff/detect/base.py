@@ -90,6 +90,17 @@ class Detections:
     def __len__(self) -> int:
         return len(self.items)
 
+    def __repr__(self) -> str:
+        # the count per class and zone, not every detection (``items`` holds them; see to_records)
+        from .._repr import crs_text
+
+        classes: dict[str, int] = {}
+        for d in self.items:
+            classes[d.cls] = classes.get(d.cls, 0) + 1
+        size = tuple(round(float(v), 2) for v in self.pixel_size_m)
+        return (f"Detections({len(self.items)} items, classes={classes}, zones={self.count_by_zone()}, "
+                f"crs={crs_text(self.crs)}, pixel_size_m={size})")
+
     def __iter__(self):
         return iter(self.items)
 
@@ -123,8 +134,24 @@ class Detections:
         return [tuple(self.transform * p) for p in ring]  # type: ignore[misc]
 
     def filter(self, keep: Iterable[bool] | None = None, *, min_score: float | None = None,
-               min_length_m: float | None = None, zones: Sequence[str] | None = None) -> Detections:
-        """A copy with only the detections that pass every given test."""
+               min_length_m: float | None = None, zones: str | Sequence[str] | None = None) -> Detections:
+        """A copy with only the detections that pass every given test.
+
+        Parameters
+        ----------
+        keep : iterable of bool, optional
+            One flag per detection, in ``items`` order.
+        min_score : float, optional
+            Keep scores >= this (0-1).
+        min_length_m : float, optional
+            Keep lengths >= this many metres (and unknown lengths, NaN).
+        zones : str or sequence of str, optional
+            Keep detections in one of these zones, nested or overlapping zones included
+            (:meth:`Detection.in_zone`, as :meth:`count_by_zone` counts them); None names
+            "outside every zone".
+        """
+        if isinstance(zones, str):
+            zones = [zones]
         items = list(self.items)
         if keep is not None:
             items = [d for d, k in zip(items, keep) if k]
@@ -133,8 +160,41 @@ class Detections:
         if min_length_m is not None:
             items = [d for d in items if not (d.length_m < min_length_m)]
         if zones is not None:
-            items = [d for d in items if d.zone in zones]
+            items = [d for d in items if any(d.in_zone(z) if z is not None else not d.zones for z in zones)]
         return replace(self, items=tuple(items))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """The detections as a table: one JSON-ready dict per detection, in ``items`` order.
+
+        ``pandas.DataFrame(dets.to_records())`` gives one row per object.
+
+        Returns
+        -------
+        list of dict
+            ``id`` (index in ``items``), ``class``, ``score`` (0-1), ``length_m`` and ``width_m``
+            (metres), ``heading_deg`` (degrees clockwise from grid north), ``zone`` and ``zones``,
+            ``x_px`` and ``y_px`` (centroid, pixels: x = column, y = row), ``box_px`` ([x0, y0, x1, y1]
+            pixel edges), ``x`` and ``y`` (centroid in map units of ``crs``, or of the transform
+            when ``crs`` is None), ``lon`` and ``lat`` (centroid, WGS 84 degrees; None without CRS)
+            and ``extra`` (the detector's own properties). Unknown numbers (NaN) are None.
+        """
+        centers = self.map_centers()
+        lonlat: list[tuple[float | None, float | None]] = [(None, None)] * len(self.items)
+        if self.crs is not None and len(self.items):
+            from rasterio.warp import transform as warp_transform
+
+            lon, lat = warp_transform(self.crs, "EPSG:4326", list(centers[:, 0]), list(centers[:, 1]))
+            lonlat = list(zip(lon, lat))
+        return [
+            _json_ready({
+                "id": i, "class": d.cls, "score": d.score, "length_m": d.length_m, "width_m": d.width_m,
+                "heading_deg": d.heading_deg, "zone": d.zone, "zones": list(d.zones),
+                "x_px": d.center[0], "y_px": d.center[1], "box_px": list(d.box),
+                "x": centers[i, 0], "y": centers[i, 1], "lon": lonlat[i][0], "lat": lonlat[i][1],
+                "extra": dict(d.extra),
+            })
+            for i, d in enumerate(self.items)
+        ]
 
     def count_by_zone(self) -> dict[str | None, int]:
         """Number of detections per zone name (None = outside every zone; overlapping zones each count theirs)."""
@@ -143,6 +203,19 @@ class Detections:
             for z in d.zones or (None,):  # a detection in nested zones counts in each
                 out[z] = out.get(z, 0) + 1
         return out
+
+
+def _json_ready(obj: Any) -> Any:
+    """Numbers as Python floats and ints (NaN and infinities as None), tuples as lists, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def sorted_detections(items: Iterable[Detection], crs: CRS | None, transform: Affine,

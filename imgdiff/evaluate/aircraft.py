@@ -180,6 +180,17 @@ def score_chip(dets: Detections | tuple[np.ndarray, np.ndarray], truth: Aircraft
     ----------
     dets : Detections or (boxes (N, 4), scores (N,))
         Detections in the chip's pixel grid.
+    truth : AircraftTruth
+        The chip's aircraft (:func:`read_truth`).
+    min_length_m : float
+        Aircraft shorter than this (metres), or truncated at the chip edge, are "don't care":
+        neither a miss when not found nor a false alarm when found.
+    chip : str
+        Name of the chip (for the score).
+    seconds : float
+        Detection time, recorded in the score.
+    bins : sequence of (float, float)
+        Length bins in metres for the recall by length (every non-truncated aircraft counts).
 
     Returns
     -------

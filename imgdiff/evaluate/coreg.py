@@ -50,6 +50,8 @@ def degrade(fine: np.ndarray, factor: int, offset: tuple[int, int], *, psf_sigma
         ``gain * value + bias + N(0, noise)``.
     size : (rows, cols), optional
         Coarse output size; default the largest that fits.
+    rng : numpy.random.Generator, optional
+        Source of the noise (default a generator seeded with 0).
 
     Returns
     -------
@@ -289,6 +291,8 @@ def run_benchmark(data: Path, *, quick: bool = False, on_case: Callable[[str], N
         The shared data folder (with ``oscd/``).
     quick : bool
         One case per image instead of three, and four cities.
+    on_case : callable, optional
+        Called with the name of each case as it starts (progress).
     """
     fine, pairs, local = dev_inputs(data)
     if quick:

@@ -25,7 +25,8 @@ write
     GeoTIFF, JSON and text outputs, written under a temporary name and moved into place.
 """
 
+from .geojson import detections_to_geojson, write_detections_geojson
 from .layout import find_band_sources
 from .read import read_scene
 
-__all__ = ["find_band_sources", "read_scene"]
+__all__ = ["detections_to_geojson", "find_band_sources", "read_scene", "write_detections_geojson"]

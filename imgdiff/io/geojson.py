@@ -84,7 +84,21 @@ def detections_to_geojson(dets: Detections) -> dict[str, Any]:
 
 
 def write_detections_geojson(path: str | Path, dets: Detections) -> Path:
-    """Write :func:`detections_to_geojson` atomically (temporary name, then moved into place)."""
+    """Write :func:`detections_to_geojson` atomically (temporary name, then moved into place).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.geojson`` file (replaced if it exists).
+    dets : Detections
+        From a detector; boxes become polygons in the scene CRS (named in the ``crs`` member),
+        each with its centroid in lon/lat as ``centroid_lonlat``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(detections_to_geojson(dets), indent=1) + "\n", encoding="utf-8")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from ..errors import BandError, EmptySceneError, InputError
+from ..errors import ArgumentTypeError, BandError, EmptySceneError, InputError, check_type
 from ..scene import Scene
 from .georeferencing import (
     LOCAL_FRAME,
@@ -157,7 +158,13 @@ def read_scene(
     Raises
     ------
     InputError, BandError, GridError, NoOverlapError, EmptySceneError
+    ArgumentTypeError
+        ``path`` is not a str or Path, or ``bands`` is a single string.
     """
+    check_type(path, (str, os.PathLike), "read_scene: path", "the path of a band folder, SAFE product or GeoTIFF")
+    if isinstance(bands, str):
+        raise ArgumentTypeError(f"read_scene: bands must be a list of band names, e.g. [{bands!r}], "
+                                f"not the string {bands!r}")
     path = Path(path)
     sources = select_bands(find_band_sources(path, bands), bands, path)
 

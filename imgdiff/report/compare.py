@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import __version__
 from ..compare import CompareResult
+from ..errors import check_type
 from ..io.write import check_outputs, write_geotiff, write_json, write_outputs, write_text
 from ..scene import Scene
 
@@ -38,7 +39,13 @@ def compare_report(result: CompareResult, inputs: tuple[Scene, Scene] | None = N
     result : CompareResult
     inputs : (Scene, Scene), optional
         The scenes as read (for provenance); default those in the result.
+
+    Returns
+    -------
+    dict
+        JSON-ready: inputs, dates, grid, co-registration (pixels and metres), change statistics.
     """
+    check_type(result, CompareResult, "compare_report: result", "compute it with imgdiff.compare(before, after)")
     before, after = inputs or (result.pair.before, result.pair.after)
     days = (after.date - before.date).days if before.date and after.date else None
     return {
@@ -111,7 +118,27 @@ def write_compare(
     overwrite: bool = False,
     inputs: tuple[Scene, Scene] | None = None,
 ) -> dict[str, Any]:
-    """Write ``change.tif``, ``report.json`` and ``report.md`` into ``outdir``; return the report."""
+    """Write ``change.tif``, ``report.json`` and ``report.md`` into ``outdir``; return the report.
+
+    Parameters
+    ----------
+    result : CompareResult
+        From :func:`imgdiff.compare`.
+    outdir : str or Path
+        Folder to write into (created if missing).
+    overwrite : bool
+        Replace outputs that exist already (else :class:`~imgdiff.errors.OutputError`).
+    inputs : (Scene, Scene), optional
+        The scenes as read (for provenance); default those in the result.
+
+    Returns
+    -------
+    dict
+        The report, as :func:`compare_report` (also written as ``report.json``). ``change.tif``
+        is on the before scene's grid: band 1 change magnitude, band 2 change mask (0/1), band 3
+        not assessed (1 = cloud, shadow, no-data, outside the overlap), all float32.
+    """
+    check_type(result, CompareResult, "write_compare: result", "compute it with imgdiff.compare(before, after)")
     out = check_outputs(outdir, COMPARE_OUTPUTS, overwrite)
     report = compare_report(result, inputs)
     write_outputs(out, {

@@ -17,6 +17,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import mapping
 
 from ..errors import ImgdiffError, InputError, NetworkError, NoOverlapError
+from ..io.layout import one_line
 from ..zones import Zones
 from .aoi import aoi_geojson, bounds_window, snapped_bounds
 from .items import SCL_CLOUD, SCL_NODATA, asset_grid, find_asset, item_id, summary
@@ -175,6 +176,10 @@ def search(
         Read each item's SCL band over the zones (by window) to measure cloud and no-data there.
     policy : RetryPolicy
         Retries of the catalogue request and the SCL reads.
+    workers : int
+        Items whose SCL band is read at once (threads).
+    sleep : callable
+        Waits between retries (``time.sleep``; tests pass a fake).
 
     Returns
     -------
@@ -200,7 +205,7 @@ def search(
             return Acquisition(it, scl_cover(it, aoi, policy, sleep=sleep))
         except ImgdiffError as e:
             log.warning("%s: zone cloud cover unknown: %s", item_id(it), e)
-            return Acquisition(it, None, f"SCL not read: {' '.join(str(e).split())}")
+            return Acquisition(it, None, f"SCL not read: {one_line(e)}")
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         found = list(pool.map(cover, items))

@@ -248,6 +248,8 @@ def fetch_item(
         Retries and timeouts of the network reads.
     on_band : callable, optional
         Called with each band name as its fetch starts (progress).
+    sleep : callable
+        Waits between retries (``time.sleep``; tests pass a fake).
 
     Returns
     -------

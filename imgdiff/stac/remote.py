@@ -28,6 +28,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from ..errors import ImgdiffError, InputError, NetworkError
+from ..io.layout import one_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,7 +102,7 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, _Permanent):
         return False
     status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     status = status or _status_in(text)
     if status is not None:
         return int(status) in RETRY_STATUS
@@ -147,7 +148,7 @@ def with_retries(
         except catch as e:  # noqa: PERF203 - bounded loop
             if isinstance(e, ImgdiffError):
                 raise  # a problem of the data, not of the network
-            reason = " ".join(str(e).split()) or type(e).__name__
+            reason = one_line(e) or type(e).__name__
             if not is_retryable(e):
                 raise NetworkError(f"{what}: {reason} (not retried: the server refused or the data is not valid)") from None
             if attempt == policy.attempts - 1:
@@ -266,6 +267,12 @@ def read_window(href: str, window: Window, policy: RetryPolicy, *, retry_log: Re
         HTTP(S), s3:// or local path of a (cloud-optimised) GeoTIFF.
     window : rasterio.windows.Window
         Columns (x) and rows (y) to read, inside the raster.
+    policy : RetryPolicy
+        Retries and timeouts.
+    retry_log : RetryLog, optional
+        Collects the retries made (for the fetch report).
+    sleep : callable
+        Waits between retries (``time.sleep``; tests pass a fake).
     expect : RemoteInfo, optional
         The grid the window was computed on (e.g. from STAC metadata); checked against the raster.
 
@@ -300,7 +307,7 @@ def _explained(op: Callable[[], T]) -> Callable[[], T]:
         try:
             return op()
         except RasterioError as e:
-            text = " ".join(str(e).split())
+            text = one_line(e)
             if "not recognized as" in text:
                 raise OSError("header read failed (an HTTP error or a cut transfer; or not a GeoTIFF)") from None
             raise

@@ -49,6 +49,12 @@ def resolve_scene_path(
         Area to fetch for a STAC item (zones, or lon/lat W, S, E, N); one is needed then.
     bands : sequence of str, optional
         Bands to fetch (default B02, B03, B04, B08, B11).
+    catalog, collection : str
+        STAC API root URL and collection id (for an item id).
+    margin_m : float
+        Ground margin around the area, in metres (context for co-registration).
+    policy : RetryPolicy
+        Retries and timeouts of the network reads.
     cache_dir : str or Path, optional
         Where fetched scenes are kept (``<cache>/scenes/<item id>-<area hash>``);
         default :func:`imgdiff.stac.default_cache_dir`.

@@ -51,6 +51,12 @@ def vessel_screen(scene: Scene, *, cell: int = SCREEN_CELL, water_cells: int = S
     ----------
     scene : Scene
         With B03 and B08 (B04 used when present); otherwise every valid pixel is marked.
+    cell : int
+        Cell size in pixels.
+    water_cells : int
+        Reach, in cells, of the "near water" and "near land" tests.
+    brighter : float
+        Factor over the median water of the 3 x 3 cells that marks a bright pixel in open water.
 
     Returns
     -------

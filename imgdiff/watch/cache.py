@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ImgdiffError, InputError
+from ..io.layout import one_line
 from .manifest import SceneEntry
 
 
@@ -128,6 +129,6 @@ def _scene_keys(entries: Sequence[SceneEntry], params: WatchParams, ref_hash: st
             try:
                 yield entry, f.result(), None
             except (ImgdiffError, OSError) as e:
-                yield entry, None, " ".join(str(e).split())
+                yield entry, None, one_line(e)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

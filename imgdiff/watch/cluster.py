@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..io.layout import one_line
 from .cache import WatchParams
 from .manifest import SceneEntry
 from .process import process_scene
@@ -138,7 +139,7 @@ def _run_tasks(todo: Iterable[tuple[SceneEntry, str]], params: WatchParams,
                 res = f.result()
             except Exception as e:  # a worker died or the task could not run
                 res = {"id": entry.id, "date": entry.date.isoformat(), "path": entry.path, "status": "error",
-                       "error": f"task failed: {type(e).__name__}: {' '.join(str(e).split())}"}
+                       "error": f"task failed: {type(e).__name__}: {one_line(e)}"}
             done((entry, key), res)
         finished_all = True
         if scheduler:

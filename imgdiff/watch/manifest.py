@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..io.bands import parse_bands
+from ..io.layout import one_line
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def read_manifest(path: str | Path) -> Manifest:
         try:
             doc = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise InputError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+            raise InputError(f"{path}: not valid YAML ({one_line(e)})") from None
         except ValueError as e:  # YAML's own date parsing: 2024-13-01
             raise InputError(f"{path}: bad value ({e}); write dates as YYYY-MM-DD") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("scenes"), list):

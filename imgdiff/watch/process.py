@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImgdiffError, InputError
+from ..io.layout import one_line
 from .cache import WatchParams
 from .manifest import SceneEntry, resolve_detector
 
@@ -112,10 +113,10 @@ def process_scene(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     try:
         out = _process(entry, params)
     except (ImgdiffError, OSError, ValueError, KeyError) as e:
-        return {**base, "status": "error", "error": " ".join(str(e).split()) or type(e).__name__}
+        return {**base, "status": "error", "error": one_line(e) or type(e).__name__}
     except Exception as e:  # a detector bug must not stop the other scenes
         log.exception("scene %s failed", entry.id)
-        return {**base, "status": "error", "error": f"{type(e).__name__}: {' '.join(str(e).split())}"}
+        return {**base, "status": "error", "error": f"{type(e).__name__}: {one_line(e)}"}
     return {**base, **out, "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -136,7 +137,7 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     try:
         ref_grid = _reference_grid(params.reference, params.bands, params.bbox)
     except ImgdiffError as e:
-        raise InputError(f"reference scene {params.reference}: {' '.join(str(e).split())}") from None
+        raise InputError(f"reference scene {params.reference}: {one_line(e)}") from None
     if ref_grid.width * ref_grid.height > TILED_ABOVE_PX:
         dets, reg, note, bad, f = _observe_tiled(entry, params, ref_grid)
     else:
@@ -203,11 +204,11 @@ def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | No
     try:
         ref = _reference_scene(params.reference, params.bands, params.bbox)
     except (ImgdiffError, RasterioError) as e:
-        raise InputError(f"reference scene {params.reference}: {' '.join(str(e).split())}") from None
+        raise InputError(f"reference scene {params.reference}: {one_line(e)}") from None
     try:
         scene = read_scene(entry.path, bands=params.bands, bbox=params.bbox, date=entry.date)
     except RasterioError as e:
-        raise InputError(f"{entry.path}: {' '.join(str(e).split())}") from None
+        raise InputError(f"{entry.path}: {one_line(e)}") from None
     pair = align(ref, scene, grid=Grid.of(ref), bands=params.bands)
     reg, note = _register(entry, params, lambda: _coregister_pair(pair))
     dets = resolve_detector(params.detector)(pair.after)

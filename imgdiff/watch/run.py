@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .._repr import short_repr
 from ..errors import ImgdiffError, InputError
+from ..io.layout import one_line
 from ..io.write import atomic_path, check_outputs, write_json, write_outputs
 from .cache import WatchParams, _scene_keys, content_hash
 from .cluster import _run_tasks, usable_cores
@@ -46,6 +48,8 @@ class WatchResult:
     rows: tuple[dict, ...]
     slots: tuple[Slot, ...]
     summary: dict
+
+    __repr__ = short_repr  # scene results, rows and slots as their counts
 
 
 def pick_reference(manifest: Manifest, reference: str | None = None) -> str:
@@ -134,7 +138,7 @@ def run_watch(
         ref_hash = content_hash(ref_path, manifest.bands)
         _reference_grid(ref_path, manifest.bands, manifest.bbox)  # its bands, and the bbox on it
     except (ImgdiffError, RasterioError) as e:
-        raise InputError(f"reference scene {ref_path}: {' '.join(str(e).split())}") from None
+        raise InputError(f"reference scene {ref_path}: {one_line(e)}") from None
     out = check_outputs(outdir, WATCH_OUTPUTS, overwrite)
     cache = out / ".cache"
     cache.mkdir(exist_ok=True)
