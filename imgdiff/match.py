@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .detect.base import Detection, Detections, sorted_detections
-from .errors import GridError
+from .errors import GridError, check_type
 from .radiometry import even_subsample
 from .scene import Scene
 
@@ -89,6 +89,8 @@ def match_objects(
     -------
     ObjectMatch
     """
+    check_type(before, Detections, "match_objects: before", "detect with imgdiff.detect_vessels or detect_aircraft")
+    check_type(after, Detections, "match_objects: after", "detect with imgdiff.detect_vessels or detect_aircraft")
     if before.crs != after.crs:
         raise GridError(f"cannot match objects across CRSs ({before.crs} vs {after.crs}); "
                         "detect on the common grid of the pair")

@@ -144,6 +144,13 @@ def test_result_reprs_summarise_arrays_and_tie_points():
     assert "crs='EPSG:32636'" in repr(by_hand)
 
 
+
+def test_verification_repr_summarises_cloud_masks_and_verdicts():
+    v = imgdiff.verify(imgdiff.load_claims(SAMPLES / "claims" / "hmeimim.yaml"))
+    text = repr(v)
+    assert "array(" not in text and "<bool array" in text
+    assert len(v.verdicts) > 3 and f"verdicts=<{len(v.verdicts)} Verdict>" in text
+
 def _detections() -> Detections:
     items = (
         Detection((10, 20, 14, 22), 0.9, "vessel", 42.0, 12.0, 80.0, "berth", (12.0, 21.0),
@@ -215,6 +222,10 @@ def _wrong_calls():
         "get_site: name": lambda: imgdiff.get_site(None),
         "utm_grid: bbox_lonlat": lambda: imgdiff.utm_grid("35.8,34.9,35.9,35.0"),
         "zones must be Zones": lambda: imgdiff.detect_aircraft(s, zones="tartus"),
+        "detect_vessels: scene": lambda: imgdiff.detect_vessels(SCENE_PATH),
+        "detect_aircraft: scene": lambda: imgdiff.detect_aircraft(s.stack()),
+        "match_objects: after": lambda: imgdiff.match_objects(_detections(), [(1, 2, 3, 4)]),
+        "verify: claims": lambda: imgdiff.verify(str(SAMPLES / "claims" / "tartus.yaml")),
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.write import finite_or_null
 from .evidence import MIN_EVIDENCE_SCORE
 
 #: Recall below which objects of a length bin count as "below what the detector resolves": the
@@ -100,13 +101,16 @@ class ScoreCalibration:
         return float(x[k - 1] + (probability - y[k - 1]) / (y[k] - y[k - 1]) * (x[k] - x[k - 1]))
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (an open-ended bin edge, infinity, becomes None)."""
         x, y = self.knots()
-        return {"source": self.source, "bins": [list(b) for b in self.bins], "n": list(self.n),
-                "n_real": list(self.n_real),
-                "precision": [None if n == 0 else round(r / n, 4) for n, r in zip(self.n, self.n_real)],
-                "knots": {"score": [round(float(v), 4) for v in x], "probability": [round(float(v), 4) for v in y]},
-                "score_at_min_evidence": round(self.score_at(MIN_EVIDENCE_SCORE), 4),
-                "probability_at_min_score": round(self.probability(MIN_EVIDENCE_SCORE), 4)}
+        return finite_or_null({
+            "source": self.source, "bins": [list(b) for b in self.bins], "n": list(self.n),
+            "n_real": list(self.n_real),
+            "precision": [None if n == 0 else round(r / n, 4) for n, r in zip(self.n, self.n_real)],
+            "knots": {"score": [round(float(v), 4) for v in x], "probability": [round(float(v), 4) for v in y]},
+            "score_at_min_evidence": round(self.score_at(MIN_EVIDENCE_SCORE), 4),
+            "probability_at_min_score": round(self.probability(MIN_EVIDENCE_SCORE), 4),
+        })
 
 
 @dataclass(frozen=True)
@@ -149,10 +153,11 @@ class DetectorPerformance:
         return float(min(rs)) if rs else self.recall
 
     def to_dict(self) -> dict[str, Any]:
-        return {"object": self.object, "precision": self.precision, "recall": self.recall,
-                "min_length_m": self.min_length_m, "source": self.source,
-                "recall_by_length": [list(b) for b in self.recall_by_length],
-                "score_calibration": None if self.calibration is None else self.calibration.to_dict()}
+        """JSON-ready (an open-ended length bin's upper edge, infinity, becomes None)."""
+        return finite_or_null({"object": self.object, "precision": self.precision, "recall": self.recall,
+                               "min_length_m": self.min_length_m, "source": self.source,
+                               "recall_by_length": [list(b) for b in self.recall_by_length],
+                               "score_calibration": None if self.calibration is None else self.calibration.to_dict()})
 
 
 #: Figures used when a detector module publishes none (see the report for the source).

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._repr import short_repr
 from ..compare import CompareResult
 from ..detect.base import Detections
-from ..errors import CoregistrationError
+from ..errors import CoregistrationError, check_type
 from ..io.read import BBox
 from ..match import reconcile
 from ..scene import Scene
@@ -72,6 +73,8 @@ class Verification:
     performance: dict[str, DetectorPerformance]
     verdicts: tuple[Verdict, ...] = field(default=())
     undecided: dict[str, tuple[Detections, Detections]] = field(default_factory=dict)
+
+    __repr__ = short_repr  # cloud masks as their shape and dtype, verdicts as their count
 
     def zones_outside(self) -> tuple[str, ...]:
         """Names of the zones that lie wholly outside the compared grid (the scenes' overlap).
@@ -293,6 +296,8 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     Verification
     """
     from ..stac.resolve import resolve_scene_path
+
+    check_type(claims, ClaimFile, "verify: claims", "load the file with imgdiff.load_claims(path)")
 
     step = on_step or (lambda name: None)
     step("read")

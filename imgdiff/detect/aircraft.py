@@ -40,7 +40,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import BandError, EmptySceneError, InputError
+from ..errors import BandError, EmptySceneError, InputError, check_type
 from ..scene import Scene
 from ..zones import Zones, assign_zones
 from .aircraft_features import (
@@ -267,6 +267,7 @@ def detect_aircraft(
         ``length_m`` / ``width_m`` in metres from the scene's true pixel size, axis
         heading in degrees clockwise from grid up, score in [0, 1], zone. Sorted by score.
     """
+    check_type(scene, Scene, "detect_aircraft: scene", "read it with imgdiff.read_scene(path)")
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
     if method == "auto":

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..errors import BandError, InputError
+from ..errors import BandError, InputError, check_type
 from ..scene import Scene
 from ..zones import Zones, assign_zones
 from . import vessel_features as vf
@@ -643,6 +643,7 @@ def detect_vessels(
         stationary vessel, where a quay or a neighbour in the mask makes it up); with the rescorer,
         ``extra["network_score"]`` is the network's own centre probability.
     """
+    check_type(scene, Scene, "detect_vessels: scene", "read it with imgdiff.read_scene(path)")
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
     use_cnn = method == "cnn" or (method == "auto" and (model is not None or MODEL_PATH.is_file()))
