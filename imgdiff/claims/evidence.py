@@ -63,7 +63,9 @@ def evidence_rules() -> dict[str, Any]:
         "looks": f"each date is searched for detections down to {LOOK_FRACTION:g} x the detector's threshold, "
                  "so that every place has a score on both dates; a look alone never counts as an object",
         "unchanged_place": f"where the image did not change (persistence >= {STATIC_PERSISTENCE:g}: the box's change "
-                           "between the dates, less the pair's noise level, is small against the object's contrast; "
+                           "between the dates, less the pair's noise level, is small against the object's contrast, and where "
+                           "that noise swamps the object's contrast (a date textured all over, e.g. sun glint on "
+                           "water) so is the change of the box's mean contrast with its surroundings; "
                            "and the box holds "
                            "as much fine detail on both dates within a factor 2) the two scores are two looks at "
                            f"one object: it counts on both dates when {ev} of their mean reaches "
