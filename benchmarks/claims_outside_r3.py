@@ -15,6 +15,10 @@ folders. Builds the cases, then verifies every claim file in-process and scores 
     # the same cases again, verified with detectors that never saw the case's port or airport:
     nice python benchmarks/claims_outside_r3.py --out DIR --no-build --honest
 
+``--glint`` also builds sun-glint probes of six harbour cases (after date only, objects unchanged, truth as
+the source case): ``g_<case>`` with glint of 0.12 reflectance at its centre and ``h_<case>`` with 0.04, over the
+water (NIR < 0.09), smooth with wave texture, flat in the visible and NIR and weaker in B11.
+
 ``--honest`` swaps, case by case, the vessel network for the leave-one-port-out fold model of the case's
 port (``--vessel-folds``, ``training/train_vessels.py --cv``), the vessel rescorer for the nested one
 trained without that port (``--vessel-rescorers``, ``training/train_vessel_rescore.py --write-folds``) and
@@ -942,6 +946,54 @@ def cases():
     return C
 
 
+#: The harbour cases that get sun-glint probes with ``--glint`` (prefix: glint amplitude, reflectance).
+GLINT_CASES = ("v00_athens", "v04_marseille", "v05_marseille", "v08_durban", "v10_honolulu", "v12_casablanca")
+GLINT_PROBES = {"g_": 0.12, "h_": 0.04}
+
+
+def add_glint(case: str, prefix: str, amplitude: float) -> str:
+    """Copy ``case`` to ``prefix + case`` with sun glint on the after date's water (objects unchanged).
+
+    The glint is a broad Gaussian patch (radius 0.45 x the scene, centred in its middle 40 %) of
+    ``amplitude`` reflectance with wave texture (Gaussian noise smoothed over 1.2 px, spread amplitude / 2.4),
+    over the water (after date's NIR < 0.09, opened), added to B02-B08 (x 1.0, NIR x 0.95) and B11 (x 0.6).
+    """
+    src, dst = os.path.join(OUT, case), os.path.join(OUT, prefix + case)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    rng = np.random.default_rng(7)
+    files = sorted(glob.glob(f"{dst}/after/*"))
+    b08 = next(f for f in files if "B08" in f)
+    with rasterio.open(b08) as r:
+        scale = 65535 if "(Raw)" in b08 else 10000
+        off = 0 if scale == 65535 else 1000
+        nir = (r.read(1).astype(float) - off) / scale
+    water = ndi.binary_opening(nir < 0.09, iterations=1)
+    yy, xx = np.indices(nir.shape)
+    cx, cy = rng.uniform(0.3, 0.7) * nir.shape[1], rng.uniform(0.3, 0.7) * nir.shape[0]
+    radius = 0.45 * max(nir.shape)
+    field = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius ** 2)))
+    waves = ndi.gaussian_filter(rng.standard_normal(nir.shape), 1.2)
+    waves = waves / waves.std()
+    glint = np.clip(field * (amplitude + amplitude / 2.4 * waves), 0, None) * ndi.gaussian_filter(water.astype(float), 1.0)
+    weight = {"B02": 1.0, "B03": 1.0, "B04": 1.0, "B08": 0.95, "B11": 0.6}
+    for f in files:
+        band = next(b for b in weight if b in os.path.basename(f))
+        with rasterio.open(f, "r+") as r:
+            a = r.read(1).astype(float)
+            g = glint
+            if a.shape != glint.shape:  # 20 m band
+                g = glint[: a.shape[0] * 2, : a.shape[1] * 2].reshape(a.shape[0], 2, a.shape[1], 2).mean(axis=(1, 3))
+            r.write(np.clip(a + g * weight[band] * scale, 1, 65535).astype("uint16"), 1)
+    truth_path = os.path.join(dst, "truth.json")
+    with open(truth_path) as fh:
+        truth = json.load(fh)
+    truth["config"]["glint_after"] = amplitude
+    with open(truth_path, "w") as fh:
+        json.dump(truth, fh, indent=1)
+    return prefix + case
+
+
 @contextlib.contextmanager
 def fold_detectors(case: str, vessel_folds: Path, vessel_rescorers: Path | None, aircraft_folds: Path):
     """The detectors that never saw the source of ``case`` (its port, or its chip's airport), for a block."""
@@ -974,6 +1026,7 @@ def main():
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--no-build", action="store_true", help="verify the cases already in --out")
     ap.add_argument("--honest", action="store_true", help="detectors that never saw the case's port or airport")
+    ap.add_argument("--glint", action="store_true", help="also build the sun-glint probes g_* and h_* (see above)")
     ap.add_argument("--vessel-folds", type=Path, default=Path("/tmp/vb/cv3000"))
     ap.add_argument("--vessel-rescorers", type=Path, default=Path("/tmp/vr-folds"))
     ap.add_argument("--aircraft-folds", type=Path, default=Path("/tmp/acrun/work1"))
@@ -986,6 +1039,11 @@ def main():
         k = build_case(cfg)
         n += k
         print(cfg["name"], k, "claims", flush=True)
+    if a.glint and not a.no_build:
+        for case in GLINT_CASES:
+            for prefix, amplitude in GLINT_PROBES.items():
+                if not a.only or prefix + case in a.only or case in a.only:
+                    print(add_glint(case, prefix, amplitude), "glint", amplitude, flush=True)
     print("total claims", n)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from claims_outside import print_scores, score_cases  # the first evaluator's in-process scoring
