@@ -48,6 +48,14 @@ one draw per port), the nested table at the shipped threshold 0.28 falls from F1
 water pixels (clean 0.517, hazy 0.469). The claims' pair of dates was also tried with
 the hazier date mapped onto the other's radiometry before detection (``imgdiff.radiometry.normalise``): outside
 cases 443 against 445 of 502 right (piers exposed by departed ships then score as vessels), not kept.
+
+Multi-scale test-time averaging (measured 2026-11-26, not kept): the fold networks also run on the input
+resized by a factor (area-averaged down, bilinear up; 8 passes each), their maps brought back to the 1x grid
+(sizes and offsets rescaled; where the other scale's heat is higher its box is taken) and averaged (or the maximum
+taken) with the 1x maps, cached like ``--extract`` does, then this table. Network alone / nested F1 against
+0.430 / 0.536: x0.5 mean 0.437 / 0.484, x0.5 max 0.432 / 0.489, x0.75 mean 0.438 / 0.521, x1.5 mean
+0.456 / 0.491, x2 mean 0.445 / 0.499, x2 max 0.430 / 0.492. As with every network change so far, the
+network alone moves and the rescorer gives it back.
 """
 
 from __future__ import annotations
