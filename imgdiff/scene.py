@@ -120,13 +120,13 @@ class Scene:
 
     def stack(self, names: Iterable[str] | None = None) -> np.ndarray:
         """Bands as a (n_bands, rows, columns) float32 array, in the given order (default all bands)."""
-        _band_names(names, "Scene.stack: names")
+        check_band_list(names, "Scene.stack: names", "Scene.band(name) gives one band")
         names = list(self.bands) if names is None else list(names)
         return np.stack([self.band(n) for n in names]).astype(np.float32, copy=False)
 
     def select(self, names: Iterable[str]) -> Scene:
         """A scene with only the named bands (the valid mask is kept)."""
-        _band_names(names, "Scene.select: names")
+        check_band_list(names, "Scene.select: names", "Scene.band(name) gives one band")
         return replace(self, bands={n: self.band(n) for n in names})
 
     def valid_fraction(self) -> float:
@@ -134,11 +134,14 @@ class Scene:
         return float(np.mean(self.valid)) if self.valid.size else 0.0
 
 
-def _band_names(names: object, where: str) -> None:
-    """Refuse a single string where a list of band names is expected (it would be read letter by letter)."""
+def check_band_list(names: object, where: str, hint: str = "") -> None:
+    """Refuse a single string where a list of band names is expected (it would be read letter by letter).
+
+    ``where`` names the function and parameter (``"read_scene: bands"``); ``hint`` is appended.
+    """
     if isinstance(names, str):
-        raise ArgumentTypeError(f"{where} must be a list of band names, e.g. [{names!r}], not the string {names!r}; "
-                                "Scene.band(name) gives one band")
+        raise ArgumentTypeError(f"{where} must be a list of band names, e.g. [{names!r}], not the string {names!r}"
+                                + (f"; {hint}" if hint else ""))
 
 
 def pixel_size_m(

@@ -49,8 +49,8 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from ..errors import ArgumentTypeError, BandError, EmptySceneError, InputError, check_type
-from ..scene import Scene
+from ..errors import BandError, EmptySceneError, InputError, check_type
+from ..scene import Scene, check_band_list
 from .georeferencing import (
     LOCAL_FRAME,
     SCENE_FRAME,
@@ -162,9 +162,7 @@ def read_scene(
         ``path`` is not a str or Path, or ``bands`` is a single string.
     """
     check_type(path, (str, os.PathLike), "read_scene: path", "the path of a band folder, SAFE product or GeoTIFF")
-    if isinstance(bands, str):
-        raise ArgumentTypeError(f"read_scene: bands must be a list of band names, e.g. [{bands!r}], "
-                                f"not the string {bands!r}")
+    check_band_list(bands, "read_scene: bands")
     path = Path(path)
     sources = select_bands(find_band_sources(path, bands), bands, path)
 
