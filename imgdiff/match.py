@@ -322,37 +322,37 @@ def persistence(reference: Scene | np.ndarray, other: Scene | np.ndarray, box: t
     ok = np.isfinite(a) & np.isfinite(b)
     if not (ok & inner).any() or not (ok & ~inner).any():
         return math.nan
-    contrast = float(np.mean(np.abs(a[inner & ok] - np.median(a[~inner & ok]))))
+    box, ring = inner & ok, ~inner & ok
+    ra, rb = float(np.median(a[ring])), float(np.median(b[ring]))  # the surroundings' levels
+    contrast = float(np.mean(np.abs(a[box] - ra)))
     if contrast <= 0:
         return math.nan
     ma, mb = np.median(a[ok]), np.median(b[ok])
     scale = ma / mb if mb > 0 else 1.0
-    change = max(float(np.mean(np.abs(a[inner & ok] - b[inner & ok] * scale))) - noise, 0.0)
+    change = max(float(np.mean(np.abs(a[box] - b[box] * scale))) - noise, 0.0)
     if gain is not None and gain > 0:
         # levels matched by their difference instead (ring medians subtracted, contrasts scaled by the
         # pair's gain): an offset between the dates (path radiance of an L1C date, haze) leaves it alone
-        ra, rb = np.median(a[~inner & ok]), np.median(b[~inner & ok])
-        offset_free = max(float(np.mean(np.abs((a[inner & ok] - ra) - (b[inner & ok] - rb) / gain))) - noise, 0.0)
+        offset_free = max(float(np.mean(np.abs((a[box] - ra) - (b[box] - rb) / gain))) - noise, 0.0)
         change = min(change, offset_free)
     p = float(np.clip(1.0 - change / contrast, 0.0, 1.0))
     if noise >= NOISY_PAIR * contrast and p > 0:
-        p = min(p, _mean_persistence(a, b, inner & ok, ~inner & ok, contrast, noise, scale, gain))
+        p = min(p, _mean_persistence(a[box], b[box], ra, rb, contrast, noise, scale, gain))
     return p
 
 
-def _mean_persistence(a: np.ndarray, b: np.ndarray, box: np.ndarray, ring: np.ndarray, contrast: float,
+def _mean_persistence(a_box: np.ndarray, b_box: np.ndarray, ra: float, rb: float, contrast: float,
                       noise: float, scale: float, gain: float | None) -> float:
-    """Persistence of a box's mean contrast with its ring between two dates (see :func:`persistence`);
-    1.0 when the box has no clear sign (its mean contrast under half its contrast)."""
-    ra, rb = float(np.median(a[ring])), float(np.median(b[ring]))
-    m_a = float(np.mean(a[box])) - ra
+    """Persistence of a box's mean contrast with its ring (levels ``ra``, ``rb``) between two dates (see
+    :func:`persistence`); 1.0 when the box has no clear sign (its mean contrast under half its contrast)."""
+    m_a = float(np.mean(a_box)) - ra
     if abs(m_a) < 0.5 * contrast:
         return 1.0
-    m_b = float(np.mean(b[box])) - rb
+    m_b = float(np.mean(b_box)) - rb
     change = abs(m_a - scale * m_b)
     if gain is not None and gain > 0:
         change = min(change, abs(m_a - m_b / gain))
-    sigma_mean = noise / math.sqrt(2 / math.pi) * 2.0 / math.sqrt(int(box.sum()))
+    sigma_mean = noise / math.sqrt(2 / math.pi) * 2.0 / math.sqrt(a_box.size)
     return float(np.clip(1.0 - max(change - sigma_mean, 0.0) / abs(m_a), 0.0, 1.0))
 
 
