@@ -65,10 +65,11 @@ def _band(scene: Scene, name: str) -> np.ndarray | None:
     return scene.bands[name] if name in scene.bands else None
 
 
-def _require(scene: Scene, names: Sequence[str]) -> None:
+def _require(scene: Scene, names: Sequence[str], who: str) -> None:
+    """Refuse a ``scene`` that is not a :class:`Scene` or lacks ``names``; ``who`` is the public function."""
     from .errors import check_type
 
-    check_type(scene, Scene, "scene", "read it with imgdiff.read_scene(path)")
+    check_type(scene, Scene, f"{who}: scene", "read it with imgdiff.read_scene(path)")
     missing = [n for n in names if n not in scene.bands]
     if missing:
         from .errors import BandError
@@ -97,7 +98,7 @@ def water_mask(scene: Scene) -> np.ndarray:
     ndarray of bool, shape (rows, cols)
         True on water; False on invalid pixels.
     """
-    _require(scene, ["B03", "B08"])
+    _require(scene, ["B03", "B08"], "water_mask")
     g, n = scene.bands["B03"], scene.bands["B08"]
     with np.errstate(invalid="ignore"):
         wet = ndwi(g, n) > 0.0
@@ -111,9 +112,9 @@ def water_mask(scene: Scene) -> np.ndarray:
     return w & scene.valid
 
 
-def _cloud_probability_rules(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+def _cloud_probability_rules(scene: Scene, who: str) -> tuple[np.ndarray, np.ndarray]:
     """(thick cloud, thin cloud/cirrus) boolean masks from spectral rules."""
-    _require(scene, ["B02", "B03", "B04", "B08"])
+    _require(scene, ["B02", "B03", "B04", "B08"], who)
     s1, s2, ci = _band(scene, "B11"), _band(scene, "B12"), _band(scene, "B10")
     # Every rule but the cirrus one needs blue above 0.2: they are evaluated on those pixels only
     # (few on a clear scene), element by element as on the whole arrays.
@@ -247,7 +248,7 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     ndarray of bool, shape (rows, cols)
     """
     if cloud is None:
-        thick, thin = _cloud_probability_rules(scene)
+        thick, thin = _cloud_probability_rules(scene, "cloud_shadow_mask")
         cloud = _clean(thick | thin, scene)
     seeds = drop_small_regions(cloud, 25)
     if not seeds.any():
@@ -402,7 +403,7 @@ def cloud_mask(scene: Scene, *, shadows: bool = True) -> np.ndarray:
     ndarray of bool, shape (rows, cols)
         True on cloud (or shadow); False on invalid pixels.
     """
-    thick, thin = _cloud_probability_rules(scene)
+    thick, thin = _cloud_probability_rules(scene, "cloud_mask")
     cloud = _clean(thick | thin, scene)
     if shadows:
         cloud = cloud | cloud_shadow_mask(scene, cloud)
@@ -444,7 +445,7 @@ class DateMasks:
 
 def date_masks(scene: Scene) -> DateMasks:
     """All masks of one date (cloud, cloud shadow, water, saturation)."""
-    thick, thin = _cloud_probability_rules(scene)
+    thick, thin = _cloud_probability_rules(scene, "date_masks")
     cloud = _clean(thick | thin, scene)
     return DateMasks(cloud=cloud, shadow=cloud_shadow_mask(scene, cloud), water=water_mask(scene),
                      saturated=saturation_mask(scene))

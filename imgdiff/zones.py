@@ -151,6 +151,10 @@ def in_scene_frame(zones: Zones) -> Zones | None:
     return replace(zones, crs=None)
 
 
+#: How to get :class:`Zones`, for the type errors of functions that take them.
+ZONES_HINT = "load them with imgdiff.load_zones('tartus') or imgdiff.load_zones('zones.geojson')"
+
+
 def placed(zones: Zones, crs: CRS | None, *, where: str = "scene") -> Zones:
     """The zones in a scene's CRS, or in its own coordinates when it has none.
 
@@ -176,7 +180,7 @@ def placed(zones: Zones, crs: CRS | None, *, where: str = "scene") -> Zones:
         ``zones`` is not :class:`Zones` (e.g. a site name or a file name: load it with
         :func:`imgdiff.load_zones`).
     """
-    check_type(zones, Zones, "zones", "load them with imgdiff.load_zones('tartus') or imgdiff.load_zones('zones.geojson')")
+    check_type(zones, Zones, "zones", ZONES_HINT)
     local = in_scene_frame(zones) if zones.crs is not None else None
     if local is not None and crs is not None:
         return replace(local, crs=crs)  # numbers that cannot be lon/lat: the scene's own map coordinates

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import BandError, EmptySceneError, InputError, check_type
 from ..scene import Scene
-from ..zones import Zones, assign_zones
+from ..zones import ZONES_HINT, Zones, assign_zones
 from .aircraft_features import (
     RGB_BANDS,
     axis_heading_deg,
@@ -268,6 +268,8 @@ def detect_aircraft(
         heading in degrees clockwise from grid up, score in [0, 1], zone. Sorted by score.
     """
     check_type(scene, Scene, "detect_aircraft: scene", "read it with imgdiff.read_scene(path)")
+    if zones is not None:
+        check_type(zones, Zones, "detect_aircraft: zones", ZONES_HINT)
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
     if method == "auto":

@@ -41,7 +41,7 @@ from scipy import ndimage as ndi
 
 from ..errors import BandError, InputError, check_type
 from ..scene import Scene
-from ..zones import Zones, assign_zones
+from ..zones import ZONES_HINT, Zones, assign_zones
 from . import vessel_features as vf
 from .base import Detection, Detections, sorted_detections
 from .onnx import load_network, run_session
@@ -644,6 +644,8 @@ def detect_vessels(
         ``extra["network_score"]`` is the network's own centre probability.
     """
     check_type(scene, Scene, "detect_vessels: scene", "read it with imgdiff.read_scene(path)")
+    if zones is not None:
+        check_type(zones, Zones, "detect_vessels: zones", ZONES_HINT)
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
     use_cnn = method == "cnn" or (method == "auto" and (model is not None or MODEL_PATH.is_file()))
