@@ -119,8 +119,8 @@ def zones_from_geojson(obj: Mapping[str, Any], *, crs: CRS | None = WGS84, where
             g = shapely.force_2d(shape(f["geometry"]))  # heights ([lon, lat, z], QGIS/KML exports) are dropped
         except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.ShapelyError) as e:
             raise InputError(f"{where}: feature {name!r} has no valid geometry ({one_line(e)})") from None
-        if g.geom_type not in ("Polygon", "MultiPolygon"):
-            continue
+        if g.geom_type not in ("Polygon", "MultiPolygon") or g.is_empty:
+            continue  # empty coordinates are a null geometry (RFC 7946, 3.1): no zone, as above
         if not g.is_valid:  # a self-intersecting ring breaks every overlay later (GEOS TopologyException)
             g = _repaired(g, name, where)
         parts.setdefault(name, []).append(g)
@@ -144,7 +144,9 @@ def in_scene_frame(zones: Zones) -> Zones | None:
         return zones
     if not zones.crs.is_geographic or not zones.geometries:
         return None
-    b = np.array([g.bounds for g in zones.geometries.values()])  # no union: placed() asks on every call
+    b = np.array([g.bounds for g in zones.geometries.values() if not g.is_empty]).reshape(-1, 4)  # no union
+    if not len(b):
+        return None
     x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
     if -180 <= x0 and x1 <= 180 and -90 <= y0 and y1 <= 90:
         return None

@@ -105,7 +105,7 @@ def draw(rgb: np.ndarray, *, scale: int, zones: Mapping[str, Any] | None = None,
         for name, g in zones.items():
             for ring in _ring_px(g, transform):
                 d.line([px(x, y) for x, y in ring], fill=ZONE_COLOUR, width=1)
-            if labels:
+            if labels and not g.is_empty:
                 c = g.representative_point()
                 x, y = ~transform * (c.x, c.y)
                 d.text(px(x, y), name, fill=ZONE_COLOUR)
