@@ -585,6 +585,9 @@ def build_case(cfg):
                     if isinstance(p2, Polygon) and not p2.is_empty:
                         poly = MultiPolygon([poly, p2])
             del others
+        if poly.is_empty:  # settled away to nothing by the zones already placed
+            print(f"{name}: zone {zi} ({fate}) has no room left, skipped", file=sys.stderr)
+            continue
         mem = members(poly, allobjs)
         if any(i in used_objs for i in mem):
             print(f"{name}: zone {zi} overlaps a used group, skipped", file=sys.stderr)
@@ -627,6 +630,7 @@ def build_case(cfg):
         z["lengths_m"] = [round(x) for x in lens] + [round(a["lmin"]) for a in z.get("added", [])]
     # ---- cloud
     cloud_info = None
+    alpha = None  # no cloud, or its zone found no place
     if cfg.get("cloud"):
         cz, cdate, cover = cfg["cloud"]
         zc = [z for z in zones if z["fate"] in ("cloud", "pcloud")]
@@ -657,8 +661,6 @@ def build_case(cfg):
             zc[0]["visible_under_partial"] = [i for i, x in zip(zc[0]["members"], al) if x < 0.05]
             zc[0]["hazy_under_partial"] = [i for i, x in zip(zc[0]["members"], al) if 0.05 <= x <= 0.6]
             cloud_info["zone_alpha_gt_0.5"] = round(float((alpha[zm] > 0.5).mean()), 3)
-    else:
-        alpha = None
     # ---- swap dates?
     swap = cfg.get("swap", False)
     real, made = rho, after
@@ -946,6 +948,56 @@ def cases():
     return C
 
 
+def fresh_cases(seed: int) -> list[dict]:
+    """A new draw of cases, for rules tuned on :func:`cases`: 7 harbour cases (one per port, other ships
+    picked for the zones) and 12 apron cases on aircraft chips :func:`cases` never uses, with fates,
+    clouds, formats, shifts and gains drawn from ``seed``. Names ``vx<i>_<port>`` and ``ax<i>_<chip>``
+    (``--honest`` reads the port or chip from them as for the fixed cases)."""
+    rng = np.random.default_rng(seed)
+    C = []
+    ports = ["athens", "busan", "casablanca", "durban", "genoa", "honolulu", "marseille"]
+    v_fates = [["left", "stay", "some", "cloud"], ["stay", "left", "arrive"], ["left", "stay", "pcloud"],
+               ["stay", "some", "left", "cloud"], ["left", "stay", "arrive", "pcloud"], ["stay", "left"]]
+    for i, port in enumerate(ports):
+        fates = list(v_fates[rng.integers(len(v_fates))])
+        rng.shuffle(fates)
+        cfg = dict(object="vessels", port=port, fates=fates, shapes={}, fmt_before="raw",
+                   fmt_after=str(rng.choice(["raw", "l1c", "l2a_tag"])), swap=bool(rng.random() < 0.25),
+                   shift=(round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2),
+                          round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2)),
+                   gain=round(float(rng.uniform(0.85, 1.2)), 3), seed=seed * 1000 + i,
+                   paste_from=str(rng.choice([q for q in ports if q != port])), name=f"vx{i:02d}_{port}",
+                   note=f"fresh draw {seed}")
+        if cfg["fmt_after"] == "l2a_tag":
+            cfg["date_after"] = "2023-09-06"
+        for f in ("cloud", "pcloud"):
+            if f in fates:
+                cfg["cloud"] = (None, str(rng.choice(["before", "after"])), "full" if f == "cloud" else "partial")
+        C.append(cfg)
+    used = ("03f84930", "11928d1c", "20bfce20", "29324dbf", "48ef8e15", "58956bcc", "65e32857", "70332141",
+            "b3324b5e", "e18dde99", "ed921ec7", "ef8ff443", "12210ad7", "7ab2461e", "ca7b1077")
+    chips = [c for c in sorted(os.listdir(f"{DATA}/aircraft_s2sim")) if not c.startswith(used)]
+    paste = [c for c in sorted(os.listdir(f"{DATA}/aircraft_s2sim")) if c.startswith("ca7b1077")][0]
+    a_fates = [["left", "stay", "some"], ["left", "stay", "cloud"], ["stay", "left", "arrive"],
+               ["some", "stay", "pcloud"], ["stay", "left"], ["left", "arrive", "stay"]]
+    for i, chip in enumerate(rng.choice(chips, size=min(12, len(chips)), replace=False)):
+        fates = list(a_fates[rng.integers(len(a_fates))])
+        rng.shuffle(fates)
+        fb, fa = [("plain", "l1c"), ("plain", "plain"), ("plain", "l2a_tag")][rng.integers(3)]
+        cfg = dict(object="aircraft", chip=str(chip), crs=str(rng.choice(["utm", "4326", "3857"])), fates=fates,
+                   shapes={}, fmt_before=fb, fmt_after=fa, swap=bool(rng.random() < 0.2),
+                   shift=(round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2),
+                          round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2)),
+                   gain=round(float(rng.uniform(0.85, 1.2)), 3), seed=seed * 1000 + 100 + i, paste_from=paste,
+                   date_before="2021-05-04", date_after="2023-05-19" if fa != "plain" else "2021-05-19",
+                   name=f"ax{i:02d}_{str(chip)[:8]}", note=f"fresh draw {seed}")
+        for f in ("cloud", "pcloud"):
+            if f in fates:
+                cfg["cloud"] = (None, str(rng.choice(["before", "after"])), "full" if f == "cloud" else "partial")
+        C.append(cfg)
+    return C
+
+
 #: The harbour cases that get sun-glint probes with ``--glint`` (prefix: glint amplitude, reflectance).
 GLINT_CASES = ("v00_athens", "v04_marseille", "v05_marseille", "v08_durban", "v10_honolulu", "v12_casablanca")
 GLINT_PROBES = {"g_": 0.12, "h_": 0.04}
@@ -1027,13 +1079,15 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="verify the cases already in --out")
     ap.add_argument("--honest", action="store_true", help="detectors that never saw the case's port or airport")
     ap.add_argument("--glint", action="store_true", help="also build the sun-glint probes g_* and h_* (see above)")
+    ap.add_argument("--draw", type=int, default=None, metavar="SEED",
+                    help="build a fresh draw of cases instead (fresh_cases: other ships and chips, other settings)")
     ap.add_argument("--vessel-folds", type=Path, default=Path("/tmp/vb/cv3000"))
     ap.add_argument("--vessel-rescorers", type=Path, default=Path("/tmp/vr-folds"))
     ap.add_argument("--aircraft-folds", type=Path, default=Path("/tmp/acrun/work1"))
     a = ap.parse_args()
     OUT = a.out
     n = 0
-    for cfg in cases():
+    for cfg in (fresh_cases(a.draw) if a.draw is not None else cases()):
         if a.no_build or (a.only and cfg["name"] not in a.only):
             continue
         k = build_case(cfg)
