@@ -19,6 +19,17 @@ folders. Builds the cases, then verifies every claim file in-process and scores 
 the source case): ``g_<case>`` with glint of 0.12 reflectance at its centre and ``h_<case>`` with 0.04, over the
 water (NIR < 0.09), smooth with wave texture, flat in the visible and NIR and weaker in B11.
 
+``--draw SEED`` builds a fresh draw instead (:func:`fresh_cases`): one case per port with other ships in its
+zones and 12 apron cases on aircraft chips the fixed cases never use, fates, clouds, formats, shifts and gains
+drawn from the seed, to check rules that were tuned on the fixed cases::
+
+    nice python benchmarks/claims_outside_r3.py --draw 1 --out DIR1 && \
+        nice python benchmarks/claims_outside_r3.py --out DIR1 --no-build --honest
+
+Measured 2026-11-26 (draws 1-6, 1239 claims): 1013 right with the shipped detectors (vessels 489/576, aircraft
+524/663), 873 with ``--honest`` (409/576, 464/663); most misses are objects missed on both dates, and the
+aprons' "arrive" zones hold pasted aircraft that are often barely visible.
+
 ``--honest`` swaps, case by case, the vessel network for the leave-one-port-out fold model of the case's
 port (``--vessel-folds``, ``training/train_vessels.py --cv``), the vessel rescorer for the nested one
 trained without that port (``--vessel-rescorers``, ``training/train_vessel_rescore.py --write-folds``) and
