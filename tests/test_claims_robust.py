@@ -183,7 +183,9 @@ def test_a_weak_aircraft_that_left_into_a_clouds_hazy_rim_makes_decreased_inconc
     assert (d.undecided_before, d.undecided_after) == (1, 0)
     assert any("1 weak aircraft detection(s) in apron (1 on the before date) could not be confirmed" in s
                and "hazy rim" in s for s in d.reasons)
-    assert v["present_before"].verdict == INCONCLUSIVE          # 0 confirmed, 1 undecided on that date
+    pb = v["present_before"]  # a claim on the before date alone: the look counts as the detector alone would have it
+    assert pb.verdict == SUPPORTED and (pb.count_before, pb.undecided_before) == (0, 1)
+    assert any("counted on that date's evidence alone" in s for s in pb.reasons)
     assert v["absent_after"].verdict == SUPPORTED               # the undecided look is on the other date
     assert v["increased"].verdict == REFUTED                    # false with or without it
     assert any("could not be confirmed" in c for c in v["increased"].caveats)
@@ -193,15 +195,17 @@ def test_a_weak_aircraft_that_left_into_a_clouds_hazy_rim_makes_decreased_inconc
     assert v["decreased"].verdict == SUPPORTED and v["present_before"].verdict == SUPPORTED
 
 
-def test_a_weak_aircraft_in_the_hazy_rim_of_a_cloud_on_the_before_date_makes_absent_after_inconclusive():
+def test_a_weak_aircraft_in_the_hazy_rim_of_a_cloud_on_the_before_date_refutes_absent_after_and_leaves_increased_open():
     from imgdiff.claims import INCONCLUSIVE, REFUTED
 
     after = _haze_scene(plane=True, cloud=False, seed=1)
     r, v = _haze_verdicts(_haze_scene(plane=False, cloud=True, seed=0), after, None, 0.35, "before")
     assert len(r.after) == 0 and len(r.undecided_after) == 1
-    a = v["absent_after"]
-    assert a.verdict == INCONCLUSIVE and a.count_after == 0 and a.undecided_after == 1
-    assert any("could not be confirmed" in s for s in a.reasons)
+    a = v["absent_after"]  # on the after date alone the weak look counts, as the detector would have it
+    assert a.verdict == REFUTED and a.count_after == 0 and a.undecided_after == 1
+    assert any("counted on that date's evidence alone" in s for s in a.reasons)
+    i = v["increased"]  # a comparison cannot tell an arrival from what the haze hides on the before date
+    assert i.verdict == INCONCLUSIVE and any("could not be confirmed" in s for s in i.reasons)
     # without the cloud the aircraft arrived on plain concrete: it counts, and absent_after is refuted
     r, v = _haze_verdicts(_haze_scene(plane=False, cloud=False, seed=0), after, None, 0.35, None)
     assert len(r.after) == 1 and v["absent_after"].verdict == REFUTED
@@ -217,8 +221,8 @@ def test_a_look_below_the_detector_threshold_in_the_hazy_rim_is_not_undecided_an
     assert len(r.before) == 1 and len(r.undecided_before) == 0 and v["decreased"].verdict == SUPPORTED
 
 
-def test_a_weak_look_at_a_place_hidden_on_the_other_date_decides_no_single_date_claim():
-    from imgdiff.claims import INCONCLUSIVE
+def test_a_weak_look_at_a_place_hidden_on_the_other_date_counts_for_a_claim_on_its_own_date():
+    from imgdiff.claims import SUPPORTED
 
     # the aircraft's stand under the opaque part of the cloud after: only the before date sees it, weakly
     from imgdiff.detect.base import Detection, Detections
@@ -237,4 +241,5 @@ def test_a_weak_look_at_a_place_hidden_on_the_other_date_decides_no_single_date_
     v = evaluate_claim(Claim("c", "", "aircraft", "apron", "present_before"), r.before, r.after, clear, clear,
                        registration_reliability=0.9, performance=DetectorPerformance("aircraft", 0.9, 0.8, 25, "t"),
                        undecided_before=r.undecided_before, undecided_after=r.undecided_after)
-    assert v.verdict == INCONCLUSIVE and v.undecided_before == 1
+    assert v.verdict == SUPPORTED and v.count_before == 0 and v.undecided_before == 1
+    assert 0.0 < v.confidence < 1.0

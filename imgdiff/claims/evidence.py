@@ -94,9 +94,9 @@ def evidence_rules() -> dict[str, Any]:
         "undecided": "a weaker detection (from the detector's threshold) seen on one date only whose place cannot be "
                      "compared with the other date (hidden there, or at least half of its box in a cloud's hazy "
                      "rim, which lightens it and damps its detail whether or not the object is there) is "
-                     "undecided: not counted, but a claim whose verdict would change if the undecided objects "
-                     "of its zone on the dates it depends on were real is INCONCLUSIVE (comparisons take only "
-                     "those at places seen on both dates)",
+                     "undecided: not counted in comparisons, where a verdict that would change if the undecided "
+                     "objects of the zone were real is INCONCLUSIVE (only those at places seen on both dates "
+                     "count there); a claim on one date takes them as the detector alone would: counted",
         "clouds": "opaque clouds from the spectral test or the two-date brightening test (grown over the rest "
                   "of the same cloud: connected, same colour, brighter than the other date); cloud shadows "
                   "from the spectral projection or the two-date darkening test, kept only where the other date "
