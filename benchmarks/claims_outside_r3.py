@@ -26,8 +26,8 @@ drawn from the seed, to check rules that were tuned on the fixed cases::
     nice python benchmarks/claims_outside_r3.py --draw 1 --out DIR1 && \
         nice python benchmarks/claims_outside_r3.py --out DIR1 --no-build --honest
 
-Measured 2026-11-26 (draws 1-6, 1239 claims): 1020 right with the shipped detectors (vessels 496/576, aircraft
-524/663), 882 with ``--honest`` (417/576, 465/663); most misses are objects missed on both dates, and the
+Measured 2026-11-26 (draws 1-6, 1239 claims): 1023 right with the shipped detectors (vessels 496/576, aircraft
+527/663), 883 with ``--honest`` (417/576, 466/663); most misses are objects missed on both dates, and the
 aprons' "arrive" zones hold pasted aircraft that are often barely visible.
 
 ``--honest`` swaps, case by case, the vessel network for the leave-one-port-out fold model of the case's

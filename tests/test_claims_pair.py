@@ -282,3 +282,28 @@ def test_a_scene_without_crs_takes_zones_in_its_own_coordinates_and_refuses_lon_
     r = CliRunner().invoke(cli, ["verify", str(tmp_path / "c.yaml"), "-o", str(tmp_path / "o2"), "--json"])
     assert r.exit_code == 2 and "has no CRS" in r.stderr and "2024-12-03" in r.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def _apron(*, cloud: bool, gain: float, seed: int) -> Scene:
+    """80 x 80 px textured concrete (the same ground on both dates, times ``gain``), with an opaque cloud
+    over rows 0-49 (62 % of the scene) when ``cloud``."""
+    ground, rng = np.random.default_rng(100), np.random.default_rng(seed)
+    bands = {}
+    for b in ("B02", "B03", "B04", "B08"):
+        a = gain * (0.22 + 0.08 * ground.random((80, 80)))
+        if cloud:
+            a[:50] = CLOUD[b]
+        bands[b] = (a + rng.normal(0, 0.002, a.shape)).astype("float32")
+    return Scene(bands, UTM, TR, np.ones((80, 80), bool))
+
+
+def test_a_cloud_over_most_of_a_small_scene_leaves_the_clear_ground_clear_not_shadowed():
+    from imgdiff.claims.clouds import shade, temporal_changes
+
+    before, after = _apron(cloud=True, gain=1.0, seed=0), _apron(cloud=False, gain=0.92, seed=1)
+    cloud_b, cloud_a, shadow_b, shadow_a = temporal_changes(before, after)
+    assert cloud_b[:45].all() and not cloud_a.any()
+    assert not shadow_b[60:].any() and not shadow_a.any()  # the clear rows are the same ground on both dates
+    # the dates' gain measured over every pixel is the cloud's (x 2.4): the clear ground then reads as shadowed
+    vis = [np.stack([s.bands[b] for b in ("B02", "B03", "B04")]) for s in (before, after)]
+    assert shade(*vis, np.ones((80, 80), bool))[60:].all()
