@@ -233,10 +233,11 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     if not vis:
         return empty, empty.copy(), empty.copy(), empty.copy()
     both = before.valid & after.valid
-    clouds, shadows = [], [empty.copy(), empty.copy()]
+    clouds, shadows, stacks = [], [empty.copy(), empty.copy()], []
     for s, o in ((before, after), (after, before)):
         stack = np.stack([np.nan_to_num(s.bands[b], nan=0.0) for b in vis])
         other = np.stack([np.nan_to_num(o.bands[b], nan=0.0) for b in vis])
+        stacks.append((stack, other))
         mean = stack.mean(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             white = np.abs(stack - mean).max(axis=0) / np.maximum(mean, 1e-6)
@@ -264,9 +265,7 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     # against 882; the fixed cases, claims.py, its --sweep and claims_outside.py unchanged)
     clear = both & ~ndi.binary_dilation(clouds[0] | clouds[1], iterations=CLOUD_MIN_WIDTH_PX)
     gain_from = clear if clear.sum() >= 100 else both
-    for k, (s, o) in enumerate(((before, after), (after, before))):
-        stack = np.stack([np.nan_to_num(s.bands[b], nan=0.0) for b in vis])
-        other = np.stack([np.nan_to_num(o.bands[b], nan=0.0) for b in vis])
+    for k, (stack, other) in enumerate(stacks):
         shadows[k] = shade(stack, other, both, gain_from=gain_from)
     for k, (s, o) in enumerate(((before, after), (after, before))):
         sh = shadows[k] & ~ndi.binary_dilation(clouds[1 - k], iterations=2)  # darker than the other date's cloud

@@ -385,7 +385,7 @@ def evaluate_claim(
         where = " and ".join(f"{n} on the {dt} date" for n, dt in ((ub, "before"), (ua, "after")) if n)
         what_u = f"weak {claim.object} detection(s) in {claim.zone} ({where})"
         if flips and single and COUNT_UNDECIDED_SINGLE:
-            counted = (undecided_before if claim.dates() == ("before",) else undecided_after)
+            counted = undecided_before if claim.dates() == ("before",) else undecided_after
             probs = [object_probability(x, p) for x in counted.items if x.in_zone(claim.zone)]
             verdict = REFUTED if verdict == SUPPORTED else SUPPORTED
             conf = any_real(probs)  # as for detected objects: the chance that what was seen is real
