@@ -143,8 +143,11 @@ def test_zones_with_heights_and_unlocated_features_are_read(tmp_path):
 def test_a_zone_with_empty_coordinates_is_skipped_and_the_others_keep_their_place(tmp_path):
     """An empty polygon (``"coordinates": []``, RFC 7946 3.1: a null geometry) once gave NaN bounds,
     which sent every zone of the file to the scene's local frame (all of them 100 % no data)."""
+    import numpy as np
+    from rasterio.transform import from_origin
     from shapely.geometry import Polygon
 
+    from imgdiff.report.html import draw
     from imgdiff.zones import Zones, in_scene_frame, placed, read_zones
 
     p = tmp_path / "z.geojson"
@@ -158,11 +161,6 @@ def test_a_zone_with_empty_coordinates_is_skipped_and_the_others_keep_their_plac
     assert 5e5 < x < 8e5 and 3.8e6 < y < 3.9e6  # UTM 36N metres, not the local frame
     built = Zones({"apron_A": z.geometries["apron_A"], "apron_C": Polygon()})  # made in code, not read
     assert in_scene_frame(built) is None  # lon/lat numbers: not a local frame
-    import numpy as np
-    from rasterio.transform import from_origin
-
-    from imgdiff.report.html import draw
-
     im = draw(np.zeros((8, 8, 3), np.uint8), scale=2, zones=built.geometries, transform=from_origin(35.0, 35.01, 0.001, 0.001))
     assert im.size == (16, 16)  # the empty zone has no outline and no label (its label point raised GEOSException)
 
