@@ -965,6 +965,15 @@ def fresh_cases(seed: int) -> list[dict]:
     clouds, formats, shifts and gains drawn from ``seed``. Names ``vx<i>_<port>`` and ``ax<i>_<chip>``
     (``--honest`` reads the port or chip from them as for the fixed cases)."""
     rng = np.random.default_rng(seed)
+
+    def shift() -> tuple[float, float]:
+        return tuple(round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2) for _ in range(2))
+
+    def add_cloud(cfg: dict) -> None:
+        for f in ("cloud", "pcloud"):
+            if f in cfg["fates"]:
+                cfg["cloud"] = (None, str(rng.choice(["before", "after"])), "full" if f == "cloud" else "partial")
+
     C = []
     ports = ["athens", "busan", "casablanca", "durban", "genoa", "honolulu", "marseille"]
     v_fates = [["left", "stay", "some", "cloud"], ["stay", "left", "arrive"], ["left", "stay", "pcloud"],
@@ -974,21 +983,17 @@ def fresh_cases(seed: int) -> list[dict]:
         rng.shuffle(fates)
         cfg = dict(object="vessels", port=port, fates=fates, shapes={}, fmt_before="raw",
                    fmt_after=str(rng.choice(["raw", "l1c", "l2a_tag"])), swap=bool(rng.random() < 0.25),
-                   shift=(round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2),
-                          round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2)),
-                   gain=round(float(rng.uniform(0.85, 1.2)), 3), seed=seed * 1000 + i,
+                   shift=shift(), gain=round(float(rng.uniform(0.85, 1.2)), 3), seed=seed * 1000 + i,
                    paste_from=str(rng.choice([q for q in ports if q != port])), name=f"vx{i:02d}_{port}",
                    note=f"fresh draw {seed}")
         if cfg["fmt_after"] == "l2a_tag":
             cfg["date_after"] = "2023-09-06"
-        for f in ("cloud", "pcloud"):
-            if f in fates:
-                cfg["cloud"] = (None, str(rng.choice(["before", "after"])), "full" if f == "cloud" else "partial")
+        add_cloud(cfg)
         C.append(cfg)
-    used = ("03f84930", "11928d1c", "20bfce20", "29324dbf", "48ef8e15", "58956bcc", "65e32857", "70332141",
-            "b3324b5e", "e18dde99", "ed921ec7", "ef8ff443", "12210ad7", "7ab2461e", "ca7b1077")
-    chips = [c for c in sorted(os.listdir(f"{DATA}/aircraft_s2sim")) if not c.startswith(used)]
-    paste = [c for c in sorted(os.listdir(f"{DATA}/aircraft_s2sim")) if c.startswith("ca7b1077")][0]
+    fixed = [c for c in cases() if c["object"] == "aircraft"]
+    used = {c["chip"] for c in fixed} | {c["paste_from"] for c in fixed}  # chips the fixed cases show
+    paste = fixed[0]["paste_from"]
+    chips = [c for c in sorted(os.listdir(f"{DATA}/aircraft_s2sim")) if c not in used]
     a_fates = [["left", "stay", "some"], ["left", "stay", "cloud"], ["stay", "left", "arrive"],
                ["some", "stay", "pcloud"], ["stay", "left"], ["left", "arrive", "stay"]]
     for i, chip in enumerate(rng.choice(chips, size=min(12, len(chips)), replace=False)):
@@ -996,15 +1001,11 @@ def fresh_cases(seed: int) -> list[dict]:
         rng.shuffle(fates)
         fb, fa = [("plain", "l1c"), ("plain", "plain"), ("plain", "l2a_tag")][rng.integers(3)]
         cfg = dict(object="aircraft", chip=str(chip), crs=str(rng.choice(["utm", "4326", "3857"])), fates=fates,
-                   shapes={}, fmt_before=fb, fmt_after=fa, swap=bool(rng.random() < 0.2),
-                   shift=(round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2),
-                          round(float(rng.uniform(0.2, 0.9) * rng.choice([-1, 1])), 2)),
+                   shapes={}, fmt_before=fb, fmt_after=fa, swap=bool(rng.random() < 0.2), shift=shift(),
                    gain=round(float(rng.uniform(0.85, 1.2)), 3), seed=seed * 1000 + 100 + i, paste_from=paste,
                    date_before="2021-05-04", date_after="2023-05-19" if fa != "plain" else "2021-05-19",
                    name=f"ax{i:02d}_{str(chip)[:8]}", note=f"fresh draw {seed}")
-        for f in ("cloud", "pcloud"):
-            if f in fates:
-                cfg["cloud"] = (None, str(rng.choice(["before", "after"])), "full" if f == "cloud" else "partial")
+        add_cloud(cfg)
         C.append(cfg)
     return C
 
