@@ -701,6 +701,9 @@ def build_case(cfg):
         for b in after_rho:
             after_rho[b] = after_rho[b][oy:oy + ch, ox:ox + cw]
         t_a = t_b * Affine.translation(ox, oy)
+    if not zones:  # every zone squeezed out by the others (fresh draws): no case, not an empty zones file
+        shutil.rmtree(out, ignore_errors=True)
+        return 0
     # dates
     d_before = cfg.get("date_before", sc["date"] or "2023-06-02")
     import datetime as _dt
