@@ -463,6 +463,17 @@ class Reconciled:
     undecided_after: Detections
 
 
+def _mere_look(d: Detection, ref: Detection, threshold: float) -> bool:
+    """Whether ``d`` is a look below the detector's ``threshold`` at a place whose other date (``ref``) is stronger."""
+    return d is not ref and float(d.score) < threshold
+
+
+def _carried(ref: Detection, look: Detection | None) -> Detection:
+    """The object of ``ref`` carried over to a date that had no look at its place (``look`` None) or
+    only a weak one (the object keeps that date's score)."""
+    return ref if look is None else replace(ref, score=look.score)
+
+
 def reconcile(before: Detections, after: Detections, before_scene: Scene, after_scene: Scene, *,
               evidence: float, look: float, threshold: float | None = None, static_persistence: float = 0.7,
               static_evidence: float | None = None,
@@ -486,7 +497,8 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
       ``evidence``: two looks at one place may each ask less than a single look), on **neither**
       when it does not (static clutter such as quay ends, roofs and markings that the detector
       scores inconsistently). A detector miss on one date does not make it depart or arrive: it is
-      carried over, tagged ``extra["carried_from"]``.
+      carried over, tagged ``extra["carried_from"]``; so is the box of the stronger date where the
+      other one's look is below ``threshold`` (it neither places nor sizes the object).
     * **Changed place**: each date's look stands on its own and counts when it reaches
       ``evidence``. A weak look (from ``threshold``, default ``evidence``) seen on one date only
       counts when the change is that object coming or going: on the other date the place looks
@@ -608,15 +620,17 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
             if prob(mean) < static:
                 continue
             # a date with no detection here gets the object carried over, unless another place
-            # of that date already holds an overlapping detection (it is counted there)
-            if db is not None:
+            # of that date already holds an overlapping detection (it is counted there); a date whose
+            # look here is below the detector's threshold gets the other date's box too: a look that
+            # weak neither places nor sizes the object (a few pixels of its edge, off its centre)
+            if db is not None and not _mere_look(db, ref, threshold):
                 keep_b.append(tag(db, "unchanged", mean))
-            elif not taken:
-                keep_b.append(tag(ref, "unchanged", mean, carried_from="after"))
-            if da is not None:
+            elif db is not None or not taken:
+                keep_b.append(tag(_carried(ref, db), "unchanged", mean, carried_from="after"))
+            if da is not None and not _mere_look(da, ref, threshold):
                 keep_a.append(tag(da, "unchanged", mean))
-            elif not taken:
-                keep_a.append(tag(ref, "unchanged", mean, carried_from="before"))
+            elif da is not None or not taken:
+                keep_a.append(tag(_carried(ref, da), "unchanged", mean, carried_from="before"))
             continue
         # a changed place holds an object on a date only if the box has object-scale detail there:
         # the smooth date is the smoothed-over place of an object that left (a smudge, a blurred wake)

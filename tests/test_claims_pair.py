@@ -307,3 +307,68 @@ def test_a_cloud_over_most_of_a_small_scene_leaves_the_clear_ground_clear_not_sh
     # the dates' gain measured over every pixel is the cloud's (x 2.4): the clear ground then reads as shadowed
     vis = [np.stack([s.bands[b] for b in ("B02", "B03", "B04")]) for s in (before, after)]
     assert shade(*vis, np.ones((80, 80), bool))[60:].all()
+
+
+def _veiled_pair() -> tuple[Scene, Scene, np.ndarray]:
+    """Bright concrete on both dates; on the after date a grey cloud with an opaque core (rows and columns
+    0-30) whose light fades out over 50 px to its right and below (alpha 0.5 at 25 px from the core). Over
+    such ground the veil is too little brighter for the opaque-cloud tests (x 1.4 at alpha 0.6). Returns
+    the scenes and the cloud's share of the light (alpha) per pixel."""
+    rng = np.random.default_rng(5)
+    ground = {b: (0.36 + 0.04 * rng.random((100, 100))).astype("float32") for b in ("B02", "B03", "B04")}
+    yy, xx = np.mgrid[:100, :100]
+    d = np.maximum(0, np.maximum(xx - 30, yy - 30))
+    alpha = np.clip(1 - d / 50, 0, 1)
+    after = {b: (g * (1 - alpha) + 0.65 * alpha + rng.normal(0, 0.003, g.shape)).astype("float32")
+             for b, g in ground.items()}
+    ok = np.ones((100, 100), bool)
+    return Scene(ground, UTM, TR, ok), Scene(after, UTM, TR, ok), alpha
+
+
+def test_the_thick_veil_of_a_cloud_is_found_and_its_thin_rim_and_the_ground_beyond_are_not():
+    from imgdiff.claims import CLOUD_VEIL_ALPHA, cloud_haze, temporal_clouds
+
+    before, after, alpha = _veiled_pair()
+    mb, ma = temporal_clouds(before, after)
+    vb, va = cloud_haze(before, after, mb, ma, min_alpha=CLOUD_VEIL_ALPHA)
+    assert not vb.any()
+    assert (ma | va)[alpha >= 0.6].all()        # the opaque core and the thick veil
+    assert not va[alpha < 0.4].any()            # not the thin rim, nor the clear ground
+    hb, ha = cloud_haze(before, after, mb, ma)  # the whole rim, thin part included
+    assert (ma | ha)[alpha >= 0.1].all() and (va & ~ha).sum() == 0
+
+
+def test_a_zone_under_a_clouds_thick_veil_is_hidden_on_that_date_but_one_under_its_thin_rim_is_clear():
+    from shapely.geometry import box
+
+    from imgdiff.claims import analyse
+    from imgdiff.zones import Zones
+
+    before, after, alpha = _veiled_pair()
+    x0, y0 = TR.c, TR.f
+    def zone(c0, r0, c1, r1):  # pixel columns and rows -> a box in the scenes' UTM coordinates
+        return box(x0 + 10 * c0, y0 - 10 * r1, x0 + 10 * c1, y0 - 10 * r0)
+    zones = Zones({"veiled": zone(50, 5, 55, 25), "rim": zone(64, 5, 70, 25), "far": zone(85, 5, 99, 25)}, UTM, {})
+    assert alpha[5:25, 50:55].min() >= 0.5 and alpha[5:25, 64:70].max() < 0.35
+    _, _, cloud, states, _, _ = analyse(before, after, zones, ["aircraft"], register=False)
+    assert states["after"]["veiled"].clear_fraction < 0.2   # hidden: absence there cannot be shown
+    assert states["after"]["rim"].clear_fraction > 0.95     # objects are seen through a thin rim
+    assert states["after"]["far"].clear_fraction > 0.95
+    assert all(s.clear_fraction > 0.95 for s in states["before"].values())
+    assert cloud["after"][5:25, 50:55].mean() > 0.8 and not cloud["before"].any()
+
+
+def test_a_hazy_top_of_atmosphere_date_is_not_cloud_over_dark_ground_but_its_opaque_cloud_is():
+    from imgdiff.claims import temporal_clouds
+
+    rng = np.random.default_rng(8)
+    ground = {b: (0.10 + 0.06 * rng.random((100, 100))).astype("float32") for b in ("B02", "B03", "B04")}
+    haze = {"B02": 0.13, "B03": 0.12, "B04": 0.11}  # path radiance, bluish: dark ground x 1.7-2.2, still white
+    after = {b: (0.9 * g + haze[b] + rng.normal(0, 0.002, g.shape)).astype("float32") for b, g in ground.items()}
+    for b in after:
+        after[b][60:90, 10:40] = 0.6 + rng.normal(0, 0.002, (30, 30))  # an opaque cloud
+    ok = np.ones((100, 100), bool)
+    mb, ma = temporal_clouds(Scene(ground, UTM, TR, ok), Scene(after, UTM, TR, ok))
+    assert np.all(np.stack(list(after.values())) > 1.5 * np.stack(list(ground.values())))  # brighter everywhere
+    assert ma[62:88, 12:38].all()   # the cloud hides the ground
+    assert not ma[:50].any() and not ma[:, 50:].any() and not mb.any()  # the hazy ground keeps its detail

@@ -129,6 +129,19 @@ def test_a_ship_that_leaves_its_berth_departed_and_is_not_carried_over():
     assert m.departed == (0,) and m.stayed == ()
 
 
+def test_a_look_below_the_threshold_at_an_unchanged_place_takes_the_other_dates_box():
+    # confident before (the whole hull); after only a weak look at a few pixels of its stern, 4 px off centre
+    weak = Detections((Detection(box=(8, 10, 12, 12), score=0.3, cls="vessel", length_m=40.0, zone="b",
+                                 centroid=(10, 11)),), UTM, TR, (10.0, 10.0))
+    b, a = pair(scored((16, 11, 0.8)), weak, water_scene([SHIP]), water_scene([SHIP], seed=1), threshold=0.35)
+    assert len(a) == 1 and a.items[0].extra["pair"]["place"] == "unchanged"
+    assert a.items[0].box == b.items[0].box and a.items[0].length_m == 120.0 and a.items[0].zone == "a"
+    assert a.items[0].score == pytest.approx(0.3) and a.items[0].extra["carried_from"] == "before"
+    # a look from the threshold up is a detection of its own: it keeps its box
+    b, a = pair(scored((16, 11, 0.8)), weak, water_scene([SHIP]), water_scene([SHIP], seed=1), threshold=0.25)
+    assert a.items[0].box == (8, 10, 12, 12) and "carried_from" not in a.items[0].extra
+
+
 def test_a_ship_missed_on_one_date_at_an_unchanged_place_stayed():
     # confident before, only a weak look after (0.3): the place did not change, so it is one object seen twice
     b, a = pair(scored((16, 11, 0.8)), scored((16, 11, 0.3)), water_scene([SHIP]), water_scene([SHIP], seed=1))

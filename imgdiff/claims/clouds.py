@@ -159,6 +159,40 @@ def flatter(hx: np.ndarray, hy: np.ndarray, region: np.ndarray) -> bool:
     return bool(ok.sum() >= 10 and float(a[ok].mean()) < float(b[ok].mean()))
 
 
+#: Ground seen as clearly as on the other date (:func:`seen_clearly`): the two dates' fine textures
+#: correlate at least :data:`SHARED_TEXTURE_R` around the pixel, and this date keeps at least this
+#: fraction of the other date's detail there. Such a pixel is not under a cloud however much brighter it
+#: is: the atmosphere (haze, the path radiance of a top-of-atmosphere date) or a gain brightened it. A
+#: cloud that lets the ground show through keeps (1 - alpha) of its detail: below this from alpha 0.3.
+CLOUD_KEEPS_DETAIL = 0.7
+#: Side of the window (pixels) of :func:`seen_clearly`.
+DETAIL_WINDOW_PX = 9
+
+
+def seen_clearly(hx: np.ndarray, hy: np.ndarray, size: int = DETAIL_WINDOW_PX) -> np.ndarray:
+    """Pixels where the fine texture ``hx`` of one date shows the ground of ``hy`` (the other date's)
+    as clearly: their correlation in a ``size`` x ``size`` window is at least :data:`SHARED_TEXTURE_R`
+    and the root mean square of ``hx`` there at least :data:`CLOUD_KEEPS_DETAIL` times that of ``hy``.
+
+    Textureless ground (water, smooth concrete: noise only) does not correlate and is never
+    seen clearly; an opaque cloud hides the ground's texture.
+    """
+    import cv2
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return cv2.blur(x, (size, size), borderType=cv2.BORDER_REFLECT)
+
+    x, y = np.asarray(hx, np.float32), np.asarray(hy, np.float32)
+    mx, my = mean(x), mean(y)
+    vx = np.maximum(mean(x * x) - mx * mx, 0.0)
+    vy = np.maximum(mean(y * y) - my * my, 0.0)
+    cov = mean(x * y) - mx * my
+    den = np.sqrt(vx * vy)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, cov / den, 0.0)
+    return (r >= SHARED_TEXTURE_R) & (vx >= CLOUD_KEEPS_DETAIL ** 2 * vy) & (vy > 0)
+
+
 def local_texture(x: np.ndarray, size: int = 5) -> np.ndarray:
     """Root mean square of the fine texture (:func:`fine_texture`) of ``x`` in a ``size`` x ``size``
     pixel window around each pixel (same units as ``x``)."""
@@ -214,7 +248,10 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     :data:`CLOUD_MIN_WIDTH_PX` square and :data:`CLOUD_MIN_PIXELS` pixels, is either a cloud on
     this date or a shadow on the other date over bright ground (concrete under a shadow is
     darkened just as much). Under a shadow both dates show the same ground (:func:`shared_texture`),
-    the shadowed one dimmer (:func:`flatter`); a cloud hides it. Clouds are grown over the rest of
+    the shadowed one dimmer (:func:`flatter`); a cloud hides it. Nor is ground a cloud where it shows the
+    other date's texture about as clearly (:func:`seen_clearly`): a brighter atmosphere over the whole
+    date (haze, a top-of-atmosphere date's path radiance) lifts dark ground by that factor and keeps its
+    detail. Clouds are grown over the rest of
     the same cloud (:func:`grow_cloud`) first, so that the test sees the whole region. Shadows
     (:func:`shade`) are kept when the other date confirms them
     (:func:`imgdiff.radiometry.confirm_shadows`: darkened alike in every band). Both get a
@@ -244,6 +281,8 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
             cand = ((stack.min(axis=0) > CLOUD_MIN_REFLECTANCE) & (white < 0.2)
                     & np.all(stack > CLOUD_BRIGHTENING * np.maximum(other, 1e-6), axis=0) & both)
         cand |= flat_clouds(stack, other, both)
+        fine_here, fine_there = fine_texture(mean), fine_texture(other.mean(axis=0))
+        cand &= ~seen_clearly(fine_here, fine_there)  # brightened, but by the atmosphere or a gain
         lab, keep = wide_labels(cand, CLOUD_MIN_WIDTH_PX, CLOUD_MIN_PIXELS)
         if not keep.any():
             clouds.append(empty.copy())
@@ -252,7 +291,6 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
         # where both dates show the same ground, only dimmer on the other, the other date is under a
         # shadow and this one holds no cloud
         glab, gn = ndi.label(grown)
-        fine_here, fine_there = fine_texture(mean), fine_texture(other.mean(axis=0))
         gkeep = np.zeros(gn + 1, bool)
         for i, sl in enumerate(ndi.find_objects(glab), start=1):  # each region within its bounding box
             region = glab[sl] == i
@@ -377,13 +415,14 @@ def grow_cloud(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: n
     return ndi.binary_propagation(cloud, mask=cand | cloud)
 
 
-def cloud_haze(before: Scene, after: Scene, cloud_before: np.ndarray, cloud_after: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def cloud_haze(before: Scene, after: Scene, cloud_before: np.ndarray, cloud_after: np.ndarray, *,
+               min_alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The hazy rims of each date's clouds (before, after), found against the other date.
 
     Objects in a rim are still seen (through thin haze), so the rim does not hide a zone, but
     their pixels cannot be compared between the dates (:func:`imgdiff.match.reconcile` leaves
-    them out of its change measures). See :func:`cloud_rim`.
+    them out of its change measures). See :func:`cloud_rim`; ``min_alpha`` as there (the thick
+    part of the rim, :data:`CLOUD_VEIL_ALPHA`, hides a zone's ground).
     """
     vis = [b for b in ("B02", "B03", "B04") if b in before.bands and b in after.bands]
     if not vis:
@@ -391,16 +430,23 @@ def cloud_haze(before: Scene, after: Scene, cloud_before: np.ndarray, cloud_afte
     both = before.valid & after.valid
     sb = np.stack([np.nan_to_num(before.bands[b], nan=0.0) for b in vis])
     sa = np.stack([np.nan_to_num(after.bands[b], nan=0.0) for b in vis])
-    return cloud_rim(sb, sa, cloud_before, both), cloud_rim(sa, sb, cloud_after, both)
+    return (cloud_rim(sb, sa, cloud_before, both, min_alpha=min_alpha),
+            cloud_rim(sa, sb, cloud_after, both, min_alpha=min_alpha))
 
 
 #: Semi-transparent cloud rim: the cloud's share of a pixel's light (alpha) at least this in every
 #: visible band, and agreeing between bands within CLOUD_RIM_SPREAD.
 CLOUD_RIM_ALPHA = 0.05
 CLOUD_RIM_SPREAD = 0.15
+#: The thick part of a rim (the veil): the cloud gives at least this share of the light in every visible
+#: band, so an object's contrast is halved or less and the detectors' measured recall (clear scenes) no
+#: longer holds. The veil hides the zone's ground like the opaque cloud (:class:`imgdiff.claims.ZoneState`);
+#: objects seen through it still count.
+CLOUD_VEIL_ALPHA = 0.5
 
 
-def cloud_rim(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def cloud_rim(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: np.ndarray, *,
+              min_alpha: float = 0.0) -> np.ndarray:
     """The semi-transparent rim around opaque clouds, found against the other date.
 
     A cloud's edge thins out over a few pixels: there a pixel mixes cloud light ``c`` and the
@@ -419,6 +465,9 @@ def cloud_rim(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: np
         The opaque cloud on the cloudy date.
     valid : ndarray of bool, shape (rows, cols)
         Pixels valid on both dates.
+    min_alpha : float
+        Only the part of the rim where alpha is at least this in every band (and at least
+        :data:`CLOUD_RIM_ALPHA`), connected to the cloud through such pixels.
     """
     from scipy import ndimage as ndi
 
@@ -433,5 +482,5 @@ def cloud_rim(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: np
         span = top[:, None, None] - ground
         alpha = np.where(span > 0.05, (stack - ground) / span, np.nan)
         lo, hi = alpha.min(axis=0), alpha.max(axis=0)  # NaN (no cloud/ground contrast) fails both tests
-        rim = (lo >= CLOUD_RIM_ALPHA) & (hi - lo <= CLOUD_RIM_SPREAD) & valid
+        rim = (lo >= max(CLOUD_RIM_ALPHA, min_alpha)) & (hi - lo <= CLOUD_RIM_SPREAD) & valid
     return ndi.binary_propagation(cloud, mask=rim | cloud) & ~cloud

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .clouds import CLOUD_VEIL_ALPHA
+
 #: An object counts on a date only when its evidence reaches this probability (:func:`imgdiff.match.reconcile`):
 #: the calibrated probability (:class:`ScoreCalibration`, from the detector's model card) of the mean
 #: of its two looks where the image did not change, of its own score where it changed. A verdict can
@@ -80,7 +82,8 @@ def evidence_rules() -> dict[str, Any]:
                            f"one object: it counts on both dates when {ev} of their mean reaches "
                            + "".join(f"{v:g} for {k}, " for k, v in STATIC_EVIDENCE_SCORE.items())
                            + f"{MIN_EVIDENCE_SCORE:g} for other detectors "
-                           "(a detector miss on one date is carried over: stayed), on neither when it does not "
+                           "(a detector miss on one date is carried over: stayed; so is the other date's box where a date's "
+                           "look is below the detector's threshold), on neither when it does not "
                            "(static clutter such as quay ends, roofs and markings scores inconsistently)",
         "changed_place": "where the image changed, each date's score stands on its own and counts when "
                          f"{ev} reaches {MIN_EVIDENCE_SCORE:g}; a weaker detection (from the detector's threshold) seen on one "
@@ -98,14 +101,17 @@ def evidence_rules() -> dict[str, Any]:
                      "objects of the zone were real is INCONCLUSIVE (only those at places seen on both dates "
                      "count there); a claim on one date takes them as the detector alone would: counted",
         "clouds": "opaque clouds from the spectral test or the two-date brightening test (grown over the rest "
-                  "of the same cloud: connected, same colour, brighter than the other date); cloud shadows "
+                  "of the same cloud: connected, same colour, brighter than the other date; ground that shows the "
+                  "other date's fine detail about as clearly is not cloud however much brighter: haze, the path "
+                  "radiance of a top-of-atmosphere date); cloud shadows "
                   "from the spectral projection or the two-date darkening test, kept only where the other date "
                   "confirms a cloud-sized region darkened evenly in every band, so an emptied berth (bright hull "
                   "-> dark water) is never read as shadow; a region where both dates show the same ground "
                   "texture, one of them dimmer, is a shadow on the dimmer date, not a cloud on the other; "
                   "the hazy rim of a cloud "
-                  "(cloud light mixed in alike in every band) hides nothing but is left out of the change "
-                  "measures",
+                  "(cloud light mixed in alike in every band) is left out of the change measures and hides "
+                  f"nothing where it is thin; its thick veil (the cloud's share of the light >= {CLOUD_VEIL_ALPHA:g} "
+                  "in every band) hides the zone's ground like the cloud, but objects seen through it count",
         "calibration": "each counted object's probability of being real (pair.probability in the detections "
                        "files) is its score mapped through its detector's calibration table "
                        "(detectors.<object>.score_calibration: the fraction of held-out detections that were "

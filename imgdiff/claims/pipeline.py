@@ -22,7 +22,7 @@ from ..io.read import BBox
 from ..match import reconcile
 from ..scene import Scene
 from ..zones import Zones, assign_zones, placed
-from .clouds import cloud_haze, pair_clouds
+from .clouds import CLOUD_VEIL_ALPHA, cloud_haze, pair_clouds
 from .evidence import (
     CALIBRATED_EVIDENCE,
     LOOK_FRACTION,
@@ -142,7 +142,8 @@ def analyse_result(
 
     Returns
     -------
-    (Zones in the grid CRS, cloud masks per date, zone states per date,
+    (Zones in the grid CRS, per date the mask of what hides the ground (opaque cloud, cloud shadow and
+    the thick veil of a cloud's rim, :data:`imgdiff.claims.clouds.CLOUD_VEIL_ALPHA`), zone states per date,
     detections per object kind as (before, after), cloud-hidden ones removed,
     undecided objects per object kind as (before, after): :class:`imgdiff.match.Reconciled`)
     """
@@ -151,13 +152,16 @@ def analyse_result(
     zg = placed(zones, result.grid.crs, where=pair.before.meta.get("source", "before scene"))
     step("clouds")
     cb, ca = pair_clouds(pair.before, pair.after)
-    cloud = {"before": cb, "after": ca}
+    haze_b, haze_a = cloud_haze(pair.before, pair.after, cb, ca)
+    # a cloud's thick veil hides the ground as the cloud does (a zone under it is not clear), but
+    # objects seen through it still count: detections are dropped under the opaque cloud only
+    veil_b, veil_a = cloud_haze(pair.before, pair.after, cb, ca, min_alpha=CLOUD_VEIL_ALPHA)
+    cloud = {"before": cb | veil_b, "after": ca | veil_a}
     states = {"before": zone_states(zg, pair.before, cloud["before"]),
               "after": zone_states(zg, pair.after, cloud["after"])}
     dets: dict[str, tuple[Detections, Detections]] = {}
     undecided: dict[str, tuple[Detections, Detections]] = {}
-    clear = {"before": pair.before.valid & ~cloud["before"], "after": pair.after.valid & ~cloud["after"]}
-    haze_b, haze_a = cloud_haze(pair.before, pair.after, cloud["before"], cloud["after"])
+    clear = {"before": pair.before.valid & ~cb, "after": pair.after.valid & ~ca}
     for obj in objects:
         step(f"detect {obj}")
         thr = detector_threshold(obj)
