@@ -251,7 +251,7 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     the shadowed one dimmer (:func:`flatter`); a cloud hides it. Nor is ground a cloud where it shows the
     other date's texture about as clearly (:func:`seen_clearly`): a brighter atmosphere over the whole
     date (haze, a top-of-atmosphere date's path radiance) lifts dark ground by that factor and keeps its
-    detail. Clouds are grown over the rest of
+    detail (regions of such pixels wider than an object are taken out). Clouds are grown over the rest of
     the same cloud (:func:`grow_cloud`) first, so that the test sees the whole region. Shadows
     (:func:`shade`) are kept when the other date confirms them
     (:func:`imgdiff.radiometry.confirm_shadows`: darkened alike in every band). Both get a
@@ -282,7 +282,9 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
                     & np.all(stack > CLOUD_BRIGHTENING * np.maximum(other, 1e-6), axis=0) & both)
         cand |= flat_clouds(stack, other, both)
         fine_here, fine_there = fine_texture(mean), fine_texture(other.mean(axis=0))
-        cand &= ~seen_clearly(fine_here, fine_there)  # brightened, but by the atmosphere or a gain
+        # brightened, but by the atmosphere or a gain: ground seen clearly over a region wider than an
+        # object (a few such pixels at a cloud's soft edge leave the cloud whole)
+        cand &= ~wide_regions(seen_clearly(fine_here, fine_there) & cand, CLOUD_MIN_WIDTH_PX)
         lab, keep = wide_labels(cand, CLOUD_MIN_WIDTH_PX, CLOUD_MIN_PIXELS)
         if not keep.any():
             clouds.append(empty.copy())
