@@ -109,16 +109,16 @@ from .verdicts import (
 
 __all__ = [
     "ASSERTIONS", "CALIBRATED_EVIDENCE", "CLAIM_KEYS", "CLOUD_BRIGHTENING", "CLOUD_FLAT_BRIGHTENING",
-    "CLOUD_FLAT_TEXTURE", "CLOUD_FLAT_WHITE", "CLOUD_GROW_BRIGHTENING", "CLOUD_GROW_COLOUR", "CLOUD_MIN_PIXELS",
-    "CLOUD_KEEPS_DETAIL", "DETAIL_WINDOW_PX", "CLOUD_MIN_REFLECTANCE", "CLOUD_MIN_WIDTH_PX", "CLOUD_RIM_ALPHA", "CLOUD_RIM_SPREAD", "CLOUD_VEIL_ALPHA", "COUNT_TOLERANCE_FRACTION",
-    "Claim", "ClaimFile", "ClaimsError", "DEFAULT_PERFORMANCE", "DetectorPerformance", "FILE_KEYS", "INCONCLUSIVE",
+    "CLOUD_FLAT_TEXTURE", "CLOUD_FLAT_WHITE", "CLOUD_GROW_BRIGHTENING", "CLOUD_GROW_COLOUR", "CLOUD_KEEPS_DETAIL",
+    "CLOUD_MIN_PIXELS", "CLOUD_MIN_REFLECTANCE", "CLOUD_MIN_WIDTH_PX", "CLOUD_RIM_ALPHA", "CLOUD_RIM_SPREAD", "CLOUD_VEIL_ALPHA", "COUNT_TOLERANCE_FRACTION",
+    "Claim", "ClaimFile", "ClaimsError", "DEFAULT_PERFORMANCE", "DETAIL_WINDOW_PX", "DetectorPerformance", "FILE_KEYS", "INCONCLUSIVE",
     "LOOK_FRACTION", "MAX_REGISTRATION_UNCERTAINTY_PX", "MIN_CLEAR_FRACTION", "MIN_CLEAR_FRACTION_ABSENCE",
     "MIN_EVIDENCE_SCORE", "MIN_REGISTRATION_RELIABILITY", "MIN_USEFUL_RECALL", "OBJECTS", "OBJECT_NAMES", "REFUTED",
     "SHADOW_DARKENING", "SHADOW_MIN_GROUND", "SHARED_TEXTURE_R", "STATIC_EVIDENCE_SCORE", "STATIC_PERSISTENCE", "SUPPORTED", "ScoreCalibration",
     "Verdict", "Verification", "ZoneState", "analyse", "analyse_result", "any_real", "cloud_haze", "cloud_rim",
     "compare_counts", "count_tolerance", "detect", "detector_performance", "detector_threshold", "drop_hidden",
-    "evaluate_claim", "evidence_rules", "fine_texture", "flat_clouds", "flatter", "seen_clearly", "grow_cloud", "hidden_capacity",
+    "evaluate_claim", "evidence_rules", "fine_texture", "flat_clouds", "flatter", "grow_cloud", "hidden_capacity",
     "load_claims", "local_texture", "object_probability", "pair_clouds", "pair_gain", "parse_claims", "read_for_zones",
-    "registration_quality", "shade", "shared_texture", "survey", "temporal_changes", "temporal_clouds", "verify",
+    "registration_quality", "seen_clearly", "shade", "shared_texture", "survey", "temporal_changes", "temporal_clouds", "verify",
     "wide_labels", "wide_regions", "zone_counts", "zone_states",
 ]
