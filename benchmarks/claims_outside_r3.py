@@ -742,8 +742,9 @@ def build_case(cfg):
         if z["fate"] == "pcloud":
             vis, hazy = z.get("visible_under_partial", []), z.get("hazy_under_partial", [])
             pairs = [(a, ("SUPPORTED" if vis else "INCONCLUSIVE") if a == f"present_{cd}" else t) for a, t in pairs]
-            if not vis and hazy:  # an object in the haze: either verdict is defensible
-                accept[f"present_{cd}"] = ["SUPPORTED", "INCONCLUSIVE"]
+            if not vis and hazy:  # an object in the haze: either verdict is defensible (seeing it there
+                accept[f"present_{cd}"] = ["SUPPORTED", "INCONCLUSIVE"]  # supports presence and refutes absence)
+                accept[f"absent_{cd}"] = ["REFUTED", "INCONCLUSIVE"]
         extra = []
         lens = z["lengths_m"]
         if z["fate"] == "left" and lens and min(lens) >= 90:
