@@ -30,9 +30,10 @@ Measured 2026-11-26 (draws 1-6, 1239 claims): 1023 right with the shipped detect
 527/663), 883 with ``--honest`` (417/576, 466/663); most misses are objects missed on both dates, and the
 aprons' "arrive" zones hold pasted aircraft that are often barely visible.
 Measured 2026-11-27 with the cloud-veil rules (a cloud's thick veil hides a zone; hazy ground seen as clearly as on
-the other date is not cloud; a weak look at an unchanged place takes the other date's box): draws 1-6 1024/1239
-(1023 before), draws 7-10 655/793 (650 before), the fixed cases 446/502 (447 before: an aircraft at the edge of
-a zone-shaped hole the builder cut in a cloud); ``--honest`` not re-run (no fold models on that machine).
+the other date is not cloud; a weak look at an unchanged place takes the other date's box), scored with the
+accepted verdicts of objects in a cloud's haze: draws 1-6 1025/1239 (1024 before), draws 7-10 655/793 (650
+before), the fixed cases 446/502 (447 before: an aircraft at the edge of a zone-shaped hole the builder cut in a
+cloud); ``--honest`` not re-run (no fold models on that machine).
 
 ``--honest`` swaps, case by case, the vessel network for the leave-one-port-out fold model of the case's
 port (``--vessel-folds``, ``training/train_vessels.py --cv``), the vessel rescorer for the nested one

@@ -444,7 +444,7 @@ CLOUD_RIM_SPREAD = 0.15
 #: band, so an object's contrast is halved or less and the detectors' measured recall (clear scenes) no
 #: longer holds. The veil hides the zone's ground like the opaque cloud (:class:`imgdiff.claims.ZoneState`);
 #: objects seen through it still count. With it and :func:`seen_clearly` (measured 2026-11-27, shipped
-#: detectors): claims_outside_r3.py fresh draws 1-10 1679/2041 against 1673 (partly clouded apron zones,
+#: detectors): claims_outside_r3.py fresh draws 1-10 1680/2041 against 1674 (partly clouded apron zones,
 #: 60-80 % under alpha > 0.5, now INCONCLUSIVE; a hazy top-of-atmosphere date no longer read as cloud), its
 #: fixed cases 446/502 against 447, claims.py ports, aprons and both sweeps and claims_outside.py unchanged.
 CLOUD_VEIL_ALPHA = 0.5
