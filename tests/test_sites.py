@@ -172,3 +172,24 @@ def test_a_bare_geometry_as_zones_file_is_refused_saying_what_to_write(tmp_path)
     p.write_text(json.dumps({"type": "Polygon", "coordinates": [[[35, 35], [35.01, 35], [35.01, 35.01], [35, 35]]]}))
     with pytest.raises(InputError, match=r"z.geojson: a bare Polygon geometry has no zone name; write a FeatureCollection"):
         read_zones(p)
+
+
+def test_zone_masks_from_eight_threads_at_once_are_right_and_raise_no_georeferencing_warning():
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from imgdiff.zones import Zones, zone_masks
+
+    utm = CRS.from_epsg(32636)
+    tr = from_origin(700000, 3900000, 20, 20)
+    zones = Zones({"apron": box(700200, 3899000, 700600, 3899600)}, utm, {})
+    with warnings.catch_warnings(record=True) as caught:  # records the warnings of every thread
+        warnings.simplefilter("always")
+        with ThreadPoolExecutor(8) as pool:
+            masks = list(pool.map(lambda _: zone_masks(zones, utm, tr, (100, 100))["apron"], range(2000)))
+    assert all(int(m.sum()) == 20 * 30 for m in masks)
+    assert not [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)]

@@ -11,14 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from rasterio.windows import transform as window_transform
-from shapely.geometry import mapping
 
 from ..errors import ImgdiffError, InputError, NetworkError, NoOverlapError
 from ..io.layout import one_line
-from ..zones import Zones
+from ..zones import Zones, geometry_mask
 from .aoi import aoi_geojson, bounds_window, snapped_bounds
 from .items import SCL_CLOUD, SCL_NODATA, asset_grid, find_asset, item_id, summary
 from .remote import DEFAULT_POLICY, RetryPolicy, raster_info, read_window, with_retries
@@ -110,10 +108,9 @@ def scl_cover(item: Mapping[str, Any], aoi: Zones, policy: RetryPolicy, *,
     zones = aoi.to_crs(info.crs)
     masks: dict[str, np.ndarray] = {}
     for name, geom in zones.geometries.items():
-        m = rasterize([(mapping(geom), 1)], out_shape=scl.shape, transform=tr, fill=0, dtype="uint8").astype(bool)
+        m = geometry_mask(geom, tr, scl.shape)
         if not m.any():  # a zone smaller than one SCL pixel: take the pixels it touches
-            m = rasterize([(mapping(geom), 1)], out_shape=scl.shape, transform=tr, fill=0, dtype="uint8",
-                          all_touched=True).astype(bool)
+            m = geometry_mask(geom, tr, scl.shape, all_touched=True)
         masks[name] = m
     union = np.logical_or.reduce(list(masks.values()))
 
