@@ -249,7 +249,7 @@ def _geojson(path: Path) -> dict:
 _RASTERIZE = threading.Lock()
 
 
-def geometry_mask(geom: Any, transform: Affine, shape_: tuple[int, int], *, all_touched: bool = False) -> np.ndarray:
+def inside_mask(geom: Any, transform: Affine, shape_: tuple[int, int], *, all_touched: bool = False) -> np.ndarray:
     """Boolean mask of a geometry on a grid: pixels whose centre lies inside (``all_touched``: every
     pixel it touches). ``geom`` is a shapely geometry or GeoJSON mapping in the grid's coordinates.
     Safe to call from several threads."""
@@ -265,7 +265,7 @@ def zone_masks(zones: Zones, crs: CRS | None, transform: Affine, shape_: tuple[i
     Zones are placed with :func:`placed` (a grid without CRS takes zones in its own coordinates).
     """
     z = placed(zones, crs, where="grid")
-    return {n: geometry_mask(g, transform, shape_) for n, g in z.geometries.items()}
+    return {n: inside_mask(g, transform, shape_) for n, g in z.geometries.items()}
 
 
 def assign_zones(detections: Detections, zones: Zones, *, keep_outside: bool = True) -> Detections:

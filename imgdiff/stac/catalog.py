@@ -16,7 +16,7 @@ from rasterio.windows import transform as window_transform
 
 from ..errors import ImgdiffError, InputError, NetworkError, NoOverlapError
 from ..io.layout import one_line
-from ..zones import Zones, geometry_mask
+from ..zones import Zones, inside_mask
 from .aoi import aoi_geojson, bounds_window, snapped_bounds
 from .items import SCL_CLOUD, SCL_NODATA, asset_grid, find_asset, item_id, summary
 from .remote import DEFAULT_POLICY, RetryPolicy, raster_info, read_window, with_retries
@@ -108,9 +108,9 @@ def scl_cover(item: Mapping[str, Any], aoi: Zones, policy: RetryPolicy, *,
     zones = aoi.to_crs(info.crs)
     masks: dict[str, np.ndarray] = {}
     for name, geom in zones.geometries.items():
-        m = geometry_mask(geom, tr, scl.shape)
+        m = inside_mask(geom, tr, scl.shape)
         if not m.any():  # a zone smaller than one SCL pixel: take the pixels it touches
-            m = geometry_mask(geom, tr, scl.shape, all_touched=True)
+            m = inside_mask(geom, tr, scl.shape, all_touched=True)
         masks[name] = m
     union = np.logical_or.reduce(list(masks.values()))
 
