@@ -270,18 +270,19 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     if not vis:
         return empty, empty.copy(), empty.copy(), empty.copy()
     both = before.valid & after.valid
-    clouds, shadows, stacks = [], [empty.copy(), empty.copy()], []
-    for s, o in ((before, after), (after, before)):
-        stack = np.stack([np.nan_to_num(s.bands[b], nan=0.0) for b in vis])
-        other = np.stack([np.nan_to_num(o.bands[b], nan=0.0) for b in vis])
-        stacks.append((stack, other))
-        mean = stack.mean(axis=0)
+    clouds, shadows = [], [empty.copy(), empty.copy()]
+    # each date's visible bands and fine texture, built once: one date's "here" is the other's "there"
+    stacks = [np.stack([np.nan_to_num(x.bands[b], nan=0.0) for b in vis]) for x in (before, after)]
+    means = [x.mean(axis=0) for x in stacks]
+    fine = [fine_texture(m) for m in means]
+    for k, s in enumerate((before, after)):
+        stack, other, mean = stacks[k], stacks[1 - k], means[k]
+        fine_here, fine_there = fine[k], fine[1 - k]
         with np.errstate(invalid="ignore", divide="ignore"):
             white = np.abs(stack - mean).max(axis=0) / np.maximum(mean, 1e-6)
             cand = ((stack.min(axis=0) > CLOUD_MIN_REFLECTANCE) & (white < 0.2)
                     & np.all(stack > CLOUD_BRIGHTENING * np.maximum(other, 1e-6), axis=0) & both)
         cand |= flat_clouds(stack, other, both)
-        fine_here, fine_there = fine_texture(mean), fine_texture(other.mean(axis=0))
         # brightened, but by the atmosphere or a gain: ground seen clearly over a region wider than an
         # object (a few such pixels at a cloud's soft edge leave the cloud whole)
         cand &= ~wide_regions(seen_clearly(fine_here, fine_there) & cand, CLOUD_MIN_WIDTH_PX)
@@ -305,8 +306,8 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     # against 882; the fixed cases, claims.py, its --sweep and claims_outside.py unchanged)
     clear = both & ~ndi.binary_dilation(clouds[0] | clouds[1], iterations=CLOUD_MIN_WIDTH_PX)
     gain_from = clear if clear.sum() >= 100 else both
-    for k, (stack, other) in enumerate(stacks):
-        shadows[k] = shade(stack, other, both, gain_from=gain_from)
+    for k in range(2):
+        shadows[k] = shade(stacks[k], stacks[1 - k], both, gain_from=gain_from)
     for k, (s, o) in enumerate(((before, after), (after, before))):
         sh = shadows[k] & ~ndi.binary_dilation(clouds[1 - k], iterations=2)  # darker than the other date's cloud
         sh = confirm_shadows(sh, s, o) if sh.any() else sh
