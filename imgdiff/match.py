@@ -474,6 +474,45 @@ def _carried(ref: Detection, look: Detection | None) -> Detection:
     return ref if look is None else replace(ref, score=look.score)
 
 
+def one_zone_per_object(before: Detections, after: Detections, zones: Any) -> tuple[Detections, Detections]:
+    """Give an object kept on both dates at an unchanged place one set of zones on both dates.
+
+    :func:`reconcile` keeps such an object on both dates with one place ``id`` (``extra["pair"]``):
+    two looks at one object. Each date's detection has its own box, and a zone drawn tightly round
+    the object can hold one look's centroid and not the other's (a pixel apart), which would make a
+    stationary object leave or enter the zone. Its zones (``zone`` and ``extra["zones"]``, as
+    :func:`imgdiff.zones.assign_zones` sets them from ``zones``) are those of the mean of its two
+    centroids (pixels) on both dates; the boxes are left as measured. Other detections are returned
+    unchanged.
+    """
+    from .zones import assign_zones
+
+    def key(d: Detection) -> int | None:
+        pair = d.extra.get("pair") or {}
+        return pair.get("id") if pair.get("place") == "unchanged" else None
+
+    boxes_b = {k: d for d in before.items if (k := key(d)) is not None}
+    both = [(k, d, boxes_b[k]) for d in after.items if (k := key(d)) is not None and k in boxes_b]
+    if not both:
+        return before, after
+    mean = [replace(db, centroid=(0.5 * (db.center[0] + da.center[0]), 0.5 * (db.center[1] + da.center[1])))
+            for _, da, db in both]
+    placed_mean = assign_zones(replace(before, items=tuple(mean)), zones, keep_outside=True).items
+    where = {k: m for (k, _, _), m in zip(both, placed_mean)}
+
+    def unify(d: Detection) -> Detection:
+        m = where.get(key(d))  # type: ignore[arg-type]
+        if m is None or m.zones == d.zones:
+            return d
+        extra = {n: v for n, v in d.extra.items() if n != "zones"}
+        if "zones" in m.extra:
+            extra["zones"] = m.extra["zones"]
+        return replace(d, zone=m.zone, extra=extra)
+
+    return (replace(before, items=tuple(unify(d) for d in before.items)),
+            replace(after, items=tuple(unify(d) for d in after.items)))
+
+
 def reconcile(before: Detections, after: Detections, before_scene: Scene, after_scene: Scene, *,
               evidence: float, look: float, threshold: float | None = None, static_persistence: float = 0.7,
               static_evidence: float | None = None,
@@ -497,10 +536,14 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
       ``evidence``: two looks at one place may each ask less than a single look), on **neither**
       when it does not (static clutter such as quay ends, roofs and markings that the detector
       scores inconsistently). A detector miss on one date does not make it depart or arrive: it is
-      carried over, tagged ``extra["carried_from"]``; so is the box of the stronger date where the
+      carried over, tagged ``extra["carried_from"]`` (unless a detection of that date overlapping it
+      counts at a place of its own: the object is counted there); so is the box of the stronger date where the
       other one's look is below ``threshold`` (it neither places nor sizes the object).
     * **Changed place**: each date's look stands on its own and counts when it reaches
-      ``evidence``. A weak look (from ``threshold``, default ``evidence``) seen on one date only
+      ``evidence``. A weak look (from ``threshold``, default ``evidence``) seen on one date only,
+      or the stronger of two looks of which neither reaches ``evidence`` where its box holds more
+      fine detail on its date than on the other (relative to each date's overall detail; the weaker
+      look may be the detector's answer to the filled or smoothed-over place an object left),
       counts when the change is that object coming or going: on the other date the place looks
       like plain background (its :func:`contrast` with the surrounding ring is below
       ``background_ratio`` times its contrast on the object's date) or is smooth there (less than
@@ -577,6 +620,10 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
     keep_a: list[Detection] = []
     und_b: list[Detection] = []  # weak looks the other date cannot decide (hidden there, or not comparable)
     und_a: list[Detection] = []
+    # objects to carry over to a date that holds an overlapping detection of another place: carried
+    # only if that detection is not counted there (a fragment judged clutter does not hide the object)
+    pend_b: list[Detection] = []
+    pend_a: list[Detection] = []
     for k, (i, j) in enumerate(places):
         db = before.items[i] if i is not None else None
         da = after.items[j] if j is not None else None
@@ -620,45 +667,67 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
             if prob(mean) < static:
                 continue
             # a date with no detection here gets the object carried over, unless another place
-            # of that date already holds an overlapping detection (it is counted there); a date whose
-            # look here is below the detector's threshold gets the other date's box too: a look that
-            # weak neither places nor sizes the object (a few pixels of its edge, off its centre)
+            # of that date holds an overlapping detection that is counted there (decided after the
+            # loop); a date whose look here is below the detector's threshold gets the other date's
+            # box too: a look that weak neither places nor sizes the object (a few pixels of its edge)
             if db is not None and not _mere_look(db, ref, threshold):
                 keep_b.append(tag(db, "unchanged", mean))
-            elif db is not None or not taken:
-                keep_b.append(tag(_carried(ref, db), "unchanged", mean, carried_from="after"))
+            else:
+                (pend_b if db is None and taken else keep_b).append(
+                    tag(_carried(ref, db), "unchanged", mean, carried_from="after"))
             if da is not None and not _mere_look(da, ref, threshold):
                 keep_a.append(tag(da, "unchanged", mean))
-            elif da is not None or not taken:
-                keep_a.append(tag(_carried(ref, da), "unchanged", mean, carried_from="before"))
+            else:
+                (pend_a if da is None and taken else keep_a).append(
+                    tag(_carried(ref, da), "unchanged", mean, carried_from="before"))
             continue
         # a changed place holds an object on a date only if the box has object-scale detail there:
         # the smooth date is the smoothed-over place of an object that left (a smudge, a blurred wake)
         if db is not None and da is not None:  # seen on both dates yet changed: each look on its own
-            if prob(sb) >= evidence and not smooth_b:
+            counted_b = prob(sb) >= evidence and not smooth_b
+            counted_a = prob(sa) >= evidence and not smooth_a
+            if counted_b:
                 keep_b.append(tag(db, "changed", sb))
-            if prob(sa) >= evidence and not smooth_a:
+            if counted_a:
                 keep_a.append(tag(da, "changed", sa))
-            continue
-        # seen on one date only: a confident look counts; a weak one (from ``threshold``) counts when the
-        # place looks like plain background on the other date (it stands out from its surroundings less
-        # than ``background_ratio`` times as much), i.e. when the change is the object coming or going
-        img, oth = (bb, ba) if db is not None else (ba, bb)
-        s_own = sb if db is not None else sa
+            if counted_b or counted_a:
+                continue
+            # neither look counts on its own: the stronger one is judged as if the other date had given
+            # no look (below): the weaker look may be the detector's answer to what the object left behind
+            # (the filled or smoothed-over berth), and it counts when that place is plain background
+        # seen on one date only (or the stronger of two weak looks at a changed place): a confident look
+        # counts; a weak one (from ``threshold``) counts when the place looks like plain background on the
+        # other date (it stands out from its surroundings less than ``background_ratio`` times as much),
+        # i.e. when the change is the object coming or going
+        own_before = ref is db
+        img, oth = (bb, ba) if own_before else (ba, bb)
+        s_own = sb if own_before else sa
         c_own, c_oth = contrast(img, ref.box), contrast(oth, ref.box)
         # ... or holds no object-scale detail there (smooth: the place smoothed over after the object left)
-        smooth_own, smooth_oth = (smooth_b, smooth_a) if db is not None else (smooth_a, smooth_b)
+        smooth_own, smooth_oth = (smooth_b, smooth_a) if own_before else (smooth_a, smooth_b)
         # ... neither test can be made where the box lies in a cloud's hazy rim on either date (``comparable``
         # False over at least half of it): haze lightens the box and damps its detail whether or not the object is there
         in_rim = comparable is not None and _fraction(~comparable, ref.box) >= 0.5
         compared = math.isfinite(c_own) and math.isfinite(c_oth) and not in_rim
         weak_ok = s_own >= threshold and compared and (c_oth < background_ratio * c_own or smooth_oth)
+        if db is not None and da is not None:
+            # ... and it holds more fine detail on its date than on the other (each relative to its date's
+            # overall detail): an object adds detail; the other date's look is then at a plainer place
+            st_own, st_oth = (st_b, st_a * rel) if own_before else (st_a * rel, st_b)
+            if weak_ok and not smooth_own and st_own > st_oth:
+                (keep_b if own_before else keep_a).append(tag(ref, "changed", s_own))
+            continue
         if (prob(s_own) >= evidence or weak_ok) and not smooth_own:
-            (keep_b if db is not None else keep_a).append(tag(ref, "changed", s_own))
+            (keep_b if own_before else keep_a).append(tag(ref, "changed", s_own))
         elif s_own >= threshold and not (smooth_own or taken or compared):
             # a weak look whose contrast with the other date cannot be measured (its pixels are not
             # comparable there, e.g. in a cloud's hazy rim): the evidence cannot decide it
-            (und_b if db is not None else und_a).append(tag(ref, "undecided", s_own, info={**info, "undecided": "not_comparable"}))
+            (und_b if own_before else und_a).append(tag(ref, "undecided", s_own, info={**info, "undecided": "not_comparable"}))
+
+    for pend, keep in ((pend_b, keep_b), (pend_a, keep_a)):
+        for d in pend:
+            if not _overlapping(d.box, _boxes(keep)).any():
+                keep.append(d)
 
     def apart(und: list[Detection], kept: list[Detection], d: Detections) -> Detections:
         # a weak look overlapping an object counted on its date is part of that object, not another one

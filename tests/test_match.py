@@ -157,6 +157,55 @@ def test_a_ship_missed_on_one_date_at_an_unchanged_place_stayed():
     assert len(b) == 0 and len(a) == 0
 
 
+def test_a_ship_missed_on_one_date_is_carried_over_past_a_fragment_that_does_not_count():
+    # the hull is found before (0.9); on both dates the detector also scores a 40 m piece of its bow weakly
+    # (0.2): the two pieces pair up as a place of their own, judged clutter; the hull, missed after, stayed
+    bow = Detection(box=(10, 10, 14, 12), score=0.2, cls="vessel", length_m=40.0, zone="a", centroid=(12, 11))
+    hull = scored((16, 11, 0.9)).items[0]
+    before = Detections((hull, bow), UTM, TR, (10.0, 10.0))
+    after = Detections((replace(bow, score=0.22),), UTM, TR, (10.0, 10.0))
+    b, a = pair(before, after, water_scene([SHIP]), water_scene([SHIP], seed=1), threshold=0.35)
+    assert len(b) == 1 and len(a) == 1 and a.items[0].extra["carried_from"] == "before"
+    assert a.items[0].box == hull.box and match_objects(b, a).stayed == ((0, 0),)
+    # a piece that counts on its date (confident there) is where the object is counted: nothing is carried
+    after = Detections((replace(bow, score=0.9, length_m=120.0),), UTM, TR, (10.0, 10.0))
+    b, a = pair(before, after, water_scene([SHIP]), water_scene([SHIP], seed=1), threshold=0.35)
+    assert len(a) == 1 and "carried_from" not in a.items[0].extra
+
+
+def test_an_object_that_stayed_is_in_the_same_zones_on_both_dates_from_the_mean_of_its_looks():
+    from shapely.geometry import box as shp_box
+
+    from imgdiff.match import one_zone_per_object
+    from imgdiff.zones import Zones, assign_zones
+
+    # a tight zone whose east edge runs at x = 16.2 px: the before look's centroid (16.0) lies in it, the
+    # after look's (16.6) a little outside, their mean (16.3) too; a ship further east is in neither
+    x_edge = TR.c + 16.2 * TR.a
+    zones = Zones({"berth": shp_box(TR.c, TR.f - 40 * 10, x_edge, TR.f)}, UTM, {})
+
+    def look(x, score, place="unchanged", pid=0):
+        return Detection(box=(x - 6, 10, x + 6, 12), score=score, cls="vessel", length_m=120.0, centroid=(x, 11),
+                         extra={"pair": {"id": pid, "place": place}})
+
+    b = assign_zones(Detections((look(16.0, 0.9),), UTM, TR, (10.0, 10.0)), zones)
+    a = assign_zones(Detections((look(16.6, 0.8),), UTM, TR, (10.0, 10.0)), zones)
+    assert b.items[0].zone == "berth" and a.items[0].zone is None  # as measured: the ship would have left
+    b2, a2 = one_zone_per_object(b, a, zones)
+    assert b2.items[0].zone is None and a2.items[0].zone is None
+    assert b2.items[0].box == b.items[0].box and a2.items[0].box == a.items[0].box  # boxes as measured
+    # mean inside: both in the zone
+    a = assign_zones(Detections((look(16.3, 0.8),), UTM, TR, (10.0, 10.0)), zones)
+    b = assign_zones(Detections((look(15.9, 0.9),), UTM, TR, (10.0, 10.0)), zones)
+    b2, a2 = one_zone_per_object(b, a, zones)
+    assert b2.items[0].zone == "berth" and a2.items[0].zone == "berth"
+    # looks at a changed place are two objects: each keeps its own zone
+    b = assign_zones(Detections((look(16.0, 0.9, "changed"),), UTM, TR, (10.0, 10.0)), zones)
+    a = assign_zones(Detections((look(16.6, 0.8, "changed"),), UTM, TR, (10.0, 10.0)), zones)
+    b2, a2 = one_zone_per_object(b, a, zones)
+    assert b2.items[0].zone == "berth" and a2.items[0].zone is None
+
+
 def test_static_clutter_scored_inconsistently_counts_on_neither_date():
     # 0.55 on one date, 0.2 on the other at a place that looks the same: mean 0.375 < 0.5
     b, a = pair(scored((16, 11, 0.2)), scored((16, 11, 0.55)), water_scene([SHIP]), water_scene([SHIP], seed=1))
@@ -201,6 +250,28 @@ def test_at_a_changed_place_a_weak_detection_counts_only_where_the_other_date_is
     # below the detector's own threshold a look never counts
     b, a = pair(scored(), scored((16, 11, 0.2)), water_scene([], seed=2), water_scene([SHIP], seed=1), threshold=0.28)
     assert len(a) == 0
+
+
+def test_the_stronger_of_two_weak_looks_at_a_changed_place_counts_where_the_other_date_is_plain_background():
+    # a weak departure (0.4, below the evidence 0.5) whose filled berth the after detector still scores 0.3:
+    # the after look is its answer to plain water, so the ship was there before and is gone after
+    b, a = pair(scored((16, 11, 0.4)), scored((16, 11, 0.3)), water_scene([SHIP], seed=2), water_scene([], seed=1),
+                threshold=0.28)
+    assert len(b) == 1 and len(a) == 0 and b.items[0].extra["pair"]["place"] == "changed"
+    assert match_objects(b, a).departed == (0,)
+    # likewise a weak arrival over plain water before
+    b, a = pair(scored((16, 11, 0.3)), scored((16, 11, 0.4)), water_scene([], seed=2), water_scene([SHIP], seed=1),
+                threshold=0.28)
+    assert len(b) == 0 and len(a) == 1
+    # two weak looks where the other date is not plain background (a ship moored 5 px further along): neither counts
+    moved = (15, 10, 27, 12)
+    b, a = pair(scored((16, 11, 0.4)), scored((16, 11, 0.3)), water_scene([SHIP], seed=2), water_scene([moved], seed=1),
+                threshold=0.28)
+    assert len(b) == 0 and len(a) == 0
+    # the stronger look still has to reach the detector's threshold
+    b, a = pair(scored((16, 11, 0.26)), scored((16, 11, 0.2)), water_scene([SHIP], seed=2), water_scene([], seed=1),
+                threshold=0.28)
+    assert len(b) == 0
 
 
 def test_a_place_hidden_on_one_date_is_neither_carried_nor_averaged():

@@ -19,7 +19,7 @@ from ..compare import CompareResult
 from ..detect.base import Detections
 from ..errors import CoregistrationError, check_type
 from ..io.read import BBox
-from ..match import reconcile
+from ..match import one_zone_per_object, reconcile
 from ..scene import Scene
 from ..zones import Zones, assign_zones, placed
 from .clouds import CLOUD_VEIL_ALPHA, cloud_haze, pair_clouds
@@ -185,7 +185,8 @@ def analyse_result(
                       evidence=evidence, look=LOOK_FRACTION * thr, threshold=thr, calibration=cut,
                       probability=calibrated, static_persistence=STATIC_PERSISTENCE, static_evidence=static,
                       clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
-        dets[obj] = (assign_zones(r.before, zg, keep_outside=True), assign_zones(r.after, zg, keep_outside=True))
+        dets[obj] = one_zone_per_object(assign_zones(r.before, zg, keep_outside=True),
+                                        assign_zones(r.after, zg, keep_outside=True), zg)
         undecided[obj] = (assign_zones(r.undecided_before, zg, keep_outside=True),
                           assign_zones(r.undecided_after, zg, keep_outside=True))
     return zg, cloud, states, dets, undecided
