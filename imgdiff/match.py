@@ -25,6 +25,7 @@ from .detect.base import Detection, Detections, sorted_detections
 from .errors import GridError, check_type
 from .radiometry import even_subsample
 from .scene import Scene
+from .zones import Zones, assign_zones
 
 
 @dataclass(frozen=True)
@@ -474,7 +475,7 @@ def _carried(ref: Detection, look: Detection | None) -> Detection:
     return ref if look is None else replace(ref, score=look.score)
 
 
-def one_zone_per_object(before: Detections, after: Detections, zones: Any) -> tuple[Detections, Detections]:
+def one_zone_per_object(before: Detections, after: Detections, zones: Zones) -> tuple[Detections, Detections]:
     """Give an object kept on both dates at an unchanged place one set of zones on both dates.
 
     :func:`reconcile` keeps such an object on both dates with one place ``id`` (``extra["pair"]``):
@@ -485,14 +486,12 @@ def one_zone_per_object(before: Detections, after: Detections, zones: Any) -> tu
     centroids (pixels) on both dates; the boxes are left as measured. Other detections are returned
     unchanged.
     """
-    from .zones import assign_zones
-
     def key(d: Detection) -> int | None:
         pair = d.extra.get("pair") or {}
         return pair.get("id") if pair.get("place") == "unchanged" else None
 
-    boxes_b = {k: d for d in before.items if (k := key(d)) is not None}
-    both = [(k, d, boxes_b[k]) for d in after.items if (k := key(d)) is not None and k in boxes_b]
+    stayed_b = {k: d for d in before.items if (k := key(d)) is not None}
+    both = [(k, d, stayed_b[k]) for d in after.items if (k := key(d)) is not None and k in stayed_b]
     if not both:
         return before, after
     mean = [replace(db, centroid=(0.5 * (db.center[0] + da.center[0]), 0.5 * (db.center[1] + da.center[1])))
@@ -501,7 +500,8 @@ def one_zone_per_object(before: Detections, after: Detections, zones: Any) -> tu
     where = {k: m for (k, _, _), m in zip(both, placed_mean)}
 
     def unify(d: Detection) -> Detection:
-        m = where.get(key(d))  # type: ignore[arg-type]
+        k = key(d)
+        m = where.get(k) if k is not None else None
         if m is None or m.zones == d.zones:
             return d
         extra = {n: v for n, v in d.extra.items() if n != "zones"}
@@ -714,7 +714,7 @@ def reconcile(before: Detections, after: Detections, before_scene: Scene, after_
             # ... and it holds more fine detail on its date than on the other (each relative to its date's
             # overall detail): an object adds detail; the other date's look is then at a plainer place
             st_own, st_oth = (st_b, st_a * rel) if own_before else (st_a * rel, st_b)
-            if weak_ok and not smooth_own and st_own > st_oth:
+            if weak_ok and st_own > st_oth:
                 (keep_b if own_before else keep_a).append(tag(ref, "changed", s_own))
             continue
         if (prob(s_own) >= evidence or weak_ok) and not smooth_own:
