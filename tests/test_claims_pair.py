@@ -284,15 +284,18 @@ def test_a_scene_without_crs_takes_zones_in_its_own_coordinates_and_refuses_lon_
     assert not (tmp_path / "o2").exists()
 
 
-def _apron(*, cloud: bool, gain: float, seed: int) -> Scene:
+def _apron(*, cloud: bool, gain: float, seed: int, cloud_rows: int = 50, shadow: slice | None = None) -> Scene:
     """80 x 80 px textured concrete (the same ground on both dates, times ``gain``), with an opaque cloud
-    over rows 0-49 (62 % of the scene) when ``cloud``."""
+    over rows 0 to ``cloud_rows`` - 1 (62 % of the scene by default) when ``cloud``, and the ``shadow`` rows
+    dimmed to half in every band."""
     ground, rng = np.random.default_rng(100), np.random.default_rng(seed)
     bands = {}
     for b in ("B02", "B03", "B04", "B08"):
         a = gain * (0.22 + 0.08 * ground.random((80, 80)))
+        if shadow is not None:
+            a[shadow] *= 0.5
         if cloud:
-            a[:50] = CLOUD[b]
+            a[:cloud_rows] = CLOUD[b]
         bands[b] = (a + rng.normal(0, 0.002, a.shape)).astype("float32")
     return Scene(bands, UTM, TR, np.ones((80, 80), bool))
 
@@ -307,6 +310,24 @@ def test_a_cloud_over_most_of_a_small_scene_leaves_the_clear_ground_clear_not_sh
     # the dates' gain measured over every pixel is the cloud's (x 2.4): the clear ground then reads as shadowed
     vis = [np.stack([s.bands[b] for b in ("B02", "B03", "B04")]) for s in (before, after)]
     assert shade(*vis, np.ones((80, 80), bool))[60:].all()
+
+
+def test_a_cloud_shadow_over_most_of_the_clear_ground_is_found_on_the_cloud_s_date_only():
+    from imgdiff.claims.clouds import CLOUD_MIN_WIDTH_PX, shade, temporal_changes
+
+    # after: a cloud over rows 0-29 and its shadow over rows 40-71, two thirds of the ground clear of it
+    before = _apron(cloud=False, gain=1.0, seed=0)
+    after = _apron(cloud=True, gain=0.95, seed=1, cloud_rows=30, shadow=slice(40, 72))
+    cloud_b, cloud_a, shadow_b, shadow_a = temporal_changes(before, after)
+    assert cloud_a[:30].all() and not cloud_b.any() and not shadow_b.any()
+    assert shadow_a[42:70].all()           # the shadow, its edge rows apart
+    assert not shadow_a[74:].any()         # the lit ground beyond it
+    # the median ratio over the clear ground is the shadow's own: against it the shadow is not darker
+    vis = [np.stack([s.bands[b] for b in ("B02", "B03", "B04")]) for s in (after, before)]
+    clear = np.zeros((80, 80), bool)
+    clear[30 + CLOUD_MIN_WIDTH_PX:] = True
+    assert not shade(*vis, np.ones((80, 80), bool), gain_from=clear).any()
+    assert shade(*vis, np.ones((80, 80), bool), gain_from=clear, lit_gain=True)[42:70].all()
 
 
 def _veiled_pair() -> tuple[Scene, Scene, np.ndarray]:

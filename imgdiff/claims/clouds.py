@@ -253,7 +253,8 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     date (haze, a top-of-atmosphere date's path radiance) lifts dark ground by that factor and keeps its
     detail (regions of such pixels wider than an object are taken out). Clouds are grown over the rest of
     the same cloud (:func:`grow_cloud`) first, so that the test sees the whole region. Shadows
-    (:func:`shade`) are kept when the other date confirms them
+    (:func:`shade`, against the dates' gain over the ground clear on both; on a date that alone holds
+    a cloud, over the ground its shadow leaves lit, :func:`lit_ratio`) are kept when the other date confirms them
     (:func:`imgdiff.radiometry.confirm_shadows`: darkened alike in every band). Both get a
     2-pixel margin.
 
@@ -307,7 +308,10 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     clear = both & ~ndi.binary_dilation(clouds[0] | clouds[1], iterations=CLOUD_MIN_WIDTH_PX)
     gain_from = clear if clear.sum() >= 100 else both
     for k in range(2):
-        shadows[k] = shade(stacks[k], stacks[1 - k], both, gain_from=gain_from)
+        # a cloud's shadow lies on the cloud's date: on the date that alone holds a cloud, the shadow
+        # may cover most of the clear ground, and the gain is read from the ground it does not darken
+        lit = bool(clouds[k].any()) and not clouds[1 - k].any()
+        shadows[k] = shade(stacks[k], stacks[1 - k], both, gain_from=gain_from, lit_gain=lit)
     for k, (s, o) in enumerate(((before, after), (after, before))):
         sh = shadows[k] & ~ndi.binary_dilation(clouds[1 - k], iterations=2)  # darker than the other date's cloud
         sh = confirm_shadows(sh, s, o) if sh.any() else sh
@@ -321,7 +325,8 @@ SHADOW_DARKENING = 1.0 / CLOUD_BRIGHTENING
 SHADOW_MIN_GROUND = 0.04
 
 
-def shade(stack: np.ndarray, other: np.ndarray, valid: np.ndarray, *, gain_from: np.ndarray | None = None) -> np.ndarray:
+def shade(stack: np.ndarray, other: np.ndarray, valid: np.ndarray, *, gain_from: np.ndarray | None = None,
+          lit_gain: bool = False) -> np.ndarray:
     """Cloud-shadow candidates of one date from a second date: wide regions darkened evenly.
 
     A cloud shadow removes the direct sunlight: the ground keeps its texture but is darker
@@ -342,6 +347,10 @@ def shade(stack: np.ndarray, other: np.ndarray, valid: np.ndarray, *, gain_from:
         Pixels valid on both dates.
     gain_from : ndarray of bool, shape (rows, cols), optional
         Pixels the dates' gain is measured on (default ``valid``): those clear on both dates.
+    lit_gain : bool
+        Read the gain from the lit ground only (:func:`lit_ratio`): for the date that holds a
+        cloud when the other does not, whose shadow may darken most of the clear ground and
+        drag the median ratio down to its own.
     """
     from scipy import ndimage as ndi
 
@@ -352,8 +361,8 @@ def shade(stack: np.ndarray, other: np.ndarray, valid: np.ndarray, *, gain_from:
         return np.zeros(valid.shape, bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         # the dates' gain: the median of the per-pixel ratios (a shadow over part of the scene barely moves it)
-        gain = np.array([sampled_median(stack[i] / np.maximum(other[i], 1e-6), gain_from & (other[i] > 0.02), default=1.0)
-                         for i in range(len(stack))])
+        ratios = [(stack[i] / np.maximum(other[i], 1e-6), gain_from & (other[i] > 0.02)) for i in range(len(stack))]
+        gain = np.array([lit_ratio(r, m) if lit_gain else sampled_median(r, m, default=1.0) for r, m in ratios])
         ground = other * gain[:, None, None]
         ratio = stack / np.maximum(ground, 1e-6)
         cand = (np.all(ratio < SHADOW_DARKENING, axis=0) & (ratio.max(axis=0) <= 1.6 * ratio.min(axis=0))
@@ -368,6 +377,29 @@ def shade(stack: np.ndarray, other: np.ndarray, valid: np.ndarray, *, gain_from:
         region = lab[sl] == i
         keep[i] = shared_texture(here[sl], there[sl], region) and flatter(here[sl], there[sl], region)
     return keep[lab]
+
+
+def lit_ratio(ratio: np.ndarray, mask: np.ndarray) -> float:
+    """The median of ``ratio`` over the pixels of ``mask`` not darkened like a shadow (1 if none).
+
+    Lit pixels are those within :data:`SHADOW_DARKENING` of the 90th percentile of the ratios
+    (the brightest ground, a few outliers apart). Without a shadow nearly every pixel is lit and
+    this is the plain median; a shadow over most of the ground no longer sets it.
+
+    Parameters
+    ----------
+    ratio : ndarray, shape (rows, cols)
+        Per-pixel ratio of one date to the other (one band).
+    mask : ndarray of bool, shape (rows, cols)
+        Pixels to measure on (clear on both dates).
+    """
+    from ..radiometry import even_subsample
+
+    v = even_subsample(ratio[mask & np.isfinite(ratio)], 200_000)
+    if v.size == 0:
+        return 1.0
+    lit = v[v >= SHADOW_DARKENING * np.percentile(v, 90)]
+    return float(np.median(lit))
 
 
 #: Growing a found opaque cloud (:func:`grow_cloud`): brighter than the other date (gain matched) by
