@@ -33,6 +33,7 @@ def coregister(
     min_valid_fraction: float = 0.05,
     spacing: int | None = None,
     degree: int = 2,
+    min_chip_fraction: float = 0.4,
 ) -> Registration:
     """Estimate the sub-pixel shift of ``target`` relative to ``reference``.
 
@@ -58,6 +59,9 @@ def coregister(
         Tie-point spacing in pixels (``local=True``; default about 400 points).
     degree : int
         Polynomial degree of the local model (0-3; lowered when points are few).
+    min_chip_fraction : float
+        Least fraction of a chip's pixels usable on both dates for its tie point (a chip's
+        precision, which also decides, grows with its usable pixels).
 
     Returns
     -------
@@ -93,16 +97,17 @@ def coregister(
             f"too little valid overlap to co-register ({frac:.1%} of pixels usable, need "
             f"{min_valid_fraction:.0%}); check no-data, clouds and the mask")
     return estimate(ref, rv, tgt, tv, reference=reference, local=local, max_shift=max_shift, spacing=spacing,
-                    degree=degree, bands=names)
+                    degree=degree, bands=names, min_chip_fraction=min_chip_fraction)
 
 
 def estimate(ref: np.ndarray, ref_valid: np.ndarray, tgt: np.ndarray, tgt_valid: np.ndarray, *,
              reference: Scene | None = None, local: bool = False, max_shift: float = 5.0,
              spacing: int | None = None, degree: int = 2, bands: Iterable[str] = (),
-             pixel_size: tuple[float, float] | None = None) -> Registration:
+             pixel_size: tuple[float, float] | None = None, min_chip_fraction: float = 0.4) -> Registration:
     """Co-register two matching images (rows, cols) on one grid; see :func:`coregister`."""
     meas = measure_image(ref, ref_valid, tgt, tgt_valid,
-                         chip_layout(ref.shape, local=local, spacing=spacing), max_shift=max_shift, local=local)
+                         chip_layout(ref.shape, local=local, spacing=spacing), max_shift=max_shift, local=local,
+                         min_valid=min_chip_fraction)
     return _summarise(meas, local=local, degree=degree, reference=reference, pixel_size=pixel_size,
                       bands=list(bands))
 

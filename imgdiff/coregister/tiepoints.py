@@ -145,12 +145,12 @@ def measure(ref: PreparedImage, tgt: PreparedImage, layout: ChipLayout, *, max_s
 
 
 def measure_image(ref: np.ndarray, ref_valid: np.ndarray, tgt: np.ndarray, tgt_valid: np.ndarray,
-                  layout: ChipLayout, *, max_shift: float, local: bool, origin: tuple[int, int] = (0, 0)
-                  ) -> _Measured:
+                  layout: ChipLayout, *, max_shift: float, local: bool, origin: tuple[int, int] = (0, 0),
+                  min_valid: float = 0.4) -> _Measured:
     """Measure the chips of ``layout`` (origins in full-image pixels) on images starting at ``origin`` (col, row)."""
     pad = _SHIFT_MARGIN + int(math.ceil(max_shift)) + 4
     pr, pt = prepare(ref, ref_valid, pad), prepare(tgt, tgt_valid, pad)
     lay = ChipLayout(layout.origins - np.asarray(origin), layout.size)
-    meas = measure(pr, pt, lay, max_shift=max_shift, local=local)
+    meas = measure(pr, pt, lay, max_shift=max_shift, local=local, min_valid=min_valid)
     return replace(meas, centers=meas.centers + np.asarray(origin, np.float64))
 

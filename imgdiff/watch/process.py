@@ -218,9 +218,9 @@ def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | No
 
 
 def _coregister_pair(pair: Any) -> Any:
-    from ..coregister import coregister
+    from ..compare import register_pair  # clouds left out when they get in the way
 
-    return coregister(pair.before, pair.after, mask=pair.overlap)
+    return register_pair(pair)
 
 
 def _register(entry: SceneEntry, params: WatchParams, estimate: Callable[[], Any]) -> tuple[Any, str | None]:
