@@ -78,7 +78,7 @@ def register_pair(pair: AlignedPair) -> Registration:
     (:func:`imgdiff.claims.pair_clouds`, grown by :data:`CLOUD_RETRY_MARGIN_PX` pixels), and the
     more reliable of the two is kept. A cloud over much of a small scene otherwise takes most tie
     points with it: chips that hold cloud on one date only do not correlate (measured on the
-    outside claim cases, ``benchmarks/claims_outside_r3.py``: of 255 scenes of 128 x 128 px to
+    outside claim cases, ``benchmarks/claims_outside_r3.py``: of 233 scenes of 128 x 128 px to
     whole ports, two failed and one was 0.67 px off, all three under a cloud over a third to
     two thirds of the scene; masked, all three within 0.12 px of the true shift).
 
