@@ -93,6 +93,13 @@ def test_a_zone_mostly_under_cloud_on_the_date_that_matters_is_inconclusive():
     assert judge(claim("decreased"), WARSHIPS, GONE, sb=cloudy).verdict == INCONCLUSIVE
 
 
+def test_a_zone_smaller_than_one_pixel_is_inconclusive_as_too_small_not_as_missing_data():
+    tiny = ZoneState("piers", 0.1, 0.0, 0.0, 1.0)  # no pixel centre inside: every fraction reads as no data
+    v = judge(claim("absent_after"), WARSHIPS, GONE, sa=tiny)
+    assert v.verdict == INCONCLUSIVE
+    assert any("less than one pixel" in r for r in v.reasons) and not any("no data" in r for r in v.reasons)
+
+
 def test_partly_hidden_zone_decides_on_objects_seen_but_not_on_their_absence():
     partly = ZoneState("piers", 1000, 0.6, 0.4, 0.0)
     assert judge(claim("absent_after"), WARSHIPS, GONE, sa=partly).verdict == INCONCLUSIVE
