@@ -288,7 +288,7 @@ def evaluate_claim(
         # a comparison is decided below from the part seen on both dates (hidden_capacity)
         need = MIN_CLEAR_FRACTION_ABSENCE if negative and single else MIN_CLEAR_FRACTION
         if s.area_px < 1.0:  # no pixel centre inside: nothing of it is seen, but not for want of data
-            reasons.append(f"zone {claim.zone} covers {s.area_px:.1f} px of the grid, less than one pixel: "
+            reasons.append(f"zone {claim.zone} covers {s.area_px:.2g} px of the grid, less than one pixel: "
                            "too small to see objects in")
         elif s.clear_fraction < MIN_CLEAR_FRACTION:
             reasons.append(f"zone {claim.zone} is mostly hidden on the {date} date: only {s.clear_fraction:.0%} "
