@@ -411,6 +411,28 @@ def test_tile_threads_hold_opencv_and_blas_to_one_thread_each_and_restore_them()
         assert cv2.getNumThreads() == before
 
 
+def test_tiled_detection_runs_a_thread_safe_detector_on_one_opencv_and_network_thread_per_tile_thread(
+        tmp_path: Path):
+    import cv2
+
+    refl = _field((200, 200), 3)
+    refl[3, 60:63, 60:64] = 0.7
+    scene_dir = _write(tmp_path / "s", refl)
+    seen: list[int] = []
+
+    def detector(scene):
+        seen.append(cv2.getNumThreads())  # what imgdiff.detect.onnx.load_network sizes a network's pool by
+        return bright_objects(scene)
+
+    before = cv2.getNumThreads()
+    detect_tiled(scene_dir, detector, tile_size=64, overlap=16, workers=2, detector_thread_safe=True)
+    assert seen and set(seen) == {1}
+    assert cv2.getNumThreads() == before
+    seen.clear()  # calls serialised by a lock: one at a time, so each may use every core
+    detect_tiled(scene_dir, detector, tile_size=64, overlap=16, workers=2)
+    assert set(seen) == {before}
+
+
 def test_coregistration_ffts_stay_on_one_thread_inside_tile_threads_and_workers():
     import cv2
 

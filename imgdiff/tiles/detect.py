@@ -25,7 +25,7 @@ from ..io.read import BBox
 from ..scene import Scene
 from ..zones import Zones, assign_zones
 from .reading import GDAL_CACHE_BYTES, StripReader, work_grid
-from .tiling import DETECT_OVERLAP, TILE_SIZE, Tile, map_bounded, tile_grid
+from .tiling import DETECT_OVERLAP, TILE_SIZE, Tile, map_bounded, one_thread_per_worker, tile_grid
 
 #: Blocks (width, height in pixels) the detection cascade screens: :func:`plan_windows` groups the
 #: marked blocks into detector windows. On the 4096 px synthetic tile (mirrored Beirut; 0.19 of it
@@ -136,10 +136,13 @@ def detect_tiled(
         return tile, kept
 
     items: list[Detection] = []
-    for tile, kept in map_bounded(run, read_tiles(), workers):
-        items += kept
-        if on_tile:
-            on_tile(tile)
+    # one OpenCV/ONNX Runtime thread per tile thread (without it each network pass of each
+    # thread starts a pool of its own: 2 x 2 threads on 2 cores)
+    with one_thread_per_worker(workers if detector_thread_safe else 1):
+        for tile, kept in map_bounded(run, read_tiles(), workers):
+            items += kept
+            if on_tile:
+                on_tile(tile)
     dets = sorted_detections(items, grid.crs, grid.transform, grid.pixel_size_m)
     return assign_zones(dets, zones) if zones is not None else dets
 
