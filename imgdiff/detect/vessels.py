@@ -232,10 +232,20 @@ def _forward(net, tile: np.ndarray, tta: int) -> np.ndarray:
     three mirrors (5 to 8 passes: the eight symmetries of the square); offsets come from the direct pass.
     """
     out = run_session(net, tile[None])[0].copy()
+    transposed = None
     for fy, fx, tr in _TTA_FLIPS[: max(int(tta), 1) - 1]:
-        t = tile[:, ::-1] if fy else tile
-        t = t[:, :, ::-1] if fx else t
-        t = t.transpose(0, 2, 1) if tr else t
+        if tr:
+            # the transposed tile is made once (OpenCV's blocked transpose, about 3 x faster than
+            # numpy's strided copy); a mirror before transposing is the other mirror after it
+            if transposed is None:
+                transposed = np.empty((tile.shape[0], tile.shape[2], tile.shape[1]), np.float32)
+                for c in range(tile.shape[0]):
+                    cv2.transpose(np.ascontiguousarray(tile[c], np.float32), dst=transposed[c])
+            t = transposed[:, :, ::-1] if fy else transposed
+            t = t[:, ::-1] if fx else t
+        else:
+            t = tile[:, ::-1] if fy else tile
+            t = t[:, :, ::-1] if fx else t
         o = run_session(net, t[None])[0]
         o = o[[0, 2, 1, 4, 3]].transpose(0, 2, 1) if tr else o  # back to rows x cols, x/y channels swapped back
         o = o[:, ::-1] if fy else o
@@ -355,15 +365,16 @@ def water_mask(scene: Scene, *, min_area_px: int = 2000) -> np.ndarray | None:
     g, n = scene.bands["B03"], scene.bands["B08"]
     with np.errstate(invalid="ignore", divide="ignore"):
         ndwi = (g - n) / (g + n)
-    water = ~np.isfinite(ndwi) | (ndwi > 0.0)
-    water = ndi.binary_opening(water, iterations=1)
-    lab, n = ndi.label(water)
-    if n:
-        sizes = np.bincount(lab.ravel())
-        big = sizes >= min_area_px
-        big[0] = False
-        water = big[lab]
-    return water
+    water = (~np.isfinite(ndwi) | (ndwi > 0.0)).astype(np.uint8)
+    # opening by the 4-connected cross, outside the array counting as land (as
+    # scipy.ndimage.binary_opening), then 4-connected bodies: OpenCV, several times faster
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    water = cv2.erode(water, cross, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    water = cv2.dilate(water, cross, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(water, connectivity=4, ltype=cv2.CV_32S)
+    big = stats[:, cv2.CC_STAT_AREA] >= min_area_px
+    big[0] = False
+    return big[lab]
 
 
 def near_water(boxes: np.ndarray, water: np.ndarray, max_px: float) -> np.ndarray:
