@@ -197,8 +197,12 @@ def _shadow_offset(seeds: np.ndarray, dark: np.ndarray, max_px: int, min_px: int
     f = np.fft.rfft2
     shape = (seeds.shape[0] + max_px, seeds.shape[1] + max_px)
     corr = np.fft.irfft2(np.conj(f(seeds.astype(np.float32), shape)) * f(dark.astype(np.float32), shape), shape)
-    dy = np.fft.fftfreq(shape[0], 1.0 / shape[0]).round().astype(int)
-    dx = np.fft.fftfreq(shape[1], 1.0 / shape[1]).round().astype(int)
+    # only shifts up to max_px are sought: rows and columns of those, in the array's order
+    iy = np.r_[0:max_px + 1, shape[0] - max_px:shape[0]]
+    ix = np.r_[0:max_px + 1, shape[1] - max_px:shape[1]]
+    corr = corr[np.ix_(iy, ix)]
+    dy = np.fft.fftfreq(shape[0], 1.0 / shape[0]).round().astype(int)[iy]
+    dx = np.fft.fftfreq(shape[1], 1.0 / shape[1]).round().astype(int)[ix]
     r = np.hypot(dy[:, None], dx[None, :])
     corr[(r > max_px) | (r < min_px)] = -1.0
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)

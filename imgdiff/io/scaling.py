@@ -120,18 +120,24 @@ def to_reflectance(dn: np.ndarray, rad: Radiometry, nodata: float | None, *, zer
     """
     if zeros not in ("nan", "keep"):
         raise ValueError(f"zeros must be 'nan' or 'keep', not {zeros!r}")
-    out = dn.astype(np.float32) * np.float32(rad.scale) + np.float32(rad.offset)
-    bad = ~np.isfinite(out)
-    if dn.dtype.kind in "ui":
+    out = dn.astype(np.float32)
+    out *= np.float32(rad.scale)
+    out += np.float32(rad.offset)
+    integer = dn.dtype.kind in "ui"
+    # integer DN times a finite scale plus a finite offset are finite
+    finite = integer and math.isfinite(float(rad.scale)) and math.isfinite(float(rad.offset))
+    bad = None if finite else ~np.isfinite(out)
+    if integer:
         z = dn == 0
         if zeros == "nan":
-            bad |= z
-        else:
+            bad = z if bad is None else bad | z
+        elif z.any():
             out[z] = max(float(rad.offset), 0.0)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         if not (zeros == "keep" and nodata == 0):
-            bad |= dn == nodata
-    out[bad] = np.nan
+            bad = dn == nodata if bad is None else bad | (dn == nodata)
+    if bad is not None and bad.any():
+        out[bad] = np.nan
     return out
 
 

@@ -275,13 +275,13 @@ class _BandStrip:
         xs, ys = zip(*(inv * (x, y) for x in (west, east) for y in (south, north)))
         c0, c1 = max(0, math.floor(min(xs)) - 2), min(sw, math.ceil(max(xs)) + 2)
         r0, r1 = max(0, math.floor(min(ys)) - 2), min(sh, math.ceil(max(ys)) + 2)
-        dst = np.full(dst_shape, np.nan, np.float32)
         if c1 <= c0 or r1 <= r0:
-            return dst
+            return np.full(dst_shape, np.nan, np.float32)
         src = to_reflectance(self.dn(r0, r1, c0, c1), self.radiometry, self.nodata, zeros="keep")
         fast = _upsample(src, s_tr * Affine.translation(c0, r0), dst_transform, dst_shape)
         if fast is not None:
             return fast
+        dst = np.full(dst_shape, np.nan, np.float32)
         local = CRS.from_epsg(3857)
         reproject(
             src, dst, src_transform=s_tr * Affine.translation(c0, r0), src_crs=self.crs or crs or local,
