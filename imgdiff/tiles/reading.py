@@ -198,8 +198,10 @@ class StripReader:
             valid &= ~zero
         if not valid.any():
             return None
-        for a in arrays.values():
-            a[~valid] = np.nan
+        invalid = ~valid
+        if invalid.any():
+            for a in arrays.values():
+                a[invalid] = np.nan
         meta = dict(self._meta, window={"col_off": c0, "row_off": r0, "width": c1 - c0, "height": r1 - r0})
         sub = self.grid.transform * Affine.translation(x0, y0)
         return Scene(bands=arrays, crs=self.grid.crs, transform=sub, valid=valid, date=self._date, meta=meta)
