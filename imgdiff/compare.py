@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ CLOUD_RETRY_MARGIN_PX = 3
 CLOUD_RETRY_CHIP_FRACTION = 0.1
 
 
-def register_pair(pair: AlignedPair) -> Registration:
+def register_pair(pair: AlignedPair, **options: Any) -> Registration:
     """The shift of a pair's after scene, measured without clouds where they get in the way.
 
     :func:`imgdiff.coregister` on the pixels valid on both dates; when that fails or rests on
@@ -82,35 +83,100 @@ def register_pair(pair: AlignedPair) -> Registration:
     whole ports, two failed and one was 0.67 px off, all three under a cloud over a third to
     two thirds of the scene; masked, all three within 0.12 px of the true shift).
 
+    Parameters
+    ----------
+    pair : AlignedPair
+        Before and after on one grid (:func:`imgdiff.grid.align`).
+    **options
+        Passed to :func:`imgdiff.coregister` (``bands``, ``local``, ``max_shift``, ``spacing``, ...).
+
     Raises
     ------
     CoregistrationError
         When neither measurement succeeds (the first one's message).
     """
+    try:
+        first = coregister(pair.before, pair.after, mask=pair.overlap, **options)
+    except CoregistrationError as e:
+        return retry_without_clouds(pair, None, e, **options)
+    return retry_without_clouds(pair, first, None, **options)
+
+
+def retry_without_clouds(pair: AlignedPair, first: Registration | None, error: CoregistrationError | None,
+                         **options: Any) -> Registration:
+    """The second half of :func:`register_pair`: ``first`` (the plain estimate, or None when it
+    failed with ``error``) when reliable, else the more reliable of it and the estimate without
+    the clouds and shadows of both dates.
+
+    The scenes need B02 B03 B04 B08 for the cloud masks; without them ``first`` stands.
+    """
     from scipy import ndimage as ndi
 
     from .claims.clouds import pair_clouds
 
+    if first is not None and first.reliability >= CLOUD_RETRY_RELIABILITY:
+        return first
+    if all(b in pair.before.bands and b in pair.after.bands for b in ("B02", "B03", "B04", "B08")):
+        cloud_b, cloud_a = pair_clouds(pair.before, pair.after)
+        if cloud_b.any() or cloud_a.any():
+            clear = pair.overlap & ~ndi.binary_dilation(cloud_b | cloud_a, iterations=CLOUD_RETRY_MARGIN_PX)
+            try:
+                second = coregister(pair.before, pair.after, mask=clear,
+                                    **{"min_chip_fraction": CLOUD_RETRY_CHIP_FRACTION, **options})
+            except CoregistrationError:
+                second = None
+            if second is not None and (first is None or second.reliability > first.reliability):
+                left_out = 1 - clear.sum() / max(pair.overlap.sum(), 1)
+                return replace(second, notes=(*second.notes, f"measured without the clouds and shadows of both "
+                                                             f"dates ({left_out:.0%} of the overlap)"))
+    if first is None:
+        assert error is not None
+        raise error
+    return first
+
+
+def register_paths(reference: str | Path, target: str | Path, *, bands: Sequence[str] | None = None,
+                   full_read_pixels: int = 4096 * 4096, **options: Any) -> Registration:
+    """:func:`imgdiff.coregister.coregister_paths`, measured again without clouds as
+    :func:`register_pair` does when it fails or is unreliable.
+
+    The second measurement reads both scenes' B02 B03 B04 B08 (and B11 when both have it) on the
+    reference grid, so it is made only for scenes of at most ``full_read_pixels`` pixels (whole
+    tiles keep the first estimate). ``bands`` and ``options`` (``local``, ``max_shift``,
+    ``spacing``, ``degree``) go to both measurements.
+
+    Raises
+    ------
+    CoregistrationError
+        When neither measurement succeeds (the first one's message).
+    """
+    from .coregister import coregister_paths
+    from .io.read import find_band_sources
+
     first: Registration | None = None
+    error: CoregistrationError | None = None
     try:
-        first = coregister(pair.before, pair.after, mask=pair.overlap)
+        first = coregister_paths(reference, target, bands=bands, full_read_pixels=full_read_pixels, **options)
     except CoregistrationError as e:
         error = e
     if first is not None and first.reliability >= CLOUD_RETRY_RELIABILITY:
         return first
-    cloud_b, cloud_a = pair_clouds(pair.before, pair.after)
-    if cloud_b.any() or cloud_a.any():
-        clear = pair.overlap & ~ndi.binary_dilation(cloud_b | cloud_a, iterations=CLOUD_RETRY_MARGIN_PX)
-        try:
-            second = coregister(pair.before, pair.after, mask=clear, min_chip_fraction=CLOUD_RETRY_CHIP_FRACTION)
-        except CoregistrationError:
-            second = None
-        if second is not None and (first is None or second.reliability > first.reliability):
-            return replace(second, notes=(*second.notes, f"measured without the clouds and shadows of both dates "
-                                                         f"({1 - clear.sum() / max(pair.overlap.sum(), 1):.0%} of the overlap)"))
-    if first is None:
-        raise error
-    return first
+    import rasterio
+
+    sources = {s.name: s for s in find_band_sources(reference)}
+    have = set(sources) & {s.name for s in find_band_sources(target)}
+    need = ["B02", "B03", "B04", "B08"] + (["B11"] if "B11" in have else [])
+    small = False
+    if set(need) <= have:
+        with rasterio.open(sources["B08"].path) as ds:
+            small = ds.width * ds.height <= full_read_pixels
+    if not small:
+        if first is None:
+            assert error is not None
+            raise error
+        return first
+    pair = align(read_scene(reference, bands=need), read_scene(target, bands=need), bands=need)
+    return retry_without_clouds(pair, first, error, bands=bands, **options)
 
 
 def _as_scene(x: Scene | str | Path, bands: Sequence[str] | None, bbox: BBox | None) -> Scene:

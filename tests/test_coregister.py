@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import cv2
@@ -105,7 +106,7 @@ def test_cloud_nodata_and_mask_do_not_drive_the_estimate(city):
     assert any(p.reason == "masked" for p in reg.rejected)
 
 
-def test_a_cloud_over_most_of_a_small_scene_is_left_out_and_the_shift_still_found():
+def test_a_cloud_over_most_of_a_small_scene_is_left_out_and_the_shift_still_found(tmp_path):
     from rasterio.crs import CRS
 
     from imgdiff import compare
@@ -133,6 +134,23 @@ def test_a_cloud_over_most_of_a_small_scene_is_left_out_and_the_shift_still_foun
     assert reg.reliability > plain.reliability and "without the clouds" in reg.notes[-1]
     res = compare(pair.before, pair.after)  # what compare, verify and watch use
     assert (res.registration.dx, res.registration.dy) == (reg.dx, reg.dy)
+    # and `imgdiff coregister` on the scenes as band folders
+    from click.testing import CliRunner
+    from imgdiff_cli.main import cli
+
+    from .conftest import write_band
+
+    folders = []
+    for date, bands in (("before", before), ("after", after)):
+        folders.append(tmp_path / date)
+        folders[-1].mkdir()
+        for band, arr in bands.items():
+            write_band(folders[-1] / f"{band}.tif", np.round(arr * 10000).astype(np.uint16), transform=tr)
+    out = CliRunner().invoke(cli, ["coregister", str(folders[0]), str(folders[1]), "--json"])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    assert (got["dx"], got["dy"]) == pytest.approx(truth, abs=0.15)
+    assert "without the clouds" in got["notes"][-1]
 
 
 def test_large_changed_area_is_outvoted(city):
