@@ -90,6 +90,10 @@ network alone 0.451, nested 0.553 (``train_vessel_rescore.py``); with ``--cv-ite
 does not close the in-sample / held-out gap, it fits worse everywhere. With ``--cv-iters 6000`` the network alone
 gains (0.500: P 0.505 R 0.495, count -1.9 %) but the nested two-stage figure does not move (0.553: P 0.599
 R 0.514, count -14.2 %; candidates hold 174 of the 212 GT vessels, 958 candidates): not kept, twice the time.
+Also measured 2026-11-27: a two-network ensemble of those fold networks (3000 and 6000 iterations, one seed; heat
+logits and log sizes averaged, offsets from the first), network alone: 0.486 (P 0.473 R 0.500, count +5.7 %) with
+8 passes each and 0.476 with 4 passes each (the cost of one network at 8), against 0.500 for the 6000-iteration
+network alone and 0.451 for the 3000 one: averaging with the weaker network costs more than it steadies. Not kept.
 """
 
 from __future__ import annotations
