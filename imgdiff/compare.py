@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .change import ChangeMap, scene_change_map
+from .clouds import pair_clouds
 from .coregister import Registration, coregister, warp
 from .errors import CoregistrationError, check_type
 from .grid import AlignedPair, Grid, align
@@ -76,7 +77,7 @@ def register_pair(pair: AlignedPair, **options: Any) -> Registration:
     :func:`imgdiff.coregister` on the pixels valid on both dates; when that fails or rests on
     few tie points (reliability below :data:`CLOUD_RETRY_RELIABILITY`), it is measured again on
     the pixels clear of clouds and cloud shadows on both dates
-    (:func:`imgdiff.claims.pair_clouds`, grown by :data:`CLOUD_RETRY_MARGIN_PX` pixels), and the
+    (:func:`imgdiff.clouds.pair_clouds`, grown by :data:`CLOUD_RETRY_MARGIN_PX` pixels), and the
     more reliable of the two is kept. A cloud over much of a small scene otherwise takes most tie
     points with it: chips that hold cloud on one date only do not correlate (measured on the
     outside claim cases, ``benchmarks/claims_outside_r3.py``: of 233 scenes of 128 x 128 px to
@@ -111,8 +112,6 @@ def retry_without_clouds(pair: AlignedPair, first: Registration | None, error: C
     The scenes need B02 B03 B04 B08 for the cloud masks; without them ``first`` stands.
     """
     from scipy import ndimage as ndi
-
-    from .claims.clouds import pair_clouds
 
     if first is not None and first.reliability >= CLOUD_RETRY_RELIABILITY:
         return first

@@ -301,7 +301,7 @@ def _apron(*, cloud: bool, gain: float, seed: int, cloud_rows: int = 50, shadow:
 
 
 def test_a_cloud_over_most_of_a_small_scene_leaves_the_clear_ground_clear_not_shadowed():
-    from imgdiff.claims.clouds import shade, temporal_changes
+    from imgdiff.clouds import shade, temporal_changes
 
     before, after = _apron(cloud=True, gain=1.0, seed=0), _apron(cloud=False, gain=0.92, seed=1)
     cloud_b, cloud_a, shadow_b, shadow_a = temporal_changes(before, after)
@@ -313,7 +313,7 @@ def test_a_cloud_over_most_of_a_small_scene_leaves_the_clear_ground_clear_not_sh
 
 
 def test_a_cloud_shadow_over_most_of_the_clear_ground_is_found_on_the_cloud_s_date_only():
-    from imgdiff.claims.clouds import CLOUD_MIN_WIDTH_PX, shade, temporal_changes
+    from imgdiff.clouds import CLOUD_MIN_WIDTH_PX, shade, temporal_changes
 
     # after: a cloud over rows 0-29 and its shadow over rows 40-71, two thirds of the ground clear of it
     before = _apron(cloud=False, gain=1.0, seed=0)

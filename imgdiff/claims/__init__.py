@@ -8,11 +8,11 @@ with its evidence, confidence and reasons. Submodules:
 * :mod:`~imgdiff.claims.evidence`: how both dates' detections become objects (:func:`evidence_rules`).
 * :mod:`~imgdiff.claims.performance`: detector figures and score calibration (:func:`detector_performance`).
 * :mod:`~imgdiff.claims.verdicts`: the rules deciding one claim (:func:`evaluate_claim`) and the confidence.
-* :mod:`~imgdiff.claims.clouds`: cloud and shadow masks of a pair, clouds' hazy rims (:func:`pair_clouds`).
+* :mod:`imgdiff.clouds` (re-exported here): cloud and shadow masks of a pair, clouds' hazy rims (:func:`pair_clouds`).
 * :mod:`~imgdiff.claims.pipeline`: read, compare, detect, decide (:func:`verify`, :func:`survey`).
 """
 
-from .clouds import (
+from ..clouds import (
     CLOUD_BRIGHTENING,
     CLOUD_FLAT_BRIGHTENING,
     CLOUD_FLAT_TEXTURE,

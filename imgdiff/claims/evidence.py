@@ -2,7 +2,7 @@
 
 Evidence (:func:`imgdiff.claims.verify`): the two scenes are compared on a common grid
 (:func:`imgdiff.compare`: co-registration, change map); clouds and shadows are masked on each date
-(:func:`~imgdiff.claims.clouds.pair_clouds`: spectral and two-date opaque-cloud tests; shadows only
+(:func:`~imgdiff.clouds.pair_clouds`: spectral and two-date opaque-cloud tests; shadows only
 where the other date confirms an even, cloud-sized darkening). The detectors run on both dates down
 to half their threshold ("looks"), and :func:`imgdiff.match.reconcile` decides place by place which
 objects are on each date from both looks and whether the image changed there
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .clouds import CLOUD_VEIL_ALPHA
+from ..clouds import CLOUD_VEIL_ALPHA
 
 #: An object counts on a date only when its evidence reaches this probability (:func:`imgdiff.match.reconcile`):
 #: the calibrated probability (:class:`ScoreCalibration`, from the detector's model card) of the mean

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._repr import short_repr
+from ..clouds import CLOUD_VEIL_ALPHA, cloud_haze, pair_clouds
 from ..compare import CompareResult
 from ..detect.base import Detections
 from ..errors import CoregistrationError, check_type
@@ -22,7 +23,6 @@ from ..io.read import BBox
 from ..match import one_zone_per_object, reconcile
 from ..scene import Scene
 from ..zones import Zones, assign_zones, placed
-from .clouds import CLOUD_VEIL_ALPHA, cloud_haze, pair_clouds
 from .evidence import (
     CALIBRATED_EVIDENCE,
     LOOK_FRACTION,
@@ -143,7 +143,7 @@ def analyse_result(
     Returns
     -------
     (Zones in the grid CRS, per date the mask of what hides the ground (opaque cloud, cloud shadow and
-    the thick veil of a cloud's rim, :data:`imgdiff.claims.clouds.CLOUD_VEIL_ALPHA`), zone states per date,
+    the thick veil of a cloud's rim, :data:`imgdiff.clouds.CLOUD_VEIL_ALPHA`), zone states per date,
     detections per object kind as (before, after), cloud-hidden ones removed,
     undecided objects per object kind as (before, after): :class:`imgdiff.match.Reconciled`)
     """

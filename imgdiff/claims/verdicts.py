@@ -84,7 +84,7 @@ class ZoneState:
         Fraction of the zone valid and free of cloud and shadow.
     cloud_fraction : float
         Fraction of the zone under cloud or shadow (a cloud's thick veil included,
-        :data:`imgdiff.claims.clouds.CLOUD_VEIL_ALPHA`).
+        :data:`imgdiff.clouds.CLOUD_VEIL_ALPHA`).
     nodata_fraction : float
         Fraction of the zone with no data (including outside the scene).
     """

@@ -1,7 +1,8 @@
 """Clouds, cloud shadows and the hazy rims of clouds of a co-registered pair.
 
-Cloud and shadow masks (:func:`pair_clouds`) hide a zone on that date
-(:class:`imgdiff.claims.verdicts.ZoneState`). The single-date spectral tests
+Cloud and shadow masks (:func:`pair_clouds`) hide a zone on that date in a claim's evidence
+(:class:`imgdiff.claims.verdicts.ZoneState`) and are left out of a retried co-registration
+(:func:`imgdiff.compare.register_pair`). The single-date spectral tests
 (:mod:`imgdiff.radiometry`) are joined by two-date tests that need visible bands only: an opaque
 cloud is much brighter and whiter than the same ground on the other date and hides its texture; a
 shadow darkens it evenly and keeps it (:func:`temporal_changes`). A cloud's hazy rim
@@ -14,8 +15,8 @@ import math
 
 import numpy as np
 
-from ..errors import ImgdiffError
-from ..scene import Scene
+from .errors import ImgdiffError
+from .scene import Scene
 
 
 def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +33,7 @@ def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
     clear date look like cloud to the two-date test; where both dates show the same ground, the
     dimmer one is under a shadow (:func:`temporal_changes`).
     """
-    from ..radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows
+    from .radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows
 
     tb, ta, tsb, tsa = temporal_changes(before, after)
     out = []
@@ -264,7 +265,7 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     """
     from scipy import ndimage as ndi
 
-    from ..radiometry import confirm_shadows
+    from .radiometry import confirm_shadows
 
     vis = [b for b in ("B02", "B03", "B04") if b in before.bands and b in after.bands]
     empty = np.zeros(before.shape, bool)
@@ -354,7 +355,7 @@ def shade(stack: np.ndarray, other: np.ndarray, valid: np.ndarray, *, gain_from:
     """
     from scipy import ndimage as ndi
 
-    from ..radiometry import sampled_median
+    from .radiometry import sampled_median
 
     gain_from = valid if gain_from is None else gain_from
     if valid.sum() < 100:
@@ -393,7 +394,7 @@ def lit_ratio(ratio: np.ndarray, mask: np.ndarray) -> float:
     mask : ndarray of bool, shape (rows, cols)
         Pixels to measure on (clear on both dates).
     """
-    from ..radiometry import even_subsample
+    from .radiometry import even_subsample
 
     v = even_subsample(ratio[mask & np.isfinite(ratio)], 200_000)
     if v.size == 0:
@@ -432,7 +433,7 @@ def grow_cloud(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: n
     """
     from scipy import ndimage as ndi
 
-    from ..radiometry import sampled_median
+    from .radiometry import sampled_median
 
     clear = valid & ~ndi.binary_dilation(cloud, iterations=20)
     if not cloud.any() or clear.sum() < 100:
