@@ -13,7 +13,7 @@ import numpy as np
 from .change import ChangeMap, scene_change_map
 from .clouds import pair_clouds
 from .coregister import Registration, coregister, warp
-from .errors import CoregistrationError, check_type
+from .errors import CoregistrationError, ImgdiffError, check_type
 from .grid import AlignedPair, Grid, align
 from .io.read import BBox, harmonise_scaling, read_scene
 from .scene import Scene
@@ -109,25 +109,27 @@ def retry_without_clouds(pair: AlignedPair, first: Registration | None, error: C
     failed with ``error``) when reliable, else the more reliable of it and the estimate without
     the clouds and shadows of both dates.
 
-    The scenes need B02 B03 B04 B08 for the cloud masks; without them ``first`` stands.
+    Scenes whose bands the cloud tests cannot read (:class:`imgdiff.errors.ImgdiffError`) keep ``first``.
     """
     from scipy import ndimage as ndi
 
     if first is not None and first.reliability >= CLOUD_RETRY_RELIABILITY:
         return first
-    if all(b in pair.before.bands and b in pair.after.bands for b in ("B02", "B03", "B04", "B08")):
-        cloud_b, cloud_a = pair_clouds(pair.before, pair.after)
-        if cloud_b.any() or cloud_a.any():
-            clear = pair.overlap & ~ndi.binary_dilation(cloud_b | cloud_a, iterations=CLOUD_RETRY_MARGIN_PX)
-            try:
-                second = coregister(pair.before, pair.after, mask=clear,
-                                    **{"min_chip_fraction": CLOUD_RETRY_CHIP_FRACTION, **options})
-            except CoregistrationError:
-                second = None
-            if second is not None and (first is None or second.reliability > first.reliability):
-                left_out = 1 - clear.sum() / max(pair.overlap.sum(), 1)
-                return replace(second, notes=(*second.notes, f"measured without the clouds and shadows of both "
-                                                             f"dates ({left_out:.0%} of the overlap)"))
+    try:
+        clouds = pair_clouds(pair.before, pair.after)  # without B08: the two-date tests alone
+    except ImgdiffError:  # bands the cloud tests cannot read
+        clouds = None
+    if clouds is not None and (clouds[0].any() or clouds[1].any()):
+        clear = pair.overlap & ~ndi.binary_dilation(clouds[0] | clouds[1], iterations=CLOUD_RETRY_MARGIN_PX)
+        try:
+            second = coregister(pair.before, pair.after, mask=clear,
+                                **{"min_chip_fraction": CLOUD_RETRY_CHIP_FRACTION, **options})
+        except CoregistrationError:
+            second = None
+        if second is not None and (first is None or second.reliability > first.reliability):
+            left_out = 1 - clear.sum() / max(pair.overlap.sum(), 1)
+            return replace(second, notes=(*second.notes, f"measured without the clouds and shadows of both "
+                                                         f"dates ({left_out:.0%} of the overlap)"))
     if first is None:
         assert error is not None
         raise error
@@ -139,9 +141,9 @@ def register_paths(reference: str | Path, target: str | Path, *, bands: Sequence
     """:func:`imgdiff.coregister.coregister_paths`, measured again without clouds as
     :func:`register_pair` does when it fails or is unreliable.
 
-    The second measurement reads both scenes' B02 B03 B04 B08 (and B11 when both have it) on the
-    reference grid, so it is made only for scenes of at most ``full_read_pixels`` pixels (whole
-    tiles keep the first estimate). ``bands`` and ``options`` (``local``, ``max_shift``,
+    The second measurement reads the bands of B02 B03 B04 B08 B11 that both scenes have (the cloud
+    tests) on the reference grid, so it is made only for scenes of at most ``full_read_pixels``
+    pixels (whole tiles keep the first estimate). ``bands`` and ``options`` (``local``, ``max_shift``,
     ``spacing``, ``degree``) go to both measurements.
 
     Raises
@@ -164,10 +166,10 @@ def register_paths(reference: str | Path, target: str | Path, *, bands: Sequence
 
     sources = {s.name: s for s in find_band_sources(reference)}
     have = set(sources) & {s.name for s in find_band_sources(target)}
-    need = ["B02", "B03", "B04", "B08"] + (["B11"] if "B11" in have else [])
+    need = [b for b in ("B02", "B03", "B04", "B08", "B11") if b in have]
     small = False
-    if set(need) <= have:
-        with rasterio.open(sources["B08"].path) as ds:
+    if need:
+        with rasterio.open(sources[need[0]].path) as ds:
             small = ds.width * ds.height <= full_read_pixels
     if not small:
         if first is None:

@@ -106,32 +106,39 @@ def test_cloud_nodata_and_mask_do_not_drive_the_estimate(city):
     assert any(p.reason == "masked" for p in reg.rejected)
 
 
-def test_a_cloud_over_most_of_a_small_scene_is_left_out_and_the_shift_still_found(tmp_path):
+@pytest.mark.parametrize("bands,cover", [(("B02", "B03", "B04", "B08"), 0.6), (("B02", "B03", "B04"), 0.65)],
+                         ids=["with-nir", "visible-only"])  # visible only: the aircraft chips' bands
+def test_a_cloud_over_most_of_a_small_scene_is_left_out_and_the_shift_still_found(tmp_path, bands, cover):
     from rasterio.crs import CRS
 
     from imgdiff import compare
     from imgdiff.compare import register_pair
     from imgdiff.grid import align
 
-    # 128 x 128 px of ground in four bands; the after date shifted by (0.6, -0.4) px, dimmed (gain 0.93)
-    # and covered by an opaque white cloud over its left 60 % (soft 6 px edge)
+    # 128 x 128 px of ground in four (or the three visible) bands; the after date shifted by (0.6, -0.4) px,
+    # dimmed (gain 0.93) and covered by an opaque white cloud over its left 60 % (65 %; soft 6 px edge);
+    # without B08 the spectral cloud test cannot run and the two-date tests find the cloud alone
     n, truth = 128, (0.6, -0.4)
     ground = 2 * fine_texture(n, seed=3)
     yy, xx = np.mgrid[:n, :n]
-    alpha = np.clip((0.6 * n - xx + 4 * np.sin(yy / 9.0)) / 6.0, 0, 1)
+    alpha = np.clip((cover * n - xx + 4 * np.sin(yy / 9.0)) / 6.0, 0, 1)
     rng = np.random.default_rng(0)
     before, after = {}, {}
-    for band, f in {"B02": 0.8, "B03": 0.9, "B04": 1.0, "B08": 1.3}.items():
+    for band in bands:
+        f = {"B02": 0.8, "B03": 0.9, "B04": 1.0, "B08": 1.3}[band]
         before[band] = (f * ground + rng.normal(0, 0.002, (n, n))).astype(np.float32)
         moved = shift_image(0.93 * f * ground, *truth)
         after[band] = (moved * (1 - alpha) + 0.55 * alpha + rng.normal(0, 0.002, (n, n))).astype(np.float32)
     tr, crs, ok = Affine(10, 0, 700000, 0, -10, 3900000), CRS.from_epsg(32636), np.ones((n, n), bool)
     pair = align(Scene(before, crs, tr, ok), Scene(after, crs, tr, ok))
-    plain = coregister(pair.before, pair.after, mask=pair.overlap)  # chips across the cloud's edge
-    assert np.hypot(plain.dx - truth[0], plain.dy - truth[1]) > 0.3 and plain.reliability < 0.5
+    try:  # chips across the cloud's edge: off and unreliable, or no tie point at all
+        plain = coregister(pair.before, pair.after, mask=pair.overlap)
+    except CoregistrationError:
+        plain = None
+    assert plain is None or (np.hypot(plain.dx - truth[0], plain.dy - truth[1]) > 0.3 and plain.reliability < 0.5)
     reg = register_pair(pair)
     assert (reg.dx, reg.dy) == pytest.approx(truth, abs=0.15)
-    assert reg.reliability > plain.reliability and "without the clouds" in reg.notes[-1]
+    assert (plain is None or reg.reliability > plain.reliability) and "without the clouds" in reg.notes[-1]
     res = compare(pair.before, pair.after)  # what compare, verify and watch use
     assert (res.registration.dx, res.registration.dy) == (reg.dx, reg.dy)
     # and `imgdiff coregister` on the scenes as band folders
