@@ -130,6 +130,10 @@ def retry_without_clouds(pair: AlignedPair, first: Registration | None, error: C
             left_out = 1 - clear.sum() / max(pair.overlap.sum(), 1)
             return replace(second, notes=(*second.notes, f"measured without the clouds and shadows of both "
                                                          f"dates ({left_out:.0%} of the overlap)"))
+    return _first_or_raise(first, error)
+
+
+def _first_or_raise(first: Registration | None, error: CoregistrationError | None) -> Registration:
     if first is None:
         assert error is not None
         raise error
@@ -151,6 +155,8 @@ def register_paths(reference: str | Path, target: str | Path, *, bands: Sequence
     CoregistrationError
         When neither measurement succeeds (the first one's message).
     """
+    import rasterio
+
     from .coregister import coregister_paths
     from .io.read import find_band_sources
 
@@ -162,20 +168,14 @@ def register_paths(reference: str | Path, target: str | Path, *, bands: Sequence
         error = e
     if first is not None and first.reliability >= CLOUD_RETRY_RELIABILITY:
         return first
-    import rasterio
-
     sources = {s.name: s for s in find_band_sources(reference)}
     have = set(sources) & {s.name for s in find_band_sources(target)}
     need = [b for b in ("B02", "B03", "B04", "B08", "B11") if b in have]
-    small = False
-    if need:
-        with rasterio.open(sources[need[0]].path) as ds:
-            small = ds.width * ds.height <= full_read_pixels
-    if not small:
-        if first is None:
-            assert error is not None
-            raise error
-        return first
+    if not need:
+        return _first_or_raise(first, error)
+    with rasterio.open(sources[need[0]].path) as ds:
+        if ds.width * ds.height > full_read_pixels:
+            return _first_or_raise(first, error)
     pair = align(read_scene(reference, bands=need), read_scene(target, bands=need), bands=need)
     return retry_without_clouds(pair, first, error, bands=bands, **options)
 
