@@ -112,6 +112,7 @@ def _run_tasks(todo: Iterable[tuple[SceneEntry, str]], params: WatchParams,
 
     cluster = None
     finished_all = False
+    futures: dict[Any, tuple[SceneEntry, str]] = {}
     if scheduler:
         client = Client(scheduler)
     else:
@@ -127,7 +128,6 @@ def _run_tasks(todo: Iterable[tuple[SceneEntry, str]], params: WatchParams,
             # OMP_NUM_THREADS=1; OpenCV's own thread pool ignores that and is capped here.
             client.run(_one_thread_per_worker)
         n_workers = len(client.scheduler_info().get("workers", {}))
-        futures = {}
         finished = as_completed()
         for entry, key in itertools.chain([first], items):
             f = client.submit(process_scene, entry, params, key=f"imgdiff-watch-{key}", pure=True)
@@ -146,6 +146,13 @@ def _run_tasks(todo: Iterable[tuple[SceneEntry, str]], params: WatchParams,
             return {"scheduler": scheduler, "workers": n_workers}
         return {"scheduler": "LocalCluster", "workers": n_workers, "processes": processes}
     finally:
+        # results are all in hand (or no longer wanted): release them before the workers go, so
+        # that closing a local cluster does not first move the results between the closing
+        # workers (dask/distributed#9300: a worker then outlives the nanny's timeout, and a
+        # TimeoutError is logged at exit)
+        for f in futures:
+            f.release()
+        futures.clear()
         if finished_all and closing is not None:
             closing.append(threading.Thread(target=_shut_down, args=(client, cluster), name="imgdiff-dask-close"))
             closing[-1].start()
