@@ -146,8 +146,8 @@ def register_paths(reference: str | Path, target: str | Path, *, bands: Sequence
     :func:`register_pair` does when it fails or is unreliable.
 
     The second measurement reads the bands of B02 B03 B04 B08 B11 that both scenes have (the cloud
-    tests) on the reference grid, so it is made only for scenes of at most ``full_read_pixels``
-    pixels (whole tiles keep the first estimate). ``bands`` and ``options`` (``local``, ``max_shift``,
+    tests) and ``bands`` on the reference grid, so it is made only for scenes of at most
+    ``full_read_pixels`` pixels (whole tiles keep the first estimate). ``bands`` and ``options`` (``local``, ``max_shift``,
     ``spacing``, ``degree``) go to both measurements.
 
     Raises
@@ -170,10 +170,11 @@ def register_paths(reference: str | Path, target: str | Path, *, bands: Sequence
         return first
     sources = {s.name: s for s in find_band_sources(reference)}
     have = set(sources) & {s.name for s in find_band_sources(target)}
-    need = [b for b in ("B02", "B03", "B04", "B08", "B11") if b in have]
-    if not need:
+    cloud_bands = [b for b in ("B02", "B03", "B04", "B08", "B11") if b in have]
+    if not cloud_bands:
         return _first_or_raise(first, error)
-    with rasterio.open(sources[need[0]].path) as ds:
+    need = cloud_bands + [b for b in bands or () if b not in cloud_bands]  # and the bands asked to match on
+    with rasterio.open(sources[cloud_bands[0]].path) as ds:
         if ds.width * ds.height > full_read_pixels:
             return _first_or_raise(first, error)
     pair = align(read_scene(reference, bands=need), read_scene(target, bands=need), bands=need)
