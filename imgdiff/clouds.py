@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .errors import ImgdiffError
+from .radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows, even_subsample, sampled_median
 from .scene import Scene
 
 
@@ -33,8 +34,6 @@ def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
     clear date look like cloud to the two-date test; where both dates show the same ground, the
     dimmer one is under a shadow (:func:`temporal_changes`).
     """
-    from .radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows
-
     tb, ta, tsb, tsa = temporal_changes(before, after)
     out = []
     for s, o, t, ts in ((before, after, tb, tsb), (after, before, ta, tsa)):
@@ -265,8 +264,6 @@ def temporal_changes(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarra
     """
     from scipy import ndimage as ndi
 
-    from .radiometry import confirm_shadows
-
     vis = [b for b in ("B02", "B03", "B04") if b in before.bands and b in after.bands]
     empty = np.zeros(before.shape, bool)
     if not vis:
@@ -355,8 +352,6 @@ def shade(stack: np.ndarray, other: np.ndarray, valid: np.ndarray, *, gain_from:
     """
     from scipy import ndimage as ndi
 
-    from .radiometry import sampled_median
-
     gain_from = valid if gain_from is None else gain_from
     if valid.sum() < 100:
         return np.zeros(valid.shape, bool)
@@ -394,8 +389,6 @@ def lit_ratio(ratio: np.ndarray, mask: np.ndarray) -> float:
     mask : ndarray of bool, shape (rows, cols)
         Pixels to measure on (clear on both dates).
     """
-    from .radiometry import even_subsample
-
     v = even_subsample(ratio[mask & np.isfinite(ratio)], 200_000)
     if v.size == 0:
         return 1.0
@@ -432,8 +425,6 @@ def grow_cloud(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: n
         Pixels valid on both dates.
     """
     from scipy import ndimage as ndi
-
-    from .radiometry import sampled_median
 
     clear = valid & ~ndi.binary_dilation(cloud, iterations=20)
     if not cloud.any() or clear.sum() < 100:

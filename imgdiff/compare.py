@@ -147,8 +147,8 @@ def register_paths(reference: str | Path, target: str | Path, *, bands: Sequence
 
     The second measurement reads the bands of B02 B03 B04 B08 B11 that both scenes have (the cloud
     tests) and ``bands`` on the reference grid, so it is made only for scenes of at most
-    ``full_read_pixels`` pixels (whole tiles keep the first estimate). ``bands`` and ``options`` (``local``, ``max_shift``,
-    ``spacing``, ``degree``) go to both measurements.
+    ``full_read_pixels`` pixels (whole tiles keep the first estimate). ``bands`` and ``options``
+    (``local``, ``max_shift``, ``spacing``, ``degree``) go to both measurements.
 
     Raises
     ------

@@ -371,7 +371,7 @@ def water_mask(scene: Scene, *, min_area_px: int = 2000) -> np.ndarray | None:
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     water = cv2.erode(water, cross, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     water = cv2.dilate(water, cross, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(water, connectivity=4, ltype=cv2.CV_32S)
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(water, connectivity=4, ltype=cv2.CV_32S)
     big = stats[:, cv2.CC_STAT_AREA] >= min_area_px
     big[0] = False
     return big[lab]
