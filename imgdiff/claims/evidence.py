@@ -20,6 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..clouds import CLOUD_VEIL_ALPHA
+from ..vacated import MAX_LENGTH_M as VACATED_MAX_LENGTH_M
+from ..vacated import MIN_AREA_PX as VACATED_MIN_AREA_PX
+from ..vacated import MIN_WATER_NDWI as VACATED_MIN_WATER_NDWI
+from ..vacated import OWN_CONTRAST as VACATED_OWN_CONTRAST
+from ..vacated import PEAK_Z as VACATED_PEAK_Z
+from ..vacated import RING_PX as VACATED_RING_PX
 
 #: An object counts on a date only when its evidence reaches this probability (:func:`imgdiff.match.reconcile`):
 #: the calibrated probability (:class:`ScoreCalibration`, from the detector's model card) of the mean
@@ -59,6 +65,11 @@ CALIBRATED_EVIDENCE = False
 #: 36/40 against 38/40 (--honest 40/40 both), claims_outside.py 772 against 774 of 804. Kept: a zone an
 #: analyst draws around piers holds such clutter, and "every warship left" is the claim that matters most.
 STATIC_EVIDENCE_SCORE: dict[str, float] = {"vessels": 0.4, "aircraft": 0.45}
+#: Object kinds whose departures and arrivals are also read from the change itself
+#: (:func:`imgdiff.vacated.water_changes`): a region bright on one date where the other shows open
+#: water, which no object counted on either date explains, counts as an object on its date. Vessels
+#: only: an aircraft leaves apron, not water.
+VACATED_WATER_OBJECTS = frozenset({"vessels"})
 #: Each date is searched for detections down to this fraction of the detector's threshold, so that
 #: every place has a score on both dates (a "look"); looks alone never count as objects.
 LOOK_FRACTION = 0.5
@@ -96,6 +107,17 @@ def evidence_rules() -> dict[str, Any]:
                          "departure (a smudge, a wake, the edge of a re-surfaced berth); and no detection counts "
                          "at a changed place whose box holds less than half the fine (pixel-scale) detail it holds "
                          "on the other date: a smoothed-over berth or a blurred wake, not an object",
+        "vacated_water": "vessels only: where one date is much brighter than the other over a compact region "
+                         f"(at least {VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_LENGTH_M:g} m long; its peak at least "
+                         f"{VACATED_PEAK_Z:g} robust spreads of the pair's brightness difference above the brightening of "
+                         f"the {VACATED_RING_PX} px ring around it, or of the ring's own spread where wider; region and "
+                         "ring clear on both dates), "
+                         "the other date shows open water there (median NDWI above "
+                         f"{VACATED_MIN_WATER_NDWI:g}) and on its own date the region stands out from its "
+                         f"surroundings by at least {VACATED_OWN_CONTRAST:g} times its brightening, the region is a "
+                         "vessel that left or arrived; it counts on its date when no object counted on either date "
+                         "overlaps it (one object per region: ships rafted side by side count once); not when "
+                         "co-registration failed",
         "hidden_place": "a place under cloud, shadow or no data on one date gives no look there; comparisons "
                         "(decreased / increased / unchanged) count only places visible on both dates",
         "undecided": "a weaker detection (from the detector's threshold) seen on one date only whose place cannot be "

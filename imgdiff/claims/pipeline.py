@@ -22,6 +22,8 @@ from ..errors import CoregistrationError, check_type
 from ..io.read import BBox
 from ..match import one_zone_per_object, reconcile
 from ..scene import Scene
+from ..vacated import SCORE as VACATED_SCORE
+from ..vacated import add_vacated, water_changes
 from ..zones import Zones, assign_zones, placed
 from .evidence import (
     CALIBRATED_EVIDENCE,
@@ -29,10 +31,18 @@ from .evidence import (
     MIN_EVIDENCE_SCORE,
     STATIC_EVIDENCE_SCORE,
     STATIC_PERSISTENCE,
+    VACATED_WATER_OBJECTS,
 )
 from .files import OBJECTS, ClaimFile, ClaimsError
 from .performance import DetectorPerformance, detector_performance
-from .verdicts import Verdict, ZoneState, evaluate_claim, registration_quality, zone_states
+from .verdicts import (
+    MIN_REGISTRATION_RELIABILITY,
+    Verdict,
+    ZoneState,
+    evaluate_claim,
+    registration_quality,
+    zone_states,
+)
 
 
 @dataclass(frozen=True)
@@ -185,8 +195,16 @@ def analyse_result(
                       evidence=evidence, look=LOOK_FRACTION * thr, threshold=thr, calibration=cut,
                       probability=calibrated, static_persistence=STATIC_PERSISTENCE, static_evidence=static,
                       clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
-        dets[obj] = one_zone_per_object(assign_zones(r.before, zg, keep_outside=True),
-                                        assign_zones(r.after, zg, keep_outside=True), zg)
+        objs_b, objs_a = r.before, r.after
+        if obj in VACATED_WATER_OBJECTS and registration_quality(result.registration) >= MIN_REGISTRATION_RELIABILITY:
+            # vessels that left (or arrived) seen in the change itself: bright on one date where the other
+            # shows open water, unexplained by any object counted on either date (imgdiff.vacated)
+            compared = clear["before"] & clear["after"] & ~cloud["before"] & ~cloud["after"] & ~(haze_b | haze_a)
+            vb, va = water_changes(pair.before, pair.after, compared=compared)
+            objs_b, objs_a = add_vacated(objs_b, objs_a, vb, va,
+                                         probability=calibrated(VACATED_SCORE) if calibrated else None)
+        dets[obj] = one_zone_per_object(assign_zones(objs_b, zg, keep_outside=True),
+                                        assign_zones(objs_a, zg, keep_outside=True), zg)
         undecided[obj] = (assign_zones(r.undecided_before, zg, keep_outside=True),
                           assign_zones(r.undecided_after, zg, keep_outside=True))
     return zg, cloud, states, dets, undecided

@@ -325,6 +325,11 @@ def evaluate_claim(
     if carried:
         caveats.append(f"{len(carried)} object(s) in {claim.zone} missed by the detector on one date at a place "
                        "that did not change are counted on both dates (stayed)")
+    vacated = [d for d in (*b.items, *a.items) if d.in_zone(claim.zone) and "vacated" in d.extra]
+    if vacated:
+        caveats.append(f"{len(vacated)} object(s) in {claim.zone} missed by the detector are seen in the change "
+                       "between the dates (bright on one date where the other shows open water) and counted on "
+                       "that date; ships side by side there count as one")
     if negative and r < 0.5:
         caveats.append(f"the {claim.object} detector's measured recall at these lengths is only {r:.0%}: "
                        "objects may have been missed")

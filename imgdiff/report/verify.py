@@ -19,7 +19,8 @@ number on any incompatible change)::
                                    that the object is real (source, bins, n, n_real, precision, knots,
                                    score_at_min_evidence, probability_at_min_score), null when the detector has
                                    none; evidence_rules.calibrated_evidence says whether objects are cut on it
-    evidence_rules                 (1.1) how both dates' detections become objects (imgdiff.claims.evidence_rules)
+    evidence_rules                 (1.1) how both dates' detections become objects (imgdiff.claims.evidence_rules);
+                                   (1.4) vacated_water: vessels seen in the change itself (imgdiff.vacated)
     claims[]                       id, text, object, zone, assert, min_length_m, verdict, confidence,
                                    counts.before|after, objects.stayed[{before, after, distance_m}],
                                    objects.departed[before ids], objects.arrived[after ids], reasons[], caveats[];
@@ -29,7 +30,9 @@ number on any incompatible change)::
     outputs                        file names written
 
 Object ids are the ``id`` of the features in ``detections_before.geojson`` and
-``detections_after.geojson`` (one collection per date, all object kinds, in the grid CRS).
+``detections_after.geojson`` (one collection per date, all object kinds, in the grid CRS). (1.4) A vessel
+the detector missed but the change shows (bright on one date where the other shows open water) has the
+property ``vacated`` (peak_z, area_px, water_ndwi, contrast, change).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
 
 #: Version of the ``report.json`` layout of ``imgdiff verify``.
-VERIFY_SCHEMA_VERSION = "1.3"
+VERIFY_SCHEMA_VERSION = "1.4"
 VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
                   "detections_after.geojson", "change.tif")
 
@@ -207,7 +210,7 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
     if rules:
         lines += ["", "## How objects are counted from the two dates", ""]
         lines += [f"- {k.replace('_', ' ')}: {rules[k]}" for k in
-                  ("looks", "unchanged_place", "changed_place", "hidden_place", "clouds") if rules.get(k)]
+                  ("looks", "unchanged_place", "changed_place", "vacated_water", "hidden_place", "clouds") if rules.get(k)]
     lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,236 @@
+"""Vessels seen in the change between two dates: a bright object on one date where the other shows open water.
+
+A ship that left its berth leaves water behind: on a co-registered pair its hull stands out of the
+difference of the dates as a compact bright blob, whatever the detector made of it against the quay
+it lay beside (the quay is in both dates and cancels). :func:`water_changes` finds such blobs:
+
+1. brightness (mean of B02 B03 B04 B08) of each date, the other date scaled to the first by the
+   ratio of their medians; the difference in units of its robust spread (1.4826 x its median
+   absolute deviation over the pixels compared), a z-score per pixel;
+2. 8-connected regions where the object's date is brighter by more than :data:`EXTENT_Z`, at least
+   :data:`MIN_AREA_PX` pixels, at most :data:`MAX_LENGTH_M` long, not touching the grid's edge, whose
+   box and the ring of :data:`RING_PX` pixels around it are all compared (clear on both dates), and
+   whose peak stands out of that ring's brightening by :data:`PEAK_Z` spreads (of the pair, or of
+   the ring's own differences where they are wider);
+3. the other date is open water there: the median NDWI ``(B03 - B08) / (B03 + B08)`` of the region
+   on the other date is above :data:`MIN_WATER_NDWI` (a quay, a roof or a changed field is not);
+4. on its own date the region is an object, not a brighter stretch of water: its box stands out from
+   the ring around it (:func:`imgdiff.match.contrast`) by at least :data:`OWN_CONTRAST` times the
+   box's mean brightening between the dates (the filled or stirred-up water of a berth a ship left
+   is brighter than before but no brighter than the water around it).
+
+Each region is one object on the date where it is bright (rafted ships side by side are one region:
+the count is a lower bound). :func:`imgdiff.claims.verify` adds them to the detector's objects where
+neither date counted an object overlapping them (the evidence rule ``vacated_water``).
+
+Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1) x [0, 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from .detect.base import Detection, Detections
+from .match import contrast
+from .radiometry import even_subsample
+from .scene import Scene
+
+#: Pixels of a region are those whose date is brighter than the other by this many robust spreads of
+#: the pair's brightness difference.
+EXTENT_Z = 4.0
+#: A region counts only if its brightest pixel stands out by this many spreads: a hull against water
+#: differs by tens of spreads, the pair's residual noise (registration, gain, speckle) by a few.
+PEAK_Z = 20.0
+#: On its own date the region's box must stand out from its surroundings by this fraction of its mean
+#: brightening between the dates (step 4 above).
+OWN_CONTRAST = 0.5
+#: Smallest region (pixels of the grid): a 30 m hull at 10 m is about 3 pixels.
+MIN_AREA_PX = 3
+#: Longest region (metres, the long side of its box): longer bright changes are land or cloud, not a
+#: hull or a raft of hulls.
+MAX_LENGTH_M = 500.0
+#: The other date is open water over the region when its median NDWI there exceeds this.
+MIN_WATER_NDWI = 0.0
+#: Width (pixels) of the ring around a region's box that must be compared (clear on both dates) and
+#: against which its brightening is measured (step 2): a region at a cloud's edge is the cloud's, and
+#: water brightened all around (haze, glint) holds no object.
+RING_PX = 5
+#: The score given to a region's object (:attr:`Detection.score`): the evidence bar of the claims
+#: (:data:`imgdiff.claims.MIN_EVIDENCE_SCORE`), which the region clears by the change itself.
+SCORE = 0.5
+
+
+def _brightness(scene: Scene) -> np.ndarray | None:
+    names = ("B02", "B03", "B04", "B08")
+    if not all(n in scene.bands for n in names):
+        return None
+    return np.mean(np.stack([scene.bands[n] for n in names]), axis=0, dtype=np.float32)
+
+
+def _ndwi(scene: Scene) -> np.ndarray:
+    g, n = scene.bands["B03"].astype(np.float32), scene.bands["B08"].astype(np.float32)
+    s = g + n
+    return np.where(s > 0, (g - n) / np.where(s > 0, s, 1), np.nan)
+
+
+def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = None,
+                  cls: str = "vessel") -> tuple[Detections, Detections]:
+    """Objects bright on one date at places that are open water on the other.
+
+    Parameters
+    ----------
+    before, after : Scene
+        A co-registered pair on one grid (``after`` warped onto ``before``), reflectance, with at
+        least B02 B03 B04 B08 (otherwise nothing is found).
+    compared : ndarray of bool, shape (rows, cols), optional
+        Pixels that may be compared (e.g. clear on both dates and outside clouds' hazy rims);
+        default: valid on both dates.
+    cls : str
+        Class of the objects returned.
+
+    Returns
+    -------
+    (Detections, Detections)
+        Objects of the before date (bright before, water after: departed) and of the after date
+        (arrived), on the pair's grid, strongest first; boxes in pixels, lengths and widths in
+        metres (ground size of the grid's pixels, :attr:`Scene.pixel_size_m`), score :data:`SCORE`, ``extra["vacated"]``: ``peak_z`` (spreads above the ring), ``area_px``,
+        ``water_ndwi`` (the other date's median NDWI over the region), ``contrast`` and ``change``
+        (the box's contrast on its date and its mean brightening, reflectance).
+
+    Notes
+    -----
+    The noise spread is measured over every compared pixel (an even subsample of at most 200,000):
+    a pair that differs a lot everywhere (seasons, haze) has a wide spread, and only stronger
+    regions count; so does water that differs a lot around a region (a hazy or glinting date).
+    """
+    gx, gy = before.pixel_size_m
+    empty = (Detections((), before.crs, before.transform, (gx, gy)), Detections((), after.crs, after.transform, (gx, gy)))
+    bb, ba = _brightness(before), _brightness(after)
+    if bb is None or ba is None or bb.shape != ba.shape:
+        return empty
+    ok = before.valid & after.valid & np.isfinite(bb) & np.isfinite(ba)
+    if compared is not None:
+        ok &= compared
+    idx = even_subsample(np.flatnonzero(ok))
+    if idx.size < 100:
+        return empty
+    mb, ma = float(np.median(bb.ravel()[idx])), float(np.median(ba.ravel()[idx]))
+    d = bb - ba * np.float32(mb / ma if ma > 0 else 1.0)
+    ds = d.ravel()[idx]
+    spread = 1.4826 * float(np.median(np.abs(ds - np.median(ds))))
+    if not spread > 0:
+        return empty
+    z = np.where(ok, d / np.float32(spread), 0).astype(np.float32)
+    h, w = z.shape
+    out = []
+    for sign, own, other, b_own in ((1.0, before, after, bb), (-1.0, after, before, ba)):
+        zs = sign * z
+        n, lab, stats, _ = cv2.connectedComponentsWithStats((zs > EXTENT_Z).astype(np.uint8), connectivity=8)
+        ndwi = None
+        items = []
+        for i in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[i])
+            if area < MIN_AREA_PX or max(bw * gx, bh * gy) > MAX_LENGTH_M:
+                continue
+            if x == 0 or y == 0 or x + bw == w or y + bh == h:
+                continue
+            # the box and the ring around it all compared: not at a cloud's, a shadow's or no-data's edge
+            r0, r1, c0, c1 = max(y - RING_PX, 0), min(y + bh + RING_PX, h), max(x - RING_PX, 0), min(x + bw + RING_PX, w)
+            if not ok[r0:r1, c0:c1].all():
+                continue
+            sub = lab[y:y + bh, x:x + bw] == i
+            # its brightening above that of its surroundings, in spreads of the pair's difference (or of the
+            # surroundings' own, where they differ more: haze, glint, a stirred-up harbour)
+            ring = zs[r0:r1, c0:c1][lab[r0:r1, c0:c1] != i]
+            level = float(np.median(ring))
+            local = 1.4826 * float(np.median(np.abs(ring - level)))
+            peak = (float(zs[y:y + bh, x:x + bw][sub].max()) - level) / max(1.0, local)
+            if peak < PEAK_Z:
+                continue
+            if ndwi is None:
+                ndwi = _ndwi(other)
+            water = float(np.nanmedian(ndwi[y:y + bh, x:x + bw][sub])) if np.isfinite(
+                ndwi[y:y + bh, x:x + bw][sub]).any() else math.nan
+            if not water > MIN_WATER_NDWI:
+                continue
+            box = (float(x), float(y), float(x + bw), float(y + bh))
+            gain = zs[y:y + bh, x:x + bw]
+            rise = float(gain[gain > 0].mean()) * spread  # the box's mean brightening (reflectance)
+            own_contrast = contrast(b_own, box)
+            if not own_contrast >= OWN_CONTRAST * rise:
+                continue
+            length, width, heading = _shape(sub, gx, gy)
+            ys, xs = np.nonzero(sub)
+            items.append(Detection(box=box, score=SCORE, cls=cls,
+                                   length_m=length, width_m=width, heading_deg=heading,
+                                   centroid=(float(x + xs.mean() + 0.5), float(y + ys.mean() + 0.5)),
+                                   extra={"vacated": {"peak_z": round(peak, 1), "area_px": area,
+                                                      "water_ndwi": round(water, 3),
+                                                      "contrast": round(own_contrast, 4),
+                                                      "change": round(rise, 4)}}))
+        out.append(Detections(tuple(sorted(items, key=lambda o: -o.extra["vacated"]["peak_z"])), own.crs,
+                              own.transform, (gx, gy)))
+    return out[0], out[1]
+
+
+def _shape(mask: np.ndarray, gx: float, gy: float) -> tuple[float, float, float]:
+    """Length and width (metres) of a region from its second moments (the sides of the rectangle with
+    the same moments), and the direction of its long axis (degrees clockwise from grid north, [0, 180))."""
+    ys, xs = np.nonzero(mask)
+    px, py = xs * gx, ys * gy
+    if px.size < 2:
+        return gx, gy, math.nan
+    c = np.cov(np.stack([px, py])) + np.eye(2) * (gx * gy / 12.0)  # a pixel's own extent
+    ev, vec = np.linalg.eigh(c)
+    length, width = (math.sqrt(12.0 * max(float(v), 0.0)) for v in ev[::-1])
+    vx, vy = vec[:, 1]
+    heading = math.degrees(math.atan2(vx, -vy)) % 180.0
+    return length, width, heading
+
+
+def add_vacated(before: Detections, after: Detections, vacated_before: Detections, vacated_after: Detections,
+                *, probability: float | None = None) -> tuple[Detections, Detections]:
+    """The objects of each date, and the regions of :func:`water_changes` that no object explains.
+
+    A region is added to its date's objects when its box overlaps no object of either date (an
+    object counted there already accounts for the change; so does an object of the other date,
+    e.g. a ship that moved along its berth). Added objects are tagged like
+    :func:`imgdiff.match.reconcile`'s: ``extra["pair"]`` with a new place ``id``, ``place``
+    ``"changed"``, the region's score on its date and 0 on the other, and ``probability``
+    (default: the score).
+
+    Parameters
+    ----------
+    before, after : Detections
+        The objects of each date (e.g. :attr:`imgdiff.match.Reconciled.before`), on the grid of
+        the regions.
+    vacated_before, vacated_after : Detections
+        :func:`water_changes` of the pair.
+    probability : float, optional
+        The probability recorded for each added object.
+    """
+    ids = [(d.extra.get("pair") or {}).get("id") for d in (*before.items, *after.items)]
+    next_id = max((i for i in ids if isinstance(i, int)), default=-1) + 1
+    boxes = np.array([d.box for d in (*before.items, *after.items)], float).reshape(-1, 4)
+    added: tuple[list[Detection], list[Detection]] = ([], [])
+    for k, (regions, score_key) in enumerate(((vacated_before, "score_before"), (vacated_after, "score_after"))):
+        for d in regions.items:
+            x0, y0, x1, y1 = d.box
+            over = ((np.minimum(x1, boxes[:, 2]) > np.maximum(x0, boxes[:, 0]))
+                    & (np.minimum(y1, boxes[:, 3]) > np.maximum(y0, boxes[:, 1])))
+            if over.any():
+                continue
+            pair = {"id": next_id, "place": "changed", "score_before": 0.0, "score_after": 0.0,
+                    score_key: round(float(d.score), 3),
+                    "probability": round(float(d.score if probability is None else probability), 3)}
+            next_id += 1
+            added[k].append(replace(d, extra={**d.extra, "pair": pair}))
+    out = []
+    for dets, extra in ((before, added[0]), (after, added[1])):
+        items = sorted((*dets.items, *extra), key=lambda o: -o.score)
+        out.append(Detections(tuple(items), dets.crs, dets.transform, dets.pixel_size_m))
+    return out[0], out[1]

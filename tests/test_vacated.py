@@ -1,0 +1,114 @@
+"""Vessels seen in the change between two dates (imgdiff.vacated) and their place among the claims' objects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+from shapely.geometry import box as shapely_box
+
+from imgdiff.claims import pipeline
+from imgdiff.detect.base import Detection, Detections
+from imgdiff.scene import Scene
+from imgdiff.vacated import PEAK_Z, add_vacated, water_changes
+from imgdiff.zones import Zones
+
+TR = Affine(10, 0, 700000, 0, -10, 3900000)
+UTM = CRS.from_epsg(32636)
+WATER = {"B02": 0.07, "B03": 0.05, "B04": 0.035, "B08": 0.02}
+QUAY = {"B02": 0.15, "B03": 0.16, "B04": 0.17, "B08": 0.25}
+HULL = {"B02": 0.22, "B03": 0.22, "B04": 0.22, "B08": 0.30}
+BERTH = (slice(30, 33), slice(20, 34))    # a 140 m x 30 m hull alongside the quay (rows 0-29)
+SHADOW = (slice(33, 35), slice(20, 34))   # its shadow on the water beside it
+STAYS = (slice(30, 33), slice(50, 62))    # a ship at the next berth on both dates
+STACK = (slice(10, 14), slice(40, 48))    # containers on the quay, moved away by the after date
+
+
+def harbour(*, ship: bool, seed: int) -> Scene:
+    """80 x 80 px: quay above water, a ship that stays, and optionally one at BERTH with its dark shadow
+    and a container stack on the quay."""
+    rng = np.random.default_rng(seed)
+    bands = {}
+    for b in WATER:
+        a = np.full((80, 80), WATER[b])
+        a[:30, :] = QUAY[b]
+        a[STAYS] = HULL[b]
+        if ship:
+            a[BERTH] = HULL[b]
+            a[SHADOW] *= 0.2
+            a[STACK] = 0.35
+        bands[b] = (a + rng.normal(0, 0.002, a.shape)).astype("float32")
+    return Scene(bands, UTM, TR, np.ones((80, 80), bool))
+
+
+def _inside(d: Detection, where: tuple[slice, slice]) -> bool:
+    x, y = d.center
+    return where[0].start <= y < where[0].stop and where[1].start <= x < where[1].stop
+
+
+def test_a_ship_that_left_its_berth_against_the_quay_is_found_on_its_date_and_nothing_else_is():
+    before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
+    left, arrived = water_changes(before, after)
+    assert len(left) == 1 and _inside(left.items[0], BERTH)
+    d = left.items[0]
+    assert d.extra["vacated"]["peak_z"] > 5 * PEAK_Z           # a hull against water: far above the noise
+    assert d.extra["vacated"]["water_ndwi"] > 0.3               # open water on the other date
+    assert 110 <= d.length_m <= 170 and d.width_m <= 45        # 140 m x 30 m, in metres
+    # the containers left the quay, not water; the shadow's water is brighter after than before, but
+    # no brighter than the water around it: neither is an object, nor is the ship that stayed
+    assert len(arrived) == 0
+
+
+def test_an_arrival_is_found_on_the_after_date():
+    before, after = harbour(ship=False, seed=1), harbour(ship=True, seed=0)
+    left, arrived = water_changes(before, after)
+    assert len(left) == 0
+    assert len(arrived) == 1 and _inside(arrived.items[0], BERTH)
+
+
+def test_nothing_is_found_where_the_pair_is_not_compared_or_has_no_nir():
+    before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
+    compared = np.ones((80, 80), bool)
+    compared[25:40, 15:40] = False                                # e.g. a cloud over the berth on one date
+    assert len(water_changes(before, after, compared=compared)[0]) == 0
+    visible = [Scene({b: s.bands[b] for b in ("B02", "B03", "B04")}, UTM, TR, s.valid) for s in (before, after)]
+    assert all(len(d) == 0 for d in water_changes(*visible))
+
+
+def test_a_region_is_added_only_where_no_object_of_either_date_explains_it():
+    before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
+    left, arrived = water_changes(before, after)
+    empty = Detections((), UTM, TR, (10.0, 10.0))
+    counted = Detection(box=(50.0, 30.0, 62.0, 33.0), score=0.9, cls="vessel", centroid=(56.0, 31.5),
+                        extra={"pair": {"id": 4, "place": "unchanged"}})
+    objs = Detections((counted,), UTM, TR, (10.0, 10.0))
+    b, a = add_vacated(objs, objs, left, arrived, probability=0.6)
+    assert len(b) == 2 and len(a) == 1
+    new = next(d for d in b.items if "vacated" in d.extra)
+    assert new.extra["pair"] == {"id": 5, "place": "changed", "score_before": 0.5, "score_after": 0.0,
+                                 "probability": 0.6}
+    # the detector counted the departing ship (on either date): the region adds nothing
+    there = Detection(box=(21.0, 30.0, 33.0, 33.0), score=0.7, cls="vessel", centroid=(27.0, 31.5))
+    for b0, a0 in ((Detections((there,), UTM, TR), empty), (empty, Detections((there,), UTM, TR))):
+        b, a = add_vacated(b0, a0, left, arrived)
+        assert len(b) + len(a) == 1
+
+
+@pytest.mark.parametrize("assertion, verdict", [("present_before", "SUPPORTED"), ("decreased", "SUPPORTED"),
+                                                ("absent_after", "SUPPORTED"), ("unchanged", "REFUTED")])
+def test_claims_count_a_departure_the_detector_missed(monkeypatch, assertion, verdict):
+    from imgdiff.claims import Claim, detector_performance, evaluate_claim, registration_quality
+
+    # a detector that sees nothing: the departure is known from the change alone
+    monkeypatch.setattr(pipeline, "detect", lambda obj, scene, zones, min_score=None: Detections(
+        (), scene.crs, scene.transform, scene.pixel_size_m))
+    zones = Zones({"piers": shapely_box(700000 + 150, 3900000 - 380, 700000 + 400, 3900000 - 260)}, crs=UTM)
+    before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
+    result, _, _, states, dets, _ = pipeline.analyse(before, after, zones, ["vessels"])
+    claim = Claim("c", "text", "vessels", "piers", assertion)
+    v = evaluate_claim(claim, *dets["vessels"], states["before"]["piers"], states["after"]["piers"],
+                       registration_reliability=registration_quality(result.registration),
+                       performance=detector_performance("vessels"))
+    assert (v.verdict, v.count_before, v.count_after) == (verdict, 1, 0)
+    assert any("change between the dates" in c for c in v.caveats)
