@@ -58,7 +58,8 @@ from .errors import ArgumentTypeError  # noqa: E402
 from .io.geojson import write_detections_geojson  # noqa: E402
 from .match import ObjectMatch, match_objects  # noqa: E402
 from .report import verify_report, write_verify  # noqa: E402
+from .vacated import water_changes  # noqa: E402
 from .zones import Zones, read_zones  # noqa: E402
 
 __all__ += ["ArgumentTypeError", "Detection", "Detections", "ObjectMatch", "Zones", "evaluate", "match_objects",
-            "read_zones", "verify_report", "write_detections_geojson", "write_verify"]
+            "read_zones", "verify_report", "water_changes", "write_detections_geojson", "write_verify"]

@@ -46,7 +46,7 @@ def test_documented_library_names_are_exported_at_top_level():
     assert len(set(imgdiff.__all__)) == len(imgdiff.__all__)
     # the README's Library section and a notebook's whole job, without deep imports
     for name in ("Scene", "Detections", "Detection", "Zones", "read_zones", "load_zones", "match_objects",
-                 "ObjectMatch", "verify", "verify_report", "write_verify", "compare_report", "write_compare",
+                 "ObjectMatch", "water_changes", "verify", "verify_report", "write_verify", "compare_report", "write_compare",
                  "evaluate", "ArgumentTypeError", "write_detections_geojson"):
         assert name in imgdiff.__all__, name
     assert imgdiff.evaluate.match_detections is importlib.import_module("imgdiff.evaluate.detection").match_detections
@@ -55,7 +55,7 @@ def test_documented_library_names_are_exported_at_top_level():
 
 PUBLIC_MODULES = ["imgdiff", "imgdiff.change", "imgdiff.claims", "imgdiff.coregister", "imgdiff.detect", "imgdiff.tiles",
                   "imgdiff.watch", "imgdiff.report", "imgdiff.io", "imgdiff.evaluate", "imgdiff.zones", "imgdiff.match",
-                  "imgdiff.sites", "imgdiff.radiometry", "imgdiff.evaluate.aircraft", "imgdiff.evaluate.coreg",
+                  "imgdiff.vacated", "imgdiff.sites", "imgdiff.radiometry", "imgdiff.evaluate.aircraft", "imgdiff.evaluate.coreg",
                   "imgdiff.stac"]
 
 
