@@ -64,17 +64,87 @@ RING_PX = 5
 SCORE = 0.5
 
 
-def _brightness(scene: Scene) -> np.ndarray | None:
-    names = ("B02", "B03", "B04", "B08")
-    if not all(n in scene.bands for n in names):
+def _brightness(scene: Scene, names: tuple[str, ...]) -> np.ndarray | None:
+    """Mean of the bands ``names`` the scene has (at least B02 B03 B04), None without them."""
+    have = [n for n in names if n in scene.bands]
+    if not all(n in have for n in ("B02", "B03", "B04")):
         return None
-    return np.mean(np.stack([scene.bands[n] for n in names]), axis=0, dtype=np.float32)
+    return np.mean(np.stack([scene.bands[n] for n in have]), axis=0, dtype=np.float32)
 
 
 def _ndwi(scene: Scene) -> np.ndarray:
     g, n = scene.bands["B03"].astype(np.float32), scene.bands["B08"].astype(np.float32)
     s = g + n
     return np.where(s > 0, (g - n) / np.where(s > 0, s, 1), np.nan)
+
+
+def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands: tuple[str, ...]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """Brightness of each date, the pixels compared, the difference before - after (after scaled to
+    before by the ratio of their medians) in robust spreads, and that spread (reflectance)."""
+    bb, ba = _brightness(before, bands), _brightness(after, bands)
+    if bb is None or ba is None or bb.shape != ba.shape:
+        return None
+    ok = before.valid & after.valid & np.isfinite(bb) & np.isfinite(ba)
+    if compared is not None:
+        ok &= compared
+    idx = even_subsample(np.flatnonzero(ok))
+    if idx.size < 100:
+        return None
+    mb, ma = float(np.median(bb.ravel()[idx])), float(np.median(ba.ravel()[idx]))
+    d = bb - ba * np.float32(mb / ma if ma > 0 else 1.0)
+    ds = d.ravel()[idx]
+    spread = 1.4826 * float(np.median(np.abs(ds - np.median(ds))))
+    if not spread > 0:
+        return None
+    return bb, ba, ok, np.where(ok, d / np.float32(spread), 0).astype(np.float32), spread
+
+
+def _regions(zs: np.ndarray, ok: np.ndarray, pixel: tuple[float, float], max_length_m: float):
+    """Candidate regions of a z-score image (step 2 of the module's recipe): yields the region's
+    box (x, y, width, height) in pixels, its mask inside the box, its area and its peak above the ring."""
+    h, w = zs.shape
+    gx, gy = pixel
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((zs > EXTENT_Z).astype(np.uint8), connectivity=8)
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        if area < MIN_AREA_PX or max(bw * gx, bh * gy) > max_length_m:
+            continue
+        if x == 0 or y == 0 or x + bw == w or y + bh == h:
+            continue
+        # the box and the ring around it all compared: not at a cloud's, a shadow's or no-data's edge
+        r0, r1, c0, c1 = max(y - RING_PX, 0), min(y + bh + RING_PX, h), max(x - RING_PX, 0), min(x + bw + RING_PX, w)
+        if not ok[r0:r1, c0:c1].all():
+            continue
+        sub = lab[y:y + bh, x:x + bw] == i
+        # its change above that of its surroundings, in spreads of the pair's difference (or of the
+        # surroundings' own, where they differ more: haze, glint, a stirred-up harbour)
+        ring = zs[r0:r1, c0:c1][lab[r0:r1, c0:c1] != i]
+        level = float(np.median(ring))
+        local = 1.4826 * float(np.median(np.abs(ring - level)))
+        peak = (float(zs[y:y + bh, x:x + bw][sub].max()) - level) / max(1.0, local)
+        if peak >= PEAK_Z:
+            yield (x, y, bw, bh), sub, area, peak
+
+
+def _object(box: tuple[int, int, int, int], sub: np.ndarray, score: float, cls: str, pixel: tuple[float, float],
+            extra: dict) -> Detection:
+    x, y, bw, bh = box
+    length, width, heading = _shape(sub, *pixel)
+    ys, xs = np.nonzero(sub)
+    return Detection(box=(float(x), float(y), float(x + bw), float(y + bh)), score=score, cls=cls,
+                     length_m=length, width_m=width, heading_deg=heading,
+                     centroid=(float(x + xs.mean() + 0.5), float(y + ys.mean() + 0.5)), extra={"vacated": extra})
+
+
+def _empty(before: Scene, after: Scene) -> tuple[Detections, Detections]:
+    px = before.pixel_size_m
+    return Detections((), before.crs, before.transform, px), Detections((), after.crs, after.transform, px)
+
+
+def _by_strength(items: list[Detection], scene: Scene, pixel: tuple[float, float]) -> Detections:
+    return Detections(tuple(sorted(items, key=lambda o: -o.extra["vacated"]["peak_z"])), scene.crs, scene.transform,
+                      pixel)
 
 
 def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = None,
@@ -97,9 +167,10 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     (Detections, Detections)
         Objects of the before date (bright before, water after: departed) and of the after date
         (arrived), on the pair's grid, strongest first; boxes in pixels, lengths and widths in
-        metres (ground size of the grid's pixels, :attr:`Scene.pixel_size_m`), score :data:`SCORE`, ``extra["vacated"]``: ``peak_z`` (spreads above the ring), ``area_px``,
-        ``water_ndwi`` (the other date's median NDWI over the region), ``contrast`` and ``change``
-        (the box's contrast on its date and its mean brightening, reflectance).
+        metres (ground size of the grid's pixels, :attr:`Scene.pixel_size_m`), score :data:`SCORE`,
+        ``extra["vacated"]``: ``peak_z`` (spreads above the ring), ``area_px``, ``water_ndwi`` (the
+        other date's median NDWI over the region), ``contrast`` and ``change`` (the box's contrast on
+        its date and its mean brightening, reflectance).
 
     Notes
     -----
@@ -107,73 +178,32 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     a pair that differs a lot everywhere (seasons, haze) has a wide spread, and only stronger
     regions count; so does water that differs a lot around a region (a hazy or glinting date).
     """
-    gx, gy = before.pixel_size_m
-    empty = (Detections((), before.crs, before.transform, (gx, gy)), Detections((), after.crs, after.transform, (gx, gy)))
-    bb, ba = _brightness(before), _brightness(after)
-    if bb is None or ba is None or bb.shape != ba.shape:
-        return empty
-    ok = before.valid & after.valid & np.isfinite(bb) & np.isfinite(ba)
-    if compared is not None:
-        ok &= compared
-    idx = even_subsample(np.flatnonzero(ok))
-    if idx.size < 100:
-        return empty
-    mb, ma = float(np.median(bb.ravel()[idx])), float(np.median(ba.ravel()[idx]))
-    d = bb - ba * np.float32(mb / ma if ma > 0 else 1.0)
-    ds = d.ravel()[idx]
-    spread = 1.4826 * float(np.median(np.abs(ds - np.median(ds))))
-    if not spread > 0:
-        return empty
-    z = np.where(ok, d / np.float32(spread), 0).astype(np.float32)
-    h, w = z.shape
+    if not all("B08" in s.bands for s in (before, after)):
+        return _empty(before, after)
+    diff = _difference(before, after, compared, ("B02", "B03", "B04", "B08"))
+    if diff is None:
+        return _empty(before, after)
+    bb, ba, ok, z, spread = diff
+    pixel = before.pixel_size_m
     out = []
     for sign, own, other, b_own in ((1.0, before, after, bb), (-1.0, after, before, ba)):
         zs = sign * z
-        n, lab, stats, _ = cv2.connectedComponentsWithStats((zs > EXTENT_Z).astype(np.uint8), connectivity=8)
-        ndwi = None
+        ndwi = _ndwi(other)
         items = []
-        for i in range(1, n):
-            x, y, bw, bh, area = (int(v) for v in stats[i])
-            if area < MIN_AREA_PX or max(bw * gx, bh * gy) > MAX_LENGTH_M:
-                continue
-            if x == 0 or y == 0 or x + bw == w or y + bh == h:
-                continue
-            # the box and the ring around it all compared: not at a cloud's, a shadow's or no-data's edge
-            r0, r1, c0, c1 = max(y - RING_PX, 0), min(y + bh + RING_PX, h), max(x - RING_PX, 0), min(x + bw + RING_PX, w)
-            if not ok[r0:r1, c0:c1].all():
-                continue
-            sub = lab[y:y + bh, x:x + bw] == i
-            # its brightening above that of its surroundings, in spreads of the pair's difference (or of the
-            # surroundings' own, where they differ more: haze, glint, a stirred-up harbour)
-            ring = zs[r0:r1, c0:c1][lab[r0:r1, c0:c1] != i]
-            level = float(np.median(ring))
-            local = 1.4826 * float(np.median(np.abs(ring - level)))
-            peak = (float(zs[y:y + bh, x:x + bw][sub].max()) - level) / max(1.0, local)
-            if peak < PEAK_Z:
-                continue
-            if ndwi is None:
-                ndwi = _ndwi(other)
-            water = float(np.nanmedian(ndwi[y:y + bh, x:x + bw][sub])) if np.isfinite(
-                ndwi[y:y + bh, x:x + bw][sub]).any() else math.nan
+        for (x, y, bw, bh), sub, area, peak in _regions(zs, ok, pixel, MAX_LENGTH_M):
+            nd = ndwi[y:y + bh, x:x + bw][sub]
+            water = float(np.nanmedian(nd)) if np.isfinite(nd).any() else math.nan
             if not water > MIN_WATER_NDWI:
                 continue
-            box = (float(x), float(y), float(x + bw), float(y + bh))
             gain = zs[y:y + bh, x:x + bw]
             rise = float(gain[gain > 0].mean()) * spread  # the box's mean brightening (reflectance)
-            own_contrast = contrast(b_own, box)
+            own_contrast = contrast(b_own, (float(x), float(y), float(x + bw), float(y + bh)))
             if not own_contrast >= OWN_CONTRAST * rise:
                 continue
-            length, width, heading = _shape(sub, gx, gy)
-            ys, xs = np.nonzero(sub)
-            items.append(Detection(box=box, score=SCORE, cls=cls,
-                                   length_m=length, width_m=width, heading_deg=heading,
-                                   centroid=(float(x + xs.mean() + 0.5), float(y + ys.mean() + 0.5)),
-                                   extra={"vacated": {"peak_z": round(peak, 1), "area_px": area,
-                                                      "water_ndwi": round(water, 3),
-                                                      "contrast": round(own_contrast, 4),
-                                                      "change": round(rise, 4)}}))
-        out.append(Detections(tuple(sorted(items, key=lambda o: -o.extra["vacated"]["peak_z"])), own.crs,
-                              own.transform, (gx, gy)))
+            items.append(_object((x, y, bw, bh), sub, SCORE, cls, pixel, {
+                "peak_z": round(peak, 1), "area_px": area, "water_ndwi": round(water, 3),
+                "contrast": round(own_contrast, 4), "change": round(rise, 4)}))
+        out.append(_by_strength(items, own, pixel))
     return out[0], out[1]
 
 
