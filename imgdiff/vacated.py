@@ -1,4 +1,5 @@
-"""Vessels seen in the change between two dates: a bright object on one date where the other shows open water.
+"""Objects seen in the change between two dates: a vessel on one date where the other shows open water
+(:func:`water_changes`), an aircraft where the other shows plain apron (:func:`apron_changes`).
 
 A ship that left its berth leaves water behind: on a co-registered pair its hull stands out of the
 difference of the dates as a compact bright blob, whatever the detector made of it against the quay
@@ -59,6 +60,17 @@ MIN_WATER_NDWI = 0.0
 #: against which its brightening is measured (step 2): a region at a cloud's edge is the cloud's, and
 #: water brightened all around (haze, glint) holds no object.
 RING_PX = 5
+#: :func:`apron_changes`: the least peak (spreads above the ring) of a region where either date is brighter.
+#: An aircraft's paint and shadow against concrete change less than a hull against water.
+APRON_PEAK_Z = 10.0
+#: :func:`apron_changes`: the longest region (metres): an aircraft with its shadow, blurred.
+MAX_APRON_LENGTH_M = 300.0
+#: :func:`apron_changes`: the other date is plain background when the box stands out there less than this
+#: fraction of its contrast on the object's date.
+PLAIN_RATIO = 0.5
+#: :func:`apron_changes`: regions of one date whose boxes come within this many pixels of a stronger
+#: one's are part of its object.
+MERGE_PX = 2
 #: The score given to a region's object (:attr:`Detection.score`): the evidence bar of the claims
 #: (:data:`imgdiff.claims.MIN_EVIDENCE_SCORE`), which the region clears by the change itself.
 SCORE = 0.5
@@ -100,7 +112,8 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands:
     return bb, ba, ok, np.where(ok, d / np.float32(spread), 0).astype(np.float32), spread
 
 
-def _regions(zs: np.ndarray, ok: np.ndarray, pixel: tuple[float, float], max_length_m: float):
+def _regions(zs: np.ndarray, ok: np.ndarray, pixel: tuple[float, float], max_length_m: float,
+             peak_z: float = PEAK_Z):
     """Candidate regions of a z-score image (step 2 of the module's recipe): yields the region's
     box (x, y, width, height) in pixels, its mask inside the box, its area and its peak above the ring."""
     h, w = zs.shape
@@ -123,7 +136,7 @@ def _regions(zs: np.ndarray, ok: np.ndarray, pixel: tuple[float, float], max_len
         level = float(np.median(ring))
         local = 1.4826 * float(np.median(np.abs(ring - level)))
         peak = (float(zs[y:y + bh, x:x + bw][sub].max()) - level) / max(1.0, local)
-        if peak >= PEAK_Z:
+        if peak >= peak_z:
             yield (x, y, bw, bh), sub, area, peak
 
 
@@ -207,6 +220,62 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     return out[0], out[1]
 
 
+def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = None,
+                  cls: str = "aircraft") -> tuple[Detections, Detections]:
+    """Objects seen on one date at places that are plain background on the other (an aircraft on its stand).
+
+    Like :func:`water_changes`, but an aircraft may be brighter or darker than the apron (white or
+    grey paint, its shadow), and the other date's ground is not water: regions where either date is
+    brighter (:data:`APRON_PEAK_Z`, at most :data:`MAX_APRON_LENGTH_M` long; a region within
+    :data:`MERGE_PX` pixels of a stronger one of the same date is part of its object),
+    whose box stands out from the ring around it (:func:`imgdiff.match.contrast`) on one date and
+    less than :data:`PLAIN_RATIO` times as much on the other: the object is on the date where it
+    stands out. Needs B02 B03 B04 (B08 is used when both dates have it).
+
+    Parameters
+    ----------
+    before, after : Scene
+        A co-registered pair on one grid (``after`` warped onto ``before``), reflectance.
+    compared : ndarray of bool, shape (rows, cols), optional
+        Pixels that may be compared; default: valid on both dates.
+    cls : str
+        Class of the objects returned.
+
+    Returns
+    -------
+    (Detections, Detections)
+        As :func:`water_changes`; ``extra["vacated"]``: ``peak_z``, ``area_px``, ``contrast`` (on the
+        object's date) and ``other_contrast`` (on the other date), reflectance.
+    """
+    bands = ("B02", "B03", "B04", "B08") if all("B08" in s.bands for s in (before, after)) else ("B02", "B03", "B04")
+    diff = _difference(before, after, compared, bands)
+    if diff is None:
+        return _empty(before, after)
+    bb, ba, ok, z, _ = diff
+    pixel = before.pixel_size_m
+    found = [r for sign in (1.0, -1.0) for r in _regions(sign * z, ok, pixel, MAX_APRON_LENGTH_M, APRON_PEAK_Z)]
+    items: tuple[list[Detection], list[Detection]] = ([], [])
+    for (x, y, bw, bh), sub, area, peak in sorted(found, key=lambda r: -r[3]):
+        box = (float(x), float(y), float(x + bw), float(y + bh))
+        cb, ca = contrast(bb, box), contrast(ba, box)
+        if not (math.isfinite(cb) and math.isfinite(ca)) or min(cb, ca) >= PLAIN_RATIO * max(cb, ca):
+            continue
+        k = 0 if cb > ca else 1
+        # the bright and the dark part of one object (paint and shadow) and its fragments a pixel or two
+        # apart are one object
+        if any(_overlap(box, o.box, MERGE_PX) for o in items[k]):
+            continue
+        items[k].append(_object((x, y, bw, bh), sub, SCORE, cls, pixel, {
+            "peak_z": round(peak, 1), "area_px": area, "contrast": round(max(cb, ca), 4),
+            "other_contrast": round(min(cb, ca), 4)}))
+    return _by_strength(items[0], before, pixel), _by_strength(items[1], after, pixel)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float], grow: float = 0.0) -> bool:
+    """Whether two pixel boxes, each grown by ``grow`` pixels, overlap."""
+    return (min(a[2], b[2]) + grow > max(a[0], b[0]) - grow) and (min(a[3], b[3]) + grow > max(a[1], b[1]) - grow)
+
+
 def _shape(mask: np.ndarray, gx: float, gy: float) -> tuple[float, float, float]:
     """Length and width (metres) of a region from its second moments (the sides of the rectangle with
     the same moments), and the direction of its long axis (degrees clockwise from grid north, [0, 180))."""
@@ -223,15 +292,20 @@ def _shape(mask: np.ndarray, gx: float, gy: float) -> tuple[float, float, float]
 
 
 def add_vacated(before: Detections, after: Detections, vacated_before: Detections, vacated_after: Detections,
-                *, probability: float | None = None) -> tuple[Detections, Detections]:
-    """The objects of each date, and the regions of :func:`water_changes` that no object explains.
+                *, looks_before: Detections | None = None, looks_after: Detections | None = None,
+                probability: float | None = None) -> tuple[Detections, Detections]:
+    """The objects of each date, and the regions of :func:`water_changes` (or :func:`apron_changes`)
+    that no object explains.
 
     A region is added to its date's objects when its box overlaps no object of either date (an
     object counted there already accounts for the change; so does an object of the other date,
-    e.g. a ship that moved along its berth). Added objects are tagged like
-    :func:`imgdiff.match.reconcile`'s: ``extra["pair"]`` with a new place ``id``, ``place``
-    ``"changed"``, the region's score on its date and 0 on the other, and ``probability``
-    (default: the score).
+    e.g. a ship that moved along its berth) and no look of the other date (a weaker detection, e.g.
+    down to half the detector's threshold): the other date held something there, so the place is
+    not open water or plain apron on it, and the change is one thing for another (an object
+    replaced by the smear of its removal, a small boat by a barge), not an arrival or a departure.
+    Added objects are tagged like :func:`imgdiff.match.reconcile`'s: ``extra["pair"]`` with a new
+    place ``id``, ``place`` ``"changed"``, the region's score on its date and 0 on the other, and
+    ``probability`` (default: the score).
 
     Parameters
     ----------
@@ -239,20 +313,21 @@ def add_vacated(before: Detections, after: Detections, vacated_before: Detection
         The objects of each date (e.g. :attr:`imgdiff.match.Reconciled.before`), on the grid of
         the regions.
     vacated_before, vacated_after : Detections
-        :func:`water_changes` of the pair.
+        The regions of each date.
+    looks_before, looks_after : Detections, optional
+        Every detection of each date down to a low score (none: no look is known).
     probability : float, optional
         The probability recorded for each added object.
     """
     ids = [(d.extra.get("pair") or {}).get("id") for d in (*before.items, *after.items)]
     next_id = max((i for i in ids if isinstance(i, int)), default=-1) + 1
-    boxes = np.array([d.box for d in (*before.items, *after.items)], float).reshape(-1, 4)
+    counted = np.array([d.box for d in (*before.items, *after.items)], float).reshape(-1, 4)
+    looks = [np.array([d.box for d in (ls.items if ls is not None else ())], float).reshape(-1, 4)
+             for ls in (looks_before, looks_after)]
     added: tuple[list[Detection], list[Detection]] = ([], [])
     for k, (regions, score_key) in enumerate(((vacated_before, "score_before"), (vacated_after, "score_after"))):
         for d in regions.items:
-            x0, y0, x1, y1 = d.box
-            over = ((np.minimum(x1, boxes[:, 2]) > np.maximum(x0, boxes[:, 0]))
-                    & (np.minimum(y1, boxes[:, 3]) > np.maximum(y0, boxes[:, 1])))
-            if over.any():
+            if any(_overlap(d.box, tuple(b)) for b in (*counted, *looks[1 - k])):
                 continue
             pair = {"id": next_id, "place": "changed", "score_before": 0.0, "score_after": 0.0,
                     score_key: round(float(d.score), 3),

@@ -112,3 +112,54 @@ def test_claims_count_a_departure_the_detector_missed(monkeypatch, assertion, ve
                        performance=detector_performance("vessels"))
     assert (v.verdict, v.count_before, v.count_after) == (verdict, 1, 0)
     assert any("change between the dates" in c for c in v.caveats)
+
+
+def test_claims_do_not_count_an_arrival_seen_only_in_the_change(monkeypatch):
+    """Departures only (imgdiff.claims.VACATED_DATES): the filled place of a removed object can look like one."""
+    from imgdiff.claims import Claim, detector_performance, evaluate_claim, registration_quality
+
+    monkeypatch.setattr(pipeline, "detect", lambda obj, scene, zones, min_score=None: Detections(
+        (), scene.crs, scene.transform, scene.pixel_size_m))
+    zones = Zones({"piers": shapely_box(700000 + 150, 3900000 - 380, 700000 + 400, 3900000 - 260)}, crs=UTM)
+    before, after = harbour(ship=False, seed=1), harbour(ship=True, seed=0)
+    result, _, _, states, dets, _ = pipeline.analyse(before, after, zones, ["vessels"])
+    v = evaluate_claim(Claim("c", "text", "vessels", "piers", "present_after"), *dets["vessels"],
+                       states["before"]["piers"], states["after"]["piers"],
+                       registration_reliability=registration_quality(result.registration),
+                       performance=detector_performance("vessels"))
+    assert (v.verdict, v.count_before, v.count_after) == ("REFUTED", 0, 0)
+
+
+CONCRETE = {"B02": 0.20, "B03": 0.21, "B04": 0.22}
+PLANE = (slice(20, 24), slice(20, 27))      # a 70 m x 40 m airliner (white) on its stand ...
+PLANE_SHADOW = (slice(24, 26), slice(22, 27))  # ... and its shadow
+STAYS_ON_STAND = (slice(50, 54), slice(20, 27))
+SWAPPED = (slice(20, 24), slice(50, 57))    # a plane before, a fuel truck and a tug after: something on both dates
+
+
+def apron(*, plane: bool, seed: int) -> Scene:
+    rng = np.random.default_rng(seed)
+    bands = {}
+    for b in CONCRETE:
+        a = np.full((80, 80), CONCRETE[b])
+        a[STAYS_ON_STAND] = 0.45
+        if plane:
+            a[PLANE] = 0.45
+            a[PLANE_SHADOW] = 0.08
+            a[SWAPPED] = 0.45
+        else:
+            a[SWAPPED] = 0.05
+        bands[b] = (a + rng.normal(0, 0.003, a.shape)).astype("float32")
+    return Scene(bands, UTM, TR, np.ones((80, 80), bool))
+
+
+def test_an_aircraft_that_left_its_stand_is_found_with_its_shadow_as_one_object_and_nothing_else_is():
+    from imgdiff.vacated import apron_changes
+
+    left, arrived = apron_changes(apron(plane=True, seed=0), apron(plane=False, seed=1))
+    # the stand that stayed is unchanged; the stand with something on both dates is not plain apron after
+    assert len(left) == 1 and _inside(left.items[0], (slice(20, 26), slice(20, 27)))
+    assert left.items[0].extra["vacated"]["other_contrast"] < 0.5 * left.items[0].extra["vacated"]["contrast"]
+    assert len(arrived) == 0
+    left, arrived = apron_changes(apron(plane=False, seed=1), apron(plane=True, seed=0))
+    assert len(left) == 0 and len(arrived) == 1                    # swapped: an arrival

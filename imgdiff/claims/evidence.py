@@ -20,11 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..clouds import CLOUD_VEIL_ALPHA
+from ..vacated import APRON_PEAK_Z as VACATED_APRON_PEAK_Z
+from ..vacated import MAX_APRON_LENGTH_M as VACATED_MAX_APRON_LENGTH_M
 from ..vacated import MAX_LENGTH_M as VACATED_MAX_LENGTH_M
 from ..vacated import MIN_AREA_PX as VACATED_MIN_AREA_PX
 from ..vacated import MIN_WATER_NDWI as VACATED_MIN_WATER_NDWI
 from ..vacated import OWN_CONTRAST as VACATED_OWN_CONTRAST
 from ..vacated import PEAK_Z as VACATED_PEAK_Z
+from ..vacated import PLAIN_RATIO as VACATED_PLAIN_RATIO
 from ..vacated import RING_PX as VACATED_RING_PX
 
 #: An object counts on a date only when its evidence reaches this probability (:func:`imgdiff.match.reconcile`):
@@ -65,11 +68,18 @@ CALIBRATED_EVIDENCE = False
 #: 36/40 against 38/40 (--honest 40/40 both), claims_outside.py 772 against 774 of 804. Kept: a zone an
 #: analyst draws around piers holds such clutter, and "every warship left" is the claim that matters most.
 STATIC_EVIDENCE_SCORE: dict[str, float] = {"vessels": 0.4, "aircraft": 0.45}
-#: Object kinds whose departures and arrivals are also read from the change itself
-#: (:func:`imgdiff.vacated.water_changes`): a region bright on one date where the other shows open
-#: water, which no object counted on either date explains, counts as an object on its date. Vessels
-#: only: an aircraft leaves apron, not water.
-VACATED_WATER_OBJECTS = frozenset({"vessels"})
+#: Object kinds whose departures and arrivals are also read from the change itself, and against what
+#: background: a region that stands out on one date where the other shows open water (vessels,
+#: :func:`imgdiff.vacated.water_changes`) or plain apron (aircraft, :func:`imgdiff.vacated.apron_changes`),
+#: which no object counted on either date explains, counts as an object on its date.
+VACATED_OBJECTS: dict[str, str] = {"vessels": "water", "aircraft": "apron"}
+#: The dates whose objects are read from the change: departures only (objects on the before date).
+#: Where an object was removed from an image the filled place can look like an arrival: inpainting smears the
+#: quay into the water where a boat lay. Measured 2026-11-27 with arrivals too (benchmarks/claims.py, the
+#: removed boats of zone "left" filled by OpenCV inpainting): own ports 34/40 against 38/40, the smears of
+#: three ports counted as arrivals in the emptied zone; the outside cases' arrivals (draws 1-10 and the fixed
+#: cases, fold detectors) gave 25 of the 57 claims gained, departures the other 32.
+VACATED_DATES: tuple[str, ...] = ("before",)
 #: Each date is searched for detections down to this fraction of the detector's threshold, so that
 #: every place has a score on both dates (a "look"); looks alone never count as objects.
 LOOK_FRACTION = 0.5
@@ -107,7 +117,7 @@ def evidence_rules() -> dict[str, Any]:
                          "departure (a smudge, a wake, the edge of a re-surfaced berth); and no detection counts "
                          "at a changed place whose box holds less than half the fine (pixel-scale) detail it holds "
                          "on the other date: a smoothed-over berth or a blurred wake, not an object",
-        "vacated_water": "vessels only: where one date is much brighter than the other over a compact region "
+        "vacated_water": "vessels: where one date is much brighter than the other over a compact region "
                          f"(at least {VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_LENGTH_M:g} m long; its peak at least "
                          f"{VACATED_PEAK_Z:g} robust spreads of the pair's brightness difference above the brightening of "
                          f"the {VACATED_RING_PX} px ring around it, or of the ring's own spread where wider; region and "
@@ -115,8 +125,18 @@ def evidence_rules() -> dict[str, Any]:
                          "the other date shows open water there (median NDWI above "
                          f"{VACATED_MIN_WATER_NDWI:g}) and on its own date the region stands out from its "
                          f"surroundings by at least {VACATED_OWN_CONTRAST:g} times its brightening, the region is a "
-                         "vessel that left or arrived; it counts on its date when no object counted on either date "
-                         "overlaps it (one object per region: ships rafted side by side count once); not when "
+                         "vessel that left or arrived; it counts (on the dates in vacated_dates) when no object counted on either date "
+                         "and no look of the other date overlaps it (one object per region: ships rafted side by "
+                         "side count once); not when co-registration failed",
+        "vacated_apron": "aircraft: where either date is brighter over a compact region (at least "
+                         f"{VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_APRON_LENGTH_M:g} m long; its peak at least "
+                         f"{VACATED_APRON_PEAK_Z:g} robust spreads of the pair's brightness difference above the ring "
+                         f"of {VACATED_RING_PX} px around it; region and ring clear on both dates) whose box stands out "
+                         "from its surroundings on one date and less than "
+                         f"{VACATED_PLAIN_RATIO:g} times as much on the other (plain apron there), the region is an "
+                         "aircraft that left or arrived; it counts on the date where it stands out (on the dates in "
+                         "vacated_dates) when no object "
+                         "counted on either date and no look of the other date overlaps it; not when "
                          "co-registration failed",
         "hidden_place": "a place under cloud, shadow or no data on one date gives no look there; comparisons "
                         "(decreased / increased / unchanged) count only places visible on both dates",
@@ -146,6 +166,7 @@ def evidence_rules() -> dict[str, Any]:
                                       "The cut is made on the score: with the cut on the probability the "
                                       "claims benchmarks got worse (static clutter seen twice and the remains "
                                       "of departures, which the single-date tables do not cover)"),
+        "vacated_dates": list(VACATED_DATES),
         "calibrated_evidence": CALIBRATED_EVIDENCE,
         "min_evidence_score": MIN_EVIDENCE_SCORE,
         "look_fraction": LOOK_FRACTION,

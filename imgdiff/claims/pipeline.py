@@ -23,7 +23,7 @@ from ..io.read import BBox
 from ..match import one_zone_per_object, reconcile
 from ..scene import Scene
 from ..vacated import SCORE as VACATED_SCORE
-from ..vacated import add_vacated, water_changes
+from ..vacated import add_vacated, apron_changes, water_changes
 from ..zones import Zones, assign_zones, placed
 from .evidence import (
     CALIBRATED_EVIDENCE,
@@ -31,7 +31,8 @@ from .evidence import (
     MIN_EVIDENCE_SCORE,
     STATIC_EVIDENCE_SCORE,
     STATIC_PERSISTENCE,
-    VACATED_WATER_OBJECTS,
+    VACATED_DATES,
+    VACATED_OBJECTS,
 )
 from .files import OBJECTS, ClaimFile, ClaimsError
 from .performance import DetectorPerformance, detector_performance
@@ -196,12 +197,16 @@ def analyse_result(
                       probability=calibrated, static_persistence=STATIC_PERSISTENCE, static_evidence=static,
                       clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
         objs_b, objs_a = r.before, r.after
-        if obj in VACATED_WATER_OBJECTS and registration_quality(result.registration) >= MIN_REGISTRATION_RELIABILITY:
-            # vessels that left (or arrived) seen in the change itself: bright on one date where the other
-            # shows open water, unexplained by any object counted on either date (imgdiff.vacated)
+        if obj in VACATED_OBJECTS and registration_quality(result.registration) >= MIN_REGISTRATION_RELIABILITY:
+            # objects that left (or arrived) seen in the change itself: standing out on one date where the
+            # other shows open water or plain apron, unexplained by any object counted on either date
+            # (imgdiff.vacated)
             compared = clear["before"] & clear["after"] & ~cloud["before"] & ~cloud["after"] & ~(haze_b | haze_a)
-            vb, va = water_changes(pair.before, pair.after, compared=compared)
-            objs_b, objs_a = add_vacated(objs_b, objs_a, vb, va,
+            find = water_changes if VACATED_OBJECTS[obj] == "water" else apron_changes
+            vb, va = find(pair.before, pair.after, compared=compared)
+            vb, va = (v if date in VACATED_DATES else v.filter([False] * len(v))
+                      for date, v in (("before", vb), ("after", va)))
+            objs_b, objs_a = add_vacated(objs_b, objs_a, vb, va, looks_before=looks[0], looks_after=looks[1],
                                          probability=calibrated(VACATED_SCORE) if calibrated else None)
         dets[obj] = one_zone_per_object(assign_zones(objs_b, zg, keep_outside=True),
                                         assign_zones(objs_a, zg, keep_outside=True), zg)

@@ -328,8 +328,8 @@ def evaluate_claim(
     vacated = [d for d in (*b.items, *a.items) if d.in_zone(claim.zone) and "vacated" in d.extra]
     if vacated:
         caveats.append(f"{len(vacated)} object(s) in {claim.zone} missed by the detector are seen in the change "
-                       "between the dates (bright on one date where the other shows open water) and counted on "
-                       "that date; ships side by side there count as one")
+                       "between the dates (standing out on one date where the other shows open water or plain "
+                       "apron) and counted on that date; objects side by side there count as one")
     if negative and r < 0.5:
         caveats.append(f"the {claim.object} detector's measured recall at these lengths is only {r:.0%}: "
                        "objects may have been missed")

@@ -20,7 +20,8 @@ number on any incompatible change)::
                                    score_at_min_evidence, probability_at_min_score), null when the detector has
                                    none; evidence_rules.calibrated_evidence says whether objects are cut on it
     evidence_rules                 (1.1) how both dates' detections become objects (imgdiff.claims.evidence_rules);
-                                   (1.4) vacated_water: vessels seen in the change itself (imgdiff.vacated)
+                                   (1.4) vacated_water, vacated_apron: vessels and aircraft seen in the change
+                                   itself (imgdiff.vacated)
     claims[]                       id, text, object, zone, assert, min_length_m, verdict, confidence,
                                    counts.before|after, objects.stayed[{before, after, distance_m}],
                                    objects.departed[before ids], objects.arrived[after ids], reasons[], caveats[];
@@ -30,9 +31,10 @@ number on any incompatible change)::
     outputs                        file names written
 
 Object ids are the ``id`` of the features in ``detections_before.geojson`` and
-``detections_after.geojson`` (one collection per date, all object kinds, in the grid CRS). (1.4) A vessel
-the detector missed but the change shows (bright on one date where the other shows open water) has the
-property ``vacated`` (peak_z, area_px, water_ndwi, contrast, change).
+``detections_after.geojson`` (one collection per date, all object kinds, in the grid CRS). (1.4) An object
+the detector missed but the change shows (standing out on one date where the other shows open water or
+plain apron) has the property ``vacated`` (peak_z, area_px, contrast, and water_ndwi and change for
+vessels, other_contrast for aircraft).
 """
 
 from __future__ import annotations
@@ -210,7 +212,8 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
     if rules:
         lines += ["", "## How objects are counted from the two dates", ""]
         lines += [f"- {k.replace('_', ' ')}: {rules[k]}" for k in
-                  ("looks", "unchanged_place", "changed_place", "vacated_water", "hidden_place", "clouds") if rules.get(k)]
+                  ("looks", "unchanged_place", "changed_place", "vacated_water", "vacated_apron", "hidden_place",
+                   "clouds") if rules.get(k)]
     lines.append("")
     return "\n".join(lines)
 
