@@ -15,10 +15,12 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
    the ring's own differences where they are wider);
 3. the other date is open water there: the median NDWI ``(B03 - B08) / (B03 + B08)`` of the region
    on the other date is above :data:`MIN_WATER_NDWI` (a quay, a roof or a changed field is not);
-4. on its own date the region is an object, not a brighter stretch of water: its box stands out from
-   the ring around it (:func:`imgdiff.match.contrast`) by at least :data:`OWN_CONTRAST` times the
-   box's mean brightening between the dates (the filled or stirred-up water of a berth a ship left
-   is brighter than before but no brighter than the water around it).
+4. the region is an object that came or went, not a brighter stretch of water nor an object that
+   stayed: its box's contrast with the ring around it on its own date (:func:`imgdiff.match.contrast`)
+   and its mean brightening between the dates agree within a factor 1 / :data:`OWN_CONTRAST` (the
+   filled or stirred-up water of a berth a ship left is brighter than before but no brighter than
+   the water around it; a boat that is still there, only blurred or dimmed on the other date,
+   stands out far more than it changed).
 
 Each region is one object on the date where it is bright (rafted ships side by side are one region:
 the count is a lower bound). :func:`imgdiff.claims.verify` adds them to the detector's objects where
@@ -46,8 +48,8 @@ EXTENT_Z = 4.0
 #: A region counts only if its brightest pixel stands out by this many spreads: a hull against water
 #: differs by tens of spreads, the pair's residual noise (registration, gain, speckle) by a few.
 PEAK_Z = 20.0
-#: On its own date the region's box must stand out from its surroundings by this fraction of its mean
-#: brightening between the dates (step 4 above).
+#: The region's contrast on its own date and its mean brightening between the dates must agree within a
+#: factor of 1 / this (step 4 above).
 OWN_CONTRAST = 0.5
 #: Smallest region (pixels of the grid): a 30 m hull at 10 m is about 3 pixels.
 MIN_AREA_PX = 3
@@ -211,7 +213,7 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
             gain = zs[y:y + bh, x:x + bw]
             rise = float(gain[gain > 0].mean()) * spread  # the box's mean brightening (reflectance)
             own_contrast = contrast(b_own, (float(x), float(y), float(x + bw), float(y + bh)))
-            if not own_contrast >= OWN_CONTRAST * rise:
+            if not OWN_CONTRAST * rise <= own_contrast <= rise / OWN_CONTRAST:
                 continue
             items.append(_object((x, y, bw, bh), sub, SCORE, cls, pixel, {
                 "peak_z": round(peak, 1), "area_px": area, "water_ndwi": round(water, 3),

@@ -23,6 +23,8 @@ BERTH = (slice(30, 33), slice(20, 34))    # a 140 m x 30 m hull alongside the qu
 SHADOW = (slice(33, 35), slice(20, 34))   # its shadow on the water beside it
 STAYS = (slice(30, 33), slice(50, 62))    # a ship at the next berth on both dates
 STACK = (slice(10, 14), slice(40, 48))    # containers on the quay, moved away by the after date
+BOAT = (slice(55, 58), slice(40, 45))     # a white boat at anchor on both dates, dimmer on the second
+WHITE = 0.30                              # flat spectrum: its NDWI is about 0, like turbid water's
 
 
 def harbour(*, ship: bool, seed: int) -> Scene:
@@ -34,6 +36,7 @@ def harbour(*, ship: bool, seed: int) -> Scene:
         a = np.full((80, 80), WATER[b])
         a[:30, :] = QUAY[b]
         a[STAYS] = HULL[b]
+        a[BOAT] = WATER[b] + (WHITE - WATER[b]) * (1.0 if ship else 0.85)
         if ship:
             a[BERTH] = HULL[b]
             a[SHADOW] *= 0.2
@@ -56,7 +59,8 @@ def test_a_ship_that_left_its_berth_against_the_quay_is_found_on_its_date_and_no
     assert d.extra["vacated"]["water_ndwi"] > 0.3               # open water on the other date
     assert 110 <= d.length_m <= 170 and d.width_m <= 45        # 140 m x 30 m, in metres
     # the containers left the quay, not water; the shadow's water is brighter after than before, but
-    # no brighter than the water around it: neither is an object, nor is the ship that stayed
+    # no brighter than the water around it; the boat at anchor only dimmed: none is an object that
+    # came or went, nor is the ship that stayed
     assert len(arrived) == 0
 
 

@@ -123,8 +123,8 @@ def evidence_rules() -> dict[str, Any]:
                          f"the {VACATED_RING_PX} px ring around it, or of the ring's own spread where wider; region and "
                          "ring clear on both dates), "
                          "the other date shows open water there (median NDWI above "
-                         f"{VACATED_MIN_WATER_NDWI:g}) and on its own date the region stands out from its "
-                         f"surroundings by at least {VACATED_OWN_CONTRAST:g} times its brightening, the region is a "
+                         f"{VACATED_MIN_WATER_NDWI:g}) and the region's contrast with its surroundings on its own "
+                         f"date and its brightening agree within a factor {1 / VACATED_OWN_CONTRAST:g}, the region is a "
                          "vessel that left or arrived; it counts (on the dates in vacated_dates) when no object counted on either date "
                          "and no look of the other date overlaps it (one object per region: ships rafted side by "
                          "side count once); not when co-registration failed",
