@@ -23,8 +23,10 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
    stands out far more than it changed).
 
 Each region is one object on the date where it is bright (rafted ships side by side are one region:
-the count is a lower bound). :func:`imgdiff.claims.verify` adds them to the detector's objects where
-neither date counted an object overlapping them (the evidence rule ``vacated_water``).
+the count is a lower bound). :func:`imgdiff.claims.verify` adds those of the before date (departures;
+:data:`imgdiff.claims.evidence.VACATED_DATES` says why not arrivals) to the detector's objects where no
+object counted on either date and no look of the other date overlaps them (:func:`add_vacated`; the
+evidence rules ``vacated_water`` and ``vacated_apron``).
 
 Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1) x [0, 1).
 """
