@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from .detect.base import Detection, Detections
-from .match import contrast
+from .match import _boxes, _overlapping, contrast
 from .radiometry import even_subsample
 from .scene import Scene
 
@@ -267,17 +267,13 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         k = 0 if cb > ca else 1
         # the bright and the dark part of one object (paint and shadow) and its fragments a pixel or two
         # apart are one object
-        if any(_overlap(box, o.box, MERGE_PX) for o in items[k]):
+        g = 2 * MERGE_PX  # one box grown by twice the gap: both grown by it
+        if _overlapping((box[0] - g, box[1] - g, box[2] + g, box[3] + g), _boxes(items[k])).any():
             continue
         items[k].append(_object((x, y, bw, bh), sub, SCORE, cls, pixel, {
             "peak_z": round(peak, 1), "area_px": area, "contrast": round(max(cb, ca), 4),
             "other_contrast": round(min(cb, ca), 4)}))
     return _by_strength(items[0], before, pixel), _by_strength(items[1], after, pixel)
-
-
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float], grow: float = 0.0) -> bool:
-    """Whether two pixel boxes, each grown by ``grow`` pixels, overlap."""
-    return (min(a[2], b[2]) + grow > max(a[0], b[0]) - grow) and (min(a[3], b[3]) + grow > max(a[1], b[1]) - grow)
 
 
 def _shape(mask: np.ndarray, gx: float, gy: float) -> tuple[float, float, float]:
@@ -325,13 +321,12 @@ def add_vacated(before: Detections, after: Detections, vacated_before: Detection
     """
     ids = [(d.extra.get("pair") or {}).get("id") for d in (*before.items, *after.items)]
     next_id = max((i for i in ids if isinstance(i, int)), default=-1) + 1
-    counted = np.array([d.box for d in (*before.items, *after.items)], float).reshape(-1, 4)
-    looks = [np.array([d.box for d in (ls.items if ls is not None else ())], float).reshape(-1, 4)
-             for ls in (looks_before, looks_after)]
+    counted = _boxes((*before.items, *after.items))
+    looks = [_boxes(ls.items if ls is not None else ()) for ls in (looks_before, looks_after)]
     added: tuple[list[Detection], list[Detection]] = ([], [])
     for k, (regions, score_key) in enumerate(((vacated_before, "score_before"), (vacated_after, "score_after"))):
         for d in regions.items:
-            if any(_overlap(d.box, tuple(b)) for b in (*counted, *looks[1 - k])):
+            if _overlapping(d.box, counted).any() or _overlapping(d.box, looks[1 - k]).any():
                 continue
             pair = {"id": next_id, "place": "changed", "score_before": 0.0, "score_after": 0.0,
                     score_key: round(float(d.score), 3),
