@@ -226,7 +226,7 @@ def _shift_whole(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m: float = 3000.0,
-                      min_overlap: float = 0.25) -> np.ndarray:
+                      min_overlap: float = 0.25, min_cloud_m2: float = 10_000.0) -> np.ndarray:
     """Cloud shadow on one date: the cloud mask projected onto dark pixels.
 
     Shadows are dark in NIR (< 0.12 and < 0.6 x the scene median; B11 likewise when
@@ -234,7 +234,9 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
     (:func:`_shadow_offset`): the shift of up to ``search_m`` metres that lays the most
     cloud onto dark pixels. Shadow = shifted cloud mask, grown by 3 pixels, that is
     dark (water too: it is shadowed as well) and not cloud. If fewer than ``min_overlap`` of the shifted cloud
-    pixels are dark, no shadow is reported.
+    pixels are dark, no shadow is reported. Nor is one sought from less than ``min_cloud_m2`` of
+    cloud (regions of at least 25 pixels): one bright roof read as cloud (a few pixels, about 50
+    once grown) fits some dark pixels within 3 km at one shift or another, and would mask them.
 
     Parameters
     ----------
@@ -246,6 +248,8 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
         Largest cloud-to-shadow distance sought, in ground metres.
     min_overlap : float
         Least fraction of the projected cloud that must land on dark pixels.
+    min_cloud_m2 : float
+        Least cloud area, in square metres (default 1 ha, 100 pixels at 10 m), to seek a shadow from.
 
     Returns
     -------
@@ -255,11 +259,11 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
         thick, thin = _cloud_probability_rules(scene, "cloud_shadow_mask")
         cloud = _clean(thick | thin, scene)
     seeds = drop_small_regions(cloud, 25)
-    if not seeds.any():
+    px = max(min(scene.pixel_size_m), 1e-3)
+    if seeds.sum() * float(np.prod(scene.pixel_size_m)) < min_cloud_m2:
         return np.zeros(scene.shape, bool)
     water = water_mask(scene)
     dark = _dark_mask(scene, cloud) & ~cloud & ~water
-    px = max(min(scene.pixel_size_m), 1e-3)
     # work at about 30 m: shadows are large, and the correlation stays cheap
     k = max(1, int(round(30.0 / px)))
     h, w = (seeds.shape[0] // k) * k, (seeds.shape[1] // k) * k

@@ -126,3 +126,17 @@ def test_normalise_recovers_gain_and_offset_despite_changed_pixels():
     np.testing.assert_allclose(n.offset, off, atol=0.003)
     back = n.apply(after)
     assert np.abs(back - before)[:, 20:, 20:].max() < 0.005
+
+
+def test_a_cloud_speck_casts_no_shadow_onto_dark_ground():
+    # a 2 x 4 px white speck (a roof the cloud rules take for cloud, 48 px once grown) among
+    # shaded ground: with one 30 m block to place, some shift always lands it on dark pixels
+    cls = np.zeros((200, 200), int)
+    cls[100:102, 100:104] = 2
+    shade = np.zeros(cls.shape, bool)
+    shade[120:140, 130:150] = True
+    scene = _scene(cls, [LAND, WATER, CLOUD], shade=shade)
+    assert cloud_mask(scene, shadows=False).sum() >= 25  # it is taken for cloud
+    assert not cloud_shadow_mask(scene).any()
+    # the same shaded ground under a cloud of 1 ha or more is searched and found
+    assert cloud_shadow_mask(scene, min_cloud_m2=0.0).any()

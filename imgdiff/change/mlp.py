@@ -92,7 +92,7 @@ class MLPModel:
 
         ``features`` is a stacked array or a sequence of (rows, cols) planes (:func:`feature_planes`).
         Pixels go through the layers ``chunk`` at a time in preallocated float32 buffers (4096
-        pixels: inputs and activations, about 2 MB, stay in cache; the ONNX path takes 8192). Standardised inputs are clipped
+        pixels: inputs and activations, about 2 MB, stay in cache; the ONNX path takes 4096). Standardised inputs are clipped
         to +-``clip_z`` so that changes stronger than any seen in training saturate instead of
         extrapolating; the clip is done on the raw features (to ``mean +- clip_z std``), the
         standardisation is folded into the first layer and each bias is a weight on a row of ones.
@@ -169,7 +169,7 @@ class MLPModel:
 #: Metadata key of an ONNX export that records the :meth:`MLPModel.weights_digest` it was made from.
 ONNX_DIGEST_KEY = "imgdiff_weights_sha256"
 #: Pixels per ONNX Runtime call (inputs and activations of one call stay in cache).
-ONNX_CHUNK = 8192
+ONNX_CHUNK = 4096
 
 
 def _export_session(path: str, digest: str):
