@@ -292,6 +292,24 @@ def test_strip_reader_reads_every_window_as_read_window_does(tmp_path: Path, bbo
             np.testing.assert_allclose(s.bands[b], ref.bands[b], rtol=0, atol=1e-6, equal_nan=True)
 
 
+def test_band_strip_serves_any_row_sequence_from_its_kept_buffer(tmp_path: Path):
+    """Rows moving down by overlapping windows (the kept rows move to the buffer's front, or the
+    buffer grows), jumps ahead and back (a restart): always the file's rows."""
+    from imgdiff.io.read import Radiometry, find_band_sources
+    from imgdiff.tiles.reading import _BandStrip
+
+    dn = np.random.default_rng(5).integers(1, 60000, size=(500, 70)).astype(np.uint16)
+    _write_tiled(tmp_path / "B02.tif", dn, 10, block=32)
+    (source,) = find_band_sources(tmp_path, ["B02"])
+    windows = [(0, 40), (20, 90), (80, 81), (81, 200), (150, 260), (250, 251), (400, 470), (10, 50),
+               (45, 130), (470, 500), (499, 500), (0, 500)]
+    with rasterio.open(tmp_path / "B02.tif") as ds:
+        strip = _BandStrip(source, ds, Radiometry(1e-4, 0.0, "test"))
+        for r0, r1 in windows:
+            np.testing.assert_array_equal(strip.rows(r0, r1), dn[r0:r1], err_msg=f"rows {r0}-{r1}")
+            assert strip.n <= len(strip.buf)
+
+
 def test_whole_factor_upsampling_equals_gdal_bilinear():
     from rasterio.warp import reproject
 
