@@ -89,9 +89,7 @@ def vessel_screen(scene: Scene, *, cell: int = SCREEN_CELL, water_cells: int = S
         if name not in scene.bands:
             continue
         vc = cells(np.where(water & scene.valid, scene.bands[name], np.nan).astype(np.float32), np.nan)
-        has = np.isfinite(vc).any(axis=2)
-        med = np.full((hc, wc), np.nan, np.float32)
-        med[has] = np.nanmedian(vc[has], axis=1)  # only cells holding water: no all-NaN warning
+        med = _nan_median_last(vc)
         peak = np.fmax.reduce(cells(np.where(scene.valid, scene.bands[name], np.nan).astype(np.float32), np.nan),
                               axis=2)  # NaN-ignoring maximum; NaN where no pixel is valid
         # background: the median water of the 3 x 3 cells (a ship filling its own cell does not hide)
@@ -100,6 +98,18 @@ def vessel_screen(scene: Scene, *, cell: int = SCREEN_CELL, water_cells: int = S
             bright_c |= ~(peak <= brighter * bg)  # NaN peak (no valid pixel) is caught by valid_c
     marked = valid_c & near_water & (near_land | bright_c)
     return np.repeat(np.repeat(marked, cell, axis=0), cell, axis=1)[:h, :w]
+
+
+def _nan_median_last(v: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(v, axis=-1)`` (NaN where a row holds no finite value, without a warning), by one
+    sort of the rows (NaN sorts last): np.nanmedian takes a masked-array median, several times slower."""
+    s = np.sort(v, axis=-1)
+    n = np.isfinite(s).sum(axis=-1)
+    lo = np.take_along_axis(s, np.maximum(n - 1, 0)[..., None] // 2, axis=-1)[..., 0]
+    hi = np.take_along_axis(s, (n // 2)[..., None], axis=-1)[..., 0]
+    out = (lo + hi) / v.dtype.type(2)
+    out[n == 0] = np.nan
+    return out
 
 
 def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox | None = None,
