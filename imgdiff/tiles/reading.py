@@ -229,9 +229,9 @@ class _BandStrip:
 
     The rows live in one buffer kept from tile to tile (``buf[off:off + n]``): new block rows are
     decoded straight into it, and the rows still needed move to its front only when the end is
-    reached. Allocating and joining fresh arrays instead cost a copy of the kept rows per block
-    row and a page fault per 4 KB of every new array (about 2 GB of decoded bands per full-tile
-    pair).
+    reached, instead of a fresh array per block row joined to the kept rows (a copy of them per
+    block row). The windows are the same bit for bit; on the synthetic full-tile pair the whole
+    comparison is about 2 % faster (within the machine's run-to-run spread).
     """
 
     def __init__(self, source: Any, ds: Any, radiometry: Any, sequential: bool = True) -> None:
