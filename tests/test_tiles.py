@@ -508,3 +508,22 @@ def test_cli_detect_takes_fewer_network_passes_on_request(tmp_path: Path):
         assert json.loads(r.stdout)["count"] == len(json.loads(out.read_text())["features"])
     r = CliRunner().invoke(cli, ["detect", str(scene_dir), "-o", str(tmp_path / "x.geojson"), "--tta", "9"])
     assert r.exit_code == 2 and "--tta" in r.output
+
+
+def test_screen_cell_median_equals_numpy_nanmedian_with_empty_and_even_cells():
+    import warnings
+
+    from imgdiff.tiles.vessels import _nan_median_last
+
+    rng = np.random.default_rng(6)
+    v = rng.normal(0.05, 0.02, size=(4, 5, 64)).astype(np.float32)
+    v[rng.random(v.shape) < 0.6] = np.nan
+    v[0, 0] = np.nan  # a cell without water
+    v[1, 1, :] = np.nan
+    v[1, 1, :4] = [0.1, 0.3, 0.2, 0.4]  # an even count: the mean of the middle two
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.nanmedian(v, axis=2).astype(np.float32)
+    got = _nan_median_last(v)
+    assert got.dtype == np.float32 and np.isnan(got[0, 0]) and got[1, 1] == np.float32(0.25)
+    np.testing.assert_array_equal(got, ref)
