@@ -84,15 +84,24 @@ def patch_log(band: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(band, float)
     ok = np.isfinite(a) & (a > 0)
+    if ok.all() and a.min() >= 1e-3 * a.max():  # nothing to fill or clamp (1e-3 x max >= 1e-3 x median)
+        return np.log(a)
     if not ok.any():
         return np.zeros(a.shape)
     fill = _median(a[ok])
     return np.log(np.maximum(np.where(ok, a, fill), fill * 1e-3))
 
 
+def _nan_to_zero(x: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(x)`` of a float array, without its overhead when ``x`` holds no infinity (the
+    features take it of many small patches)."""
+    out = np.where(np.isnan(x), x.dtype.type(0), x)
+    return np.nan_to_num(x) if np.isinf(out).any() else out
+
+
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """:func:`imgdiff.radiometry.normalised_difference` with 0 where it is undefined."""
-    return np.nan_to_num(normalised_difference(a, b), nan=0.0)
+    return _nan_to_zero(normalised_difference(a, b))
 
 
 def _int_box(box, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -214,7 +223,7 @@ def candidate_features(
         raw = {b: np.asarray(bands[b][py0:py1, px0:px1], float) for b in CONTRAST_BANDS if b in bands}
         logs = {b: patch_log(v) for b, v in raw.items()}
         bp = np.mean([logs[b] for b in ten_m], axis=0)
-        zr = {b: np.nan_to_num(v) for b, v in raw.items()}
+        zr = {b: _nan_to_zero(v) for b, v in raw.items()}
         ndwi = _ratio(zr["B03"], zr["B08"]) if "B03" in zr and "B08" in zr else None
         ndvi = _ratio(zr["B08"], zr["B04"]) if "B08" in zr and "B04" in zr else None
         swir_nir = _ratio(zr["B11"], zr["B08"]) if "B11" in zr and "B08" in zr else None
@@ -242,11 +251,13 @@ def candidate_features(
             f[col["ndvi_ring"]] = float(q[ring4].mean()) if ring4.any() else np.nan
         if swir_nir is not None:
             f[col["swir_nir_obj"]] = float(swir_nir[obj].mean())
-        f[col["water_in_box"]] = float(wp[inbox].mean())
+        k = np.count_nonzero(inbox)  # fractions of water as counts (a boolean mean, without its overhead)
+        f[col["water_in_box"]] = np.count_nonzero(wp & inbox) / k if k else np.nan
         lo = 0
         for r in RING_PX:
             m = (dist > lo) & (dist <= r)
-            f[col[f"water_ring_{r}"]] = float(wp[m].mean()) if m.any() else np.nan
+            k = np.count_nonzero(m)
+            f[col[f"water_ring_{r}"]] = np.count_nonzero(wp & m) / k if k else np.nan
             lo = r
         f[col["dist_water_px"]] = float(min(dist[wp].min(), PATCH_PX + 1)) if wp.any() else PATCH_PX + 1.0
         # --- the bright blob through the box's brightest pixel: does it run on beyond the box?
