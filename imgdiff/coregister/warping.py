@@ -107,10 +107,14 @@ def warp(target: Scene, registration: Registration, *, interpolation: str = "spl
     # The fill value only matters where the target is invalid. A finite kernel never reaches it
     # from a valid output pixel (those are the pixels whose taps are all valid): 0 will do. The
     # spline's prefilter spreads every input pixel a little: it gets the band's median.
-    holes = interpolation == "spline" and not target.valid.all()
+    whole = bool(target.valid.all())
+    holes = interpolation == "spline" and not whole
     for name, a in target.bands.items():
-        fill = np.nanmedian(a) if holes and np.isfinite(a).any() else 0
-        filled = np.where(target.valid, a, fill).astype(np.float32, copy=False)
+        if whole:  # nothing to fill (np.where would copy the band unchanged)
+            filled = np.asarray(a).astype(np.float32, copy=False)
+        else:
+            fill = np.nanmedian(a) if holes and np.isfinite(a).any() else 0
+            filled = np.where(target.valid, a, fill).astype(np.float32, copy=False)
         if interpolation == "spline":
             out = ndimage.shift(filled, (-dy, -dx), order=3, mode="nearest", prefilter=True).astype(np.float32)
         else:
