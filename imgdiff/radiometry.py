@@ -118,11 +118,12 @@ def _cloud_probability_rules(scene: Scene, who: str) -> tuple[np.ndarray, np.nda
     s1, s2, ci = _band(scene, "B11"), _band(scene, "B12"), _band(scene, "B10")
     # Every rule but the cirrus one needs blue above 0.2: they are evaluated on those pixels only
     # (few on a clear scene), element by element as on the whole arrays.
-    cand = scene.bands["B02"] > 0.2
+    cand = np.flatnonzero(scene.bands["B02"] > 0.2)  # indexed once, not once per band
     thick, thin = np.zeros(scene.shape, bool), np.zeros(scene.shape, bool)
-    if cand.any():
-        b, g, r, n = (scene.bands[k][cand] for k in ("B02", "B03", "B04", "B08"))
-        thick[cand], thin[cand] = _cloud_rules(b, g, r, n, *(None if x is None else x[cand] for x in (s1, s2)))
+    if cand.size:
+        b, g, r, n = (np.ravel(scene.bands[k]).take(cand) for k in ("B02", "B03", "B04", "B08"))
+        tk, tn = _cloud_rules(b, g, r, n, *(None if x is None else np.ravel(x).take(cand) for x in (s1, s2)))
+        thick.ravel()[cand], thin.ravel()[cand] = tk, tn
     if ci is not None:
         # cirrus band (1375 nm) sees only high ice clouds; the ground is absorbed by water
         # vapour (except over very dry, bright ground, hence the blue-band condition)

@@ -104,5 +104,7 @@ def learned_magnitude(before: np.ndarray, after: np.ndarray, valid: np.ndarray, 
     surface = [i for i, n in enumerate(bands) if n not in ATMOSPHERIC_BANDS] or list(range(len(bands)))
     if region is not None:
         before, after = before[:, region[0], region[1]], after[:, region[0], region[1]]
-    rms = cva_magnitude(before[surface], after[surface]) / np.sqrt(len(surface))
+    if surface != list(range(len(before))):  # views, not copies, when every band counts
+        before, after = before[surface], after[surface]
+    rms = cva_magnitude(before, after) / np.sqrt(len(surface))
     return np.where(rms > MIN_CHANGE_REFLECTANCE, prob, np.minimum(prob, model.threshold)).astype(np.float32)

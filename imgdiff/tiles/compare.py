@@ -231,7 +231,8 @@ def write_change_tiled(
     def write_core(ds: Any, tile: Tile, m: np.ndarray, changed: np.ndarray) -> None:
         nonlocal valid_n, changed_n, mag_sum
         ok = np.isfinite(m)
-        ds.write(np.stack([m, changed.astype(np.float32), (~ok).astype(np.float32)]), window=tile.core_window)
+        for i, band in enumerate((m, changed.astype(np.float32), (~ok).astype(np.float32)), 1):
+            ds.write(band, i, window=tile.core_window)  # band-interleaved file: no stacked copy
         valid_n += int(ok.sum())
         changed_n += int(changed.sum())
         mag_sum += float(m[ok].sum(dtype=np.float64))
