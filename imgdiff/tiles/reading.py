@@ -193,7 +193,11 @@ class StripReader:
                 zero = zero_fill(dn, zero)
             else:
                 arrays[name] = b.resampled(self._finest.crs, transform, (r1 - r0, c1 - c0))
-        valid = np.logical_and.reduce([np.isfinite(a) for a in arrays.values()])
+        bands = iter(arrays.values())
+        valid = np.isfinite(next(bands))
+        finite = np.empty_like(valid)
+        for a in bands:  # finite in every band (two masks, not one per band)
+            valid &= np.isfinite(a, out=finite)
         if zero is not None:
             valid &= ~zero
         if not valid.any():
