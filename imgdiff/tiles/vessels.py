@@ -101,10 +101,10 @@ def vessel_screen(scene: Scene, *, cell: int = SCREEN_CELL, water_cells: int = S
 
 
 def _nan_median_last(v: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(v, axis=-1)`` (NaN where a row holds no finite value, without a warning), by one
-    sort of the rows (NaN sorts last): np.nanmedian takes a masked-array median, several times slower."""
+    """``np.nanmedian(v, axis=-1)`` (NaN where a row holds only NaN, without a warning), by one sort
+    of the rows (NaN sorts last): np.nanmedian takes a masked-array median, several times slower."""
     s = np.sort(v, axis=-1)
-    n = np.isfinite(s).sum(axis=-1)
+    n = (~np.isnan(s)).sum(axis=-1)
     lo = np.take_along_axis(s, np.maximum(n - 1, 0)[..., None] // 2, axis=-1)[..., 0]
     hi = np.take_along_axis(s, (n // 2)[..., None], axis=-1)[..., 0]
     out = (lo + hi) / v.dtype.type(2)
