@@ -34,6 +34,7 @@ Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 import cv2
@@ -41,7 +42,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections
 from .match import _boxes, _overlapping, contrast
-from .radiometry import even_subsample
+from .radiometry import even_subsample, ndwi
 from .scene import Scene
 
 #: Pixels of a region are those whose date is brighter than the other by this many robust spreads of
@@ -86,12 +87,6 @@ def _brightness(scene: Scene, names: tuple[str, ...]) -> np.ndarray | None:
     if not all(n in have for n in ("B02", "B03", "B04")):
         return None
     return np.mean(np.stack([scene.bands[n] for n in have]), axis=0, dtype=np.float32)
-
-
-def _ndwi(scene: Scene) -> np.ndarray:
-    g, n = scene.bands["B03"].astype(np.float32), scene.bands["B08"].astype(np.float32)
-    s = g + n
-    return np.where(s > 0, (g - n) / np.where(s > 0, s, 1), np.nan)
 
 
 def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands: tuple[str, ...]
@@ -165,7 +160,7 @@ def _by_strength(items: list[Detection], scene: Scene, pixel: tuple[float, float
 
 
 def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = None,
-                  cls: str = "vessel") -> tuple[Detections, Detections]:
+                  cls: str = "vessel", dates: Sequence[str] = ("before", "after")) -> tuple[Detections, Detections]:
     """Objects bright on one date at places that are open water on the other.
 
     Parameters
@@ -178,6 +173,8 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         default: valid on both dates.
     cls : str
         Class of the objects returned.
+    dates : sequence of {"before", "after"}
+        The dates whose objects are sought (the other's come back empty).
 
     Returns
     -------
@@ -203,12 +200,15 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     bb, ba, ok, z, spread = diff
     pixel = before.pixel_size_m
     out = []
-    for sign, own, other, b_own in ((1.0, before, after, bb), (-1.0, after, before, ba)):
-        zs = sign * z
-        ndwi = _ndwi(other)
+    for date, sign, own, other, b_own in (("before", 1.0, before, after, bb), ("after", -1.0, after, before, ba)):
         items = []
+        if date not in dates:
+            out.append(_by_strength(items, own, pixel))
+            continue
+        zs = sign * z
+        water_index = ndwi(other.bands["B03"], other.bands["B08"])
         for (x, y, bw, bh), sub, area, peak in _regions(zs, ok, pixel, MAX_LENGTH_M):
-            nd = ndwi[y:y + bh, x:x + bw][sub]
+            nd = water_index[y:y + bh, x:x + bw][sub]
             water = float(np.nanmedian(nd)) if np.isfinite(nd).any() else math.nan
             if not water > MIN_WATER_NDWI:
                 continue
@@ -225,7 +225,7 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
 
 
 def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = None,
-                  cls: str = "aircraft") -> tuple[Detections, Detections]:
+                  cls: str = "aircraft", dates: Sequence[str] = ("before", "after")) -> tuple[Detections, Detections]:
     """Objects seen on one date at places that are plain background on the other (an aircraft on its stand).
 
     Like :func:`water_changes`, but an aircraft may be brighter or darker than the apron (white or
@@ -244,6 +244,8 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         Pixels that may be compared; default: valid on both dates.
     cls : str
         Class of the objects returned.
+    dates : sequence of {"before", "after"}
+        The dates whose objects are sought (the other's come back empty).
 
     Returns
     -------
@@ -265,6 +267,8 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         if not (math.isfinite(cb) and math.isfinite(ca)) or min(cb, ca) >= PLAIN_RATIO * max(cb, ca):
             continue
         k = 0 if cb > ca else 1
+        if ("before", "after")[k] not in dates:  # objects merge only with their own date's
+            continue
         # the bright and the dark part of one object (paint and shadow) and its fragments a pixel or two
         # apart are one object
         g = 2 * MERGE_PX  # one box grown by twice the gap: both grown by it

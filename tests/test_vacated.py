@@ -69,6 +69,9 @@ def test_an_arrival_is_found_on_the_after_date():
     left, arrived = water_changes(before, after)
     assert len(left) == 0
     assert len(arrived) == 1 and _inside(arrived.items[0], BERTH)
+    # sought on the before date only (departures, as the claims read them), the arrival is not
+    assert all(len(d) == 0 for d in water_changes(before, after, dates=("before",)))
+    assert len(water_changes(before, after, dates=("after",))[1]) == 1
 
 
 def test_nothing_is_found_where_the_pair_is_not_compared_or_has_no_nir():
@@ -167,3 +170,6 @@ def test_an_aircraft_that_left_its_stand_is_found_with_its_shadow_as_one_object_
     assert len(arrived) == 0
     left, arrived = apron_changes(apron(plane=False, seed=1), apron(plane=True, seed=0))
     assert len(left) == 0 and len(arrived) == 1                    # swapped: an arrival
+    # sought on the before date only, the arrival is not
+    assert all(len(d) == 0 for d in apron_changes(apron(plane=False, seed=1), apron(plane=True, seed=0),
+                                                  dates=("before",)))

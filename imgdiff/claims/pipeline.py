@@ -203,9 +203,7 @@ def analyse_result(
             # (imgdiff.vacated)
             compared = clear["before"] & clear["after"] & ~cloud["before"] & ~cloud["after"] & ~(haze_b | haze_a)
             find = water_changes if VACATED_OBJECTS[obj] == "water" else apron_changes
-            vb, va = find(pair.before, pair.after, compared=compared)
-            vb, va = (v if date in VACATED_DATES else v.filter([False] * len(v))
-                      for date, v in (("before", vb), ("after", va)))
+            vb, va = find(pair.before, pair.after, compared=compared, dates=VACATED_DATES)
             objs_b, objs_a = add_vacated(objs_b, objs_a, vb, va, looks_before=looks[0], looks_after=looks[1],
                                          probability=calibrated(VACATED_SCORE) if calibrated else None)
         dets[obj] = one_zone_per_object(assign_zones(objs_b, zg, keep_outside=True),
