@@ -25,7 +25,8 @@ ATMOSPHERIC_BANDS = ("B01", "B09", "B10")
 # --------------------------------------------------------------------------- building blocks
 def difference(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """Per-band difference ``after - before``, shape (bands, rows, cols), float32."""
-    return after.astype(np.float32) - before.astype(np.float32)
+    # float32 inputs are read in place (astype would copy both first)
+    return np.subtract(np.asarray(after, np.float32), np.asarray(before, np.float32))
 
 
 def log_ratio(before: np.ndarray, after: np.ndarray, *, eps: float | np.ndarray = 1e-3) -> np.ndarray:
