@@ -234,6 +234,44 @@ def test_learned_magnitude_of_a_region_equals_the_whole_arrays_there():
         assert np.allclose(part, whole[region], atol=1e-6, equal_nan=True)
 
 
+def _blobs(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A change-magnitude-like plane: noise and a few hundred sharp-edged bright squares."""
+    rng = np.random.default_rng(seed)
+    x = np.abs(rng.standard_normal(shape)).astype(np.float32)
+    for _ in range(shape[0] * shape[1] // 4000):
+        cy, cx = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        r = int(rng.integers(2, 15))
+        x[max(0, cy - r):cy + r, max(0, cx - r):cx + r] += rng.uniform(2, 20)
+    return x
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (301, 257)])
+def test_wide_context_blur_stays_within_a_percent_of_the_full_resolution_blur(shape):
+    from imgdiff.change.features import _blur, _blur_wide
+
+    x = _blobs(shape)
+    for sigma in (8.0, 16.0):
+        exact, fast = _blur(x, sigma), _blur_wide(x, sigma)
+        assert fast.shape == x.shape and fast.dtype == np.float32
+        inner = (slice(2 * int(sigma), -2 * int(sigma)),) * 2  # away from the borders' different padding
+        err = (fast - exact)[inner]
+        assert np.sqrt(np.mean(err ** 2)) < 0.01 * exact.std()
+        assert np.abs(err).max() < 0.06 * exact.std()
+
+
+def test_wide_context_blur_of_an_even_offset_window_equals_the_whole_planes_inside():
+    """Tiled comparisons read windows at even offsets (1024 k - 32): their cores, 32 px or more inside
+    the window, get the context of one whole-raster comparison."""
+    from imgdiff.change.features import _blur_wide
+
+    x = _blobs((400, 420), seed=3)
+    whole = _blur_wide(x, 8.0)
+    r0, c0, r1, c1 = 64, 32, 330, 301  # even offsets, odd sizes
+    part = _blur_wide(np.ascontiguousarray(x[r0:r1, c0:c1]), 8.0)
+    m = 36
+    assert np.allclose(part[m:-m, m:-m], whole[r0 + m:r1 - m, c0 + m:c1 - m], rtol=0, atol=1e-5)
+
+
 def test_an_onnx_export_of_other_weights_is_ignored():
     model = pick_model(("B02", "B03", "B04", "B08"))
     changed = replace(model, biases=(*model.biases[:-1], model.biases[-1] + 3.0))  # export now stale

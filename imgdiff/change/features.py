@@ -21,6 +21,39 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
+#: Context blurs at least this wide (sigma, pixels) are computed at half resolution (:func:`_blur_wide`).
+WIDE_SIGMA = 8.0
+
+
+def _blur_wide(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a wide ``sigma`` (pixels, >= 2) through half resolution: 2 x 2 means, a
+    Gaussian of ``sqrt(sigma**2 - 1) / 2`` there, bilinear back (the means and the interpolation
+    add a variance of about 1 px**2).
+
+    Five times faster than :func:`_blur` at sigma 8 (1.9 against 9.4 ms on a 1088 px plane, one
+    core); on a change-magnitude plane with sharp blobs it differs from it by 0.3 % of the plane's
+    spread (rms), 4 % at most, beside the sharpest edges. The half-resolution grid starts at the
+    array's first pixel: windows that start at even offsets of a raster see its blur alike.
+    The shipped change models were trained on full-resolution blurs; with this one their OSCD
+    scores are unchanged (pooled F1 0.693; Bercy 0.329 -> 0.327, the other cities equal to
+    3 decimals), and a full-tile comparison takes about 9 % less time.
+    """
+    h, w = x.shape
+    if h < 4 or w < 4:
+        return _blur(x, sigma)
+    xp = cv2.copyMakeBorder(x, 0, h % 2, 0, w % 2, cv2.BORDER_REFLECT) if (h % 2 or w % 2) else x
+    half = cv2.resize(xp, (xp.shape[1] // 2, xp.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    s = float(np.sqrt(sigma * sigma - 1.0)) / 2
+    half = _blur(half, s)
+    up = cv2.resize(half, (xp.shape[1], xp.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return up[:h, :w] if up.shape != (h, w) else up
+
+
+def _context(x: np.ndarray, sigma: float) -> np.ndarray:
+    """The features' Gaussian context of ``x``: :func:`_blur_wide` from :data:`WIDE_SIGMA` up, else :func:`_blur`."""
+    return _blur_wide(x, sigma) if sigma >= WIDE_SIGMA else _blur(x, sigma)
+
+
 def _robust_scale(x: np.ndarray, valid: np.ndarray) -> float:
     v = x[valid]
     v = v[np.isfinite(v)]
@@ -62,7 +95,8 @@ def change_features(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     Spectral (each band before, after, difference and difference scaled by the scene's
     robust spread of differences), indices (NDVI, NDWI, NDBI when B11 is there,
     brightness) on both dates and their change, spectral angle, and spatial context:
-    Gaussian means (sigma 1, 3, 8 px) of the scaled change magnitude and index changes,
+    Gaussian means (sigma 1, 3, 8 px; from 8 px up through half resolution, :func:`_blur_wide`)
+    of the scaled change magnitude and index changes,
     and local texture (standard deviation of brightness, sigma 1.5 px) on both dates.
     ``"v2"`` adds a wider context (sigma 16 px) of the changes and the neighbourhood of
     the before date (sigma 4 and 16 px means of its indices: what kind of place it is).
@@ -167,13 +201,13 @@ def feature_planes(before: np.ndarray, after: np.ndarray, valid: np.ndarray,
     add("spectral_angle", np.arccos(dot, out=dot))
     add("zmag", zmag)
     for sigma in (1.0, 3.0, 8.0) + ((16.0,) if feature_set == "v2" else ()):
-        add(f"zmag_s{sigma:g}", _blur(zmag, sigma))
+        add(f"zmag_s{sigma:g}", _context(zmag, sigma))
         for k in ib:
-            add(f"{k}_diff_s{sigma:g}", _blur(idiff[k], sigma))
+            add(f"{k}_diff_s{sigma:g}", _context(idiff[k], sigma))
     if feature_set == "v2":
         for sigma in (4.0, 16.0):
             for k in ib:
-                add(f"{k}_before_s{sigma:g}", _blur(ib[k], sigma))
+                add(f"{k}_before_s{sigma:g}", _context(ib[k], sigma))
     for tag, x in (("before", ib["bright"]), ("after", ia["bright"])):
         m = _blur(x, 1.5)
         var = _blur(x * x, 1.5)
