@@ -46,7 +46,7 @@ def _blur_wide(x: np.ndarray, sigma: float) -> np.ndarray:
     s = float(np.sqrt(sigma * sigma - 1.0)) / 2
     half = _blur(half, s)
     up = cv2.resize(half, (xp.shape[1], xp.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return up[:h, :w] if up.shape != (h, w) else up
+    return up[:h, :w]  # the padding row and column dropped (a view)
 
 
 def _context(x: np.ndarray, sigma: float) -> np.ndarray:
