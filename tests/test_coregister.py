@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import replace
 
@@ -240,6 +241,37 @@ def test_warp_removes_a_global_shift_and_keeps_nodata(city):
     for kernel in ("cubic", "lanczos", "linear", "nearest"):
         m = warp(tb, reg, interpolation=kernel)
         assert m.shape == tb.shape and m.valid.mean() > 0.9
+
+
+@pytest.mark.parametrize("kernel", ["cubic", "lanczos", "linear"])
+def test_warp_shifts_bands_through_the_filter_anchor_as_a_shifted_copy_of_the_edge_extended_band(kernel, monkeypatch):
+    """The band filter reads the array in place (the integer shift in its anchor): the values of a
+    shifted copy of the band extended by its edge pixels wherever the output is valid (to float
+    rounding: the filter's vector loop splits rows of another width elsewhere), and bit for bit
+    those of the former shifted, zero-filled copy inside (at the valid edge rows and columns that
+    copy read a pixel shifted in from the other side, or zero, for the taps beyond the edge)."""
+    warping = importlib.import_module("imgdiff.coregister.warping")  # imgdiff.coregister is also a function
+
+    rng = np.random.default_rng(4)
+    img = rng.normal(0.1, 0.03, (97, 131)).astype(np.float32)
+    img[40:47, 60:66] = np.nan  # no-data inside
+    scene = as_scene(img)
+    p = 8
+    edge = np.pad(np.nan_to_num(img), p, mode="edge")  # no-data becomes 0, as the warp fills it
+    for dx, dy in [(-0.07, -0.03), (0.4, -1.6), (1.0, 0.0), (-1.9, 1.2), (3.3, -2.5)]:
+        reg = Registration(dx, dy, 10 * dx, 10 * dy, 0.01, 1.0)
+        got = warp(scene, reg, interpolation=kernel)
+        ok = got.valid
+        assert 0.5 < ok.mean() < 1 and np.isnan(got.bands["B08"][~ok]).all()
+        ref = warping._shift_array(edge, dx, dy, kernel)[p:-p, p:-p]
+        assert np.allclose(got.bands["B08"][ok], ref[ok], rtol=0, atol=1e-6)
+        with monkeypatch.context() as m:  # the former shifted copy: the same valid pixels, the same values inside
+            m.setattr(warping, "_shift_inside", lambda a, x, y, k: warping._shift_array(a, x, y, k))
+            old = warp(scene, reg, interpolation=kernel)
+        assert np.array_equal(old.valid, ok)
+        inside = np.zeros_like(ok)
+        inside[4:-4, 4:-4] = True
+        assert np.array_equal(got.bands["B08"][ok & inside], old.bands["B08"][ok & inside])
 
 
 def test_warp_with_a_local_model_follows_the_model():

@@ -65,6 +65,32 @@ def _shift_array(a: np.ndarray, dx: float, dy: float, interpolation: str, fill: 
     return out.astype(a.dtype, copy=False)
 
 
+def _shift_inside(a: np.ndarray, dx: float, dy: float, interpolation: str) -> np.ndarray:
+    """``out[y, x] = a[y + dy, x + dx]`` of a float32 array extended by its edge pixels.
+
+    The integer part of the shift goes into the filter's anchor (the kernel grown by zero taps
+    when the shift exceeds its radius) instead of a shifted, filled copy of the array: two passes
+    over it fewer (about 2 ms of 3 per 1088 px band). Where the taps lie inside the array the
+    values are those of :func:`_shift_array`, bit for bit; at the edges the taps beyond it read
+    the edge pixels. Other dtypes and ``"nearest"`` go to :func:`_shift_array`.
+    """
+    r = _KERNEL_RADIUS[interpolation]
+    if r == 0 or a.dtype != np.float32:
+        return _shift_array(a, dx, dy, interpolation)
+    kernels = []
+    for d in (dx, dy):
+        i = math.floor(d)
+        k = _kernel(d - i, interpolation).astype(np.float32)
+        anchor = r - 1 - i  # sepFilter2D reads a[x + j - anchor] for tap j: offsets i - r + 1 .. i + r
+        if anchor < 0:  # zero taps in front (they add exact zeros), the anchor on the first
+            k, anchor = np.concatenate([np.zeros(-anchor, np.float32), k]), 0
+        elif anchor >= len(k):
+            k = np.concatenate([k, np.zeros(anchor - len(k) + 1, np.float32)])
+        kernels.append((k, anchor))
+    (kx, ax), (ky, ay) = kernels
+    return cv2.sepFilter2D(a, cv2.CV_32F, kx, ky, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
+
+
 def warp(target: Scene, registration: Registration, *, interpolation: str = "spline") -> Scene:
     """Resample ``target`` onto the reference grid, removing the estimated shift.
 
@@ -103,6 +129,7 @@ def warp(target: Scene, registration: Registration, *, interpolation: str = "spl
         moved_invalid = cv2.dilate(moved_invalid, np.ones((2 * r - 1, 2 * r - 1), np.uint8),
                                    borderType=cv2.BORDER_REPLICATE)
     valid = moved_invalid < 1e-6
+    invalid_out = ~valid
     bands = {}
     # The fill value only matters where the target is invalid. A finite kernel never reaches it
     # from a valid output pixel (those are the pixels whose taps are all valid): 0 will do. The
@@ -118,8 +145,8 @@ def warp(target: Scene, registration: Registration, *, interpolation: str = "spl
         if interpolation == "spline":
             out = ndimage.shift(filled, (-dy, -dx), order=3, mode="nearest", prefilter=True).astype(np.float32)
         else:
-            out = _shift_array(filled, dx, dy, interpolation)
-        out[~valid] = np.nan
+            out = _shift_inside(filled, dx, dy, interpolation)
+        out[invalid_out] = np.nan
         bands[name] = out
     return replace(target, bands=bands, valid=valid)
 
