@@ -96,8 +96,10 @@ def warp(target: Scene, registration: Registration, *, interpolation: str = "spl
 
     The output pixel centred at (x, y) takes the target value at (x + dx, y + dy),
     with the global shift, or with ``registration.model`` when it holds a local
-    model. Pixels whose kernel footprint touches invalid or outside pixels become
-    NaN and invalid.
+    model. Pixels whose kernel footprint touches invalid pixels, or whose sample
+    position falls outside the target, become NaN and invalid; where the footprint
+    of a valid pixel at the target's edge reaches beyond it, those taps read the
+    edge pixels.
 
     Parameters
     ----------
