@@ -35,9 +35,19 @@ def _kernel(frac: float, interpolation: str) -> np.ndarray:
     return (k / k.sum()).astype(np.float64)
 
 
+def _shifted_copy(a: np.ndarray, ix: int, iy: int, fill: float, dtype: type) -> np.ndarray:
+    """``out[y, x] = a[y + iy, x + ix]`` for a whole-pixel shift, ``fill`` where that lies outside ``a``."""
+    h, w = a.shape
+    out = np.full((h, w), fill, dtype)
+    ys0, ys1 = max(0, -iy), min(h, h - iy)
+    xs0, xs1 = max(0, -ix), min(w, w - ix)
+    if ys1 > ys0 and xs1 > xs0:
+        out[ys0:ys1, xs0:xs1] = a[ys0 + iy:ys1 + iy, xs0 + ix:xs1 + ix]
+    return out
+
+
 def _shift_array(a: np.ndarray, dx: float, dy: float, interpolation: str, fill: float = 0.0) -> np.ndarray:
     """out[y, x] = a[y + dy, x + dx] with exact kernel weights (no table quantisation); ``fill`` outside."""
-    h, w = a.shape
     ix, iy = math.floor(dx), math.floor(dy)
     fx, fy = dx - ix, dy - iy
     if interpolation == "nearest":
@@ -51,11 +61,7 @@ def _shift_array(a: np.ndarray, dx: float, dy: float, interpolation: str, fill: 
     # Sample positions: out[x] = sum_j k[j] a[x + ix + j - r + 1]; float32 input is filtered in
     # float32 (rounding ~1e-7 relative, 4 x faster than float64 on a 1000 px tile)
     work = np.float32 if a.dtype == np.float32 else np.float64
-    src = np.full((h, w), fill, work)
-    ys0, ys1 = max(0, -iy), min(h, h - iy)
-    xs0, xs1 = max(0, -ix), min(w, w - ix)
-    if ys1 > ys0 and xs1 > xs0:
-        src[ys0:ys1, xs0:xs1] = a[ys0 + iy:ys1 + iy, xs0 + ix:xs1 + ix]
+    src = _shifted_copy(a, ix, iy, fill, work)
     if r == 0:
         return src.astype(a.dtype)
     # filter2D correlates: out[x] = sum_j k[j] src[x + j - anchor]; anchor = r - 1 gives offsets -r+1..r
@@ -109,12 +115,8 @@ def _moved_valid(valid: np.ndarray, dx: float, dy: float, interpolation: str) ->
         if r > 1:
             moved = cv2.dilate(moved, np.ones((2 * r - 1, 2 * r - 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
         return moved < 1e-6
-    h, w = valid.shape
-    ix, iy = math.floor(dx), math.floor(dy)
-    hit = np.ones((h, w), np.uint8)  # invalid source pixel under out[y, x]'s first tap; outside counts
-    ys0, ys1, xs0, xs1 = max(0, -iy), min(h, h - iy), max(0, -ix), min(w, w - ix)
-    if ys1 > ys0 and xs1 > xs0:
-        hit[ys0:ys1, xs0:xs1] = ~valid[ys0 + iy:ys1 + iy, xs0 + ix:xs1 + ix]
+    # an invalid source pixel under out[y, x]'s first tap (outside counts as invalid)
+    hit = _shifted_copy(~valid, math.floor(dx), math.floor(dy), 1, np.uint8)
     if fx > 0:  # the second tap, one column on (the last column's is itself: replicated border)
         hit[:, :-1] |= hit[:, 1:]
     if fy > 0:
