@@ -68,6 +68,11 @@ land (ships against quays of another material), 0.558; gradient-boosting setting
 depth 2 x 400 0.557, min_samples_leaf 60 0.556, learning rate 0.015 x 400 0.552 (out-of-fold AUC 0.844-0.853);
 the spread of the heat logit over the 8 test-time passes at each candidate (standard deviation, minimum,
 range; the minimum alone separates vessels at AUC 0.79, the network's mean already carries it) 0.539.
+Also measured 2026-11-27 and not kept: features standardised within each scene, added to the shipped ones (a
+per-scene domain adaptation of the rescorer): the candidate's rank among its scene's candidates, or its robust
+z-score (median, interquartile range), of the network score, of the contrasts, or of score, contrasts, spectral
+indices and textures together: 0.511-0.565 (the z-scored network score 0.565 at count +13.7 %, the rest 0.511-0.548),
+within the seed spread, and a candidate's score would then depend on the rest of its scene.
 """
 
 from __future__ import annotations

@@ -94,6 +94,12 @@ Also measured 2026-11-27: a two-network ensemble of those fold networks (3000 an
 logits and log sizes averaged, offsets from the first), network alone: 0.486 (P 0.473 R 0.500, count +5.7 %) with
 8 passes each and 0.476 with 4 passes each (the cost of one network at 8), against 0.500 for the 6000-iteration
 network alone and 0.451 for the 3000 one: averaging with the weaker network costs more than it steadies. Not kept.
+Also measured 2026-11-27 and not kept: test-time adaptation of the fold networks to the held-out scene (AdaBN-like;
+the batch norms are folded into the exported convolutions, so each conv->ReLU output channel was re-standardised
+to the mean and variance it has on the fold's six training scenes, layer after layer from the input, scale clipped
+to 0.5-2). All 10 such layers: network alone 0.403, nested network + rescorer 0.522; the first 2 layers only:
+0.415 and 0.511; against 0.451 and 0.553 unadapted. A scene's channel statistics follow its content (how much land,
+how many ships) more than its radiometry, which the input's log / 99th-percentile scaling already removes.
 """
 
 from __future__ import annotations
