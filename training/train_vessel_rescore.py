@@ -73,6 +73,10 @@ per-scene domain adaptation of the rescorer): the candidate's rank among its sce
 z-score (median, interquartile range), of the network score, of the contrasts, or of score, contrasts, spectral
 indices and textures together: 0.511-0.565 (the z-scored network score 0.565 at count +13.7 %, the rest 0.511-0.548),
 within the seed spread, and a candidate's score would then depend on the rest of its scene.
+Also measured 2026-11-27, to see whether fewer degrees of freedom generalise better across ports: a logistic
+regression on the standardised features (C 0.01-1) 0.458-0.473; the trees on 14 features (score, sizes, maximum
+contrasts, NDWI, water) 0.468; the trees without one feature group: mean contrasts 0.558, spectral indices 0.524,
+water rings 0.549, blob 0.549, land edge 0.552, textures 0.526. No group stands out and none is dead weight.
 """
 
 from __future__ import annotations
