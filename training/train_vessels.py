@@ -98,8 +98,8 @@ Also measured 2026-11-27 and not kept: test-time adaptation of the fold networks
 the batch norms are folded into the exported convolutions, so each conv->ReLU output channel was re-standardised
 to the mean and variance it has on the fold's six training scenes, layer after layer from the input, scale clipped
 to 0.5-2). All 10 such layers: network alone 0.403, nested network + rescorer 0.522; the first 2 layers only:
-0.415 and 0.511; against 0.451 and 0.553 unadapted. A scene's channel statistics follow its content (how much land,
-how many ships) more than its radiometry, which the input's log / 99th-percentile scaling already removes.
+0.415 and 0.511; against 0.451 and 0.553 unadapted. Probably a scene's channel statistics follow its content (how
+much land, how many ships) more than its radiometry, which the input's log / 99th-percentile scaling already removes.
 Also measured 2026-11-27 and not kept: AdamW weight decay 0.05 instead of 1e-4 (the stronger regulariser usual for
 small data), seed A, 3000 iterations, 7 folds: network alone 0.466 (P 0.465 R 0.467, count +0.5 %) against 0.451,
 nested network + rescorer 0.511 (P 0.517 R 0.505) against 0.553.
