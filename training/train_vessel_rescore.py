@@ -49,6 +49,12 @@ water pixels (clean 0.517, hazy 0.469). The claims' pair of dates was also tried
 the hazier date mapped onto the other's radiometry before detection (``imgdiff.radiometry.normalise``): outside
 cases 443 against 445 of 502 right (piers exposed by departed ships then score as vessels), not kept.
 
+Candidates of several network recipes (measured 2026-11-27, not kept): the rescorer of each nested fold trained
+on the other ports' out-of-fold candidates of five fold-network sets at once (the shipped recipe, 6000 iterations,
+weight decay 0.05, 10 % dropped bands, ignore regions; 5x the candidates) and applied to the shipped recipe's
+candidates of the held-out port: F1 0.537 (P 0.546 R 0.528) against 0.553. More, differently scored candidates
+do not make a better rescorer.
+
 Multi-scale test-time averaging (measured 2026-11-26, not kept): the fold networks also run on the input
 resized by a factor (area-averaged down, bilinear up; 8 passes each), their maps brought back to the 1x grid
 (sizes and offsets rescaled; where the other scale's heat is higher its box is taken) and averaged (or the maximum
