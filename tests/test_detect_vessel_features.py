@@ -13,8 +13,10 @@ from rasterio.crs import CRS
 from imgdiff.detect import vessels
 from imgdiff.detect.vessel_features import (
     CONTEXT_FEATURES,
+    DARK_WATER,
     FEATURE_NAMES,
     candidate_features,
+    haze_offsets,
     load_rescorer,
     rescore,
 )
@@ -239,3 +241,79 @@ def test_a_candidates_shipped_score_does_not_depend_on_the_candidates_around_it(
     assert f2[0, near] != f1[0, near]
     # ... the shipped rescorer does not
     assert rescore(model, f2[:1])[0] == pytest.approx(rescore(model, f1)[0], abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# path radiance (hazy dates, top-of-atmosphere L1C products)
+# ------------------------------------------------------------------------------------------
+def _sea(level: dict[str, float], n: int = 80) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Open water at ``level`` per band with a little texture, a strip of land along the top."""
+    rng = np.random.default_rng(3)
+    bands = {b: (v * (1 + 0.1 * rng.random((n, n)))).astype(np.float32) for b, v in level.items()}
+    water = np.ones((n, n), bool)
+    water[:10] = False
+    for b in bands:
+        bands[b][:10] = 0.2
+    return bands, water
+
+
+def test_haze_offsets_are_zero_for_water_as_dark_as_the_training_ports():
+    bands, water = _sea({b: 0.5 * v for b, v in DARK_WATER.items()})
+    assert haze_offsets(bands, water) == {b: 0.0 for b in DARK_WATER}
+
+
+def test_haze_offsets_measure_the_path_radiance_above_the_training_ports_darkest_water():
+    added = {"B02": 0.05, "B03": 0.035, "B04": 0.02, "B08": 0.01}
+    bands, water = _sea({b: v + added[b] for b, v in DARK_WATER.items()})
+    off = haze_offsets(bands, water)
+    for b, v in added.items():  # the 1st percentile of the water sits at the painted level (texture >= 0)
+        assert off[b] == pytest.approx(v, abs=0.002), b
+
+
+def test_haze_offsets_leave_digital_numbers_and_scenes_without_open_water_alone():
+    added = {"B02": 0.05, "B03": 0.035, "B04": 0.02, "B08": 0.01}
+    bands, water = _sea({b: v + added[b] for b, v in DARK_WATER.items()})
+    dn = {b: v * 10000 for b, v in bands.items()}
+    assert haze_offsets(dn, water) == {b: 0.0 for b in DARK_WATER}
+    little = np.zeros_like(water)
+    little[40:50, 40:50] = True  # 100 px of water: too few to tell the darkest water
+    assert haze_offsets(bands, little) == {b: 0.0 for b in DARK_WATER}
+
+
+def test_remove_haze_returns_a_clear_scene_untouched_and_takes_the_offsets_off_a_hazy_one():
+    bands, _ = _sea({b: 0.5 * v for b, v in DARK_WATER.items()}, n=120)
+    scene = Scene(bands, CRS.from_epsg(32636), Affine(10, 0, 600000, 0, -10, 3870000), np.ones((120, 120), bool))
+    water = vessels.water_mask(scene, min_area_px=100)
+    same, w = vessels.remove_haze(scene, water)
+    assert same is scene and w is water
+    added = {"B02": 0.05, "B03": 0.035, "B04": 0.02, "B08": 0.01}
+    hazy = Scene({b: v + np.float32(added[b]) for b, v in bands.items()}, scene.crs, scene.transform, scene.valid)
+    clear, w2 = vessels.remove_haze(hazy, water)
+    assert set(clear.meta["haze_offsets"]) == set(added)
+    for b in added:
+        # back to the training ports' darkest water, not to the painted level below it
+        assert float(np.percentile(clear.bands[b][water], 1)) == pytest.approx(DARK_WATER[b], abs=0.002), b
+        assert clear.bands[b].dtype == np.float32
+    assert w2 is not None and w2.shape == water.shape
+
+
+@pytest.mark.shared_data
+def test_path_radiance_does_not_cost_the_detector_its_ships(shared_data):
+    # Haze lifts dark water far more than hulls: the rescorer's object/water contrasts shrink. Without
+    # the haze removal the shipped detector kept 0.56 of Athens' and 0.41 of Genoa's labelled ships on
+    # these hazy copies (0.83 and 0.83 clear); with it 0.81 and 0.86.
+    from dataclasses import replace
+
+    from imgdiff import detect_vessels
+
+    added = {"B02": 0.05, "B03": 0.035, "B04": 0.02, "B08": 0.01}
+    for port in ("athens", "genoa"):
+        d = need(shared_data / "sen2ships" / port)
+        scene, gt = read_scene(d), read_gt(d)
+        hazy = replace(scene, bands={b: (v + np.float32(added.get(b, 0.0))).astype(np.float32)
+                                     for b, v in scene.bands.items()})
+        clear, haze = detect_vessels(scene), detect_vessels(hazy)
+        r_clear = score(port, clear.boxes, clear.scores, gt).recall
+        r_haze = score(port, haze.boxes, haze.scores, gt).recall
+        assert r_haze >= r_clear - 0.1, (port, r_clear, r_haze)
+        assert abs(len(haze) - len(clear)) <= 0.15 * len(clear), (port, len(clear), len(haze))

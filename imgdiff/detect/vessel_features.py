@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..radiometry import normalised_difference
+from ..radiometry import even_subsample, normalised_difference
 
 #: Bands whose object/water contrast is a feature (B11 is 20 m, resampled; NaN when absent).
 CONTRAST_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08", "B11")
@@ -54,6 +54,17 @@ FEATURE_NAMES: tuple[str, ...] = (
 #: them (``training/train_vessel_rescore.py``): a ship's score should not depend on whether its
 #: neighbours are there, since the claims compare one place's scores on two dates.
 CONTEXT_FEATURES: tuple[str, ...] = ("n_near", "n_near_higher", "best_near_ratio", "heat_ring_max")
+#: Darkest open water (reflectance) of the seven sen2ships L2A ports the rescorer was trained on, per band:
+#: the 1st percentile of each port's water pixels (:func:`imgdiff.detect.vessels.water_mask`), the
+#: highest of the seven (Genoa in B03, B04, B08; Casablanca close in B03), rounded up. A scene whose
+#: darkest water is brighter carries path radiance (a top-of-atmosphere L1C product, a hazy day):
+#: :func:`haze_offsets`.
+DARK_WATER: dict[str, float] = {"B02": 0.039, "B03": 0.024, "B04": 0.015, "B08": 0.013}
+#: Fewest open-water pixels (10 m: 10 ha) from which :func:`haze_offsets` estimates the darkest water.
+MIN_HAZE_WATER_PX = 1000
+#: Largest 99th percentile of a band read as reflectance by :func:`haze_offsets` (digital numbers or
+#: another scaling are left alone: the log-ratio features do not depend on it, the offsets would).
+MAX_REFLECTANCE_P99 = 1.5
 
 
 def _median(v: np.ndarray) -> float:
@@ -90,6 +101,54 @@ def patch_log(band: np.ndarray) -> np.ndarray:
         return np.zeros(a.shape)
     fill = _median(a[ok])
     return np.log(np.maximum(np.where(ok, a, fill), fill * 1e-3))
+
+
+def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray) -> dict[str, float]:
+    """Path radiance (reflectance) to remove from each band before the contrast features.
+
+    The contrast features are log ratios of an object to the water around it. Path radiance (the
+    atmosphere's own light, in top-of-atmosphere L1C products and on hazy days) adds to both and
+    lifts dark water far more than hulls, so the ratios shrink and the rescorer, trained on L2A
+    (surface reflectance) ports, scores real ships low. Per band of :data:`DARK_WATER`: how far the
+    darkest open water of the scene (1st percentile of the ``water`` pixels) lies above the darkest
+    water of those ports; 0 where it does not, where the scene has fewer than
+    :data:`MIN_HAZE_WATER_PX` water pixels, or where the band is not in reflectance units (99th
+    percentile above :data:`MAX_REFLECTANCE_P99`). For the training ports themselves every offset is 0.
+
+    Measured 2026-11-27 (``training/train_vessel_rescore.py --haze-test``: the seven ports with a
+    Rayleigh + aerosol path radiance added, B02 +0.013 to +0.057; nested leave-one-port-out
+    networks and rescorers): see that script's docstring for the figures.
+
+    Parameters
+    ----------
+    bands : mapping str -> ndarray (rows, cols)
+        Reflectance, NaN invalid.
+    water : ndarray of bool (rows, cols)
+        Open-water mask.
+
+    Returns
+    -------
+    dict
+        Band name -> offset (reflectance, >= 0), for the bands of :data:`DARK_WATER` present.
+    """
+    water = np.asarray(water, bool)
+    out: dict[str, float] = {}
+    for b, dark in DARK_WATER.items():
+        if b not in bands:
+            continue
+        a = np.asarray(bands[b])
+        v = even_subsample(a[water])
+        v = v[np.isfinite(v)]
+        if v.size < MIN_HAZE_WATER_PX:
+            out[b] = 0.0
+            continue
+        every = even_subsample(a.ravel())
+        every = every[np.isfinite(every)]
+        if float(np.percentile(every, 99.0)) > MAX_REFLECTANCE_P99:
+            out[b] = 0.0
+            continue
+        out[b] = max(0.0, float(np.percentile(v, 1.0)) - dark)
+    return out
 
 
 def _nan_to_zero(x: np.ndarray) -> np.ndarray:
@@ -163,6 +222,8 @@ def candidate_features(
     ndarray (N, len(FEATURE_NAMES)) float64
         Columns in the order of :data:`FEATURE_NAMES`. Contrasts are differences of natural-log
         reflectance (object max or mean minus the median of the water around it); sizes in metres.
+        Give them the bands without their path radiance (:func:`imgdiff.detect.vessels.remove_haze`),
+        as the rescorer was trained.
     """
     boxes = np.asarray(boxes, float).reshape(-1, 4)
     scores = np.asarray(scores, float).reshape(-1)

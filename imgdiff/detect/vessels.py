@@ -18,7 +18,10 @@ trained by ``training/train_vessel_rescore.py`` on the leave-one-port-out candid
 numpy) over per-candidate features (:mod:`imgdiff.detect.vessel_features`: size in metres, contrast
 against the surrounding water per band, NDWI/NDVI, water rings, whether the bright blob runs on
 beyond the box, the length and straightness of the land edge beside it, texture). Its vessel
-probability is the detection score; ``rescore=False`` keeps the network's own score.
+probability is the detection score; ``rescore=False`` keeps the network's own score. The features
+and the water mask read the bands without the path radiance of a top-of-atmosphere (L1C) or hazy
+date (:func:`remove_haze`: whatever lifts the scene's darkest open water above that of the L2A
+ports the rescorer was trained on).
 
 Each detection is then measured on the image: the ship's pixels inside its box
 give the centroid, length, width and axis heading; the offsets between the
@@ -32,7 +35,7 @@ components) is kept as ``method="classical"`` for comparison.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -377,6 +380,35 @@ def water_mask(scene: Scene, *, min_area_px: int = 2000) -> np.ndarray | None:
     return big[lab]
 
 
+def remove_haze(scene: Scene, water: np.ndarray | None) -> tuple[Scene, np.ndarray | None]:
+    """The scene without the path radiance of :func:`imgdiff.detect.vessel_features.haze_offsets`, and its
+    open-water mask (:func:`water_mask`) recomputed from it.
+
+    Path radiance lifts B03 more than B08, so it also lifts NDWI and the water mask takes in land;
+    both the rescorer's features and the water mask read the bands without it. A scene with no
+    offset (every L2A port the detector was trained on) is returned as it is, with ``water``.
+    :func:`detect_vessels` calls it on the scene it is given: on a whole tile
+    (:func:`imgdiff.tiles.detect_tiled`) that is each window, and a window with too little open
+    water to measure (:data:`imgdiff.detect.vessel_features.MIN_HAZE_WATER_PX`) keeps its haze.
+
+    Parameters
+    ----------
+    scene : Scene
+        Reflectance.
+    water : ndarray of bool or None
+        :func:`water_mask` of ``scene`` (None: nothing to measure the darkest water on; returned as is).
+    """
+    if water is None:
+        return scene, water
+    offsets = vf.haze_offsets(scene.bands, water)
+    if not any(offsets.values()):
+        return scene, water
+    bands = {b: (v - np.float32(offsets[b])).astype(np.float32) if offsets.get(b) else v
+             for b, v in scene.bands.items()}
+    clear = replace(scene, bands=bands, meta={**scene.meta, "haze_offsets": offsets})
+    return clear, water_mask(clear)
+
+
 def near_water(boxes: np.ndarray, water: np.ndarray, max_px: float) -> np.ndarray:
     """True for each box (pixel edges) with an open-water pixel within ``max_px`` pixels of it."""
     if not len(boxes):
@@ -670,11 +702,14 @@ def detect_vessels(
         maps = run_network(x, model, tta=tta)
         boxes, scores = decode_maps(maps, min_score=RESCORE_LOW if use_rescore else min_score, shape=scene.shape)
         bright = x[:4].mean(axis=0)
+        clear = scene
+        if use_rescore:  # the rescorer reads the bands, the water mask NDWI, without path radiance
+            clear, water = remove_haze(scene, water)
         if water is not None and water_px is not None:
             keep = near_water(boxes, water, water_px)
             boxes, scores = boxes[keep], scores[keep]
         if use_rescore:
-            feats = vf.candidate_features(scene.bands, boxes, scores, maps.heat, water, scene.pixel_size_m,
+            feats = vf.candidate_features(clear.bands, boxes, scores, maps.heat, water, scene.pixel_size_m,
                                           stride=STRIDE)
             prob = vf.rescore(vf.load_rescorer(RESCORE_PATH), feats)
             keep = prob >= min_score
