@@ -142,10 +142,10 @@ def fulltile(args: argparse.Namespace) -> None:
     if not args.skip_detect:
         screen = "None" if args.no_screen else "vessel_screen"
         code = ("import json, time; from functools import partial; "
-                "from imgdiff.tiles import detect_tiled, vessel_levels, vessel_screen; "
+                "from imgdiff.tiles import detect_tiled, vessel_inputs, vessel_screen; "
                 f"from imgdiff.detect.vessels import detect_vessels; bands = {list(BANDS_10)!r}; t0 = time.perf_counter(); "
-                f"lv = vessel_levels({str(a)!r}, bands); t1 = time.perf_counter(); "
-                f"d = detect_tiled({str(a)!r}, partial(detect_vessels, levels=lv, tta={args.tta}), bands=bands, "
+                f"lv, hz = vessel_inputs({str(a)!r}, bands); t1 = time.perf_counter(); "
+                f"d = detect_tiled({str(a)!r}, partial(detect_vessels, levels=lv, haze=hz, tta={args.tta}), bands=bands, "
                 f"workers={args.workers}, detector_thread_safe=True, screen={screen}); "
                 "print(json.dumps({'detections': len(d), 'levels_s': round(t1 - t0, 1)}))")
         wall, rss, info = child(code)

@@ -61,7 +61,7 @@ def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float |
     """
     from functools import partial
 
-    from imgdiff.tiles import detect_tiled, vessel_levels, vessel_screen
+    from imgdiff.tiles import detect_tiled, vessel_inputs, vessel_screen
 
     screen, safe = None, False
     if objects == "vessels":
@@ -70,9 +70,10 @@ def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float |
         kw = {} if min_score is None else {"min_score": min_score}
         if tta is not None:
             kw["tta"] = tta
-        # one normalisation for every window (the scene's levels), one network per thread, and
-        # the network only where the cheap screen finds water with land or a bright target
-        detector = partial(detect_vessels, method=method, levels=vessel_levels(scene, bands, bbox), **kw)
+        # one normalisation and one haze offset for every window (the scene's), one network per
+        # thread, and the network only where the cheap screen finds water with land or a bright target
+        levels, haze = vessel_inputs(scene, bands, bbox)
+        detector = partial(detect_vessels, method=method, levels=levels, haze=haze, **kw)
         safe = True
         screen = vessel_screen if method != "classical" else None
     else:

@@ -527,3 +527,31 @@ def test_screen_cell_median_equals_numpy_nanmedian_with_empty_and_even_cells():
     got = _nan_median_last(v)
     assert got.dtype == np.float32 and np.isnan(got[0, 0]) and got[1, 1] == np.float32(0.25)
     np.testing.assert_array_equal(got, ref)
+
+
+def test_scene_haze_offsets_from_a_decimated_read_match_those_of_the_whole_scene(tmp_path):
+    """A hazy sea (path radiance above the training ports' darkest water) with a coast: the offsets
+    every window of a whole tile is given equal those measured on the full-resolution scene, and a
+    clear copy gets none."""
+    from imgdiff.detect.vessel_features import DARK_WATER, haze_offsets
+    from imgdiff.detect.vessels import water_mask
+    from imgdiff.tiles import vessel_inputs
+
+    added = {"B02": 0.05, "B03": 0.035, "B04": 0.02, "B08": 0.01}
+    rng = np.random.default_rng(5)
+    n = 800
+    land = np.zeros((n, n), bool)
+    land[:, :250] = True
+    for tag, extra in (("hazy", added), ("clear", {b: 0.0 for b in added})):
+        folder = tmp_path / tag
+        folder.mkdir()
+        for b, dark in DARK_WATER.items():
+            sea = (dark + extra[b]) * (1 + 0.2 * rng.random((n, n)))
+            write_band(folder / f"{b}.tif", np.where(land, 0.25, sea).astype(np.float32))
+        levels, haze = vessel_inputs(folder, list(DARK_WATER))
+        assert set(levels) == set(DARK_WATER)
+        scene = read_scene(folder)
+        full = haze_offsets(scene.bands, water_mask(scene))
+        for b in DARK_WATER:
+            assert haze[b] == pytest.approx(full[b], abs=0.003), (tag, b)
+            assert haze[b] == pytest.approx(extra[b], abs=0.003), (tag, b)

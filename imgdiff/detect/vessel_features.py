@@ -103,7 +103,8 @@ def patch_log(band: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.where(ok, a, fill), fill * 1e-3))
 
 
-def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray) -> dict[str, float]:
+def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray, *,
+                 min_water_px: int = MIN_HAZE_WATER_PX) -> dict[str, float]:
     """Path radiance (reflectance) to remove from each band before the contrast features.
 
     The contrast features are log ratios of an object to the water around it. Path radiance (the
@@ -112,7 +113,7 @@ def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray) -> dict[str
     (surface reflectance) ports, scores real ships low. Per band of :data:`DARK_WATER`: how far the
     darkest open water of the scene (1st percentile of the ``water`` pixels) lies above the darkest
     water of those ports; 0 where it does not, where the scene has fewer than
-    :data:`MIN_HAZE_WATER_PX` water pixels, or where the band is not in reflectance units (99th
+    ``min_water_px`` water pixels, or where the band is not in reflectance units (99th
     percentile above :data:`MAX_REFLECTANCE_P99`). For the training ports themselves every offset is 0.
 
     Measured 2026-11-27 (``training/train_vessel_rescore.py --haze-test``: the seven ports with a
@@ -125,6 +126,8 @@ def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray) -> dict[str
         Reflectance, NaN invalid.
     water : ndarray of bool (rows, cols)
         Open-water mask.
+    min_water_px : int
+        Fewest water pixels to measure on (fewer: no offsets); smaller on a decimated grid.
 
     Returns
     -------
@@ -139,7 +142,7 @@ def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray) -> dict[str
         a = np.asarray(bands[b])
         v = even_subsample(a[water])
         v = v[np.isfinite(v)]
-        if v.size < MIN_HAZE_WATER_PX:
+        if v.size < min_water_px:
             out[b] = 0.0
             continue
         every = even_subsample(a.ravel())

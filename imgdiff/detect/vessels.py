@@ -35,6 +35,7 @@ components) is kept as ``method="classical"`` for comparison.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -380,16 +381,16 @@ def water_mask(scene: Scene, *, min_area_px: int = 2000) -> np.ndarray | None:
     return big[lab]
 
 
-def remove_haze(scene: Scene, water: np.ndarray | None) -> tuple[Scene, np.ndarray | None]:
+def remove_haze(scene: Scene, water: np.ndarray | None, offsets: Mapping[str, float] | None = None
+                ) -> tuple[Scene, np.ndarray | None]:
     """The scene without the path radiance of :func:`imgdiff.detect.vessel_features.haze_offsets`, and its
     open-water mask (:func:`water_mask`) recomputed from it.
 
     Path radiance lifts B03 more than B08, so it also lifts NDWI and the water mask takes in land;
     both the rescorer's features and the water mask read the bands without it. A scene with no
     offset (every L2A port the detector was trained on) is returned as it is, with ``water``.
-    :func:`detect_vessels` calls it on the scene it is given: on a whole tile
-    (:func:`imgdiff.tiles.detect_tiled`) that is each window, and a window with too little open
-    water to measure (:data:`imgdiff.detect.vessel_features.MIN_HAZE_WATER_PX`) keeps its haze.
+    On a whole tile (``imgdiff detect`` window by window) the offsets are measured once on the whole
+    scene and given to every window.
 
     Parameters
     ----------
@@ -397,15 +398,19 @@ def remove_haze(scene: Scene, water: np.ndarray | None) -> tuple[Scene, np.ndarr
         Reflectance.
     water : ndarray of bool or None
         :func:`water_mask` of ``scene`` (None: nothing to measure the darkest water on; returned as is).
+    offsets : mapping, optional
+        Band name -> offset (reflectance) measured on the whole scene when ``scene`` is one window of
+        it (:func:`imgdiff.tiles.vessel_inputs`); default those of ``scene`` itself.
     """
-    if water is None:
-        return scene, water
-    offsets = vf.haze_offsets(scene.bands, water)
+    if offsets is None:
+        if water is None:
+            return scene, water
+        offsets = vf.haze_offsets(scene.bands, water)
     if not any(offsets.values()):
         return scene, water
     bands = {b: (v - np.float32(offsets[b])).astype(np.float32) if offsets.get(b) else v
              for b, v in scene.bands.items()}
-    clear = replace(scene, bands=bands, meta={**scene.meta, "haze_offsets": offsets})
+    clear = replace(scene, bands=bands, meta={**scene.meta, "haze_offsets": dict(offsets)})
     return clear, water_mask(clear)
 
 
@@ -634,6 +639,7 @@ def detect_vessels(
     water_px: float | None = 4.0,
     levels: dict[str, tuple[float, float]] | None = None,
     rescore: bool = True,
+    haze: Mapping[str, float] | None = None,
 ) -> Detections:
     """Detect vessels (at sea, at anchor, moored alongside quays, rafted) in a scene.
 
@@ -674,6 +680,10 @@ def detect_vessels(
         contrast against the water, NDWI/NDVI, water rings, blob continuation, land edge, texture),
         whose probability becomes the score. False: the network's score alone. Ignored (network
         alone) when the rescorer file is absent.
+    haze : mapping, optional
+        Band name -> path radiance (reflectance) to take off before the rescorer reads the bands
+        (:func:`remove_haze`), measured on the whole scene when ``scene`` is one window of it
+        (:func:`imgdiff.tiles.vessel_inputs`); default measured on ``scene`` itself.
 
     Returns
     -------
@@ -704,7 +714,7 @@ def detect_vessels(
         bright = x[:4].mean(axis=0)
         clear = scene
         if use_rescore:  # the rescorer reads the bands, the water mask NDWI, without path radiance
-            clear, water = remove_haze(scene, water)
+            clear, water = remove_haze(scene, water, haze)
         if water is not None and water_px is not None:
             keep = near_water(boxes, water, water_px)
             boxes, scores = boxes[keep], scores[keep]

@@ -14,7 +14,7 @@ block decoded once, coarser bands upsampled by OpenCV), in the calling thread, w
 threads compute (OpenCV and BLAS held to one thread each); GDAL's block cache is kept small, so
 resident memory is the strips, the tiles in flight and their features. Detection can run behind a
 cheap screen (:func:`vessel_screen`): the detector sees only the runs of blocks that may hold an
-object, with the scene-wide input levels of :func:`vessel_levels`.
+object, with the scene-wide input levels and haze offsets of :func:`vessel_inputs`.
 
 Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1) x [0, 1).
 
@@ -29,7 +29,7 @@ detect
     :func:`detect_tiled`, the screened blocks and the detector windows planned over them
     (:func:`plan_windows`).
 vessels
-    :func:`vessel_screen` and :func:`vessel_levels` for the vessel detector on whole tiles.
+    :func:`vessel_screen`, :func:`vessel_levels` and :func:`vessel_inputs` for the vessel detector on whole tiles.
 methods
     Change methods of the tiled comparison (:data:`TILED_METHODS`) and their magnitude histograms
     (:func:`otsu_threshold`, :func:`hist_noise_floor`).
@@ -89,11 +89,11 @@ from .tiling import (
     one_thread_per_worker,
     tile_grid,
 )
-from .vessels import SCREEN_BRIGHTER, SCREEN_CELL, SCREEN_WATER_CELLS, vessel_levels, vessel_screen
+from .vessels import SCREEN_BRIGHTER, SCREEN_CELL, SCREEN_WATER_CELLS, vessel_inputs, vessel_levels, vessel_screen
 
 __all__ = [
     "CHANGE_OVERLAP", "DETECT_OVERLAP", "MLP_TILE_SIZE", "SampleEstimate", "TILED_METHODS", "TILE_SIZE", "Tile",
-    "TiledChange", "StripReader", "change_passes", "compare_tiled", "crop_scene", "detect_tiled", "plan_windows", "screened_blocks", "screened_runs", "vessel_levels",
+    "TiledChange", "StripReader", "change_passes", "compare_tiled", "crop_scene", "detect_tiled", "plan_windows", "screened_blocks", "screened_runs", "vessel_inputs", "vessel_levels",
     "vessel_screen", "one_thread_per_worker", "estimate_on_samples", "grid_boxes", "hist_noise_floor",
     "magnitude_bound", "map_bounded", "otsu_threshold", "pick_tiled_method", "read_window", "sample_boxes",
     "should_tile", "source_grid", "tile_grid", "window_bounds", "work_grid", "write_change_tiled", "zones_window",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.windows
+from affine import Affine
 from rasterio.windows import Window
 
 from ..io.read import BBox, find_band_sources, georeferencing, open_raster
@@ -112,6 +113,43 @@ def _nan_median_last(v: np.ndarray) -> np.ndarray:
     return out
 
 
+def _decimated(path: str | Path, bands: Sequence[str] | None, bbox: BBox | None, step: int
+               ) -> tuple[dict[str, np.ndarray], Affine | None]:
+    """Reflectance of B02 B03 B04 B08 (those present) from every ``step``-th pixel of every ``step``-th
+    row of the scene (GDAL decimated read, nearest; every block is decoded once), converted as
+    :func:`imgdiff.read_scene` does, and the transform of that coarse grid (None without bands)."""
+    from rasterio.enums import Resampling
+
+    from ..detect.vessels import MODEL_BANDS
+    from ..io.read import Radiometry, to_reflectance
+
+    grid = work_grid(path, bands, bbox)
+    names = [b for b in MODEL_BANDS if bands is None or b in bands]
+    sources = {s.name: s for s in find_band_sources(path, bands) if s.name in names}
+    probe = _probe(path, grid, list(sources) or None)
+    rad = probe.meta.get("radiometry", {}) if probe is not None else {}
+    bounds = window_bounds(grid, (0, 0, grid.width, grid.height))
+    shape = (max(1, grid.height // step), max(1, grid.width // step))
+
+    def read(name: str) -> np.ndarray | None:
+        s, r = sources[name], rad[name]
+        with open_raster(s.path) as ds:  # one handle per thread
+            crs, transform = georeferencing(ds, name)
+            if crs != grid.crs:
+                return None
+            win = rasterio.windows.from_bounds(*bounds, transform=transform).round_offsets().round_lengths()
+            win = win.intersection(Window(0, 0, ds.width, ds.height))
+            dn = ds.read(s.index, window=win, out_shape=shape, resampling=Resampling.nearest)
+            return to_reflectance(dn, Radiometry(r["scale"], r["offset"], r["source"]), ds.nodata)
+
+    names = [n for n in sources if n in rad]
+    # the bands are read (every block decoded) on two threads: GDAL releases the GIL while decoding
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="imgdiff-levels") as pool:
+        found = dict(zip(names, pool.map(read, names)))
+    coarse = grid.transform * Affine.scale(grid.width / shape[1], grid.height / shape[0])
+    return {n: a for n, a in found.items() if a is not None}, coarse
+
+
 def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox | None = None,
                   step: int = 8) -> dict[str, tuple[float, float]]:
     """Input levels of the vessel network for a whole scene, from a decimated read.
@@ -127,32 +165,36 @@ def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BB
     dict
         Band name -> (low, reference) levels; bands without valid pixels are left out.
     """
-    from rasterio.enums import Resampling
+    return vessel_inputs(path, bands, bbox, step)[0]
 
-    from ..detect.vessels import MODEL_BANDS, band_levels
-    from ..io.read import Radiometry, to_reflectance
 
-    grid = work_grid(path, bands, bbox)
-    names = [b for b in MODEL_BANDS if bands is None or b in bands]
-    sources = {s.name: s for s in find_band_sources(path, bands) if s.name in names}
-    probe = _probe(path, grid, list(sources) or None)
-    rad = probe.meta.get("radiometry", {}) if probe is not None else {}
-    bounds = window_bounds(grid, (0, 0, grid.width, grid.height))
-    shape = (max(1, grid.height // step), max(1, grid.width // step))
+def vessel_inputs(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox | None = None,
+                  step: int = 8) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """What every window of a whole scene shares in the vessel detector, from one decimated read:
+    the input levels (as :func:`vessel_levels`) and the path radiance offsets
+    (:func:`imgdiff.detect.vessel_features.haze_offsets`, reflectance) measured on the open water of
+    the coarse grid (:func:`imgdiff.detect.vessels.water_mask` with its smallest water body scaled by
+    ``1 / step**2``), so that a window of harbour and one of open sea lose the same haze.
 
-    def levels(name: str) -> tuple[float, float] | None:
-        s, r = sources[name], rad[name]
-        with open_raster(s.path) as ds:  # one handle per thread
-            crs, transform = georeferencing(ds, name)
-            if crs != grid.crs:
-                return None
-            win = rasterio.windows.from_bounds(*bounds, transform=transform).round_offsets().round_lengths()
-            win = win.intersection(Window(0, 0, ds.width, ds.height))
-            dn = ds.read(s.index, window=win, out_shape=shape, resampling=Resampling.nearest)
-            return band_levels(to_reflectance(dn, Radiometry(r["scale"], r["offset"], r["source"]), ds.nodata))
+    Returns
+    -------
+    levels : dict
+        Band name -> (low, reference); bands without valid pixels are left out.
+    haze : dict
+        Band name -> offset (0 where the scene's darkest water is as dark as the training ports',
+        or where the coarse grid has too little open water to tell).
+    """
+    from ..detect import vessel_features as vf
+    from ..detect.vessels import band_levels, water_mask
 
-    names = [n for n in sources if n in rad]
-    # the bands are read (every block decoded) on two threads: GDAL releases the GIL while decoding
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="imgdiff-levels") as pool:
-        found = dict(zip(names, pool.map(levels, names)))
-    return {n: lv for n, lv in found.items() if lv is not None}
+    coarse, transform = _decimated(path, bands, bbox, step)
+    levels = {n: lv for n, a in coarse.items() if (lv := band_levels(a)) is not None}
+    haze: dict[str, float] = {}
+    if coarse and transform is not None and {"B03", "B08"} <= set(coarse):
+        shape = next(iter(coarse.values())).shape
+        valid = np.logical_and.reduce([np.isfinite(a) for a in coarse.values()])
+        small = Scene(coarse, None, transform, valid)
+        water = water_mask(small, min_area_px=max(1, 2000 // (step * step)))
+        if water is not None and water.shape == shape:
+            haze = vf.haze_offsets(coarse, water, min_water_px=max(1, vf.MIN_HAZE_WATER_PX // (step * step)))
+    return levels, haze

@@ -252,10 +252,11 @@ def _observe_tiled(entry: SceneEntry, params: WatchParams, grid: Any) -> tuple[A
     reg, note = _register(entry, params, lambda: estimate_on_samples(
         params.reference, entry.path, grid, names, register=True).registration)
     detector = resolve_detector(params.detector)
-    if params.detector == "vessels":  # one input normalisation for every window, as for the whole scene
-        from ..tiles import vessel_levels
+    if params.detector == "vessels":  # one input normalisation and haze offset for every window, as for the whole scene
+        from ..tiles import vessel_inputs
 
-        detector = partial(detector, levels=vessel_levels(entry.path, params.bands, params.bbox))
+        levels, haze = vessel_inputs(entry.path, params.bands, params.bbox)
+        detector = partial(detector, levels=levels, haze=haze)
     f = max(1, math.ceil(max(grid.shape) / 1024))
     cells = np.ones((math.ceil(grid.height / f), math.ceil(grid.width / f)), bool)
     items = []
