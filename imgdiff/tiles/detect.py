@@ -74,8 +74,8 @@ def detect_tiled(
         Anything :func:`imgdiff.read_scene` reads.
     detector : callable
         ``detector(scene) -> Detections``, e.g. ``imgdiff.detect.vessels.detect_vessels``
-        (with the scene-wide ``levels`` of :func:`vessel_levels` bound, so that every window
-        is normalised alike).
+        (with the scene-wide ``levels`` and ``haze`` of :func:`vessel_inputs` bound, so that every
+        window is normalised alike and loses the same path radiance).
     bands : sequence of str, optional
         Bands to read.
     bbox : (west, south, east, north), optional
