@@ -56,7 +56,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 CONTEXT_FEATURES: tuple[str, ...] = ("n_near", "n_near_higher", "best_near_ratio", "heat_ring_max")
 #: Darkest open water (reflectance) of the seven sen2ships L2A ports the rescorer was trained on, per band:
 #: the 1st percentile of each port's water pixels (:func:`imgdiff.detect.vessels.water_mask`), the
-#: highest of the seven (Genoa in B03, B04, B08; Casablanca close in B03), rounded up. A scene whose
+#: highest of the seven (Genoa's in all four bands; Casablanca's B03 is close), rounded up. A scene whose
 #: darkest water is brighter carries path radiance (a top-of-atmosphere L1C product, a hazy day):
 #: :func:`haze_offsets`.
 DARK_WATER: dict[str, float] = {"B02": 0.039, "B03": 0.024, "B04": 0.015, "B08": 0.013}

@@ -114,10 +114,10 @@ def _nan_median_last(v: np.ndarray) -> np.ndarray:
 
 
 def _decimated(path: str | Path, bands: Sequence[str] | None, bbox: BBox | None, step: int
-               ) -> tuple[dict[str, np.ndarray], Affine | None]:
+               ) -> tuple[dict[str, np.ndarray], Affine]:
     """Reflectance of B02 B03 B04 B08 (those present) from every ``step``-th pixel of every ``step``-th
     row of the scene (GDAL decimated read, nearest; every block is decoded once), converted as
-    :func:`imgdiff.read_scene` does, and the transform of that coarse grid (None without bands)."""
+    :func:`imgdiff.read_scene` does, and the transform of that coarse grid."""
     from rasterio.enums import Resampling
 
     from ..detect.vessels import MODEL_BANDS
@@ -165,7 +165,13 @@ def vessel_levels(path: str | Path, bands: Sequence[str] | None = None, bbox: BB
     dict
         Band name -> (low, reference) levels; bands without valid pixels are left out.
     """
-    return vessel_inputs(path, bands, bbox, step)[0]
+    return _levels(_decimated(path, bands, bbox, step)[0])
+
+
+def _levels(coarse: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    from ..detect.vessels import band_levels
+
+    return {n: lv for n, a in coarse.items() if (lv := band_levels(a)) is not None}
 
 
 def vessel_inputs(path: str | Path, bands: Sequence[str] | None = None, bbox: BBox | None = None,
@@ -185,16 +191,13 @@ def vessel_inputs(path: str | Path, bands: Sequence[str] | None = None, bbox: BB
         or where the coarse grid has too little open water to tell).
     """
     from ..detect import vessel_features as vf
-    from ..detect.vessels import band_levels, water_mask
+    from ..detect.vessels import water_mask
 
     coarse, transform = _decimated(path, bands, bbox, step)
-    levels = {n: lv for n, a in coarse.items() if (lv := band_levels(a)) is not None}
     haze: dict[str, float] = {}
-    if coarse and transform is not None and {"B03", "B08"} <= set(coarse):
-        shape = next(iter(coarse.values())).shape
+    if {"B03", "B08"} <= set(coarse):  # water_mask needs both (else None)
         valid = np.logical_and.reduce([np.isfinite(a) for a in coarse.values()])
-        small = Scene(coarse, None, transform, valid)
-        water = water_mask(small, min_area_px=max(1, 2000 // (step * step)))
-        if water is not None and water.shape == shape:
+        water = water_mask(Scene(coarse, None, transform, valid), min_area_px=max(1, 2000 // (step * step)))
+        if water is not None:
             haze = vf.haze_offsets(coarse, water, min_water_px=max(1, vf.MIN_HAZE_WATER_PX // (step * step)))
-    return levels, haze
+    return _levels(coarse), haze
