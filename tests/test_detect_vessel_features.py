@@ -317,3 +317,10 @@ def test_path_radiance_does_not_cost_the_detector_its_ships(shared_data):
         r_haze = score(port, haze.boxes, haze.scores, gt).recall
         assert r_haze >= r_clear - 0.1, (port, r_clear, r_haze)
         assert abs(len(haze) - len(clear)) <= 0.15 * len(clear), (port, len(clear), len(haze))
+
+
+def test_water_brighter_only_in_the_green_and_red_is_not_taken_for_haze():
+    # a turbid harbour: green and red lifted by sediment, blue as dark as the training ports'
+    bands, water = _sea({"B02": 0.8 * DARK_WATER["B02"], "B03": DARK_WATER["B03"] + 0.04,
+                         "B04": DARK_WATER["B04"] + 0.03, "B08": DARK_WATER["B08"]})
+    assert haze_offsets(bands, water) == {b: 0.0 for b in DARK_WATER}

@@ -115,6 +115,9 @@ def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray, *,
     water of those ports; 0 where it does not, where the scene has fewer than
     ``min_water_px`` water pixels, or where the band is not in reflectance units (99th
     percentile above :data:`MAX_REFLECTANCE_P99`). For the training ports themselves every offset is 0.
+    Path radiance falls with wavelength (Rayleigh and aerosol scattering alike), so no band's offset
+    exceeds that of a shorter one: water that is only brighter in the green or red (a turbid
+    harbour, an algal bloom) is not taken for haze.
 
     Measured 2026-11-27 (``training/train_vessel_rescore.py --haze-test``: the seven ports with a
     Rayleigh + aerosol path radiance added, B02 +0.013 to +0.057; nested leave-one-port-out
@@ -136,6 +139,7 @@ def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray, *,
     """
     water = np.asarray(water, bool)
     out: dict[str, float] = {}
+    ceiling = math.inf  # the offset of the shorter bands (DARK_WATER runs from blue to near-infrared)
     for b, dark in DARK_WATER.items():
         if b not in bands:
             continue
@@ -150,7 +154,8 @@ def haze_offsets(bands: Mapping[str, np.ndarray], water: np.ndarray, *,
         if float(np.percentile(every, 99.0)) > MAX_REFLECTANCE_P99:
             out[b] = 0.0
             continue
-        out[b] = max(0.0, float(np.percentile(v, 1.0)) - dark)
+        out[b] = min(ceiling, max(0.0, float(np.percentile(v, 1.0)) - dark))
+        ceiling = out[b]
     return out
 
 
