@@ -22,6 +22,7 @@ from imgdiff.claims import (
     ZoneState,
     evaluate_claim,
     load_claims,
+    path_radiance_caveat,
 )
 from imgdiff.detect.base import Detection, Detections
 from imgdiff.errors import ImgdiffError
@@ -219,6 +220,33 @@ def test_verify_cli_on_the_tartus_sample_writes_every_output_and_one_json_object
     assert all(set(c["undecided"]) == {"before", "after"} for c in report["claims"])
     geo = json.loads((out / "detections_before.geojson").read_text())
     assert geo["type"] == "FeatureCollection"
+
+
+def test_the_tartus_report_records_the_path_radiance_taken_off_and_its_vessel_claims_say_so(tartus_run):
+    # the simulated Tartus scenes are top-of-atmosphere-like: their water is about 0.05 brighter in B02
+    # than the L2A training ports' darkest water
+    res, out = tartus_run
+    report = json.loads(res.output)
+    for date in ("before", "after"):
+        pr = report["inputs"][date]["path_radiance"]
+        assert set(pr) == {"B02", "B03", "B04", "B08"}
+        assert 0.03 < pr["B02"] < 0.08 and pr["B02"] >= pr["B03"] >= pr["B04"] >= pr["B08"] >= 0
+    vessel_claims = [c for c in report["claims"] if c["object"] == "vessels"]
+    assert vessel_claims and all(any("path radiance" in x for x in c["caveats"]) for c in vessel_claims)
+    assert "path radiance taken off before vessel scoring" in (out / "report.md").read_text()
+    assert "path radiance taken off before vessel scoring" in (out / "report.html").read_text()
+
+
+def test_path_radiance_caveat_names_the_hazy_dates_a_vessel_claim_depends_on():
+    haze = {"before": {"B02": 0.0, "B03": 0.0}, "after": {"B02": 0.052, "B03": 0.03}}
+    assert path_radiance_caveat(claim("present_before"), haze) is None  # the after date does not matter
+    text = path_radiance_caveat(claim("absent_after"), haze)
+    assert text is not None and "after B02 0.052" in text and "before B02" not in text
+    both = path_radiance_caveat(claim("decreased"), {**haze, "before": {"B02": 0.02}})
+    assert both is not None and "before B02 0.020, after B02 0.052" in both
+    assert path_radiance_caveat(claim("decreased"), {"after": {"B02": 0.004}}) is None  # below the caveat's floor
+    assert path_radiance_caveat(Claim("c", "t", "aircraft", "apron", "absent_after", None), haze) is None
+    assert path_radiance_caveat(claim("absent_after"), {}) is None  # vessels not looked for
 
 
 def test_verify_cli_refuses_to_overwrite_and_reports_bad_files_in_one_line(tartus_run, tmp_path):

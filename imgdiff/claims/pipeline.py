@@ -41,6 +41,7 @@ from .verdicts import (
     Verdict,
     ZoneState,
     evaluate_claim,
+    path_radiance_caveat,
     registration_quality,
     zone_states,
 )
@@ -72,6 +73,9 @@ class Verification:
         Object kind -> (before Detections, after Detections) of undecided objects: weak detections
         whose place cannot be compared with the other date (:class:`imgdiff.match.Reconciled`);
         not counted.
+    path_radiance : dict
+        ``"before"`` / ``"after"`` -> band name -> path radiance (reflectance) the vessel detector took
+        off that date (:func:`path_radiance`); empty when vessels were not looked for.
     """
 
     claims: ClaimFile
@@ -84,6 +88,7 @@ class Verification:
     performance: dict[str, DetectorPerformance]
     verdicts: tuple[Verdict, ...] = field(default=())
     undecided: dict[str, tuple[Detections, Detections]] = field(default_factory=dict)
+    path_radiance: dict[str, dict[str, float]] = field(default_factory=dict)
 
     __repr__ = short_repr  # cloud masks as their shape and dtype, verdicts as their count
 
@@ -124,6 +129,17 @@ def detect(obj: str, scene: Scene, zones: Zones, *, min_score: float | None = No
 
         dets = detect_aircraft(scene, zones, threshold=min_score)
     return assign_zones(dets, zones, keep_outside=True)
+
+
+def path_radiance(result: CompareResult, objects: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per date (``"before"`` / ``"after"``), the path radiance the vessel detector takes off the compared
+    scene before scoring (:func:`imgdiff.detect.vessels.path_radiance`; band name -> reflectance);
+    empty when ``objects`` has no vessels."""
+    if "vessels" not in objects:
+        return {}
+    from ..detect.vessels import path_radiance as measure
+
+    return {"before": measure(result.pair.before), "after": measure(result.pair.after)}
 
 
 def drop_hidden(dets: Detections, clear: np.ndarray) -> Detections:
@@ -304,7 +320,7 @@ def survey(
     src = Path(str(b.meta.get("source", "before"))), Path(str(a.meta.get("source", "after")))
     cf = ClaimFile(Path("-"), src[0], src[1], zones_source, zones, ())
     return Verification(cf, (b, a), result, zg, cloud, states, dets, {o: detector_performance(o) for o in objects},
-                        undecided=undecided)
+                        undecided=undecided, path_radiance=path_radiance(result, objects))
 
 
 def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -> Verification:
@@ -344,11 +360,17 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     pair = result.pair
     both = zone_states(zg, replace(pair.before, valid=pair.before.valid & pair.after.valid),
                        cloud["before"] | cloud["after"])
+    haze = path_radiance(result, objects)
     verdicts = tuple(
-        evaluate_claim(c, *dets[c.object], states["before"][c.zone], states["after"][c.zone],
-                       registration_reliability=registration_quality(result.registration),
-                       performance=perf[c.object], state_both=both[c.zone],
-                       undecided_before=undecided[c.object][0], undecided_after=undecided[c.object][1])
+        _with_caveat(evaluate_claim(c, *dets[c.object], states["before"][c.zone], states["after"][c.zone],
+                                    registration_reliability=registration_quality(result.registration),
+                                    performance=perf[c.object], state_both=both[c.zone],
+                                    undecided_before=undecided[c.object][0], undecided_after=undecided[c.object][1]),
+                     path_radiance_caveat(c, haze))
         for c in claims.claims
     )
-    return Verification(claims, (before, after), result, zg, cloud, states, dets, perf, verdicts, undecided)
+    return Verification(claims, (before, after), result, zg, cloud, states, dets, perf, verdicts, undecided, haze)
+
+
+def _with_caveat(verdict: Verdict, caveat: str | None) -> Verdict:
+    return verdict if caveat is None else replace(verdict, caveats=(*verdict.caveats, caveat))

@@ -36,7 +36,7 @@ been seen), scaled by the clear fraction of the zone; a count comparison with di
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,10 @@ MIN_REGISTRATION_RELIABILITY = 0.25
 MAX_REGISTRATION_UNCERTAINTY_PX = 1.0
 #: Counts within this fraction of the larger count are "unchanged" (detector noise between dates).
 COUNT_TOLERANCE_FRACTION = 0.1
+#: A vessel claim carries a caveat when the path radiance taken off a date it depends on reaches this
+#: (reflectance, the largest band's; :func:`imgdiff.detect.vessels.path_radiance`): 0 on the L2A
+#: ports the detector was trained on, about 0.05 in B02 on top-of-atmosphere (L1C) scenes.
+PATH_RADIANCE_CAVEAT = 0.01
 #: A claim on one date (present_* / absent_*) whose verdict the undecided looks of that date would change
 #: (weak detections at places the other date cannot show: hidden there, or in a cloud's hazy rim) takes them
 #: as the detector alone would: counted. The other date cannot confirm them, but it has nothing to say about
@@ -411,6 +415,37 @@ def evaluate_claim(
                        "not counted; the verdict holds with or without them")
     return Verdict(claim, verdict, round(float(conf), 3), nb, na, m, tuple([counts, *reasons]), tuple(caveats),
                    ub, ua)
+
+
+def path_radiance_caveat(claim: Claim, path_radiance: Mapping[str, Mapping[str, float]]) -> str | None:
+    """The caveat of a vessel claim whose dates' water was lifted by path radiance, or None.
+
+    Parameters
+    ----------
+    claim : Claim
+    path_radiance : mapping
+        ``"before"`` / ``"after"`` -> band name -> path radiance (reflectance) the vessel detector took
+        off that date (:func:`imgdiff.detect.vessels.path_radiance`); dates left out count as clear.
+
+    Returns
+    -------
+    str or None
+        None for aircraft claims and when no date the claim depends on reaches
+        :data:`PATH_RADIANCE_CAVEAT`.
+    """
+    if claim.object != "vessels":
+        return None
+    lifted = []
+    for date in claim.dates():
+        offsets = path_radiance.get(date) or {}
+        band = max(offsets, key=lambda b: offsets[b], default=None)
+        if band is not None and offsets[band] >= PATH_RADIANCE_CAVEAT:
+            lifted.append(f"{date} {band} {offsets[band]:.3f}")
+    if not lifted:
+        return None
+    return (f"the water is brighter than on the surface-reflectance (L2A) scenes the vessel detector was trained "
+            f"on (top-of-atmosphere L1C data or haze; path radiance, reflectance: {', '.join(lifted)}); it was "
+            "taken off before vessels were scored, but the detector's measured figures are for L2A scenes")
 
 
 def compare_counts(kind: str, n_before: int, n_after: int, visible_fraction: float) -> tuple[bool, bool]:

@@ -414,6 +414,19 @@ def remove_haze(scene: Scene, water: np.ndarray | None, offsets: Mapping[str, fl
     return clear, water_mask(clear)
 
 
+def path_radiance(scene: Scene) -> dict[str, float]:
+    """The path radiance :func:`detect_vessels` takes off ``scene`` before its rescorer scores vessels.
+
+    :func:`imgdiff.detect.vessel_features.haze_offsets` over the scene's open water
+    (:func:`water_mask`): band name -> reflectance by which the scene's darkest water lies above the
+    darkest water of the L2A ports the detector was trained on. Every offset is 0 on a clear
+    surface-reflectance scene; about 0.05 in B02 on a top-of-atmosphere (L1C) or hazy one. Empty when
+    the scene has no B03 and B08 to find water with.
+    """
+    water = water_mask(scene)
+    return {} if water is None else vf.haze_offsets(scene.bands, water)
+
+
 def near_water(boxes: np.ndarray, water: np.ndarray, max_px: float) -> np.ndarray:
     """True for each box (pixel edges) with an open-water pixel within ``max_px`` pixels of it."""
     if not len(boxes):

@@ -5,7 +5,10 @@ number on any incompatible change)::
 
     schema, schema_version, imgdiff_version
     claims_file                    path of the claims file as given
-    inputs.before|after            source, date, bands of each scene as read, radiometry as used
+    inputs.before|after            source, date, bands of each scene as read, radiometry as used;
+                                   (1.5) path_radiance: band -> reflectance the vessel detector took off that
+                                   date's scene before scoring (imgdiff.detect.vessels.path_radiance; 0 on
+                                   surface-reflectance scenes), null when vessels were not looked for
     dates                          before, after (ISO), days_between
     grid                           CRS, transform, width, height, bounds, pixel size (m)
     coregistration                 dx, dy (px; after = before + shift), dx_m, dy_m, reliability, method
@@ -45,14 +48,23 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..claims import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, Verification, evidence_rules, zone_counts
+from ..claims import (
+    INCONCLUSIVE,
+    PATH_RADIANCE_CAVEAT,
+    REFUTED,
+    SUPPORTED,
+    Verdict,
+    Verification,
+    evidence_rules,
+    zone_counts,
+)
 from ..detect.base import Detections
 from ..io.write import check_outputs, write_json, write_outputs, write_text
 from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
 
 #: Version of the ``report.json`` layout of ``imgdiff verify``.
-VERIFY_SCHEMA_VERSION = "1.4"
+VERIFY_SCHEMA_VERSION = "1.5"
 VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
                   "detections_after.geojson", "change.tif")
 
@@ -135,8 +147,9 @@ def verify_report(v: Verification) -> dict[str, Any]:
         "simulated_inputs": bool(_simulated(before) or _simulated(after)),
         "claims_file": str(v.claims.path),
         "zones_source": v.claims.zones_source,
-        "inputs": {"before": _scene_entry(before, v.result.pair.before),
-                   "after": _scene_entry(after, v.result.pair.after)},
+        "inputs": {date: {**_scene_entry(read, v.result.pair.before if date == "before" else v.result.pair.after),
+                          "path_radiance": _rounded(v.path_radiance.get(date))}
+                   for date, read in (("before", before), ("after", after))},
         "dates": {"before": before.date.isoformat() if before.date else None,
                   "after": after.date.isoformat() if after.date else None, "days_between": days},
         "grid": v.result.grid.to_dict(),
@@ -149,6 +162,10 @@ def verify_report(v: Verification) -> dict[str, Any]:
         "summary": summary,
         "outputs": list(VERIFY_OUTPUTS),
     }
+
+
+def _rounded(offsets: dict[str, float] | None) -> dict[str, float] | None:
+    return None if offsets is None else {b: round(float(x), 4) for b, x in offsets.items()}
 
 
 def _registration_entry(v: Verification) -> dict[str, Any]:
@@ -176,8 +193,8 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
         lines += ["> **The input scenes are simulated** (imgdiff.simulate), not real Sentinel-2 images.", ""]
     lines += [
         f"- claims: `{report['claims_file']}`; zones: `{report['zones_source']}`",
-        f"- before: `{report['inputs']['before']['source']}` ({d['before'] or 'date unknown'})",
-        f"- after: `{report['inputs']['after']['source']}` ({d['after'] or 'date unknown'})",
+        *(f"- {date}: `{report['inputs'][date]['source']}` ({d[date] or 'date unknown'})"
+          f"{_haze_note(report['inputs'][date].get('path_radiance'))}" for date in ("before", "after")),
         f"- co-registration: dx = {r['dx']:+.3f} px, dy = {r['dy']:+.3f} px, reliability "
         f"{(r['reliability'] or 0):.2f}{' (FAILED)' if r['failed'] else ''}",
         "",
@@ -216,6 +233,14 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
                    "clouds") if rules.get(k)]
     lines.append("")
     return "\n".join(lines)
+
+
+def _haze_note(offsets: dict[str, float] | None) -> str:
+    """The Markdown note on a date's path radiance (nothing when there is none worth a word)."""
+    if not offsets or max(offsets.values()) < PATH_RADIANCE_CAVEAT:
+        return ""
+    return "; path radiance taken off before vessel scoring (reflectance): " + ", ".join(
+        f"{b} {x:.3f}" for b, x in offsets.items())
 
 
 def write_verify(v: Verification, outdir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
