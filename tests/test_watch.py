@@ -15,6 +15,7 @@ from rasterio.transform import from_origin
 from scipy import ndimage as ndi
 
 from imgdiff.detect.base import Detection, sorted_detections
+from imgdiff.detect.vessel_features import DARK_WATER
 from imgdiff.errors import InputError, OutputError
 from imgdiff.scene import Scene
 from imgdiff.watch import read_manifest, run_watch, track_slots
@@ -331,3 +332,36 @@ def test_an_existing_dask_scheduler_can_be_given_by_address(site: Path, tmp_path
         res = run_watch(m, tmp_path / "out", scheduler=cluster.scheduler_address)
         assert res.summary["engine"] == {"scheduler": cluster.scheduler_address, "workers": 1}
     assert res.summary["scenes_ok"] == 4 and res.summary["scenes_failed"] == 2
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["whole", "tiled"])
+def test_a_vessel_watch_records_the_path_radiance_taken_off_each_date(tmp_path: Path, monkeypatch, tiled: bool):
+    if tiled:  # window by window, the path radiance measured once on the scene's decimated read
+        import imgdiff.watch.process
+
+        monkeypatch.setattr(imgdiff.watch.process, "TILED_ABOVE_PX", 32 * 32)
+    # open water as dark as the detector's L2A training ports on the first date; the same water under
+    # top-of-atmosphere path radiance (falling with wavelength) on the second
+    rng = np.random.default_rng(3)
+    clear = np.array([0.030, 0.020, 0.012, 0.008])[:, None, None] + rng.normal(0, 0.002, (4, H, W))
+    for name, refl in (("clear", clear), ("hazy", clear + np.array([0.05, 0.035, 0.02, 0.01])[:, None, None])):
+        (tmp_path / name).mkdir()
+        for i, b in enumerate(BANDS):
+            write_band(tmp_path / name / f"{b}.tif", np.round(np.clip(refl[i], 0.001, 1) * 10000).astype(np.uint16),
+                       transform=TRANSFORM)
+    zones_file(tmp_path / "zones.geojson")
+    (tmp_path / "watch.yaml").write_text("site: sea\nzones: zones.geojson\ndetector: vessels\nscenes:\n"
+                                         "  - {date: 2024-01-01, path: clear}\n  - {date: 2024-01-06, path: hazy}\n")
+    res = run_watch(read_manifest(tmp_path / "watch.yaml"), tmp_path / "out", scheduler="synchronous")
+    by_date = {r["date"]: r["path_radiance"] for r in res.results}
+    assert by_date["2024-01-01"] == {"B02": 0.0, "B03": 0.0, "B04": 0.0, "B08": 0.0}
+    # what lifts the darkest water (1st percentile) above the darkest water of the training ports
+    expected = np.percentile(clear[0] + 0.05, 1) - DARK_WATER["B02"]
+    assert by_date["2024-01-06"]["B02"] == pytest.approx(expected, abs=0.002)
+    hazy = by_date["2024-01-06"]
+    assert hazy["B02"] >= hazy["B03"] >= hazy["B04"] >= hazy["B08"] >= 0 and hazy["B03"] > 0
+    table = {(r["date"], r["zone"]): r["path_radiance"] for r in res.rows}  # the largest band's, per row
+    assert table[("2024-01-01", "west")] == 0.0
+    assert table[("2024-01-06", "east")] == pytest.approx(by_date["2024-01-06"]["B02"])
+    assert {r["path_radiance"] for r in pq.read_table(tmp_path / "out" / "counts.parquet").to_pylist()} == {
+        0.0, by_date["2024-01-06"]["B02"]}

@@ -24,7 +24,7 @@ WATCH_OUTPUTS = ("counts.csv", "counts.parquet", "occupancy.csv", "timeline.png"
 CLOUDY_ZONE = 0.2
 #: Columns of the tidy table, in order.
 COLUMNS = ("date", "scene", "zone", "object_class", "count", "cloud_fraction", "confidence", "mean_score",
-           "shift_dx_px", "shift_dy_px", "shift_reliability", "status", "error", "source")
+           "shift_dx_px", "shift_dy_px", "shift_reliability", "path_radiance", "status", "error", "source")
 
 
 # --------------------------------------------------------------------------- table
@@ -34,7 +34,11 @@ def tidy_rows(results: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> l
     ``count`` is the number of detections whose centroid lies in the zone; ``cloud_fraction``
     the fraction of the zone's pixels that could not be assessed (cloud, shadow or no data);
     ``confidence`` = (1 - cloud_fraction) x mean score of the counted objects (1 when none):
-    how far the count can be trusted, 1 meaning a clear zone and certain detections.
+    how far the count can be trusted, 1 meaning a clear zone and certain detections;
+    ``path_radiance`` the largest band's path radiance (reflectance, normally B02) the vessel detector
+    took off the scene (:func:`imgdiff.detect.vessels.path_radiance`): 0 on a clear surface-reflectance
+    date, about 0.05 on a top-of-atmosphere (L1C) or hazy one, whose counts rest on less certain
+    scores; empty for aircraft.
     """
     rows = []
     for r in results:
@@ -43,9 +47,11 @@ def tidy_rows(results: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> l
         if r["status"] != "ok":
             rows.append({**common, "zone": None, "object_class": None, "count": None, "cloud_fraction": None,
                          "confidence": None, "mean_score": None, "shift_dx_px": None, "shift_dy_px": None,
-                         "shift_reliability": None})
+                         "shift_reliability": None, "path_radiance": None})
             continue
         reg = r["registration"]
+        haze = r.get("path_radiance")  # absent from results cached before it was recorded
+        haze = round(max(haze.values()), 4) if haze else None
         seen_classes = list(dict.fromkeys([*classes, *(d["cls"] for d in r["detections"])]))
         zones = list(r["zones"])
         if any(d["zone"] == OUTSIDE for d in r["detections"]):
@@ -61,7 +67,7 @@ def tidy_rows(results: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> l
                              "cloud_fraction": cloud, "confidence": round(conf, 4),
                              "mean_score": round(mean, 4) if mean is not None else None,
                              "shift_dx_px": reg.get("dx"), "shift_dy_px": reg.get("dy"),
-                             "shift_reliability": reg.get("reliability")})
+                             "shift_reliability": reg.get("reliability"), "path_radiance": haze})
     return [{k: row.get(k) for k in COLUMNS} for row in rows]
 
 
@@ -83,7 +89,7 @@ def write_parquet(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
         ("date", pa.date32()), ("scene", pa.string()), ("zone", pa.string()), ("object_class", pa.string()),
         ("count", pa.int64()), ("cloud_fraction", pa.float64()), ("confidence", pa.float64()),
         ("mean_score", pa.float64()), ("shift_dx_px", pa.float64()), ("shift_dy_px", pa.float64()),
-        ("shift_reliability", pa.float64()), ("status", pa.string()), ("error", pa.string()),
+        ("shift_reliability", pa.float64()), ("path_radiance", pa.float64()), ("status", pa.string()), ("error", pa.string()),
         ("source", pa.string()),
     ])
     data = [{**r, "date": _dt.date.fromisoformat(r["date"])} for r in rows]

@@ -106,7 +106,8 @@ def process_scene(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
         (dx, dy in pixels; dx_m, dy_m in metres), ``cloud_fraction`` (whole grid),
         ``zones`` (name -> pixels, not-assessed fraction), ``detections`` (on the reference
         grid: pixel ``box``/``centroid``, map ``x``/``y`` in ``crs``, ``lon``/``lat``,
-        ``score``, ``cls``, ``zone``, sizes in metres), ``not_assessed`` (packed mask).
+        ``score``, ``cls``, ``zone``, sizes in metres), ``not_assessed`` (packed mask),
+        ``path_radiance`` (band -> reflectance the vessel detector took off the scene; None for aircraft).
     """
     t0 = time.perf_counter()
     base = {"id": entry.id, "date": entry.date.isoformat(), "path": entry.path, "status": "ok", "error": None}
@@ -139,9 +140,9 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     except ImgdiffError as e:
         raise InputError(f"reference scene {params.reference}: {one_line(e)}") from None
     if ref_grid.width * ref_grid.height > TILED_ABOVE_PX:
-        dets, reg, note, bad, f = _observe_tiled(entry, params, ref_grid)
+        dets, reg, note, bad, f, haze = _observe_tiled(entry, params, ref_grid)
     else:
-        dets, reg, note, bad, f = _observe(entry, params)
+        dets, reg, note, bad, f, haze = _observe(entry, params)
     grid = ref_grid
     # Detections were found on the scene's pixels: move them onto the reference (subtract the shift).
     moved = []
@@ -184,17 +185,19 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     return {
         "registration": reg_d, "cloud_fraction": cloud, "cloud_source": "manifest" if entry.cloud_fraction is not None
         else "cloud mask", "zones": zinfo, "detections": items,
+        "path_radiance": None if haze is None else {b: round(float(v), 4) for b, v in haze.items()},
         "grid": {"crs": grid.crs.to_string() if grid.crs else None, "transform": list(grid.transform)[:6],
                  "width": grid.width, "height": grid.height},
         "not_assessed": pack_mask(bad, factor=f),
     }
 
 
-def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | None, np.ndarray, int]:
+def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | None, np.ndarray, int, dict | None]:
     """A site-sized scene: read whole, align onto the reference, co-register, detect.
 
     Returns detections (scene pixels on the reference grid), registration, a note, the
-    not-assessed mask and its reduction factor (1).
+    not-assessed mask, its reduction factor (1) and, for vessels, the path radiance the detector
+    took off the scene (:func:`imgdiff.detect.vessels.path_radiance`; None for aircraft).
     """
     from rasterio.errors import RasterioError
 
@@ -214,7 +217,12 @@ def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | No
     dets = resolve_detector(params.detector)(pair.after)
     if params.min_score is not None:
         dets = dets.filter(min_score=params.min_score)
-    return dets, reg, note, _not_assessed(pair.after), 1
+    haze = None
+    if params.detector == "vessels":
+        from ..detect.vessels import path_radiance
+
+        haze = path_radiance(pair.after)
+    return dets, reg, note, _not_assessed(pair.after), 1, haze
 
 
 def _coregister_pair(pair: Any) -> Any:
@@ -235,8 +243,10 @@ def _register(entry: SceneEntry, params: WatchParams, estimate: Callable[[], Any
     return Registration(0.0, 0.0, 0.0, 0.0, 0.0, 1.0 if params.register else 0.0, method="reference"), None
 
 
-def _observe_tiled(entry: SceneEntry, params: WatchParams, grid: Any) -> tuple[Any, Any, str | None, np.ndarray, int]:
-    """A whole tile: shift from sample windows, detection and cloud mask window by window.
+def _observe_tiled(entry: SceneEntry, params: WatchParams, grid: Any
+                   ) -> tuple[Any, Any, str | None, np.ndarray, int, dict | None]:
+    """A whole tile: shift from sample windows, detection and cloud mask window by window (returns
+    as :func:`_observe`; the path radiance is measured once for the scene, :func:`imgdiff.tiles.vessel_inputs`).
 
     Each window is read once onto the reference grid; a detection is kept by the window
     whose core holds its centre (:mod:`imgdiff.tiles`). The not-assessed mask is kept
@@ -252,6 +262,7 @@ def _observe_tiled(entry: SceneEntry, params: WatchParams, grid: Any) -> tuple[A
     reg, note = _register(entry, params, lambda: estimate_on_samples(
         params.reference, entry.path, grid, names, register=True).registration)
     detector = resolve_detector(params.detector)
+    haze = None
     if params.detector == "vessels":  # one input normalisation and haze offset for every window, as for the whole scene
         from ..tiles import vessel_inputs
 
@@ -274,7 +285,7 @@ def _observe_tiled(entry: SceneEntry, params: WatchParams, grid: Any) -> tuple[A
             x0, y0, x1, y1 = tile.core
             core_bad = reduce_mask(_not_assessed(scene)[rows, cols], f)
             cells[y0 // f:y0 // f + core_bad.shape[0], x0 // f:x0 // f + core_bad.shape[1]] = core_bad
-    return sorted_detections(items, grid.crs, grid.transform, grid.pixel_size_m), reg, note, cells, f
+    return sorted_detections(items, grid.crs, grid.transform, grid.pixel_size_m), reg, note, cells, f, haze
 
 
 def _num(v: Any) -> float | None:
