@@ -440,12 +440,13 @@ def path_radiance_caveat(claim: Claim, path_radiance: Mapping[str, Mapping[str, 
         offsets = path_radiance.get(date) or {}
         band = max(offsets, key=lambda b: offsets[b], default=None)
         if band is not None and offsets[band] >= PATH_RADIANCE_CAVEAT:
-            lifted.append(f"{date} {band} {offsets[band]:.3f}")
+            lifted.append((date, f"{band} {offsets[band]:.3f}"))
     if not lifted:
         return None
-    return (f"the water is brighter than on the surface-reflectance (L2A) scenes the vessel detector was trained "
-            f"on (top-of-atmosphere L1C data or haze; path radiance, reflectance: {', '.join(lifted)}); it was "
-            "taken off before vessels were scored, but the detector's measured figures are for L2A scenes")
+    dates = " and ".join(d for d, _ in lifted)
+    return (f"hazy or top-of-atmosphere (L1C) water on the {dates} date{'s' if len(lifted) > 1 else ''} (path "
+            f"radiance {', '.join(v for _, v in lifted)} taken off before vessel scoring); the detector's figures "
+            "were measured on surface-reflectance (L2A) scenes")
 
 
 def compare_counts(kind: str, n_before: int, n_after: int, visible_fraction: float) -> tuple[bool, bool]:
