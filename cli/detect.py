@@ -8,6 +8,8 @@ import click
 import shapely
 
 import imgdiff
+from imgdiff.claims import PATH_RADIANCE_CAVEAT
+from imgdiff.detect.vessels import path_radiance
 from imgdiff.errors import NoOverlapError, OutputError
 from imgdiff.io.geojson import write_detections_geojson
 from imgdiff.zones import Zones, placed, read_zones
@@ -70,8 +72,8 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
                 zones = placed(zones, grid.crs, where=scene)
                 warn_outside = outside_zones(zones, grid.bounds, scene, zones_path)
             with naming(scene):
-                dets = detect_tiled_cli(scene, objects, zones, min_score=min_score, method=method, bands=bands,
-                                        bbox=bbox, tile_size=tile_size, on_step=advance, tta=tta)
+                dets, haze = detect_tiled_cli(scene, objects, zones, min_score=min_score, method=method,
+                                              bands=bands, bbox=bbox, tile_size=tile_size, on_step=advance, tta=tta)
         else:
             sc = imgdiff.read_scene(scene, bands=bands, bbox=bbox)
             if zones is not None:  # lon/lat zones cannot go on a scene without CRS: say so, do not count 0
@@ -83,9 +85,11 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
                 kw.update({} if tta is None else {"tta": tta})
                 with naming(scene):
                     dets = imgdiff.detect_vessels(sc, zones, method=method, **kw)
+                haze = path_radiance(sc) if method != "classical" else None  # what the rescorer's features lose
             else:
                 from imgdiff.detect.aircraft import detect_aircraft
 
+                haze = None
                 with naming(scene):
                     dets = detect_aircraft(sc, zones, method=method, threshold=min_score)
                 if zones is not None:
@@ -105,9 +109,14 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
                    "by_zone": counts}
         if objects == "vessels":
             summary["moving"] = sum(1 for d in dets if d.extra.get("moving"))
+            summary["path_radiance"] = None if haze is None else {b: round(float(x), 4) for b, x in haze.items()}
         echo_json(summary)
         return
     click.echo(f"{len(dets)} {object_noun(objects, len(dets))} detected; wrote {out}")
+    if haze and max(haze.values()) >= PATH_RADIANCE_CAVEAT:
+        click.echo("hazy or top-of-atmosphere (L1C) water: path radiance taken off before vessel scoring "
+                   f"({', '.join(f'{b} {x:.3f}' for b, x in haze.items())}); the detector's figures were measured "
+                   "on surface-reflectance (L2A) scenes")
     if zones is not None:
         for name, n in counts.items():
             click.echo(f"  {name}: {n}")

@@ -52,18 +52,19 @@ def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: 
 
 def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float | None, method: str,
                      bands: Sequence[str] | None, bbox: tuple | None, tile_size: int | None,
-                     on_step: Any, tta: int | None = None) -> Any:
+                     on_step: Any, tta: int | None = None) -> tuple[Any, dict[str, float] | None]:
     """``imgdiff detect`` window by window (:func:`imgdiff.tiles.detect_tiled`), with the same options.
 
     Like the whole-scene path, only objects inside a zone are kept when zones are given. ``tta``:
     vessel network passes (None: the detector's default, 8; 4 halves the network's time on a whole
-    tile, see ``benchmarks/scale.py``).
+    tile, see ``benchmarks/scale.py``). Returns the detections and, for vessels, the path radiance
+    taken off every window (the scene's, :func:`imgdiff.tiles.vessel_inputs`; None for aircraft).
     """
     from functools import partial
 
     from imgdiff.tiles import detect_tiled, vessel_inputs, vessel_screen
 
-    screen, safe = None, False
+    screen, safe, haze = None, False, None
     if objects == "vessels":
         from imgdiff.detect.vessels import detect_vessels
 
@@ -86,4 +87,4 @@ def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float |
                             detector_thread_safe=safe, screen=screen)
     if zones is not None:
         dets = dets.filter([d.zone is not None for d in dets])
-    return dets
+    return dets, (haze if method != "classical" else None)
