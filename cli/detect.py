@@ -8,8 +8,7 @@ import click
 import shapely
 
 import imgdiff
-from imgdiff.claims import PATH_RADIANCE_CAVEAT
-from imgdiff.detect.vessels import path_radiance
+from imgdiff.detect.vessels import path_radiance, path_radiance_note
 from imgdiff.errors import NoOverlapError, OutputError
 from imgdiff.io.geojson import write_detections_geojson
 from imgdiff.zones import Zones, placed, read_zones
@@ -113,10 +112,9 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
         echo_json(summary)
         return
     click.echo(f"{len(dets)} {object_noun(objects, len(dets))} detected; wrote {out}")
-    if haze and max(haze.values()) >= PATH_RADIANCE_CAVEAT:
-        click.echo("hazy or top-of-atmosphere (L1C) water: path radiance taken off before vessel scoring "
-                   f"({', '.join(f'{b} {x:.3f}' for b, x in haze.items())}); the detector's figures were measured "
-                   "on surface-reflectance (L2A) scenes")
+    if note := path_radiance_note(haze):
+        click.echo(f"hazy or top-of-atmosphere (L1C) water: path radiance taken off before vessel scoring ({note}); "
+                   "the detector's figures were measured on surface-reflectance (L2A) scenes")
     if zones is not None:
         for name, n in counts.items():
             click.echo(f"  {name}: {n}")

@@ -60,10 +60,6 @@ MIN_REGISTRATION_RELIABILITY = 0.25
 MAX_REGISTRATION_UNCERTAINTY_PX = 1.0
 #: Counts within this fraction of the larger count are "unchanged" (detector noise between dates).
 COUNT_TOLERANCE_FRACTION = 0.1
-#: A vessel claim carries a caveat when the path radiance taken off a date it depends on reaches this
-#: (reflectance, the largest band's; :func:`imgdiff.detect.vessels.path_radiance`): 0 on the L2A
-#: ports the detector was trained on, about 0.05 in B02 on top-of-atmosphere (L1C) scenes.
-PATH_RADIANCE_CAVEAT = 0.01
 #: A claim on one date (present_* / absent_*) whose verdict the undecided looks of that date would change
 #: (weak detections at places the other date cannot show: hidden there, or in a cloud's hazy rim) takes them
 #: as the detector alone would: counted. The other date cannot confirm them, but it has nothing to say about
@@ -431,15 +427,17 @@ def path_radiance_caveat(claim: Claim, path_radiance: Mapping[str, Mapping[str, 
     -------
     str or None
         None for aircraft claims and when no date the claim depends on reaches
-        :data:`PATH_RADIANCE_CAVEAT`.
+        :data:`imgdiff.detect.vessels.NOTABLE_PATH_RADIANCE`.
     """
+    from ..detect.vessels import NOTABLE_PATH_RADIANCE
+
     if claim.object != "vessels":
         return None
     lifted = []
     for date in claim.dates():
         offsets = path_radiance.get(date) or {}
         band = max(offsets, key=lambda b: offsets[b], default=None)
-        if band is not None and offsets[band] >= PATH_RADIANCE_CAVEAT:
+        if band is not None and offsets[band] >= NOTABLE_PATH_RADIANCE:
             lifted.append((date, f"{band} {offsets[band]:.3f}"))
     if not lifted:
         return None

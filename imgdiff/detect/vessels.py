@@ -414,6 +414,19 @@ def remove_haze(scene: Scene, water: np.ndarray | None, offsets: Mapping[str, fl
     return clear, water_mask(clear)
 
 
+#: Path radiance (reflectance, the largest band's) from which a scene's is worth telling a reader: 0 on the L2A
+#: ports the detector was trained on, about 0.05 in B02 on top-of-atmosphere (L1C) scenes.
+NOTABLE_PATH_RADIANCE = 0.01
+
+
+def path_radiance_note(offsets: Mapping[str, float] | None) -> str | None:
+    """``"B02 0.052, B03 0.037, ..."`` (reflectance) when the largest of ``offsets`` (:func:`path_radiance`)
+    reaches :data:`NOTABLE_PATH_RADIANCE`, else None."""
+    if not offsets or max(offsets.values()) < NOTABLE_PATH_RADIANCE:
+        return None
+    return ", ".join(f"{b} {x:.3f}" for b, x in offsets.items())
+
+
 def path_radiance(scene: Scene) -> dict[str, float]:
     """The path radiance :func:`detect_vessels` takes off ``scene`` before its rescorer scores vessels.
 

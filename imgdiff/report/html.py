@@ -198,10 +198,11 @@ def render_verify_html(v: Any, report: Mapping[str, Any]) -> str:
     q = quicklooks(v)
     full = {k: png_data_uri(im) for k, im in q["full"].items()}
     zones = {n: {k: png_data_uri(im) for k, im in d.items()} for n, d in q["zones"].items()}
-    from ..claims import MIN_CLEAR_FRACTION, MIN_CLEAR_FRACTION_ABSENCE, PATH_RADIANCE_CAVEAT
+    from ..claims import MIN_CLEAR_FRACTION, MIN_CLEAR_FRACTION_ABSENCE
+    from ..detect.vessels import path_radiance_note
 
     return _env().get_template("verify.html.j2").render(
         r=report, full=full, zones=zones,
-        limits={"min_clear": MIN_CLEAR_FRACTION, "min_clear_absence": MIN_CLEAR_FRACTION_ABSENCE,
-                "path_radiance": PATH_RADIANCE_CAVEAT}, colours={k: "#{:02x}{:02x}{:02x}".format(*c) for k, c in STATUS_COLOURS.items()},
+        haze={d: path_radiance_note(report["inputs"][d].get("path_radiance")) for d in ("before", "after")},
+        limits={"min_clear": MIN_CLEAR_FRACTION, "min_clear_absence": MIN_CLEAR_FRACTION_ABSENCE}, colours={k: "#{:02x}{:02x}{:02x}".format(*c) for k, c in STATUS_COLOURS.items()},
     )

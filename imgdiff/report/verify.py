@@ -50,7 +50,6 @@ import numpy as np
 from .. import __version__
 from ..claims import (
     INCONCLUSIVE,
-    PATH_RADIANCE_CAVEAT,
     REFUTED,
     SUPPORTED,
     Verdict,
@@ -237,10 +236,10 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
 
 def _haze_note(offsets: dict[str, float] | None) -> str:
     """The Markdown note on a date's path radiance (nothing when there is none worth a word)."""
-    if not offsets or max(offsets.values()) < PATH_RADIANCE_CAVEAT:
-        return ""
-    return "; path radiance taken off before vessel scoring (reflectance): " + ", ".join(
-        f"{b} {x:.3f}" for b, x in offsets.items())
+    from ..detect.vessels import path_radiance_note
+
+    note = path_radiance_note(offsets)
+    return f"; path radiance taken off before vessel scoring (reflectance): {note}" if note else ""
 
 
 def write_verify(v: Verification, outdir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
