@@ -82,9 +82,10 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
             if objects == "vessels":
                 kw = {} if min_score is None else {"min_score": min_score}
                 kw.update({} if tta is None else {"tta": tta})
+                # measured once: the path radiance reported is the one the rescorer's features lose
+                haze = path_radiance(sc) if method != "classical" else None
                 with naming(scene):
-                    dets = imgdiff.detect_vessels(sc, zones, method=method, **kw)
-                haze = path_radiance(sc) if method != "classical" else None  # what the rescorer's features lose
+                    dets = imgdiff.detect_vessels(sc, zones, method=method, haze=haze, **kw)
             else:
                 from imgdiff.detect.aircraft import detect_aircraft
 

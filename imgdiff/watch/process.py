@@ -214,14 +214,17 @@ def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | No
         raise InputError(f"{entry.path}: {one_line(e)}") from None
     pair = align(ref, scene, grid=Grid.of(ref), bands=params.bands)
     reg, note = _register(entry, params, lambda: _coregister_pair(pair))
-    dets = resolve_detector(params.detector)(pair.after)
-    if params.min_score is not None:
-        dets = dets.filter(min_score=params.min_score)
-    haze = None
-    if params.detector == "vessels":
+    detector, haze = resolve_detector(params.detector), None
+    if params.detector == "vessels":  # measured once: the path radiance reported is the one taken off
+        from functools import partial
+
         from ..detect.vessels import path_radiance
 
         haze = path_radiance(pair.after)
+        detector = partial(detector, haze=haze)
+    dets = detector(pair.after)
+    if params.min_score is not None:
+        dets = dets.filter(min_score=params.min_score)
     return dets, reg, note, _not_assessed(pair.after), 1, haze
 
 
