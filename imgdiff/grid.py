@@ -13,6 +13,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import reproject, transform_bounds
 
+from ._gdal_memory import IN_MEMORY_DATASETS
 from ._repr import short_repr
 from .errors import ArgumentTypeError, BandError, NoOverlapError, check_type
 from .scene import Scene, band_sort_key, pixel_size_m
@@ -140,11 +141,10 @@ def reproject_scene(scene: Scene, grid: Grid, resampling: Resampling = Resamplin
     bands = {}
     for name, arr in scene.bands.items():
         dst = np.full(grid.shape, np.nan, np.float32)
-        reproject(
-            np.where(scene.valid, arr, np.nan).astype(np.float32), dst,
-            src_transform=scene.transform, src_crs=src_crs, dst_transform=grid.transform,
-            dst_crs=dst_crs, src_nodata=np.nan, dst_nodata=np.nan, resampling=resampling,
-        )
+        src = np.where(scene.valid, arr, np.nan).astype(np.float32)
+        with IN_MEMORY_DATASETS:  # one GDAL in-memory dataset at a time (imgdiff._gdal_memory)
+            reproject(src, dst, src_transform=scene.transform, src_crs=src_crs, dst_transform=grid.transform,
+                      dst_crs=dst_crs, src_nodata=np.nan, dst_nodata=np.nan, resampling=resampling)
         bands[name] = dst
     valid = np.logical_and.reduce([np.isfinite(a) for a in bands.values()])
     for a in bands.values():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
+from ._gdal_memory import IN_MEMORY_DATASETS
 from .detect.base import Detections
 from .errors import GridError, InputError, check_type
 from .io.layout import one_line
@@ -243,18 +243,12 @@ def _geojson(path: Path) -> dict:
     return dict(obj)
 
 
-#: rasterio's rasterize, one call at a time: calls from several threads at once make GDAL warn, wrongly,
-#: that the grid has no geotransform (NotGeoreferencedWarning in about 15 % of calls from 8 threads; the
-#: masks were right in 20,000 of 20,000 such calls).
-_RASTERIZE = threading.Lock()
-
-
 def inside_mask(geom: Any, transform: Affine, shape_: tuple[int, int], *, all_touched: bool = False) -> np.ndarray:
     """Boolean mask of a geometry on a grid: pixels whose centre lies inside (``all_touched``: every
     pixel it touches). ``geom`` is a shapely geometry or GeoJSON mapping in the grid's coordinates.
     Safe to call from several threads."""
     g = geom if isinstance(geom, Mapping) else mapping(geom)
-    with _RASTERIZE:
+    with IN_MEMORY_DATASETS:  # one GDAL in-memory dataset at a time (imgdiff._gdal_memory)
         return rasterize([(g, 1)], out_shape=shape_, transform=transform, fill=0, dtype="uint8",
                          all_touched=all_touched).astype(bool)
 

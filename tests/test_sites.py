@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rasterio.crs import CRS
 from shapely.geometry import shape
@@ -192,4 +193,39 @@ def test_zone_masks_from_eight_threads_at_once_are_right_and_raise_no_georeferen
         with ThreadPoolExecutor(8) as pool:
             masks = list(pool.map(lambda _: zone_masks(zones, utm, tr, (100, 100))["apron"], range(2000)))
     assert all(int(m.sum()) == 20 * 30 for m in masks)
+    assert not [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
+
+
+def test_zone_masks_and_scene_reprojection_in_two_threads_at_once_raise_no_georeferencing_warning():
+    # rasterize and reproject on arrays both build GDAL in-memory datasets: without one lock for
+    # both, about 1 call in 3000 warned that a dataset had no geotransform (the watch test's threads)
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from imgdiff import Grid, Scene, reproject_scene
+    from imgdiff.zones import Zones, zone_masks
+
+    utm = CRS.from_epsg(32636)
+    tr = from_origin(700000, 3900000, 20, 20)
+    zones = Zones({"apron": box(700200, 3899000, 700600, 3899600)}, utm, {})
+    scene = Scene({"B04": np.random.default_rng(0).random((64, 64), dtype=np.float32)}, utm,
+                  from_origin(700000, 3900000, 10, 10), np.ones((64, 64), bool))
+    grid = Grid(utm, from_origin(700003, 3899997, 10, 10), 64, 64)
+
+    def masks(n):
+        return {int(zone_masks(zones, utm, tr, (100, 100))["apron"].sum()) for _ in range(n)}
+
+    def reprojected(n):
+        return {int(np.isfinite(reproject_scene(scene, grid).bands["B04"]).sum()) for _ in range(n)}
+
+    with warnings.catch_warnings(record=True) as caught:  # records the warnings of every thread
+        warnings.simplefilter("always")
+        with ThreadPoolExecutor(2) as pool:  # one thread rasterizes while the other reprojects
+            a, b = pool.submit(masks, 4000), pool.submit(reprojected, 1500)
+            counts, finite = a.result(), b.result()
+    assert counts == {20 * 30} and len(finite) == 1
     assert not [w for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
