@@ -8,7 +8,7 @@ import click
 import shapely
 
 import imgdiff
-from imgdiff.detect.vessels import path_radiance, path_radiance_note
+from imgdiff.detect.vessels import path_radiance, path_radiance_note, path_radiance_record
 from imgdiff.errors import NoOverlapError, OutputError
 from imgdiff.io.geojson import write_detections_geojson
 from imgdiff.zones import Zones, placed, read_zones
@@ -109,7 +109,7 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
                    "by_zone": counts}
         if objects == "vessels":
             summary["moving"] = sum(1 for d in dets if d.extra.get("moving"))
-            summary["path_radiance"] = None if haze is None else {b: round(float(x), 4) for b, x in haze.items()}
+            summary["path_radiance"] = path_radiance_record(haze)
         echo_json(summary)
         return
     click.echo(f"{len(dets)} {object_noun(objects, len(dets))} detected; wrote {out}")

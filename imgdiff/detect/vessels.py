@@ -427,6 +427,12 @@ def path_radiance_note(offsets: Mapping[str, float] | None) -> str | None:
     return ", ".join(f"{b} {x:.3f}" for b, x in offsets.items())
 
 
+def path_radiance_record(offsets: Mapping[str, float] | None) -> dict[str, float] | None:
+    """``offsets`` (:func:`path_radiance`, reflectance) as outputs record them: plain floats rounded to
+    4 decimals (0.1 % reflectance, well below what the detector's figures can tell apart); None stays None."""
+    return None if offsets is None else {b: round(float(x), 4) for b, x in offsets.items()}
+
+
 def path_radiance(scene: Scene) -> dict[str, float]:
     """The path radiance :func:`detect_vessels` takes off ``scene`` before its rescorer scores vessels.
 

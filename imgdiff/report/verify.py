@@ -133,6 +133,8 @@ def zone_summary(v: Verification) -> dict[str, Any]:
 
 def verify_report(v: Verification) -> dict[str, Any]:
     """The JSON-ready report of a :class:`~imgdiff.claims.Verification`."""
+    from ..detect.vessels import path_radiance_record
+
     before, after = v.inputs
     days = (after.date - before.date).days if before.date and after.date else None
     _, ids_b = merged_detections(v, "before")
@@ -147,7 +149,7 @@ def verify_report(v: Verification) -> dict[str, Any]:
         "claims_file": str(v.claims.path),
         "zones_source": v.claims.zones_source,
         "inputs": {date: {**_scene_entry(read, v.result.pair.before if date == "before" else v.result.pair.after),
-                          "path_radiance": _rounded(v.path_radiance.get(date))}
+                          "path_radiance": path_radiance_record(v.path_radiance.get(date))}
                    for date, read in (("before", before), ("after", after))},
         "dates": {"before": before.date.isoformat() if before.date else None,
                   "after": after.date.isoformat() if after.date else None, "days_between": days},
@@ -161,10 +163,6 @@ def verify_report(v: Verification) -> dict[str, Any]:
         "summary": summary,
         "outputs": list(VERIFY_OUTPUTS),
     }
-
-
-def _rounded(offsets: dict[str, float] | None) -> dict[str, float] | None:
-    return None if offsets is None else {b: round(float(x), 4) for b, x in offsets.items()}
 
 
 def _registration_entry(v: Verification) -> dict[str, Any]:

@@ -132,6 +132,7 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     from rasterio.crs import CRS
     from rasterio.warp import transform as warp_transform
 
+    from ..detect.vessels import path_radiance_record
     from ..grid import Grid
     from ..zones import WGS84, assign_zones, placed, zone_masks, zones_from_geojson
 
@@ -185,7 +186,7 @@ def _process(entry: SceneEntry, params: WatchParams) -> dict[str, Any]:
     return {
         "registration": reg_d, "cloud_fraction": cloud, "cloud_source": "manifest" if entry.cloud_fraction is not None
         else "cloud mask", "zones": zinfo, "detections": items,
-        "path_radiance": None if haze is None else {b: round(float(v), 4) for b, v in haze.items()},
+        "path_radiance": path_radiance_record(haze),
         "grid": {"crs": grid.crs.to_string() if grid.crs else None, "transform": list(grid.transform)[:6],
                  "width": grid.width, "height": grid.height},
         "not_assessed": pack_mask(bad, factor=f),
