@@ -94,7 +94,7 @@ Also measured 2026-11-27, to see whether fewer degrees of freedom generalise bet
 regression on the standardised features (C 0.01-1) 0.458-0.473; the trees on 14 features (score, sizes, maximum
 contrasts, NDWI, water) 0.468; the trees without one feature group: mean contrasts 0.558, spectral indices 0.524,
 water rings 0.549, blob 0.549, land edge 0.552, textures 0.526. No group stands out and none is dead weight.
-Also measured 2026-11-28 and not kept (same cached fold maps, nested table at the selected threshold, against 0.553):
+Also measured 2026-11-27 (evening) and not kept (same cached fold maps, nested table at the selected threshold, against 0.553):
 each port weighted equally in training (Busan has 4.5x Honolulu's vessels) 0.525, and each port and class equally
 0.531; the rescored probability held monotone in the network score (``monotonic_cst``) 0.553 (P 0.570 R 0.538),
 also in the four maximum contrasts 0.546, with port weights 0.528; a random forest (500 trees, leaves of 5 or 20)
