@@ -11,11 +11,11 @@ a false departure: a roof, a yard or a street that changed. For each city the pa
 (:func:`imgdiff.compare`, co-registered) and the departures of its before date counted, all of them and
 those far from open water, with the after date's path radiance (B03, B08) beside them.
 
-``--raw-ndwi`` reads the after date's NDWI with the path radiance left in, as before 2026-11-27
-(:func:`imgdiff.vacated._water_index` replaced), for comparison.
+``--raw-ndwi`` reads the after date's water as before 2026-11-27, for comparison: NDWI above 0 with the
+path radiance left in, and no test of open water (:func:`imgdiff.vacated._water` replaced).
 
-Measured 2026-11-27 (10 OSCD cities): 6 departures, all far from open water, with the path radiance
-left in (Beirut 1, Nantes 2, Paris 3); 1 without it (Paris).
+Measured 2026-11-27 (10 OSCD cities): 6 departures, all far from open water, with the old test (Beirut 1,
+Nantes 2, Paris 3); 1 with the path radiance taken off (Paris); none with open water required too.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ NEAR_WATER_PX = 4
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--raw-ndwi", action="store_true", help="NDWI with the path radiance left in (the old rule)")
+    ap.add_argument("--raw-ndwi", action="store_true", help="the old water test: NDWI with the path radiance left in, no open-water body")
     args = ap.parse_args()
     if args.raw_ndwi:
-        vacated._water_index = lambda s: ndwi(s.bands["B03"], s.bands["B08"])
+        vacated._water = lambda s: (ndwi(s.bands["B03"], s.bands["B08"]), None)
     root = data_dir() / "oscd"
     total = far_total = 0
     print(f"{'city':12s} {'departures':>10s} {'far from water':>14s}  after-date path radiance B03 / B08")
@@ -59,7 +59,7 @@ def main() -> None:
         total, far_total = total + len(left), far_total + far
         print(f"{city:12s} {len(left):10d} {far:14d}  {haze.get('B03', 0.0):.3f} / {haze.get('B08', 0.0):.3f}", flush=True)
     print(f"all: {total} departures, {far_total} far from open water "
-          f"({'path radiance left in' if args.raw_ndwi else 'path radiance taken off'})")
+          f"({'the old water test' if args.raw_ndwi else 'open water, path radiance taken off'})")
 
 
 if __name__ == "__main__":

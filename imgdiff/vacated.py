@@ -14,9 +14,11 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
    whose peak stands out of that ring's brightening by :data:`PEAK_Z` spreads (of the pair, or of
    the ring's own differences where they are wider);
 3. the other date is open water there: the median NDWI ``(B03 - B08) / (B03 + B08)`` of the region
-   on the other date, with the path radiance the vessel detector takes off taken off
-   (:func:`imgdiff.detect.vessels.path_radiance`, 0 on surface-reflectance scenes), is above
-   :data:`MIN_WATER_NDWI` (a quay, a roof or a changed field is not);
+   on the other date is above :data:`MIN_WATER_NDWI` (a quay, a roof or a changed field is not), and
+   the region reaches the vessel detector's open water (:func:`imgdiff.detect.vessels.water_mask`:
+   water bodies of at least 20 ha; a pond or a wet roof is not), both read without the path radiance
+   the detector takes off (:func:`imgdiff.detect.vessels.remove_haze`, nothing on surface-reflectance
+   scenes: on a top-of-atmosphere date it lifts the NDWI of dark land above 0);
 4. the region is an object that came or went, not a brighter stretch of water nor an object that
    stayed: its box's contrast with the ring around it on its own date (:func:`imgdiff.match.contrast`)
    and its mean brightening between the dates agree within a factor 1 / :data:`OWN_CONTRAST` (the
@@ -151,16 +153,15 @@ def _object(box: tuple[int, int, int, int], sub: np.ndarray, score: float, cls: 
                      centroid=(float(x + xs.mean() + 0.5), float(y + ys.mean() + 0.5)), extra={"vacated": extra})
 
 
-def _water_index(scene: Scene) -> np.ndarray:
-    """NDWI of ``scene`` without the path radiance the vessel detector takes off before its water mask
-    (:func:`imgdiff.detect.vessels.path_radiance`: 0 on surface-reflectance scenes like the training
-    ports). Path radiance lifts B03 more than B08, and with it the NDWI of dark land: on a top-of-atmosphere
-    (L1C) date a dark roof or street can read as water."""
-    from .detect.vessels import path_radiance
+def _water(scene: Scene) -> tuple[np.ndarray, np.ndarray | None]:
+    """NDWI of ``scene`` and the vessel detector's open water on it, both without the path radiance the
+    detector takes off (:func:`imgdiff.detect.vessels.remove_haze`: nothing on surface-reflectance
+    scenes like the training ports). Path radiance lifts B03 more than B08, and with it the NDWI of
+    dark land: on a top-of-atmosphere (L1C) date a dark roof or street can read as water."""
+    from .detect.vessels import remove_haze, water_mask
 
-    haze = path_radiance(scene)
-    return ndwi(scene.bands["B03"] - np.float32(haze.get("B03", 0.0)),
-                scene.bands["B08"] - np.float32(haze.get("B08", 0.0)))
+    clear, water = remove_haze(scene, water_mask(scene))
+    return ndwi(clear.bands["B03"], clear.bands["B08"]), water
 
 
 def _empty(before: Scene, after: Scene) -> tuple[Detections, Detections]:
@@ -197,7 +198,7 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         (arrived), on the pair's grid, strongest first; boxes in pixels, lengths and widths in
         metres (ground size of the grid's pixels, :attr:`Scene.pixel_size_m`), score :data:`SCORE`,
         ``extra["vacated"]``: ``peak_z`` (spreads above the ring), ``area_px``, ``water_ndwi`` (the
-        other date's median NDWI over the region, path radiance taken off), ``contrast`` and ``change`` (the box's contrast on
+        other date's median NDWI over the region, path radiance taken off; step 3 of the module), ``contrast`` and ``change`` (the box's contrast on
         its date and its mean brightening, reflectance).
 
     Notes
@@ -220,12 +221,14 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
             out.append(_by_strength(items, own, pixel))
             continue
         zs = sign * z
-        water_index = _water_index(other)
+        water_index, open_water = _water(other)
         for (x, y, bw, bh), sub, area, peak in _regions(zs, ok, pixel, MAX_LENGTH_M):
             nd = water_index[y:y + bh, x:x + bw][sub]
             water = float(np.nanmedian(nd)) if np.isfinite(nd).any() else math.nan
             if not water > MIN_WATER_NDWI:
                 continue
+            if open_water is not None and not open_water[y:y + bh, x:x + bw][sub].any():
+                continue  # a pond, a wet roof: no ship sails off into water that is not open
             gain = zs[y:y + bh, x:x + bw]
             rise = float(gain[gain > 0].mean()) * spread  # the box's mean brightening (reflectance)
             own_contrast = contrast(b_own, (float(x), float(y), float(x + bw), float(y + bh)))

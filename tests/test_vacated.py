@@ -77,9 +77,10 @@ def test_an_arrival_is_found_on_the_after_date():
 
 
 def test_dark_land_lifted_by_path_radiance_is_not_taken_for_the_water_a_ship_left():
-    # a bright truck on the quay before, dark asphalt there after (NDWI -0.12); both dates
-    # top-of-atmosphere (L1C) with the same path radiance, which lifts the asphalt's NDWI to +0.10
-    patch, asphalt = (slice(10, 14), slice(60, 70)), {"B02": 0.05, "B03": 0.055, "B04": 0.06, "B08": 0.07}
+    # a bright truck on the quay's edge before, dark asphalt there after (NDWI -0.12); both dates
+    # top-of-atmosphere (L1C) with the same path radiance, which lifts the asphalt's NDWI to +0.10 and
+    # joins it to the harbour's water
+    patch, asphalt = (slice(26, 30), slice(60, 70)), {"B02": 0.05, "B03": 0.055, "B04": 0.06, "B08": 0.07}
     path = {"B02": 0.05, "B03": 0.04, "B04": 0.025, "B08": 0.008}
     before, after = harbour(ship=False, seed=1), harbour(ship=False, seed=2)
     for b in before.bands:
@@ -88,7 +89,18 @@ def test_dark_land_lifted_by_path_radiance_is_not_taken_for_the_water_a_ship_lef
     clear = water_changes(before, after)
     hazy = water_changes(*(Scene({b: v + np.float32(path[b]) for b, v in s.bands.items()}, UTM, TR, s.valid)
                            for s in (before, after)))
-    assert len(clear[0]) == 0 and len(hazy[0]) == 0  # with the lifted NDWI read as water, hazy[0] held the truck
+    assert len(clear[0]) == 0 and len(hazy[0]) == 0  # read with the path radiance, hazy[0] held the truck
+
+
+def test_a_pond_on_the_quay_is_not_the_open_water_a_ship_left():
+    # something bright on the quay before, a small pool of water there after (NDWI +0.43, 0.6 ha): no
+    # ship sails off into water that is not part of open water (the detector's bodies of 20 ha or more)
+    pond = (slice(10, 18), slice(60, 68))
+    before, after = harbour(ship=False, seed=1), harbour(ship=False, seed=2)
+    for b in before.bands:
+        before.bands[b][pond] = 0.35
+        after.bands[b][pond] = WATER[b]
+    assert len(water_changes(before, after)[0]) == 0
 
 
 def test_nothing_is_found_where_the_pair_is_not_compared_or_has_no_nir():
