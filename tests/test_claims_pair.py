@@ -393,3 +393,32 @@ def test_a_hazy_top_of_atmosphere_date_is_not_cloud_over_dark_ground_but_its_opa
     assert np.all(np.stack(list(after.values())) > 1.5 * np.stack(list(ground.values())))  # brighter everywhere
     assert ma[62:88, 12:38].all()   # the cloud hides the ground
     assert not ma[:50].any() and not ma[:, 50:].any() and not mb.any()  # the hazy ground keeps its detail
+
+
+def test_objects_far_from_every_zone_are_left_out_of_the_verification_but_a_place_near_one_keeps_both_dates():
+    from shapely.geometry import box as shapely_box
+
+    from imgdiff.claims.pipeline import OBJECTS_MARGIN_M, keep_near, near_zones
+    from imgdiff.zones import Zones
+
+    utm = CRS.from_epsg(32636)
+    tr = Affine(10, 0, 700000, 0, -10, 3900000)
+    scene = Scene({"B04": np.zeros((300, 300), np.float32)}, utm, tr, np.ones((300, 300), bool))
+    apron = Zones({"apron": shapely_box(700500, 3898500, 700600, 3898600)}, utm, {})  # px 50-60 x 140-150
+    near = near_zones(apron, scene)
+    assert OBJECTS_MARGIN_M == 500.0 and near[145, 105] and not near[145, 115]  # 450 m and 550 m east
+
+    def obj(x: float, pair: int | None = None) -> Detection:
+        return Detection(box=(x - 2, 143.0, x + 2, 147.0), score=0.9, cls="aircraft", centroid=(x, 145.0),
+                         extra={"pair": {"id": pair, "place": "changed"}} if pair is not None else {})
+
+    def dets(*items: Detection) -> Detections:
+        return Detections(tuple(items), utm, tr, (10.0, 10.0))
+
+    # in the zone; 300 m away; 2 km away; a place whose after-date box lies 700 m away but whose
+    # before-date box reaches the margin (the other date's object of a kept place is kept)
+    before = dets(obj(55), obj(85), obj(255), obj(105, pair=1))
+    after = dets(obj(55), obj(260), obj(125, pair=1))
+    b, a = keep_near(before, after, near)
+    assert [d.center[0] for d in b.items] == [55, 85, 105]
+    assert [d.center[0] for d in a.items] == [55, 125]

@@ -24,7 +24,7 @@ from ..match import one_zone_per_object, reconcile
 from ..scene import Scene
 from ..vacated import SCORE as VACATED_SCORE
 from ..vacated import add_vacated, apron_changes, water_changes
-from ..zones import Zones, assign_zones, placed
+from ..zones import Zones, assign_zones, inside_mask, placed
 from .evidence import (
     CALIBRATED_EVIDENCE,
     LOOK_FRACTION,
@@ -142,6 +142,47 @@ def path_radiance(result: CompareResult, objects: Sequence[str]) -> dict[str, di
     return {"before": measure(result.pair.before), "after": measure(result.pair.after)}
 
 
+#: Objects whose box lies farther than this (metres) from every zone are left out of a verification's
+#: detections (the report's pictures and ``detections_*.geojson``): they bear on no claim, and on a scene much
+#: larger than the site (a city around its airport) a detector's false alarms would fill the report.
+#: ``imgdiff detect`` lists every object of a scene.
+OBJECTS_MARGIN_M = 500.0
+
+
+def near_zones(zones: Zones, scene: Scene, margin_m: float = OBJECTS_MARGIN_M) -> np.ndarray:
+    """Boolean mask (rows, cols) of ``scene``'s pixels within ``margin_m`` metres of a zone (``zones`` in the
+    scene's CRS; every pixel a zone touches counts, so a zone smaller than a pixel still has its place)."""
+    import cv2
+
+    union = np.zeros(scene.shape, bool)
+    for g in zones.geometries.values():
+        union |= inside_mask(g, scene.transform, scene.shape, all_touched=True)
+    if not union.any():
+        return union
+    px = float(np.mean(scene.pixel_size_m))
+    dist = cv2.distanceTransform((~union).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # pixels
+    return dist <= margin_m / px
+
+
+def keep_near(before: Detections, after: Detections, near: np.ndarray) -> tuple[Detections, Detections]:
+    """The objects of both dates whose box reaches ``near`` (:func:`near_zones`), with the other date's
+    object of the same place (``extra["pair"]["id"]``) wherever one of the two does."""
+    rows, cols = near.shape
+
+    def reaches(d) -> bool:
+        x0, y0, x1, y1 = d.box
+        c0, r0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+        c1, r1 = min(cols, max(c0 + 1, int(math.ceil(x1)))), min(rows, max(r0 + 1, int(math.ceil(y1))))
+        return c0 < cols and r0 < rows and bool(near[r0:r1, c0:c1].any())
+
+    def place(d) -> object:
+        return (d.extra.get("pair") or {}).get("id")
+
+    kept = {place(d) for dets in (before, after) for d in dets.items if reaches(d)} - {None}
+    b, a = ([reaches(d) or place(d) in kept for d in dets.items] for dets in (before, after))
+    return before.filter(b), after.filter(a)
+
+
 def drop_hidden(dets: Detections, clear: np.ndarray) -> Detections:
     """Detections whose centroid pixel is clear (not cloud, shadow or no-data)."""
     keep = []
@@ -189,6 +230,7 @@ def analyse_result(
     dets: dict[str, tuple[Detections, Detections]] = {}
     undecided: dict[str, tuple[Detections, Detections]] = {}
     clear = {"before": pair.before.valid & ~cb, "after": pair.after.valid & ~ca}
+    near = near_zones(zg, pair.before)
     for obj in objects:
         step(f"detect {obj}")
         thr = detector_threshold(obj)
@@ -222,10 +264,11 @@ def analyse_result(
             vb, va = find(pair.before, pair.after, compared=compared, dates=VACATED_DATES)
             objs_b, objs_a = add_vacated(objs_b, objs_a, vb, va, looks_before=looks[0], looks_after=looks[1],
                                          probability=calibrated(VACATED_SCORE) if calibrated else None)
-        dets[obj] = one_zone_per_object(assign_zones(objs_b, zg, keep_outside=True),
-                                        assign_zones(objs_a, zg, keep_outside=True), zg)
-        undecided[obj] = (assign_zones(r.undecided_before, zg, keep_outside=True),
-                          assign_zones(r.undecided_after, zg, keep_outside=True))
+        # objects far from every zone bear on no claim: left out (OBJECTS_MARGIN_M)
+        dets[obj] = keep_near(*one_zone_per_object(assign_zones(objs_b, zg, keep_outside=True),
+                                                   assign_zones(objs_a, zg, keep_outside=True), zg), near)
+        undecided[obj] = keep_near(assign_zones(r.undecided_before, zg, keep_outside=True),
+                                   assign_zones(r.undecided_after, zg, keep_outside=True), near)
     return zg, cloud, states, dets, undecided
 
 

@@ -34,7 +34,8 @@ number on any incompatible change)::
     outputs                        file names written
 
 Object ids are the ``id`` of the features in ``detections_before.geojson`` and
-``detections_after.geojson`` (one collection per date, all object kinds, in the grid CRS). (1.4) An object
+``detections_after.geojson`` (one collection per date, all object kinds, in the grid CRS; objects farther
+than :data:`imgdiff.claims.pipeline.OBJECTS_MARGIN_M`, 500 m, from every zone are left out). (1.4) An object
 the detector missed but the change shows (standing out on one date where the other shows open water or
 plain apron) has the property ``vacated`` (peak_z, area_px, contrast, and water_ndwi and change for
 vessels, other_contrast for aircraft).
