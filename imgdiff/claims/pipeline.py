@@ -17,7 +17,7 @@ import numpy as np
 from .._repr import short_repr
 from ..clouds import CLOUD_VEIL_ALPHA, cloud_haze, pair_clouds
 from ..compare import CompareResult
-from ..detect.base import Detections
+from ..detect.base import Detection, Detections
 from ..errors import CoregistrationError, check_type
 from ..io.read import BBox
 from ..match import one_zone_per_object, reconcile
@@ -169,13 +169,13 @@ def keep_near(before: Detections, after: Detections, near: np.ndarray) -> tuple[
     object of the same place (``extra["pair"]["id"]``) wherever one of the two does."""
     rows, cols = near.shape
 
-    def reaches(d) -> bool:
+    def reaches(d: Detection) -> bool:
         x0, y0, x1, y1 = d.box
         c0, r0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
         c1, r1 = min(cols, max(c0 + 1, int(math.ceil(x1)))), min(rows, max(r0 + 1, int(math.ceil(y1))))
         return c0 < cols and r0 < rows and bool(near[r0:r1, c0:c1].any())
 
-    def place(d) -> object:
+    def place(d: Detection) -> object:
         return (d.extra.get("pair") or {}).get("id")
 
     kept = {place(d) for dets in (before, after) for d in dets.items if reaches(d)} - {None}
