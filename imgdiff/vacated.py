@@ -198,8 +198,8 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         (arrived), on the pair's grid, strongest first; boxes in pixels, lengths and widths in
         metres (ground size of the grid's pixels, :attr:`Scene.pixel_size_m`), score :data:`SCORE`,
         ``extra["vacated"]``: ``peak_z`` (spreads above the ring), ``area_px``, ``water_ndwi`` (the
-        other date's median NDWI over the region, path radiance taken off; step 3 of the module), ``contrast`` and ``change`` (the box's contrast on
-        its date and its mean brightening, reflectance).
+        other date's median NDWI over the region, path radiance taken off; step 3 of the module),
+        ``contrast`` and ``change`` (the box's contrast on its date and its mean brightening, reflectance).
 
     Notes
     -----

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..clouds import CLOUD_VEIL_ALPHA
+from ..detect.vessels import MIN_WATER_BODY_PX  # pixels of 10 m
 from ..vacated import APRON_PEAK_Z as VACATED_APRON_PEAK_Z
 from ..vacated import MAX_APRON_LENGTH_M as VACATED_MAX_APRON_LENGTH_M
 from ..vacated import MAX_LENGTH_M as VACATED_MAX_LENGTH_M
@@ -123,7 +124,8 @@ def evidence_rules() -> dict[str, Any]:
                          f"the {VACATED_RING_PX} px ring around it, or of the ring's own spread where wider; region and "
                          "ring clear on both dates), "
                          "the other date shows open water there (median NDWI above "
-                         f"{VACATED_MIN_WATER_NDWI:g}, in a water body of at least 20 ha, both from the bands without "
+                         f"{VACATED_MIN_WATER_NDWI:g}, in a water body of at least {MIN_WATER_BODY_PX * 100 / 1e4:g} ha, "
+                         "both from the bands without "
                          "the path radiance the vessel detector takes off) and the region's contrast with its surroundings on its own "
                          f"date and its brightening agree within a factor {1 / VACATED_OWN_CONTRAST:g}, the region is a "
                          "vessel that left or arrived; it counts (on the dates in vacated_dates) when no object counted on either date "

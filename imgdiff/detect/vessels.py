@@ -355,7 +355,12 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou_max: float) -> np.ndarray:
     return np.array(keep, int)
 
 
-def water_mask(scene: Scene, *, min_area_px: int = 2000) -> np.ndarray | None:
+#: Smallest connected body of open water (pixels; 20 ha at 10 m) :func:`water_mask` keeps: wet roofs,
+#: shadows and ponds are not where ships lie.
+MIN_WATER_BODY_PX = 2000
+
+
+def water_mask(scene: Scene, *, min_area_px: int = MIN_WATER_BODY_PX) -> np.ndarray | None:
     """Open water by NDWI (B03 - B08) / (B03 + B08) > 0, invalid pixels counted as water.
 
     Only connected water bodies of at least ``min_area_px`` pixels are kept (wet roofs,

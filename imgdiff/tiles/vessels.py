@@ -39,7 +39,8 @@ def vessel_screen(scene: Scene, *, cell: int = SCREEN_CELL, water_cells: int = S
 
     A cheap test that lets :func:`detect_tiled` skip what cannot hold a vessel, working on
     ``cell`` x ``cell`` px cells. Water is the detector's open water
-    (:func:`imgdiff.detect.vessels.water_mask`: NDWI > 0 in water bodies of at least 2000 px),
+    (:func:`imgdiff.detect.vessels.water_mask`: NDWI > 0 in water bodies of at least
+    :data:`imgdiff.detect.vessels.MIN_WATER_BODY_PX` px),
     computed on the whole window: on any part of the window the detector finds no more water.
     A cell is marked when it holds a valid pixel and
 
@@ -191,13 +192,13 @@ def vessel_inputs(path: str | Path, bands: Sequence[str] | None = None, bbox: BB
         or where the coarse grid has too little open water to tell).
     """
     from ..detect import vessel_features as vf
-    from ..detect.vessels import water_mask
+    from ..detect.vessels import MIN_WATER_BODY_PX, water_mask
 
     coarse, transform = _decimated(path, bands, bbox, step)
     haze: dict[str, float] = {}
     if {"B03", "B08"} <= set(coarse):  # water_mask needs both (else None)
         valid = np.logical_and.reduce([np.isfinite(a) for a in coarse.values()])
-        water = water_mask(Scene(coarse, None, transform, valid), min_area_px=max(1, 2000 // (step * step)))
+        water = water_mask(Scene(coarse, None, transform, valid), min_area_px=max(1, MIN_WATER_BODY_PX // (step * step)))
         if water is not None:
             haze = vf.haze_offsets(coarse, water, min_water_px=max(1, vf.MIN_HAZE_WATER_PX // (step * step)))
     return _levels(coarse), haze
