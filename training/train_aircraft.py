@@ -52,6 +52,12 @@ but the desert cities (abudhabi, dubai: no desert city in their fold networks' n
 At a fixed threshold the chips' precision rises (0.25: P 0.73 against 0.69) and recall falls about 1 point, so the
 threshold rule (recall >= 50 m of 0.85) moves down to 0.2 or 0.175, where chip F1 is low: the F1 of the rule's
 threshold is within (seed 0) or below (seed 1) the chips-only seed spread 0.697-0.721.
+On the real airport no fold ever saw (OSCD beirut, final ``--negatives 0.25`` network against the shipped one):
+whole scene 4273 -> 90 detections (before date) and 5190 -> 78 (after) at 0.25; on the apron the bright aircraft
+are all found again, but their scores fall on the before date (0.58-0.64 -> 0.34-0.54), below the 0.5 / 0.45 at
+which a claim counts an object (:data:`imgdiff.claims.evidence.MIN_EVIDENCE_SCORE`, ``STATIC_EVIDENCE_SCORE``): the
+network may have learned "real Sentinel-2 texture" as well as "roof". Shipping it would need those cuts measured
+again and negatives of every city type in every fold (a desert city in each).
 
 Fixed seeds (numpy, torch); deterministic single-thread-friendly ops.
 
