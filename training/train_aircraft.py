@@ -57,8 +57,9 @@ whole scene 4273 -> 90 detections (before date) and 5190 -> 78 (after) at 0.25; 
 are all found again, but their scores fall on the before date (0.58-0.64 -> 0.34-0.54), below the 0.5 / 0.45 at
 which a claim counts an object (:data:`imgdiff.claims.evidence.MIN_EVIDENCE_SCORE`, ``STATIC_EVIDENCE_SCORE``): the
 network may have learned "real Sentinel-2 texture" as well as "roof". On the chips, out of fold, the scores of
-matched aircraft fall less: median 0.623 -> 0.557 / 0.566 (seeds 0, 1), the share at 0.5 or more 0.62 -> 0.57 / 0.58. Shipping it would need those cuts measured
-again and negatives of every city type in every fold (a desert city in each).
+matched aircraft fall less: median 0.623 -> 0.557 / 0.566 (seeds 0, 1), the share at 0.5 or more 0.62 -> 0.57 /
+0.58. Shipping it would need those cuts measured again and negatives of every city type in every fold (a desert
+city in each).
 
 Fixed seeds (numpy, torch); deterministic single-thread-friendly ops.
 
