@@ -116,6 +116,9 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
     if note := path_radiance_note(haze):
         click.echo(f"hazy or top-of-atmosphere (L1C) water: path radiance taken off before vessel scoring ({note}); "
                    "the detector's figures were measured on surface-reflectance (L2A) scenes")
+    if objects == "aircraft" and zones is None:
+        click.echo("the aircraft detector was trained on airfield aprons: off them (roofs, yards) expect false "
+                   "alarms; give --zones to count on the apron")
     if zones is not None:
         for name, n in counts.items():
             click.echo(f"  {name}: {n}")

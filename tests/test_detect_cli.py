@@ -180,6 +180,23 @@ def test_detect_aircraft_writes_geojson(harbour_dir, tmp_path):
     assert all(f["properties"]["class"] == "aircraft" for f in fc["features"])
 
 
+def test_detect_aircraft_without_zones_says_it_fires_off_the_apron(harbour_dir, tmp_path):
+    # trained on apron chips only, the network fires on city roofs (about 1300 on OSCD Beirut):
+    # a whole-scene count is not an aircraft count, and the terminal says so (not in --json)
+    d, _ = harbour_dir
+    whole = CliRunner().invoke(cli, ["detect", str(d), "--objects", "aircraft", "-o", str(tmp_path / "a.geojson")])
+    assert whole.exit_code == 0, whole.output
+    assert "trained on airfield aprons" in whole.output and "--zones" in whole.output
+    zones = tmp_path / "z.geojson"
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"name": "apron"},
+        "geometry": transform_geom(UTM, "EPSG:4326", mapping(shp_box(*read_scene(d).bounds)))}]}))
+    zoned = CliRunner().invoke(cli, ["detect", str(d), "--objects", "aircraft", "--zones", str(zones),
+                                     "-o", str(tmp_path / "b.geojson")])
+    assert zoned.exit_code == 0, zoned.output
+    assert "trained on airfield aprons" not in zoned.output and "apron:" in zoned.output
+
+
 def test_eval_vessels_prints_per_scene_and_pooled_scores(harbour_dir):
     d, truth = harbour_dir
     r = CliRunner().invoke(cli, ["eval", "vessels", "--data", str(d.parent), "--json"])
