@@ -218,12 +218,17 @@ def negative_window(scene: dict, rng: np.random.Generator, side: int = NEG_WINDO
     """
     _, h, w = scene["raw"].shape
     ii = scene["bad"]
+
+    def n_bad(r0: int, c0: int) -> int:
+        """Invalid pixels in the window at (r0, c0), from the integral image."""
+        return int(ii[r0 + side, c0 + side] - ii[r0, c0 + side] - ii[r0 + side, c0] + ii[r0, c0])
+
     for _ in range(tries):
         r0, c0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        if ii[r0 + side, c0 + side] - ii[r0, c0 + side] - ii[r0 + side, c0] + ii[r0, c0] == 0:
+        if n_bad(r0, c0) == 0:
             break
     raw = scene["raw"][:, r0:r0 + side, c0:c0 + side]
-    if ii[r0 + side, c0 + side] - ii[r0, c0 + side] - ii[r0 + side, c0] + ii[r0, c0] > 0:
+    if n_bad(r0, c0) > 0:
         bad = np.diff(np.diff(ii[r0:r0 + side + 1, c0:c0 + side + 1], axis=0), axis=1) > 0
         raw = np.stack([fill_invalid(np.where(bad, np.float32(np.nan), b)) for b in raw])
     zero = np.zeros((side, side), np.float32)
@@ -436,6 +441,10 @@ def oscd_false_alarms(root: Path, fold_models: list[Path], cities: tuple[str, ..
     """
     cf = city_folds(cities, len(fold_models))
     keys = [f"{t:g}" for t in scores]
+
+    def rates(n: dict[str, int], mpx: float) -> str:
+        return " ".join(f">={k}: {n[k]} ({n[k] / mpx:.1f}/Mpx)" for k in keys)
+
     per_city: dict[str, dict] = {}
     for city in sorted(cities):
         mpx, n = 0.0, dict.fromkeys(keys, 0)
@@ -450,13 +459,12 @@ def oscd_false_alarms(root: Path, fold_models: list[Path], cities: tuple[str, ..
         per_city[city] = {"fold": cf[city], "mpx": round(mpx, 4), "n": n,
                           "per_mpx": {k: round(v / mpx, 2) for k, v in n.items()}}
         if log:
-            log(f"  OSCD {city:10s} fold {cf[city]} {mpx:.3f} Mpx: " +
-                " ".join(f">={k}: {n[k]} ({n[k] / mpx:.1f}/Mpx)" for k in keys))
+            log(f"  OSCD {city:10s} fold {cf[city]} {mpx:.3f} Mpx: {rates(n, mpx)}")
     mpx = sum(v["mpx"] for v in per_city.values())
     n = {k: sum(v["n"][k] for v in per_city.values()) for k in keys}
     pooled = {"mpx": round(mpx, 4), "n": n, "per_mpx": {k: round(v / mpx, 2) for k, v in n.items()}}
     if log:
-        log(f"  OSCD pooled {mpx:.3f} Mpx: " + " ".join(f">={k}: {n[k]} ({n[k] / mpx:.1f}/Mpx)" for k in keys))
+        log(f"  OSCD pooled {mpx:.3f} Mpx: {rates(n, mpx)}")
     return {"per_city": per_city, "pooled": pooled}
 
 
