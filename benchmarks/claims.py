@@ -69,16 +69,19 @@ from imgdiff.data import data_dir
 from imgdiff.io.read import read_scene
 from imgdiff.scene import Scene
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+from folds import fold_paths  # noqa: E402  (the honest detectors' folder layout)
+
 SHIFT = (0.35, -0.40)
 GAIN = 1.08
 #: "box": the cloud covers the cloudy zone only; "circle" (--circle-cloud): the first benchmark's disc.
 CLOUD = "box"
-#: --honest: vessels detected with the leave-one-port-out fold model that never saw the port.
-FOLD_MODELS = Path("/tmp/vb/cv3000")
-#: --aircraft --honest: aircraft detected with the grouped-fold network that never saw the chip's airport
-#: (``fold<k>.onnx`` of the shipped network's training run, and ``folds.json`` from
-#: ``python training/train_aircraft.py --write-folds``); env IMGDIFF_AIRCRAFT_FOLDS overrides the folder.
-AIRCRAFT_FOLDS = Path(os.environ.get("IMGDIFF_AIRCRAFT_FOLDS", "/tmp/acrun/work1"))
+#: --honest: vessels detected with the leave-one-port-out fold model that never saw the port, and aircraft
+#: with the grouped-fold network that never saw the chip's airport (``fold<k>.onnx`` and ``folds.json``), both
+#: built by ``python training/folds.py`` in ``$IMGDIFF_FOLDS_DIR``; env IMGDIFF_AIRCRAFT_FOLDS overrides the
+#: aircraft folder (e.g. the folds of a training trial).
+FOLD_MODELS = fold_paths().vessels
+AIRCRAFT_FOLDS = Path(os.environ.get("IMGDIFF_AIRCRAFT_FOLDS") or fold_paths().aircraft)
 DEFAULT_CLOUD = {"B02": 0.55, "B03": 0.54, "B04": 0.55, "B08": 0.58, "B11": 0.40}
 
 

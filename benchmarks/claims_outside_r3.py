@@ -69,6 +69,9 @@ from shapely.ops import unary_union
 
 from imgdiff.data import data_dir
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+from folds import fold_paths  # noqa: E402  (the honest detectors' folder layout)
+
 DATA = str(data_dir())
 OUT = os.path.join(tempfile.gettempdir(), "imgdiff-claims-outside-r3")
 PORT_BANDS = ("B02", "B03", "B04", "B08", "B11")
@@ -1102,9 +1105,10 @@ def main():
     ap.add_argument("--glint", action="store_true", help="also build the sun-glint probes g_* and h_* (see above)")
     ap.add_argument("--draw", type=int, default=None, metavar="SEED",
                     help="build a fresh draw of cases instead (fresh_cases: other ships and chips, other settings)")
-    ap.add_argument("--vessel-folds", type=Path, default=Path("/tmp/vb/cv3000"))
-    ap.add_argument("--vessel-rescorers", type=Path, default=Path("/tmp/vr-folds"))
-    ap.add_argument("--aircraft-folds", type=Path, default=Path("/tmp/acrun/work1"))
+    folds = fold_paths()  # built by training/folds.py ($IMGDIFF_FOLDS_DIR)
+    ap.add_argument("--vessel-folds", type=Path, default=folds.vessels)
+    ap.add_argument("--vessel-rescorers", type=Path, default=folds.vessel_rescorers)
+    ap.add_argument("--aircraft-folds", type=Path, default=folds.aircraft)
     a = ap.parse_args()
     OUT = a.out
     n = 0

@@ -23,19 +23,20 @@ Honest protocol (nested leave-one-port-out, sen2ships only, fixed seed):
 Usage::
 
     pip install -e .[train]
+    # all the fold models and rescorers at once, in $IMGDIFF_FOLDS_DIR (FOLDS below): training/folds.py
     # out-of-fold network maps of each port from the saved fold models, cached in --cache, then the
-    # nested table (about 1.5 min on one core):
-    nice python training/train_vessel_rescore.py --extract --cv-dir /tmp/vb/cv3000 --cache /tmp/vr
+    # nested table (about 1.5 min on one core; the defaults are FOLDS/vessels and FOLDS/vessel_maps):
+    nice python training/train_vessel_rescore.py --extract --cv-dir FOLDS/vessels --cache FOLDS/vessel_maps
     # fold models that read B11 too (train_vessels.py --bands B02,B03,B04,B08,B11): the same command;
     # each model's input (8 or 10 channels) follows its bands (imgdiff.detect.vessels.model_bands)
-    # nested leave-one-port-out table only:
-    nice python training/train_vessel_rescore.py --cache /tmp/vr
+    # nested leave-one-port-out table only (from the cached maps):
+    nice python training/train_vessel_rescore.py
     # the same, then train on all ports and write the rescorer and the model card's "selected" entry:
-    nice python training/train_vessel_rescore.py --cache /tmp/vr --write
+    nice python training/train_vessel_rescore.py --write
     # also the nested table on hazy copies of the ports (path radiance added, maps from the fold models):
-    nice python training/train_vessel_rescore.py --cache /tmp/vr --cv-dir /tmp/vb/cv3000 --haze-test
-    # each port's nested rescorer, for benchmarks/claims_outside_r3.py --honest:
-    nice python training/train_vessel_rescore.py --cache /tmp/vr --write-folds /tmp/vr-folds
+    nice python training/train_vessel_rescore.py --haze-test
+    # each port's nested rescorer, for benchmarks/claims_outside_r3.py --honest (training/folds.py does it):
+    nice python training/train_vessel_rescore.py --write-folds FOLDS/vessel_rescorers
 
 Haze (measured 2026-11-26, ``--haze-test``): the contrast features are log ratios of the object to the water
 around it, so path radiance (a top-of-atmosphere L1C date, a hazy day), which lifts dark water more than hulls,
@@ -113,6 +114,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from folds import fold_paths  # noqa: E402  (training/: the fold folder's layout)
 
 from imgdiff.data import data_dir  # noqa: E402
 from imgdiff.detect.vessel_features import CONTEXT_FEATURES, FEATURE_NAMES, candidate_features, rescore  # noqa: E402
@@ -291,9 +294,9 @@ def show(title: str, t: str, entry: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="sen2ships folder (default: $IMGDIFF_DATA_DIR/sen2ships)")
-    ap.add_argument("--cv-dir", type=Path, default=Path("/tmp/vb/cv3000"),
+    ap.add_argument("--cv-dir", type=Path, default=fold_paths().vessels,
                     help="leave-one-port-out fold models <port>.onnx (train_vessels.py --cv)")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/vr"), help="folder for the out-of-fold network maps")
+    ap.add_argument("--cache", type=Path, default=fold_paths().vessel_maps, help="folder for the out-of-fold network maps")
     ap.add_argument("--extract", action="store_true", help="(re)compute the out-of-fold maps first")
     ap.add_argument("--write", action="store_true",
                     help="train on all ports and write the rescorer JSON and the card's 'selected' entry")
