@@ -39,7 +39,9 @@ cloud); ``--honest`` not re-run (no fold models on that machine).
 port (``--vessel-folds``, ``training/train_vessels.py --cv``), the vessel rescorer for the nested one
 trained without that port (``--vessel-rescorers``, ``training/train_vessel_rescore.py --write-folds``) and
 the aircraft network for the grouped fold that never saw the chip's airport (``--aircraft-folds``,
-``training/train_aircraft.py``: ``fold<k>.onnx`` and ``folds.json``).
+``training/train_aircraft.py``: ``fold<k>.onnx`` and ``folds.json``) and the vessel chip classifier for
+the one trained without the port (``--vessel-chips``, ``training/train_vessel_chips.py``); all four are built by
+``training/folds.py`` in ``$IMGDIFF_FOLDS_DIR``, the defaults.
 
 Measured 2026-11-26: see the closing notes of that day. The evaluator judged its pasted objects
 ("arrive" zones) possibly unrealistic. The detectors were trained on these ports and chips.
@@ -1071,14 +1073,16 @@ def add_glint(case: str, prefix: str, amplitude: float) -> str:
 
 
 @contextlib.contextmanager
-def fold_detectors(case: str, vessel_folds: Path, vessel_rescorers: Path | None, aircraft_folds: Path):
+def fold_detectors(case: str, vessel_folds: Path, vessel_rescorers: Path | None, aircraft_folds: Path,
+                   vessel_chips: Path | None = None):
     """The detectors that never saw the source of ``case`` (its port, or its chip's airport), for a block."""
     import functools
 
     import imgdiff.detect.aircraft as da
+    import imgdiff.detect.vessel_chips as vc
     import imgdiff.detect.vessels as dv
 
-    saved = (dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft)
+    saved = (dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft, vc.CHIP_MODEL_PATH)
     plain = case[2:] if case[:2] in ("g_", "h_") else case  # glint probes: g_v00_athens
     tag, source = plain[0], plain.split("_")[-1]
     try:
@@ -1086,13 +1090,15 @@ def fold_detectors(case: str, vessel_folds: Path, vessel_rescorers: Path | None,
             dv.detect_vessels = functools.partial(saved[0], model=vessel_folds / f"{source}.onnx")
             if vessel_rescorers is not None:
                 dv.RESCORE_PATH = vessel_rescorers / f"{source}.json"
+            if vessel_chips is not None:
+                vc.CHIP_MODEL_PATH = vessel_chips / f"{source}.onnx"
         else:
             folds = json.loads((aircraft_folds / "folds.json").read_text())
             (chip,) = [k for k in folds if k.startswith(source)]
             da.detect_aircraft = functools.partial(saved[2], model_path=aircraft_folds / f"fold{folds[chip]}.onnx")
         yield
     finally:
-        dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft = saved
+        dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft, vc.CHIP_MODEL_PATH = saved
 
 
 def main():
@@ -1108,6 +1114,7 @@ def main():
     folds = fold_paths()  # built by training/folds.py ($IMGDIFF_FOLDS_DIR)
     ap.add_argument("--vessel-folds", type=Path, default=folds.vessels)
     ap.add_argument("--vessel-rescorers", type=Path, default=folds.vessel_rescorers)
+    ap.add_argument("--vessel-chips", type=Path, default=folds.vessel_chips)
     ap.add_argument("--aircraft-folds", type=Path, default=folds.aircraft)
     a = ap.parse_args()
     OUT = a.out
@@ -1130,7 +1137,7 @@ def main():
     names = sorted(d.name for d in Path(OUT).iterdir() if (d / "claims.yaml").is_file() and (not a.only or d.name in a.only))
     rows = []
     for name in names:
-        with (fold_detectors(name, a.vessel_folds, a.vessel_rescorers, a.aircraft_folds) if a.honest
+        with (fold_detectors(name, a.vessel_folds, a.vessel_rescorers, a.aircraft_folds, a.vessel_chips) if a.honest
               else contextlib.nullcontext()):
             rows += score_cases(Path(OUT), name)
     print_scores(rows)

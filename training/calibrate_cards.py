@@ -14,7 +14,7 @@ on the other six ports only), read from that script's cache of out-of-fold netwo
 
 Usage (scikit-learn needed, ``pip install -e .[train]``; about 1.5 min on one core)::
 
-    nice python training/calibrate_cards.py --cache /tmp/vr2
+    nice python training/calibrate_cards.py      # reads training/folds.py's FOLDS/vessel_maps and FOLDS/vessel_chips
 """
 
 from __future__ import annotations
@@ -42,14 +42,19 @@ CALIBRATION_EDGES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="sen2ships folder (default: $IMGDIFF_DATA_DIR/sen2ships)")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/vr2"),
-                    help="out-of-fold network maps (train_vessel_rescore.py --extract --cache)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="out-of-fold network maps (default: training/folds.py's FOLDS/vessel_maps)")
+    ap.add_argument("--chips-dir", type=Path, default=None,
+                    help="fold chip classifiers (default: FOLDS/vessel_chips; train_vessel_chips.py)")
     ap.add_argument("--dry-run", action="store_true", help="print the table, do not write the card")
     args = ap.parse_args()
     import train_vessel_rescore as tvr
+    from folds import fold_paths
 
+    folds = fold_paths()
+    cache, chips = args.cache or folds.vessel_maps, args.chips_dir or folds.vessel_chips
     dirs = scene_dirs(args.data or data_dir() / "sen2ships")
-    ports = [tvr.port_candidates(d, args.cache) for d in dirs]
+    ports = [tvr.port_candidates(d, cache, chips=chips) for d in dirs]
     oof = tvr.nested_lopo(ports)
     sel = tvr.select(tvr.table(ports, oof))
     if sel is not None:  # the check that the cache is the shipped recipe: the card's selected entry again
@@ -77,7 +82,7 @@ def main() -> None:
         "source": "nested leave-one-port-out rescored probabilities (network fold and rescorer trained without "
                   "the port), sen2ships, 7 ports pooled; a candidate is real when the issue's matching rule "
                   "pairs it with a ground-truth vessel",
-        "command": f"nice python training/calibrate_cards.py --cache {args.cache}",
+        "command": "nice python training/calibrate_cards.py  # with training/folds.py's folds",
     }
     CARD_PATH.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(f"updated {CARD_PATH} (score_calibration)")

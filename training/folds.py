@@ -7,6 +7,7 @@ They are rebuilt from the training scripts with their shipped recipes and seeds,
 
     FOLDS/vessels/<port>.onnx, <port>.json     train_vessels.py --cv --no-final --cv-iters 3000 (one per port)
     FOLDS/vessel_maps/<port>.npz               their out-of-fold network maps (train_vessel_rescore.py --extract)
+    FOLDS/vessel_chips/<port>.onnx             the chip classifiers, each trained without its port (train_vessel_chips.py)
     FOLDS/vessel_rescorers/<port>.json         the nested rescorers, each trained without its port (--write-folds)
     FOLDS/aircraft/fold<k>.onnx, folds.json    train_aircraft.py's grouped folds by airport, and the chip -> fold table
     FOLDS/logs/*.log                           each step's output (the figures are printed there)
@@ -54,6 +55,10 @@ class FoldPaths:
         return self.root / "vessel_maps"
 
     @property
+    def vessel_chips(self) -> Path:
+        return self.root / "vessel_chips"
+
+    @property
     def vessel_rescorers(self) -> Path:
         return self.root / "vessel_rescorers"
 
@@ -97,7 +102,8 @@ def _tail(log: Path, lines: int) -> None:
 
 
 def build_vessels(paths: FoldPaths, ports: list[str], jobs: int) -> None:
-    """Fold networks of the ports that have none yet, then the out-of-fold maps and nested rescorers."""
+    """Fold networks of the ports that have none yet, then the out-of-fold maps, chip classifiers and
+    nested rescorers."""
     py = sys.executable
     todo = [p for p in ports if not (paths.vessels / f"{p}.onnx").is_file()]
     print(f"vessel fold networks: {len(ports) - len(todo)} of {len(ports)} present", flush=True)
@@ -105,10 +111,25 @@ def build_vessels(paths: FoldPaths, ports: list[str], jobs: int) -> None:
     _run_parallel([([py, str(HERE / "train_vessels.py"), "--cv", "--no-final", "--cv-iters", str(VESSEL_CV_ITERS),
                      "--cv-dir", str(paths.vessels), "--folds", ",".join(g)],
                     paths.logs / f"vessels_{'_'.join(g)}.log") for g in groups], jobs)
-    if todo or not all((paths.vessel_rescorers / f"{p}.json").is_file() for p in ports):
+    if todo:  # new fold networks: new out-of-fold maps, so new chip classifiers and rescorers
+        for p in ports:
+            for stale in (paths.vessel_maps / f"{p}.npz", paths.vessel_chips / f"{p}.onnx",
+                          paths.vessel_rescorers / f"{p}.json"):
+                stale.unlink(missing_ok=True)
+    chips = [p for p in ports if not (paths.vessel_chips / f"{p}.onnx").is_file()]
+    print(f"vessel fold chip classifiers: {len(ports) - len(chips)} of {len(ports)} present", flush=True)
+    if chips:  # the first job makes the missing out-of-fold maps before the others start
+        groups = [chips[i::jobs] for i in range(jobs) if chips[i::jobs]]
+        commands = [([py, str(HERE / "train_vessel_chips.py"), "--cv-dir", str(paths.vessels), "--cache",
+                      str(paths.vessel_maps), "--chips-dir", str(paths.vessel_chips), "--ports", ",".join(g)],
+                     paths.logs / f"vessel_chips_{'_'.join(g)}.log") for g in groups]
+        _run_parallel(commands[:1], 1)
+        _run_parallel(commands[1:], jobs)
+    if chips or not all((paths.vessel_rescorers / f"{p}.json").is_file() for p in ports):
         log = paths.logs / "vessel_rescorers.log"
-        _run_parallel([([py, str(HERE / "train_vessel_rescore.py"), "--extract", "--cv-dir", str(paths.vessels),
-                         "--cache", str(paths.vessel_maps), "--write-folds", str(paths.vessel_rescorers)], log)], 1)
+        _run_parallel([([py, str(HERE / "train_vessel_rescore.py"), "--cv-dir", str(paths.vessels),
+                         "--cache", str(paths.vessel_maps), "--chips-dir", str(paths.vessel_chips),
+                         "--write-folds", str(paths.vessel_rescorers)], log)], 1)
         _tail(log, 12)
 
 

@@ -118,12 +118,15 @@ sys.path.insert(0, str(ROOT))
 from folds import fold_paths  # noqa: E402  (training/: the fold folder's layout)
 
 from imgdiff.data import data_dir  # noqa: E402
+from imgdiff.detect.vessel_chips import candidate_chips, chip_probability  # noqa: E402
 from imgdiff.detect.vessel_features import CONTEXT_FEATURES, FEATURE_NAMES, candidate_features, rescore  # noqa: E402
 from imgdiff.detect.vessels import (  # noqa: E402
     CARD_PATH,
+    MODEL_BANDS,
     RESCORE_LOW,
     RESCORE_PATH,
     VesselMaps,
+    chip_input,
     decode_maps,
     model_bands,
     near_water,
@@ -148,7 +151,8 @@ THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 #: R 0.524, count -4.7 %) against 0.528 (P 0.537, R 0.519, count -3.3 %) with them, at the same
 #: threshold 0.28.
 RESCORER_FEATURES = tuple(n for n in FEATURE_NAMES if n not in CONTEXT_FEATURES)
-_COLUMNS = [FEATURE_NAMES.index(n) for n in RESCORER_FEATURES]
+#: ... and without the chip classifier's probability (``--no-chips``: the rescorer shipped before 2026-11-28).
+FEATURES_WITHOUT_CHIPS = tuple(n for n in RESCORER_FEATURES if n != "chip_probability")
 
 
 # ------------------------------------------------------------------------------------------
@@ -161,23 +165,34 @@ def extract_maps(port_dir: Path, model: Path, out: Path, tta: int = 8) -> None:
     np.savez_compressed(out, heat=maps.heat, offset=maps.offset, log_size=maps.log_size)
 
 
-def port_candidates(port_dir: Path, cache: Path, *, low: float = RESCORE_LOW, water_px: float | None = 4.0,
-                    nms_iou: float = 0.2) -> dict:
-    """Candidates of one port: boxes, network scores, features, labels (matched to a GT box), GT boxes."""
+def port_candidates(port_dir: Path, cache: Path, *, chips: Path | None, low: float = RESCORE_LOW,
+                    water_px: float | None = 4.0, nms_iou: float = 0.2) -> dict:
+    """Candidates of one port: boxes, network scores, features, labels (matched to a GT box), GT boxes.
+
+    ``chips``: folder of the fold chip classifiers (``train_vessel_chips.py``): the ``chip_probability``
+    feature comes from ``<port>.onnx``, trained without the port; None leaves it NaN."""
     z = np.load(cache / f"{port_dir.name}.npz")
     return scene_candidates(port_dir, read_scene(port_dir), VesselMaps(z["heat"], z["offset"], z["log_size"]),
+                            chip_model=chips / f"{port_dir.name}.onnx" if chips is not None else None,
                             low=low, water_px=water_px, nms_iou=nms_iou)
 
 
-def scene_candidates(port_dir: Path, scene, maps: VesselMaps, *, low: float = RESCORE_LOW,
-                     water_px: float | None = 4.0, nms_iou: float = 0.2) -> dict:
-    """:func:`port_candidates` from a scene of the port and its network maps."""
+def scene_candidates(port_dir: Path, scene, maps: VesselMaps, *, chip_model: Path | None,
+                     low: float = RESCORE_LOW, water_px: float | None = 4.0, nms_iou: float = 0.2) -> dict:
+    """:func:`port_candidates` from a scene of the port and its network maps (``chip_model``: the chip
+    classifier that gives the ``chip_probability`` feature, or None)."""
     boxes, scores = decode_maps(maps, min_score=low, shape=scene.shape, nms_iou=nms_iou)
-    scene, water = remove_haze(scene, water_mask(scene))  # as imgdiff.detect_vessels does
+    clear, water = remove_haze(scene, water_mask(scene))  # as imgdiff.detect_vessels does
+    chip_p = (chip_probability(candidate_chips(chip_input(vessel_input(scene, bands=MODEL_BANDS), scene, clear),
+                                               boxes), chip_model)
+              if chip_model is not None else None)  # the chips imgdiff.detect_vessels cuts
+    scene = clear
     if water is not None and water_px is not None:
         keep = near_water(boxes, water, water_px)
         boxes, scores = boxes[keep], scores[keep]
-    feats = candidate_features(scene.bands, boxes, scores, maps.heat, water, scene.pixel_size_m)
+        chip_p = chip_p[keep] if chip_p is not None else None
+    feats = candidate_features(scene.bands, boxes, scores, maps.heat, water, scene.pixel_size_m,
+                               chip_probability=chip_p)
     gt = read_gt(port_dir)
     label = np.zeros(len(boxes), bool)
     for i, _ in match_detections(boxes, scores, gt).pairs:
@@ -188,15 +203,16 @@ def scene_candidates(port_dir: Path, scene, maps: VesselMaps, *, low: float = RE
 # ------------------------------------------------------------------------------------------
 # model
 # ------------------------------------------------------------------------------------------
-def fit(x: np.ndarray, y: np.ndarray, seed: int = SEED):
-    """The classifier on candidate features ``x`` (columns of :data:`FEATURE_NAMES`; it reads those of
-    :data:`RESCORER_FEATURES`)."""
+def fit(x: np.ndarray, y: np.ndarray, seed: int = SEED, features: tuple[str, ...] = RESCORER_FEATURES):
+    """The classifier on candidate features ``x`` (columns of :data:`FEATURE_NAMES`; it reads those named
+    in ``features``)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(random_state=seed, **GBT).fit(x[:, _COLUMNS], y)
+    cols = [FEATURE_NAMES.index(n) for n in features]
+    return HistGradientBoostingClassifier(random_state=seed, **GBT).fit(x[:, cols], y)
 
 
-def export(clf, threshold: float | None) -> dict:
+def export(clf, threshold: float | None, features: tuple[str, ...] = RESCORER_FEATURES) -> dict:
     """The fitted classifier as the JSON model read by :func:`imgdiff.detect.vessel_features.rescore`."""
     trees = []
     for (pred,) in clf._predictors:
@@ -210,7 +226,7 @@ def export(clf, threshold: float | None) -> dict:
             "nan_left": nodes["missing_go_to_left"].astype(bool).tolist(),
             "value": [float(v) for v in np.where(leaf, nodes["value"], 0.0)],
         })
-    return {"features": list(RESCORER_FEATURES), "base": float(np.ravel(clf._baseline_prediction)[0]),
+    return {"features": list(features), "base": float(np.ravel(clf._baseline_prediction)[0]),
             "learning_rate": 1.0, "trees": trees, "threshold": threshold}
 
 
@@ -238,20 +254,22 @@ def select(tab: dict) -> tuple[str, dict] | None:
     return best, tab[best]
 
 
-def fold_rescorers(ports: list[dict]) -> dict[str, dict]:
+def fold_rescorers(ports: list[dict], features: tuple[str, ...] = RESCORER_FEATURES) -> dict[str, dict]:
     """Per port, the rescorer (:func:`export`, no threshold) trained on the other ports' candidates only."""
     models = {}
     for p in ports:
         rest = [q for q in ports if q["name"] != p["name"]]
-        clf = fit(np.vstack([q["features"] for q in rest]), np.concatenate([q["label"] for q in rest]))
-        models[p["name"]] = export(clf, None)
+        clf = fit(np.vstack([q["features"] for q in rest]), np.concatenate([q["label"] for q in rest]),
+                  features=features)
+        models[p["name"]] = export(clf, None, features)
     return models
 
 
-def nested_lopo(ports: list[dict], models: dict[str, dict] | None = None) -> dict[str, np.ndarray]:
+def nested_lopo(ports: list[dict], models: dict[str, dict] | None = None,
+                features: tuple[str, ...] = RESCORER_FEATURES) -> dict[str, np.ndarray]:
     """Out-of-fold rescored probabilities: port P scored by a rescorer trained on the other ports only
     (``models``: those of :func:`fold_rescorers`, fitted here when not given)."""
-    models = models if models is not None else fold_rescorers(ports)
+    models = models if models is not None else fold_rescorers(ports, features)
     return {p["name"]: rescore(models[p["name"]], p["features"]) for p in ports}
 
 
@@ -267,7 +285,7 @@ def path_radiance(rng: np.random.Generator) -> dict[str, float]:
     return {b: float(r * (b02 / w) ** 4 + a * (b02 / w) ** 1.3) for b, w in WAVELENGTH_UM.items()}
 
 
-def hazy_candidates(port_dir: Path, model: Path, cache: Path, seed: int) -> dict:
+def hazy_candidates(port_dir: Path, model: Path, cache: Path, seed: int, chips: Path | None) -> dict:
     """:func:`port_candidates` of a hazy copy of a port (:func:`path_radiance`), its maps from ``model``."""
     from dataclasses import replace
 
@@ -280,7 +298,8 @@ def hazy_candidates(port_dir: Path, model: Path, cache: Path, seed: int) -> dict
         maps = run_network(vessel_input(scene, bands=model_bands(model)), model, tta=8)
         np.savez_compressed(f, heat=maps.heat, offset=maps.offset, log_size=maps.log_size)
     z = np.load(f)
-    return scene_candidates(port_dir, scene, VesselMaps(z["heat"], z["offset"], z["log_size"]))
+    return scene_candidates(port_dir, scene, VesselMaps(z["heat"], z["offset"], z["log_size"]),
+                            chip_model=chips / f"{port_dir.name}.onnx" if chips is not None else None)
 
 
 def show(title: str, t: str, entry: dict) -> None:
@@ -303,6 +322,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESCORE_PATH)
     ap.add_argument("--write-folds", type=Path, default=None,
                     help="also write each port's nested rescorer (trained without it) as DIR/<port>.json")
+    ap.add_argument("--chips-dir", type=Path, default=fold_paths().vessel_chips,
+                    help="fold chip classifiers <port>.onnx (train_vessel_chips.py): the chip_probability feature")
+    ap.add_argument("--no-chips", action="store_true", help="leave the chip classifier's probability out")
     ap.add_argument("--haze-test", action="store_true",
                     help="also score each port's hazy copy (path radiance added) with the nested rescorers")
     args = ap.parse_args()
@@ -314,15 +336,21 @@ def main() -> None:
             t0 = time.time()
             extract_maps(d, args.cv_dir / f"{d.name}.onnx", args.cache / f"{d.name}.npz")
             print(f"maps {d.name}: {time.time() - t0:.1f} s", flush=True)
-    ports = [port_candidates(d, args.cache) for d in dirs]
+    chips = None if args.no_chips else args.chips_dir
+    missing = [d.name for d in dirs if chips is not None and not (chips / f"{d.name}.onnx").is_file()]
+    if missing:
+        raise SystemExit(f"{chips}: no fold chip classifier for {', '.join(missing)}; run training/train_vessel_chips.py "
+                         "--no-final, or give --no-chips")
+    features = FEATURES_WITHOUT_CHIPS if chips is None else RESCORER_FEATURES
+    ports = [port_candidates(d, args.cache, chips=chips) for d in dirs]
     n_pos = sum(int(p["label"].sum()) for p in ports)
     print(f"candidates: {sum(len(p['boxes']) for p in ports)} ({n_pos} matched to one of "
-          f"{sum(len(p['gt']) for p in ports)} GT vessels), {len(RESCORER_FEATURES)} of {len(FEATURE_NAMES)} features")
+          f"{sum(len(p['gt']) for p in ports)} GT vessels), {len(features)} of {len(FEATURE_NAMES)} features")
     cnn_tab = table(ports, {p["name"]: p["scores"] for p in ports})
     t_cnn, cnn = select(cnn_tab)
     show("network alone, leave-one-port-out", t_cnn, cnn)
-    folds = fold_rescorers(ports)
-    oof = nested_lopo(ports, folds)
+    folds = fold_rescorers(ports, features)
+    oof = nested_lopo(ports, folds, features)
     tab = table(ports, oof)
     sel = select(tab)
     if sel is None:
@@ -337,15 +365,17 @@ def main() -> None:
             (args.write_folds / f"{name}.json").write_text(json.dumps(fold, separators=(",", ":")) + "\n")
         print(f"wrote the 7 nested rescorers to {args.write_folds}")
     if args.haze_test:
-        hazy = [hazy_candidates(d, args.cv_dir / f"{d.name}.onnx", args.cache, seed=5000 + i) for i, d in enumerate(dirs)]
-        show("hazy copies, the same nested rescorers", t_rs, table(hazy, nested_lopo(hazy, folds))[t_rs])
+        hazy = [hazy_candidates(d, args.cv_dir / f"{d.name}.onnx", args.cache, seed=5000 + i, chips=chips)
+                for i, d in enumerate(dirs)]
+        show("hazy copies, the same nested rescorers", t_rs, table(hazy, nested_lopo(hazy, folds, features))[t_rs])
     if not args.write:
         return
     if rs["pooled"]["f1"] <= cnn["pooled"]["f1"]:
         print("the rescorer does not beat the network alone: nothing written")
         return
-    clf = fit(np.vstack([p["features"] for p in ports]), np.concatenate([p["label"] for p in ports]))
-    model = export(clf, float(t_rs))
+    clf = fit(np.vstack([p["features"] for p in ports]), np.concatenate([p["label"] for p in ports]),
+              features=features)
+    model = export(clf, float(t_rs), features)
     model["candidate_min_score"] = RESCORE_LOW
     model["training"] = {"seed": SEED, "gbt": GBT, "ports": [p["name"] for p in ports],
                          "n_candidates": int(sum(len(p["boxes"]) for p in ports)), "n_positive": n_pos}

@@ -48,7 +48,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "water_in_box", *(f"water_ring_{r}" for r in RING_PX), "dist_water_px",
     "blob_px", "blob_outside_frac", "blob_extent_ratio", "blob_touches_patch", "blob_elongation",
     "land_frac_patch", "land_edge_len_px", "land_edge_straightness",
-    "water_texture", "land_texture", "ring_bright_max",)
+    "water_texture", "land_texture", "ring_bright_max", "chip_probability",)
 #: Features of the other candidates around one: how many lie within :data:`NEIGHBOUR_PX`, how strong
 #: they are, the strongest network heat in a ring around the box. The shipped rescorer does not read
 #: them (``training/train_vessel_rescore.py``): a ship's score should not depend on whether its
@@ -203,6 +203,7 @@ def candidate_features(
     pixel_size_m: tuple[float, float],
     *,
     stride: int = 2,
+    chip_probability: np.ndarray | None = None,
 ) -> np.ndarray:
     """Feature matrix of candidate vessel boxes.
 
@@ -224,6 +225,9 @@ def candidate_features(
         Ground pixel size (x, y) in metres.
     stride : int
         Heat-map cell size in pixels.
+    chip_probability : ndarray (N,), optional
+        The chip classifier's probability of each candidate (:func:`imgdiff.detect.vessel_chips.chip_probability`);
+        the ``chip_probability`` column, NaN when not given.
 
     Returns
     -------
@@ -239,6 +243,8 @@ def candidate_features(
     out = np.full((n, len(FEATURE_NAMES)), np.nan)
     if n == 0:
         return out
+    if chip_probability is not None:
+        out[:, FEATURE_NAMES.index("chip_probability")] = np.asarray(chip_probability, float).reshape(n)
     shape = next(iter(bands.values())).shape
     rows, cols = shape
     ten_m = [b for b in ("B02", "B03", "B04", "B08") if b in bands]
