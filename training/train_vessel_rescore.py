@@ -118,7 +118,7 @@ sys.path.insert(0, str(ROOT))
 from folds import fold_paths  # noqa: E402  (training/: the fold folder's layout)
 
 from imgdiff.data import data_dir  # noqa: E402
-from imgdiff.detect.vessel_chips import candidate_chips, chip_probability  # noqa: E402
+from imgdiff.detect.vessel_chips import chip_probability  # noqa: E402
 from imgdiff.detect.vessel_features import CONTEXT_FEATURES, FEATURE_NAMES, candidate_features, rescore  # noqa: E402
 from imgdiff.detect.vessels import (  # noqa: E402
     CARD_PATH,
@@ -126,8 +126,8 @@ from imgdiff.detect.vessels import (  # noqa: E402
     RESCORE_LOW,
     RESCORE_PATH,
     VesselMaps,
-    chip_input,
     decode_maps,
+    haze_free_chips,
     model_bands,
     near_water,
     remove_haze,
@@ -183,8 +183,7 @@ def scene_candidates(port_dir: Path, scene, maps: VesselMaps, *, chip_model: Pat
     classifier that gives the ``chip_probability`` feature, or None)."""
     boxes, scores = decode_maps(maps, min_score=low, shape=scene.shape, nms_iou=nms_iou)
     clear, water = remove_haze(scene, water_mask(scene))  # as imgdiff.detect_vessels does
-    chip_p = (chip_probability(candidate_chips(chip_input(vessel_input(scene, bands=MODEL_BANDS), scene, clear),
-                                               boxes), chip_model)
+    chip_p = (chip_probability(haze_free_chips(vessel_input(scene, bands=MODEL_BANDS), scene, clear, boxes), chip_model)
               if chip_model is not None else None)  # the chips imgdiff.detect_vessels cuts
     scene = clear
     if water is not None and water_px is not None:

@@ -423,20 +423,35 @@ def remove_haze(scene: Scene, water: np.ndarray | None, offsets: Mapping[str, fl
     return clear, water_mask(clear)
 
 
-def chip_input(x: np.ndarray, scene: Scene, clear: Scene, levels: dict[str, tuple[float, float]] | None = None
-               ) -> np.ndarray:
-    """The input the chip classifier (:mod:`imgdiff.detect.vessel_chips`) cuts its chips from.
+def haze_free_chips(x: np.ndarray, scene: Scene, clear: Scene, boxes: np.ndarray,
+                    levels: dict[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """The chips the chip classifier (:mod:`imgdiff.detect.vessel_chips`) reads around each candidate box.
 
-    The network input ``x`` of ``scene`` (:func:`vessel_input`) when :func:`remove_haze` took nothing off
-    (``clear`` is ``scene``), else the network input of ``clear``: the classifier was trained on L2A ports,
-    and path radiance flattens the log-scaled input of dark water and hulls alike. ``levels`` (those of the
-    whole scene, for a window of it) are moved down by the offsets taken off.
+    Cut from the network input ``x`` of ``scene`` (:func:`vessel_input`) when :func:`remove_haze` took nothing
+    off (``clear`` is ``scene``); else cut from ``clear`` and normalised as :func:`vessel_input` would normalise
+    it: the classifier was trained on L2A ports, and path radiance flattens the log-scaled input of dark water
+    and hulls alike. ``levels`` (those of the whole scene, for a window of it) are moved down by the offsets
+    taken off. Only the chips are normalised, not the whole scene.
+
+    Returns
+    -------
+    ndarray (N, 4, CHIP_PX, CHIP_PX) float32
+        B02 B03 B04 B08, as :func:`imgdiff.detect.vessel_chips.candidate_chips`.
     """
     if clear is scene:
-        return x
+        return vc.candidate_chips(x, boxes)
     off = clear.meta.get("haze_offsets", {})
-    moved = None if levels is None else {b: (lo - off.get(b, 0.0), ref - off.get(b, 0.0)) for b, (lo, ref) in levels.items()}
-    return vessel_input(clear, moved, MODEL_BANDS)  # the chips read B02 B03 B04 B08
+    present = [b for b in MODEL_BANDS if b in clear.bands]
+    raw = vc.candidate_chips(np.stack([clear.bands[b] if b in clear.bands else clear.bands[present[0]]
+                                       for b in MODEL_BANDS]), boxes)
+    chans = {}
+    for i, b in enumerate(MODEL_BANDS):
+        if b in present:
+            lv = ((levels[b][0] - off.get(b, 0.0), levels[b][1] - off.get(b, 0.0)) if levels and b in levels
+                  else band_levels(clear.bands[b]))
+            chans[b] = normalise_band(raw[:, i], lv)
+    fill = np.mean([chans[b] for b in present], axis=0)
+    return np.stack([chans.get(b, fill) for b in MODEL_BANDS], axis=1).astype(np.float32)
 
 
 #: Path radiance (reflectance, the largest band's) from which a scene's is worth telling a reader: 0 on the L2A
@@ -777,7 +792,7 @@ def detect_vessels(
             boxes, scores = boxes[keep], scores[keep]
         if use_rescore:
             rescorer = vf.load_rescorer(RESCORE_PATH)
-            chip_p = (vc.chip_probability(vc.candidate_chips(chip_input(x, scene, clear, levels), boxes))
+            chip_p = (vc.chip_probability(haze_free_chips(x, scene, clear, boxes, levels))
                       if "chip_probability" in rescorer["features"] else None)  # the second look, when read
             feats = vf.candidate_features(clear.bands, boxes, scores, maps.heat, water, scene.pixel_size_m,
                                           stride=STRIDE, chip_probability=chip_p)
