@@ -100,6 +100,24 @@ each port weighted equally in training (Busan has 4.5x Honolulu's vessels) 0.525
 0.531; the rescored probability held monotone in the network score (``monotonic_cst``) 0.553 (P 0.570 R 0.538),
 also in the four maximum contrasts 0.546, with port weights 0.528; a random forest (500 trees, leaves of 5 or 20)
 0.514 and 0.495; extra trees 0.488 and 0.479. Boosting as shipped stays.
+
+Kept (2026-11-28): the chip classifier's probability as a feature (``chip_probability``;
+:mod:`imgdiff.detect.vessel_chips`, ``training/train_vessel_chips.py``: a small CNN on the 32 x 32 px chip of each
+candidate, trained on the candidates only; for the nested table each port's probability comes from the classifier
+trained without that port, ``--chips-dir``). The shipped recipe's fold networks retrained that day on another
+machine (``training/folds.py``; torch 2.14) are weaker than those of 2026-11-27: network alone 0.433, nested 0.486
+(P 0.513 R 0.462, count -9.9 %) against 0.451 and 0.553, the same recipe and seed. With the chip feature, on the
+same folds: **0.523** (P 0.532 R 0.514, count -3.3 %, threshold 0.26); on a second fold set (``--seed 7``) 0.527
+(P 0.531 R 0.524, count -1.4 %) against 0.510 without it. The chip classifier alone (its probability as the
+score) 0.42-0.45; its out-of-fold AUC per port 0.54 (Busan) to 0.88 (Athens). Views averaged per chip: 1 view
+0.525, 2 views 0.523, 8 views 0.520 (``imgdiff.detect.vessel_chips.CHIP_VIEWS`` = 2). The feature stacked into the
+trees and the plain mean of the two probabilities gave the same (0.528 and 0.525, experiment scripts); the heat
+map as a fifth chip channel was worse (0.491). Hazy copies (``--haze-test``) 0.505 with it (chips cut from the
+scene without its path radiance, :func:`imgdiff.detect.vessels.haze_free_chips`).
+In-sample (the shipped network and chip classifier on the ports they were trained on, ``imgdiff eval vessels``)
+the chain now over-counts: 310 detections for 212 ships (F1 0.724) against 222 before (0.770), because both
+inputs of the trees are in-sample there while the trees learned from out-of-fold ones. On ports none of the
+stages saw, the nested table is the figure.
 """
 
 from __future__ import annotations

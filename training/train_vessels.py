@@ -115,6 +115,9 @@ where the heat loss has no negative term (box grown by 1 px; H's labels are neve
 retrained (seed A, 3000 iterations). Only those with open water on >= 70 % of a 1-3 px ring around the box (42 boxes
 per fold): network alone 0.448 (P 0.452 R 0.443) against 0.451, nested 0.528 (P 0.542 R 0.514) against 0.553. All
 of them (91 per fold, quays included): 0.443 and 0.467. The gaps in the labels are not what holds the network back.
+Reproducibility (2026-11-28): the same recipe and seed retrained on another machine (torch 2.14, ``training/folds.py``)
+gives other networks: network alone 0.433 and nested 0.486 against 0.451 and 0.553 on 2026-11-27; seed 7 that day
+0.470 and 0.510. The spread between retrainings (about +-0.03) is as large as most effects measured above.
 """
 
 from __future__ import annotations
