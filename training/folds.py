@@ -42,38 +42,22 @@ AIRCRAFT_FOLDS = 4
 
 @dataclass(frozen=True)
 class FoldPaths:
-    """Where the fold detectors live (see the module docstring)."""
+    """Where the fold detectors live (see the module docstring): ``root`` and its sub-folders."""
 
     root: Path
-
-    @property
-    def vessels(self) -> Path:
-        return self.root / "vessels"
-
-    @property
-    def vessel_maps(self) -> Path:
-        return self.root / "vessel_maps"
-
-    @property
-    def vessel_chips(self) -> Path:
-        return self.root / "vessel_chips"
-
-    @property
-    def vessel_rescorers(self) -> Path:
-        return self.root / "vessel_rescorers"
-
-    @property
-    def aircraft(self) -> Path:
-        return self.root / "aircraft"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
+    vessels: Path
+    vessel_maps: Path
+    vessel_chips: Path
+    vessel_rescorers: Path
+    aircraft: Path
+    logs: Path
 
 
 def fold_paths(root: str | Path | None = None) -> FoldPaths:
     """The fold folder: ``root``, else ``$IMGDIFF_FOLDS_DIR``, else ``/tmp/imgdiff-folds``."""
-    return FoldPaths(Path(root or os.environ.get("IMGDIFF_FOLDS_DIR") or "/tmp/imgdiff-folds"))
+    r = Path(root or os.environ.get("IMGDIFF_FOLDS_DIR") or "/tmp/imgdiff-folds")
+    return FoldPaths(r, *(r / name for name in ("vessels", "vessel_maps", "vessel_chips", "vessel_rescorers",
+                                                 "aircraft", "logs")))
 
 
 def _run_parallel(commands: list[tuple[list[str], Path]], jobs: int) -> None:
