@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -143,13 +144,6 @@ def export(model: Ensemble, path: Path) -> None:
                       dynamic_axes={"chips": {0: "n"}, "probability": {0: "n"}}, dynamo=False)
 
 
-def auc(labels: np.ndarray, p: np.ndarray) -> float:
-    pos, neg = p[labels], p[~labels]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
-
-
 def main() -> None:
     folds = fold_paths()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -185,7 +179,8 @@ def main() -> None:
         export(model, path)
         chips, labels, _ = data[hold]
         p = chip_probability(chips[:, :, SHIFT_PX:SHIFT_PX + CHIP_PX, SHIFT_PX:SHIFT_PX + CHIP_PX], path)
-        print(f"  {hold}: out-of-fold AUC {auc(labels, p):.3f} ({len(labels)} candidates, {int(labels.sum())} vessels; "
+        auc = roc_auc_score(labels, p) if 0 < labels.sum() < len(labels) else float("nan")
+        print(f"  {hold}: out-of-fold AUC {auc:.3f} ({len(labels)} candidates, {int(labels.sum())} vessels; "
               f"{time.time() - t0:.0f} s) -> {path}", flush=True)
     if args.no_final or args.ports:
         return
