@@ -1079,26 +1079,26 @@ def fold_detectors(case: str, vessel_folds: Path, vessel_rescorers: Path | None,
     import functools
 
     import imgdiff.detect.aircraft as da
-    import imgdiff.detect.vessel_chips as vc
     import imgdiff.detect.vessels as dv
 
-    saved = (dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft, vc.CHIP_MODEL_PATH)
+    saved = (dv.detect_vessels, da.detect_aircraft)
     plain = case[2:] if case[:2] in ("g_", "h_") else case  # glint probes: g_v00_athens
     tag, source = plain[0], plain.split("_")[-1]
     try:
         if tag == "v":
-            dv.detect_vessels = functools.partial(saved[0], model=vessel_folds / f"{source}.onnx")
+            kw = {"model": vessel_folds / f"{source}.onnx"}
             if vessel_rescorers is not None:
-                dv.RESCORE_PATH = vessel_rescorers / f"{source}.json"
+                kw["rescorer"] = vessel_rescorers / f"{source}.json"
             if vessel_chips is not None:
-                vc.CHIP_MODEL_PATH = vessel_chips / f"{source}.onnx"
+                kw["chip_model"] = vessel_chips / f"{source}.onnx"
+            dv.detect_vessels = functools.partial(saved[0], **kw)
         else:
             folds = json.loads((aircraft_folds / "folds.json").read_text())
             (chip,) = [k for k in folds if k.startswith(source)]
-            da.detect_aircraft = functools.partial(saved[2], model_path=aircraft_folds / f"fold{folds[chip]}.onnx")
+            da.detect_aircraft = functools.partial(saved[1], model_path=aircraft_folds / f"fold{folds[chip]}.onnx")
         yield
     finally:
-        dv.detect_vessels, dv.RESCORE_PATH, da.detect_aircraft, vc.CHIP_MODEL_PATH = saved
+        dv.detect_vessels, da.detect_aircraft = saved
 
 
 def main():

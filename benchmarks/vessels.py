@@ -4,24 +4,38 @@ Run by hand::
 
     python benchmarks/vessels.py            # speed + dev-port scores of the shipped model and the baseline
                                             # (cnn = network + rescorer, cnn-only = rescore=False)
+    python benchmarks/vessels.py --folds    # held-out scores through detect_vessels (see below)
 
 The dev ports are the training set of the shipped model, so its scores here are in-sample; the honest
-held-out estimate is the leave-one-port-out figure recorded by ``training/train_vessels.py --cv`` in
-``imgdiff/detect/models/vessels.json`` (printed at the end).
+held-out estimate is the nested leave-one-port-out figure recorded by ``training/train_vessel_rescore.py``
+in ``imgdiff/detect/models/vessels_rescore.json`` (printed at the end).
+
+``--folds [DIR]`` scores each dev port with the detectors that never saw it, through the public
+:func:`imgdiff.detect.vessels.detect_vessels` (``model=``, ``rescorer=``, ``chip_model=``): the port's fold
+network, fold chip classifier and nested rescorer from the fold folder built by ``training/folds.py``
+(default ``$IMGDIFF_FOLDS_DIR``). It should give the nested table of ``train_vessel_rescore.py`` exactly (the
+training scripts compute the same candidates and features their own way); a difference means the shipped
+detection path and the path the figures were measured on have drifted apart.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from imgdiff.data import data_dir
 from imgdiff.detect.vessels import MODEL_PATH, RESCORE_PATH, detect_vessels
-from imgdiff.evaluate.vessels import evaluate_vessels
+from imgdiff.evaluate.vessels import evaluate_vessels, pool, read_gt, scene_dirs, score
 from imgdiff.io.read import read_scene
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+from folds import fold_paths  # noqa: E402  (training/: the fold folder's layout)
 
 
 def speed(repeats: int = 5) -> None:
@@ -48,8 +62,7 @@ def accuracy() -> None:
         ev = evaluate_vessels(root, detector=lambda s, m=method: detect_vessels(s, method=m))
         print(f"dev ports, {method} ({'in-sample' if method == 'cnn' else 'no training'}):")
         for s in [*ev.scenes, ev.pooled]:
-            print(f"  {s.name:<11} GT {s.n_gt:>3} det {s.n_pred:>4} TP {s.tp:>3} FP {s.fp:>4} FN {s.fn:>3} "
-                  f"P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} count {s.count_error:+.1%}")
+            print(_row(s))
     meta = MODEL_PATH.with_suffix(".json")
     if meta.is_file():
         for key, cv in json.loads(meta.read_text()).items():
@@ -74,6 +87,32 @@ def accuracy() -> None:
                   f"network alone F1 {s_old['f1']:.3f} count {s_old['count_error']:+.1%}")
 
 
+def _row(s) -> str:
+    return (f"  {s.name:<11} GT {s.n_gt:>3} det {s.n_pred:>4} TP {s.tp:>3} FP {s.fp:>4} FN {s.fn:>3} "
+            f"P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} count {s.count_error:+.1%}")
+
+
+def held_out(folds: Path) -> None:
+    """Each dev port through ``detect_vessels`` with its fold network, chip classifier and nested rescorer."""
+    f = fold_paths(folds)
+    rows = []
+    print(f"dev ports, held out (fold detectors in {folds}):")
+    for d in scene_dirs(data_dir() / "sen2ships"):
+        det = detect_vessels(read_scene(d), model=f.vessels / f"{d.name}.onnx",
+                             rescorer=f.vessel_rescorers / f"{d.name}.json",
+                             chip_model=f.vessel_chips / f"{d.name}.onnx")
+        rows.append(score(d.name, det.boxes, det.scores, read_gt(d)))
+        print(_row(rows[-1]), flush=True)
+    print(_row(pool(rows)))
+
+
 if __name__ == "__main__":
-    speed()
-    accuracy()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folds", nargs="?", type=Path, const=fold_paths().root, default=None, metavar="DIR",
+                    help="held-out scores with the fold detectors of DIR (default $IMGDIFF_FOLDS_DIR) only")
+    args = ap.parse_args()
+    if args.folds is not None:
+        held_out(args.folds)
+    else:
+        speed()
+        accuracy()

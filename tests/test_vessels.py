@@ -245,6 +245,42 @@ def test_scene_without_usable_bands_is_an_error(harbour):
         detect_vessels(Scene({"B11": harbour[0].bands["B08"]}, UTM, TRANSFORM, harbour[0].valid))
 
 
+def _constant_chip_model(path, p: float) -> None:
+    """A chip classifier (``(N, 4, S, S)`` chips -> ``(N,)``) that gives every chip the probability ``p``."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ReduceMean", ["chips"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]), helper.make_node("Add", ["z", "p"], ["probability"])]
+    graph = helper.make_graph(
+        nodes, "constant", [helper.make_tensor_value_info("chips", TensorProto.FLOAT, ["n", 4, "s", "s"])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["n"])],
+        initializer=[numpy_helper.from_array(np.float32(0.0), "zero"), numpy_helper.from_array(np.float32(p), "p")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_a_given_rescorer_and_chip_classifier_replace_the_shipped_ones(harbour, harbour_dets, tmp_path):
+    from imgdiff.detect.vessel_chips import CHIP_MODEL_PATH
+    from imgdiff.detect.vessels import RESCORE_PATH
+    from imgdiff.errors import InputError
+
+    scene = harbour[0]
+    same = detect_vessels(scene, rescorer=RESCORE_PATH, chip_model=CHIP_MODEL_PATH)
+    assert np.array_equal(same.boxes, harbour_dets.boxes) and np.array_equal(same.scores, harbour_dets.scores)
+    sure, doubtful = tmp_path / "sure.onnx", tmp_path / "doubtful.onnx"
+    _constant_chip_model(sure, 0.99)
+    _constant_chip_model(doubtful, 0.01)
+    hi = detect_vessels(scene, min_score=0.0, chip_model=sure)
+    lo = detect_vessels(scene, min_score=0.0, chip_model=doubtful)
+    assert len(hi) == len(lo) > 0 and not np.allclose(np.sort(hi.scores), np.sort(lo.scores))
+    with pytest.raises(InputError, match="nowhere.json"):
+        detect_vessels(scene, rescorer=tmp_path / "nowhere.json")
+    with pytest.raises(InputError, match="nowhere.onnx"):
+        detect_vessels(scene, chip_model=tmp_path / "nowhere.onnx")
+
+
 # ------------------------------------------------------------------------------------------
 # GeoJSON and zones
 # ------------------------------------------------------------------------------------------

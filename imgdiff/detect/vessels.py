@@ -712,6 +712,8 @@ def detect_vessels(
     levels: dict[str, tuple[float, float]] | None = None,
     rescore: bool = True,
     haze: Mapping[str, float] | None = None,
+    rescorer: str | Path | None = None,
+    chip_model: str | Path | None = None,
 ) -> Detections:
     """Detect vessels (at sea, at anchor, moored alongside quays, rafted) in a scene.
 
@@ -756,6 +758,12 @@ def detect_vessels(
         Band name -> path radiance (reflectance) to take off before the rescorer reads the bands
         (:func:`remove_haze`), measured on the whole scene when ``scene`` is one window of it
         (:func:`imgdiff.tiles.vessel_inputs`); default measured on ``scene`` itself.
+    rescorer : path, optional
+        Rescorer JSON to use instead of the shipped one (:data:`RESCORE_PATH`), e.g. one trained
+        without the port at hand (``training/train_vessel_rescore.py --write-folds``).
+    chip_model : path, optional
+        Chip classifier ONNX to use instead of the shipped one
+        (:data:`imgdiff.detect.vessel_chips.CHIP_MODEL_PATH`), when the rescorer reads its probability.
 
     Returns
     -------
@@ -774,7 +782,10 @@ def detect_vessels(
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
     use_cnn = method == "cnn" or (method == "auto" and (model is not None or MODEL_PATH.is_file()))
-    use_rescore = use_cnn and rescore and RESCORE_PATH.is_file()
+    if rescorer is not None and not Path(rescorer).is_file():
+        raise InputError(f"{rescorer}: vessel rescorer not found")
+    rescorer_path = Path(rescorer) if rescorer is not None else RESCORE_PATH
+    use_rescore = use_cnn and rescore and rescorer_path.is_file()
     if min_score is None:
         min_score = (CNN_MIN_SCORE if use_rescore else NETWORK_MIN_SCORE) if use_cnn else CLASSICAL_MIN_SCORE
     water = water_mask(scene)
@@ -791,12 +802,12 @@ def detect_vessels(
             keep = near_water(boxes, water, water_px)
             boxes, scores = boxes[keep], scores[keep]
         if use_rescore:
-            rescorer = vf.load_rescorer(RESCORE_PATH)
-            chip_p = (vc.chip_probability(haze_free_chips(x, scene, clear, boxes, levels))
-                      if "chip_probability" in rescorer["features"] else None)  # the second look, when read
+            trees = vf.load_rescorer(rescorer_path)
+            chip_p = (vc.chip_probability(haze_free_chips(x, scene, clear, boxes, levels), chip_model)
+                      if "chip_probability" in trees["features"] else None)  # the second look, when read
             feats = vf.candidate_features(clear.bands, boxes, scores, maps.heat, water, scene.pixel_size_m,
                                           stride=STRIDE, chip_probability=chip_p)
-            prob = vf.rescore(rescorer, feats)
+            prob = vf.rescore(trees, feats)
             keep = prob >= min_score
             boxes, scores, net_scores = boxes[keep], prob[keep], scores[keep]
     else:
