@@ -30,6 +30,11 @@ Measured 2026-11-28 (nested leave-one-port-out, network + rescorer, on the fold 
 0.486 -> 0.523 with the chip probability as a rescorer feature, and 0.510 -> 0.527 on a second fold set; details
 in ``train_vessel_rescore.py``'s docstring. One classifier (two networks, 1500 iterations each) takes about
 2 min on one core; the seven fold classifiers about 15 min.
+Measured 2026-11-28 and not kept: each fold classifier trained on the candidates of two fold-network sets at once
+(the shipped seed's and seed 7's, twice the chips, other clutter), the same classifiers then used for both sets'
+nested tables: 0.544 against 0.523 on the first set, 0.535 against 0.527 on the second (out-of-fold AUC per port
+0.53-0.84 against 0.54-0.88). A mean gain of +0.015, under the +0.02 seed spread, for a second set of fold networks
+in the recipe.
 """
 
 from __future__ import annotations
@@ -96,8 +101,9 @@ class Ensemble(nn.Module):
 
 def port_chips(port_dir: Path, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chips (with a :data:`SHIFT_PX` margin), labels and boxes of one port's out-of-fold candidates."""
-    c = port_candidates(port_dir, cache, chips=None)
-    x = vessel_input(read_scene(port_dir), bands=MODEL_BANDS)
+    scene = read_scene(port_dir)
+    c = port_candidates(port_dir, cache, chips=None, scene=scene)
+    x = vessel_input(scene, bands=MODEL_BANDS)
     return candidate_chips(x, c["boxes"], margin=SHIFT_PX), c["label"], c["boxes"]
 
 

@@ -184,13 +184,15 @@ def extract_maps(port_dir: Path, model: Path, out: Path, tta: int = 8) -> None:
 
 
 def port_candidates(port_dir: Path, cache: Path, *, chips: Path | None, low: float = RESCORE_LOW,
-                    water_px: float | None = 4.0, nms_iou: float = 0.2) -> dict:
+                    water_px: float | None = 4.0, nms_iou: float = 0.2, scene=None) -> dict:
     """Candidates of one port: boxes, network scores, features, labels (matched to a GT box), GT boxes.
 
     ``chips``: folder of the fold chip classifiers (``train_vessel_chips.py``): the ``chip_probability``
-    feature comes from ``<port>.onnx``, trained without the port; None leaves it NaN."""
+    feature comes from ``<port>.onnx``, trained without the port; None leaves it NaN. ``scene``: the
+    port's scene when the caller has read it already."""
     z = np.load(cache / f"{port_dir.name}.npz")
-    return scene_candidates(port_dir, read_scene(port_dir), VesselMaps(z["heat"], z["offset"], z["log_size"]),
+    scene = scene if scene is not None else read_scene(port_dir)
+    return scene_candidates(port_dir, scene, VesselMaps(z["heat"], z["offset"], z["log_size"]),
                             chip_model=chips / f"{port_dir.name}.onnx" if chips is not None else None,
                             low=low, water_px=water_px, nms_iou=nms_iou)
 
