@@ -35,6 +35,10 @@ Measured 2026-11-28 and not kept: each fold classifier trained on the candidates
 nested tables: 0.544 against 0.523 on the first set, 0.535 against 0.527 on the second (out-of-fold AUC per port
 0.53-0.84 against 0.54-0.88). A mean gain of +0.015, under the +0.02 seed spread, for a second set of fold networks
 in the recipe.
+Also measured 2026-11-28 and not kept: a wider look, the 64 x 64 px window around each candidate averaged down to
+32 x 32 px as four more channels beside the 32 px chip (640 m of context: whole container ships, the quay behind
+them): out-of-fold AUC athens 0.812, busan 0.394, casablanca 0.597, durban 0.829 against 0.886, 0.539, 0.705 and
+0.853 for the 32 px chip in the same experiment script (stopped there). The context is where ports differ most.
 """
 
 from __future__ import annotations
