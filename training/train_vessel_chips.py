@@ -39,6 +39,10 @@ Also measured 2026-11-28 and not kept: a wider look, the 64 x 64 px window aroun
 32 x 32 px as four more channels beside the 32 px chip (640 m of context: whole container ships, the quay behind
 them): out-of-fold AUC athens 0.812, busan 0.394, casablanca 0.597, durban 0.829 against 0.886, 0.539, 0.705 and
 0.853 for the 32 px chip in the same experiment script (stopped there). The context is where ports differ most.
+Also measured 2026-11-28 and not kept: four networks per classifier instead of two (``--seeds 4``): nested 0.547
+against 0.523 on the first fold set, 0.533 against 0.527 on the second (mean +0.015, under the +0.02 seed spread);
+at one view per chip (the cost of two networks at two views) 0.544 and 0.526. Out-of-fold AUC rose at 9 of the 14
+ports. Not worth retraining the rescorer, the card and the goldens for.
 """
 
 from __future__ import annotations
