@@ -391,7 +391,7 @@ def _clean(mask: np.ndarray, scene: Scene, *, min_px: int = 4, grow_px: int = 2)
     return m & scene.valid
 
 
-def cloud_mask(scene: Scene, *, shadows: bool = True) -> np.ndarray:
+def cloud_mask(scene: Scene, *, shadows: bool = True, thin: bool = True) -> np.ndarray:
     """Cloud (thick and thin/cirrus) and, by default, cloud shadow on one date.
 
     Spectral rules after Fmask (Zhu & Woodcock 2012) and the haze-optimised transform:
@@ -406,14 +406,17 @@ def cloud_mask(scene: Scene, *, shadows: bool = True) -> np.ndarray:
         Needs B02 B03 B04 B08 (reflectance); uses B10 B11 B12 when present.
     shadows : bool
         Include cloud shadows.
+    thin : bool
+        Include thin cloud and cirrus (False: only bright, thick cloud, which haze over bright
+        ground does not mimic).
 
     Returns
     -------
     ndarray of bool, shape (rows, cols)
         True on cloud (or shadow); False on invalid pixels.
     """
-    thick, thin = _cloud_probability_rules(scene, "cloud_mask")
-    cloud = _clean(thick | thin, scene)
+    thick, thin_cloud = _cloud_probability_rules(scene, "cloud_mask")
+    cloud = _clean(thick | thin_cloud if thin else thick, scene)
     if shadows:
         cloud = cloud | cloud_shadow_mask(scene, cloud)
     return cloud

@@ -68,6 +68,16 @@ def test_cloud_mask_covers_the_cloud_and_nothing_far_away(cloudy):
     assert not m[far].any()
 
 
+def test_thick_cloud_only_leaves_out_cirrus_over_land():
+    cls = np.zeros((120, 120), int)
+    cls[20:50, 20:60] = 1  # thick cloud
+    cls[70:110, 60:110] = 2  # cirrus over land: seen in B10 only, blue lifted a little
+    scene = _scene(cls, [LAND, CLOUD, dict(LAND, B02=0.15, B10=0.03)])
+    both, thick = cloud_mask(scene, shadows=False), cloud_mask(scene, shadows=False, thin=False)
+    assert both[cls == 2].mean() > 0.99 and not thick[cls == 2].any()
+    assert thick[cls == 1].mean() > 0.99 and not (thick & ~both).any()
+
+
 def test_cloud_shadow_is_found_from_the_data(cloudy):
     scene, cls, shade = cloudy
     sh = cloud_shadow_mask(scene)
