@@ -407,8 +407,7 @@ def cloud_mask(scene: Scene, *, shadows: bool = True, thin: bool = True) -> np.n
     shadows : bool
         Include cloud shadows.
     thin : bool
-        Include thin cloud and cirrus (False: only bright, thick cloud, which haze over bright
-        ground does not mimic).
+        Include thin cloud and cirrus (False: only bright, white, thick cloud).
 
     Returns
     -------
