@@ -14,7 +14,7 @@ Usage::
 
     nice /work/venv/bin/python benchmarks/claims.py [PORT ...]
     nice /work/venv/bin/python benchmarks/claims.py --aircraft [CHIP ...]   # aprons (aircraft_s2sim)
-    nice /work/venv/bin/python benchmarks/claims.py --honest     # vessels by the fold model that never saw the port
+    nice /work/venv/bin/python benchmarks/claims.py --honest     # vessels by the fold detector that never saw the port
     nice /work/venv/bin/python benchmarks/claims.py --aircraft --honest   # aircraft by the fold network of the
                                                                           # grouped folds that never saw the airport
     nice /work/venv/bin/python benchmarks/claims.py --half-cloud # cloud over half of a zone (see below)
@@ -45,7 +45,6 @@ zone before/after: weak detections whose place cannot be compared between the da
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -70,18 +69,24 @@ from imgdiff.io.read import read_scene
 from imgdiff.scene import Scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
-from folds import fold_paths  # noqa: E402  (the honest detectors' folder layout)
+from folds import (  # noqa: E402  (the honest detectors' folder layout)
+    aircraft_detector_files,
+    detectors_with,
+    fold_paths,
+    vessel_detector_files,
+)
 
 SHIFT = (0.35, -0.40)
 GAIN = 1.08
 #: "box": the cloud covers the cloudy zone only; "circle" (--circle-cloud): the first benchmark's disc.
 CLOUD = "box"
-#: --honest: vessels detected with the leave-one-port-out fold model that never saw the port, and aircraft
-#: with the grouped-fold network that never saw the chip's airport (``fold<k>.onnx`` and ``folds.json``), both
+#: --honest: vessels detected with the leave-one-port-out fold network, nested rescorer and fold chip classifier
+#: that never saw the port (before 2026-11-28 (3): the fold network only, with the shipped rescorer and chip
+#: classifier, which saw it), and aircraft with the grouped-fold network that never saw the chip's airport (``fold<k>.onnx`` and ``folds.json``), both
 #: built by ``python training/folds.py`` in ``$IMGDIFF_FOLDS_DIR``; env IMGDIFF_AIRCRAFT_FOLDS overrides the
 #: aircraft folder (e.g. the folds of a training trial).
-FOLD_MODELS = fold_paths().vessels
-AIRCRAFT_FOLDS = Path(os.environ.get("IMGDIFF_AIRCRAFT_FOLDS") or fold_paths().aircraft)
+FOLDS = fold_paths()
+AIRCRAFT_FOLDS = Path(os.environ.get("IMGDIFF_AIRCRAFT_FOLDS") or FOLDS.aircraft)
 DEFAULT_CLOUD = {"B02": 0.55, "B03": 0.54, "B04": 0.55, "B08": 0.58, "B11": 0.40}
 
 
@@ -435,21 +440,10 @@ def run_case(name: str, case: Path, v: Variant, *, honest: bool) -> list[tuple[s
         cp, expected = built
         t = time.perf_counter()
         if honest:
-            import imgdiff.detect.aircraft as da
-            import imgdiff.detect.vessels as dv
-
-            module, fn = (da, "detect_aircraft") if (case / "aircraft.json").is_file() else (dv, "detect_vessels")
-            if module is da:
-                fold = json.loads((AIRCRAFT_FOLDS / "folds.json").read_text())[name]
-                kw = {"model_path": AIRCRAFT_FOLDS / f"fold{fold}.onnx"}
-            else:
-                kw = {"model": FOLD_MODELS / f"{name}.onnx"}
-            orig = getattr(module, fn)
-            setattr(module, fn, functools.partial(orig, **kw))
-            try:
+            kw = ({"aircraft": aircraft_detector_files(replace(FOLDS, aircraft=AIRCRAFT_FOLDS), name)}
+                  if (case / "aircraft.json").is_file() else {"vessels": vessel_detector_files(FOLDS, name)})
+            with detectors_with(**kw):
                 vf = verify(load_claims(cp))
-            finally:
-                setattr(module, fn, orig)
         else:
             vf = verify(load_claims(cp))
         dt = time.perf_counter() - t

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import glob
 import json
 import math
@@ -72,7 +73,12 @@ from shapely.ops import unary_union
 from imgdiff.data import data_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
-from folds import fold_paths  # noqa: E402  (the honest detectors' folder layout)
+from folds import (  # noqa: E402  (the honest detectors' folder layout)
+    aircraft_detector_files,
+    detectors_with,
+    fold_paths,
+    vessel_detector_files,
+)
 
 DATA = str(data_dir())
 OUT = os.path.join(tempfile.gettempdir(), "imgdiff-claims-outside-r3")
@@ -1072,33 +1078,13 @@ def add_glint(case: str, prefix: str, amplitude: float) -> str:
     return prefix + case
 
 
-@contextlib.contextmanager
-def fold_detectors(case: str, vessel_folds: Path, vessel_rescorers: Path | None, aircraft_folds: Path,
-                   vessel_chips: Path | None = None):
+def fold_detectors(case: str, folds):
     """The detectors that never saw the source of ``case`` (its port, or its chip's airport), for a block."""
-    import functools
-
-    import imgdiff.detect.aircraft as da
-    import imgdiff.detect.vessels as dv
-
-    saved = (dv.detect_vessels, da.detect_aircraft)
     plain = case[2:] if case[:2] in ("g_", "h_") else case  # glint probes: g_v00_athens
     tag, source = plain[0], plain.split("_")[-1]
-    try:
-        if tag == "v":
-            kw = {"model": vessel_folds / f"{source}.onnx"}
-            if vessel_rescorers is not None:
-                kw["rescorer"] = vessel_rescorers / f"{source}.json"
-            if vessel_chips is not None:
-                kw["chip_model"] = vessel_chips / f"{source}.onnx"
-            dv.detect_vessels = functools.partial(saved[0], **kw)
-        else:
-            folds = json.loads((aircraft_folds / "folds.json").read_text())
-            (chip,) = [k for k in folds if k.startswith(source)]
-            da.detect_aircraft = functools.partial(saved[1], model_path=aircraft_folds / f"fold{folds[chip]}.onnx")
-        yield
-    finally:
-        dv.detect_vessels, da.detect_aircraft = saved
+    if tag == "v":
+        return detectors_with(vessels=vessel_detector_files(folds, source))
+    return detectors_with(aircraft=aircraft_detector_files(folds, source))
 
 
 def main():
@@ -1134,11 +1120,12 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from claims_outside import print_scores, score_cases  # the first evaluator's in-process scoring
 
+    used = dataclasses.replace(folds, vessels=a.vessel_folds, vessel_rescorers=a.vessel_rescorers,
+                               vessel_chips=a.vessel_chips, aircraft=a.aircraft_folds)
     names = sorted(d.name for d in Path(OUT).iterdir() if (d / "claims.yaml").is_file() and (not a.only or d.name in a.only))
     rows = []
     for name in names:
-        with (fold_detectors(name, a.vessel_folds, a.vessel_rescorers, a.aircraft_folds, a.vessel_chips) if a.honest
-              else contextlib.nullcontext()):
+        with fold_detectors(name, used) if a.honest else contextlib.nullcontext():
             rows += score_cases(Path(OUT), name)
     print_scores(rows)
 

@@ -45,7 +45,7 @@ from imgdiff.evaluate.vessels import evaluate_vessels, pool, read_gt, scene_dirs
 from imgdiff.io.read import read_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
-from folds import fold_paths  # noqa: E402  (training/: the fold folder's layout)
+from folds import fold_paths, vessel_detector_files  # noqa: E402  (training/: the fold folder's layout)
 
 
 def speed(repeats: int = 5) -> None:
@@ -102,11 +102,6 @@ def _row(s) -> str:
             f"P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} count {s.count_error:+.1%}")
 
 
-def _fold_kw(f, port: str) -> dict:
-    return {"model": f.vessels / f"{port}.onnx", "rescorer": f.vessel_rescorers / f"{port}.json",
-            "chip_model": f.vessel_chips / f"{port}.onnx"}
-
-
 def with_cumulus(scene, rng: np.random.Generator, n: int = 8, sigma_px: tuple[float, float] = (15.0, 40.0),
                  white: float = 0.45):
     """``scene`` with ``n`` cumulus over its open water (:func:`imgdiff.detect.vessels.water_mask`) and their opacity."""
@@ -153,7 +148,7 @@ def clouds(folds: Path, seed: int = 1) -> None:
         cloudy, alpha = with_cumulus(scene, rng)
         seen = gt[~under_clouds(gt, alpha)]
         for name, levels in zip(rows, (None, cloud_free_levels(cloudy))):
-            det = detect_vessels(cloudy, levels=levels, **_fold_kw(f, d.name))
+            det = detect_vessels(cloudy, levels=levels, **vessel_detector_files(f, d.name))
             keep = ~under_clouds(det.boxes, alpha)
             rows[name].append(score(d.name, det.boxes[keep], det.scores[keep], seen))
         print(f"  {d.name:<11} cloud {float((alpha > 0.02).mean()):.0%} of the scene; "
@@ -169,7 +164,7 @@ def held_out(folds: Path) -> None:
     rows = []
     print(f"dev ports, held out (fold detectors in {folds}):")
     for d in scene_dirs(data_dir() / "sen2ships"):
-        det = detect_vessels(read_scene(d), **_fold_kw(f, d.name))
+        det = detect_vessels(read_scene(d), **vessel_detector_files(f, d.name))
         rows.append(score(d.name, det.boxes, det.scores, read_gt(d)))
         print(_row(rows[-1]), flush=True)
     print(_row(pool(rows)))

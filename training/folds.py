@@ -26,6 +26,9 @@ each on one thread.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +61,42 @@ def fold_paths(root: str | Path | None = None) -> FoldPaths:
     r = Path(root or os.environ.get("IMGDIFF_FOLDS_DIR") or "/tmp/imgdiff-folds")
     return FoldPaths(r, *(r / name for name in ("vessels", "vessel_maps", "vessel_chips", "vessel_rescorers",
                                                  "aircraft", "logs")))
+
+
+def vessel_detector_files(paths: FoldPaths, port: str) -> dict[str, Path]:
+    """``detect_vessels`` keyword arguments for the detector that never saw ``port``: its fold network
+    (``model``), nested rescorer (``rescorer``) and fold chip classifier (``chip_model``)."""
+    return {"model": paths.vessels / f"{port}.onnx", "rescorer": paths.vessel_rescorers / f"{port}.json",
+            "chip_model": paths.vessel_chips / f"{port}.onnx"}
+
+
+def aircraft_detector_files(paths: FoldPaths, chip: str) -> dict[str, Path]:
+    """``detect_aircraft`` keyword arguments for the grouped fold network that never saw the airport of
+    ``chip`` (an ``aircraft_s2sim`` chip name, or a prefix that names one chip in ``folds.json``)."""
+    folds = json.loads((paths.aircraft / "folds.json").read_text())
+    names = [chip] if chip in folds else [k for k in folds if k.startswith(chip)]
+    if len(names) != 1:
+        raise SystemExit(f"{paths.aircraft / 'folds.json'}: {len(names)} chips match {chip!r}")
+    return {"model_path": paths.aircraft / f"fold{folds[names[0]]}.onnx"}
+
+
+@contextlib.contextmanager
+def detectors_with(vessels: dict | None = None, aircraft: dict | None = None):
+    """For a block, ``imgdiff.detect.vessels.detect_vessels`` and ``imgdiff.detect.aircraft.detect_aircraft``
+    called with these keyword arguments (:func:`vessel_detector_files`, :func:`aircraft_detector_files`) wherever
+    imgdiff calls them (``imgdiff.verify`` does through their modules): the honest claims benchmarks."""
+    import imgdiff.detect.aircraft as da
+    import imgdiff.detect.vessels as dv
+
+    saved = (dv.detect_vessels, da.detect_aircraft)
+    try:
+        if vessels:
+            dv.detect_vessels = functools.partial(saved[0], **vessels)
+        if aircraft:
+            da.detect_aircraft = functools.partial(saved[1], **aircraft)
+        yield
+    finally:
+        dv.detect_vessels, da.detect_aircraft = saved
 
 
 def _run_parallel(commands: list[tuple[list[str], Path]], jobs: int) -> None:
