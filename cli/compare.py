@@ -19,11 +19,11 @@ from imgdiff.stac.resolve import resolve_scene_path
 from .options import (
     bands_opt,
     bbox_opt,
-    date_order_warnings,
     echo_json,
     json_opt,
     naming,
     overwrite_opt,
+    pair_warnings,
     show_progress,
     steps,
 )
@@ -72,7 +72,7 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
                            bands=bands, bbox=bbox, method=method, register=not no_coregister, on_step=advance)
             advance("write")
             report = write_verify(v, outdir, overwrite=overwrite)
-        for line in date_order_warnings(report["dates"]["before"], report["dates"]["after"]):
+        for line in pair_warnings(report, method):  # on stderr, also in --json mode
             click.echo(f"warning: {line}", err=True)
         for name in v.zones_outside():  # on stderr, also in --json mode (as imgdiff verify says it)
             click.echo(f"warning: {zones_file or f'site {site}'}: zone {name} lies wholly outside the scenes' overlap "
@@ -101,7 +101,7 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
     if overwrite:  # files of a zone report written here before no longer describe this run
         for name in sorted(set(VERIFY_OUTPUTS) - set(COMPARE_OUTPUTS)):
             (Path(outdir) / name).unlink(missing_ok=True)
-    for line in compare_warnings(report, method):  # on stderr, also in --json mode (report.json holds them too)
+    for line in pair_warnings(report, method):  # on stderr, also in --json mode (report.json holds them too)
         click.echo(f"warning: {line}", err=True)
     if as_json:
         echo_json(report)
@@ -112,16 +112,3 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
     click.echo(f"{shift}; "
                f"changed {c['changed_fraction']:.2%} of valid pixels ({c['changed_area_m2'] / 1e6:.3f} km²)")
     click.echo(f"wrote {outdir}/change.tif, report.json, report.md")
-
-
-def compare_warnings(report: dict, method: str | None) -> list[str]:
-    """What the user must know about a comparison: a failed or unreliable co-registration, a method fallback."""
-    r, c = report["coregistration"], report["change"]
-    out = [f"co-registration: {n}" for n in r.get("notes") or []]
-    if r.get("method") != "none" and r.get("reliability") is not None and r["reliability"] < 0.5 and not out:
-        out.append(f"co-registration is unreliable (reliability {r['reliability']:.2f})")
-    if (method or "mlp") == "mlp" and c.get("method") == "irmad":
-        out.append("no shipped mlp change model fits these bands (it needs B02, B03, B04, B08): used irmad "
-                   "(report.json change.method)")
-    out += date_order_warnings(report["inputs"]["before"].get("date"), report["inputs"]["after"].get("date"))
-    return out

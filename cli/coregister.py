@@ -36,6 +36,8 @@ def coregister_cmd(reference: str, target: str, local: bool, output: str | None,
     """Estimate the shift of TARGET relative to REFERENCE (a feature at reference pixel (x, y)
     appears at target pixel (x + dx, y + dy)); with -o also write the target resampled onto
     the reference grid with the shift (or the local model) removed."""
+    if output and Path(output).suffix.lower() not in (".tif", ".tiff"):
+        raise OutputError(f"{output}: the warped scene is written as a GeoTIFF; name it .tif")
     if output and Path(output).exists() and not overwrite:
         raise OutputError(f"{output}: exists already; pass --overwrite to replace it")
     if output and not Path(output).parent.is_dir():  # fail before the work, not after

@@ -6,6 +6,7 @@ import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,13 +18,15 @@ from imgdiff.io.write import finite_or_null
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    if not value:
+    if value is None:
         return None
-    names = []
+    names: list[str] = []
     for part in value.split(","):
         n = normalise_band_name(part)
         if n is None:
             raise click.BadParameter(f"{part!r} is not a Sentinel-2 band; use names like B02,B03,B04,B08")
+        if n in names:
+            raise click.BadParameter(f"{value}: {n} is named twice; name each band once, in order")
         names.append(n)
     return names
 
@@ -114,6 +117,30 @@ def echo_json(obj: Any, **kw: Any) -> None:
     import json
 
     click.echo(json.dumps(finite_or_null(obj), allow_nan=False, **kw))
+
+
+def pair_warnings(report: dict, method: str | None, hint: str = "check the order of BEFORE and AFTER") -> list[str]:
+    """What the user must know about a compared pair (report.json of ``compare`` or ``verify``): a failed or
+    unreliable co-registration, a band one date lacks, a change-method fallback, one scene given twice, dates
+    in the wrong order."""
+    r, c, inputs = report["coregistration"], report["change"], report["inputs"]
+    out = [f"co-registration: {n}" for n in r.get("notes") or []]
+    if r.get("method") != "none" and r.get("reliability") is not None and r["reliability"] < 0.5 and not out:
+        out.append(f"co-registration is unreliable (reliability {r['reliability']:.2f})")
+    have = {d: inputs[d].get("bands") or [] for d in ("before", "after")}
+    for d, other in (("before", "after"), ("after", "before")):
+        missing = [b for b in have[other] if b not in have[d]]
+        if missing and have[d]:
+            out.append(f"the {d} scene has no {', '.join(missing)} ({inputs[d].get('source')}) and the {other} "
+                       f"scene has: the dates are compared on the bands both have")
+    if (method or "mlp") == "mlp" and c.get("method") == "irmad":
+        out.append("no shipped mlp change model fits these bands (it needs B02, B03, B04, B08): used irmad "
+                   "(report.json change.method)")
+    sources = [inputs[d].get("source") for d in ("before", "after")]
+    if all(sources) and Path(sources[0]).resolve() == Path(sources[1]).resolve():
+        out.append(f"before and after are the same scene ({sources[0]}): nothing can have changed")
+    out += date_order_warnings(inputs["before"].get("date"), inputs["after"].get("date"), hint)
+    return out
 
 
 def date_order_warnings(before: str | None, after: str | None, hint: str = "check the order of BEFORE and AFTER"

@@ -8,7 +8,7 @@ from imgdiff.claims import load_claims, verify
 from imgdiff.io.write import check_outputs
 from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
 
-from .options import date_order_warnings, echo_json, json_opt, naming, overwrite_opt, show_progress, steps
+from .options import echo_json, json_opt, naming, overwrite_opt, pair_warnings, show_progress, steps
 
 
 @click.command("verify")
@@ -38,7 +38,7 @@ def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) ->
     for name in v.zones_outside():
         click.echo(f"warning: {cf.zones_source}: zone {name} lies wholly outside the scenes' overlap (its claims are "
                    "INCONCLUSIVE); check the zones' coordinates (GeoJSON is lon/lat, RFC 7946)", err=True)
-    for line in date_order_warnings(report["dates"]["before"], report["dates"]["after"], "check 'before' and 'after'"):
+    for line in pair_warnings(report, None, "check 'before' and 'after'"):  # on stderr, also in --json mode
         click.echo(f"warning: {claims_file}: {line}", err=True)
     if as_json:
         echo_json(report)

@@ -16,7 +16,7 @@ from .coregister import Registration, coregister, warp
 from .errors import CoregistrationError, ImgdiffError, check_type
 from .grid import AlignedPair, Grid, align
 from .io.read import BBox, harmonise_scaling, read_scene
-from .scene import Scene
+from .scene import Scene, check_band_list
 
 
 @dataclass(frozen=True)
@@ -224,6 +224,7 @@ def compare(
         if bbox is not None:  # a Scene would silently be compared whole
             check_type(x, (str, os.PathLike), f"compare: {label} (with bbox)",
                        "bbox crops scenes read from paths; read a window with imgdiff.read_scene(path, bbox=bbox)")
+    check_band_list(bands, "compare: bands")
     step = on_step or (lambda name: None)
     step("read")
     b, a = harmonise_scaling(_as_scene(before, bands, bbox), _as_scene(after, bands, bbox))

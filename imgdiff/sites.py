@@ -276,7 +276,7 @@ def load_zones(spec: str | Path | Zones, *, base: str | Path | None = None) -> Z
     s = str(spec)
     if s.strip().lower() in _BUILDERS and not Path(s).suffix:
         return get_site(s).zones
-    p = Path(s)
+    p = Path(s).expanduser()
     if base is not None and not p.is_absolute():
         p = Path(base) / p
     if not p.exists():

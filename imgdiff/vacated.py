@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from .detect.base import Detection, Detections
+from .errors import check_type
 from .match import _boxes, _overlapping, contrast
 from .radiometry import even_subsample, ndwi
 from .scene import Scene
@@ -207,6 +208,8 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     a pair that differs a lot everywhere (seasons, haze) has a wide spread, and only stronger
     regions count; so does water that differs a lot around a region (a hazy or glinting date).
     """
+    check_type(before, Scene, "water_changes: before", "read it with imgdiff.read_scene(path)")
+    check_type(after, Scene, "water_changes: after", "read it with imgdiff.read_scene(path)")
     if not all("B08" in s.bands for s in (before, after)):
         return _empty(before, after)
     diff = _difference(before, after, compared, ("B02", "B03", "B04", "B08"))
@@ -270,6 +273,8 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         As :func:`water_changes`; ``extra["vacated"]``: ``peak_z``, ``area_px``, ``contrast`` (on the
         object's date) and ``other_contrast`` (on the other date), reflectance.
     """
+    check_type(before, Scene, "apron_changes: before", "read it with imgdiff.read_scene(path)")
+    check_type(after, Scene, "apron_changes: after", "read it with imgdiff.read_scene(path)")
     bands = ("B02", "B03", "B04", "B08") if all("B08" in s.bands for s in (before, after)) else ("B02", "B03", "B04")
     diff = _difference(before, after, compared, bands)
     if diff is None:

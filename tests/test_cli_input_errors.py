@@ -380,7 +380,9 @@ _CLAIM = "claims:\n  - {id: a, object: vessels, zone: basin, assert: present_aft
     ("before: {s}\nafter: {s}\nzones: [a]\n", "", "zones ['a'] is not a path"),
     ("before:\nafter: {s}\nzones: {z}\n", "", "before None is not a path"),
     ("before: {s}\nafter: {s}\nzones: {z}\n", ", min_length_m: .inf", "min_length_m must be a finite number"),
-], ids=["unknown-site", "zones-list", "before-empty", "infinite-length"])
+    ("before: {s}\nafter: {s}\nzones: {z}\n", ", assert: present_before", "key 'assert' is given twice (line 5"),
+    ("before: {s}\nafter: {s}\nafter: {s}\nzones: {z}\n", "", "key 'after' is given twice (line 3"),
+], ids=["unknown-site", "zones-list", "before-empty", "infinite-length", "assert-twice", "after-twice"])
 def test_claims_file_problems_are_one_line_naming_the_claims_file(scene, tmp_path, head, extra, problem):
     zones = _write_fc(tmp_path / "z.geojson", _feature("basin", _ring(scene)))
     claims = tmp_path / "c.yaml"
@@ -529,3 +531,143 @@ def test_a_zipped_product_is_refused_saying_to_unzip_it(scene, tmp_path):
         f.write(scene / "B02.tif", "B02.tif")
     line = one_error_line(run("info", z))
     assert str(z) in line and "not a readable raster" in line and "unzip it" in line
+
+
+# --------------------------------------------------------------------------- session 28 audit
+def test_a_folder_holding_two_dates_of_a_band_is_refused_naming_both_files(tmp_path):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    for date in ("2024-12-03", "2024-12-13"):
+        day = date.replace("-", "")
+        for b in ("B02", "B03", "B04", "B08"):
+            (folder / f"T36SYD_{day}T083000_{b}.tif").write_bytes((SAMPLES / date / f"{b}.tif").read_bytes())
+    line = one_error_line(run("info", folder))
+    assert "band B02 is in 2 files" in line
+    assert "T36SYD_20241203T083000_B02.tif" in line and "T36SYD_20241213T083000_B02.tif" in line
+
+
+def test_info_refuses_bands_in_different_crs_as_reading_does(scene, tmp_path):
+    mixed = sample_scene(tmp_path / "mixed", bands=("B02", "B03", "B04"))
+    write_band(mixed / "B08.tif", np.full((20, 20), 3000, np.uint16), crs="EPSG:4326",
+               transform=Affine(0.0001, 0, 35.8, 0, -0.0001, 34.9))
+    assert "must share one CRS" in one_error_line(run("info", mixed))
+    assert "must share one CRS" in one_error_line(run("detect", mixed, "--objects", "vessels", "-o", tmp_path / "d.geojson"))
+
+
+def test_a_band_named_twice_is_refused_in_the_cli_the_library_and_claims_files(scene, tmp_path):
+    r = run("compare", scene, scene, "-o", tmp_path / "c", "--bands", "B02,B2,B04,B08")
+    assert r.exit_code == 2 and "B02 is named twice" in r.output and not (tmp_path / "c").exists()
+    with pytest.raises(imgdiff.errors.BandError, match="B02 named twice"):
+        imgdiff.read_scene(scene, bands=["B02", "blue"])
+    r = run("info", scene, "--bands", "")
+    assert r.exit_code == 2 and "not a Sentinel-2 band" in r.output
+    claims = tmp_path / "c.yaml"
+    claims.write_text(f"before: {scene}\nafter: {scene}\nsite: tartus\nbands: [B02, B03, B03]\nclaims:\n"
+                      "  - {id: gone, object: vessels, zone: naval_piers, assert: absent_after}\n")
+    assert "B03 is named twice" in one_error_line(run("verify", claims, "-o", tmp_path / "v"))
+
+
+def test_a_full_disk_is_an_output_error_naming_the_output_and_leaves_nothing(tmp_path):
+    def full(path):
+        path.write_bytes(b"x")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"r\.json: cannot write \(No space left on device\)"):
+        write_outputs(tmp_path, {"a.json": lambda p: p.write_text("{}"), "r.json": full})
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with pytest.raises(OutputError, match=r"w\.json: cannot write \(No space left on device\)"):
+        with atomic_path(tmp_path / "w.json") as p:
+            full(p)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_geotiff_cut_short_on_closing_is_not_moved_into_place(scene, tmp_path):
+    from imgdiff.grid import Grid
+    from imgdiff.io.write import check_written, write_geotiff
+
+    g = Grid.of(imgdiff.read_scene(scene))
+    whole = tmp_path / "whole.tif"
+    write_geotiff(whole, [np.random.default_rng(0).random((g.height, g.width), np.float32)], g)
+    check_written(whole)  # a whole file reads back
+
+    def cut_short(path):  # GDAL does not raise when the disk fills on closing: the file ends early
+        write_geotiff(path, [np.random.default_rng(0).random((g.height, g.width), np.float32)], g)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        check_written(path)
+
+    with pytest.raises(OutputError, match=r"change\.tif: cannot write \(it reads back cut short"):
+        write_outputs(tmp_path, {"change.tif": cut_short})
+    assert not (tmp_path / "change.tif").exists()
+
+
+def test_an_output_name_taken_by_a_folder_is_refused_before_anything_is_replaced(scene, tmp_path):
+    out = tmp_path / "o"
+    (out / "report.md").mkdir(parents=True)
+    (out / "report.json").write_text("{}")
+    line = one_error_line(run("compare", scene, scene, "-o", out, "--overwrite"))
+    assert "report.md is a folder" in line
+    assert (out / "report.json").read_text() == "{}"
+    with pytest.raises(OutputError, match="is a folder"):
+        write_outputs(out, {"report.json": lambda p: p.write_text("[]"), "report.md": lambda p: p.write_text("")})
+    assert (out / "report.json").read_text() == "{}"
+
+
+def test_verify_and_zone_compare_warn_of_a_band_one_date_lacks_and_of_one_scene_given_twice(tmp_path):
+    before = sample_scene(tmp_path / "2024-12-03")
+    after = sample_scene(tmp_path / "2024-12-13", "2024-12-13", bands=("B02", "B03", "B04", "B11"))
+    claims = tmp_path / "c.yaml"
+    claims.write_text(f"before: {before}\nafter: {after}\nsite: tartus\nclaims:\n"
+                      "  - {id: gone, object: vessels, zone: naval_piers, assert: absent_after}\n")
+    r = run("verify", claims, "-o", tmp_path / "v", "--json")
+    assert r.exit_code == 0, r.output
+    assert "the after scene has no B08" in r.stderr and "used irmad" in r.stderr
+    json.loads(r.stdout)  # the warnings stay off stdout
+    r = run("compare", before, before, "--site", "tartus", "-o", tmp_path / "z")
+    assert r.exit_code == 0 and "before and after are the same scene" in r.stderr
+
+
+def test_library_arguments_of_the_wrong_kind_are_argument_type_errors(scene):
+    s = imgdiff.read_scene(scene)
+    with pytest.raises(imgdiff.ArgumentTypeError, match="compare: bands"):
+        imgdiff.compare(s, s, bands="B02")
+    with pytest.raises(imgdiff.ArgumentTypeError, match="water_changes: after"):
+        imgdiff.water_changes(s, str(scene))
+    with pytest.raises(imgdiff.ArgumentTypeError, match="bbox must be four numbers"):
+        imgdiff.read_scene(scene, bbox=(35.8, 34.9))
+    with pytest.raises(GridError, match="west < east"):
+        imgdiff.read_scene(scene, bbox=(35.9, 34.9, 35.8, 34.95))
+
+
+def test_coregister_refuses_a_warped_output_not_named_tif(scene, tmp_path):
+    line = one_error_line(run("coregister", scene, scene, "-o", tmp_path / "warped.png"))
+    assert "warped.png" in line and "name it .tif" in line and not (tmp_path / "warped.png").exists()
+
+
+def test_claims_paths_starting_with_a_tilde_are_read_from_the_home_folder(scene, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(scene.parent))
+    cf = imgdiff.claims.parse_claims(
+        {"before": f"~/{scene.name}", "after": f"~/{scene.name}", "site": "tartus",
+         "claims": [{"id": "a", "object": "vessels", "zone": "naval_piers", "assert": "absent_after"}]},
+        where="c.yaml", base=tmp_path)
+    assert cf.before == scene and cf.after == scene
+
+
+def test_a_pipe_in_a_claim_text_or_zone_name_does_not_split_report_md_rows():
+    from imgdiff.report.verify import render_verify_markdown
+
+    claim = {"id": "a|b", "text": "ships | boats gone", "verdict": "SUPPORTED", "confidence": 0.9,
+             "counts": {"before": 2, "after": 0}, "objects": {"stayed": [], "departed": [1, 2], "arrived": []},
+             "reasons": ["r", "x | y"], "caveats": []}
+    zone = {"before": {"clear_fraction": 1.0}, "after": {"clear_fraction": 1.0}, "changed_fraction": 0.1,
+            "counts": {"vessels": {"before": 2, "after": 0}}}
+    report = {"dates": {"before": None, "after": None}, "claims_file": "c.yaml", "zones_source": "z",
+              "inputs": {"before": {"source": "b"}, "after": {"source": "a"}},
+              "coregistration": {"dx": 0.0, "dy": 0.0, "reliability": 1.0, "failed": False},
+              "claims": [claim], "zones": {"pier|1": zone}, "detectors": {}}
+    md = render_verify_markdown(report)
+    rows = [ln for ln in md.splitlines() if ln.startswith("| **a") or ln.startswith("| pier")]
+    assert len(rows) == 2
+    for row in rows:  # as many unescaped cell separators as the header has
+        header = 8 if row.startswith("| **a") else 6
+        assert len([i for i, ch in enumerate(row) if ch == "|" and row[i - 1:i] != "\\"]) == header, row

@@ -78,10 +78,13 @@ def test_bad_csv_cloud_fraction_and_unknown_column_are_refused(tmp_path):
 
 
 def test_bbox_string_band_spellings_and_numeric_strings_are_normalised(tmp_path):
-    m = read_manifest(_manifest(tmp_path, 'bbox: "35.83, 34.89, 35.88, 34.92"\nbands: [B2, b3, red, nir, B8]\n'
+    m = read_manifest(_manifest(tmp_path, 'bbox: "35.83, 34.89, 35.88, 34.92"\nbands: [B2, b3, red, nir]\n'
                                           "scenes:\n  - {date: 2024-01-01, path: d1, cloud_fraction: '0.25'}\n"))
     assert m.bbox == (35.83, 34.89, 35.88, 34.92)
-    assert m.bands == ("B02", "B03", "B04", "B08")  # B8 and nir are one band
+    assert m.bands == ("B02", "B03", "B04", "B08")
+    # nir and B8 are one band: named twice, the names of a multi-band file's bands would shift by one
+    with pytest.raises(InputError, match="B08 is named twice"):
+        read_manifest(_manifest(tmp_path, "bands: [B2, b3, red, nir, B8]\n" + SCENES))
     assert m.scenes[0].cloud_fraction == 0.25
     assert read_manifest(_manifest(tmp_path, "bbox: [35.83, 34.89, 35.88, 34.92]\n" + SCENES)).bbox == m.bbox
 
@@ -201,3 +204,8 @@ def test_misspellings_are_near_or_truncated_known_keys_that_are_missing():
     assert misspelt("Zone", ("zones", "site")) == "zones"
     assert misspelt("zone", ("zones", "site"), present=("zones",)) is None
     assert misspelt("notes", ("zones", "site")) is None and misspelt("expected", ("id", "assert")) is None
+
+
+def test_a_manifest_key_given_twice_is_refused_naming_it(tmp_path):
+    with pytest.raises(InputError, match=r"key 'bbox' is given twice \(line 2"):
+        read_manifest(_manifest(tmp_path, "bbox: [35.83, 34.89, 35.88, 34.92]\nbbox: [0, 0, 1, 1]\n" + SCENES))

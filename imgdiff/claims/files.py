@@ -31,6 +31,7 @@ from typing import Any
 from ..errors import InputError, check_type
 from ..io.bands import parse_bands
 from ..io.layout import one_line
+from ..io.yamltext import load_yaml
 from ..keys import unused_keys
 from ..sites import load_zones, site_names
 from ..zones import Zones
@@ -155,7 +156,7 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
                           "for your own zones write zones: <GeoJSON file>")
     zones = load_zones(str(spec), base=base)
     if "zones" in obj:
-        zones = _zones_named_as_claimed(zones, Path(base) / str(spec), obj.get("claims"))
+        zones = _zones_named_as_claimed(zones, Path(base) / Path(str(spec)).expanduser(), obj.get("claims"))
     zsrc = f"site:{spec}" if "site" in obj else str(spec)
     unused = unused_keys(obj, FILE_KEYS, where, error=ClaimsError)
     items = obj["claims"]
@@ -249,7 +250,7 @@ def _scene_ref(base: Path, raw: object) -> Path | str:
     """A scene path relative to the claims file, or a STAC item URL/id kept as given."""
     from ..stac.resolve import is_stac_ref
 
-    return str(raw) if is_stac_ref(str(raw)) else base / str(raw)
+    return str(raw) if is_stac_ref(str(raw)) else base / Path(str(raw)).expanduser()  # ~ as a shell reads it
 
 
 def load_claims(path: str | Path) -> ClaimFile:
@@ -285,7 +286,7 @@ def load_claims(path: str | Path) -> ClaimFile:
         raise ClaimsError(f"{path}: not a text file in UTF-8 ({e.reason} at byte {e.start}); save it as UTF-8 "
                           "YAML") from None
     try:
-        obj = yaml.safe_load(text)
+        obj = load_yaml(text)
     except yaml.YAMLError as e:
         raise ClaimsError(f"{path}: not valid YAML ({one_line(e)})") from None
     cf = parse_claims(obj, where=str(path), base=path.parent)

@@ -54,7 +54,8 @@ def parse_bands(value: Any, where: str) -> tuple[str, ...] | None:
     Raises
     ------
     InputError
-        A name that is not a Sentinel-2 band.
+        A name that is not a Sentinel-2 band, or one band named twice (``B2, B02``: in a multi-band
+        file's list every later band would be read under the wrong name).
     """
     if value is None or value == "" or value == []:
         return None
@@ -66,6 +67,7 @@ def parse_bands(value: Any, where: str) -> tuple[str, ...] | None:
         n = normalise_band_name(str(b)) if isinstance(b, (str, int)) and not isinstance(b, bool) else None
         if n is None:
             raise InputError(f"{where}: bands: {b!r} is not a Sentinel-2 band; use names like B02, B03, B04, B08")
-        if n not in names:
-            names.append(n)
+        if n in names:
+            raise InputError(f"{where}: bands: {n} is named twice; name each band once, in order")
+        names.append(n)
     return tuple(names)

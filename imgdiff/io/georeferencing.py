@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from ..errors import GridError, NoOverlapError
+from ..errors import ArgumentTypeError, GridError, NoOverlapError
 from ..scene import BAND_RESOLUTION_M
 
 BBox = tuple[float, float, float, float]
@@ -102,7 +102,18 @@ def bbox_window(
         be lon/lat on a raster without CRS.
     NoOverlapError
         The bbox does not intersect the raster.
+    ArgumentTypeError
+        ``bbox`` is not four finite numbers.
     """
+    try:
+        numbers = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers):
+        raise ArgumentTypeError(f"{where}: bbox must be four numbers (west, south, east, north), not {bbox!r}")
+    if numbers[0] >= numbers[2] or numbers[1] >= numbers[3]:
+        raise GridError(f"{where}: bbox {numbers} must have west < east and south < north")
+    bbox = numbers
     lonlat = bbox_crs is None
     could_be_lonlat = in_lonlat_range(bbox)
     if crs is None and lonlat and could_be_lonlat:

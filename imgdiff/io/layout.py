@@ -38,8 +38,8 @@ class BandSource:
     index: int = 1
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception's message on a single line."""
+def one_line(exc: BaseException | str) -> str:
+    """An exception's message (or any text) on a single line."""
     return " ".join(str(exc).split())
 
 
@@ -65,10 +65,23 @@ def find_band_sources(path: str | Path, bands: Sequence[str] | None = None) -> l
     -------
     list of BandSource
         Sorted in Sentinel-2 band order.
+
+    Raises
+    ------
+    InputError
+        ``path`` is missing, holds no band files, or holds two files of one band at one resolution.
+    BandError
+        ``bands`` names a band twice or a name that is not a Sentinel-2 band.
     """
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or directory")
+    if bands is not None:
+        named = [_canonical(b, p) for b in bands]
+        twice = sorted({b for b in named if named.count(b) > 1})
+        if twice:
+            raise BandError(f"{p}: band {', '.join(twice)} named twice in bands ({', '.join(bands)}); "
+                            "name each band once, in order")
     if p.is_file():
         return _sources_in_file(p, bands)
     jp2 = _safe_band_files(p)
@@ -85,10 +98,27 @@ def find_band_sources(path: str | Path, bands: Sequence[str] | None = None) -> l
             f"{p}: unknown band layout: no Sentinel-2 band files found "
             "(expected B02.tif, *_B02.tif, *_B02_(Raw).tiff, a SAFE granule or a multi-band GeoTIFF)"
         )
-    # Several files for one band (SAFE L2A keeps B02 at 10, 20 and 60 m): take the finest (a file is
-    # opened for its resolution only then).
-    sources = [BandSource(n, fs[0] if len(fs) == 1 else min(fs, key=_resolution_of)) for n, fs in found.items()]
+    sources = [BandSource(n, fs[0] if len(fs) == 1 else _finest(n, fs, p)) for n, fs in found.items()]
     return sorted(sources, key=lambda s: band_sort_key(s.name))
+
+
+def _finest(band: str, files: list[Path], where: Path) -> Path:
+    """The finest of several files of one band (SAFE L2A keeps B02 at 10, 20 and 60 m; a file is opened
+    for its resolution only then).
+
+    Raises
+    ------
+    InputError
+        If two files share the finest resolution: two scenes in one folder (e.g. two dates' exports
+        downloaded side by side), which one of them cannot be picked silently.
+    """
+    res = {f: _resolution_of(f) for f in files}
+    best = min(res.values())
+    tied = [f.name for f in files if res[f] == best]
+    if len(tied) > 1:
+        raise InputError(f"{where}: band {band} is in {len(tied)} files ({', '.join(tied)}): "
+                         "put each scene in a folder of its own")
+    return min(files, key=res.__getitem__)
 
 
 def select_bands(sources: Sequence[BandSource], bands: Sequence[str] | None, where: str | Path) -> list[BandSource]:

@@ -182,7 +182,7 @@ def read_scene(
                         ds.scales[s.index - 1], ds.offsets[s.index - 1], ds.tags(), has_mask_band(ds, s.index))
     ref = min(sources, key=lambda s: abs(infos[s][1].a) * abs(infos[s][1].e))
     crs, transform, shape = infos[ref][0], north_up(infos[ref][1], infos[ref][2][0]), infos[ref][2]
-    _check_compatible(sources, infos, ref)
+    check_compatible(sources, infos, ref)
     if len(unplaced) == len(sources):
         _check_local_frame(sources, infos, ref)
     window = (
@@ -264,7 +264,16 @@ def read_scene(
     return infer_raw_scaling(drop_impossible_offset(scene))
 
 
-def _check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
+def check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
+    """Refuse a scene whose bands are not all in ``ref``'s CRS (or all without one).
+
+    ``infos`` maps each source to a tuple whose first item is its CRS (None without one).
+
+    Raises
+    ------
+    BandError
+        Naming the odd band's file and both CRSs.
+    """
     crs = infos[ref][0]
     for s in sources:
         if (infos[s][0] is None) != (crs is None):  # name the file without a CRS (a PNG renamed .tif, ...)

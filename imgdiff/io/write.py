@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -13,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.errors
 
 from ..errors import OutputError
 from ..grid import Grid
+from .layout import read_failure
 
 #: Creation options for tiled, compressed GeoTIFFs.
 GTIFF_OPTIONS: dict[str, Any] = {
@@ -32,7 +35,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as e:
+            raise OutputError(f"{path}: cannot write ({_why(e)})") from None
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
@@ -50,6 +56,11 @@ def _mkstemp(name: str, folder: Path, target: Path) -> tuple[int, str]:
         raise OutputError(f"{target}: cannot write in {folder} ({e.strerror})") from None
 
 
+def _why(e: OSError) -> str:
+    """Why a write failed, on one line: the OS's reason, or the GDAL error behind rasterio's "Write failed"."""
+    return e.strerror or read_failure(e)
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
@@ -61,6 +72,10 @@ def check_outputs(outdir: str | Path, names: Iterable[str], overwrite: bool, *, 
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"{outdir}: exists and is not a directory")
+    folders = [n for n in names if (outdir / n).is_dir()]
+    if folders:  # it could not be replaced by a file, and the other outputs would be replaced without it
+        raise OutputError(f"{outdir}: {', '.join(folders)} {'is a folder' if len(folders) == 1 else 'are folders'}, "
+                          "where an output file goes; move it away")
     existing = [n for n in names if (outdir / n).exists()]
     if existing and not overwrite:
         raise OutputError(f"{outdir}: {', '.join(existing)} exist already; pass --overwrite to replace them")
@@ -76,7 +91,8 @@ def check_outputs(outdir: str | Path, names: Iterable[str], overwrite: bool, *, 
 def write_outputs(outdir: Path, writers: Mapping[str, Callable[[Path], None]]) -> list[Path]:
     """Run each writer on a temporary file, then move all of them into place together.
 
-    If any writer fails, nothing is moved and the temporaries are removed.
+    If any writer fails, nothing is moved and the temporaries are removed; a writer's ``OSError`` (a
+    full disk, a quota) becomes an :class:`OutputError` naming the output.
     """
     temps: dict[str, Path] = {}
     try:
@@ -84,7 +100,13 @@ def write_outputs(outdir: Path, writers: Mapping[str, Callable[[Path], None]]) -
             fd, tmp = _mkstemp(name, outdir, outdir / name)
             os.close(fd)
             temps[name] = Path(tmp)
-            write(temps[name])
+            try:
+                write(temps[name])
+            except OSError as e:
+                raise OutputError(f"{outdir / name}: cannot write ({_why(e)})") from None
+        folders = [outdir / name for name in temps if (outdir / name).is_dir()]
+        if folders:  # os.replace would fail on it after replacing the outputs before it
+            raise OutputError(f"{folders[0]}: is a folder, where an output file goes; move it away")
         done = []
         mode = 0o666 & ~_umask()
         for name, tmp in temps.items():
@@ -123,6 +145,25 @@ def write_geotiff(
                 ds.set_band_description(i, descriptions[i - 1])
         if tags:
             ds.update_tags(**tags)
+    check_written(path)
+
+
+def check_written(path: str | Path) -> None:
+    """Read back the last block of a raster just written (GDAL does not raise when a full disk cuts the
+    file short on closing: the truncated file would be moved into place as if it were whole).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened or its last block read (``errno.EIO``; :func:`write_outputs` and
+        :func:`atomic_path` turn it into an :class:`OutputError` naming the output).
+    """
+    try:
+        with rasterio.open(path) as ds:
+            _, window = list(ds.block_windows(ds.count))[-1]
+            ds.read(ds.count, window=window)
+    except rasterio.errors.RasterioError as e:
+        raise OSError(errno.EIO, f"it reads back cut short, is the disk full? ({read_failure(e)})") from None
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -59,6 +59,7 @@ from ..claims import (
     zone_counts,
 )
 from ..detect.base import Detections
+from ..io.layout import one_line
 from ..io.write import check_outputs, write_json, write_outputs, write_text
 from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
@@ -183,6 +184,11 @@ def _simulated(scene: Any) -> bool:
     return bool(truth and truth.is_file())
 
 
+def _cell(text: object) -> str:
+    """Text for one Markdown table cell: a ``|`` of the user's (claim text, zone name) would split the row."""
+    return one_line(str(text)).replace("|", "\\|")
+
+
 def render_verify_markdown(report: dict[str, Any]) -> str:
     """A Markdown rendering of a verify report."""
     d, r = report["dates"], report["coregistration"]
@@ -203,8 +209,8 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
     ]
     for c in report["claims"]:
         o = c["objects"]
-        why = "; ".join(c["reasons"][1:] + [f"caveat: {x}" for x in c["caveats"]]).replace("|", "/")
-        lines.append(f"| **{c['id']}**: {c['text']} | **{c['verdict']}** | {c['confidence']:.2f} | "
+        why = _cell("; ".join(c["reasons"][1:] + [f"caveat: {x}" for x in c["caveats"]]))
+        lines.append(f"| **{_cell(c['id'])}**: {_cell(c['text'])} | **{c['verdict']}** | {c['confidence']:.2f} | "
                      f"{c['counts']['before']} | {c['counts']['after']} | "
                      f"{len(o['stayed'])} / {len(o['departed'])} / {len(o['arrived'])} | {why} |")
     lines += ["", "## Zones", "", "| zone | clear before | clear after | changed | counts (before -> after) |",
@@ -212,7 +218,7 @@ def render_verify_markdown(report: dict[str, Any]) -> str:
     for n, z in report["zones"].items():
         cnt = ", ".join(f"{k} {v['before']} -> {v['after']}" for k, v in z["counts"].items())
         chg = "n/a" if z["changed_fraction"] is None else f"{z['changed_fraction']:.1%}"
-        lines.append(f"| {n} | {z['before']['clear_fraction']:.0%} | {z['after']['clear_fraction']:.0%} | "
+        lines.append(f"| {_cell(n)} | {z['before']['clear_fraction']:.0%} | {z['after']['clear_fraction']:.0%} | "
                      f"{chg} | {cnt} |")
     lines += ["", "## Detectors", ""]
     for k, p in report["detectors"].items():

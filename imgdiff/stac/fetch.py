@@ -37,7 +37,7 @@ from shapely.ops import unary_union
 
 from ..errors import InputError, OutputError
 from ..io.bands import normalise_band_name
-from ..io.write import GTIFF_OPTIONS, atomic_path, write_json
+from ..io.write import GTIFF_OPTIONS, atomic_path, check_written, write_json
 from ..zones import Zones
 from .aoi import bounds_window, snapped_bounds
 from .catalog import DEFAULT_CATALOG, DEFAULT_COLLECTION, items_by_id
@@ -208,6 +208,7 @@ def _write_band(path: Path, data: np.ndarray, crs: CRS, transform: Affine, *, no
         ds.scales = (scale,)
         ds.offsets = (offset,)
         ds.update_tags(**tags)
+    check_written(path)
 
 
 def fetch_item(

@@ -25,7 +25,7 @@ from .. import __version__
 from ..coregister import warp
 from ..grid import Grid
 from ..io.read import BBox, find_band_sources
-from ..io.write import GTIFF_OPTIONS, check_outputs, write_json, write_outputs, write_text
+from ..io.write import GTIFF_OPTIONS, check_outputs, check_written, write_json, write_outputs, write_text
 from ..radiometry import drop_small_regions
 from ..scene import Scene
 from .methods import (
@@ -285,6 +285,7 @@ def write_change_tiled(
                     add_to_hist(m)
                     step("magnitude", tile)
                 finish(ds, thr)
+            check_written(path)
         else:
             # The magnitude of pass 1 goes to a temporary tiled, uncompressed GeoTIFF (not a memory map:
             # its pages would count in the resident memory of the process).
@@ -303,6 +304,7 @@ def write_change_tiled(
                 add_to_hist(core)
                 step("magnitude", tile)
             mag.close()
+            check_written(tmp)
             if method == "irmad":
                 from ..change import chi2_threshold
 
@@ -321,6 +323,7 @@ def write_change_tiled(
                     write_core(ds, tile, m, changed)
                     step("threshold", tile)
                 finish(ds, thr)
+            check_written(path)
     finally:
         threads.close()
         if mag is not None and not mag.closed:

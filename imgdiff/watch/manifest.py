@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import InputError
 from ..io.bands import parse_bands
 from ..io.layout import one_line
+from ..io.yamltext import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def read_manifest(path: str | Path) -> Manifest:
         import yaml
 
         try:
-            doc = yaml.safe_load(text) or {}
+            doc = load_yaml(text) or {}
         except yaml.YAMLError as e:
             raise InputError(f"{path}: not valid YAML ({one_line(e)})") from None
         except ValueError as e:  # YAML's own date parsing: 2024-13-01
