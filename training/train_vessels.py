@@ -115,6 +115,13 @@ where the heat loss has no negative term (box grown by 1 px; H's labels are neve
 retrained (seed A, 3000 iterations). Only those with open water on >= 70 % of a 1-3 px ring around the box (42 boxes
 per fold): network alone 0.448 (P 0.452 R 0.443) against 0.451, nested 0.528 (P 0.542 R 0.514) against 0.553. All
 of them (91 per fold, quays included): 0.443 and 0.467. The gaps in the labels are not what holds the network back.
+Also measured 2026-11-28 (third session), to see whether the input's level (each band over its scene's 99th
+percentile) moves ports apart: the fold networks of the shipped recipe run with every band channel shifted by
+delta in the log input (``detect_vessels(levels=...)``), delta -0.6 / -0.3 / 0 / +0.3 / +0.6: network alone 0.423 /
+0.425 / 0.433 / 0.454 / 0.460, network + chip classifier + nested rescorer 0.466 / 0.474 / 0.523 / 0.488 / 0.451
+(the second stages were trained at delta 0). The best delta of a port (network + rescorer) does not follow how far
+its open water lies below the 99th percentile (Busan -1.8 log units, best at -0.6; Marseille -3.5, best at -0.6;
+Athens -2.6 and Durban -3.2, best at 0): a water-referenced input level would not line the ports up.
 Reproducibility (2026-11-28): the same recipe and seed retrained on another machine (torch 2.14, ``training/folds.py``)
 gives other networks: network alone 0.433 and nested 0.486 against 0.451 and 0.553 on 2026-11-27; seed 7 that day
 0.470 and 0.510. The spread between retrainings (about +-0.03) is as large as most effects measured above.
