@@ -122,6 +122,8 @@ class Scene:
         """Bands as a (n_bands, rows, columns) float32 array, in the given order (default all bands)."""
         check_band_list(names, "Scene.stack: names", "Scene.band(name) gives one band")
         names = list(self.bands) if names is None else list(names)
+        if not names:
+            return np.empty((0, *self.shape), np.float32)
         return np.stack([self.band(n) for n in names]).astype(np.float32, copy=False)
 
     def select(self, names: Iterable[str]) -> Scene:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -202,6 +203,7 @@ def read_zones(path: str | Path, *, name_key: str | None = None) -> Zones:
     A zone's name is its feature's ``zone``, ``name``, ``id``, ``label`` or ``title`` property (any
     letter case; only ``name_key`` when given), else the feature's ``id``.
     """
+    check_type(path, (str, os.PathLike), "read_zones: path", "the path of a GeoJSON zones file (a Zones needs no reading)")
     path = Path(path)
     obj = _geojson(path)
     crs: CRS | None = WGS84

@@ -314,3 +314,62 @@ def test_exception_messages_are_flattened_by_the_one_line_helper_only():
                  for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
                  if inline.search(line) and "def one_line" not in line and p.name != "layout.py"]
     assert not offenders, offenders
+
+
+# -------------------------------------------------------------------- session 28 review
+def test_length_mismatches_are_value_errors_not_silent_truncation():
+    d = _detections()
+    with pytest.raises(ValueError, match="keep has 1 flags for 18 detections"):
+        d.filter(keep=[True])
+    assert len(d.filter(keep=[i % 2 == 0 for i in range(len(d))])) == 9
+    with pytest.raises(ValueError, match="2 scores for 3 predicted boxes"):
+        imgdiff.evaluate.match_detections([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]], [0.9, 0.8],
+                                          [[0, 0, 10, 10], [20, 20, 30, 30]])
+    with pytest.raises(ValueError, match="1 dont_care flags for 2 ground-truth boxes"):
+        imgdiff.evaluate.match_detections([[0, 0, 10, 10]], [0.9], [[0, 0, 10, 10], [20, 20, 30, 30]],
+                                          dont_care=[False])
+
+
+def test_writers_and_runners_given_the_wrong_kind_of_argument_name_it(tmp_path):
+    d = _detections()
+    with pytest.raises(ArgumentTypeError, match=r"write_detections_geojson: path .*\(path, detections\)"):
+        imgdiff.write_detections_geojson(d, tmp_path / "x.geojson")
+    with pytest.raises(ArgumentTypeError, match="write_verify: v .*imgdiff.verify"):
+        imgdiff.write_verify(str(SAMPLES / "claims" / "tartus.yaml"), tmp_path / "v")
+    with pytest.raises(ArgumentTypeError, match="verify_report: v"):
+        imgdiff.verify_report(str(SAMPLES / "claims" / "tartus.yaml"))
+    s = small_scene()
+    with pytest.raises(ArgumentTypeError, match="coregister_paths: reference .*imgdiff.coregister"):
+        imgdiff.coregister_paths(s, s)
+    with pytest.raises(ArgumentTypeError, match="read_zones: path"):
+        imgdiff.read_zones(imgdiff.load_zones("tartus"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_scene_stacks_no_bands_as_an_empty_stack():
+    s = small_scene()
+    assert s.stack([]).shape == (0, *s.shape) and s.stack([]).dtype == np.float32
+
+
+def test_claims_files_zones_problems_are_claims_errors_and_a_boolean_is_no_length(tmp_path):
+    from imgdiff.claims import ClaimsError
+
+    claim = "claims:\n  - {id: a, object: vessels, zone: naval_piers, assert: absent_after%s}\n"
+    scenes = f"before: {SAMPLES / 'scenes/tartus/2024-12-03'}\nafter: {SAMPLES / 'scenes/tartus/2024-12-13'}\n"
+    (tmp_path / "c.yaml").write_text(scenes + "zones: nowhere.geojson\n" + claim % "")
+    with pytest.raises(ClaimsError, match=r"c\.yaml: zones: .*nowhere\.geojson: no such zones file"):
+        imgdiff.load_claims(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text(scenes + "site: tartus\n" + claim % ", min_length_m: true")
+    with pytest.raises(ClaimsError, match="min_length_m must be a number of metres, not True"):
+        imgdiff.load_claims(tmp_path / "c.yaml")
+
+
+def test_a_zones_report_without_claims_says_so_in_json_markdown_and_html(tmp_path):
+    v = imgdiff.claims.survey(str(SAMPLES / "scenes/tartus/2024-12-03"), str(SAMPLES / "scenes/tartus/2024-12-13"),
+                              imgdiff.load_zones("tartus"), zones_source="site:tartus")
+    report = imgdiff.write_verify(v, tmp_path / "z")
+    assert report["claims_file"] is None and report["claims"] == []
+    md = (tmp_path / "z" / "report.md").read_text()
+    assert md.startswith("# imgdiff zones report") and "## Verdicts" not in md
+    html = (tmp_path / "z" / "report.html").read_text()
+    assert "<title>imgdiff zones report</title>" in html and "<h2>Verdicts</h2>" not in html

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import rasterio
 from click.testing import CliRunner
 from imgdiff_cli.main import cli
 from rasterio.transform import from_origin
@@ -16,7 +17,7 @@ from scipy import ndimage as ndi
 
 from imgdiff.detect.base import Detection, sorted_detections
 from imgdiff.detect.vessel_features import DARK_WATER
-from imgdiff.errors import InputError, OutputError
+from imgdiff.errors import ArgumentTypeError, InputError, OutputError
 from imgdiff.scene import Scene
 from imgdiff.watch import read_manifest, run_watch, track_slots
 
@@ -365,3 +366,38 @@ def test_a_vessel_watch_records_the_path_radiance_taken_off_each_date(tmp_path: 
     assert table[("2024-01-06", "east")] == pytest.approx(by_date["2024-01-06"]["B02"])
     assert {r["path_radiance"] for r in pq.read_table(tmp_path / "out" / "counts.parquet").to_pylist()} == {
         0.0, by_date["2024-01-06"]["B02"]}
+
+
+def test_a_scene_found_in_the_cache_is_reported_under_its_current_name_and_path(site: Path, tmp_path: Path):
+    m = read_manifest(site / "watch.yaml")
+    out = tmp_path / "out"
+    run_watch(m, out, scheduler="synchronous")
+    (site / "d2").rename(site / "d2_moved")
+    (site / "moved.yaml").write_text((site / "watch.yaml").read_text().replace("path: d2}", "path: d2_moved}"))
+    res = run_watch(read_manifest(site / "moved.yaml"), out, scheduler="synchronous", overwrite=True)
+    assert res.summary["scenes_cached"] == 4  # d2 among them (d5 is corrupt and never cached)
+    (row,) = [s for s in res.summary["scenes"] if s["date"] == "2024-01-06"]
+    assert row["path"] == str(site / "d2_moved")
+    assert {r["source"] for r in res.rows if r["date"] == "2024-01-06"} == {str(site / "d2_moved")}
+
+
+def test_a_reference_scene_whose_pixels_cannot_be_decoded_is_an_input_error_before_anything_is_written(
+        site: Path, tmp_path: Path):
+    b04 = site / "d1" / "B04.tif"  # the manifest's first scene: the default reference
+    with rasterio.open(b04) as ds:
+        profile, pixels = ds.profile, ds.read()
+    with rasterio.open(b04, "w", **{**profile, "compress": "deflate"}) as ds:
+        ds.write(pixels)
+    with rasterio.open(b04) as ds:  # keep the header whole, damage the first compressed strip
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    data = bytearray(b04.read_bytes())
+    data[offset:offset + 64] = b"\xff" * 64
+    b04.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"reference scene .*B04\.tif: cannot read"):
+        run_watch(read_manifest(site / "watch.yaml"), tmp_path / "out", scheduler="synchronous")
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_watch_given_a_path_says_to_read_the_manifest(site: Path, tmp_path: Path):
+    with pytest.raises(ArgumentTypeError, match="run_watch: manifest .*read_manifest"):
+        run_watch(str(site / "watch.yaml"), tmp_path / "out")

@@ -154,7 +154,12 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
     if "site" in obj and str(spec).strip().lower() not in site_names():
         raise ClaimsError(f"{where}: site {spec!r} is not a known site ({', '.join(site_names())}); "
                           "for your own zones write zones: <GeoJSON file>")
-    zones = load_zones(str(spec), base=base)
+    try:
+        zones = load_zones(str(spec), base=base)
+    except ClaimsError:
+        raise
+    except InputError as e:  # a missing or malformed zones file is a problem of the claims file's zones entry
+        raise ClaimsError(f"{where}: zones: {e}") from None
     if "zones" in obj:
         zones = _zones_named_as_claimed(zones, Path(base) / Path(str(spec)).expanduser(), obj.get("claims"))
     zsrc = f"site:{spec}" if "site" in obj else str(spec)
@@ -186,6 +191,8 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
         ml = c.get("min_length_m")
         if ml is not None:
             try:
+                if isinstance(ml, bool):  # YAML's true / yes would be 1 m
+                    raise TypeError
                 ml = float(ml)
             except (TypeError, ValueError):
                 raise ClaimsError(f"{at}: min_length_m must be a number of metres, not {ml!r}") from None

@@ -333,6 +333,11 @@ def read_for_zones(path: str | Path, zones: Zones, *, bands: Sequence[str] | Non
     return read_scene(path, bands=bands, bbox=window[0], bbox_crs=window[1])
 
 
+#: The claims-file path of a survey (:func:`survey`: zones without claims, ``imgdiff compare --site/--zones``);
+#: its report.json says ``claims_file: null``.
+SURVEY_PATH = Path("-")
+
+
 def survey(
     before: Scene | str | Path,
     after: Scene | str | Path,
@@ -361,7 +366,7 @@ def survey(
     result, zg, cloud, states, dets, undecided = analyse(b, a, zones, list(objects), method=method, register=register,
                                                          on_step=_after_read(step))
     src = Path(str(b.meta.get("source", "before"))), Path(str(a.meta.get("source", "after")))
-    cf = ClaimFile(Path("-"), src[0], src[1], zones_source, zones, ())
+    cf = ClaimFile(SURVEY_PATH, src[0], src[1], zones_source, zones, ())
     return Verification(cf, (b, a), result, zg, cloud, states, dets, {o: detector_performance(o) for o in objects},
                         undecided=undecided, path_radiance=path_radiance(result, objects))
 

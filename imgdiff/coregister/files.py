@@ -8,13 +8,14 @@ aligned onto the reference grid and passed to :func:`~imgdiff.coregister.registr
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CoregistrationError, EmptySceneError
+from ..errors import CoregistrationError, EmptySceneError, check_type
 from .chips import _SHIFT_MARGIN
 from .matching import MATCH_BANDS, SIGMA_HI, matching_image
 from .registration import _summarise, coregister
@@ -37,6 +38,8 @@ def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequen
     Registration
         As :func:`coregister`; tie-point coordinates are reference pixels.
     """
+    for label, p in (("reference", reference), ("target", target)):
+        check_type(p, (str, os.PathLike), f"coregister_paths: {label}", "for Scenes use imgdiff.coregister(reference, target)")
     import rasterio
 
     from ..grid import align

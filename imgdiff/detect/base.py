@@ -149,12 +149,20 @@ class Detections:
             Keep detections in one of these zones, nested or overlapping zones included
             (:meth:`Detection.in_zone`, as :meth:`count_by_zone` counts them); None names
             "outside every zone".
+
+        Raises
+        ------
+        ValueError
+            ``keep`` does not hold one flag per detection.
         """
         if isinstance(zones, str):
             zones = [zones]
         items = list(self.items)
         if keep is not None:
-            items = [d for d, k in zip(items, keep) if k]
+            flags = [bool(k) for k in keep]
+            if len(flags) != len(items):
+                raise ValueError(f"Detections.filter: keep has {len(flags)} flags for {len(items)} detections")
+            items = [d for d, k in zip(items, flags) if k]
         if min_score is not None:
             items = [d for d in items if d.score >= min_score]
         if min_length_m is not None:

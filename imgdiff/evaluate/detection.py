@@ -55,11 +55,22 @@ def match_detections(
     candidates the highest-IoU (then nearest-centre) free box is taken. A detection
     matched to a don't-care box counts neither as hit nor as false alarm; unmatched
     don't-care boxes are not misses.
+
+    Raises
+    ------
+    ValueError
+        ``scores`` does not hold one score per predicted box, or ``dont_care`` one flag per
+        ground-truth box.
     """
     pred = np.asarray(pred_boxes, float).reshape(-1, 4)
     gt = np.asarray(gt_boxes, float).reshape(-1, 4)
-    dc = np.zeros(len(gt), bool) if dont_care is None else np.asarray(list(dont_care), bool)
-    order = np.argsort(-np.asarray(scores, float), kind="stable")
+    sc = np.asarray(scores, float).reshape(-1)
+    dc = np.zeros(len(gt), bool) if dont_care is None else np.asarray(list(dont_care), bool).reshape(-1)
+    if len(sc) != len(pred):
+        raise ValueError(f"match_detections: {len(sc)} scores for {len(pred)} predicted boxes")
+    if len(dc) != len(gt):
+        raise ValueError(f"match_detections: {len(dc)} dont_care flags for {len(gt)} ground-truth boxes")
+    order = np.argsort(-sc, kind="stable")
     iou = box_iou(pred, gt)
     cx = (pred[:, 0] + pred[:, 2]) / 2
     cy = (pred[:, 1] + pred[:, 3]) / 2

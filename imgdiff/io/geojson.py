@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..detect.base import Detection, Detections
+from ..errors import check_type
 from .write import atomic_path
 
 
@@ -99,6 +101,8 @@ def write_detections_geojson(path: str | Path, dets: Detections) -> Path:
     Path
         ``path``.
     """
+    check_type(path, (str, os.PathLike), "write_detections_geojson: path", "the arguments are (path, detections)")
+    check_type(dets, Detections, "write_detections_geojson: dets", "the arguments are (path, detections)")
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(detections_to_geojson(dets), indent=1) + "\n", encoding="utf-8")

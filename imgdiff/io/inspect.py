@@ -91,3 +91,33 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
         "valid_fraction": round(valid, 4),
         "bands": entries,
     }
+
+
+def check_decodes(path: str | Path, bands: Sequence[str] | None = None, bbox: Sequence[float] | None = None) -> None:
+    """Decode, block by block, every part of a scene's band files that reading it (within ``bbox``, lon/lat)
+    would touch, keeping nothing: a file whose header is whole but whose pixel blocks are damaged passes
+    :func:`describe_scene` and fails only when read.
+
+    Raises
+    ------
+    InputError
+        Naming the band file that cannot be decoded, and GDAL's reason.
+    """
+    from rasterio.windows import intersect
+
+    path = Path(path)
+    for s in select_bands(find_band_sources(path, bands), bands, path):
+        try:
+            with open_raster(s.path) as ds:
+                wanted = None
+                if bbox is not None:
+                    from .georeferencing import bbox_window
+
+                    crs, tr = georeferencing(ds, s.name)
+                    wanted = bbox_window(tuple(bbox), None, crs, tr, ds.shape, str(s.path))
+                for _, block in ds.block_windows(s.index):
+                    if wanted is None or intersect([block, wanted]):
+                        ds.read(s.index, window=block)
+        except RasterioError as e:
+            raise InputError(f"{s.path}: cannot read ({read_failure(e)}); the file may be truncated or corrupt") from None
+

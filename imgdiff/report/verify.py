@@ -4,7 +4,8 @@
 number on any incompatible change)::
 
     schema, schema_version, imgdiff_version
-    claims_file                    path of the claims file as given
+    claims_file                    path of the claims file as given; (1.6) null in the report of
+                                   ``imgdiff compare --site/--zones`` (:func:`imgdiff.claims.survey`: no claims)
     inputs.before|after            source, date, bands of each scene as read, radiometry as used;
                                    (1.5) path_radiance: band -> reflectance the vessel detector took off that
                                    date's scene before scoring (imgdiff.detect.vessels.path_radiance; 0 on
@@ -58,14 +59,16 @@ from ..claims import (
     evidence_rules,
     zone_counts,
 )
+from ..claims.pipeline import SURVEY_PATH
 from ..detect.base import Detections
+from ..errors import check_type
 from ..io.layout import one_line
 from ..io.write import check_outputs, write_json, write_outputs, write_text
 from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
 
 #: Version of the ``report.json`` layout of ``imgdiff verify``.
-VERIFY_SCHEMA_VERSION = "1.5"
+VERIFY_SCHEMA_VERSION = "1.6"
 VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
                   "detections_after.geojson", "change.tif")
 
@@ -135,6 +138,7 @@ def zone_summary(v: Verification) -> dict[str, Any]:
 
 def verify_report(v: Verification) -> dict[str, Any]:
     """The JSON-ready report of a :class:`~imgdiff.claims.Verification`."""
+    check_type(v, Verification, "verify_report: v", "compute it with imgdiff.verify(imgdiff.load_claims(path))")
     from ..detect.vessels import path_radiance_record
 
     before, after = v.inputs
@@ -148,7 +152,7 @@ def verify_report(v: Verification) -> dict[str, Any]:
         "schema_version": VERIFY_SCHEMA_VERSION,
         "imgdiff_version": __version__,
         "simulated_inputs": bool(_simulated(before) or _simulated(after)),
-        "claims_file": str(v.claims.path),
+        "claims_file": None if v.claims.path == SURVEY_PATH else str(v.claims.path),
         "zones_source": v.claims.zones_source,
         "inputs": {date: {**_scene_entry(read, v.result.pair.before if date == "before" else v.result.pair.after),
                           "path_radiance": path_radiance_record(v.path_radiance.get(date))}
@@ -192,21 +196,21 @@ def _cell(text: object) -> str:
 def render_verify_markdown(report: dict[str, Any]) -> str:
     """A Markdown rendering of a verify report."""
     d, r = report["dates"], report["coregistration"]
-    lines = ["# imgdiff claims report", ""]
+    lines = ["# imgdiff claims report" if report["claims_file"] else "# imgdiff zones report", ""]
     if report.get("simulated_inputs"):
         lines += ["> **The input scenes are simulated** (imgdiff.simulate), not real Sentinel-2 images.", ""]
     lines += [
-        f"- claims: `{report['claims_file']}`; zones: `{report['zones_source']}`",
+        (f"- claims: `{report['claims_file']}`; zones: `{report['zones_source']}`" if report["claims_file"]
+         else f"- no claims (objects and change per zone); zones: `{report['zones_source']}`"),
         *(f"- {date}: `{report['inputs'][date]['source']}` ({d[date] or 'date unknown'})"
           f"{_haze_note(report['inputs'][date].get('path_radiance'))}" for date in ("before", "after")),
         f"- co-registration: dx = {r['dx']:+.3f} px, dy = {r['dy']:+.3f} px, reliability "
         f"{(r['reliability'] or 0):.2f}{' (FAILED)' if r['failed'] else ''}",
-        "",
-        "## Verdicts",
-        "",
-        "| claim | verdict | confidence | before | after | stayed / departed / arrived | reasons |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if report["claims"]:
+        lines += ["", "## Verdicts", "",
+                  "| claim | verdict | confidence | before | after | stayed / departed / arrived | reasons |",
+                  "|---|---|---|---|---|---|---|"]
     for c in report["claims"]:
         o = c["objects"]
         why = _cell("; ".join(c["reasons"][1:] + [f"caveat: {x}" for x in c["caveats"]]))
@@ -253,6 +257,7 @@ def write_verify(v: Verification, outdir: str | Path, *, overwrite: bool = False
     Outputs: ``report.json``, ``report.md``, ``report.html``, ``detections_before.geojson``,
     ``detections_after.geojson``, ``change.tif`` (all moved into place together).
     """
+    check_type(v, Verification, "write_verify: v", "compute it with imgdiff.verify(imgdiff.load_claims(path))")
     from ..io.geojson import detections_to_geojson
     from .html import render_verify_html
 

@@ -23,6 +23,7 @@ import rasterio
 
 from .. import __version__
 from ..coregister import warp
+from ..errors import check_type
 from ..grid import Grid
 from ..io.read import BBox, find_band_sources
 from ..io.write import GTIFF_OPTIONS, check_outputs, check_written, write_json, write_outputs, write_text
@@ -383,6 +384,8 @@ def compare_tiled(
     dict
         The report (also written as ``report.json``), with a ``tiling`` entry.
     """
+    for label, p in (("before", before), ("after", after)):
+        check_type(p, (str, os.PathLike), f"compare_tiled: {label}", "it reads whole tiles window by window from their files; for Scenes use imgdiff.compare")
     from ..report.compare import COMPARE_OUTPUTS, REPORT_SCHEMA_VERSION, render_markdown
 
     out = check_outputs(outdir, COMPARE_OUTPUTS, overwrite)

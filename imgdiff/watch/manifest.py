@@ -15,12 +15,13 @@ import io
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, check_type
 from ..io.bands import parse_bands
 from ..io.layout import one_line
 from ..io.yamltext import load_yaml
@@ -234,6 +235,7 @@ def read_manifest(path: str | Path) -> Manifest:
         south < north, a name in ``bands`` that is not a Sentinel-2 band, an unknown
         detector, a missing zones file.
     """
+    check_type(path, (str, os.PathLike), "read_manifest: path", "the path of a YAML or CSV manifest")
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such manifest file")

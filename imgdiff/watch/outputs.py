@@ -147,7 +147,7 @@ def plot_timeline(path: str | Path, rows: Sequence[Mapping[str, Any]], slots: Se
     else:
         ax2.text(0.5, 0.5, "no objects detected on any date", ha="center", va="center")
         ax2.set_axis_off()
-    fig.subplots_adjust(left=0.12, right=0.98, top=0.95, bottom=0.12, hspace=0.35)
+    fig.tight_layout(h_pad=1.5)  # room for the slot labels, however long the zone names are
     fig.savefig(path, format="png")
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from .. import __version__
 from .._repr import short_repr
-from ..errors import ImgdiffError, InputError
+from ..errors import ImgdiffError, InputError, check_type
+from ..io.inspect import check_decodes
 from ..io.layout import one_line
 from ..io.write import atomic_path, check_outputs, write_json, write_outputs
 from .cache import WatchParams, _scene_keys, content_hash
@@ -128,6 +129,7 @@ def run_watch(
 
     # Everything the whole run depends on is checked before anything is written: a bad
     # setting is one error line, not every scene skipped.
+    check_type(manifest, Manifest, "run_watch: manifest", "read the file with imgdiff.read_manifest(path)")
     check_outputs(outdir, WATCH_OUTPUTS, overwrite, create=False)
     zones = zones_geojson(manifest.zones) if manifest.zones else None
     resolve_detector(manifest.detector)  # fail early on an unknown detector
@@ -137,6 +139,7 @@ def run_watch(
     try:
         ref_hash = content_hash(ref_path, manifest.bands)
         _reference_grid(ref_path, manifest.bands, manifest.bbox)  # its bands, and the bbox on it
+        check_decodes(ref_path, manifest.bands, manifest.bbox)  # its pixels: every scene is compared with them
     except (ImgdiffError, RasterioError) as e:
         raise InputError(f"reference scene {ref_path}: {one_line(e)}") from None
     out = check_outputs(outdir, WATCH_OUTPUTS, overwrite)
@@ -158,7 +161,9 @@ def run_watch(
             hit = cache / f"{key}.json"
             if hit.is_file():
                 try:
-                    results[entry.id] = json.loads(hit.read_text(encoding="utf-8"))
+                    # the same content may have been cached under another name, date or place
+                    results[entry.id] = {**json.loads(hit.read_text(encoding="utf-8")), "id": entry.id,
+                                         "date": entry.date.isoformat(), "path": entry.path}
                     counts["cached"] += 1
                     if on_scene:
                         on_scene(results[entry.id], True)
