@@ -471,6 +471,9 @@ def main(args: list[str]) -> None:
     """``[--aircraft] [--honest] [--variant NAME ...] [--sweep] [NAME ...]``: sen2ships ports (default) or
     aircraft_s2sim chips, under the default rendering or the named variants."""
     global CLOUD
+    if {"-h", "--help"} & set(args):
+        print(__doc__)
+        return
     aircraft = "--aircraft" in args
     honest = "--honest" in args
     if "--circle-cloud" in args:

@@ -56,7 +56,13 @@ def read_port(port):
         names[b] = Path(f).name
     items = json.load(open(DATA / "sen2ships" / port / "vessels.json"))["vessels"]
     boxes = [tuple(v["bbox_px"]) for v in items]
-    lengths = [10.0 * max(b[2] - b[0], b[3] - b[1]) for b in boxes]  # lower bound (axis-aligned)
+    # ground metres per pixel: the ports are in EPSG:3857, whose 10 m pixels are 10 cos(lat) m on the ground
+    # (until 2026-11-28 this took 10 m, so min_length_m claims asked for ships 1.2-1.4 x longer than labelled)
+    from imgdiff.scene import pixel_size_m
+
+    h, w = prof["height"], prof["width"]
+    gx, gy = pixel_size_m(prof["crs"], prof["transform"], rasterio.transform.array_bounds(h, w, prof["transform"]))
+    lengths = [max((b[2] - b[0]) * gx, (b[3] - b[1]) * gy) for b in boxes]  # lower bound (axis-aligned)
     return bands, prof, names, boxes, lengths
 
 
@@ -603,6 +609,9 @@ def print_scores(rows: list[tuple[str, str, str, str, str]]) -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        raise SystemExit(0)
     OUT.mkdir(parents=True, exist_ok=True)
     only = sys.argv[2] if len(sys.argv) > 2 else ""
     for k, c in enumerate(PORT_CASES):

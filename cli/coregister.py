@@ -20,7 +20,8 @@ from .options import bands_opt, echo_json, json_opt, naming, overwrite_opt, show
 @click.command("coregister")
 @click.argument("reference", type=click.Path())
 @click.argument("target", type=click.Path())
-@click.option("--local", is_flag=True, help="Measure a grid of tie points and fit a smooth displacement model.")
+@click.option("--local", is_flag=True, help="Measure a grid of tie points and fit a smooth displacement model "
+              "(--json then lists the tie points too).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write the target warped onto the reference grid (tiled, compressed float32 GeoTIFF).")
 @bands_opt

@@ -12,11 +12,12 @@ from .options import counter, echo_json, json_opt, naming, show_progress
 @click.command("aircraft")
 @click.option("--data", "data", required=True, type=click.Path(),
               help="Folder of chips laid out like aircraft_s2sim (B02..B04.tif + aircraft.json each).")
-@click.option("--min-length", "min_length", type=float, default=40.0, show_default=True,
+@click.option("--min-length", "min_length", type=click.FloatRange(0.0), default=40.0, show_default=True,
               help="Aircraft shorter than this (metres) or truncated are don't-care.")
 @click.option("--method", type=click.Choice(["auto", "cnn", "classical"]), default="auto", show_default=True,
               help="Detector: the shipped network, the top-hat baseline, or auto (network when installed).")
-@click.option("--threshold", type=float, default=None, help="Score threshold (default: the detector's own).")
+@click.option("--min-score", "--threshold", "threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Score threshold, 0-1 (default: the detector's own); --threshold is the older name.")
 @click.option("--merge-duplicates", is_flag=True,
               help="Merge ground-truth boxes listed twice (centres < 1 px apart) before scoring.")
 @json_opt

@@ -38,5 +38,6 @@ def eval_vessels_cmd(data: str, method: str, min_score: float | None, as_json: b
     click.echo(f"{'scene':<20} {'GT':>4} {'det':>4} {'TP':>4} {'FP':>4} {'FN':>4} {'P':>6} {'R':>6} {'F1':>6} {'count':>7}")
     for s in [*out["scenes"], out["pooled"]]:
         ce = "n/a" if s["count_error"] is None else f"{s['count_error']:+.1%}"
+        p, r, f = ("n/a" if s[k] is None else f"{s[k]:.3f}" for k in ("precision", "recall", "f1"))
         click.echo(f"{s['name'][:20]:<20} {s['n_gt']:>4} {s['n_pred']:>4} {s['tp']:>4} {s['fp']:>4} {s['fn']:>4} "
-                   f"{s['precision']:>6.3f} {s['recall']:>6.3f} {s['f1']:>6.3f} {ce:>7}")
+                   f"{p:>6} {r:>6} {f:>6} {ce:>7}")

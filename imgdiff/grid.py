@@ -193,7 +193,8 @@ def common_bands(a: Scene, b: Scene, bands: Sequence[str] | None = None) -> list
     return shared
 
 
-def align(before: Scene, after: Scene, grid: Grid | None = None, bands: Sequence[str] | None = None) -> AlignedPair:
+def align(before: Scene, after: Scene, grid: Grid | None = None, bands: Sequence[str] | None = None, *,
+          roles: tuple[str, str] = ("before", "after")) -> AlignedPair:
     """Bring two scenes onto one grid.
 
     Parameters
@@ -205,6 +206,9 @@ def align(before: Scene, after: Scene, grid: Grid | None = None, bands: Sequence
         for an AOI grid).
     bands : sequence of str, optional
         Bands to keep; default all bands both scenes share.
+    roles : (str, str)
+        What the two scenes are called in error messages (``("reference", "target")`` for a
+        co-registration).
 
     Returns
     -------
@@ -221,14 +225,14 @@ def align(before: Scene, after: Scene, grid: Grid | None = None, bands: Sequence
     check_type(grid, (Grid, type(None)), "align: grid", "use imgdiff.utm_grid(bbox) or imgdiff.Grid.of(scene)")
     names = common_bands(before, after, bands)
     grid = grid or Grid.of(before)
-    for label, s in (("before", before), ("after", after)):
+    for label, s in zip(roles, (before, after)):
         if not bounds_overlap(grid, Grid.of(s)):
             raise NoOverlapError(_no_overlap_message(label, s, grid, before))
     b = reproject_scene(before.select(names), grid)
     a = reproject_scene(after.select(names), grid)
     overlap = b.valid & a.valid
     if not overlap.any():
-        raise NoOverlapError(_no_overlap_message("after", after, grid, before) + " (no valid pixel in common)")
+        raise NoOverlapError(_no_overlap_message(roles[1], after, grid, before) + " (no valid pixel in common)")
     return AlignedPair(b, a, grid, overlap)
 
 

@@ -249,6 +249,7 @@ def test_coregister_no_overlap_message_suggests_no_option_it_lacks(tmp_path):
     far = sample_scene(tmp_path / "far", bands=("B02", "B03", "B04", "B08"), shift_rows=100_000)
     line = one_error_line(run("coregister", ref, far))
     assert "use --bbox" not in line and "same place" in line
+    assert "target scene has no pixels" in line and "after scene" not in line
 
 
 def test_compare_refuses_site_and_zones_together(scene, tmp_path):
@@ -481,6 +482,7 @@ def test_bands_without_georeferencing_that_cannot_line_up_are_refused_naming_the
     line = one_error_line(run("detect", d, "-o", out))
     assert f"{d / (odd + '.tif')}: band {odd} has no georeferencing" in line
     assert f"{shape[0]} x {shape[1]} px at {res} m do not cover the extent of B02" in line and not out.exists()
+    assert one_error_line(run("info", d)) == line  # info refuses what reading refuses
 
 
 def test_an_unreadable_band_says_what_gdal_found_not_see_previous_exception(scene, tmp_path):

@@ -214,6 +214,24 @@ def test_eval_vessels_prints_per_scene_and_pooled_scores(harbour_dir):
     assert r.exit_code == 0 and "pooled" in r.output
 
 
+def test_a_scene_without_vessels_or_detections_scores_as_not_applicable():
+    from imgdiff.evaluate.vessels import score
+
+    empty = score("land", np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4))).to_dict()
+    assert empty["precision"] is None and empty["recall"] is None and empty["f1"] is None
+    assert empty["count_error"] is None
+    missed = score("port", np.zeros((0, 4)), np.zeros(0), np.array([[0, 0, 5, 5]])).to_dict()
+    assert missed["recall"] == 0.0 and missed["f1"] == 0.0
+
+
+def test_eval_aircraft_refuses_a_score_threshold_outside_0_1(tmp_path):
+    for value in ("1.5", "-3"):
+        r = CliRunner().invoke(cli, ["eval", "aircraft", "--data", str(tmp_path), "--min-score", value])
+        assert r.exit_code == 2 and "not in the range" in r.output
+    r = CliRunner().invoke(cli, ["eval", "aircraft", "--data", str(tmp_path), "--threshold", "2"])
+    assert r.exit_code == 2 and "not in the range" in r.output
+
+
 def test_eval_vessels_bad_folder_is_one_line_error(tmp_path):
     r = CliRunner().invoke(cli, ["eval", "vessels", "--data", str(tmp_path)])
     assert r.exit_code == 2

@@ -483,6 +483,19 @@ def test_backoff_grows_and_is_bounded():
     assert is_retryable(OSError("transfer closed with 1000 bytes remaining to read")) is True
 
 
+def test_a_host_name_that_does_not_resolve_is_one_attempt_and_one_line():
+    calls = []
+
+    def op():
+        calls.append(1)
+        raise OSError("Failed to resolve 'earth-search.aws.element84.com' ([Errno -2] Name or service not known)")
+
+    with pytest.raises(NetworkError, match="host name does not resolve .*not retried"):
+        with_retries(op, "STAC search", RetryPolicy(attempts=4), sleep=lambda s: None)
+    assert len(calls) == 1
+    assert is_retryable(OSError("Temporary failure in name resolution")) is True  # EAI_AGAIN may pass
+
+
 # --------------------------------------------------------------------------- fetch
 def _assert_reflectance(scene_dir: Path) -> imgdiff.Scene:
     """Reflectance read back from a fetched folder equals the known truth (10 m bands, then B11 at 20 m)."""

@@ -65,7 +65,7 @@ def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequen
     if g_ref != g_tgt or h * w <= full_read_pixels:
         ref_scene = read_scene(reference, bands=names)
         tgt_scene = read_scene(target, bands=names)
-        pair = align(ref_scene, tgt_scene, bands=names)
+        pair = align(ref_scene, tgt_scene, bands=names, roles=("reference", "target"))
         return coregister(pair.before, pair.after, bands=names if bands is not None else None, mask=pair.overlap,
                           local=local, max_shift=max_shift, spacing=spacing, degree=degree)
     one = names[:1] if bands is None else names

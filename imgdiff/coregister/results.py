@@ -106,7 +106,12 @@ class Registration:
         return self.reliability >= 0.5
 
     def to_dict(self) -> dict:
-        """JSON-ready description."""
+        """JSON-ready description.
+
+        ``n_points`` and ``n_rejected`` count the tie points always; the points themselves (``points``,
+        ``rejected``) are listed only with a local model (``local=True``, CLI ``--local``), whose
+        displacement field they describe (a global shift is the one ``dx``, ``dy``).
+        """
         return {
             "dx": _num(self.dx), "dy": _num(self.dy), "dx_m": _num(self.dx_m), "dy_m": _num(self.dy_m),
             "uncertainty_px": _num(self.uncertainty_px), "reliability": _num(self.reliability), "method": self.method,

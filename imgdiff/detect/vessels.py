@@ -570,6 +570,15 @@ def _ship_mask(bright: np.ndarray, box: tuple[int, int, int, int], grow: int) ->
     return m, (px0, py0)
 
 
+#: A hull's length (and beam) from the standard deviation of its mask's pixels along that axis: sqrt(12), the
+#: ratio for a rectangle (a hull seen from above; 4, the ratio for an ellipse, made every vessel about 15 %
+#: longer). Measured 2026-11-28 on the 69 matched, clearly elongated, axis-aligned ships of the seven sen2ships
+#: ports (shipped detector), the median ratio of the detected length to the labelled box's long side: 0.97
+#: (IQR 0.88-1.01) with sqrt(12) against 1.12 (0.99-1.17) with 4; beam 0.82 against 0.94 (a 2-3 px wide
+#: mask is narrower than its blurred label).
+SIZE_FROM_SD = math.sqrt(12.0)
+
+
 def _axes(mask: np.ndarray, psx: float, psy: float) -> tuple[float, float, float, tuple[float, float]]:
     """Length, width (m), axis heading (deg from up, clockwise, [0, 180)) and centroid (patch px) of a mask."""
     yy, xx = np.nonzero(mask)
@@ -577,10 +586,10 @@ def _axes(mask: np.ndarray, psx: float, psy: float) -> tuple[float, float, float
     if len(xx) < 3:
         return max(len(xx), 1) * psx, psy, math.nan, (cx, cy)
     dx, dy = (xx + 0.5 - cx) * psx, (yy + 0.5 - cy) * psy
-    cov = np.cov(np.vstack([dx, dy])) + np.eye(2) * (psx * psy / 12.0)
+    cov = np.cov(np.vstack([dx, dy]), bias=True) + np.eye(2) * (psx * psy / 12.0)  # the mask is all of the hull
     evals, evecs = np.linalg.eigh(cov)
-    length = 4.0 * math.sqrt(max(evals[1], 0.0))
-    width = 4.0 * math.sqrt(max(evals[0], 0.0))
+    length = SIZE_FROM_SD * math.sqrt(max(evals[1], 0.0))
+    width = SIZE_FROM_SD * math.sqrt(max(evals[0], 0.0))
     vx, vy = evecs[:, 1]
     heading = (math.degrees(math.atan2(vx, -vy)) + 360.0) % 180.0
     if length < 1.15 * width:

@@ -31,6 +31,10 @@ class SceneScore:
     precision, recall, f1 : float
     count_error : float
         Relative count error ``(n_pred - n_gt) / n_gt`` (signed; NaN when ``n_gt`` is 0).
+
+    In :meth:`to_dict`, a scene with no vessels and no detections has precision, recall and F1
+    None (nothing to score; the attributes hold 0 as :func:`imgdiff.evaluate.prf` gives them), and
+    a count error of NaN is None.
     """
 
     name: str
@@ -48,6 +52,8 @@ class SceneScore:
         d = asdict(self)
         if np.isnan(d["count_error"]):
             d["count_error"] = None
+        if self.n_gt == 0 and self.n_pred == 0:
+            d["precision"] = d["recall"] = d["f1"] = None
         return d
 
 

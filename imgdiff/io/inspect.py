@@ -17,7 +17,7 @@ from ..scene import pixel_size_m
 from .georeferencing import LOCAL_FRAME, georeferencing, is_georeferenced
 from .layout import find_band_sources, open_raster, read_failure, select_bands
 from .metadata import date_from_sidecar, date_from_tags, date_from_text, find_product_metadata, parse_product_metadata
-from .read import check_compatible
+from .read import check_compatible, check_local_frame
 
 #: Longest side (pixels) at which valid fractions are estimated.
 OVERVIEW_SIZE = 1024
@@ -43,7 +43,7 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
     mtd = find_product_metadata(sources)
     product = parse_product_metadata(mtd) if mtd else {}
     entries, fractions = [], []
-    ref, crs_of = None, {}
+    ref, crs_of, placed = None, {}, set()
     for s in sources:
         try:
             with open_raster(s.path) as ds:
@@ -55,7 +55,9 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
                     bad |= small == ds.nodata
                 fractions.append(1.0 - float(bad.mean()))
                 crs, tr = georeferencing(ds, s.name)
-                crs_of[s] = (crs,)
+                crs_of[s] = (crs, tr, (h, w))
+                if is_georeferenced(ds):
+                    placed.add(s)
                 bounds = array_bounds(h, w, tr)  # west, south, east, north
                 res_m = pixel_size_m(crs, tr, bounds)
                 entry = {
@@ -73,7 +75,9 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
             raise InputError(f"{s.path}: cannot read ({read_failure(e)}); the file may be truncated or corrupt") from None
         entries.append(entry)
     assert ref is not None
-    check_compatible(sources, crs_of, ref["source"])  # as read_scene does: one CRS for every band
+    check_compatible(sources, crs_of, ref["source"])  # as read_scene does: one CRS for every band, and
+    if not placed:  # bands without georeferencing that line up
+        check_local_frame(sources, crs_of, ref["source"])
     crs = ref["crs"]
     lonlat = list(transform_bounds(crs, "EPSG:4326", *ref["bounds"], densify_pts=21)) if crs else None
     date = (product.get("date") or date_from_tags(ref["tags"]) or date_from_sidecar(ref["path"])

@@ -184,7 +184,7 @@ def read_scene(
     crs, transform, shape = infos[ref][0], north_up(infos[ref][1], infos[ref][2][0]), infos[ref][2]
     check_compatible(sources, infos, ref)
     if len(unplaced) == len(sources):
-        _check_local_frame(sources, infos, ref)
+        check_local_frame(sources, infos, ref)
     window = (
         bbox_window(bbox, bbox_crs, crs, transform, shape, str(path))
         if bbox is not None else Window(0, 0, shape[1], shape[0])
@@ -290,9 +290,17 @@ def check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource
             )
 
 
-def _check_local_frame(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
+def check_local_frame(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
     """Bands without any georeferencing line up only if they cover one extent at their native pixel sizes
-    (:func:`georeferencing`); otherwise a band would be silently cropped or padded onto the others."""
+    (:func:`georeferencing`); otherwise a band would be silently cropped or padded onto the others.
+
+    ``infos`` maps each source to a tuple (CRS, transform, (rows, cols), ...).
+
+    Raises
+    ------
+    BandError
+        Naming the band whose extent differs from ``ref``'s.
+    """
 
     def extent(s: BandSource) -> tuple[float, float]:
         (rows, cols), res = infos[s][2], abs(infos[s][1].a)

@@ -91,6 +91,18 @@ def _status_in(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+#: How a failed name lookup reads (getaddrinfo's EAI_NONAME, in urllib3, curl/GDAL and macOS wording): the
+#: host is unknown or this machine has no name service (offline). Not worth another attempt, unlike
+#: "Temporary failure in name resolution" (EAI_AGAIN).
+_UNRESOLVABLE = re.compile(r"Name or service not known|nodename nor servname|No address associated with hostname"
+                           r"|getaddrinfo failed|Could not resolve host", re.IGNORECASE)
+
+
+def unresolvable(exc: BaseException) -> bool:
+    """Whether an error is a failed name lookup that another attempt will not mend (:data:`_UNRESOLVABLE`)."""
+    return bool(_UNRESOLVABLE.search(one_line(exc)))
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether an error from GDAL, requests or JSON decoding is worth another attempt.
 
@@ -99,7 +111,7 @@ def is_retryable(exc: BaseException) -> bool:
     header read of a remote file as "not recognized as being in a supported file
     format", so that is retried too (a few seconds lost on a real non-raster).
     """
-    if isinstance(exc, _Permanent):
+    if isinstance(exc, _Permanent) or unresolvable(exc):
         return False
     status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
     text = one_line(exc)
@@ -149,6 +161,9 @@ def with_retries(
             if isinstance(e, ImgdiffError):
                 raise  # a problem of the data, not of the network
             reason = one_line(e) or type(e).__name__
+            if unresolvable(e):
+                raise NetworkError(f"{what}: the host name does not resolve ({reason}); not retried: check the "
+                                   "network connection and the URL") from None
             if not is_retryable(e):
                 raise NetworkError(f"{what}: {reason} (not retried: the server refused or the data is not valid)") from None
             if attempt == policy.attempts - 1:
