@@ -45,13 +45,21 @@ def test_tartus_zones_lie_in_the_port_and_naval_piers_are_north_of_the_basin():
     assert not u["naval_piers"].intersection(u["harbour_basin"]).area > 1.0
 
 
-def test_hmeimim_runway_is_2800_m_long_heading_174_deg_through_the_reference_point():
+def test_hmeimim_runway_is_2800_m_long_heading_174_deg_true_through_the_reference_point():
     rw = hmeimim_layout()["runway"]
     xs, ys = rw.exterior.coords.xy
     # the long sides: from the first corner to the second runs along the heading
     dx, dy = xs[1] - xs[0], ys[1] - ys[0]
     assert math.hypot(dx, dy) == pytest.approx(2800, abs=1)
-    assert math.degrees(math.atan2(dx, dy)) % 360 == pytest.approx(174, abs=0.01)
+    # 174 degrees true is 172.3 from UTM 36N grid north there (the meridian convergence, 1.7 degrees)
+    assert math.degrees(math.atan2(dx, dy)) % 360 == pytest.approx(172.3, abs=0.05)
+    (lon0, lat0), (lon1, lat1), (lon2, lat2), (lon3, lat3) = list(
+        get_site("hmeimim").zones.geometries["runway"].exterior.coords)[:4]
+    p1, p2 = math.radians((lat3 + lat0) / 2), math.radians((lat1 + lat2) / 2)  # the two ends' midpoints
+    dl = math.radians((lon1 + lon2) / 2 - (lon3 + lon0) / 2)
+    bearing = math.degrees(math.atan2(math.sin(dl) * math.cos(p2),
+                                      math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)))
+    assert bearing % 360 == pytest.approx(174, abs=0.1)  # the true bearing, as the aerodrome's runway
     arp = get_site("hmeimim").zones.geometries["runway"].centroid
     assert (arp.x, arp.y) == pytest.approx(HMEIMIM_ARP_LONLAT, abs=2e-4)
     apron = get_site("hmeimim").zones.to_crs(UTM).geometries["apron"]

@@ -555,3 +555,17 @@ def test_scene_haze_offsets_from_a_decimated_read_match_those_of_the_whole_scene
         for b in DARK_WATER:
             assert haze[b] == pytest.approx(full[b], abs=0.003), (tag, b)
             assert haze[b] == pytest.approx(extra[b], abs=0.003), (tag, b)
+
+
+def test_tiled_compare_reports_the_dates_bands_and_radiometry_the_whole_scene_compare_reports(pair, tmp_path: Path):
+    b, a, _ = pair
+    for folder, date in ((b, "20240103"), (a, "20240303")):  # dates in the files' tags, not in any path
+        for f in folder.glob("*.tif"):
+            with rasterio.open(f, "r+") as ds:
+                ds.update_tags(ACQUISITION_DATE=date)
+    tiled = compare_tiled(b, a, tmp_path / "t", tile_size=128, overlap=16, workers=1, method="cva-otsu")
+    whole = imgdiff.write_compare(imgdiff.compare(b, a, method="cva-otsu"), tmp_path / "w")
+    assert tiled["dates"] == whole["dates"] == {"before": "2024-01-03", "after": "2024-03-03", "days_between": 60}
+    for date in ("before", "after"):
+        for key in ("date", "bands", "radiometry", "processing_baseline"):
+            assert tiled["inputs"][date][key] == whole["inputs"][date][key], (date, key)

@@ -350,11 +350,20 @@ def write_change_tiled(
 
 
 def _source_entry(path: str | Path, bands: Sequence[str] | None, grid: Grid) -> dict[str, Any]:
+    """The report's ``inputs`` entry of one scene, as :func:`imgdiff.report.compare.compare_report` writes it:
+    its date, bands, processing baseline and radiometry decided as :func:`imgdiff.read_scene` decides them
+    (from a small window of the scene, :func:`imgdiff.tiles.reading._probe`, as the tiles were read)."""
     from ..io.read import date_from_text
+    from .reading import _probe
 
-    d = date_from_text(Path(path).name) or date_from_text(str(Path(path).resolve()))
-    return {"source": str(path), "date": d.isoformat() if d else None, "bands": list(bands) if bands else None,
-            "processing_baseline": None, "radiometry": None, "window": {"width": grid.width, "height": grid.height}}
+    probe = _probe(path, grid, bands)
+    meta = probe.meta if probe is not None else {}
+    d = (probe.date if probe is not None else None) or date_from_text(Path(path).name) \
+        or date_from_text(str(Path(path).resolve()))
+    names = list(probe.bands) if probe is not None else (list(bands) if bands else None)
+    return {"source": str(path), "date": d.isoformat() if d else None, "bands": names,
+            "processing_baseline": meta.get("processing_baseline"), "radiometry": meta.get("radiometry"),
+            "window": {"width": grid.width, "height": grid.height}}
 
 
 def compare_tiled(

@@ -23,6 +23,7 @@ from affine import Affine
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from .._gdal_memory import IN_MEMORY_DATASETS
 from ..errors import EmptySceneError, ImgdiffError, NoOverlapError
 from ..grid import Grid
 from ..io.read import SCENE_FRAME, BBox, bbox_window, find_band_sources, georeferencing, open_raster, read_scene
@@ -211,12 +212,20 @@ class StripReader:
         return Scene(bands=arrays, crs=self.grid.crs, transform=sub, valid=valid, date=self._date, meta=meta)
 
 
-def _probe(path: str | Path, grid: Grid, bands: Sequence[str] | None) -> Scene | None:
-    """A small window of the scene with valid pixels (its metadata: radiometry, date), or None.
+#: Half side (pixels) of the windows :func:`_probe` reads.
+PROBE_HALF_PX = 128
 
-    Tries 16 x 16 px windows at the centre, then on a 5 x 5 grid (a tile half outside the swath).
+
+def _probe(path: str | Path, grid: Grid, bands: Sequence[str] | None) -> Scene | None:
+    """A window of the scene with valid pixels (its metadata: radiometry, date), or None.
+
+    Tries 256 x 256 px windows at the centre, then on a 5 x 5 grid (a tile half outside the swath).
+    :func:`imgdiff.read_scene` makes two of its scaling decisions on the pixels it reads (the
+    baseline-04 offset dropped when 1 % of B02 lies below DN 1000; a renamed raw export known by its
+    99th percentile), so the window is large enough for them to see water and land: with 16 x 16 px
+    windows a tile of land read the offset that its whole scene rules out.
     """
-    h = 8
+    h = PROBE_HALF_PX
     centres = [(grid.width // 2, grid.height // 2)] + [
         (int(fx * grid.width), int(fy * grid.height)) for fy in (0.1, 0.3, 0.5, 0.7, 0.9) for fx in (0.1, 0.3, 0.5, 0.7, 0.9)]
     for cx, cy in centres:
@@ -307,11 +316,12 @@ class _BandStrip:
             return fast
         dst = np.full(dst_shape, np.nan, np.float32)
         local = CRS.from_epsg(3857)
-        reproject(
-            src, dst, src_transform=s_tr * Affine.translation(c0, r0), src_crs=self.crs or crs or local,
-            dst_transform=dst_transform, dst_crs=crs or self.crs or local, src_nodata=np.nan, dst_nodata=np.nan,
-            resampling=Resampling.bilinear,
-        )
+        with IN_MEMORY_DATASETS:  # one GDAL in-memory dataset at a time (imgdiff._gdal_memory): tile threads
+            reproject(
+                src, dst, src_transform=s_tr * Affine.translation(c0, r0), src_crs=self.crs or crs or local,
+                dst_transform=dst_transform, dst_crs=crs or self.crs or local, src_nodata=np.nan, dst_nodata=np.nan,
+                resampling=Resampling.bilinear,
+            )
         return dst
 
 
