@@ -14,7 +14,7 @@ from rasterio.warp import transform_bounds
 
 from ..errors import InputError
 from ..scene import pixel_size_m
-from .georeferencing import LOCAL_FRAME, georeferencing, is_georeferenced
+from .georeferencing import LOCAL_FRAME, bbox_window, georeferencing, is_georeferenced
 from .layout import find_band_sources, open_raster, read_failure, select_bands
 from .metadata import date_from_sidecar, date_from_tags, date_from_text, find_product_metadata, parse_product_metadata
 from .read import check_compatible, check_local_frame
@@ -115,8 +115,6 @@ def check_decodes(path: str | Path, bands: Sequence[str] | None = None, bbox: Se
             with open_raster(s.path) as ds:
                 wanted = None
                 if bbox is not None:
-                    from .georeferencing import bbox_window
-
                     crs, tr = georeferencing(ds, s.name)
                     wanted = bbox_window(tuple(bbox), None, crs, tr, ds.shape, str(s.path))
                 for _, block in ds.block_windows(s.index):
@@ -124,4 +122,3 @@ def check_decodes(path: str | Path, bands: Sequence[str] | None = None, bbox: Se
                         ds.read(s.index, window=block)
         except RasterioError as e:
             raise InputError(f"{s.path}: cannot read ({read_failure(e)}); the file may be truncated or corrupt") from None
-

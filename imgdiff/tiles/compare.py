@@ -352,7 +352,7 @@ def write_change_tiled(
 def _source_entry(path: str | Path, bands: Sequence[str] | None, grid: Grid) -> dict[str, Any]:
     """The report's ``inputs`` entry of one scene, as :func:`imgdiff.report.compare.compare_report` writes it:
     its date, bands, processing baseline and radiometry decided as :func:`imgdiff.read_scene` decides them
-    (from a small window of the scene, :func:`imgdiff.tiles.reading._probe`, as the tiles were read)."""
+    (from the same probe window the tile reader decides them on, :func:`imgdiff.tiles.reading._probe`)."""
     from ..io.read import date_from_text
     from .reading import _probe
 
