@@ -32,7 +32,7 @@ def eval_change_cmd(data: str | None, method: str | None, cities: tuple[str, ...
     if unknown:
         raise InputError(f"{root}: no labelled city {', '.join(unknown)} (<city>/before, after, change.tif); "
                          f"it has {', '.join(known)}")
-    names = list(cities) or known
+    names = list(dict.fromkeys(cities)) or known  # --city beirut --city beirut: once
     with steps(names, show_progress(as_json)) as advance:
         res = evaluate_change(root, method=method, cities=names, on_city=advance)
     out = res.to_dict()

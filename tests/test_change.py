@@ -306,6 +306,16 @@ def test_cloud_and_its_shadow_are_not_assessed_and_not_change():
     assert np.isnan(cm.magnitude[cloud]).all()
 
 
+def test_a_mask_of_0_and_255_assesses_what_the_same_boolean_mask_does():
+    before, after, _ = _pair()
+    ok = np.ones(before.shape[1:], bool)
+    ok[:, :12] = False
+    as_bool = change_map(before, after, ok, bands=BANDS, method="cva-otsu")
+    as_gdal = change_map(before, after, ok.astype(np.uint8) * 255, bands=BANDS, method="cva-otsu")
+    assert (as_gdal.valid == as_bool.valid).all() and (as_gdal.mask == as_bool.mask).all()
+    assert as_gdal.threshold == as_bool.threshold
+
+
 def test_nodata_is_not_assessed():
     before, after, _ = _pair()
     after[:, :, :10] = np.nan
@@ -350,13 +360,14 @@ def test_eval_change_cli_prints_pooled_scores(shared_data):
 
     need(shared_data / "oscd" / "paris")
     r = CliRunner().invoke(cli, ["eval", "change", "--data", str(shared_data / "oscd"), "--city", "paris",
-                                 "--method", "cva-otsu", "--json"])
+                                 "--city", "paris", "--method", "cva-otsu", "--json"])  # named twice: once
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["method"] == "cva-otsu"
     p = out["per_city"]["paris"]
     assert 0 <= p["f1"] <= 1 and p["tp"] + p["fn"] > 0
     assert out["pooled"]["f1"] == pytest.approx(p["f1"])
+    assert (out["pooled"]["tp"], out["pooled"]["fn"]) == (p["tp"], p["fn"])
 
 
 def test_eval_change_cli_rejects_a_folder_without_labels(tmp_path):

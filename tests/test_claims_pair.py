@@ -147,8 +147,36 @@ def test_hidden_capacity_fills_the_hidden_part_at_the_visible_density_in_whole_o
 
     assert hidden_capacity(10, 2, 0.8) == 2      # 10 objects in 80 %: 2.5 in the hidden 20 %, 2 whole ones
     assert hidden_capacity(3, 3, 0.95) == 0
-    assert hidden_capacity(0, 0, 0.6) == 0
+    assert hidden_capacity(0, 0, 0.8) == 0       # a fifth hidden, nothing seen: nothing there either
+    assert hidden_capacity(0, 0, 0.6) == 1       # 40 % hidden can hold an object where none is seen
+    assert hidden_capacity(1, 1, 0.7) == 1
     assert hidden_capacity(4, 1, 0.0) > 1000     # nothing seen on both dates: anything could be hidden
+
+
+@pytest.mark.parametrize("assertion", ["increased", "decreased", "unchanged"])
+def test_nothing_seen_in_a_zone_hidden_by_more_than_a_quarter_decides_no_comparison(assertion):
+    v = _judge(assertion, 0, 0, 0.6, sa=ZoneState("piers", 1000, 0.6, 0.4, 0.0))
+    assert v.verdict == INCONCLUSIVE, v.reasons
+    assert _judge(assertion, 0, 0, 1.0).verdict != INCONCLUSIVE  # the same counts in a clear zone decide
+
+
+def test_a_weak_look_in_a_cloud_rim_decides_a_one_date_claim_as_the_detector_alone_would_however_clear_the_zone():
+    rim = Detections((Detection(box=(30, 9, 34, 11), score=0.3, cls="vessel", length_m=120.0, zone="piers",
+                                centroid=(32, 10), extra={"pair": {"place": "undecided", "undecided": "not_comparable",
+                                                                   "probability": 0.3}}),), UTM, TR, (10.0, 10.0))
+    for clear in (1.0, 0.74, 0.6):
+        sa = ZoneState("piers", 1000, clear, 1 - clear, 0.0)
+        for assertion, expected in (("present_after", SUPPORTED), ("absent_after", REFUTED)):
+            v = evaluate_claim(Claim("c", "", "vessels", "piers", assertion), dets(), dets(), CLEAR, sa,
+                               registration_reliability=0.9, performance=PERF, undecided_after=rim)
+            assert v.verdict == expected, (clear, assertion, v.reasons)
+
+
+def test_a_min_length_of_0_m_is_no_length_limit():
+    for ml in (None, 0.0):
+        v = evaluate_claim(Claim("c", "", "vessels", "piers", "absent_after", ml), dets(), dets(), CLEAR, CLEAR,
+                           registration_reliability=0.9, performance=PERF)
+        assert v.verdict == SUPPORTED, (ml, v.reasons)
 
 
 def test_a_comparison_is_decided_by_the_visible_part_only_when_the_hidden_part_cannot_change_it():

@@ -52,7 +52,11 @@ class ChangeMap:
         Threshold on ``magnitude`` used for ``mask``.
     method : str
     confidence : ndarray of float32, shape (rows, cols), optional
-        Confidence that a pixel changed, in [0, 1] (0.5 at the threshold); NaN where not assessed.
+        Confidence that a pixel changed, in [0, 1]; NaN where not assessed. For ``cva-*`` and
+        ``logratio-otsu`` a ramp that is 0.5 at ``threshold``; for ``irmad`` 1 minus the pixel's
+        no-change probability under the chi-square model (0.5 at the chi-square median, below the
+        noise-floor threshold used on real scenes); for ``mlp`` the network's probability (its
+        threshold is the model's, not 0.5).
     details : dict
         Method-specific figures (IR-MAD canonical correlations, normalisation gains, ...).
     """
@@ -105,7 +109,8 @@ def change_map(
     before, after : ndarray, shape (bands, rows, cols)
         Reflectance on one grid (NaN invalid).
     valid : ndarray of bool, shape (rows, cols)
-        Pixels to assess (both dates valid, clouds etc. already removed).
+        Pixels to assess (both dates valid, clouds etc. already removed); any other dtype is read as
+        nonzero = assess (a GDAL mask of 0 / 255).
     bands : sequence of str, optional
         Band names along axis 0 (needed by ``"mlp"``).
     method : str, optional
@@ -138,7 +143,8 @@ def change_map(
         raise ValueError(f"unknown change method {method!r}; choose one of {', '.join(METHODS)}")
     if before.shape != after.shape or before.shape[1:] != valid.shape:
         raise ValueError(f"stacks {before.shape} / {after.shape} and mask {valid.shape} do not match")
-    valid = valid & np.all(np.isfinite(before), 0) & np.all(np.isfinite(after), 0)
+    # a mask of 0/255 (rasterio's read_masks) is a mask too: ~ of it would not be its complement
+    valid = (valid if valid.dtype == bool else valid != 0) & np.all(np.isfinite(before), 0) & np.all(np.isfinite(after), 0)
     details: dict = {}
     if normalise_radiometry and valid.sum() >= 50:
         norm = normalise(before, after, valid)

@@ -29,8 +29,9 @@ Confidence (a heuristic in [0, 1] from the detector's measured figures): a verdi
 detections has ``1 - prod(1 - p_i)`` (at least one is real), ``p_i`` each object's calibrated
 probability (the detector's pooled precision p when its card has no calibration table); one
 resting on their absence has the recall r at the claim's lengths (an object present would have
-been seen), scaled by the clear fraction of the zone; a count comparison with difference d has
-``1 - (1 - min(q, r))^d``, q the mean calibrated probability of the zone's objects.
+been seen), scaled by the clear fraction of the zone; a count comparison with difference d beyond
+the tolerance t has ``1 - (1 - min(q, r))^(|d| - t)`` (``min(q, r)`` when the counts agree within it), q
+the mean calibrated probability of the zone's objects, scaled by the smaller clear fraction of the two dates.
 """
 
 from __future__ import annotations
@@ -164,12 +165,16 @@ def hidden_capacity(n_before: int, n_after: int, visible_fraction: float) -> int
     The busier date's density in the part of the zone seen on both dates (``visible_fraction``
     of it), over the hidden rest, in whole objects (rounded down): ``floor(max(n_before,
     n_after) * (1 - v) / v)``. A comparison decided from the visible part must still hold with
-    that many objects added to (or taken from) either date. Large when little is visible.
+    that many objects added to (or taken from) either date. Large when little is visible. At least
+    one when less than :data:`MIN_CLEAR_FRACTION_ABSENCE` of the zone is seen on both dates: a hidden
+    quarter can hold an object where the visible part holds none (the rule of a single date's absence;
+    without it, nothing seen on either date decided ``unchanged`` however much of the zone was hidden).
     """
     v = float(np.clip(visible_fraction, 0.0, 1.0))
     if v <= 0:
         return 10 ** 6
-    return int(math.floor(max(n_before, n_after) * (1.0 - v) / v + 1e-9))
+    cap = int(math.floor(max(n_before, n_after) * (1.0 - v) / v + 1e-9))
+    return max(cap, 1) if v < MIN_CLEAR_FRACTION_ABSENCE else cap
 
 
 def _at_least_one(p: float, n: int) -> float:
@@ -238,7 +243,7 @@ def evaluate_claim(
     -------
     Verdict
     """
-    ml = claim.min_length_m
+    ml = claim.min_length_m or None  # 0 m: every object, as no min_length_m
     b = before.filter(min_length_m=ml) if ml else before
     a = after.filter(min_length_m=ml) if ml else after
     hidden = 0
@@ -276,14 +281,17 @@ def evaluate_claim(
     # --- can the evidence decide at all?
     n_claim = nb if claim.dates() == ("before",) else na
     single = len(claim.dates()) == 1
-    negative = claim.rests_on_absence(n_claim if single else None)
+    # a one-date claim takes its date's undecided objects as the detector alone would (COUNT_UNDECIDED_SINGLE):
+    # seen, they decide presence however much of the zone is hidden, as confirmed objects do
+    n_seen = n_claim + ((ub if claim.dates() == ("before",) else ua) if single and COUNT_UNDECIDED_SINGLE else 0)
+    negative = claim.rests_on_absence(n_seen if single else None)
     for date in claim.dates():
         s = states[date]
         if single and not negative:
             # objects seen in the visible part decide, however much of the zone is hidden
             if s.clear_fraction < 0.98:
                 caveats.append(f"{1 - s.clear_fraction:.0%} of {claim.zone} is not visible on the {date} date; "
-                               f"the {n_claim} object(s) seen in the visible part decide")
+                               f"the {n_seen} object(s) seen in the visible part decide")
             continue
         # a comparison is decided below from the part seen on both dates (hidden_capacity)
         need = MIN_CLEAR_FRACTION_ABSENCE if negative and single else MIN_CLEAR_FRACTION

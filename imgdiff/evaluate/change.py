@@ -138,7 +138,7 @@ def evaluate_change(root: str | Path, *, method: str | None = None, cities: Sequ
     from ..report.compare import write_change_tif
 
     root = Path(root)
-    names = list(cities) if cities else labelled_cities(root)
+    names = list(dict.fromkeys(cities)) if cities else labelled_cities(root)  # a city named twice counts once
     per: dict = {}
     tot = np.zeros(3, np.int64)
     used = method or ""
