@@ -91,7 +91,7 @@ def detect_cmd(scene: str, objects: str, zones_path: str | None, output: str, mi
 
                 haze = None
                 with naming(scene):
-                    dets = detect_aircraft(sc, zones, method=method, threshold=min_score)
+                    dets = detect_aircraft(sc, zones, method=method, min_score=min_score)
                 if zones is not None:
                     dets = dets.filter([d.zone is not None for d in dets])
         advance("write")

@@ -80,7 +80,7 @@ def detect_tiled_cli(scene: str, objects: str, zones: Any, *, min_score: float |
     else:
         from imgdiff.detect.aircraft import detect_aircraft
 
-        detector = partial(detect_aircraft, method=method, threshold=min_score)
+        detector = partial(detect_aircraft, method=method, min_score=min_score)
     on_step("detect")
     with sigterm_as_interrupt():
         dets = detect_tiled(scene, detector, bands=bands, bbox=bbox, zones=zones, tile_size=tile_size or TILE_SIZE,

@@ -122,6 +122,24 @@ def test_length_on_dev_chips_matches_the_labels(shared_data):
     assert float(np.median(np.abs(errs))) <= 0.25
 
 
+def test_a_missing_aircraft_model_file_is_an_input_error_not_the_baseline(aprons, tmp_path):
+    scene = aprons[0][0]
+    for method in ("auto", "cnn", "classical"):
+        with pytest.raises(imgdiff.errors.InputError, match="mine.onnx: aircraft model not found"):
+            detect_aircraft(scene, method=method, model_path=tmp_path / "mine.onnx")
+    with pytest.raises(ValueError, match="min_score must be in"):
+        detect_aircraft(scene, min_score=1.5)
+
+
+def test_min_score_keeps_only_scores_at_least_it_with_either_method(aprons, tmp_path):
+    scene = aprons[0][0]
+    for method in ("cnn", "classical"):
+        every = detect_aircraft(scene, method=method, min_score=0.0)
+        kept = detect_aircraft(scene, method=method, min_score=0.6)
+        assert all(d.score >= 0.6 for d in kept) and len(kept) <= len(every)
+        assert len(kept) == sum(d.score >= 0.6 for d in every)
+
+
 def test_detections_do_not_depend_on_dn_scaling(aprons):
     scene, _ = aprons[0]
     a = detect_aircraft(scene)

@@ -210,6 +210,43 @@ def test_moving_vessel_speed_and_course_from_band_offsets():
             assert d.extra["moving"] is False, j
 
 
+def test_without_b08_or_with_two_timed_bands_no_vessel_is_called_moving_and_open_water_is_unmeasured():
+    scene, truth, _ = harbour_scene(1, moving={4: 18.0, 6: 14.0})
+    no_nir = detect_vessels(scene.select(["B02", "B03", "B04"]))
+    assert len(no_nir) and all(d.extra["open_water"] is None and d.extra["moving"] is False for d in no_nir)
+    two = detect_vessels(scene.select(["B03", "B08"]))  # two band times: any two centroids lie on a line
+    assert all(d.extra["moving"] is False and d.extra["speed_kn"] is None for d in two)
+
+
+def test_detect_vessels_refuses_arguments_out_of_their_documented_ranges(harbour):
+    scene, _, _ = harbour
+    for kw in ({"min_score": 26}, {"min_score": -0.5}, {"min_score": float("nan")}, {"tta": 0}, {"tta": 9},
+               {"water_px": -1}, {"min_length_m": -5}):
+        with pytest.raises(ValueError, match="detect_vessels"):
+            detect_vessels(scene, **kw)
+
+
+@pytest.mark.shared_data
+def test_no_data_beside_land_is_not_the_open_water_a_vessel_needs(shared_data):
+    from imgdiff.detect.vessels import water_mask
+
+    from .conftest import need
+
+    s = read_scene(need(shared_data / "sen2ships" / "athens"))
+    crop = Scene({b: v[563:864, 541:874].copy() for b, v in s.bands.items()}, s.crs,
+                 s.transform * Affine.translation(541, 563), s.valid[563:864, 541:874].copy())
+    cut = np.zeros(crop.shape, bool)
+    cut[:, 160:] = True  # no data east of column 160, across quays and water alike
+    bands = {b: np.where(cut, np.nan, v).astype(np.float32) for b, v in crop.bands.items()}
+    holed = Scene(bands, crop.crs, crop.transform, crop.valid & ~cut)
+    water = water_mask(holed, invalid_is_water=False)  # no data neither water nor joining wet land to it
+    dets = detect_vessels(holed)
+    assert len(dets) > 0
+    for d in dets:  # each kept vessel has open water within 4 px of its box (detect_vessels' water_px)
+        x0, y0, x1, y1 = (int(v) for v in d.box)
+        assert water[max(0, y0 - 5):y1 + 5, max(0, x0 - 5):x1 + 5].any(), d.box
+
+
 def _by_position(boxes: np.ndarray) -> np.ndarray:
     return boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
 

@@ -237,6 +237,7 @@ def detect_aircraft(
     min_length_m: float | None = None,
     keep_outside: bool = True,
     model_path: Path | None = None,
+    min_score: float | None = None,
 ) -> Detections:
     """Detect aircraft in a scene.
 
@@ -259,6 +260,17 @@ def detect_aircraft(
         With ``zones``, keep detections outside every zone (zone None).
     model_path : Path, optional
         Another ONNX network with the same input and output.
+    min_score : float, optional
+        Keep detections whose returned score (in [0, 1], either method) is at least this. With the
+        network and no ``threshold`` it is also the heat-map threshold; the classical method's
+        ``threshold`` stays a robust z (what ``imgdiff detect --min-score`` sets).
+
+    Raises
+    ------
+    InputError
+        ``model_path`` is not a file.
+    ValueError
+        An unknown ``method``, or ``min_score`` (or the network's ``threshold``) outside [0, 1].
 
     Returns
     -------
@@ -272,8 +284,14 @@ def detect_aircraft(
         check_type(zones, Zones, "detect_aircraft: zones", ZONES_HINT)
     if method not in ("auto", "cnn", "classical"):
         raise ValueError(f"method must be 'auto', 'cnn' or 'classical', not {method!r}")
+    if model_path is not None and not Path(model_path).is_file():
+        raise InputError(f"{model_path}: aircraft model not found")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"detect_aircraft: min_score must be in [0, 1], not {min_score!r}")
     if method == "auto":
         method = "cnn" if Path(model_path or MODEL_PATH).is_file() else "classical"
+    if method == "cnn" and threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"detect_aircraft: the network's threshold is a probability in [0, 1], not {threshold!r}")
     bands = _rgb(scene)
     valid = np.asarray(scene.valid, bool) & np.all([np.isfinite(b) for b in bands], axis=0)
     if not valid.any():
@@ -303,7 +321,7 @@ def detect_aircraft(
         ))
 
     if method == "cnn":
-        thr = DEFAULT_THRESHOLD if threshold is None else threshold
+        thr = threshold if threshold is not None else (DEFAULT_THRESHOLD if min_score is None else min_score)
         maps = aircraft_maps(x, model_path=model_path)
         h, w = maps.heat.shape
         peaks = find_peaks(maps.heat, thr, radius_px=1)
@@ -320,6 +338,8 @@ def detect_aircraft(
             bw, bh = box[2] - box[0], box[3] - box[1]
             add(cx, cy, box, score, length, min(bw, bh), axis_heading_deg(bright, cx, cy))
 
+    if min_score is not None:
+        items = [d for d in items if d.score >= min_score]
     dets = sorted_detections(items, scene.crs, scene.transform, (abs(psx), abs(psy)))
     if zones is not None:
         dets = assign_zones(dets, zones, keep_outside=keep_outside)

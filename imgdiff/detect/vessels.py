@@ -364,21 +364,27 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou_max: float) -> np.ndarray:
 MIN_WATER_BODY_PX = 2000
 
 
-def water_mask(scene: Scene, *, min_area_px: int = MIN_WATER_BODY_PX) -> np.ndarray | None:
+def water_mask(scene: Scene, *, min_area_px: int = MIN_WATER_BODY_PX, invalid_is_water: bool = True
+               ) -> np.ndarray | None:
     """Open water by NDWI (B03 - B08) / (B03 + B08) > 0, invalid pixels counted as water.
 
     Only connected water bodies of at least ``min_area_px`` pixels are kept (wet roofs,
     shadows and ponds are not where ships lie).
 
     Scale-free (a ratio of two bands with one scaling). Small gaps (ships, buoys) are closed
-    by the caller's distance test. None when B03 or B08 is missing.
+    by the caller's distance test. None when B03 or B08 is missing. With ``invalid_is_water``
+    False, invalid pixels (no data) are land: a no-data region then neither counts as water nor
+    joins wet patches of land beside it into a water body (the rescorer's features read the mask
+    with them as water, as it was trained; the rule that a vessel needs open water nearby without).
     """
     if "B03" not in scene.bands or "B08" not in scene.bands:
         return None
     g, n = scene.bands["B03"], scene.bands["B08"]
     with np.errstate(invalid="ignore", divide="ignore"):
         ndwi = (g - n) / (g + n)
-    water = (~np.isfinite(ndwi) | (ndwi > 0.0)).astype(np.uint8)
+    unknown = ~np.isfinite(ndwi) | ~np.asarray(scene.valid, bool)
+    water = ((ndwi > 0.0) & ~unknown) | (unknown & invalid_is_water)
+    water = water.astype(np.uint8)
     # opening by the 4-connected cross, outside the array counting as land (as
     # scipy.ndimage.binary_opening), then 4-connected bodies: OpenCV, several times faster
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -647,9 +653,10 @@ def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, fl
                    moving_kn: float = 6.0, water: np.ndarray | None = None) -> Detection:
     """A :class:`Detection` for one box: centroid, size, heading and motion measured on the image.
 
-    A vessel counts as moving when its inter-band speed is at least ``moving_kn``, the band
-    centroids lie on a line, and it lies in open water (at least 80 % water in a 2-pixel ring
-    around it, when a ``water`` mask is given): a ship alongside a quay is stationary.
+    A vessel counts as moving when its inter-band speed is at least ``moving_kn``, the centroids of
+    three bands or more lie on a line, and it lies in open water (at least 80 % water in a 2-pixel ring
+    around it): a ship alongside a quay is stationary. Without a ``water`` mask (no B03 or B08)
+    ``extra["open_water"]`` is None and no vessel counts as moving.
     """
     psx, psy = scene.pixel_size_m
     rows, cols = bright.shape
@@ -657,7 +664,7 @@ def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, fl
     ib = (max(ib[0], 0), max(ib[1], 0), min(max(ib[2], ib[0] + 1), cols), min(max(ib[3], ib[1] + 1), rows))
     mask, (ox, oy) = _ship_mask(bright, ib, grow=2)
     extra: dict = {"moving": False, "speed_kn": None}
-    open_water = True
+    open_water: bool | None = None  # not measured without a water mask (B03 and B08)
     if water is not None and mask.any():
         h, w = mask.shape
         ring = ndi.binary_dilation(mask, iterations=3) & ~ndi.binary_dilation(mask, iterations=1)
@@ -691,7 +698,9 @@ def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, fl
         # shifts it too); a speed only for a vessel judged under way
         extra["apparent_speed_kn"] = round(speed_kn, 1)
         extra["fit_residual_px"] = round(resid, 3)
-        moving = speed_kn >= moving_kn and resid < 0.35 and open_water
+        # a line through the band centroids is tested only with 3 timed bands or more (two always lie on one)
+        timed = len({BAND_TIME_S[b] for b in BAND_TIME_S if b in scene.bands})
+        moving = speed_kn >= moving_kn and resid < 0.35 and timed >= 3 and open_water is True
         extra["moving"] = bool(moving)
         if moving:
             extra["speed_kn"] = round(speed_kn, 1)
@@ -751,8 +760,8 @@ def detect_vessels(
         Network passes averaged over mirrored/transposed images, 1 to 8 (time grows in proportion;
         the default threshold was chosen with 8).
     water_px : float or None
-        Drop vessels with no open water (NDWI > 0) within this many pixels of their box
-        (needs B03 and B08; None: keep all).
+        Drop vessels with no open water (NDWI > 0, valid pixels: no-data is not water) within this
+        many pixels of their box (needs B03 and B08; None: keep all).
     levels : dict, optional
         Band name -> (low, reference) input levels (:func:`band_levels`) measured on the whole
         scene, when ``scene`` is one window of it (:func:`imgdiff.tiles.detect_tiled`); default
@@ -782,10 +791,23 @@ def detect_vessels(
         (course if moving, else the hull axis in [0, 180)), ``extra["moving"]``, ``extra["speed_kn"]``
         (knots, for a moving vessel; None for a stationary one or where not measurable) and
         ``extra["apparent_speed_kn"]`` (the inter-band shift of the hull mask as a speed, also for a
-        stationary vessel, where a quay or a neighbour in the mask makes it up); with the rescorer,
-        ``extra["network_score"]`` is the network's own centre probability.
+        stationary vessel, where a quay or a neighbour in the mask makes it up), ``extra["open_water"]``
+        (None without B03 and B08: not measured); with the rescorer, ``extra["network_score"]`` is the
+        network's own centre probability.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``method``; ``min_score`` outside [0, 1]; ``tta`` not 1 to 8; a negative ``water_px``
+        or ``min_length_m``.
     """
     check_type(scene, Scene, "detect_vessels: scene", "read it with imgdiff.read_scene(path)")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"detect_vessels: min_score must be in [0, 1], not {min_score!r}")
+    if not (isinstance(tta, (int, np.integer)) and 1 <= tta <= 8):
+        raise ValueError(f"detect_vessels: tta must be 1 to 8 network passes, not {tta!r}")
+    if (water_px is not None and not water_px >= 0) or not min_length_m >= 0:
+        raise ValueError(f"detect_vessels: water_px and min_length_m must be >= 0, not {water_px!r} and {min_length_m!r}")
     if zones is not None:
         check_type(zones, Zones, "detect_vessels: zones", ZONES_HINT)
     if method not in ("auto", "cnn", "classical"):
@@ -807,8 +829,9 @@ def detect_vessels(
         clear = scene
         if use_rescore:  # the rescorer reads the bands, the water mask NDWI, without path radiance
             clear, water = remove_haze(scene, water, haze)
-        if water is not None and water_px is not None:
-            keep = near_water(boxes, water, water_px)
+        if water is not None and water_px is not None:  # no data beside land is not open water
+            strict = water if np.asarray(scene.valid, bool).all() else water_mask(clear, invalid_is_water=False)
+            keep = near_water(boxes, strict, water_px)
             boxes, scores = boxes[keep], scores[keep]
         if use_rescore:
             trees = vf.load_rescorer(rescorer_path)
