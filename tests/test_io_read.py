@@ -514,3 +514,44 @@ def test_a_gdal_mask_band_marks_pixels_as_no_data(tmp_path):
     s = read_scene(tmp_path)
     assert not s.valid[:, :5].any() and s.valid[:, 5:].all()
     assert np.isnan(s.bands["B02"][:, :5]).all()
+
+
+def test_two_known_dates_on_either_side_of_the_baseline_change_keep_their_own_offsets(tmp_path):
+    """2021 without the +1000 DN offset, 2023 with it: a hazier older date (0.1 brighter) is no reason to
+    read the newer one without its offset."""
+    from imgdiff.io.read import harmonise_scaling
+
+    for day, level in (("2021-06-01", 2500), ("2023-06-01", 2400)):
+        (tmp_path / day).mkdir()
+        for b in ("B02", "B03", "B04"):
+            write_band(tmp_path / day / f"{b}.tif", dn(level))
+    before, after = read_scene(tmp_path / "2021-06-01"), read_scene(tmp_path / "2023-06-01")
+    b, a = harmonise_scaling(before, after)
+    assert b.meta["radiometry"]["B02"]["offset"] == 0.0 and a.meta["radiometry"]["B02"]["offset"] == -0.1
+    assert_allclose(np.median(a.bands["B02"]), 0.14, atol=0.003)
+
+
+def test_a_processing_baseline_tag_gives_the_offset_and_info_shows_it(tmp_path):
+    from imgdiff.io.inspect import describe_scene
+
+    d = tmp_path / "l_20180101"
+    d.mkdir()
+    for b in ("B02", "B03", "B04"):
+        write_band(d / f"{b}.tif", dn(2000), tags={"PROCESSING_BASELINE": "05.00"})
+    s = read_scene(d)
+    assert s.meta["radiometry"]["B02"]["offset"] == -0.1 and "processing baseline" in s.meta["radiometry"]["B02"]["source"]
+    assert describe_scene(d)["processing_baseline"] == "05.00"
+
+
+def test_float_digital_numbers_keep_zero_fill_as_no_data(tmp_path):
+    for dtype in ("uint16", "float32"):
+        d = tmp_path / f"fill_{dtype}_20230101"
+        d.mkdir()
+        for b, v in (("B02", 2400), ("B03", 2300), ("B04", 2200), ("B08", 3500)):
+            a = dn(v, (64, 64)).astype(dtype)
+            a[:8] = 0  # zero-fill: outside the swath
+            write_band(d / f"{b}.tif", a)
+    u, f = read_scene(tmp_path / "fill_uint16_20230101"), read_scene(tmp_path / "fill_float32_20230101")
+    assert u.valid_fraction() == f.valid_fraction() == 56 / 64
+    assert f.meta["radiometry"]["B02"]["offset"] == u.meta["radiometry"]["B02"]["offset"] == -0.1
+    assert_allclose(np.nanmedian(f.bands["B02"]), np.nanmedian(u.bands["B02"]), atol=1e-4)

@@ -569,3 +569,20 @@ def test_tiled_compare_reports_the_dates_bands_and_radiometry_the_whole_scene_co
     for date in ("before", "after"):
         for key in ("date", "bands", "radiometry", "processing_baseline"):
             assert tiled["inputs"][date][key] == whole["inputs"][date][key], (date, key)
+
+
+def test_tiled_compare_gives_both_dates_one_scaling_as_the_whole_scene_compare_does(tmp_path: Path):
+    """A Copernicus Browser raw export (x 65535) beside a renamed copy of it too dark for the level rule:
+    the copy is read as x 65535 like its partner, tiled or not."""
+    refl = _field((300, 280), 11) * 0.5  # dark water-like levels: under 20,000 DN at x 65535
+    for folder, raw_names in (("before", True), ("after", False)):
+        (tmp_path / folder).mkdir()
+        for i, b in enumerate(BANDS):
+            name = f"2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_{b}_(Raw).tiff" if raw_names else f"{b}.tif"
+            write_band(tmp_path / folder / name, np.round(refl[i] * 65535).astype(np.uint16), transform=TRANSFORM)
+    b, a = tmp_path / "before", tmp_path / "after"
+    tiled = compare_tiled(b, a, tmp_path / "t", tile_size=128, overlap=16, workers=1, method="cva-otsu")
+    whole = imgdiff.write_compare(imgdiff.compare(b, a, method="cva-otsu"), tmp_path / "w")
+    for report in (tiled, whole):
+        assert report["inputs"]["after"]["radiometry"]["B02"]["scale"] == pytest.approx(1 / 65535)
+        assert report["change"]["changed_pixels"] == 0

@@ -124,8 +124,13 @@ def _consistent_offsets(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     def x10000(r: dict[str, Any]) -> bool:  # DN/10000, with or without the offset, however decided
         return abs(float(r["scale"]) - 1e-4) < 1e-12 and float(r["offset"]) in (0.0, -0.1)
 
+    def dated(r: dict[str, Any]) -> bool:  # the offset the acquisition date gives, kept (not dropped by the 1 % rule)
+        return "acquired" in r["source"]
+
+    # two known dates on either side of 2022-01-25 differ in their offsets rightly: only a guess on one
+    # date (no date known, or the offset dropped by its numbers) is weighed against the other date
     bands = [b for b in rb if b in ra and x10000(rb[b]) and x10000(ra[b]) and (guessed(rb[b]) or guessed(ra[b]))
-             and float(rb[b]["offset"]) != float(ra[b]["offset"])]
+             and float(rb[b]["offset"]) != float(ra[b]["offset"]) and not (dated(rb[b]) and dated(ra[b]))]
     if not bands or not before.valid.any() or not after.valid.any():
         return before, after
 

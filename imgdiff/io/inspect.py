@@ -91,7 +91,7 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
         "shape": ref["shape"],
         "pixel_size_m": [round(v, 3) for v in pixel_size_m(crs, ref["transform"], ref["bounds"])],
         "date": date.isoformat() if date else None,
-        "processing_baseline": product.get("baseline"),
+        "processing_baseline": product.get("baseline") or ref["tags"].get("PROCESSING_BASELINE") or None,
         "valid_fraction": round(valid, 4),
         "bands": entries,
     }

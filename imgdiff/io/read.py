@@ -37,6 +37,7 @@ import datetime as _dt
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,8 @@ def read_scene(
         acq = product.get("date") or date_from_tags(infos[ref][7]) or date_from_sidecar(ref.path)
         acq = acq or date_from_text(ref.path.name) or date_from_text(str(path.resolve()))
 
+    # the product's baseline: SAFE metadata, else the PROCESSING_BASELINE tag (imgdiff fetch writes it)
+    baseline = product.get("baseline") or infos[ref][7].get("PROCESSING_BASELINE") or None
     arrays: dict[str, np.ndarray] = {}
     radiometry: dict[str, dict[str, Any]] = {}
     zero: np.ndarray | None = None  # DN 0 in every band read on the reference grid: fill
@@ -209,7 +212,7 @@ def read_scene(
             band_id = _safe_band_id(s.name)
             rad = choose_radiometry(
                 dtype, band_scale=b_scale, band_offset=b_offset, source_name=s.path.name, date=acq,
-                baseline=product.get("baseline"), quantification=product.get("quantification"),
+                baseline=baseline, quantification=product.get("quantification"),
                 dn_offset=product["offsets"].get(band_id),
             )
         radiometry[s.name] = {"scale": rad.scale, "offset": rad.offset, "source": rad.source}
@@ -246,7 +249,7 @@ def read_scene(
         "window": {"col_off": int(window.col_off), "row_off": int(window.row_off),
                    "width": out_shape[1], "height": out_shape[0]},
         "full_shape": list(shape),
-        "processing_baseline": product.get("baseline") or infos[ref][7].get("PROCESSING_BASELINE") or None,
+        "processing_baseline": baseline,
         "radiometry": radiometry,
     }
     if unplaced:
@@ -257,10 +260,19 @@ def read_scene(
     floats = [s for s in sources if radiometry[s.name]["source"] == _FLOAT_RULE]
     if floats and _high_p99(scene, [s.name for s in floats], FLOAT_DN_LEVEL) > FLOAT_DN_LEVEL:
         # float digital numbers (e.g. a product converted to float to apply a gain): scale them as
-        # the integer numbers they stand for, by name or convention
+        # the integer numbers they stand for, by name or convention, zero-fill included (0 in every
+        # band is no data, as in the integers; read as taken, before the rescaling moves it)
+        fill = np.logical_and.reduce([scene.bands[s.name] == 0 for s in floats]) if len(floats) == len(sources) else None
         for s in floats:
-            rad = choose_radiometry("uint16", source_name=s.path.name, date=acq, baseline=product.get("baseline"))
+            rad = choose_radiometry("uint16", source_name=s.path.name, date=acq, baseline=baseline)
             scene = rescaled(scene, [s.name], Radiometry(rad.scale, rad.offset, f"{rad.source} (float digital numbers)"))
+        if fill is not None and fill.any():
+            if fill.all():
+                raise EmptySceneError(f"{path}: no valid pixel{' inside the bbox' if bbox is not None else ''} "
+                                      "(all zero-filled)")
+            valid = scene.valid & ~fill
+            scene = replace(scene, bands={b: np.where(valid, v, np.nan).astype(np.float32) for b, v in scene.bands.items()},
+                            valid=valid)
     return infer_raw_scaling(drop_impossible_offset(scene))
 
 

@@ -38,7 +38,7 @@ from .methods import (
     otsu_threshold,
     pick_tiled_method,
 )
-from .reading import GDAL_CACHE_BYTES, StripReader, work_grid
+from .reading import GDAL_CACHE_BYTES, StripReader, pair_probes, work_grid
 from .samples import WARP_KERNEL, SampleEstimate, _excluded, _read_pair, estimate_on_samples
 from .tiling import CHANGE_OVERLAP, MLP_TILE_SIZE, TILE_SIZE, Tile, map_bounded, one_thread_per_worker, tile_grid
 
@@ -106,6 +106,9 @@ class TiledChange:
         The keys of :meth:`imgdiff.compare.CompareResult.statistics`.
     tiles : int
         Number of tiles.
+    probes : (Scene or None, Scene or None)
+        The windows whose scaling and date each date's tiles were read with
+        (:func:`imgdiff.tiles.reading.pair_probes`).
     """
 
     grid: Grid
@@ -115,6 +118,7 @@ class TiledChange:
     statistics: dict
     tiles: int
     tile_size: int = TILE_SIZE
+    probes: tuple[Scene | None, Scene | None] = (None, None)
 
 
 def write_change_tiled(
@@ -193,7 +197,9 @@ def write_change_tiled(
         raise ValueError(f"overlap must be at least {max(mmu_px, 8)} px (got {overlap})")
     names = list(bands) if bands else [s.name for s in find_band_sources(before)]
     method = pick_tiled_method(method, names)
-    est = estimate_on_samples(before, after, grid, names, register=register, method=method, workers=workers)
+    probes = pair_probes(before, after, grid, names)  # one scaling for both dates, as imgdiff.compare reads a pair
+    est = estimate_on_samples(before, after, grid, names, register=register, method=method, workers=workers,
+                              probes=probes)
     tile_size = tile_size or MLP_TILE_SIZE
     tiles = tile_grid(grid.shape, tile_size, overlap)
     edges = np.linspace(0.0, est.magnitude_max, HIST_BINS + 1)
@@ -247,7 +253,8 @@ def write_change_tiled(
         def read_tiles() -> Iterator[tuple[Tile, Scene | None, Scene | None]]:
             # one reader per scene (every compressed block is decoded once); the before scene's
             # window is read on a second thread while this one reads the after scene's
-            with StripReader(before, grid, names) as rb, StripReader(after, grid, names) as ra, \
+            with StripReader(before, grid, names, probe=probes[0]) as rb, \
+                    StripReader(after, grid, names, probe=probes[1]) as ra, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgdiff-read") as pool:
                 for tile in tiles:
                     yield tile, *_read_pair(pool, rb, ra, tile.read)
@@ -346,17 +353,15 @@ def write_change_tiled(
         "magnitude_p99": _hist_percentile(hist, edges, 99),
     }
     return TiledChange(grid=grid, estimate=est, threshold=thr, method=method, statistics=stats, tiles=len(tiles),
-                       tile_size=tile_size)
+                       tile_size=tile_size, probes=probes)
 
 
-def _source_entry(path: str | Path, bands: Sequence[str] | None, grid: Grid) -> dict[str, Any]:
+def _source_entry(path: str | Path, probe: Scene | None, bands: Sequence[str] | None, grid: Grid) -> dict[str, Any]:
     """The report's ``inputs`` entry of one scene, as :func:`imgdiff.report.compare.compare_report` writes it:
-    its date, bands, processing baseline and radiometry decided as :func:`imgdiff.read_scene` decides them
-    (from the same probe window the tile reader decides them on, :func:`imgdiff.tiles.reading._probe`)."""
+    its date, bands, processing baseline and radiometry, those of the probe window its tiles were read by
+    (:attr:`TiledChange.probes`: decided as :func:`imgdiff.read_scene` decides them, one scaling for the pair)."""
     from ..io.read import date_from_text
-    from .reading import _probe
 
-    probe = _probe(path, grid, bands)
     meta = probe.meta if probe is not None else {}
     d = (probe.date if probe is not None else None) or date_from_text(Path(path).name) \
         or date_from_text(str(Path(path).resolve()))
@@ -403,7 +408,7 @@ def compare_tiled(
     def change(p: Path) -> None:
         res = write_change_tiled(p, before, after, bands=bands, bbox=bbox, tile_size=tile_size, overlap=overlap,
                                  register=register, method=method, workers=workers, on_tile=on_tile)
-        eb, ea = _source_entry(before, bands, res.grid), _source_entry(after, bands, res.grid)
+        eb, ea = (_source_entry(p, probe, bands, res.grid) for p, probe in zip((before, after), res.probes))
         days = None
         if eb["date"] and ea["date"]:
             import datetime as dt

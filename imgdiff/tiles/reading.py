@@ -113,7 +113,7 @@ class StripReader:
     """
 
     def __init__(self, path: str | Path, grid: Grid, bands: Sequence[str] | None = None, *,
-                 sequential: bool = True) -> None:
+                 sequential: bool = True, probe: Scene | None = None) -> None:
         from ..io.read import Radiometry, find_band_sources
 
         self.path, self.grid, self.bands = path, grid, bands
@@ -126,7 +126,8 @@ class StripReader:
             if any(b not in by_name for b in bands):
                 return  # read_window raises the proper error
             sources = [by_name[b] for b in bands]
-        probe = _probe(path, grid, bands)  # radiometry, date: exactly as read_scene decides them
+        if probe is None:  # radiometry, date: exactly as read_scene decides them (or a pair's, pair_probes)
+            probe = _probe(path, grid, bands)
         if probe is None:
             return
         self._date, self._meta = probe.date, dict(probe.meta)
@@ -210,6 +211,20 @@ class StripReader:
         meta = dict(self._meta, window={"col_off": c0, "row_off": r0, "width": c1 - c0, "height": r1 - r0})
         sub = self.grid.transform * Affine.translation(x0, y0)
         return Scene(bands=arrays, crs=self.grid.crs, transform=sub, valid=valid, date=self._date, meta=meta)
+
+
+def pair_probes(before: str | Path, after: str | Path, grid: Grid, bands: Sequence[str] | None
+                ) -> tuple[Scene | None, Scene | None]:
+    """The probe windows (:func:`_probe`) of both dates of a pair, with one scaling where only one of them
+    says what it is (:func:`imgdiff.io.harmonise.harmonise_scaling`, as :func:`imgdiff.compare` reads a
+    pair): the tile readers of both dates (:class:`StripReader` ``probe=``) convert their digital numbers
+    by these windows' records."""
+    from ..io.harmonise import harmonise_scaling
+
+    pb, pa = _probe(before, grid, bands), _probe(after, grid, bands)
+    if pb is None or pa is None:
+        return pb, pa
+    return harmonise_scaling(pb, pa)
 
 
 #: Half side (pixels) of the windows :func:`_probe` reads.

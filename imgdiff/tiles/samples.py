@@ -168,13 +168,15 @@ def estimate_on_samples(
     method: str = "cva-otsu",
     chip: int = 512,
     workers: int = 2,
+    probes: tuple[Scene | None, Scene | None] = (None, None),
 ) -> SampleEstimate:
     """Estimate the shift, the radiometric normalisation and the magnitude range on sample windows.
 
     The shift is the median of the windows' phase-correlation shifts with reliability
     >= 0.5 (the most reliable window if none reaches it); the normalisation is fitted on
     the windows' common clear pixels after warping. Windows are co-registered and masked
-    on ``workers`` threads.
+    on ``workers`` threads. ``probes`` are the two dates' probe windows whose scaling the readers
+    use (:func:`imgdiff.tiles.reading.pair_probes`; default each date's own).
 
     Raises
     ------
@@ -188,8 +190,8 @@ def estimate_on_samples(
     shifts = []
     problems = []
     readers = ExitStack()  # the files stay open for all sample windows (blocks shared by windows decoded once)
-    rb = readers.enter_context(StripReader(before, grid, names, sequential=False))
-    ra = readers.enter_context(StripReader(after, grid, names, sequential=False))
+    rb = readers.enter_context(StripReader(before, grid, names, sequential=False, probe=probes[0]))
+    ra = readers.enter_context(StripReader(after, grid, names, sequential=False, probe=probes[1]))
     # the two scenes' windows are decoded on two threads (one file handle each)
     pool = readers.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgdiff-sample"))
 
