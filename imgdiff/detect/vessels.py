@@ -382,8 +382,10 @@ def water_mask(scene: Scene, *, min_area_px: int = MIN_WATER_BODY_PX, invalid_is
     g, n = scene.bands["B03"], scene.bands["B08"]
     with np.errstate(invalid="ignore", divide="ignore"):
         ndwi = (g - n) / (g + n)
-    unknown = ~np.isfinite(ndwi) | ~np.asarray(scene.valid, bool)
-    water = ((ndwi > 0.0) & ~unknown) | (unknown & invalid_is_water)
+    if invalid_is_water:
+        water = ~np.isfinite(ndwi) | (ndwi > 0.0)
+    else:
+        water = np.isfinite(ndwi) & (ndwi > 0.0) & np.asarray(scene.valid, bool)
     water = water.astype(np.uint8)
     # opening by the 4-connected cross, outside the array counting as land (as
     # scipy.ndimage.binary_opening), then 4-connected bodies: OpenCV, several times faster
