@@ -28,7 +28,7 @@ def eval_aircraft_cmd(data: str, min_length: float, method: str, threshold: floa
 
     def detector(scene):
         with naming(scene.meta.get("source")):
-            return detect_aircraft(scene, method=method, threshold=threshold)
+            return detect_aircraft(scene, method=method, min_score=threshold)
 
     n = len(chip_dirs(data))  # fail early on a bad folder
     with counter(n, "chips", show_progress(as_json)) as tick:

@@ -586,3 +586,23 @@ def test_tiled_compare_gives_both_dates_one_scaling_as_the_whole_scene_compare_d
     for report in (tiled, whole):
         assert report["inputs"]["after"]["radiometry"]["B02"]["scale"] == pytest.approx(1 / 65535)
         assert report["change"]["changed_pixels"] == 0
+
+
+def test_a_damaged_input_block_met_while_writing_the_change_map_is_an_input_error_naming_the_file(tmp_path: Path):
+    from imgdiff.errors import InputError
+
+    refl = _field((320, 320), 5)
+    for folder in ("before", "after"):
+        (tmp_path / folder).mkdir()
+        for i, b in enumerate(BANDS):
+            _write_tiled(tmp_path / folder / f"{b}.tif", np.round(refl[i] * 10000).astype(np.uint16), 10.0)
+    bad = tmp_path / "after" / "B08.tif"
+    with rasterio.open(bad) as ds:  # the header stays whole; a block far from the probe windows is damaged
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_4_4", "TIFF", bidx=1))
+    data = bytearray(bad.read_bytes())
+    data[offset:offset + 64] = b"\x55" * 64
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"after/B08\.tif: cannot read .*truncated or corrupt"):
+        compare_tiled(tmp_path / "before", tmp_path / "after", tmp_path / "out", tile_size=128, overlap=16,
+                      workers=1, method="cva-otsu")
+    assert not (tmp_path / "out" / "change.tif").exists()

@@ -221,9 +221,10 @@ def test_without_b08_or_with_two_timed_bands_no_vessel_is_called_moving_and_open
 def test_detect_vessels_refuses_arguments_out_of_their_documented_ranges(harbour):
     scene, _, _ = harbour
     for kw in ({"min_score": 26}, {"min_score": -0.5}, {"min_score": float("nan")}, {"tta": 0}, {"tta": 9},
-               {"water_px": -1}, {"min_length_m": -5}):
+               {"tta": 2.5}, {"tta": True}, {"tta": float("nan")}, {"water_px": -1}, {"min_length_m": -5}):
         with pytest.raises(ValueError, match="detect_vessels"):
             detect_vessels(scene, **kw)
+    assert len(detect_vessels(scene, tta=2.0)) == len(detect_vessels(scene, tta=np.int64(2)))  # whole numbers pass
 
 
 @pytest.mark.shared_data

@@ -209,3 +209,10 @@ def test_misspellings_are_near_or_truncated_known_keys_that_are_missing():
 def test_a_manifest_key_given_twice_is_refused_naming_it(tmp_path):
     with pytest.raises(InputError, match=r"key 'bbox' is given twice \(line 2"):
         read_manifest(_manifest(tmp_path, "bbox: [35.83, 34.89, 35.88, 34.92]\nbbox: [0, 0, 1, 1]\n" + SCENES))
+
+
+def test_yaml_anchors_and_merge_keys_still_read(tmp_path):
+    m = read_manifest(_manifest(tmp_path, "defaults: &d {cloud_fraction: 0.1}\nscenes:\n"
+                                          "  - {<<: *d, date: 2024-01-01, path: d1}\n  - {<<: *d, date: 2024-01-06, path: d2}\n"))
+    assert [s.cloud_fraction for s in m.scenes] == [0.1, 0.1]
+

@@ -806,8 +806,11 @@ def detect_vessels(
     check_type(scene, Scene, "detect_vessels: scene", "read it with imgdiff.read_scene(path)")
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise ValueError(f"detect_vessels: min_score must be in [0, 1], not {min_score!r}")
-    if not (isinstance(tta, (int, np.integer)) and 1 <= tta <= 8):
+    whole = (not isinstance(tta, bool) and isinstance(tta, (int, float, np.integer, np.floating))
+             and math.isfinite(tta) and float(tta).is_integer())
+    if not (whole and 1 <= tta <= 8):
         raise ValueError(f"detect_vessels: tta must be 1 to 8 network passes, not {tta!r}")
+    tta = int(tta)
     if (water_px is not None and not water_px >= 0) or not min_length_m >= 0:
         raise ValueError(f"detect_vessels: water_px and min_length_m must be >= 0, not {water_px!r} and {min_length_m!r}")
     if zones is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import rasterio
 import rasterio.errors
 
-from ..errors import OutputError
+from ..errors import ImgdiffError, OutputError
 from ..grid import Grid
 from .layout import read_failure
 
@@ -37,6 +37,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         try:
             yield tmp_path
+        except ImgdiffError:
+            raise  # an input's problem (InputError is an OSError too), already named
         except OSError as e:
             raise OutputError(f"{path}: cannot write ({_why(e)})") from None
         os.chmod(tmp_path, 0o666 & ~_umask())
@@ -92,7 +94,8 @@ def write_outputs(outdir: Path, writers: Mapping[str, Callable[[Path], None]]) -
     """Run each writer on a temporary file, then move all of them into place together.
 
     If any writer fails, nothing is moved and the temporaries are removed; a writer's ``OSError`` (a
-    full disk, a quota) becomes an :class:`OutputError` naming the output.
+    full disk, a quota) becomes an :class:`OutputError` naming the output, unless it is imgdiff's own
+    (an :class:`~imgdiff.errors.InputError` from reading an input while writing), which passes as it is.
     """
     temps: dict[str, Path] = {}
     try:
@@ -102,6 +105,8 @@ def write_outputs(outdir: Path, writers: Mapping[str, Callable[[Path], None]]) -
             temps[name] = Path(tmp)
             try:
                 write(temps[name])
+            except ImgdiffError:
+                raise  # an input's problem (InputError is an OSError too), already named
             except OSError as e:
                 raise OutputError(f"{outdir / name}: cannot write ({_why(e)})") from None
         folders = [outdir / name for name in temps if (outdir / name).is_dir()]

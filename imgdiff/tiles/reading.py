@@ -24,8 +24,9 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from .._gdal_memory import IN_MEMORY_DATASETS
-from ..errors import EmptySceneError, ImgdiffError, NoOverlapError
+from ..errors import EmptySceneError, ImgdiffError, InputError, NoOverlapError
 from ..grid import Grid
+from ..io.layout import read_failure
 from ..io.read import SCENE_FRAME, BBox, bbox_window, find_band_sources, georeferencing, open_raster, read_scene
 from ..scene import Scene
 
@@ -301,10 +302,21 @@ class _BandStrip:
 
     def dn(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Digital numbers of rows [r0, r1) and columns [c0, c1): from the strip, or read directly
-        (random windows: the file stays open, so GDAL's block cache serves blocks read before)."""
-        if self.sequential:
-            return self.rows(r0, r1)[:, c0:c1]
-        return self.ds.read(self.index, window=Window(c0, r0, c1 - c0, r1 - r0))
+        (random windows: the file stays open, so GDAL's block cache serves blocks read before).
+
+        Raises
+        ------
+        InputError
+            A block of the file cannot be decoded (named, with GDAL's reason): a problem of the input,
+            not of the output the tiles are written to.
+        """
+        try:
+            if self.sequential:
+                return self.rows(r0, r1)[:, c0:c1]
+            return self.ds.read(self.index, window=Window(c0, r0, c1 - c0, r1 - r0))
+        except RasterioError as e:
+            raise InputError(f"{self.source.path}: cannot read ({read_failure(e)}); the file may be truncated or "
+                             "corrupt") from None
 
     def resampled(self, crs: Any, dst_transform: Affine, dst_shape: tuple[int, int]) -> np.ndarray:
         """Bilinear resampling onto a destination grid, as :func:`imgdiff.io.read.read_scene` does it."""
