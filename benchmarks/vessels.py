@@ -6,6 +6,7 @@ Run by hand::
                                             # (cnn = network + rescorer, cnn-only = rescore=False)
     python benchmarks/vessels.py --folds    # held-out scores through detect_vessels (see below)
     python benchmarks/vessels.py --clouds   # the same, with cumulus pasted over each port's open water
+    python benchmarks/vessels.py --lengths  # detected against labelled lengths (the shipped detector)
 
 The dev ports are the training set of the shipped model, so its scores here are in-sample; the honest
 held-out estimate is the nested leave-one-port-out figure recorded by ``training/train_vessel_rescore.py``
@@ -170,14 +171,38 @@ def held_out(folds: Path) -> None:
     print(_row(pool(rows)))
 
 
+def lengths() -> None:
+    """Detected length against the labelled box's long side on the dev ports (shipped detector), over the
+    matched ships whose box is clearly elongated (long side at least twice the short): an axis-aligned
+    box's long side is then the hull's length."""
+    from imgdiff.evaluate.detection import match_detections
+
+    ratio, beam = [], []
+    for d in scene_dirs(data_dir() / "sen2ships"):
+        scene = read_scene(d)
+        psx, psy = scene.pixel_size_m
+        dets, gt = detect_vessels(scene), read_gt(d)
+        for i, j in match_detections(dets.boxes, dets.scores, gt).pairs:
+            w, h = (gt[j][2] - gt[j][0]) * psx, (gt[j][3] - gt[j][1]) * psy
+            if max(w, h) >= 2 * min(w, h):
+                ratio.append(dets.items[i].length_m / max(w, h))
+                beam.append(dets.items[i].width_m / min(w, h))
+    q = np.percentile(ratio, [25, 50, 75])
+    print(f"lengths: {len(ratio)} matched elongated ships; detected / labelled length median {q[1]:.2f} "
+          f"(IQR {q[0]:.2f}-{q[2]:.2f}); beam median {np.median(beam):.2f}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", nargs="?", type=Path, const=fold_paths().root, default=None, metavar="DIR",
                     help="held-out scores with the fold detectors of DIR (default $IMGDIFF_FOLDS_DIR) only")
     ap.add_argument("--clouds", nargs="?", type=Path, const=fold_paths().root, default=None, metavar="DIR",
                     help="the same with cumulus pasted over each port's water (see above)")
+    ap.add_argument("--lengths", action="store_true", help="detected against labelled lengths (shipped detector)")
     args = ap.parse_args()
-    if args.clouds is not None:
+    if args.lengths:
+        lengths()
+    elif args.clouds is not None:
         clouds(args.clouds)
     elif args.folds is not None:
         held_out(args.folds)
