@@ -332,3 +332,22 @@ def test_tiled_inference_matches_whole_scene_inference(aprons):
     tiled = mod.aircraft_maps(x)
     whole = mod._sigmoid(mod._run_tta(x, mod.MODEL_PATH)[0])
     np.testing.assert_allclose(tiled.heat, whole, atol=0.02)
+
+
+@pytest.mark.shared_data
+def test_no_aircraft_is_kept_on_the_edge_of_a_no_data_region(shared_data):
+    from scipy import ndimage as ndi
+
+    data = need(shared_data / "aircraft_s2sim")
+    near_edge = 0
+    for d in sorted(c for c in data.iterdir() if (c / "aircraft.json").is_file())[::8][:20]:
+        s = imgdiff.read_scene(d)
+        h, w = s.shape
+        yy, xx = np.mgrid[:h, :w]
+        cut = xx + yy > (h + w) * 0.6  # no data beyond a diagonal
+        holed = replace(s, bands={b: np.where(cut, np.nan, v).astype(np.float32) for b, v in s.bands.items()},
+                        valid=s.valid & ~cut)
+        dist = ndi.distance_transform_edt(~cut)
+        near_edge += sum(dist[int(x.centroid[1]), int(x.centroid[0])] <= 2 for x in detect_aircraft(holed))
+    assert near_edge == 0
+

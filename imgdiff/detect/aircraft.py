@@ -178,6 +178,10 @@ def _rgb(scene: Scene) -> list[np.ndarray]:
     return [np.asarray(scene.bands[b], np.float32) for b in RGB_BANDS]
 
 
+#: Detections whose centre lies this close to no data (pixels) are dropped: false alarms along no-data edges.
+NODATA_MARGIN_PX = 2
+
+
 def _land_mask(scene: Scene) -> np.ndarray | None:
     """False on vegetation (NDVI > 0.35, from B08) and water (MNDWI > 0.3, from B03/B11); None if neither band."""
     bad = None
@@ -298,7 +302,11 @@ def detect_aircraft(
         raise EmptySceneError("the scene holds no valid pixel in B02, B03, B04; nothing to detect aircraft in")
     x = normalised_stack(bands, **(norm_params(str(model_path or MODEL_PATH)) if method == "cnn" else {}))
     land = _land_mask(scene)
-    keep_px = valid if land is None else (valid & land)
+    # a centre within NODATA_MARGIN_PX of no data is not kept: the network reads the no-data edge as an
+    # object's outline (the edge of the array is no such edge)
+    inside = cv2.erode(valid.astype(np.uint8), np.ones((2 * NODATA_MARGIN_PX + 1,) * 2, np.uint8),
+                       borderType=cv2.BORDER_CONSTANT, borderValue=1).astype(bool) if not valid.all() else valid
+    keep_px = inside if land is None else (inside & land)
     psx, psy = scene.pixel_size_m
     px_m = math.sqrt(abs(psx * psy))
     bright = x.mean(axis=0)
