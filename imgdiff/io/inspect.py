@@ -12,10 +12,9 @@ from rasterio.errors import RasterioError
 from rasterio.transform import array_bounds
 from rasterio.warp import transform_bounds
 
-from ..errors import InputError
 from ..scene import pixel_size_m
 from .georeferencing import LOCAL_FRAME, bbox_window, georeferencing, is_georeferenced
-from .layout import find_band_sources, open_raster, read_failure, select_bands
+from .layout import find_band_sources, open_raster, select_bands, unreadable
 from .metadata import date_from_sidecar, date_from_tags, date_from_text, find_product_metadata, parse_product_metadata
 from .read import check_compatible, check_local_frame
 
@@ -72,7 +71,7 @@ def describe_scene(path: str | Path, bands: Sequence[str] | None = None) -> dict
                     ref = {"crs": crs, "transform": tr, "bounds": tuple(bounds),
                            "shape": [h, w], "tags": ds.tags(), "path": s.path, "source": s}
         except RasterioError as e:
-            raise InputError(f"{s.path}: cannot read ({read_failure(e)}); the file may be truncated or corrupt") from None
+            raise unreadable(s.path, e) from None
         entries.append(entry)
     assert ref is not None
     check_compatible(sources, crs_of, ref["source"])  # as read_scene does: one CRS for every band, and
@@ -121,4 +120,4 @@ def check_decodes(path: str | Path, bands: Sequence[str] | None = None, bbox: Se
                     if wanted is None or intersect([block, wanted]):
                         ds.read(s.index, window=block)
         except RasterioError as e:
-            raise InputError(f"{s.path}: cannot read ({read_failure(e)}); the file may be truncated or corrupt") from None
+            raise unreadable(s.path, e) from None

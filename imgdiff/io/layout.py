@@ -50,6 +50,12 @@ def read_failure(exc: BaseException) -> str:
     return one_line(cause) if cause is not None and "previous exception" in str(exc) else one_line(exc)
 
 
+def unreadable(path: str | Path, exc: BaseException, band: str | None = None) -> InputError:
+    """The error for a band file whose pixels cannot be decoded: the file (and band) named, GDAL's reason."""
+    what = f"band {band} " if band else ""
+    return InputError(f"{path}: cannot read {what}({read_failure(exc)}); the file may be truncated or corrupt")
+
+
 def find_band_sources(path: str | Path, bands: Sequence[str] | None = None) -> list[BandSource]:
     """Locate the band files of a scene, without reading pixels.
 

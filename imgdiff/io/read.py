@@ -50,7 +50,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from ..errors import BandError, EmptySceneError, InputError, check_type
+from ..errors import BandError, EmptySceneError, check_type
 from ..scene import Scene, check_band_list
 from .georeferencing import (
     LOCAL_FRAME,
@@ -69,8 +69,8 @@ from .layout import (
     find_band_sources,
     one_line,
     open_raster,
-    read_failure,
     select_bands,
+    unreadable,
 )
 from .metadata import (
     _safe_band_id,
@@ -355,8 +355,7 @@ def _read(s: BandSource, window: Window) -> np.ndarray:
         with open_raster(s.path) as ds:
             return ds.read(s.index, window=window)
     except RasterioError as e:
-        raise InputError(f"{s.path}: cannot read band {s.name} ({read_failure(e)}); the file may be truncated or "
-                         "corrupt") from None
+        raise unreadable(s.path, e, s.name) from None
 
 
 def zero_fill(dn: np.ndarray, so_far: np.ndarray | None = None) -> np.ndarray | None:

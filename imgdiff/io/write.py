@@ -35,12 +35,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        try:
+        with _writing(path):
             yield tmp_path
-        except ImgdiffError:
-            raise  # an input's problem (InputError is an OSError too), already named
-        except OSError as e:
-            raise OutputError(f"{path}: cannot write ({_why(e)})") from None
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
@@ -58,9 +54,17 @@ def _mkstemp(name: str, folder: Path, target: Path) -> tuple[int, str]:
         raise OutputError(f"{target}: cannot write in {folder} ({e.strerror})") from None
 
 
-def _why(e: OSError) -> str:
-    """Why a write failed, on one line: the OS's reason, or the GDAL error behind rasterio's "Write failed"."""
-    return e.strerror or read_failure(e)
+@contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """A block that writes ``target``: its ``OSError`` (a full disk, a quota) becomes an :class:`OutputError`
+    naming ``target``, with the OS's reason or the GDAL error behind rasterio's "Write failed"; imgdiff's own
+    errors (an :class:`~imgdiff.errors.InputError` from reading an input while writing, an OSError too) pass."""
+    try:
+        yield
+    except ImgdiffError:
+        raise
+    except OSError as e:
+        raise OutputError(f"{target}: cannot write ({e.strerror or read_failure(e)})") from None
 
 
 def _umask() -> int:
@@ -103,12 +107,8 @@ def write_outputs(outdir: Path, writers: Mapping[str, Callable[[Path], None]]) -
             fd, tmp = _mkstemp(name, outdir, outdir / name)
             os.close(fd)
             temps[name] = Path(tmp)
-            try:
+            with _writing(outdir / name):
                 write(temps[name])
-            except ImgdiffError:
-                raise  # an input's problem (InputError is an OSError too), already named
-            except OSError as e:
-                raise OutputError(f"{outdir / name}: cannot write ({_why(e)})") from None
         folders = [outdir / name for name in temps if (outdir / name).is_dir()]
         if folders:  # os.replace would fail on it after replacing the outputs before it
             raise OutputError(f"{folders[0]}: is a folder, where an output file goes; move it away")

@@ -24,9 +24,9 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from .._gdal_memory import IN_MEMORY_DATASETS
-from ..errors import EmptySceneError, ImgdiffError, InputError, NoOverlapError
+from ..errors import EmptySceneError, ImgdiffError, NoOverlapError
 from ..grid import Grid
-from ..io.layout import read_failure
+from ..io.layout import unreadable
 from ..io.read import SCENE_FRAME, BBox, bbox_window, find_band_sources, georeferencing, open_raster, read_scene
 from ..scene import Scene
 
@@ -315,8 +315,7 @@ class _BandStrip:
                 return self.rows(r0, r1)[:, c0:c1]
             return self.ds.read(self.index, window=Window(c0, r0, c1 - c0, r1 - r0))
         except RasterioError as e:
-            raise InputError(f"{self.source.path}: cannot read ({read_failure(e)}); the file may be truncated or "
-                             "corrupt") from None
+            raise unreadable(self.source.path, e) from None
 
     def resampled(self, crs: Any, dst_transform: Affine, dst_shape: tuple[int, int]) -> np.ndarray:
         """Bilinear resampling onto a destination grid, as :func:`imgdiff.io.read.read_scene` does it."""
