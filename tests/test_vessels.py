@@ -218,6 +218,21 @@ def test_without_b08_or_with_two_timed_bands_no_vessel_is_called_moving_and_open
     assert all(d.extra["moving"] is False and d.extra["speed_kn"] is None for d in two)
 
 
+def test_a_vessel_beside_no_data_is_not_known_to_lie_in_open_water_nor_called_moving():
+    # ship 6 (heading 0, 12 x 3 px at x = 200) under way at 14 kn; no data from 1.5 px east of its hull
+    scene, truth, _ = harbour_scene(1, moving={6: 14.0})
+    cut = np.zeros(scene.shape, bool)
+    cut[:, 203:] = True
+    bands = {b: np.where(cut, np.nan, v).astype(np.float32) for b, v in scene.bands.items()}
+    holed = Scene(bands, scene.crs, scene.transform, np.asarray(scene.valid, bool) & ~cut)
+    for s, in_open_water in ((scene, True), (holed, False)):
+        dets = detect_vessels(s)
+        m = match_detections(dets.boxes, dets.scores, _gt(truth))
+        d = {j: dets.items[i] for i, j in m.pairs}[6]
+        assert d.extra["open_water"] is in_open_water
+        assert d.extra["moving"] is in_open_water
+
+
 def test_detect_vessels_refuses_arguments_out_of_their_documented_ranges(harbour):
     scene, _, _ = harbour
     for kw in ({"min_score": 26}, {"min_score": -0.5}, {"min_score": float("nan")}, {"tta": 0}, {"tta": 9},

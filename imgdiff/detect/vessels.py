@@ -651,14 +651,29 @@ def band_displacement(scene: Scene, mask: np.ndarray, origin: tuple[int, int], g
     return float(vx), float(vy), resid
 
 
+def open_water_mask(scene: Scene, water: np.ndarray | None) -> np.ndarray | None:
+    """Water that is really seen: ``water`` (from :func:`water_mask`) with no data counted as land.
+
+    The rules that ask for open water (a vessel needs water within ``water_px``; a vessel under way
+    lies in open water) read this mask, so that no data beside land neither counts as water nor
+    joins wet land beside it into a water body. On a scene without no data it is ``water`` itself.
+    None when ``water`` is None.
+    """
+    if water is None:
+        return None
+    return water if np.asarray(scene.valid, bool).all() else water_mask(scene, invalid_is_water=False)
+
+
 def measure_vessel(scene: Scene, bright: np.ndarray, box: tuple[float, float, float, float], score: float, *,
                    moving_kn: float = 6.0, water: np.ndarray | None = None) -> Detection:
     """A :class:`Detection` for one box: centroid, size, heading and motion measured on the image.
 
     A vessel counts as moving when its inter-band speed is at least ``moving_kn``, the centroids of
     three bands or more lie on a line, and it lies in open water (at least 80 % water in a 2-pixel ring
-    around it): a ship alongside a quay is stationary. Without a ``water`` mask (no B03 or B08)
-    ``extra["open_water"]`` is None and no vessel counts as moving.
+    around it): a ship alongside a quay is stationary. ``water`` should count no data as land
+    (:func:`open_water_mask`): a ship beside a no-data edge is not known to lie in open water.
+    Without a ``water`` mask (no B03 or B08) ``extra["open_water"]`` is None and no vessel counts
+    as moving.
     """
     psx, psy = scene.pixel_size_m
     rows, cols = bright.shape
@@ -825,17 +840,17 @@ def detect_vessels(
     if min_score is None:
         min_score = (CNN_MIN_SCORE if use_rescore else NETWORK_MIN_SCORE) if use_cnn else CLASSICAL_MIN_SCORE
     water = water_mask(scene)
+    clear = scene
     net_scores = None
     if use_cnn:
         x = vessel_input(scene, levels, model_bands(model))
         maps = run_network(x, model, tta=tta)
         boxes, scores = decode_maps(maps, min_score=RESCORE_LOW if use_rescore else min_score, shape=scene.shape)
         bright = x[:4].mean(axis=0)
-        clear = scene
         if use_rescore:  # the rescorer reads the bands, the water mask NDWI, without path radiance
             clear, water = remove_haze(scene, water, haze)
-        if water is not None and water_px is not None:  # no data beside land is not open water
-            strict = water if np.asarray(scene.valid, bool).all() else water_mask(clear, invalid_is_water=False)
+        strict = open_water_mask(clear, water)
+        if strict is not None and water_px is not None:
             keep = near_water(boxes, strict, water_px)
             boxes, scores = boxes[keep], scores[keep]
         if use_rescore:
@@ -852,7 +867,8 @@ def detect_vessels(
         keep = scores >= min_score
         boxes, scores = boxes[keep], scores[keep]
         bright = vessel_input(scene, levels)[:4].mean(axis=0)
-    items = [measure_vessel(scene, bright, tuple(b), s, moving_kn=moving_kn, water=water)
+        strict = open_water_mask(clear, water)
+    items = [measure_vessel(scene, bright, tuple(b), s, moving_kn=moving_kn, water=strict)
              for b, s in zip(boxes, scores)]
     if net_scores is not None:
         for d, s in zip(items, net_scores):
