@@ -411,6 +411,32 @@ def test_a_hung_catalogue_costs_attempts_times_timeout(aoi, monkeypatch):
     assert 1.9 < elapsed < 4.0  # 2 attempts x 1 s timeout (+ backoff), not 12 x 1 s
 
 
+def test_a_catalogue_that_is_not_a_stac_api_is_one_attempt_and_says_so(server, aoi):
+    """A JSON document that is no STAC catalogue (here an item's URL given as --catalog) is no network
+    failure: asking again cannot mend it, and the message points at --catalog, not at the network."""
+    waits: list[float] = []
+    with pytest.raises(NetworkError, match=r"not a STAC API with item search .*check --catalog") as e:
+        search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), read_scl=False, policy=FAST, sleep=waits.append,
+               catalog=f"{server.base}/collections/{COLLECTION}/items/{NEW}")
+    assert waits == [] and len(server.requests) == 1
+    assert "check the network" not in str(e.value)
+
+
+def test_search_says_when_more_items_match_than_the_limit(server, aoi, caplog):
+    """--limit cuts the catalogue's answer before the ranking: the best acquisition may be beyond it,
+    so the cut is said, not made silently (and not said when everything fitted)."""
+    with caplog.at_level("WARNING", logger="imgdiff.stac.catalog"):
+        found = search(aoi, dt.date(2021, 1, 1), dt.date(2024, 12, 31), catalog=f"{server.base}/", max_items=2,
+                       read_scl=False, policy=FAST)
+    assert len(found) == 2
+    assert any("more than 2 items match" in r.getMessage() and "--limit" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="imgdiff.stac.catalog"):
+        found = search(aoi, dt.date(2021, 1, 1), dt.date(2024, 12, 31), catalog=f"{server.base}/", max_items=4,
+                       read_scl=False, policy=FAST)
+    assert len(found) == 4 and not caplog.records
+
+
 def test_cli_search_retries_1_makes_one_request_and_says_so(server):
     server.faults += [{"path": "/", "kind": "503", "methods": ("GET",), "headers": {"Retry-After": "0"}}
                       for _ in range(10)]
@@ -481,6 +507,22 @@ def test_backoff_grows_and_is_bounded():
     assert len(calls) == 5 and waits == [1, 2, 4, 5]
     assert is_retryable(OSError("HTTP response code: 404")) is False
     assert is_retryable(OSError("transfer closed with 1000 bytes remaining to read")) is True
+
+
+def test_a_refused_request_names_its_http_status_and_a_page_is_cut_short():
+    """pystac-client's errors hold only the answer's body ("nope", an HTML page): the message says the status."""
+
+    class APIError(Exception):
+        status_code = 404
+
+    with pytest.raises(NetworkError, match=r"STAC search: HTTP 404: nope \(not retried"):
+        with_retries(lambda: (_ for _ in ()).throw(APIError("nope")), "STAC search", FAST, sleep=lambda s: None)
+    page = "<html><body>" + "Service unavailable. " * 200 + "</body></html>"
+    APIError.status_code = 503
+    with pytest.raises(NetworkError) as e:
+        with_retries(lambda: (_ for _ in ()).throw(APIError(page)), "STAC search", RetryPolicy(attempts=2),
+                     sleep=lambda s: None)
+    assert "last error: HTTP 503: <html>" in str(e.value) and len(str(e.value)) < 600
 
 
 def test_a_host_name_that_does_not_resolve_is_one_attempt_and_one_line():
@@ -560,6 +602,25 @@ def test_fetch_resumes_and_keeps_finished_bands(server, aoi, tmp_path):
     _ = imgdiff.read_scene(out)
 
 
+def test_a_stopped_overwrite_of_the_same_item_does_not_leave_the_folder_looking_whole(server, aoi, tmp_path):
+    """Fetching the same item again with another window (--overwrite) replaces B02, then fails on B03: the
+    folder holds bands of two windows, so the former fetch.json (whose presence means whole) must be gone."""
+    item = _item(server, NEW)
+    out = tmp_path / "s"
+    fetch_item(item, out, aoi, bands=["B02", "B03"], scl=False, policy=FAST)
+    from imgdiff.stac.remote import clear_gdal_http_cache
+
+    clear_gdal_http_cache()  # B03's blocks read by the first fetch must come from the server again
+    server.faults += [{"path": f"{NEW}/B03.tif", "kind": "500"} for _ in range(2)]
+    with pytest.raises(NetworkError, match="B03.tif"):
+        fetch_item(item, out, aoi, bands=["B02", "B03"], scl=False, margin_m=1500.0, overwrite=True,
+                   policy=RetryPolicy(attempts=2, backoff_s=0.01, timeout_s=5))
+    assert not (out / "fetch.json").exists()
+    res = fetch_item(item, out, aoi, bands=["B02", "B03"], scl=False, margin_m=1500.0, overwrite=True, policy=FAST)
+    assert [b.status for b in res.bands] == ["kept", "downloaded"]
+    assert json.loads((out / "fetch.json").read_text())["bands"]["B03"]["window"] == res.bands[1].window
+
+
 def test_fetch_reports_retries_in_provenance(server, aoi, tmp_path):
     server.faults += [{"path": f"{NEW}/B08.tif", "kind": k, "from_byte": 1, "until_reopen": True}
                       for k in ("truncate", "503")]
@@ -595,6 +656,20 @@ def test_load_item_by_id_through_the_search_api(server):
     assert item["id"] == NEW
     with pytest.raises(InputError, match="no item NOPE"):
         load_item("NOPE", catalog=f"{server.base}/", collection=COLLECTION, policy=FAST)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"S2B_36SYD_20241205_0_L2A"', '{"type": "Feature", "assets": {}}',
+                                  '{"type": "Feature", "id": "x", "assets": []}'])
+def test_an_item_file_that_is_not_a_stac_item_object_is_a_one_line_error(tmp_path, text):
+    """A JSON list (a saved search), a bare string, a Feature without an id: one line naming the file, exit 2."""
+    f = tmp_path / "item.json"
+    f.write_text(text)
+    with pytest.raises(InputError, match=r"item\.json: not a STAC item"):
+        load_item(str(f))
+    r = CliRunner().invoke(_cli(), ["fetch", str(f), "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
+                                    "--no-cache"])
+    assert r.exit_code == 2 and r.stderr.startswith("imgdiff: error:") and "not a STAC item" in r.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_stac_item_urls_resolve_to_fetched_scenes_for_compare(server, tmp_path):

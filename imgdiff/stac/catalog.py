@@ -168,7 +168,8 @@ def search(
     max_cloud : float, optional
         Drop items whose scene cloud cover (``eo:cloud_cover``, percent) exceeds this.
     max_items : int
-        At most this many items are taken from the API.
+        At most this many items are taken from the API (before ``max_cloud``); a warning is logged
+        when more match, as the ranking then sees only the first ``max_items`` the API returned.
     read_scl : bool
         Read each item's SCL band over the zones (by window) to measure cloud and no-data there.
     policy : RetryPolicy
@@ -190,8 +191,14 @@ def search(
     """
     if end < start:
         raise InputError(f"search dates: --to {end} is before --from {start}")
-    items = search_items(aoi, start, end, catalog=catalog, collection=collection, max_items=max_items,
+    # one item more than asked: whether the catalogue holds more than the ranking will see
+    items = search_items(aoi, start, end, catalog=catalog, collection=collection, max_items=max_items + 1,
                          policy=policy, sleep=sleep)
+    if len(items) > max_items:
+        items = items[:max_items]
+        log.warning("%s (%s): more than %d items match; only the first %d the catalogue returned are "
+                    "ranked, so better acquisitions may be left out: narrow the dates or raise --limit",
+                    catalog, collection, max_items, max_items)
     if max_cloud is not None:
         items = [it for it in items if (summary(it)["scene_cloud_cover_pct"] or 0.0) <= max_cloud]
 
@@ -241,8 +248,10 @@ def items_by_id(ids: Sequence[str], *, catalog: str = DEFAULT_CATALOG, collectio
 def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Callable[[float], None],
                 **params: Any) -> list[dict[str, Any]]:
     from pystac_client import Client
+    from pystac_client.errors import ClientTypeError
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
+    from pystac_client.warnings import DoesNotConformTo
 
     params = {k: v for k, v in params.items() if v is not None}
 
@@ -250,8 +259,13 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
         # pystac-client retries each request 5 times by itself (urllib3: connection errors,
         # GET timeouts, 429/503 with Retry-After); switched off so that ``policy.attempts`` is
         # the number of attempts in all, as the error message and --retries say.
-        client = Client.open(catalog, timeout=policy.timeout_s, stac_io=StacApiIO(max_retries=None))
-        s = client.search(collections=[collection], **params)
+        try:
+            client = Client.open(catalog, timeout=policy.timeout_s, stac_io=StacApiIO(max_retries=None))
+            s = client.search(collections=[collection], **params)
+        except (ClientTypeError, DoesNotConformTo) as e:
+            # a JSON document that is not a STAC catalogue, or one without item search: no retry mends it
+            raise NetworkError(f"{catalog}: not a STAC API with item search ({one_line(e)}); "
+                               "check --catalog (e.g. the default, " + DEFAULT_CATALOG + ")") from None
         return [dict(d) for d in s.items_as_dicts()]
 
     try:

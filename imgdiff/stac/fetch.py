@@ -128,8 +128,9 @@ def load_item(ref: str | Mapping[str, Any], *, catalog: str = DEFAULT_CATALOG, c
         return dict(ref)
     if ref.startswith(("http://", "https://", "file://")) or ref.endswith(".json") or Path(ref).is_file():
         item = get_json(ref, policy, sleep=sleep)
-        if item.get("type") != "Feature" or "assets" not in item:
-            raise InputError(f"{ref}: not a STAC item (no Feature with assets)")
+        if (not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict)
+                or not isinstance(item.get("id"), str) or not item["id"]):
+            raise InputError(f"{ref}: not a STAC item (no Feature with an id and assets)")
         if not any(link.get("rel") == "self" for link in item.get("links", [])) and "://" in ref:
             item.setdefault("links", []).append({"rel": "self", "href": ref})
         return item
@@ -308,6 +309,9 @@ def fetch_item(
         if path.exists() and _stored_key(path) != ckey:
             if not overwrite:
                 raise OutputError(f"{path}: exists with other content; pass --overwrite to replace it")
+            # the folder's provenance describes the band about to be replaced: until this fetch writes its
+            # own, the folder is incomplete (a fetch stopped here must not leave it looking whole)
+            (outdir / PROVENANCE_FILE).unlink(missing_ok=True)
         if not path.exists() or _stored_key(path) != ckey:
             cached = cache / ckey[:2] / f"{ckey}.tif" if cache is not None else None
             if cached is not None and cached.is_file() and _stored_key(cached) == ckey:

@@ -103,6 +103,29 @@ def unresolvable(exc: BaseException) -> bool:
     return bool(_UNRESOLVABLE.search(one_line(exc)))
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status code an error carries (``status_code``, its ``response``'s, or one named in its text)."""
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    return int(status) if status is not None else _status_in(one_line(exc))
+
+
+#: Longest excerpt of an error's text in a message (an HTML error page would fill the terminal).
+MAX_REASON_CHARS = 300
+
+
+def reason_of(exc: BaseException) -> str:
+    """An error's reason on one line for a message: its text (cut to :data:`MAX_REASON_CHARS`), led by
+    ``HTTP <status>`` when it carries a status its text does not name (pystac-client's errors hold only
+    the body of the answer, e.g. "Not Found" or an HTML page)."""
+    text = one_line(exc) or type(exc).__name__
+    if len(text) > MAX_REASON_CHARS:
+        text = text[:MAX_REASON_CHARS] + " ..."
+    status = http_status(exc)
+    if status is not None and str(status) not in text:
+        text = f"HTTP {status}: {text}"
+    return text
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether an error from GDAL, requests or JSON decoding is worth another attempt.
 
@@ -113,9 +136,7 @@ def is_retryable(exc: BaseException) -> bool:
     """
     if isinstance(exc, _Permanent) or unresolvable(exc):
         return False
-    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
-    text = one_line(exc)
-    status = status or _status_in(text)
+    status = http_status(exc)
     if status is not None:
         return int(status) in RETRY_STATUS
     return True
@@ -160,7 +181,7 @@ def with_retries(
         except catch as e:  # noqa: PERF203 - bounded loop
             if isinstance(e, ImgdiffError):
                 raise  # a problem of the data, not of the network
-            reason = one_line(e) or type(e).__name__
+            reason = reason_of(e)
             if unresolvable(e):
                 raise NetworkError(f"{what}: the host name does not resolve ({reason}); not retried: check the "
                                    "network connection and the URL") from None
