@@ -4,6 +4,7 @@ Run by hand (it takes a few minutes; never in the tests)::
 
     /work/venv/bin/python benchmarks/coreg.py            # accuracy + full tile
     /work/venv/bin/python benchmarks/coreg.py --no-tile  # accuracy only
+    /work/venv/bin/python benchmarks/coreg.py --edges    # shifts at and just beyond max_shift only
 
 Accuracy cases (all with exact truth, see imgdiff/evaluate/coreg.py):
 
@@ -11,6 +12,9 @@ Accuracy cases (all with exact truth, see imgdiff/evaluate/coreg.py):
   different crop phase, PSF, gain, noise);
 * cross-date: real OSCD pairs with the after image moved by known shifts (cubic spline),
   differential truth;
+* edges (``--edges``): the same real pairs moved to a total shift of exactly ``max_shift`` (5 px) along
+  an axis, and to 5.2-5.45 px: the first must be recovered with its tie points, the second must fail
+  with an error that names ``--max-shift``;
 * full tile: a 10980 x 10980 px pair made by mirror-tiling a real OSCD band, the
   target moved by a known shift (cubic spline); time of ``imgdiff coregister``
   relative to the time rasterio needs to read both files.
@@ -70,6 +74,70 @@ def accuracy(data: Path) -> None:
     _, errs, npts = ec.local_cases(ec.dev_inputs(data)[2])
     print(f"imgdiff local: RMSE {np.sqrt(np.mean(np.square(errs))):.4f} px over {len(errs)} scenes, "
           f"min {min(npts)} points per scene, {(time.perf_counter() - t0) / len(errs):.2f} s per scene")
+
+
+AT_BOUND = ((5.0, 0.0), (0.0, -5.0), (-5.0, 5.0))  # total shifts (px) of exactly max_shift along an axis
+BEYOND = ((5.2, 0.0), (-5.4, 0.3), (0.2, 5.45))  # just beyond it (the pooled start still within 0.5 px)
+
+
+def edges(data: Path, max_shift: float = 5.0) -> None:
+    """Shifts at and just beyond ``max_shift`` on the real OSCD pairs (global and local estimates).
+
+    Each after image is moved so that its total shift (its own misregistration, measured first, plus
+    the move) is the case's; a case at the bound is recovered when within 0.1 px, and its tie points
+    are counted against the same pair moved to 0.4 x that shift (well inside the bound).
+    """
+    from imgdiff import CoregistrationError, coregister
+
+    _, pairs, _ = ec.dev_inputs(data)
+    for local in (False, True):
+        t0 = time.perf_counter()
+        ok = kept = kept_inside = n_bound = 0
+        errs: list[tuple[float, float]] = []
+        named = other = passed = n_beyond = 0
+        for b, a in pairs.values():
+            a0 = np.nan_to_num(a, nan=float(np.nanmedian(a)))
+            ref = ec.as_scene(b)
+            try:
+                base = coregister(ref, ec.as_scene(a0), local=local)
+            except CoregistrationError:
+                continue
+            for total in AT_BOUND:
+                n_bound += 1
+                runs = []
+                for f in (1.0, 0.4):
+                    move = (f * total[0] - base.dx, f * total[1] - base.dy)
+                    try:
+                        runs.append(coregister(ref, ec.as_scene(ec.shift_image(a0, *move)), local=local,
+                                               max_shift=max_shift))
+                    except CoregistrationError:
+                        runs.append(None)
+                at, inside = runs
+                if inside is None:
+                    n_bound -= 1
+                    continue
+                kept_inside += len(inside.points)
+                if at is not None:
+                    kept += len(at.points)
+                    e = (at.dx - total[0], at.dy - total[1])
+                    errs.append(e)
+                    ok += max(abs(e[0]), abs(e[1])) <= 0.1
+            for total in BEYOND:
+                n_beyond += 1
+                try:
+                    coregister(ref, ec.as_scene(ec.shift_image(a0, total[0] - base.dx, total[1] - base.dy)),
+                               local=local, max_shift=max_shift)
+                    passed += 1
+                except CoregistrationError as err:
+                    if "--max-shift" in str(err):
+                        named += 1
+                    else:
+                        other += 1
+        kind = "local" if local else "global"
+        print(f"edges {kind}: at max_shift={max_shift:g} px {ok}/{n_bound} recovered within 0.1 px "
+              f"(RMSE {ec.rmse(errs) if errs else float('nan'):.4f} px over {len(errs)}), tie points kept "
+              f"{kept}/{kept_inside} of those at 0.4 x the shift; 5.2-5.45 px: {named}/{n_beyond} fail naming "
+              f"--max-shift, {other} fail otherwise, {passed} pass ({time.perf_counter() - t0:.0f} s)")
 
 
 def make_tile(src: Path, out: Path, shift: tuple[float, float], n: int = 10980) -> None:
@@ -149,8 +217,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-tile", action="store_true", help="skip the full-tile timing")
     ap.add_argument("--no-accuracy", action="store_true", help="skip the accuracy comparison")
+    ap.add_argument("--edges", action="store_true", help="only the shifts at and just beyond max_shift")
     args, _ = ap.parse_known_args()
     data = data_dir()
+    if args.edges:
+        edges(data)
+        return
     if not args.no_accuracy:
         accuracy(data)
     if not args.no_tile:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from dataclasses import replace
 
 import cv2
@@ -336,6 +337,60 @@ def test_cross_date_differential_shift_on_the_real_beirut_pair(shared_data):
         assert moved.dy - base.dy == pytest.approx(s[1], abs=0.04)
     assert base.reliability > 0.5
     assert abs(base.dx) < 1.5 and abs(base.dy) < 1.5  # the pair's own small misregistration
+
+
+# ---------------------------------------------------------------- shifts at and just beyond max_shift
+def fourier_shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``img`` with every feature moved by (+dx, +dy) px (exact Fourier shift, wrapping at the edges)."""
+    from scipy import ndimage
+
+    return np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(img), (dy, dx))).real.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def oscd_crop(shared_data) -> np.ndarray:
+    """512 x 512 px of real ground: OSCD Beirut, before date, B08 (reflectance)."""
+    return _band(need(shared_data / "oscd" / "beirut") / "before" / "B08.tif")[300:812, 300:812]
+
+
+@pytest.mark.parametrize("shift", [(5.2, 0.0), (5.2, -1.3), (-5.4, 0.3), (0.5, 5.45)])
+@pytest.mark.parametrize("local", [False, True], ids=["global", "local"])
+def test_a_shift_just_beyond_max_shift_fails_saying_so_and_naming_the_option(oscd_crop, shift, local):
+    moved = fourier_shifted(oscd_crop, *shift)
+    with pytest.raises(CoregistrationError) as e:
+        coregister(as_scene(oscd_crop), as_scene(moved), max_shift=5.0, local=local)
+    msg = str(e.value)
+    assert "beyond max_shift=5 px" in msg and "--max-shift" in msg
+    assert "texture" not in msg  # not blamed on the scene
+    found = re.search(r"shift is about \(([-+.\d]+), ([-+.\d]+)\) px", msg)  # to choose the new bound
+    assert found and (float(found[1]), float(found[2])) == pytest.approx(shift, abs=0.02)
+
+
+def test_raising_max_shift_as_the_message_says_recovers_that_shift(oscd_crop):
+    reg = coregister(as_scene(oscd_crop), as_scene(fourier_shifted(oscd_crop, 5.2, -1.3)), max_shift=6.0)
+    assert (reg.dx, reg.dy) == pytest.approx((5.2, -1.3), abs=0.02)
+    assert not reg.rejected and reg.reliability > 0.9
+
+
+@pytest.mark.parametrize("shift", [(5.0, 0.0), (-5.0, 0.0), (0.0, 5.0), (5.0, -5.0)])
+@pytest.mark.parametrize("local", [False, True], ids=["global", "local"])
+def test_a_shift_of_exactly_max_shift_is_recovered_with_its_tie_points_kept(oscd_crop, shift, local):
+    moved = fourier_shifted(oscd_crop, *shift)
+    reg = coregister(as_scene(oscd_crop), as_scene(moved), max_shift=5.0, local=local)
+    assert (reg.dx, reg.dy) == pytest.approx(shift, abs=0.02)
+    inside = coregister(as_scene(oscd_crop), as_scene(fourier_shifted(oscd_crop, 0.4 * shift[0], 0.4 * shift[1])),
+                        max_shift=5.0, local=local)
+    # as many tie points as for a shift well inside the bound (all but a few percent of the chips)
+    assert len(reg.points) >= len(inside.points) - 0.05 * (len(inside.points) + len(inside.rejected))
+    assert not any(p.reason in ("no convergence", "beyond max_shift") for p in reg.rejected)
+    assert reg.reliability >= inside.reliability - 0.05
+
+
+@pytest.mark.parametrize("shift", [(0.37, -0.81), (2.3, -1.7), (-3.6, 0.8), (4.5, 4.5)])
+def test_shifts_well_inside_max_shift_are_recovered_with_every_tie_point(oscd_crop, shift):
+    reg = coregister(as_scene(oscd_crop), as_scene(fourier_shifted(oscd_crop, *shift)), max_shift=5.0)
+    assert (reg.dx, reg.dy) == pytest.approx(shift, abs=0.02)
+    assert not reg.rejected and not reg.notes and reg.reliability > 0.9
 
 
 def test_windowed_reading_of_files_matches_the_in_memory_estimate(tmp_path, city):

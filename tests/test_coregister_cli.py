@@ -116,6 +116,23 @@ def test_featureless_sea_is_a_one_line_error(runner, tmp_path):
     assert "\n" not in err and "texture" in err
 
 
+def test_a_shift_just_beyond_max_shift_is_a_one_line_error_naming_the_option(runner, tmp_path, shared_data):
+    from .conftest import need
+    from .test_coregister import _band, fourier_shifted
+
+    ground = _band(need(shared_data / "oscd" / "beirut") / "before" / "B08.tif")[300:700, 300:700]
+    ref = write_scene(tmp_path / "ref", ground)
+    tgt = write_scene(tmp_path / "tgt", fourier_shifted(ground, 5.2, -0.6))
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt)])
+    assert r.exit_code == 2
+    err = r.stderr.strip()
+    assert "\n" not in err and "beyond max_shift=5 px" in err and "--max-shift" in err and "texture" not in err
+    r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "--max-shift", "6", "--json"])  # as it says
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["dx"], out["dy"]) == pytest.approx((5.2, -0.6), abs=0.02)
+
+
 def test_missing_reference_is_a_one_line_error(runner, tmp_path):
     r = runner.invoke(cli, ["coregister", str(tmp_path / "nope"), str(tmp_path / "nope2")])
     assert r.exit_code == 2 and "nope" in r.stderr

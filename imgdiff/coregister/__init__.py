@@ -22,8 +22,9 @@ Method
    interpolation-kernel bias), coarse-to-fine smoothing and Tukey IRLS weights
    (changed pixels, ships, clouds do not pull the estimate).
 4. Chips are accepted or rejected with a reason (masked, no texture, low
-   correlation, no convergence, uncertain, outlier against a robust trend);
-   the global shift is the precision-weighted mean of the accepted chips. With
+   correlation, no convergence, uncertain, beyond max_shift, outlier against a
+   robust trend); the global shift is the precision-weighted mean of the
+   accepted chips (an error when it lies beyond ``max_shift``). With
    ``local=True`` chips are Gaussian-weighted around their centre, each tie point
    is placed at its chip's information-weighted centroid, and the displacement
    model is a robust (Tukey IRLS) polynomial plus a smoothed thin-plate-spline

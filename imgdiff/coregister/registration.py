@@ -2,9 +2,11 @@
 
 The tie points of :func:`~imgdiff.coregister.tiepoints.measure_image` are checked against a robust
 trend (outliers rejected); the global shift is the precision-weighted mean of the accepted chips
-(with a between-chip variance term), with its uncertainty, a reliability and notes. With
-``local=True`` the displacement model is a robust polynomial plus a smoothed thin-plate-spline
-correction of its residuals (:mod:`imgdiff.coregister.model`).
+(with a between-chip variance term), with its uncertainty, a reliability and notes. A shift
+beyond ``max_shift`` (most chips beyond it, or the global shift beyond it by more than its error)
+is an error that says so and names the option. With ``local=True`` the displacement model is a
+robust polynomial plus a smoothed thin-plate-spline correction of its residuals
+(:mod:`imgdiff.coregister.model`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..scene import Scene
 from .matching import matching_image, pick_bands
 from .model import add_residual_grid, fit_model
 from .results import REJECT_REASONS, Registration, TiePoint
-from .tiepoints import _Measured, chip_layout, measure_image
+from .tiepoints import MAX_SHIFT_TOLERANCE_PX, _Measured, beyond_max_shift, chip_layout, measure_image
 
 
 def coregister(
@@ -52,7 +54,9 @@ def coregister(
         Also measure a dense grid of tie points and fit a smooth displacement
         model (``Registration.model``).
     max_shift : float
-        Largest plausible shift in pixels.
+        Largest plausible shift in pixels along either axis. A shift measured beyond it by more
+        than :data:`~imgdiff.coregister.tiepoints.MAX_SHIFT_TOLERANCE_PX` (or 3 sigma) is a
+        CoregistrationError that says so.
     min_valid_fraction : float
         Least fraction of usable pixels in common.
     spacing : int, optional
@@ -72,8 +76,8 @@ def coregister(
     Raises
     ------
     CoregistrationError
-        Scenes not on one grid, too little valid overlap, no texture or no
-        consistent tie point (the message says which).
+        Scenes not on one grid, too little valid overlap, no texture, no
+        consistent tie point or a shift beyond ``max_shift`` (the message says which).
     """
     check_type(reference, Scene, "coregister: reference", "read it with imgdiff.read_scene(path)")
     check_type(target, Scene, "coregister: target", "read it with imgdiff.read_scene(path) (imgdiff.coregister_paths takes paths)")
@@ -118,9 +122,17 @@ def _summarise(meas: _Measured, *, local: bool, degree: int, reference: Scene | 
     reason = list(meas.reason)
     acc = np.array([r == "" for r in reason])
     n = len(reason)
+    counts = {r: reason.count(r) for r in REJECT_REASONS if reason.count(r)}
+    why = ", ".join(f"{v} {k}" for k, v in counts.items())
+    # Most tie points measured beyond max_shift: say so (not "no texture"), so that it can be raised.
+    beyond = np.array([r == "beyond max_shift" for r in reason])
+    if beyond.any() and beyond.sum() > acc.sum() and beyond.sum() >= max(counts.values()):
+        bx, by = np.median(meas.d[beyond], axis=0)
+        others = ", ".join([f"{acc.sum()} accepted"] * bool(acc.any())
+                           + [f"{v} {k}" for k, v in counts.items() if k != "beyond max_shift"])
+        raise _beyond_max_shift(float(bx), float(by), meas.max_shift,
+                                f"the median of {beyond.sum()} of {n} tie points" + (f"; {others}" if others else ""))
     if not acc.any():
-        counts = {r: reason.count(r) for r in REJECT_REASONS if reason.count(r)}
-        why = ", ".join(f"{v} {k}" for k, v in counts.items())
         raise CoregistrationError(
             f"no reliable tie point among {n} chips ({why}); the scenes lack common texture "
             "(open sea, cloud, uniform areas) or do not show the same place")
@@ -156,6 +168,9 @@ def _summarise(meas: _Measured, *, local: bool, degree: int, reference: Scene | 
     if len(idx) > 2:
         emp = float(np.sqrt(np.sum(wg * ((ddx - gdx) ** 2 + (ddy - gdy) ** 2)) / 2 / wg.sum() / (len(idx) - 1)))
         unc = max(unc, emp)
+    if beyond_max_shift(np.array([gdx, gdy]), meas.max_shift, max(3 * unc, MAX_SHIFT_TOLERANCE_PX))[0]:
+        raise _beyond_max_shift(gdx, gdy, meas.max_shift, f"from {len(idx)} tie points"
+                                + (f", uncertainty {unc:.2f} px" if unc >= 0.005 else ""))
     # Reliability: enough consistent points, good correlation, small uncertainty.
     notes = []
     frac_ok = len(idx) / n
@@ -190,6 +205,14 @@ def _summarise(meas: _Measured, *, local: bool, degree: int, reference: Scene | 
         reliability=float(np.clip(rel, 0.0, 1.0)), method=method, points=pts, rejected=rej,
         model=model if local else None, notes=tuple(notes),
     )
+
+
+def _beyond_max_shift(dx: float, dy: float, max_shift: float, detail: str) -> CoregistrationError:
+    """The error for a shift (dx, dy) px beyond ``max_shift`` px, naming the option to raise."""
+    dx, dy = round(dx, 2) + 0.0, round(dy, 2) + 0.0  # no "-0.00"
+    return CoregistrationError(
+        f"the shift is about ({dx:+.2f}, {dy:+.2f}) px ({detail}), beyond max_shift={max_shift:g} px; if a shift "
+        "this large is plausible, raise max_shift (imgdiff coregister --max-shift)")
 
 
 def _point(c: np.ndarray, meas: _Measured, k: int, reason: str) -> TiePoint:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from .._repr import short_repr
 from .model import ShiftModel
 
-REJECT_REASONS = ("masked", "no texture", "low correlation", "no convergence", "uncertain", "outlier")
+REJECT_REASONS = ("masked", "no texture", "low correlation", "no convergence", "uncertain", "beyond max_shift",
+                  "outlier")
 
 
 def _num(v: float) -> float | None:
