@@ -21,10 +21,10 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
    scenes: on a top-of-atmosphere date it lifts the NDWI of dark land above 0);
 4. the region is an object that came or went, not a brighter stretch of water nor an object that
    stayed: its box's contrast with the ring around it on its own date (:func:`imgdiff.match.contrast`)
-   and its mean brightening between the dates agree within a factor 1 / :data:`OWN_CONTRAST` (the
-   filled or stirred-up water of a berth a ship left is brighter than before but no brighter than
-   the water around it; a boat that is still there, only blurred or dimmed on the other date,
-   stands out far more than it changed).
+   and its mean brightening between the dates (in that date's reflectance: the other date scaled to it)
+   agree within a factor 1 / :data:`OWN_CONTRAST` (the filled or stirred-up water of a berth a ship
+   left is brighter than before but no brighter than the water around it; a boat that is still there,
+   only blurred or dimmed on the other date, stands out far more than it changed).
 
 Each region is one object on the date where it is bright (rafted ships side by side are one region:
 the count is a lower bound). :func:`imgdiff.claims.verify` adds those of the before date (departures;
@@ -95,9 +95,10 @@ def _brightness(scene: Scene, names: tuple[str, ...]) -> np.ndarray | None:
 
 
 def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands: tuple[str, ...]
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float] | None:
     """Brightness of each date, the pixels compared, the difference before - after (after scaled to
-    before by the ratio of their medians) in robust spreads, and that spread (reflectance)."""
+    before by the ratio of their medians) in robust spreads, that spread (reflectance of the before
+    date) and the ratio of the medians (before / after)."""
     bb, ba = _brightness(before, bands), _brightness(after, bands)
     if bb is None or ba is None or bb.shape != ba.shape:
         return None
@@ -113,7 +114,7 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands:
     spread = 1.4826 * float(np.median(np.abs(ds - np.median(ds))))
     if not spread > 0:
         return None
-    return bb, ba, ok, np.where(ok, d / np.float32(spread), 0).astype(np.float32), spread
+    return bb, ba, ok, np.where(ok, d / np.float32(spread), 0).astype(np.float32), spread, mb / ma if ma > 0 else 1.0
 
 
 def _regions(zs: np.ndarray, ok: np.ndarray, pixel: tuple[float, float], max_length_m: float,
@@ -200,7 +201,8 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         metres (ground size of the grid's pixels, :attr:`Scene.pixel_size_m`), score :data:`SCORE`,
         ``extra["vacated"]``: ``peak_z`` (spreads above the ring), ``area_px``, ``water_ndwi`` (the
         other date's median NDWI over the region, path radiance taken off; step 3 of the module),
-        ``contrast`` and ``change`` (the box's contrast on its date and its mean brightening, reflectance).
+        ``contrast`` and ``change`` (the box's contrast on its date and its mean brightening, both in the
+        reflectance of the object's date).
 
     Notes
     -----
@@ -215,10 +217,13 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     diff = _difference(before, after, compared, ("B02", "B03", "B04", "B08"))
     if diff is None:
         return _empty(before, after)
-    bb, ba, ok, z, spread = diff
+    bb, ba, ok, z, spread, scale = diff
     pixel = before.pixel_size_m
     out = []
-    for date, sign, own, other, b_own in (("before", 1.0, before, after, bb), ("after", -1.0, after, before, ba)):
+    # the difference is in the before date's units: an after-date object's brightening is brought back to
+    # its own date's, where its contrast is measured (a pair with a gain between its dates)
+    for date, sign, own, other, b_own, unit in (("before", 1.0, before, after, bb, 1.0),
+                                                ("after", -1.0, after, before, ba, scale)):
         items = []
         if date not in dates:
             out.append(_by_strength(items, own, pixel))
@@ -233,7 +238,7 @@ def water_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
             if open_water is not None and not open_water[y:y + bh, x:x + bw][sub].any():
                 continue  # a pond, a wet roof: no ship sails off into water that is not open
             gain = zs[y:y + bh, x:x + bw]
-            rise = float(gain[gain > 0].mean()) * spread  # the box's mean brightening (reflectance)
+            rise = float(gain[gain > 0].mean()) * spread / unit  # the box's mean brightening (its date's reflectance)
             own_contrast = contrast(b_own, (float(x), float(y), float(x + bw), float(y + bh)))
             if not OWN_CONTRAST * rise <= own_contrast <= rise / OWN_CONTRAST:
                 continue
@@ -279,7 +284,7 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     diff = _difference(before, after, compared, bands)
     if diff is None:
         return _empty(before, after)
-    bb, ba, ok, z, _ = diff
+    bb, ba, ok, z, _, _ = diff
     pixel = before.pixel_size_m
     found = [r for sign in (1.0, -1.0) for r in _regions(sign * z, ok, pixel, MAX_APRON_LENGTH_M, APRON_PEAK_Z)]
     items: tuple[list[Detection], list[Detection]] = ([], [])
@@ -309,7 +314,8 @@ def _shape(mask: np.ndarray, gx: float, gy: float) -> tuple[float, float, float]
     px, py = xs * gx, ys * gy
     if px.size < 2:
         return gx, gy, math.nan
-    c = np.cov(np.stack([px, py])) + np.eye(2) * (gx * gy / 12.0)  # a pixel's own extent
+    # population covariance: the mask is all of the region (the sample estimate made a 3-pixel hull 20 % long)
+    c = np.cov(np.stack([px, py]), bias=True) + np.eye(2) * (gx * gy / 12.0)  # a pixel's own extent
     ev, vec = np.linalg.eigh(c)
     length, width = (math.sqrt(12.0 * max(float(v), 0.0)) for v in ev[::-1])
     vx, vy = vec[:, 1]

@@ -112,6 +112,32 @@ def test_nothing_is_found_where_the_pair_is_not_compared_or_has_no_nir():
     assert all(len(d) == 0 for d in water_changes(*visible))
 
 
+@pytest.mark.parametrize("pixels", [3, 5, 8])
+def test_a_departed_boats_length_is_its_ground_length_not_more(pixels):
+    """A boat one pixel wide and ``pixels`` long (10 m pixels) measures ``pixels`` x 10 m long and 10 m wide:
+    the region is all of the boat (population moments; the sample estimate made 3 pixels 36 m)."""
+    before, after = harbour(ship=False, seed=1), harbour(ship=False, seed=2)
+    for b in before.bands:
+        before.bands[b][45, 20:20 + pixels] = HULL[b]
+    left, _ = water_changes(before, after)
+    assert len(left) == 1
+    assert left.items[0].length_m == pytest.approx(10.0 * pixels, abs=0.5)
+    assert left.items[0].width_m == pytest.approx(10.0, abs=0.5)
+
+
+@pytest.mark.parametrize("gain", [0.45, 1.3, 2.5])
+def test_an_arrivals_brightening_is_measured_in_its_own_dates_reflectance(gain):
+    """With a gain between the dates, the after date's brightening (from the difference, which is in the
+    before date's units) is brought back to the after date, where its contrast is measured: the two agree
+    (a hull on open water: its contrast is its brightening) and the arrival is found whatever the gain."""
+    before, after = harbour(ship=False, seed=1), harbour(ship=True, seed=0)
+    after = Scene({b: v * np.float32(gain) for b, v in after.bands.items()}, UTM, TR, after.valid)
+    _, arrived = water_changes(before, after)
+    assert len(arrived) == 1 and _inside(arrived.items[0], BERTH)
+    v = arrived.items[0].extra["vacated"]
+    assert v["change"] == pytest.approx(v["contrast"], rel=0.05)
+
+
 def test_a_region_is_added_only_where_no_object_of_either_date_explains_it():
     before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
     left, arrived = water_changes(before, after)
