@@ -701,6 +701,18 @@ def test_aoi_needs_exactly_one_source():
     assert z.geometries["bbox"].bounds == pytest.approx(AOI_BBOX)
 
 
+@pytest.mark.parametrize(("bbox", "problem"), [
+    ((756000.0, 3871200.0, 768000.0, 3883200.0), "not map units"),   # UTM metres: was an OverflowError in fetch
+    ((35.885, 34.905, 35.865, 34.885), "west < east"),                # corners swapped: was read as the same box
+    ((170.0, -10.0, -170.0, 10.0), "west < east"),                    # across the antimeridian: was 340 degrees wide
+    ((35.865, 34.885, 35.885), "four numbers"),
+    ((35.865, float("nan"), 35.885, 34.905), "four numbers"),
+])
+def test_a_library_bbox_is_checked_as_the_cli_checks_it(bbox, problem):
+    with pytest.raises(InputError, match=problem):
+        resolve_aoi(bbox=bbox)
+
+
 # --------------------------------------------------------------------------- CLI
 def _cli():
     from imgdiff_cli.main import cli

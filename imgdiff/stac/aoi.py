@@ -14,6 +14,7 @@ from shapely.geometry import box, mapping
 from shapely.ops import unary_union
 
 from ..errors import InputError, NoOverlapError
+from ..io.georeferencing import in_lonlat_range
 from ..zones import WGS84, Zones, read_zones
 
 #: Grid step to which fetch windows are snapped, in metres: every Sentinel-2 band
@@ -49,6 +50,12 @@ def resolve_aoi(*, site: str | None = None, zones: str | Path | None = None,
     """Zones (lon/lat) of the area of interest; exactly one of ``site``, ``zones``, ``bbox``.
 
     ``bbox`` is (west, south, east, north) in degrees and becomes one zone named ``bbox``.
+
+    Raises
+    ------
+    InputError
+        Not exactly one area given; a ``bbox`` that is not four finite lon/lat degrees with
+        west < east and south < north (map units such as UTM metres, or corners swapped).
     """
     given = [x for x in (site, zones, bbox) if x is not None]
     if len(given) != 1:
@@ -57,8 +64,26 @@ def resolve_aoi(*, site: str | None = None, zones: str | Path | None = None,
         return site_zones(site)
     if zones is not None:
         return read_zones(zones).to_crs(WGS84)
-    w, s, e, n = (float(v) for v in bbox)  # type: ignore[union-attr]
+    w, s, e, n = _lonlat_bbox(bbox)  # type: ignore[arg-type]
     return Zones({"bbox": box(w, s, e, n)}, WGS84, {"bbox": {}})
+
+
+def _lonlat_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """``bbox`` as four floats, checked as the CLI's ``--bbox`` is (:func:`resolve_aoi`)."""
+    try:
+        parts = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError):
+        parts = ()
+    if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
+        raise InputError(f"bbox {bbox!r}: give four numbers WEST, SOUTH, EAST, NORTH (lon/lat degrees)")
+    if not in_lonlat_range(parts):
+        raise InputError(f"bbox {bbox!r}: a bbox is lon/lat degrees WEST, SOUTH, EAST, NORTH (longitude -180..180, "
+                         "latitude -90..90), not map units")
+    w, s, e, n = parts
+    if w >= e or s >= n:
+        raise InputError(f"bbox {bbox!r}: give WEST, SOUTH, EAST, NORTH (lon/lat degrees) with west < east, "
+                         "south < north")
+    return w, s, e, n
 
 
 def aoi_lonlat_bounds(aoi: Zones) -> tuple[float, float, float, float]:
