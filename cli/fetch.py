@@ -40,13 +40,19 @@ def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file:
               collection: str, retries: int, timeout_s: int, overwrite: bool, as_json: bool) -> None:
     """Fetch the site window of STAC ITEMS (URLs, item JSON files or ids) into scene folders.
 
-    Without ITEMS, searches --from/--to (and --max-cloud) and fetches the --best acquisitions.
+    Without ITEMS, searches --from/--to (and --max-cloud) and fetches the --best acquisitions;
+    with ITEMS, those search options are refused.
     Only the window of the zones (plus --margin) is read from each band, by HTTP range
     requests. Re-running resumes: finished bands are kept.
     """
     aoi = resolve_aoi(site=site, zones=zones_file, bbox=bbox)
     policy = policy_of(retries, timeout_s)
     if items:
+        ignored = [name for name, given in (("--from", start is not None), ("--to", end is not None),
+                                            ("--max-cloud", max_cloud is not None), ("--best", best != 1)) if given]
+        if ignored:
+            raise click.UsageError(f"{', '.join(ignored)} only apply to a search, and with ITEMS given there is "
+                                   "none: drop the option(s), or drop ITEMS to search")
         stac_items = [load_item(ref, catalog=catalog, collection=collection, policy=policy) for ref in items]
     else:
         if start is None or end is None:

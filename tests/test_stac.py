@@ -785,3 +785,11 @@ def test_cli_fetch_network_failure_is_one_line_exit_2(server, tmp_path):
 def test_cli_fetch_needs_an_area(tmp_path):
     r = CliRunner().invoke(_cli(), ["fetch", "S2B_X", "-o", str(tmp_path / "s")])
     assert r.exit_code == 2 and "exactly one area" in r.stderr
+
+
+def test_cli_fetch_refuses_search_options_it_would_ignore_with_items_given(tmp_path):
+    r = CliRunner().invoke(_cli(), ["fetch", "S2B_X", "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
+                                    "--from", "2024-12-01", "--best", "2"])
+    assert r.exit_code == 2
+    assert "--from, --best only apply to a search" in r.stderr
+    assert not (tmp_path / "s").exists()
