@@ -2,7 +2,7 @@
 
 Convention: a shift (dx, dy) in pixels means a feature at reference pixel
 (x, y) (x = column, y = row) appears at target pixel (x + dx, y + dy).
-``dx_m``/``dy_m`` give the same shift in metres of the grid's CRS axes
+``dx_m``/``dy_m`` give the same shift in ground metres along the grid's CRS axes
 (x east, y north for north-up grids, so ``dy_m = -dy * pixel height``).
 Tie-point coordinates are pixel-edge coordinates (rasterio's convention: the
 centre of pixel (col, row) is at (col + 0.5, row + 0.5)).

@@ -2,7 +2,7 @@
 
 Convention: a shift (dx, dy) in pixels means a feature at reference pixel (x, y) (x = column,
 y = row) appears at target pixel (x + dx, y + dy); ``dx_m``/``dy_m`` give the same shift in metres
-of the grid's CRS axes. Tie points are accepted, or rejected with one of :data:`REJECT_REASONS`.
+on the ground along the grid's CRS axes (east, north for north-up grids). Tie points are accepted, or rejected with one of :data:`REJECT_REASONS`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ class Registration:
     dx, dy : float
         Global shift in pixels (x = column, y = row), target = reference + shift.
     dx_m, dy_m : float
-        The same shift in metres along the CRS x (east) and y (north) axes.
+        The same shift in ground metres along the CRS x (east) and y (north) axes: pixels times the
+        pixel's ground size (:attr:`imgdiff.scene.Scene.pixel_size_m`, great-circle on a sphere), which
+        on a UTM grid differs from the grid's own metres by a few tenths of a percent.
     uncertainty_px : float
         1-sigma uncertainty of the shift (per axis), in pixels.
     reliability : float
