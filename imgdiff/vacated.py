@@ -78,8 +78,8 @@ MAX_APRON_LENGTH_M = 300.0
 #: :func:`apron_changes`: the other date is plain background when the box stands out there less than this
 #: fraction of its contrast on the object's date.
 PLAIN_RATIO = 0.5
-#: :func:`apron_changes`: regions of one date whose boxes come within this many pixels of a stronger
-#: one's are part of its object.
+#: :func:`apron_changes`: a region of one date whose box, grown by this many pixels, overlaps a stronger
+#: one's box grown by as many is part of its object (boxes less than 2 x MERGE_PX pixels apart).
 MERGE_PX = 2
 #: The score given to a region's object (:attr:`Detection.score`): the evidence bar of the claims
 #: (:data:`imgdiff.claims.MIN_EVIDENCE_SCORE`), which the region clears by the change itself.
@@ -255,8 +255,8 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
 
     Like :func:`water_changes`, but an aircraft may be brighter or darker than the apron (white or
     grey paint, its shadow), and the other date's ground is not water: regions where either date is
-    brighter (:data:`APRON_PEAK_Z`, at most :data:`MAX_APRON_LENGTH_M` long; a region within
-    :data:`MERGE_PX` pixels of a stronger one of the same date is part of its object),
+    brighter (:data:`APRON_PEAK_Z`, at most :data:`MAX_APRON_LENGTH_M` long; a region whose box
+    lies less than 2 x :data:`MERGE_PX` pixels from a stronger one's of the same date is part of its object),
     whose box stands out from the ring around it (:func:`imgdiff.match.contrast`) on one date and
     less than :data:`PLAIN_RATIO` times as much on the other: the object is on the date where it
     stands out. Needs B02 B03 B04 (B08 is used when both dates have it).
