@@ -1,6 +1,7 @@
 """Aircraft detection: accuracy and speed figures (run by hand, prints figures).
 
     python benchmarks/aircraft.py            # needs $IMGDIFF_DATA_DIR/aircraft_s2sim
+    python benchmarks/aircraft.py --lengths  # detected against true lengths: aircraft_s2sim and the Hmeimim samples
 
 Prints
 1. the grouped cross-validation figures of the shipped network (from its model card: these are
@@ -9,13 +10,23 @@ Prints
    dev chips (the network's figures here are on its own training data: optimistic),
 3. recall on simulated aprons with known aircraft (never seen in training),
 4. speed: a 128 x 128 chip and a 1000 x 1000 scene (mosaic of chips), median of several runs.
+
+``--lengths [DIR]`` prints the detected length against the truth instead: on ``aircraft_s2sim`` (matched,
+non-truncated aircraft; the label is the long side of the aircraft's axis-aligned box, what the network
+learned), with the shipped network (its own training data) and, when the fold networks of DIR are there
+(default ``$IMGDIFF_FOLDS_DIR``, see ``training/folds.py``), with the grouped fold network that never saw
+the airport; then on the simulated Hmeimim samples (``samples/scenes/hmeimim``, the truth's length and the
+long side of its box).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +35,11 @@ from imgdiff.detect.aircraft import CARD_PATH, detect_aircraft
 from imgdiff.detect.aircraft_sim import simulate_apron
 from imgdiff.evaluate.aircraft import evaluate_aircraft
 from imgdiff.evaluate.detection import match_detections, prf
+from imgdiff.io.read import read_scene
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "training"))
+from folds import aircraft_detector_files, fold_paths  # noqa: E402  (training/: the fold folder's layout)
 
 
 def _fmt(ev) -> str:
@@ -90,5 +106,61 @@ def main() -> None:
         print(f"[4] speed {name}: median {np.median(ts):.3f} s, max {max(ts):.3f} s ({len(d)} detections)")
 
 
+def _ratios(q: list[float]) -> str:
+    if not q:
+        return "none matched"
+    p = np.percentile(q, [25, 50, 75])
+    return f"median {p[1]:.2f} (IQR {p[0]:.2f}-{p[2]:.2f}, n={len(q)})"
+
+
+def lengths(folds: Path | None) -> None:
+    """Detected / true length on aircraft_s2sim (shipped and, when present, fold networks) and the Hmeimim samples."""
+    from imgdiff.evaluate.aircraft import read_truth
+
+    data = data_dir() / "aircraft_s2sim"
+    chips = sorted(d for d in data.iterdir() if (d / "aircraft.json").is_file()) if data.is_dir() else []
+    paths = fold_paths(folds)
+    have_folds = (paths.aircraft / "folds.json").is_file()
+    for label, honest in (("shipped network (its training data)", False), ("fold network, airport unseen", True)):
+        if honest and not have_folds:
+            print(f"aircraft_s2sim, {label}: skipped ({paths.aircraft / 'folds.json'} missing)")
+            continue
+        every, big = [], []
+        for d in chips:
+            truth = read_truth(d / "aircraft.json")
+            kw = aircraft_detector_files(paths, d.name) if honest else {}
+            dets = detect_aircraft(read_scene(d), **kw)
+            for i, j in match_detections(dets.boxes, dets.scores, truth.boxes).pairs:
+                if not truth.truncated[j]:
+                    every.append(dets.items[i].length_m / truth.length_m[j])
+                    if truth.length_m[j] >= 40:
+                        big.append(dets.items[i].length_m / truth.length_m[j])
+        print(f"aircraft_s2sim, {label}: detected / labelled length {_ratios(every)}; aircraft >= 40 m {_ratios(big)}")
+
+    by_length, by_side = [], []
+    for d in sorted((ROOT / "samples" / "scenes" / "hmeimim").iterdir()):
+        truth = json.loads((d / "truth.json").read_text())
+        objs = [o for o in truth["objects"] if o["cls"] == "aircraft"]
+        dets = detect_aircraft(read_scene(d))
+        m = match_detections(dets.boxes, dets.scores, np.array([o["box_px"] for o in objs]).reshape(-1, 4))
+        found = []
+        for i, j in m.pairs:
+            o, L = objs[j], dets.items[i].length_m
+            x0, y0, x1, y1 = o["box_px"]
+            by_length.append(L / o["length_m"])
+            by_side.append(L / (10.0 * max(x1 - x0, y1 - y0)))
+            found.append(f"{o['id']} {o['length_m']:g} m -> {L:g} m")
+        print(f"hmeimim {d.name}: {m.tp} of {len(objs)} aircraft found: {', '.join(found)}")
+    print(f"hmeimim samples: detected / true length {_ratios(by_length)}; / long side of the truth box "
+          f"{_ratios(by_side)}")
+
+
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lengths", nargs="?", type=Path, const=fold_paths().root, default=None, metavar="DIR",
+                    help="detected against true lengths (fold networks of DIR, default $IMGDIFF_FOLDS_DIR) only")
+    args = ap.parse_args()
+    if args.lengths is not None:
+        lengths(args.lengths)
+    else:
+        main()

@@ -8,8 +8,8 @@ per 10 m pixel) in the real UTM 36N coordinates of the site:
    reflectances for B02 B03 B04 B08 B11 and a texture fixed in map coordinates (so it is
    identical on both dates): quays and urban land carry a lognormal clutter (containers,
    sheds, cranes, shadows) on 6 m and 16 m cells plus a smooth 40 m component;
-2. objects (vessels, aircraft) drawn as hull / cross-shaped polygons with their own
-   reflectance;
+2. objects (vessels, aircraft) drawn as hull polygons and aircraft plan views (fuselage, swept
+   tapered wings and tailplane, :func:`aircraft_planform`) with their own reflectance;
 3. the sub-pixel misregistration of the date (the image content moves by ``shift_px``:
    a feature at nominal pixel (x, y) appears at (x + dx, y + dy));
 4. a point spread function: a Gaussian core (sigma ``PSF_SIGMA_PX`` pixels), area averaging
@@ -58,6 +58,32 @@ sharper (sigma ~0.45-0.5 px from the MTF specification). The scenario is unchang
 (112-125 m x 15-16 m) are ~1.5 px wide, narrower than most labelled port vessels; hull reflectances
 were scaled so that their *blurred* peaks match the real 90-170 m vessels; no superstructure is
 modelled. The PSF, wing and noise are sensor properties and apply to Hmeimim too.
+
+Aircraft (``benchmarks/simulator_realism.py --aircraft``): real = the labelled, non-truncated aircraft of
+``aircraft_s2sim`` (real 0.5 m airport imagery degraded to 10 m, DN x 1e-4), binned by the long side of their box
+(the dataset's "length"); simulated = the Hmeimim transports of both dates (the Il-76 and Tu-154 boxes are 48-50 m,
+the An-124's 73 m). Medians, real p25-p75 in brackets; "apron" = the median 3-6 px beyond the box:
+
+=======================================  =========================  ===================  ====================
+statistic                                real 45-55 m (n=351)       sim 45-55 m (n=8)    sim 65-80 m (n=2)
+                                         real 65-80 m (n=202)       old -> now           old -> now
+=======================================  =========================  ===================  ====================
+peak excess over the apron (B02-B04)     0.037 (0.019-0.069)        0.081 -> 0.038
+                                         0.083 (0.060-0.103)                             0.100 -> 0.048
+peak excess / apron                      0.167 (0.085-0.374)        0.499 -> 0.239
+                                         0.437 (0.283-0.558)                             0.627 -> 0.306
+excess summed over the box / apron, px   1.31 (0.27-4.82)           7.27 -> 3.58
+                                         8.20 (3.60-16.4)                                13.9 -> 5.61
+pixels above half the peak excess        5 (2-13) / 10 (6-21)       11.5 -> 9.5          17.5 -> 12.5
+=======================================  =========================  ===================  ====================
+
+The old aircraft were filled crosses (a full-span rectangular wing of 0.18 L chord: an Il-76 of 698 m2) in white
+paint (0.32-0.34 in B02-B04, twice the apron); they are now plan views of the published sizes
+(:data:`AIRCRAFT_PLANFORM`: an Il-76 of 523 m2 for a 300 m2 wing) in grey paint (0.24-0.26, about 1.55 x the apron
+concrete), one paint for every transport, between the two size classes (the An-124's peak excess is below the
+real 65-80 m p25, the Il-76's above the 45-55 m median). Still different: the apron. The ground beside the
+aircraft is cleaner (3x3 std of ln reflectance 0.014 against a real median of 0.052, p25 0.033) and brighter than
+its 240 m surroundings (the aircraft network's normalised input there 1.3-1.5 against 0.22, real p75 0.42).
 
 Everything is deterministic for a given seed: :func:`write_samples` rebuilds the
 shipped samples bit-identically.
@@ -130,8 +156,19 @@ OBJECT_REFLECTANCE: dict[str, tuple[float, ...]] = {
     "submarine": (0.050, 0.045, 0.040, 0.045, 0.035),
     "cargo": (0.332, 0.297, 0.354, 0.393, 0.369),
     "tanker": (0.296, 0.285, 0.321, 0.351, 0.319),
-    "transport": (0.320, 0.330, 0.340, 0.370, 0.330),
+    "transport": (0.240, 0.250, 0.260, 0.280, 0.260),  # grey paint: see the module docstring's aircraft table
     "fighter": (0.105, 0.110, 0.110, 0.125, 0.115),
+}
+#: Plan view of aircraft kinds (fractions of the length L or span W; wings and tailplane swept and tapered).
+#: Transports: fuselage 0.10 L wide, wing aspect ratio 8, taper 0.35, leading edge swept 25 deg, tailplane
+#: 0.35 W (published Il-76 46.6 m / 50.5 m / 300 m2 wing, An-124 69.1 / 73.3 / 628, Tu-154 48 / 37.6 / 202:
+#: aspect ratios 8.5, 8.6, 7.0, fuselages 0.08-0.10 L). Fighters (Su-24/-34/-35, about 22 m / 15 m / 62 m2):
+#: fuselage and intakes 0.16 L, aspect ratio 3.5, swept 40 deg, tailplane 0.65 W.
+AIRCRAFT_PLANFORM: dict[str, dict[str, float]] = {
+    "transport": {"fuselage": 0.10, "aspect": 8.0, "taper": 0.35, "sweep_deg": 25.0, "wing_at": 0.42,
+                  "tail_span": 0.35},
+    "fighter": {"fuselage": 0.16, "aspect": 3.5, "taper": 0.30, "sweep_deg": 40.0, "wing_at": 0.45,
+                "tail_span": 0.65},
 }
 #: Clutter of quays and urban land: ln(texture) = a0 * (unit noise on 6 m cells) + a1 * (on 16 m cells)
 #: + a2 * (smooth field, sigma 40 m); the texture is median 1 and multiplies the cover's reflectance.
@@ -180,12 +217,49 @@ class SimObject:
             local = Polygon([(-W / 2, -L / 2), (W / 2, -L / 2), (W / 2, L / 2 - 0.18 * L), (0, L / 2),
                              (-W / 2, L / 2 - 0.18 * L)])
         else:
-            fus = box(-0.06 * L, -L / 2, 0.06 * L, L / 2)
-            wing = box(-W / 2, -0.12 * L, W / 2, 0.06 * L)
-            tail = box(-0.18 * W, -L / 2, 0.18 * W, -0.40 * L)
-            local = unary_union([fus, wing, tail])
+            local = aircraft_planform(L, W, self.kind)
         # local: x across (right), y along (bow); rotate clockwise by the heading
         return translate(rotate(local, -self.heading_deg, origin=(0, 0)), self.x_m, self.y_m)
+
+
+def _swept_surface(span_m: float, area_m2: float, taper: float, sweep_deg: float, le_root_y: float) -> Polygon:
+    """A trapezoidal wing pair (local metres, x across, y along towards the nose), leading edge at ``le_root_y``."""
+    root = 2 * area_m2 / (span_m * (1 + taper))
+    tip = taper * root
+    back = span_m / 2 * math.tan(math.radians(sweep_deg))
+    half = span_m / 2
+    return Polygon([(0, le_root_y), (half, le_root_y - back), (half, le_root_y - back - tip), (0, le_root_y - root),
+                    (-half, le_root_y - back - tip), (-half, le_root_y - back)])
+
+
+def aircraft_planform(length_m: float, span_m: float, kind: str = "transport") -> Polygon:
+    """Plan view of an aircraft (fuselage, swept tapered wings, tailplane), local metres.
+
+    Parameters
+    ----------
+    length_m, span_m : float
+        Length (nose to tail) and wingspan, metres.
+    kind : str
+        A key of :data:`AIRCRAFT_PLANFORM` (unknown kinds are drawn as transports).
+
+    Returns
+    -------
+    Polygon
+        x across (to the right), y along the fuselage, nose at y = +length_m / 2, tail at -length_m / 2.
+    """
+    p = AIRCRAFT_PLANFORM.get(kind, AIRCRAFT_PLANFORM["transport"])
+    L, W = length_m, span_m
+    fw = p["fuselage"] * L
+    nose, tail_cone = 0.08 * L, 0.12 * L
+    body = Polygon([(-fw / 2, -L / 2 + tail_cone), (-fw / 2, L / 2 - nose), (0, L / 2), (fw / 2, L / 2 - nose),
+                    (fw / 2, -L / 2 + tail_cone), (0.2 * fw, -L / 2), (-0.2 * fw, -L / 2)])
+    wing = _swept_surface(W, W * W / p["aspect"], p["taper"], p["sweep_deg"], L / 2 - p["wing_at"] * L)
+    ts = p["tail_span"] * W
+    t_area = ts * ts / 4.5
+    t_root = 2 * t_area / (ts * 1.4)
+    t_back = ts / 2 * math.tan(math.radians(p["sweep_deg"] + 5))
+    tailplane = _swept_surface(ts, t_area, 0.4, p["sweep_deg"] + 5, -L / 2 + 0.02 * L + t_root + t_back)
+    return unary_union([body, wing, tailplane])
 
 
 @dataclass(frozen=True)

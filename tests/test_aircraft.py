@@ -22,16 +22,18 @@ from imgdiff.detect.aircraft import (
     detect_aircraft,
     detection_limit,
 )
-from imgdiff.detect.aircraft_features import find_peaks, local_normalise
+from imgdiff.detect.aircraft_features import find_peaks, local_level, local_normalise
 from imgdiff.detect.aircraft_sim import simulate_apron
 from imgdiff.errors import BandError, EmptySceneError, InputError
 from imgdiff.evaluate.aircraft import AircraftTruth, evaluate_aircraft, merge_duplicates, read_truth, score_chip
 from imgdiff.evaluate.detection import match_detections
+from imgdiff.sites import get_site
 from imgdiff.zones import Zones
 
 from .conftest import need, write_band
 
 LENGTHS = (45, 55, 65, 80, 50, 60)
+HMEIMIM = Path(__file__).resolve().parent.parent / "samples" / "scenes" / "hmeimim"
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +122,59 @@ def test_length_on_dev_chips_matches_the_labels(shared_data):
     assert len(errs) >= 50
     assert abs(float(np.median(errs))) <= 0.15
     assert float(np.median(np.abs(errs))) <= 0.25
+
+
+# -- the simulated Hmeimim samples: an apron strip brighter than the fields around it -----------------
+def _hmeimim(date: str):
+    folder = need(HMEIMIM / date)
+    truth = json.loads((folder / "truth.json").read_text())
+    return imgdiff.read_scene(folder), [o for o in truth["objects"] if o["kind"] == "transport"]
+
+
+def _lengths_by_id(scene, transports):
+    dets = detect_aircraft(scene)
+    m = match_detections(dets.boxes, dets.scores, np.array([o["box_px"] for o in transports]))
+    return {transports[j]["id"]: dets.items[i].length_m for i, j in m.pairs}
+
+
+@pytest.mark.parametrize("date", ["2024-12-03", "2024-12-13"])
+def test_sample_transports_are_all_found_and_measured_within_25_percent_of_their_length(date):
+    scene, transports = _hmeimim(date)
+    found = _lengths_by_id(scene, transports)
+    assert sorted(found) == sorted(o["id"] for o in transports)
+    true = {o["id"]: o["length_m"] for o in transports}
+    ratios = {k: round(v / true[k], 2) for k, v in found.items()}
+    assert all(0.75 <= r <= 1.25 for r in ratios.values()), ratios
+
+
+def test_aircraft_length_hardly_changes_when_the_fields_beyond_the_apron_are_as_bright_as_it():
+    # the samples' apron is a concrete strip 200 m wide between darker fields and taxiways; raising everything
+    # beyond 20 m of it to the apron's median level leaves the aircraft and their apron untouched
+    scene, transports = _hmeimim("2024-12-03")
+    apron = get_site("hmeimim").zones.to_crs(scene.crs).geometries["apron"].buffer(20)
+    from rasterio.features import rasterize
+
+    on = rasterize([(apron, 1)], out_shape=scene.shape, transform=scene.transform).astype(bool)
+    bands = {}
+    for k, v in scene.bands.items():
+        v = np.asarray(v, np.float32)
+        bands[k] = np.where(on, v, v + (np.median(v[on]) - np.median(v[~on]))).astype(np.float32)
+    strip, level = _lengths_by_id(scene, transports), _lengths_by_id(replace(scene, bands=bands), transports)
+    assert len(strip) == len(level) == len(transports)
+    ratio = float(np.median([strip[k] / level[k] for k in strip]))
+    assert 0.87 <= ratio <= 1.15, (strip, level)
+
+
+def test_local_level_is_the_ground_around_an_aircraft_not_the_aircraft():
+    x = np.zeros((3, 61, 67), np.float32)
+    x[:, 10:50, 12:52] = 1.5  # a bright apron
+    x[:, 27:34, 29:36] += 4.0  # a 7 px aircraft on it
+    lv = local_level(x)
+    assert lv.shape == x.shape and lv.dtype == np.float32
+    np.testing.assert_allclose(lv[:, 30, 32], 1.5, atol=0.05)
+    np.testing.assert_allclose(lv[:, 58, 3], 0.0, atol=0.05)
+    with pytest.raises(ValueError, match="window_px"):
+        local_level(x, window_px=21)
 
 
 def test_a_missing_aircraft_model_file_is_an_input_error_not_the_baseline(aprons, tmp_path):

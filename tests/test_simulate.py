@@ -13,6 +13,7 @@ from shapely.geometry import box
 
 import imgdiff
 from imgdiff.simulate import (
+    AIRCRAFT_KINDS,
     COVER_REFLECTANCE,
     Acquisition,
     Cloud,
@@ -127,3 +128,68 @@ def test_water_beside_a_quay_is_brightened_by_the_psf_wing_as_in_real_harbours(q
     excess = (nir[[61, 60, 58]] - far) / (shore - far)
     assert excess == pytest.approx([0.041, 0.028, 0.013], abs=0.02)
     assert far == pytest.approx(COVER_REFLECTANCE["water"][3], abs=0.002)
+
+
+# -- aircraft -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("length_m", "span_m", "wing_m2"), [(46.6, 50.5, 300), (69.1, 73.3, 628), (48.0, 37.6, 202)])
+def test_transport_plan_view_spans_its_length_and_wingspan_with_about_the_published_wing(length_m, span_m, wing_m2):
+    # Il-76, An-124, Tu-154: published length, span and wing area; fuselage 0.08-0.10 of the length, tailplane
+    # a third of the span. A plan view whose area is far above wing + fuselage + tailplane is a filled shape that
+    # real 10 m aircraft do not look like (the old cross with a full-span wing of 0.18 L chord: 698 m2 for an Il-76)
+    fp = SimObject("a", "transport", 0.0, 0.0, length_m, span_m, 0.0).footprint()
+    x0, y0, x1, y1 = fp.bounds
+    assert (x1 - x0, y1 - y0) == pytest.approx((span_m, length_m), abs=0.5)
+    rest = 0.10 * length_m * length_m + 0.3 * wing_m2  # fuselage + tailplane, at most
+    assert wing_m2 <= fp.area <= wing_m2 + rest
+    assert fp.is_valid and fp.geom_type == "Polygon" and "transport" in AIRCRAFT_KINDS
+
+
+def _peak_over_ring(bands: dict, boxes: np.ndarray, keep: np.ndarray) -> list[float]:
+    """Per kept box (pixel edges): (max of the B02-B04 mean in the box grown by 1 px - median of the ring 3-6 px
+    beyond it, other boxes left out) / that median; the statistic of ``benchmarks/simulator_realism.py --aircraft``."""
+    from scipy import ndimage as ndi
+
+    rgb = np.mean([np.asarray(bands[b], float) for b in ("B02", "B03", "B04")], axis=0)
+    grown = []
+    for x0, y0, x1, y1 in boxes:
+        m = np.zeros(rgb.shape, bool)
+        m[max(int(np.floor(y0)) - 1, 0):int(np.ceil(y1)) + 1, max(int(np.floor(x0)) - 1, 0):int(np.ceil(x1)) + 1] = True
+        grown.append(m)
+    anybox = np.logical_or.reduce(grown)
+    out = []
+    for i in np.flatnonzero(keep):
+        ring = ndi.binary_dilation(grown[i], iterations=6) & ~ndi.binary_dilation(grown[i], iterations=2) & ~anybox
+        if ring.sum() >= 20:
+            bg = float(np.median(rgb[ring]))
+            out.append((float(rgb[grown[i]].max()) - bg) / bg)
+    return out
+
+
+@pytest.mark.shared_data
+def test_sample_transports_stand_out_of_their_apron_as_much_as_real_aircraft_of_their_size(shared_data):
+    # aircraft_s2sim: real 0.5 m airport imagery degraded to 10 m; transports whose box is 45-55 m on its long side
+    # (three Il-76 and the Tu-154) against the real aircraft labelled 45-55 m: the median of their peak contrast
+    # over the apron must lie within the real interquartile range (the old white paint stood at 0.50, real p75 0.37)
+    data = shared_data / "aircraft_s2sim"
+    if not data.is_dir():
+        pytest.skip("aircraft_s2sim missing")
+    real = []
+    for d in sorted(data.iterdir()):
+        if not (d / "aircraft.json").is_file():
+            continue
+        lab = json.loads((d / "aircraft.json").read_text())["aircraft"]
+        if lab:
+            boxes = np.array([a["bbox_px"] for a in lab], float)
+            keep = np.array([45 <= a["length_m"] < 55 and not a["truncated"] for a in lab])
+            real += _peak_over_ring(imgdiff.read_scene(d).bands, boxes, keep)
+    sim = []
+    for date in ("2024-12-03", "2024-12-13"):
+        folder = SAMPLES / "scenes" / "hmeimim" / date
+        objs = json.loads((folder / "truth.json").read_text())["objects"]
+        boxes = np.array([o["box_px"] for o in objs], float)
+        side = 10 * np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep = np.array([o["kind"] == "transport" for o in objs]) & (side >= 45) & (side < 55)
+        sim += _peak_over_ring(imgdiff.read_scene(folder).bands, boxes, keep)
+    assert len(real) >= 200 and len(sim) == 8
+    lo, hi = np.percentile(real, [25, 75])
+    assert lo <= np.median(sim) <= hi, (lo, float(np.median(sim)), hi)

@@ -20,10 +20,14 @@ present, candidates on water (MNDWI > 0.3) are dropped.
 (grouped cross-validation by airport), for claims that rest on absence.
 
 The network's outputs are averaged over the input and its half-turn rotation
-(+0.02-0.03 F1 in cross-validation). Known limitation: on aprons much cleaner than
-the training chips (uniform concrete), per-scene normalisation makes aircraft and
-bright vehicles look more contrasted than anything seen in training: vehicles then
-give false alarms and lengths come out long (see ``tests/test_aircraft.py``).
+(+0.02-0.03 F1 in cross-validation). Its sizes (box, length) are read from a second
+run on the normalised input minus its local level (:data:`LEVELLED_SIZES`), so an
+apron strip brighter than the fields around it does not lengthen what stands on it.
+The length is the long side of the aircraft's axis-aligned box, as ``aircraft_s2sim``
+labels it. Known limitation: on aprons much cleaner than the training chips (uniform
+concrete), per-scene normalisation makes aircraft and bright vehicles look more
+contrasted than anything seen in training: vehicles then give false alarms and
+lengths come out long (see ``tests/test_aircraft.py``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from .aircraft_features import (
     axis_headings_deg,
     fill_invalid,
     find_peaks,
+    local_level,
     normalised_stack,
     subpixel_centres,
 )
@@ -180,6 +185,14 @@ def _rgb(scene: Scene) -> list[np.ndarray]:
 
 #: Detections whose centre lies this close to no data (pixels) are dropped: false alarms along no-data edges.
 NODATA_MARGIN_PX = 2
+#: The network's sizes (box, length) are read from a second run on the normalised stack minus its
+#: :func:`~imgdiff.detect.aircraft_features.local_level` (150 m running median), the heat map from the first.
+#: In the training chips the pavement around an aircraft sits near the normalised level 0 (median 0.14,
+#: p10-p90 -0.47 to 0.71 over 45-80 m aircraft); an apron strip brighter than the fields around it sits at
+#: 1.4-1.6, and the network then sizes what stands on it long: real aircraft_s2sim aircraft of 45-60 m pasted
+#: on the simulated Hmeimim apron measured 1.31 x their labelled length, 1.00 x after levelling; on the
+#: chips themselves the median stays 1.0 (see ``benchmarks/aircraft.py --lengths``).
+LEVELLED_SIZES = True
 
 
 def _land_mask(scene: Scene) -> np.ndarray | None:
@@ -336,10 +349,12 @@ def detect_aircraft(
         rows, cols = peaks[:, 0], peaks[:, 1]
         cxs, cys = subpixel_centres(maps.heat, rows, cols)
         heads = axis_headings_deg(bright, cxs, cys)
+        # sizes are read against the ground right around each aircraft (see LEVELLED_SIZES)
+        sizes = aircraft_maps(x - local_level(x), model_path=model_path) if len(rows) and LEVELLED_SIZES else maps
         for r, c, cx, cy, hd in zip(rows, cols, cxs, cys, heads):
-            bw, bh = float(maps.width_px[r, c]), float(maps.height_px[r, c])
+            bw, bh = float(sizes.width_px[r, c]), float(sizes.height_px[r, c])
             box = (max(cx - bw / 2, 0.0), max(cy - bh / 2, 0.0), min(cx + bw / 2, w), min(cy + bh / 2, h))
-            add(cx, cy, box, float(maps.heat[r, c]), float(maps.length_px[r, c]), min(bw, bh), hd)
+            add(cx, cy, box, float(maps.heat[r, c]), float(sizes.length_px[r, c]), min(bw, bh), hd)
     else:
         thr = CLASSICAL_THRESHOLD if threshold is None else threshold
         for (cx, cy), box, score, length in _classical(x, thr):

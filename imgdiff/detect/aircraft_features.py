@@ -14,6 +14,8 @@ from scipy import ndimage as ndi
 RGB_BANDS: tuple[str, str, str] = ("B02", "B03", "B04")
 #: Gaussian sigma (pixels) of the local statistics used to normalise each band.
 NORM_SIGMA_PX: float = 24.0
+#: Side (pixels) of the window of :func:`local_level`: 150 m, about twice the longest aircraft.
+LEVEL_WINDOW_PX: int = 15
 
 
 def fill_invalid(band: np.ndarray) -> np.ndarray:
@@ -89,6 +91,38 @@ def local_normalise(band: np.ndarray, sigma_px: float = NORM_SIGMA_PX, *, wide_s
 def normalised_stack(bands: list[np.ndarray], sigma_px: float = NORM_SIGMA_PX, **kw: float) -> np.ndarray:
     """Local standardisation of each band (:func:`local_normalise`); returns (n_bands, rows, columns) float32."""
     return np.stack([local_normalise(b, sigma_px, **kw) for b in bands]).astype(np.float32)
+
+
+def local_level(x: np.ndarray, window_px: int = LEVEL_WINDOW_PX) -> np.ndarray:
+    """The local ground level of each band of a normalised stack: a running median over ``window_px``.
+
+    The median is taken over the means of 3 x 3 pixel blocks (a window of ``window_px // 3`` blocks a
+    side, ``window_px`` rounded down to an odd number of blocks, 3 or 5) and interpolated back bilinearly,
+    so an object a third of the window long or shorter does not raise it.
+
+    Parameters
+    ----------
+    x : ndarray, float32, (bands, rows, columns)
+        A stack from :func:`normalised_stack` (no NaN).
+    window_px : int
+        Side of the window, pixels (9 or 15: the block median runs on 3 or 5 blocks).
+
+    Returns
+    -------
+    ndarray, float32, (bands, rows, columns)
+    """
+    k = window_px // 3
+    if k not in (3, 5):
+        raise ValueError(f"local_level: window_px must be 9-11 or 15-17 (3 or 5 blocks of 3 px), not {window_px}")
+    _, h, w = x.shape
+    hs, ws = -(-h // 3), -(-w // 3)
+    out = np.empty(x.shape, np.float32)
+    for i, band in enumerate(np.asarray(x, np.float32)):
+        b = np.pad(band, ((0, hs * 3 - h), (0, ws * 3 - w)), mode="edge") if (hs * 3 - h or ws * 3 - w) else band
+        blocks = np.ascontiguousarray(b.reshape(hs, 3, ws, 3).mean(axis=(1, 3)), dtype=np.float32)
+        med = cv2.medianBlur(blocks, k)
+        out[i] = cv2.resize(med, (ws * 3, hs * 3), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    return out
 
 
 def find_peaks(score: np.ndarray, threshold: float, *, radius_px: int = 1) -> np.ndarray:
