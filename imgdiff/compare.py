@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .change import ChangeMap, scene_change_map
+from .change import ChangeMap, scene_change_map, unspread_saturation
 from .clouds import pair_clouds
 from .coregister import Registration, coregister, warp
 from .errors import CoregistrationError, ImgdiffError, check_type
@@ -242,7 +242,9 @@ def compare(
         reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none")
         moved = pair.after
     overlap = pair.before.valid & moved.valid
+    # the change map reads the after scene warped without its saturated pixels (the warp would spread them)
+    changed_after, reach = (moved, None) if moved is pair.after else unspread_saturation(pair.after, moved, reg)
     pair = AlignedPair(pair.before, moved, pair.grid, overlap)
     step("change")
-    cmap = scene_change_map(pair.before, moved, overlap, method=method)
+    cmap = scene_change_map(pair.before, changed_after, overlap if reach is None else overlap & ~reach, method=method)
     return CompareResult(pair=pair, registration=reg, change=cmap)

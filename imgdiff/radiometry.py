@@ -424,16 +424,17 @@ def cloud_mask(scene: Scene, *, shadows: bool = True, thin: bool = True) -> np.n
 def saturation_mask(scene: Scene) -> np.ndarray:
     """Pixels saturated in any band (digital number at the top of its data type).
 
-    Uses the scale and offset the reader recorded in ``scene.meta["radiometry"]``;
-    without them, reflectance at or above 1.6 counts as saturated.
+    Uses the scale and offset the reader recorded in ``scene.meta["radiometry"]``
+    (:func:`imgdiff.io.scaling.saturation_level`: reflectance at or above 1.6, or that of DN 65534
+    when lower); without them, reflectance at or above 1.6 counts as saturated.
     """
+    from .io.scaling import saturation_level
+
     rad: Mapping = scene.meta.get("radiometry") or {}
     out = np.zeros(scene.shape, bool)
     for name, arr in scene.bands.items():
         info = rad.get(name) if isinstance(rad, Mapping) else None
-        top = 1.6
-        if info and info.get("scale"):
-            top = min(top, (65535 - 1) * float(info["scale"]) + float(info.get("offset", 0.0)))
+        top = saturation_level(info.get("scale"), float(info.get("offset", 0.0))) if info else saturation_level(None)
         with np.errstate(invalid="ignore"):
             out |= arr >= top
     return out & scene.valid

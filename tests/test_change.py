@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 
 from imgdiff.change import (
     METHODS,
+    ChangeMap,
     apply_mmu,
     change_map,
     chi2_threshold,
@@ -398,3 +399,117 @@ def test_compare_cli_accepts_method_and_writes_three_band_change_tif(tmp_path):
         assert ds.count == 3
         mask = ds.read(2) > 0.5
     assert scores(mask, truth)["f1"] > 0.7
+
+
+# --------------------------------------------------------------------------- saturated inputs
+#: 10 m pixels (row, column; even: a 20 m pixel's top-left quarter) of the OSCD Beirut crop below where a
+#: 20 m pixel is made saturated; no change is found within 6 px of any of them on the untouched crop.
+SATURATED_SITES = [(60, 60), (60, 180), (180, 60), (180, 180), (120, 120)]
+
+
+def _oscd_crop(src, dst, value: int | None, r0: int = 400, c0: int = 400, n: int = 240):
+    """Every band of an OSCD date cut to ``n`` x ``n`` px of 10 m from (r0, c0) (even: the 20 and
+    60 m grids stay aligned), with the B11 and B12 pixels of 20 m over :data:`SATURATED_SITES` set
+    to ``value`` DN (None: untouched)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    dst.mkdir(parents=True)
+    for f in sorted(src.glob("B*.tif")):
+        with rasterio.open(f) as ds:
+            k = round(abs(ds.transform.a) / 9.89860463365216e-05)  # the 10 m pixel size of the crop (degrees)
+            win = Window(c0 // k, r0 // k, max(1, n // k), max(1, n // k))
+            dn = ds.read(1, window=win)
+            profile = {**ds.profile, "width": dn.shape[1], "height": dn.shape[0], "tiled": False,
+                       "transform": ds.window_transform(win)}
+        if value is not None and f.stem in ("B11", "B12"):
+            for r, c in SATURATED_SITES:
+                dn[r // 2, c // 2] = value
+        with rasterio.open(dst / f.name, "w", **profile) as out:
+            out.write(dn, 1)
+    return dst
+
+
+@pytest.mark.parametrize("date", ["before", "after"])
+@pytest.mark.parametrize("value", [65535, 20000], ids=["saturated", "reflectance-2"])
+def test_a_saturated_20m_pixel_on_one_date_flags_nothing_beyond_the_10m_pixels_it_covers(shared_data, tmp_path,
+                                                                                         date, value):
+    """A saturated 20 m pixel of B11 and B12 (DN 65535, or reflectance 2.0: above the saturation level)
+    on one date of a real pair: at most the four 10 m pixels it covers differ; they are not assessed,
+    the warp's reach around them (after date) neither, and no pixel around them is flagged (the
+    bilinear resampling and the warp spread it: 5-40 px flagged around the five sites before)."""
+    import imgdiff
+
+    from .conftest import need
+
+    root = need(shared_data / "oscd" / "beirut")
+    plain = [_oscd_crop(root / d, tmp_path / "plain" / d, None) for d in ("before", "after")]
+    lit = [_oscd_crop(root / d, tmp_path / "lit" / d, value if d == date else None) for d in ("before", "after")]
+    p = imgdiff.compare(*plain).change
+    q = imgdiff.compare(*lit).change
+    _no_halo(p, q)
+
+
+def _no_halo(p, q) -> None:
+    """``q``, the change map of a pair with :data:`SATURATED_SITES` saturated, against ``p``, the same
+    pair's without. Within 12 px of a site: nothing newly flagged beyond the 10 m pixels it covers,
+    those not assessed, and nothing else newly not assessed beyond the warp kernel's reach (2 px).
+    Farther: the magnitude (the learned method's probability) moves by less than 0.01 (the scene's
+    statistics move a little with the pixels left out: a pixel at the threshold may flip; before, up
+    to 0.044, on 73-152 px)."""
+    covered = np.zeros(p.mask.shape, bool)
+    near = np.zeros(p.mask.shape, bool)
+    for r, c in SATURATED_SITES:
+        covered[r:r + 2, c:c + 2] = True
+        near[r - 12:r + 14, c - 12:c + 14] = True
+        assert not p.mask[r - 6:r + 8, c - 6:c + 8].any()  # the sites hold no change of their own
+    assert not q.valid[covered].any()  # saturated: not assessed
+    newly_flagged = q.mask & ~p.mask & near
+    assert not (newly_flagged & ~covered).any(), np.argwhere(newly_flagged)
+    reach = ndi.binary_dilation(covered, np.ones((3, 3), bool), iterations=2)  # the warp kernel's, 2 px
+    assert not (p.valid & ~q.valid & ~reach).any(), np.argwhere(p.valid & ~q.valid & ~reach)
+    both = p.valid & q.valid & ~near
+    assert np.abs(q.magnitude[both] - p.magnitude[both]).max() < 0.01
+
+
+@pytest.mark.parametrize("date", ["before", "after"])
+def test_a_saturated_20m_pixel_flags_nothing_around_it_in_a_tiled_comparison(shared_data, tmp_path, date):
+    """As above, window by window (``compare_tiled``: the strip reader, the cubic warp of each tile)."""
+    import rasterio
+
+    from imgdiff.tiles import compare_tiled
+
+    from .conftest import need
+
+    root = need(shared_data / "oscd" / "beirut")
+    maps = []
+    for tag, value in (("plain", None), ("lit", 65535)):
+        pair = [_oscd_crop(root / d, tmp_path / tag / d, value if d == date else None) for d in ("before", "after")]
+        compare_tiled(*pair, tmp_path / f"out_{tag}", tile_size=128, workers=1)
+        with rasterio.open(tmp_path / f"out_{tag}" / "change.tif") as ds:
+            maps.append(ChangeMap(ds.read(1), ds.read(2) > 0.5, ds.read(3) < 0.5, 0.0, "mlp"))
+    _no_halo(*maps)
+
+
+def test_the_warp_does_not_spread_a_saturated_pixel_into_the_change_map():
+    """A 2 x 2 block at DN 65535 on a flat after date, shifted by a sub-pixel registration: the plain
+    warp rings around it; the scene the change map reads holds the flat level wherever the warp's
+    kernel reached no saturated pixel, and the pixels it did reach are few and next to the block."""
+    from imgdiff.change import unspread_saturation
+    from imgdiff.coregister import Registration, warp
+
+    flat = np.full((40, 40), 0.2, np.float32)
+    bands = {b: flat.copy() for b in ("B02", "B03", "B04", "B08", "B11")}
+    bands["B11"][20:22, 20:22] = 65535 * 1e-4
+    after = Scene(bands, "EPSG:32636", Affine(10, 0, 600000, 0, -10, 3870000), np.ones((40, 40), bool),
+                  meta={"radiometry": {b: {"scale": 1e-4, "offset": 0.0} for b in bands}})
+    reg = Registration(0.4, -0.3, 4.0, 3.0, 0.05, 1.0, method="test")
+    moved = warp(after, reg)
+    got, reach = unspread_saturation(after, moved, reg)
+    near = ndi.binary_dilation(np.pad(np.ones((2, 2), bool), ((20, 18), (20, 18))), np.ones((3, 3), bool),
+                               iterations=2)
+    assert reach.any() and not (reach & ~near).any()
+    clean = got.valid & ~reach
+    assert np.abs(moved.bands["B11"][clean] - 0.2).max() > 0.01  # the plain warp's ringing
+    np.testing.assert_allclose(got.bands["B11"][clean], 0.2, atol=1e-5)
+    assert (got.valid == moved.valid).all()  # the cloud and saturation tests still see the block

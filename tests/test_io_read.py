@@ -555,3 +555,48 @@ def test_float_digital_numbers_keep_zero_fill_as_no_data(tmp_path):
     assert u.valid_fraction() == f.valid_fraction() == 56 / 64
     assert f.meta["radiometry"]["B02"]["offset"] == u.meta["radiometry"]["B02"]["offset"] == -0.1
     assert_allclose(np.nanmedian(f.bands["B02"]), np.nanmedian(u.bands["B02"]), atol=1e-4)
+
+
+@pytest.mark.parametrize("value", [65535, 20000], ids=["saturated-dn", "reflectance-2"])
+def test_a_saturated_20m_pixel_stays_on_the_four_10m_pixels_it_covers(tmp_path, value):
+    """One 20 m pixel of B11 at the product's saturation value (DN 65535) or above the saturation
+    reflectance (2.0) on flat ground (0.2): it covers its 2 x 2 pixels of 10 m and no other pixel
+    sees any of it (bilinearly they would take 3-56 % of it: up to 1.2 reflectance around it),
+    read whole, by window or strip by strip."""
+    from imgdiff.tiles import StripReader, work_grid
+
+    for b in ("B02", "B03", "B04", "B08"):
+        write_band(tmp_path / f"{b}.tif", np.full((40, 40), 1000, "uint16"), transform=TR10)
+    b11 = np.full((20, 20), 2000, "uint16")
+    b11[9, 6] = value
+    write_band(tmp_path / "B11.tif", b11, transform=TR20)
+    covered = np.zeros((40, 40), bool)
+    covered[18:20, 12:14] = True
+    whole = read_scene(tmp_path).bands["B11"]
+    with StripReader(tmp_path, work_grid(tmp_path)) as reader:
+        strip = reader.read((4, 6, 36, 38)).bands["B11"]  # x0, y0, x1, y1
+    for got, inside in ((whole, covered), (strip, covered[6:38, 4:36])):
+        assert_allclose(got[inside], value / 10000, rtol=1e-6)
+        assert_allclose(got[~inside], 0.2, atol=1e-6)
+
+
+def test_float_digital_numbers_mark_saturation_at_their_final_scaling(tmp_path):
+    """Float bands holding digital numbers are read first as reflectance (every pixel above 1.6),
+    then rescaled: which 20 m pixels are saturated is decided at that final scaling, as for the
+    same numbers stored as integers."""
+    rng = np.random.default_rng(3)
+    b11 = (1000 + 100 * np.arange(20)[None, :] + rng.integers(0, 300, (20, 20))).astype("uint16")
+    b11[9, 6] = 20000  # reflectance 2.0: saturated
+    for dtype in ("uint16", "float32"):
+        d = tmp_path / dtype
+        d.mkdir()
+        for b, v in (("B02", 1000), ("B03", 1200), ("B04", 1400), ("B08", 3000)):
+            write_band(d / f"{b}.tif", dn(v, (40, 40)).astype(dtype), transform=TR10)
+        write_band(d / "B11.tif", b11.astype(dtype), transform=TR20)
+    u, f = read_scene(tmp_path / "uint16"), read_scene(tmp_path / "float32")
+    assert f.meta["radiometry"]["B11"]["scale"] == u.meta["radiometry"]["B11"]["scale"] == 1e-4
+    assert_allclose(f.bands["B11"], u.bands["B11"], atol=1e-6)
+    assert_allclose(f.bands["B11"][18:20, 12:14], 2.0, rtol=1e-6)
+    rest = np.ones((40, 40), bool)
+    rest[18:20, 12:14] = False
+    assert f.bands["B11"][rest].max() <= b11[b11 < 20000].max() / 10000 + 1e-6  # nothing of 2.0 spread

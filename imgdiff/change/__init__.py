@@ -23,7 +23,8 @@ learned
     The learned method on a pair: the shipped models (:func:`pick_model`), :func:`learned_probability`,
     :func:`learned_magnitude`.
 maps
-    :class:`ChangeMap`, :data:`METHODS`, :func:`change_map` and :func:`scene_change_map`.
+    :class:`ChangeMap`, :data:`METHODS`, :func:`change_map`, :func:`scene_change_map` and
+    :func:`unspread_saturation` (the warped after scene without its saturated pixels spread).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from .classical import (
 from .features import FEATURE_SETS, change_features, difference_scales, feature_planes
 from .features import _blur as _blur  # private, re-exported: used by training/train_change.py
 from .learned import MIN_CHANGE_REFLECTANCE, MODEL_DIR, learned_magnitude, learned_probability, pick_model
-from .maps import DEFAULT_METHOD, DEFAULT_MMU_M2, METHODS, ChangeMap, change_map, scene_change_map
+from .maps import DEFAULT_METHOD, DEFAULT_MMU_M2, METHODS, ChangeMap, change_map, scene_change_map, unspread_saturation
 from .mlp import ONNX_CHUNK, ONNX_DIGEST_KEY, MLPModel
 from .mlp import _export_session as _export_session  # private, re-exported: used by tests/test_change.py
 from .thresholds import apply_mmu, chi2_threshold, em_threshold, noise_floor, otsu_threshold
@@ -57,5 +58,5 @@ __all__ = [
     "ONNX_DIGEST_KEY", "apply_mmu", "change_features", "change_map", "chi2_threshold", "classical_bands", "cva",
     "cva_magnitude", "difference", "difference_scales", "em_threshold", "feature_planes", "irmad",
     "learned_magnitude", "learned_probability", "log_ratio", "log_ratio_damping", "log_ratio_magnitude",
-    "mad_variates", "noise_floor", "otsu_threshold", "pick_model", "scene_change_map",
+    "mad_variates", "noise_floor", "otsu_threshold", "pick_model", "scene_change_map", "unspread_saturation",
 ]

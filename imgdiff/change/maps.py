@@ -2,19 +2,22 @@
 
 The after stack is normalised to the before stack, the chosen method (:data:`METHODS`) gives a
 magnitude and its threshold, the mask keeps changed regions of at least the minimum mapping unit;
-:func:`scene_change_map` keeps clouds, shadows and saturated pixels out first.
+:func:`scene_change_map` keeps clouds, shadows and saturated pixels out first, and
+:func:`unspread_saturation` keeps the warp of the after scene from spreading its saturated pixels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from .._repr import short_repr
+from ..coregister import Registration, warp
 from ..errors import EmptySceneError, check_type
-from ..radiometry import date_masks, drop_small_regions, normalise
+from ..radiometry import date_masks, drop_small_regions, normalise, saturation_mask
 from ..scene import Scene
 from .classical import (
     IRMAD_MIN_PIXELS_PER_BAND,
@@ -246,3 +249,43 @@ def scene_change_map(before: Scene, after: Scene, valid: np.ndarray, *, method: 
     cm = change_map(before.stack(names), after.stack(names), valid, bands=names, method=method,
                     pixel_size_m=before.pixel_size_m, min_mapping_unit_m2=min_mapping_unit_m2)
     return replace(cm, details={**cm.details, **details})
+
+
+def unspread_saturation(after: Scene, moved: Scene, registration: Registration,
+                        **warp_options: Any) -> tuple[Scene, np.ndarray]:
+    """The warped after scene for the change map, its saturated pixels not spread by the warp.
+
+    The warp's kernel, and the cubic B-spline's prefilter over the whole band, carry a saturated
+    pixel's value (6.55 reflectance at DN 65535) into the pixels around it: those a little brighter
+    than the saturation level are kept out of the change map (:func:`imgdiff.radiometry.saturation_mask`),
+    the rest are read as change, and their features' context moves the learned method's probability
+    up to 8-12 px away. Here ``after`` is warped again with its saturated pixels as no data (the warp
+    fills them with the band's median and leaves out every pixel its kernel takes them into).
+
+    Parameters
+    ----------
+    after : Scene
+        The after scene before the warp.
+    moved : Scene
+        ``after`` warped by ``registration`` (:func:`imgdiff.warp` with ``warp_options``).
+    registration : Registration
+    **warp_options
+        Passed to :func:`imgdiff.warp` (``interpolation``), as for ``moved``.
+
+    Returns
+    -------
+    scene : Scene
+        ``moved`` with, where the warp reached no saturated pixel, the values warped without them
+        (the same values where ``after`` holds none); its valid mask is ``moved``'s, so the cloud
+        and saturation tests still see the saturated pixels where the warp put them.
+    reach : ndarray of bool, shape (rows, cols)
+        Pixels valid in ``moved`` that the warp took a saturated pixel into: not to be assessed.
+    """
+    sat = saturation_mask(after)
+    if not sat.any():
+        return moved, np.zeros(moved.shape, bool)
+    holes = warp(replace(after, valid=after.valid & ~sat), registration, **warp_options)
+    clean = holes.valid
+    bands = {n: np.where(clean, holes.bands[n], v) for n, v in moved.bands.items()}
+    return replace(moved, bands=bands), moved.valid & ~clean
+

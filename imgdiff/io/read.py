@@ -10,7 +10,8 @@ Supported layouts
   multi-band file with an explicit band list.
 
 All bands are brought onto the grid of the finest band read (10 m for Sentinel-2),
-bilinearly for coarser bands, and converted from digital numbers to float32
+bilinearly for coarser bands (their saturated pixels kept on the pixels they cover,
+:func:`resample_coarser`), and converted from digital numbers to float32
 reflectance with NaN for no-data.
 
 This module holds :func:`read_scene` and the per-band reading it does. The other ideas of
@@ -36,7 +37,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ from .scaling import (
     RAW_EXPORT_SCALE,
     RAW_LEVEL_DN,
     SATURATED_DN,
+    SATURATED_FLOAT_DN,
+    SATURATION_REFLECTANCE,
     Radiometry,
     _high_p99,
     below_dn1000,
@@ -96,6 +99,9 @@ from .scaling import (
     drop_impossible_offset,
     infer_raw_scaling,
     rescaled,
+    saturated,
+    saturated_dn,
+    saturation_level,
     to_reflectance,
 )
 
@@ -103,11 +109,12 @@ from .scaling import (
 __all__ = [
     "BASELINE_04_DATE", "BBox", "BandSource", "FLOAT_DN_LEVEL", "IMPOSSIBLE_OFFSET_SHARE", "LOCAL_FRAME",
     "RASTER_SUFFIXES", "RAW_EXPORT_SCALE", "RAW_FACTOR_RANGE", "RAW_FACTOR_SPREAD", "RAW_LEVEL_DN", "Radiometry",
-    "SATURATED_DN", "SCENE_FRAME", "bbox_window", "below_dn1000", "by_default_rule", "choose_radiometry",
-    "date_from_sidecar", "date_from_tags", "date_from_text", "drop_impossible_offset", "find_band_sources",
-    "find_product_metadata", "georeferencing", "harmonise_scaling", "has_mask_band", "in_lonlat_range",
-    "infer_raw_scaling", "is_georeferenced", "masked", "north_up", "one_line", "open_raster",
-    "parse_product_metadata", "read_scene", "rescaled", "select_bands", "to_reflectance", "zero_fill",
+    "SATURATED_DN", "SATURATED_FLOAT_DN", "SATURATION_REFLECTANCE", "SCENE_FRAME", "bbox_window", "below_dn1000",
+    "by_default_rule", "choose_radiometry", "date_from_sidecar", "date_from_tags", "date_from_text",
+    "drop_impossible_offset", "find_band_sources", "find_product_metadata", "georeferencing", "harmonise_scaling",
+    "has_mask_band", "in_lonlat_range", "infer_raw_scaling", "is_georeferenced", "masked", "north_up", "one_line",
+    "open_raster", "parse_product_metadata", "read_scene", "resample_coarser", "rescaled", "saturated",
+    "saturated_dn", "saturation_level", "select_bands", "to_reflectance", "zero_fill",
 ]
 
 
@@ -150,8 +157,10 @@ def read_scene(
     -------
     Scene
         On the grid of the finest band read (window-cropped when ``bbox`` is given);
-        coarser bands are resampled bilinearly. NaN and ``valid == False`` where any
-        band is no-data (its declared nodata value) or the pixel is zero-filled (DN 0 in
+        coarser bands are resampled bilinearly, but a saturated pixel of theirs (at the top of the
+        data type, or reflectance 1.6 and up at the band's final scaling) keeps its value on the
+        pixels it covers and none of it reaches the others (:func:`resample_coarser`). NaN and
+        ``valid == False`` where any band is no-data (its declared nodata value) or the pixel is zero-filled (DN 0 in
         every band on the finest grid: outside the swath or the product). A DN of 0 in only
         some bands is a valid, very dark pixel (e.g. NIR over calm water) and reads as
         reflectance 0.
@@ -204,6 +213,7 @@ def read_scene(
     arrays: dict[str, np.ndarray] = {}
     radiometry: dict[str, dict[str, Any]] = {}
     zero: np.ndarray | None = None  # DN 0 in every band read on the reference grid: fill
+    rereads: dict[str, Reread] = {}  # coarser bands, again once their scaling is final
     for s in sources:
         s_crs, s_tr, s_shape, dtype, nodata, b_scale, b_offset, _, _ = infos[s]
         if scale is not None:
@@ -221,7 +231,7 @@ def read_scene(
             arrays[s.name] = masked(to_reflectance(dn, rad, nodata, zeros="keep"), s, window, infos[s][8])
             zero = zero_fill(dn, zero)
         else:
-            arrays[s.name] = _read_resampled(s, infos[s], rad, crs, out_transform, out_shape)
+            arrays[s.name], rereads[s.name] = _read_resampled(s, infos[s], rad, crs, out_transform, out_shape)
 
     valid = np.logical_and.reduce([np.isfinite(a) for a in arrays.values()])
     if zero is not None:
@@ -273,7 +283,7 @@ def read_scene(
             valid = scene.valid & ~fill
             scene = replace(scene, bands={b: np.where(valid, v, np.nan).astype(np.float32) for b, v in scene.bands.items()},
                             valid=valid)
-    return infer_raw_scaling(drop_impossible_offset(scene))
+    return _final_saturation(infer_raw_scaling(drop_impossible_offset(scene)), rereads)
 
 
 def check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
@@ -383,11 +393,20 @@ def zero_fill(dn: np.ndarray, so_far: np.ndarray | None = None) -> np.ndarray | 
     return z if so_far is None else so_far & z
 
 
+#: Re-reads a coarser band with its final scaling, or None when that leaves its saturated pixels as they were.
+Reread = Callable[[Radiometry], "np.ndarray | None"]
+
+
 def _read_resampled(
     s: BandSource, info: tuple, rad: Radiometry, dst_crs: CRS | None, dst_transform: Affine,
     dst_shape: tuple[int, int],
-) -> np.ndarray:
-    """Read the part of a coarser band covering the destination grid and resample it bilinearly."""
+) -> tuple[np.ndarray, Reread]:
+    """Read the part of a coarser band covering the destination grid and resample it bilinearly,
+    its saturated pixels unspread (:func:`resample_coarser`).
+
+    Returns the band and a function that resamples it again from the same digital numbers with
+    another scaling (the scene's final one) when that moves which pixels are saturated, else None.
+    """
     s_crs, s_tr, s_shape, _, nodata = info[:5]
     from rasterio.transform import array_bounds
 
@@ -396,16 +415,89 @@ def _read_resampled(
     xs, ys = zip(*(inv * (x, y) for x in (west, east) for y in (south, north)))
     c0, c1 = max(0, math.floor(min(xs)) - 2), min(s_shape[1], math.ceil(max(xs)) + 2)
     r0, r1 = max(0, math.floor(min(ys)) - 2), min(s_shape[0], math.ceil(max(ys)) + 2)
-    dst = np.full(dst_shape, np.nan, np.float32)
     if c1 <= c0 or r1 <= r0:
-        return dst
+        return np.full(dst_shape, np.nan, np.float32), lambda final: None
     win = Window(c0, r0, c1 - c0, r1 - r0)
-    src = masked(to_reflectance(_read(s, win), rad, nodata, zeros="keep"), s, win, info[8])
+    dn = _read(s, win)
     # A grid without CRS is a local frame; any projected CRS stands in for it on both sides.
     local = CRS.from_epsg(3857)
-    reproject(
-        src, dst, src_transform=rasterio.windows.transform(win, s_tr), src_crs=s_crs or dst_crs or local,
-        dst_transform=dst_transform, dst_crs=dst_crs or s_crs or local, src_nodata=np.nan, dst_nodata=np.nan,
-        resampling=Resampling.bilinear,
-    )
-    return dst
+
+    def resample(values: np.ndarray, kernel: Resampling) -> np.ndarray:
+        out = np.full(dst_shape, np.nan, np.float32)
+        reproject(
+            values, out, src_transform=rasterio.windows.transform(win, s_tr), src_crs=s_crs or dst_crs or local,
+            dst_transform=dst_transform, dst_crs=dst_crs or s_crs or local, src_nodata=np.nan, dst_nodata=np.nan,
+            resampling=kernel,
+        )
+        return out
+
+    def band(r: Radiometry) -> tuple[np.ndarray, np.ndarray | None]:
+        src = masked(to_reflectance(dn, r, nodata, zeros="keep"), s, win, info[8])
+        sat = saturated(dn, src, r)
+        return resample_coarser(src, sat, resample), sat
+
+    out, sat = band(rad)
+
+    def reread(final: Radiometry) -> np.ndarray | None:
+        if (final.scale, final.offset) == (rad.scale, rad.offset):
+            return None
+        again = saturated(dn, to_reflectance(dn, final, nodata, zeros="keep"), final)
+        if (again is None and sat is None) or (again is not None and sat is not None and np.array_equal(again, sat)):
+            return None
+        return band(final)[0]
+
+    return out, reread
+
+
+def _final_saturation(scene: Scene, rereads: dict[str, Reread]) -> Scene:
+    """The scene with each coarser band resampled again when its final scaling (float digital
+    numbers, a raw export's, the baseline offset dropped) moves which of its pixels are saturated
+    (a reflectance of 1.6 is another DN under another scaling)."""
+    bands: dict[str, np.ndarray] | None = None
+    record = scene.meta.get("radiometry") or {}
+    for name, reread in rereads.items():
+        r = record[name]
+        out = reread(Radiometry(float(r["scale"]), float(r["offset"]), str(r["source"])))
+        if out is not None:
+            out[~scene.valid] = np.nan
+            bands = dict(scene.bands) if bands is None else bands
+            bands[name] = out
+    return scene if bands is None else replace(scene, bands=bands)
+
+
+def resample_coarser(src: np.ndarray, saturated: np.ndarray | None,
+                     resample: Callable[[np.ndarray, Resampling], np.ndarray]) -> np.ndarray:
+    """A coarser band (20 or 60 m) on a finer grid: bilinear, its saturated pixels not spread.
+
+    Bilinear interpolation gives each 10 m pixel a share of the four nearest 20 m pixels: a
+    saturated 20 m pixel (6.55 reflectance at DN 65535) would brighten the 12 pixels of 10 m
+    around the 2 x 2 it covers by 0.4-1.2 reflectance, below the level that
+    :func:`imgdiff.radiometry.saturation_mask` keeps out of the change map, and that ring would
+    read as change. So saturated pixels are left out of the interpolation (GDAL renormalises the
+    weights of the valid neighbours; the destination pixels centred on a left-out pixel get no
+    value), and the destination pixels a saturated pixel covers (nearest) take its value: it
+    stays saturated on exactly those pixels, and no other pixel sees it.
+
+    Parameters
+    ----------
+    src : ndarray of float32, shape (rows, cols)
+        Reflectance of the coarser band's window, NaN where no data.
+    saturated : ndarray of bool or None
+        Its saturated pixels (:func:`saturated_dn`); None or none: plain bilinear.
+    resample : callable
+        ``resample(values, kernel)`` -> the (rows, cols) float32 destination array: ``values``
+        (shaped as ``src``, NaN as no data) resampled onto the destination grid with
+        ``kernel`` (``Resampling.bilinear`` or ``Resampling.nearest``).
+
+    Returns
+    -------
+    ndarray of float32
+        The band on the destination grid, NaN where no data.
+    """
+    if saturated is None or not saturated.any():
+        return resample(src, Resampling.bilinear)
+    out = resample(np.where(saturated, np.float32(np.nan), src), Resampling.bilinear)
+    top = resample(np.where(saturated, src, np.float32(np.nan)), Resampling.nearest)
+    hit = np.isfinite(top)
+    out[hit] = top[hit]
+    return out

@@ -32,6 +32,12 @@ RAW_EXPORT_SCALE = 1.0 / 65535.0
 RAW_LEVEL_DN = 20000.0
 #: Digital numbers from here up are saturated (a cloud drawn white); they do not count in that percentile.
 SATURATED_DN = 65000.0
+#: Float bands holding digital numbers keep the product's saturation value (65535): from here up
+#: they are saturated (the DN 65534 of :func:`saturation_level`).
+SATURATED_FLOAT_DN = 65534.0
+#: Reflectance from here up counts as saturated (no surface or cloud is that bright), or from the
+#: reflectance of DN 65534 when that is lower (:func:`saturation_level`).
+SATURATION_REFLECTANCE = 1.6
 _DEFAULT_RULE = "DN/10000"
 _FLOAT_RULE = "float data taken as reflectance"
 _RAW_NAME_RULE = "Copernicus Browser raw export"
@@ -139,6 +145,63 @@ def to_reflectance(dn: np.ndarray, rad: Radiometry, nodata: float | None, *, zer
     if bad is not None and bad.any():
         out[bad] = np.nan
     return out
+
+
+def saturation_level(scale: float | None, offset: float = 0.0) -> float:
+    """Reflectance from which a band counts as saturated: :data:`SATURATION_REFLECTANCE`, or the
+    reflectance of DN 65534 under ``reflectance = dn * scale + offset`` when that is lower (a
+    reflectance x 65535 export saturates at 1.0). Without a scale, :data:`SATURATION_REFLECTANCE`."""
+    if not scale:
+        return SATURATION_REFLECTANCE
+    return min(SATURATION_REFLECTANCE, (65535 - 1) * float(scale) + float(offset))
+
+
+def saturated(dn: np.ndarray, reflectance: np.ndarray, rad: Radiometry) -> np.ndarray | None:
+    """Saturated pixels of one band: digital numbers at the top of the data type (:func:`saturated_dn`)
+    or reflectance at or above :func:`saturation_level` of ``rad``; None when there are none.
+
+    Parameters
+    ----------
+    dn : ndarray
+        Digital numbers as stored in the band's file.
+    reflectance : ndarray of float32
+        ``dn`` read with ``rad`` (:func:`to_reflectance`), same shape, NaN where no data.
+    rad : Radiometry
+    """
+    top = saturated_dn(dn)
+    with np.errstate(invalid="ignore"):
+        bright = reflectance >= np.float32(saturation_level(rad.scale, rad.offset))
+    sat = bright if top is None else bright | top
+    return sat if sat.any() else None
+
+
+def saturated_dn(dn: np.ndarray) -> np.ndarray | None:
+    """Pixels of one band at the top of its data type's range: the product's saturation value.
+
+    Sentinel-2 products write a saturated pixel as 65535 (uint16). The top two values of an
+    integer type count (65534 and 65535, the DN of :func:`saturation_level`); float bands from
+    :data:`SATURATED_FLOAT_DN` up (digital numbers stored as float; float reflectance never
+    gets there).
+
+    Parameters
+    ----------
+    dn : ndarray
+        Digital numbers of one band, as stored in its file.
+
+    Returns
+    -------
+    ndarray of bool or None
+        Same shape as ``dn``; None when no pixel is saturated.
+    """
+    if dn.dtype.kind in "ui":
+        top = np.iinfo(dn.dtype).max - 1
+    elif dn.dtype.kind == "f":
+        top = SATURATED_FLOAT_DN
+    else:
+        return None
+    with np.errstate(invalid="ignore"):
+        sat = dn >= top
+    return sat if sat.any() else None
 
 
 def rescaled(scene: Scene, bands: Sequence[str], rad: Radiometry) -> Scene:

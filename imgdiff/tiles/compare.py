@@ -22,6 +22,7 @@ import numpy as np
 import rasterio
 
 from .. import __version__
+from ..change import unspread_saturation
 from ..coregister import warp
 from ..errors import check_type
 from ..grid import Grid
@@ -274,6 +275,9 @@ def write_change_tiled(
                 return tile, np.full(shape, np.nan, np.float32), core
             moved = warp(a, est.registration, interpolation=WARP_KERNEL) if register else a
             ok = b.valid & moved.valid & ~_excluded(b) & ~_excluded(moved)
+            if register:  # saturated pixels not spread by the warp (as imgdiff.compare)
+                moved, reach = unspread_saturation(a, moved, est.registration, interpolation=WARP_KERNEL)
+                ok &= ~reach
             after_n = est.apply(moved.stack(names), copy=False)
             return tile, _magnitude(method, b.stack(names), after_n, ok, names, est, region), core
 

@@ -318,7 +318,8 @@ class _BandStrip:
             raise unreadable(self.source.path, e) from None
 
     def resampled(self, crs: Any, dst_transform: Affine, dst_shape: tuple[int, int]) -> np.ndarray:
-        """Bilinear resampling onto a destination grid, as :func:`imgdiff.io.read.read_scene` does it."""
+        """Bilinear resampling onto a destination grid, saturated pixels unspread, as
+        :func:`imgdiff.io.read.read_scene` does it (:func:`imgdiff.io.read.resample_coarser`)."""
         import math
 
         from rasterio.crs import CRS
@@ -326,7 +327,7 @@ class _BandStrip:
         from rasterio.transform import array_bounds
         from rasterio.warp import reproject
 
-        from ..io.read import to_reflectance
+        from ..io.read import resample_coarser, saturated, to_reflectance
 
         s_tr, (sh, sw) = self.transform, self.ds.shape
         west, south, east, north = array_bounds(dst_shape[0], dst_shape[1], dst_transform)
@@ -336,19 +337,26 @@ class _BandStrip:
         r0, r1 = max(0, math.floor(min(ys)) - 2), min(sh, math.ceil(max(ys)) + 2)
         if c1 <= c0 or r1 <= r0:
             return np.full(dst_shape, np.nan, np.float32)
-        src = to_reflectance(self.dn(r0, r1, c0, c1), self.radiometry, self.nodata, zeros="keep")
-        fast = _upsample(src, s_tr * Affine.translation(c0, r0), dst_transform, dst_shape)
-        if fast is not None:
-            return fast
-        dst = np.full(dst_shape, np.nan, np.float32)
+        dn = self.dn(r0, r1, c0, c1)
+        src = to_reflectance(dn, self.radiometry, self.nodata, zeros="keep")
         local = CRS.from_epsg(3857)
-        with IN_MEMORY_DATASETS:  # one GDAL in-memory dataset at a time (imgdiff._gdal_memory): tile threads
-            reproject(
-                src, dst, src_transform=s_tr * Affine.translation(c0, r0), src_crs=self.crs or crs or local,
-                dst_transform=dst_transform, dst_crs=crs or self.crs or local, src_nodata=np.nan, dst_nodata=np.nan,
-                resampling=Resampling.bilinear,
-            )
-        return dst
+
+        def resample(values: np.ndarray, kernel: Resampling) -> np.ndarray:
+            if kernel is Resampling.bilinear:
+                fast = _upsample(values, s_tr * Affine.translation(c0, r0), dst_transform, dst_shape)
+                if fast is not None:
+                    return fast
+            dst = np.full(dst_shape, np.nan, np.float32)
+            with IN_MEMORY_DATASETS:  # one GDAL in-memory dataset at a time (imgdiff._gdal_memory): tile threads
+                reproject(
+                    values, dst, src_transform=s_tr * Affine.translation(c0, r0), src_crs=self.crs or crs or local,
+                    dst_transform=dst_transform, dst_crs=crs or self.crs or local, src_nodata=np.nan,
+                    dst_nodata=np.nan, resampling=kernel,
+                )
+            return dst
+
+        # saturated pixels stay on the pixels they cover, unspread (as read_scene reads them)
+        return resample_coarser(src, saturated(dn, src, self.radiometry), resample)
 
 
 def _upsample(src: np.ndarray, src_transform: Affine, dst_transform: Affine,
