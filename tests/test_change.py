@@ -401,7 +401,7 @@ def test_compare_cli_accepts_method_and_writes_three_band_change_tif(tmp_path):
     assert scores(mask, truth)["f1"] > 0.7
 
 
-# --------------------------------------------------------------------------- saturated inputs
+# --------------------------------------------------------------------------- saturated and noise-free inputs
 #: 10 m pixels (row, column; even: a 20 m pixel's top-left quarter) of the OSCD Beirut crop below where a
 #: 20 m pixel is made saturated; no change is found within 6 px of any of them on the untouched crop.
 SATURATED_SITES = [(60, 60), (60, 180), (180, 60), (180, 180), (120, 120)]
@@ -513,3 +513,45 @@ def test_the_warp_does_not_spread_a_saturated_pixel_into_the_change_map():
     assert np.abs(moved.bands["B11"][clean] - 0.2).max() > 0.01  # the plain warp's ringing
     np.testing.assert_allclose(got.bands["B11"][clean], 0.2, atol=1e-5)
     assert (got.valid == moved.valid).all()  # the cloud and saturation tests still see the block
+
+
+def _real_crop(shared_data, names=("B02", "B03", "B04", "B08")):
+    """A 300 x 300 px crop of OSCD Beirut (before date) as a (bands, rows, cols) stack and its valid mask."""
+    import imgdiff
+
+    from .conftest import need
+
+    s = imgdiff.read_scene(need(shared_data / "oscd" / "beirut") / "before", bands=list(names))
+    return s.stack(list(names))[:, 400:700, 400:700], s.valid[400:700, 400:700]
+
+
+@pytest.mark.parametrize("gain", [1.1, 0.85])
+@pytest.mark.parametrize("method", METHODS)
+def test_an_exact_gain_of_a_float_scene_is_not_change(shared_data, method, gain):
+    """after = before * gain in float32, no noise (a real crop): only float rounding differs after
+    normalisation, and that is no change (cva-otsu, cva-em, irmad and logratio-otsu flagged 2-44 %)."""
+    before, valid = _real_crop(shared_data)
+    cm = change_map(before, before * np.float32(gain), valid, bands=("B02", "B03", "B04", "B08"), method=method)
+    assert cm.mask.sum() == 0, f"{method} flagged {cm.mask.mean():.2%} at threshold {cm.threshold:.3g}"
+
+
+@pytest.mark.parametrize("method", ["irmad", "cva-otsu", "cva-em", "logratio-otsu"])
+def test_a_real_change_under_an_exact_float_gain_is_still_found(shared_data, method):
+    before, valid = _real_crop(shared_data)
+    after = before * np.float32(1.1)
+    after[:, 100:130, 150:180] = ROOF[[0, 1, 2, 6], None, None]  # a new bright roof, 300 x 300 m
+    truth = np.zeros(valid.shape, bool)
+    truth[100:130, 150:180] = True
+    cm = change_map(before, after, valid, bands=("B02", "B03", "B04", "B08"), method=method)
+    s = scores(cm.mask, truth)
+    assert s["recall"] > 0.9 and s["precision"] > 0.9, s
+
+
+def test_the_noise_floor_is_at_least_its_share_of_the_signal():
+    from imgdiff.change import MIN_RELATIVE_NOISE, noise_floor
+
+    rounding = np.abs(np.random.default_rng(0).normal(0, 1e-8, 10_000))
+    assert noise_floor(rounding) < 1e-7  # the robust floor alone collapses on rounding
+    assert noise_floor(rounding, signal_scale=0.3) == pytest.approx(MIN_RELATIVE_NOISE * 0.3)
+    noise = np.abs(np.random.default_rng(1).normal(0, 0.01, 10_000))  # real noise: the robust floor, unchanged
+    assert noise_floor(noise, signal_scale=0.3) == noise_floor(noise)

@@ -11,9 +11,10 @@ Submodules
 ----------
 classical
     Band differences, log ratios, change vector analysis (:func:`cva`) and IR-MAD (:func:`irmad`,
-    :func:`mad_variates`); :data:`ATMOSPHERIC_BANDS` and :func:`classical_bands`.
+    :func:`mad_variates`, :func:`irmad_noise_floor`); :data:`ATMOSPHERIC_BANDS` and :func:`classical_bands`.
 thresholds
-    Otsu, chi-square and EM thresholds, :func:`noise_floor`, the minimum mapping unit (:func:`apply_mmu`).
+    Otsu, chi-square and EM thresholds, :func:`noise_floor` (at least :data:`MIN_RELATIVE_NOISE` of the
+    signal), the minimum mapping unit (:func:`apply_mmu`).
 features
     Per-pixel features of the learned method (:func:`change_features`, :func:`feature_planes`,
     :func:`difference_scales`).
@@ -39,6 +40,7 @@ from .classical import (
     cva_magnitude,
     difference,
     irmad,
+    irmad_noise_floor,
     log_ratio,
     log_ratio_damping,
     log_ratio_magnitude,
@@ -50,13 +52,14 @@ from .learned import MIN_CHANGE_REFLECTANCE, MODEL_DIR, learned_magnitude, learn
 from .maps import DEFAULT_METHOD, DEFAULT_MMU_M2, METHODS, ChangeMap, change_map, scene_change_map, unspread_saturation
 from .mlp import ONNX_CHUNK, ONNX_DIGEST_KEY, MLPModel
 from .mlp import _export_session as _export_session  # private, re-exported: used by tests/test_change.py
-from .thresholds import apply_mmu, chi2_threshold, em_threshold, noise_floor, otsu_threshold
+from .thresholds import MIN_RELATIVE_NOISE, apply_mmu, chi2_threshold, em_threshold, noise_floor, otsu_threshold
 
 __all__ = [
     "ATMOSPHERIC_BANDS", "CVA", "ChangeMap", "DEFAULT_METHOD", "DEFAULT_MMU_M2", "FEATURE_SETS", "IRMAD",
-    "IRMAD_MIN_PIXELS_PER_BAND", "METHODS", "MIN_CHANGE_REFLECTANCE", "MLPModel", "MODEL_DIR", "ONNX_CHUNK",
-    "ONNX_DIGEST_KEY", "apply_mmu", "change_features", "change_map", "chi2_threshold", "classical_bands", "cva",
-    "cva_magnitude", "difference", "difference_scales", "em_threshold", "feature_planes", "irmad",
-    "learned_magnitude", "learned_probability", "log_ratio", "log_ratio_damping", "log_ratio_magnitude",
-    "mad_variates", "noise_floor", "otsu_threshold", "pick_model", "scene_change_map", "unspread_saturation",
+    "IRMAD_MIN_PIXELS_PER_BAND", "METHODS", "MIN_CHANGE_REFLECTANCE", "MIN_RELATIVE_NOISE", "MLPModel", "MODEL_DIR",
+    "ONNX_CHUNK", "ONNX_DIGEST_KEY", "apply_mmu", "change_features", "change_map", "chi2_threshold",
+    "classical_bands", "cva", "cva_magnitude", "difference", "difference_scales", "em_threshold", "feature_planes",
+    "irmad", "irmad_noise_floor", "learned_magnitude", "learned_probability", "log_ratio", "log_ratio_damping",
+    "log_ratio_magnitude", "mad_variates", "noise_floor", "otsu_threshold", "pick_model", "scene_change_map",
+    "unspread_saturation",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import linalg, special
 
 from ..errors import EmptySceneError
-from .thresholds import stats
+from .thresholds import MIN_RELATIVE_NOISE, stats
 
 #: Bands that see the atmosphere rather than the ground; classical methods leave them out.
 ATMOSPHERIC_BANDS = ("B01", "B09", "B10")
@@ -196,15 +196,44 @@ def irmad(before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, max_iter:
         rho_old = rho
     # The reweighting under-estimates the no-change spread (it keeps the pixels where the
     # noise of both dates agrees); rescale each variate by its robust spread over all
-    # sampled pixels (changed pixels are a minority), so chi2 follows chi-square(bands).
+    # sampled pixels (changed pixels are a minority), so chi2 follows chi-square(bands),
+    # but by no less than irmad_noise_floor (a noise-free pair's spread is float rounding).
     spread = 1.4826 * np.median(np.abs(mad - np.median(mad, axis=1, keepdims=True)), axis=1)
-    scale = np.where(spread > 0, spread, np.sqrt(var))
+    scale = np.maximum(np.where(spread > 0, spread, np.sqrt(var)), irmad_noise_floor(A, B, mx, my))
     # apply to every pixel in float32: MAD = (A^T (x - mx) - B^T (y - my)) / scale
     wa = (A / scale[None, :]).T.astype(np.float32)
     wb = (B / scale[None, :]).T.astype(np.float32)
     c0 = (wa @ mx.astype(np.float32) - wb @ my.astype(np.float32))[:, None]
     mad_full, chi2_full = mad_variates(before, after, (wa, wb, c0))
     return IRMAD(mad_full, chi2_full, rho.astype(np.float32), iterations, (wa, wb, c0))
+
+
+def irmad_noise_floor(a: np.ndarray, b: np.ndarray, mean_before: np.ndarray, mean_after: np.ndarray) -> np.ndarray:
+    """The least no-change spread of each MAD variate: :data:`MIN_RELATIVE_NOISE` of its signal's scale.
+
+    A relative error ``e`` of the inputs (float rounding, about 1e-7 in float32) reaches the MAD
+    variate ``a_i . x - b_i . y`` as about ``e * hypot(|a_i| |x|, |b_i| |y|)``, with ``x`` and ``y``
+    the dates' typical pixel vectors (here their means). Dates that agree better than
+    :data:`MIN_RELATIVE_NOISE` of that (an exact gain read from float files) hold no measurable
+    change; without the floor their rounding would be scaled up to unit variance and read as change,
+    most of all along canonical directions that hold no signal at all (bands that are exact
+    multiples of others, as in noise-free synthetic scenes).
+
+    Parameters
+    ----------
+    a, b : ndarray, shape (bands, bands)
+        Canonical vectors of the before and after dates, one per column.
+    mean_before, mean_after : ndarray, shape (bands,)
+        The dates' mean pixel vectors (reflectance).
+
+    Returns
+    -------
+    ndarray, shape (bands,)
+        In the units of the MAD variates ``a_i . x - b_i . y``.
+    """
+    signal = np.hypot(np.linalg.norm(a, axis=0) * np.linalg.norm(mean_before),
+                      np.linalg.norm(b, axis=0) * np.linalg.norm(mean_after))
+    return MIN_RELATIVE_NOISE * signal
 
 
 def mad_variates(before: np.ndarray, after: np.ndarray,

@@ -17,7 +17,7 @@ import numpy as np
 from .._repr import short_repr
 from ..coregister import Registration, warp
 from ..errors import EmptySceneError, check_type
-from ..radiometry import date_masks, drop_small_regions, normalise, saturation_mask
+from ..radiometry import date_masks, drop_small_regions, normalise, sampled_median, saturation_mask
 from ..scene import Scene
 from .classical import (
     IRMAD_MIN_PIXELS_PER_BAND,
@@ -104,7 +104,11 @@ def change_map(
     - ``"cva-otsu"`` / ``"cva-em"``: CVA magnitude with Otsu's or the EM Bayes threshold.
     - ``"logratio-otsu"``: norm of per-band log ratios with Otsu's threshold.
 
-    Histogram thresholds are kept above :func:`noise_floor` so an unchanged pair stays unflagged.
+    Histogram thresholds are kept above :func:`noise_floor` so an unchanged pair stays unflagged,
+    and that floor above :data:`imgdiff.change.MIN_RELATIVE_NOISE` of the signal (CVA: of the length of the median
+    before pixel's reflectance vector; log ratio: that fraction itself), so that a noise-free pair (an exact
+    gain read from float files) does not flag its float rounding. IR-MAD floors its variates' noise
+    the same way (:func:`imgdiff.change.irmad_noise_floor`).
     The classical methods leave out :data:`ATMOSPHERIC_BANDS` (B01 B09 B10) when ``bands`` names them.
 
     Parameters
@@ -194,13 +198,15 @@ def change_map(
         mag = cva_magnitude(before, after)
         mag[~valid] = np.nan
         thr = otsu_threshold(mag[valid]) if method == "cva-otsu" else em_threshold(mag[valid])
-        thr = max(thr, noise_floor(mag[valid]))
+        # the signal's scale: the length of the median before pixel's reflectance vector
+        scale = float(np.hypot.reduce([sampled_median(b, valid) for b in before])) if len(before) else 0.0
+        thr = max(thr, noise_floor(mag[valid], signal_scale=scale))
         conf = _ramp_confidence(mag, thr)
     else:  # logratio-otsu
         eps = log_ratio_damping([np.median(before[i][valid]) for i in range(before.shape[0])])
         mag = log_ratio_magnitude(before, after, eps)
         mag[~valid] = np.nan
-        thr = max(otsu_threshold(mag[valid]), noise_floor(mag[valid]))
+        thr = max(otsu_threshold(mag[valid]), noise_floor(mag[valid], signal_scale=1.0))  # log ratios are relative
         conf = _ramp_confidence(mag, thr)
     mag = mag.astype(np.float32)
     mag[~valid] = np.nan

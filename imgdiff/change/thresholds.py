@@ -80,18 +80,44 @@ def em_threshold(values: np.ndarray, *, max_iter: int = 100, max_samples: int = 
     return float(grid[above[0]]) if above.size else float(mu[i1])
 
 
-def noise_floor(values: np.ndarray, k: float = 5.0) -> float:
-    """A robust significance floor for a change magnitude: ``median + k * 1.4826 * MAD``.
+#: The least noise a change magnitude is taken to hold, as a fraction of the signal it measures
+#: (dimensionless; :func:`noise_floor`'s ``signal_scale``, :func:`imgdiff.change.irmad_noise_floor`):
+#: 1e-5. A pair that agrees better than that (an exact gain read from float files: float32 rounding,
+#: about 1e-7 relative, is all that is left after normalisation) holds no measurable change. For
+#: CVA on typical scenes the floor is 3-6e-6 reflectance, a few hundredths of a digital number of
+#: a Sentinel-2 product (1e-4 reflectance): it never binds on integer data or real noise.
+MIN_RELATIVE_NOISE = 1e-5
+
+
+def noise_floor(values: np.ndarray, k: float = 5.0, *, signal_scale: float = 0.0) -> float:
+    """A robust significance floor for a change magnitude: ``median + k * 1.4826 * MAD``, and at
+    least ``MIN_RELATIVE_NOISE * signal_scale``.
 
     Histogram thresholds (Otsu, EM) always split the data, even when nothing changed;
     keeping the threshold above this floor stops them from flagging noise on an
-    unchanged (e.g. gain/illumination-only) pair.
+    unchanged (e.g. gain/illumination-only) pair. On a noise-free pair (an exact gain in
+    float files) the median and MAD shrink to float rounding, and the relative floor takes over.
+
+    Parameters
+    ----------
+    values : ndarray
+        Change magnitudes (non-finite values are ignored).
+    k : float
+        Robust standard deviations above the median.
+    signal_scale : float
+        Scale of the signal the magnitude measures, in the magnitude's units (for CVA the length
+        of a typical pixel's reflectance vector; 1 for a log ratio); 0 for no relative floor.
+
+    Returns
+    -------
+    float
+        In the units of ``values``; inf when none is finite.
     """
     v = values[np.isfinite(values)]
     if v.size == 0:
         return float("inf")
     med = float(np.median(v))
-    return med + k * 1.4826 * float(np.median(np.abs(v - med)))
+    return max(med + k * 1.4826 * float(np.median(np.abs(v - med))), MIN_RELATIVE_NOISE * float(signal_scale))
 
 
 def _ramp_confidence(magnitude: np.ndarray, threshold: float) -> np.ndarray:
