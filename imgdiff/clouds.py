@@ -40,7 +40,7 @@ def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
         try:
             c = wide_regions(np.asarray(cloud_mask(s, shadows=False), bool) & s.valid, CLOUD_MIN_WIDTH_PX + 4)
             c |= t
-            sh = confirm_shadows(cloud_shadow_mask(s, c) & ~c, s, o) | ts
+            sh = confirm_shadows(cloud_shadow_mask(s, c) & ~c, s, o, exclude=c) | ts
         except ImgdiffError:  # bands missing for the spectral tests: the two-date tests only
             c, sh = t, ts
         out.append((c | sh) & s.valid)

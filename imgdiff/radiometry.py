@@ -286,7 +286,8 @@ def cloud_shadow_mask(scene: Scene, cloud: np.ndarray | None = None, *, search_m
 
 
 def confirm_shadows(shadow: np.ndarray, scene: Scene, other: Scene, *, max_ratio: float = 0.8,
-                    max_spread: float = 1.6, min_width_px: int = 7, min_pixels: int = 64) -> np.ndarray:
+                    max_spread: float = 1.6, min_width_px: int = 7, min_pixels: int = 64,
+                    exclude: np.ndarray | None = None) -> np.ndarray:
     """Cloud-shadow regions of one date that a second, co-registered date confirms.
 
     A cloud shadow dims the direct sunlight, so the ground under it is darker than on the
@@ -297,6 +298,13 @@ def confirm_shadows(shadow: np.ndarray, scene: Scene, other: Scene, *, max_ratio
     ``min_pixels`` pixels, and its median ratio ``scene / other`` is below ``max_ratio``
     in every band of B02 B03 B04 B08 with the largest ratio at most ``max_spread`` times
     the smallest.
+
+    The ratios are taken relative to the dates' own relation at the region's brightness: the
+    median ratio, per band, over the pixels outside ``shadow`` (and ``exclude``) whose
+    brightness on ``other`` lies within the region's interquartile range (:func:`expected_ratios`).
+    A gain between the dates, or the path radiance of a top-of-atmosphere date beside a
+    surface-reflectance one (which makes dark water of the L2A date read 2-3 times darker
+    in every band), is then not a shadow. Without enough such pixels the plain ratios are used.
 
     Parameters
     ----------
@@ -311,7 +319,9 @@ def confirm_shadows(shadow: np.ndarray, scene: Scene, other: Scene, *, max_ratio
     min_width_px : int
         Width in pixels of the core a region must hold (a cloud's shadow, not an object's).
     min_pixels : int
-        Fewest pixels of a kept region.
+        Fewest pixels of a kept region, and of the reference pixels of :func:`expected_ratios`.
+    exclude : ndarray of bool, optional
+        Pixels never used as reference (e.g. the date's clouds).
 
     Returns
     -------
@@ -320,6 +330,8 @@ def confirm_shadows(shadow: np.ndarray, scene: Scene, other: Scene, *, max_ratio
     names = [b for b in ("B02", "B03", "B04", "B08") if b in scene.bands and b in other.bands]
     if not shadow.any() or not names:
         return np.zeros(scene.shape, bool)
+    both = np.asarray(scene.valid, bool) & np.asarray(other.valid, bool)
+    reference = both & ~shadow if exclude is None else both & ~shadow & ~exclude
     r = min_width_px // 2
     core = ndi.binary_erosion(shadow, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
     lab, n = ndi.label(shadow, structure=np.ones((3, 3), bool))
@@ -333,10 +345,35 @@ def confirm_shadows(shadow: np.ndarray, scene: Scene, other: Scene, *, max_ratio
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios = np.array([np.nanmedian(scene.bands[b][region] / np.maximum(other.bands[b][region], 1e-4))
                                for b in names])
+        ratios = ratios / expected_ratios(scene, other, names, region, reference, min_pixels=min_pixels)
         if np.all(np.isfinite(ratios)) and ratios.max() < max_ratio and ratios.max() <= max_spread * max(
                 ratios.min(), 1e-6):
             keep[k] = True
     return keep[lab]
+
+
+def expected_ratios(scene: Scene, other: Scene, names: list[str], region: np.ndarray, reference: np.ndarray, *,
+                    min_pixels: int = 64) -> np.ndarray:
+    """The ratio ``scene / other`` per band that ground as bright as ``region`` has between the dates.
+
+    The median ratio over the ``reference`` pixels whose brightness on ``other`` (the mean of the
+    ``names`` bands, reflectance) lies within the interquartile range of the region's. It holds
+    whatever radiometric relation the dates have at that brightness: a gain, or an offset such as
+    a top-of-atmosphere date's path radiance, which changes dark water's ratio far more than bright
+    ground's. Ones (no correction) when fewer than ``min_pixels`` reference pixels qualify.
+
+    Returns
+    -------
+    ndarray of float, shape (len(names),)
+    """
+    level = np.mean([other.bands[b] for b in names], axis=0)
+    lo, hi = np.nanpercentile(level[region], [25, 75])
+    pick = reference & (level >= lo) & (level <= hi)
+    if pick.sum() < min_pixels:
+        return np.ones(len(names))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.array([np.nanmedian(scene.bands[b][pick] / np.maximum(other.bands[b][pick], 1e-4)) for b in names])
+    return np.where(np.isfinite(out) & (out > 0), out, 1.0)
 
 
 def drop_small_regions(mask: np.ndarray, min_pixels: int) -> np.ndarray:

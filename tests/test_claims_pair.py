@@ -66,6 +66,26 @@ def test_a_shadow_is_confirmed_when_the_other_date_shows_an_even_darkening_but_a
     assert not ok[29:34, 19:35].any()
 
 
+def _toa(scene: Scene, gain: float, path: dict[str, float]) -> Scene:
+    """The scene as another product would record it: a gain, plus a path radiance per band (reflectance)."""
+    bands = {b: (v * gain + path.get(b, 0.0)).astype("float32") for b, v in scene.bands.items()}
+    return Scene(bands, scene.crs, scene.transform, scene.valid)
+
+
+@pytest.mark.parametrize("gain, path", [(1.125, {"B02": 0.06, "B03": 0.04, "B04": 0.03, "B08": 0.015}),
+                                        (1.4, {})], ids=["top-of-atmosphere-date", "gain-1.4"])
+def test_water_darker_on_one_date_only_by_the_dates_radiometry_is_not_a_shadow_but_a_real_shadow_still_is(gain, path):
+    # the other date is a top-of-atmosphere product (path radiance: dark water reads 2 x brighter in every
+    # band), or brighter by a gain alone; water on the first date is then "darker in every band"
+    candidates = np.zeros((80, 80), bool)
+    candidates[50:75, 45:70] = True                 # a shadow candidate over open water
+    for shadowed in (False, True):
+        scene = harbour(ship=False, shadow=shadowed)
+        other = _toa(harbour(ship=False, seed=1), gain, path)
+        ok = confirm_shadows(candidates, scene, other)
+        assert ok[52:73, 47:68].all() if shadowed else not ok.any()
+
+
 PERF = DetectorPerformance("vessels", 0.9, 0.8, 25.0, "test")
 CLEAR = ZoneState("piers", 1000, 1.0, 0.0, 0.0)
 
