@@ -10,9 +10,12 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
    absolute deviation over the pixels compared), a z-score per pixel;
 2. 8-connected regions where the object's date is brighter by more than :data:`EXTENT_Z`, at least
    :data:`MIN_AREA_PX` pixels, at most :data:`MAX_LENGTH_M` long, not touching the grid's edge, whose
-   box and the ring of :data:`RING_PX` pixels around it are all compared (clear on both dates), and
-   whose peak stands out of that ring's brightening by :data:`PEAK_Z` spreads (of the pair, or of
-   the ring's own differences where they are wider);
+   box is all compared (clear on both dates), which touches no pixel that is not compared (it ends where
+   its date stops being brighter, not where the comparison stops: a cloud's or a shadow's fringe reaches
+   the cloud), in a ring of :data:`RING_PX` pixels around its box compared for at least
+   :data:`RING_COMPARED` of its pixels, and whose peak stands out of the brightening of the ring's
+   compared pixels by :data:`PEAK_Z` spreads (of the pair, or of the ring's own differences where they
+   are wider);
 3. the other date is open water there: the median NDWI ``(B03 - B08) / (B03 + B08)`` of the region
    on the other date is above :data:`MIN_WATER_NDWI` (a quay, a roof or a changed field is not), and
    the region reaches the vessel detector's open water (:func:`imgdiff.detect.vessels.water_mask`:
@@ -66,10 +69,15 @@ MIN_AREA_PX = 3
 MAX_LENGTH_M = 500.0
 #: The other date is open water over the region when its median NDWI there exceeds this.
 MIN_WATER_NDWI = 0.0
-#: Width (pixels) of the ring around a region's box that must be compared (clear on both dates) and
-#: against which its brightening is measured (step 2): a region at a cloud's edge is the cloud's, and
+#: Width (pixels) of the ring around a region's box against which its brightening is measured (step 2):
 #: water brightened all around (haze, glint) holds no object.
 RING_PX = 5
+#: The least fraction of the ring's pixels that must be compared (clear on both dates, outside clouds'
+#: hazy rims): its median and spread are those of the surroundings only when most of them are seen. The
+#: rest may lie under a cloud or its haze some way off; the region itself must not touch them (a region
+#: at a cloud's edge is the cloud's). Before 2026-11-28 the whole ring had to be compared: a ship that
+#: left a berth near another zone's cloud was lost for 13 of its 480 ring pixels in the after date's haze.
+RING_COMPARED = 0.5
 #: :func:`apron_changes`: the least peak (spreads above the ring) of a region where either date is brighter.
 #: An aircraft's paint and shadow against concrete change less than a hull against water.
 APRON_PEAK_Z = 10.0
@@ -130,14 +138,24 @@ def _regions(zs: np.ndarray, ok: np.ndarray, pixel: tuple[float, float], max_len
             continue
         if x == 0 or y == 0 or x + bw == w or y + bh == h:
             continue
-        # the box and the ring around it all compared: not at a cloud's, a shadow's or no-data's edge
+        # the box all compared: the object's pixels are seen on both dates
+        if not ok[y:y + bh, x:x + bw].all():
+            continue
         r0, r1, c0, c1 = max(y - RING_PX, 0), min(y + bh + RING_PX, h), max(x - RING_PX, 0), min(x + bw + RING_PX, w)
-        if not ok[r0:r1, c0:c1].all():
+        seen, own = ok[r0:r1, c0:c1], lab[r0:r1, c0:c1] == i
+        # not at a cloud's, a shadow's or no-data's edge: no pixel next to the region's (8-connected) is
+        # hidden, so the region ends where its date stops being brighter, not where the comparison stops
+        # (the window reaches past the box: a region touches no grid edge)
+        if (cv2.dilate(own.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~seen).any():
+            continue
+        outside = np.ones(seen.shape, bool)
+        outside[y - r0:y - r0 + bh, x - c0:x - c0 + bw] = False  # the ring: the window outside the box
+        if seen[outside].sum() < RING_COMPARED * outside.sum():
             continue
         sub = lab[y:y + bh, x:x + bw] == i
-        # its change above that of its surroundings, in spreads of the pair's difference (or of the
-        # surroundings' own, where they differ more: haze, glint, a stirred-up harbour)
-        ring = zs[r0:r1, c0:c1][lab[r0:r1, c0:c1] != i]
+        # its change above that of its surroundings' compared pixels, in spreads of the pair's difference
+        # (or of the surroundings' own, where they differ more: haze, glint, a stirred-up harbour)
+        ring = zs[r0:r1, c0:c1][~own & seen]
         level = float(np.median(ring))
         local = 1.4826 * float(np.median(np.abs(ring - level)))
         peak = (float(zs[y:y + bh, x:x + bw][sub].max()) - level) / max(1.0, local)
@@ -255,7 +273,7 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
 
     Like :func:`water_changes`, but an aircraft may be brighter or darker than the apron (white or
     grey paint, its shadow), and the other date's ground is not water: regions where either date is
-    brighter (:data:`APRON_PEAK_Z`, at most :data:`MAX_APRON_LENGTH_M` long; a region whose box
+    brighter (:data:`APRON_PEAK_Z`, at most :data:`MAX_APRON_LENGTH_M` long, compared as there; a region whose box
     lies less than 2 x :data:`MERGE_PX` pixels from a stronger one's of the same date is part of its object),
     whose box stands out from the ring around it (:func:`imgdiff.match.contrast`) on one date and
     less than :data:`PLAIN_RATIO` times as much on the other: the object is on the date where it

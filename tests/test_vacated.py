@@ -112,6 +112,41 @@ def test_nothing_is_found_where_the_pair_is_not_compared_or_has_no_nir():
     assert all(len(d) == 0 for d in water_changes(*visible))
 
 
+def test_a_departure_is_found_when_part_of_its_ring_lies_in_another_dates_cloud_and_haze():
+    """A cloud (and its hazy rim) on the after date reaches a corner of the ring around the berth, two
+    pixels from the hull's box: the hull and the water it left are seen clearly on both dates, so the
+    departure is found; its peak is measured on the ring's compared pixels."""
+    before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
+    compared = np.ones((80, 80), bool)
+    compared[35:50, 36:60] = False                               # 9 of the ring's pixels, none next to the hull
+    left, _ = water_changes(before, after, compared=compared)
+    assert len(left) == 1 and _inside(left.items[0], BERTH)
+    assert left.items[0].extra["vacated"]["peak_z"] > 5 * PEAK_Z
+
+
+@pytest.mark.parametrize("hidden", [
+    (slice(25, 45), slice(27, 60)),    # the cloud over half of the hull: its box is not all seen
+    (slice(25, 45), slice(34, 60)),    # the cloud right at the hull's end: the region stops at the cloud
+    (slice(33, 34), slice(15, 40)),    # a one-pixel strip of haze along the hull's side
+])
+def test_a_departure_that_reaches_what_is_not_compared_is_not_found(hidden):
+    """The hull (or what would be) may go on under the cloud: where the region touches pixels that are not
+    compared, it ends where the comparison stops, not where its date stops being brighter."""
+    before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
+    compared = np.ones((80, 80), bool)
+    compared[hidden] = False
+    assert not any(_inside(d, BERTH) for d in water_changes(before, after, compared=compared)[0])
+
+
+def test_a_departure_whose_ring_is_mostly_hidden_is_not_found():
+    """Compared only on its box and one pixel around it, the ring's level is that of a sliver of it."""
+    before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
+    compared = np.zeros((80, 80), bool)
+    compared[29:34, 19:35] = True
+    compared[60:, :] = True                                        # enough of the grid for the noise spread
+    assert len(water_changes(before, after, compared=compared)[0]) == 0
+
+
 @pytest.mark.parametrize("pixels", [3, 5, 8])
 def test_a_departed_boats_length_is_its_ground_length_not_more(pixels):
     """A boat one pixel wide and ``pixels`` long (10 m pixels) measures ``pixels`` x 10 m long and 10 m wide:

@@ -29,6 +29,7 @@ from ..vacated import MIN_WATER_NDWI as VACATED_MIN_WATER_NDWI
 from ..vacated import OWN_CONTRAST as VACATED_OWN_CONTRAST
 from ..vacated import PEAK_Z as VACATED_PEAK_Z
 from ..vacated import PLAIN_RATIO as VACATED_PLAIN_RATIO
+from ..vacated import RING_COMPARED as VACATED_RING_COMPARED
 from ..vacated import RING_PX as VACATED_RING_PX
 
 #: An object counts on a date only when its evidence reaches this probability (:func:`imgdiff.match.reconcile`):
@@ -92,6 +93,8 @@ STATIC_PERSISTENCE = 0.7
 def evidence_rules() -> dict[str, Any]:
     """The rules that turn two dates' detections into objects, with their constants (for report.json)."""
     ev = "the calibrated probability" if CALIBRATED_EVIDENCE else "the score"
+    ring_clear = (f"its box clear on both dates, no pixel next to the region hidden on either, and at least "
+                  f"{VACATED_RING_COMPARED:.0%} of the ring clear on both dates, its brightening measured there")
     return {
         "looks": f"each date is searched for detections down to {LOOK_FRACTION:g} x the detector's threshold, "
                  "so that every place has a score on both dates; a look alone never counts as an object",
@@ -121,8 +124,7 @@ def evidence_rules() -> dict[str, Any]:
         "vacated_water": "vessels: where one date is much brighter than the other over a compact region "
                          f"(at least {VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_LENGTH_M:g} m long; its peak at least "
                          f"{VACATED_PEAK_Z:g} robust spreads of the pair's brightness difference above the brightening of "
-                         f"the {VACATED_RING_PX} px ring around it, or of the ring's own spread where wider; region and "
-                         "ring clear on both dates), "
+                         f"the {VACATED_RING_PX} px ring around it, or of the ring's own spread where wider; {ring_clear}), "
                          "the other date shows open water there (median NDWI above "
                          f"{VACATED_MIN_WATER_NDWI:g}, in a water body of at least {MIN_WATER_BODY_PX * 100 / 1e4:g} ha, "
                          "both from the bands without "
@@ -134,7 +136,7 @@ def evidence_rules() -> dict[str, Any]:
         "vacated_apron": "aircraft: where either date is brighter over a compact region (at least "
                          f"{VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_APRON_LENGTH_M:g} m long; its peak at least "
                          f"{VACATED_APRON_PEAK_Z:g} robust spreads of the pair's brightness difference above the ring "
-                         f"of {VACATED_RING_PX} px around it; region and ring clear on both dates) whose box stands out "
+                         f"of {VACATED_RING_PX} px around it; {ring_clear}) whose box stands out "
                          "from its surroundings on one date and less than "
                          f"{VACATED_PLAIN_RATIO:g} times as much on the other (plain apron there), the region is an "
                          "aircraft that left or arrived; it counts on the date where it stands out (on the dates in "
