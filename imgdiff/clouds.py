@@ -5,8 +5,9 @@ Cloud and shadow masks (:func:`pair_clouds`) hide a zone on that date in a claim
 (:func:`imgdiff.compare.register_pair`). The single-date spectral tests
 (:mod:`imgdiff.radiometry`) are joined by two-date tests that need visible bands only: an opaque
 cloud is much brighter and whiter than the same ground on the other date and hides its texture; a
-shadow darkens it evenly and keeps it (:func:`temporal_changes`). A cloud's hazy rim
-(:func:`cloud_haze`) hides nothing, but its places cannot be compared between the dates.
+shadow darkens it evenly and keeps it (:func:`temporal_changes`). Where the ground shows through
+what the single-date test takes for cloud as it does on the other date, that is haze (:func:`seen_through`).
+A cloud's hazy rim (:func:`cloud_haze`) hides nothing, but its places cannot be compared between the dates.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
     """Cloud and cloud-shadow masks of both dates of a co-registered pair (before, after).
 
     Clouds: the single-date spectral test (:func:`imgdiff.radiometry.cloud_mask` without
-    shadows; only regions wider than an object, :func:`wide_regions`) or the two-date opaque-cloud
-    test (:func:`temporal_changes`, grown over the rest of the same cloud by :func:`grow_cloud`).
+    shadows; only regions wider than an object, :func:`wide_regions`; neither those through which the
+    ground is seen, :func:`seen_through`, nor the ground seen as clearly as on the other date over a
+    region wider than an object, as in the two-date test) or the two-date opaque-cloud test
+    (:func:`temporal_changes`, grown over the rest of the same cloud by :func:`grow_cloud`).
     Shadows: the single-date shadow projection (:func:`imgdiff.radiometry.cloud_shadow_mask`), and
     the two-date shadow test (:func:`shade`, which needs visible bands only), each kept only
     where the other date confirms a cloud-sized region darkened evenly in every band
@@ -35,16 +38,68 @@ def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
     dimmer one is under a shadow (:func:`temporal_changes`).
     """
     tb, ta, tsb, tsa = temporal_changes(before, after)
+    detail = ground_detail(before, after)
     out = []
-    for s, o, t, ts in ((before, after, tb, tsb), (after, before, ta, tsa)):
+    for s, o, t, ts, (seen, hidden) in ((before, after, tb, tsb, detail[0]), (after, before, ta, tsa, detail[1])):
         try:
             c = wide_regions(np.asarray(cloud_mask(s, shadows=False), bool) & s.valid, CLOUD_MIN_WIDTH_PX + 4)
+            # haze over the whole region, or hazy ground beside a cloud (wider than an object), shows the ground
+            c &= ~seen_through(c, seen, hidden) & ~wide_regions(seen & c, CLOUD_MIN_WIDTH_PX)
             c |= t
             sh = confirm_shadows(cloud_shadow_mask(s, c) & ~c, s, o, exclude=c) | ts
         except ImgdiffError:  # bands missing for the spectral tests: the two-date tests only
             c, sh = t, ts
         out.append((c | sh) & s.valid)
     return out[0], out[1]
+
+
+def ground_detail(before: Scene, after: Scene) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Where each date shows or hides the ground's detail that the other date shows:
+    ((seen, hidden) before, (seen, hidden) after), boolean masks of shape (rows, cols).
+
+    A date *sees* the ground as the other one does where their fine textures (:func:`fine_texture`
+    of the visible bands' mean) correlate and this one keeps at least :data:`CLOUD_KEEPS_DETAIL` of the
+    other's (:func:`seen_clearly`); it *hides* it where the other date shows ground detail (its fine
+    texture varies more in the :data:`DETAIL_WINDOW_PX` window around the pixel than at its median
+    pixel valid on both dates) and this one keeps less than that. Other pixels (ground without detail,
+    ground that changed between the dates) are neither. All False without visible bands on both dates.
+    """
+    vis = [b for b in ("B02", "B03", "B04") if b in before.bands and b in after.bands]
+    both = before.valid & after.valid
+    if not vis or not both.any():
+        none = np.zeros(before.shape, bool)
+        return (none, none.copy()), (none.copy(), none.copy())
+    fb, fa = (fine_texture(np.mean([np.nan_to_num(x.bands[b], nan=0.0) for b in vis], axis=0)) for x in (before, after))
+    out = []
+    for here, there in ((fb, fa), (fa, fb)):
+        r, vx, vy = _window_texture(here, there, DETAIL_WINDOW_PX)
+        shown = both & (vy > sampled_median(vy, both))
+        keeps = vx >= CLOUD_KEEPS_DETAIL ** 2 * vy
+        out.append((both & keeps & (r >= SHARED_TEXTURE_R) & (vy > 0), shown & ~keeps))
+    return out[0], out[1]
+
+
+def seen_through(mask: np.ndarray, seen: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """The connected regions of ``mask`` through which the ground is seen: more of their pixels see the
+    ground's detail than hide it (``seen``, ``hidden``: :func:`ground_detail`).
+
+    Haze, the path radiance of a top-of-atmosphere date or a thin veil of cirrus is smooth over a
+    whole region and leaves the ground's detail: the single-date spectral test finds such a region
+    white and blue-lifted (bright in B10) like a thin cloud, though quay edges, hulls and roads show
+    through it as on the other date; an opaque cloud hides them over most of its area (its thin rim
+    and any gap aside). A region without ground detail on the other date (water, smooth concrete) has
+    no such evidence and is not seen through.
+    """
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros(mask.shape, bool)
+    n_seen = np.bincount(lab[seen], minlength=n + 1)
+    n_hidden = np.bincount(lab[hidden], minlength=n + 1)
+    through = n_seen > n_hidden
+    through[0] = False
+    return through[lab]
 
 
 def wide_regions(mask: np.ndarray, width_px: int) -> np.ndarray:
@@ -177,6 +232,13 @@ def seen_clearly(hx: np.ndarray, hy: np.ndarray, size: int = DETAIL_WINDOW_PX) -
     Textureless ground (water, smooth concrete: noise only) does not correlate and is never
     seen clearly; an opaque cloud hides the ground's texture.
     """
+    r, vx, vy = _window_texture(hx, hy, size)
+    return (r >= SHARED_TEXTURE_R) & (vx >= CLOUD_KEEPS_DETAIL ** 2 * vy) & (vy > 0)
+
+
+def _window_texture(hx: np.ndarray, hy: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlation of ``hx`` and ``hy`` and their variances in a ``size`` x ``size`` window around
+    each pixel (r, var x, var y; r is 0 where a variance is)."""
     import cv2
 
     def mean(x: np.ndarray) -> np.ndarray:
@@ -190,7 +252,7 @@ def seen_clearly(hx: np.ndarray, hy: np.ndarray, size: int = DETAIL_WINDOW_PX) -
     den = np.sqrt(vx * vy)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(den > 0, cov / den, 0.0)
-    return (r >= SHARED_TEXTURE_R) & (vx >= CLOUD_KEEPS_DETAIL ** 2 * vy) & (vy > 0)
+    return r, vx, vy
 
 
 def local_texture(x: np.ndarray, size: int = 5) -> np.ndarray:

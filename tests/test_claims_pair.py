@@ -470,3 +470,68 @@ def test_objects_far_from_every_zone_are_left_out_of_the_verification_but_a_plac
     b, a = keep_near(before, after, near)
     assert [d.center[0] for d in b.items] == [55, 85, 105]
     assert [d.center[0] for d in a.items] == [55, 125]
+
+
+#: Ground of a hazy-date probe (reflectance per band; the same fine texture in every band on both dates):
+#: bright concrete, and an ordinary city block.
+CONCRETE = {"B02": 0.22, "B03": 0.23, "B04": 0.24, "B08": 0.28, "B10": 0.002, "B11": 0.28, "B12": 0.25}
+CITY = {"B02": 0.10, "B03": 0.10, "B04": 0.10, "B08": 0.18, "B10": 0.001, "B11": 0.20, "B12": 0.15}
+#: Uniform path radiance (reflectance added per band): boundary-layer haze (Rayleigh + aerosol: blue most,
+#: NIR least, none in B10, whose water-vapour absorption hides the lower atmosphere), and a thin veil high
+#: enough to show in B10.
+HAZE = {"B02": 0.10, "B03": 0.065, "B04": 0.04, "B08": 0.018, "B11": 0.005, "B12": 0.002}
+HIGH_VEIL = {"B02": 0.08, "B03": 0.06, "B04": 0.045, "B08": 0.03, "B10": 0.02, "B11": 0.01, "B12": 0.005}
+
+
+def _hazy_pair(ground: dict, haze: dict, *, cloud: bool = False, size: int = 120) -> tuple[Scene, Scene]:
+    """The same textured ground on both dates (sensor noise apart); on the after date, ``haze`` added
+    everywhere and, when ``cloud``, an opaque white cloud over rows and columns 20-60 (a 3-pixel soft edge)."""
+    from scipy import ndimage as ndi
+
+    texture = np.random.default_rng(3).random((size, size)) - 0.5
+    alpha = np.zeros((size, size))
+    if cloud:
+        alpha[20:60, 20:60] = 1.0
+        alpha = ndi.uniform_filter(alpha, 7)
+    scenes = []
+    for k, extra in enumerate(({}, haze)):
+        rng = np.random.default_rng(10 + k)
+        bands = {}
+        for b, g in ground.items():
+            a = g * (1 + 0.4 * texture) + extra.get(b, 0.0)
+            a = (1 - alpha) * a + alpha * CLOUD.get(b, 0.3) if k == 1 else a
+            bands[b] = (a + rng.normal(0, 0.002, a.shape)).astype("float32")
+        scenes.append(Scene(bands, UTM, TR, np.ones((size, size), bool)))
+    return scenes[0], scenes[1]
+
+
+@pytest.mark.parametrize("ground, haze", [(CONCRETE, HAZE), (CITY, HIGH_VEIL)], ids=["concrete-haze", "city-high-veil"])
+def test_a_hazy_date_whose_ground_shows_through_is_not_cloud(ground, haze):
+    from imgdiff.radiometry import cloud_mask
+
+    before, after = _hazy_pair(ground, haze)
+    assert cloud_mask(after, shadows=False).mean() > 0.9     # white, blue-lifted (bright in B10): a thin cloud to one date
+    assert not cloud_mask(before, shadows=False).any()
+    mb, ma = pair_clouds(before, after)
+    assert not mb.any() and not ma.any()                     # but the ground's detail is there as on the other date
+
+
+@pytest.mark.parametrize("ground, haze", [(CONCRETE, HAZE), (CITY, HIGH_VEIL)], ids=["concrete-haze", "city-high-veil"])
+def test_an_opaque_cloud_on_a_hazy_date_still_hides_its_zone_and_the_hazy_ground_beside_it_does_not(ground, haze):
+    from shapely.geometry import box
+
+    from imgdiff.claims import analyse
+    from imgdiff.zones import Zones
+
+    before, after = _hazy_pair(ground, haze, cloud=True)
+    mb, ma = pair_clouds(before, after)
+    assert ma[22:58, 22:58].all() and not mb.any()
+    assert not ma[:, 70:].any() and not ma[70:].any()        # the hazy ground beyond the cloud
+    x0, y0 = TR.c, TR.f
+    def zone(c0, r0, c1, r1):  # pixel columns and rows -> a box in the scenes' UTM coordinates
+        return box(x0 + 10 * c0, y0 - 10 * r1, x0 + 10 * c1, y0 - 10 * r0)
+    zones = Zones({"under": zone(25, 25, 55, 55), "hazy": zone(80, 20, 110, 60)}, UTM, {})
+    _, _, _, states, _, _ = analyse(before, after, zones, ["aircraft"], register=False)
+    assert states["after"]["under"].clear_fraction == 0.0
+    assert states["after"]["hazy"].clear_fraction == 1.0
+    assert all(s.clear_fraction == 1.0 for s in states["before"].values())

@@ -152,9 +152,10 @@ def evidence_rules() -> dict[str, Any]:
                      "objects of the zone were real is INCONCLUSIVE (only those at places seen on both dates "
                      "count there); a claim on one date takes them as the detector alone would: counted",
         "clouds": "opaque clouds from the spectral test or the two-date brightening test (grown over the rest "
-                  "of the same cloud: connected, same colour, brighter than the other date; ground that shows the "
-                  "other date's fine detail about as clearly is not cloud however much brighter: haze, the path "
-                  "radiance of a top-of-atmosphere date); cloud shadows "
+                  "of the same cloud: connected, same colour, brighter than the other date); ground that shows the "
+                  "other date's fine detail about as clearly is not cloud however white or bright: haze, the path "
+                  "radiance of a top-of-atmosphere date, a thin veil (a region of the spectral test where more of "
+                  "the ground's detail is seen than hidden is left out whole); cloud shadows "
                   "from the spectral projection or the two-date darkening test, kept only where the other date "
                   "confirms a cloud-sized region darkened evenly in every band, so an emptied berth (bright hull "
                   "-> dark water) is never read as shadow; a region where both dates show the same ground "
