@@ -27,6 +27,7 @@ from .errors import (  # noqa: E402
     InputError,
     NoOverlapError,
     OutputError,
+    ReflectanceError,
 )
 from .grid import AlignedPair, Grid, align, reproject_scene, utm_grid  # noqa: E402
 from .io.read import read_scene  # noqa: E402
@@ -38,7 +39,7 @@ from .watch import read_manifest, run_watch  # noqa: E402
 
 __all__ = [
     "AlignedPair", "BandError", "CompareResult", "CoregistrationError", "EmptySceneError", "Grid",
-    "GridError", "ImgdiffError", "InputError", "NoOverlapError", "OutputError", "Registration", "Scene",
+    "GridError", "ImgdiffError", "InputError", "NoOverlapError", "OutputError", "ReflectanceError", "Registration", "Scene",
     "__version__", "align", "cloud_mask", "compare", "compare_report", "coregister", "detect_vessels", "detect_aircraft", "read_scene", "reproject_scene",
     "utm_grid", "warp", "water_mask", "write_compare",
 ]

@@ -36,6 +36,10 @@ class EmptySceneError(ImgdiffError, ValueError):
     """A scene (or its window) holds no valid pixel."""
 
 
+class ReflectanceError(ImgdiffError, ValueError):
+    """A Scene's bands are not reflectance (e.g. digital numbers of a product, 0-10000)."""
+
+
 class CoregistrationError(ImgdiffError, ValueError):
     """The shift between two scenes could not be estimated reliably."""
 

@@ -12,7 +12,7 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from .errors import ArgumentTypeError, BandError
+from .errors import ArgumentTypeError, BandError, ReflectanceError
 
 #: Native ground sampling distance of each Sentinel-2 MSI band, in metres.
 BAND_RESOLUTION_M: dict[str, int] = {
@@ -23,6 +23,18 @@ BAND_RESOLUTION_M: dict[str, int] = {
 BAND_ORDER: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
 )
+
+#: The highest typical level (median of a band's positive valid pixels) that reflectance can have: 2.
+#: The brightest surfaces, fresh snow and thick cloud, reflect about 0.8-1.0 of the sunlight (up to about 1.5
+#: as top-of-atmosphere reflectance under a low sun); saturated pixels and specular glints (1.6-2.8) are a
+#: few per scene, too few to move a median. Digital numbers of a product (reflectance x 10000 in L1C/L2A,
+#: x 65535 in raw exports) are 100 and up wherever anything but the darkest water is seen: a band whose
+#: median exceeds 2 holds numbers, not reflectance (:func:`check_reflectance`; the readers take float files'
+#: numbers for digital numbers above the same level, :data:`imgdiff.io.scaling.FLOAT_DN_LEVEL`).
+MAX_REFLECTANCE_LEVEL = 2.0
+#: Pixels :func:`check_reflectance` samples per band (a regular grid of about 64 x 64): a median from them
+#: is within a few per cent of the band's, and the gap between reflectance and digital numbers is 50-fold.
+LEVEL_SAMPLES = 4096
 
 
 def band_sort_key(name: str) -> int:
@@ -38,7 +50,10 @@ class Scene:
     ----------
     bands : Mapping[str, ndarray]
         Band name (``"B02"``, ``"B8A"``, ...) -> 2-D float32 array of reflectance
-        (unitless, about 0-1). Invalid pixels are NaN. All bands share one shape.
+        (unitless, about 0-1). Invalid pixels are NaN. All bands share one shape. A scene built
+        by hand is refused (:class:`~imgdiff.errors.ReflectanceError`, a ``ValueError``) when its
+        bands hold digital numbers instead (:func:`check_reflectance`; ``meta["radiometry"]``, the
+        readers' record of the scaling they applied, exempts it).
     crs : rasterio.crs.CRS or None
         CRS of the grid; None for imagery without placement (``transform`` is then
         a local frame, usually in metres).
@@ -65,6 +80,10 @@ class Scene:
             raise BandError(f"bands of a Scene must share one shape, got {sorted(shapes)}")
         if self.bands and np.shape(self.valid) != next(iter(shapes)):
             raise BandError("the valid mask must have the shape of the bands")
+        if not (self.meta or {}).get("radiometry"):
+            # a scene built by hand (the readers record the scaling they chose and may hold digital
+            # numbers while they choose it: float numbers, x 65535 exports)
+            check_reflectance(self.bands, self.valid)
 
     def __repr__(self) -> str:
         # one line: band names, grid and date, not the arrays (a notebook cell would print pages)
@@ -134,6 +153,52 @@ class Scene:
     def valid_fraction(self) -> float:
         """Fraction of pixels that are valid, in [0, 1]."""
         return float(np.mean(self.valid)) if self.valid.size else 0.0
+
+
+def check_reflectance(bands: Mapping[str, np.ndarray], valid: np.ndarray) -> None:
+    """Refuse bands that hold digital numbers where reflectance (about 0-1) is expected.
+
+    A band's typical level is the median of its positive, finite values over ``valid`` on a regular
+    grid of about :data:`LEVEL_SAMPLES` pixels (zero-filled no-data left out); the Sentinel-2 bands
+    among ``bands`` (:data:`BAND_ORDER`; other layers a user adds are not reflectance) must all be at
+    most :data:`MAX_REFLECTANCE_LEVEL`. Read as reflectance, digital numbers make every pixel cloud.
+    :class:`Scene` checks the bands it is built with unless its ``meta`` records the scaling applied
+    (``meta["radiometry"]``, written by :func:`imgdiff.read_scene` and the tile readers).
+
+    Parameters
+    ----------
+    bands : Mapping[str, ndarray]
+        Band name -> 2-D array (reflectance, unitless), all of ``valid``'s shape.
+    valid : ndarray of bool
+        Pixels to sample.
+
+    Raises
+    ------
+    ReflectanceError
+        A ``ValueError``, naming the first band (B02 B03 B04 B08, then product order) whose level is higher.
+    """
+    shape = np.shape(valid)
+    if len(shape) != 2 or not shape[0] or not shape[1]:
+        return
+    step = max(1, math.ceil(math.sqrt(shape[0] * shape[1] / LEVEL_SAMPLES)))
+    mask = np.asarray(valid, bool)[::step, ::step]
+    for name in sorted((n for n in bands if n in BAND_ORDER), key=_LEVEL_ORDER.index):
+        a = np.asarray(bands[name])
+        if a.ndim != 2 or a.dtype.kind not in "uif":
+            continue
+        v = a[::step, ::step][mask]
+        with np.errstate(invalid="ignore"):
+            v = v[np.isfinite(v) & (v > 0)]
+        level = float(np.median(v)) if v.size else 0.0
+        if level > MAX_REFLECTANCE_LEVEL:
+            raise ReflectanceError(
+                f"Scene bands look like digital numbers (median {name} = {level:.1f}), not reflectance (0-1): "
+                "divide by 10000 (L1C/L2A, after subtracting 1000 from processing baseline 04.00 on) or read "
+                "the files with imgdiff.read_scene")
+
+
+#: :func:`check_reflectance`'s order: the visible and NIR 10 m bands first (those a DN scene is named by).
+_LEVEL_ORDER = ("B02", "B03", "B04", "B08") + tuple(b for b in BAND_ORDER if b not in ("B02", "B03", "B04", "B08"))
 
 
 def check_band_list(names: object, where: str, hint: str = "") -> None:

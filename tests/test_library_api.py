@@ -351,6 +351,55 @@ def test_a_scene_stacks_no_bands_as_an_empty_stack():
     assert s.stack([]).shape == (0, *s.shape) and s.stack([]).dtype == np.float32
 
 
+@pytest.mark.parametrize("factor, dtype, fill", [(10000, np.uint16, False), (10000, np.float32, True),
+                                                 (65535, np.uint16, False)],
+                         ids=["l2a-uint16", "l2a-float-mostly-zero-filled", "raw-export-x65535"])
+def test_a_scene_built_from_digital_numbers_is_refused_naming_the_band_and_the_fix(factor, dtype, fill):
+    """Read as reflectance, digital numbers make every pixel cloud and every claim INCONCLUSIVE, silently."""
+    s = small_scene()
+    bands = {b: (v * factor).astype(dtype) for b, v in s.bands.items()}
+    if fill:  # outside the swath (most of it): zeros, the valid mask left all True by the caller
+        bands = {b: np.where(np.arange(s.width) < s.width // 2 - 10, v, 0).astype(dtype) for b, v in bands.items()}
+    with pytest.raises(imgdiff.ReflectanceError) as e:
+        imgdiff.Scene(bands, s.crs, s.transform, s.valid)
+    assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
+    level = float(np.median(bands["B02"][bands["B02"] > 0]))
+    assert re.fullmatch(r"Scene bands look like digital numbers \(median B02 = (\d+\.\d)\), not reflectance \(0-1\): "
+                        r"divide by 10000 .*imgdiff\.read_scene", str(e.value))
+    assert float(re.search(r"B02 = ([\d.]+)", str(e.value)).group(1)) == pytest.approx(level, rel=0.1)
+    with pytest.raises(imgdiff.ReflectanceError, match="median B04 = "):  # one band left in numbers
+        replace(s, bands={**s.bands, "B04": bands["B04"]})
+
+
+def test_reflectance_scenes_bright_dark_or_saturated_in_places_are_accepted():
+    s = small_scene()
+    shape, rng = s.shape, np.random.default_rng(3)
+    # a few saturated pixels and a cloud (1.0-1.6) on ordinary ground
+    lit = {b: v.copy() for b, v in s.bands.items()}
+    for v in lit.values():
+        v[10:30, 10:40] = rng.uniform(1.0, 1.6, (20, 30))
+        v[50, 50:55] = 1.6
+    # snow and cloud over all of it under a low sun (top-of-atmosphere reflectance up to 1.5)
+    snow = {b: rng.uniform(0.9, 1.5, shape).astype(np.float32) for b in s.bands}
+    # dark open water, and a scene of NaN and zeros (nothing to measure a level from)
+    water = {b: rng.uniform(0.0, 0.03, shape).astype(np.float32) for b in s.bands}
+    nothing = {b: np.where(np.arange(shape[1]) < 40, np.nan, 0.0).astype(np.float32) * np.ones(shape, np.float32)
+               for b in s.bands}
+    for bands in (lit, snow, water, nothing):
+        assert imgdiff.Scene(bands, s.crs, s.transform, s.valid).shape == shape
+    # other layers beside the bands (a class map, an index) are not reflectance and not checked
+    assert "SCL" in replace(s, bands={**s.bands, "SCL": np.full(shape, 8.0, np.float32)}).bands
+
+
+def test_a_scene_whose_meta_records_its_scaling_is_taken_at_its_word():
+    """The readers record the scaling they apply (meta["radiometry"]) and may hold digital numbers while they
+    choose it (float numbers, x 65535 exports): such a scene is theirs to scale, not refused."""
+    s = small_scene()
+    meta = {"radiometry": {b: {"scale": 1.0, "offset": 0.0, "source": "float: taken as reflectance"} for b in s.bands}}
+    dn = imgdiff.Scene({b: v * 10000 for b, v in s.bands.items()}, s.crs, s.transform, s.valid, meta=meta)
+    assert float(np.median(dn.bands["B02"])) > 100
+
+
 def test_claims_files_zones_problems_are_claims_errors_and_a_boolean_is_no_length(tmp_path):
     from imgdiff.claims import ClaimsError
 
