@@ -7,7 +7,8 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
 
 1. brightness (mean of B02 B03 B04 B08) of each date, the other date scaled to the first by the
    ratio of their medians; the difference in units of its robust spread (1.4826 x its median
-   absolute deviation over the pixels compared), a z-score per pixel;
+   absolute deviation over the pixels compared, at least :data:`MIN_SPREAD`: one digital number), a
+   z-score per pixel;
 2. 8-connected regions where the object's date is brighter by more than :data:`EXTENT_Z`, at least
    :data:`MIN_AREA_PX` pixels, at most :data:`MAX_LENGTH_M` long, not touching the grid's edge, whose
    box is all compared (clear on both dates), which touches no pixel that is not compared (it ends where
@@ -78,6 +79,18 @@ RING_PX = 5
 #: at a cloud's edge is the cloud's). Before 2026-11-28 the whole ring had to be compared: a ship that
 #: left a berth near another zone's cloud was lost for 13 of its 480 ring pixels in the after date's haze.
 RING_COMPARED = 0.5
+#: The least robust spread of the pair's brightness difference (reflectance) the z-scores of step 1 are taken
+#: in: 1e-4, one digital number of a Sentinel-2 L1C/L2A product (reflectance quantified x 10000), the least
+#: difference the products record. A noise-free pair (synthetic scenes, or an unchanged background quantised
+#: alike on both dates) differs by nothing over most of its pixels: its measured spread is 0, and without the
+#: floor no region was sought at all (a ship removed from open water went unreported). A floor relative
+#: to the signal (as :data:`imgdiff.change.MIN_RELATIVE_NOISE`, 1e-5 of it: about 1e-6 here) would make a
+#: single DN of quantisation a change of a hundred spreads; at one DN a quantisation step stays under
+#: :data:`EXTENT_Z` (a one-DN step in every band is one spread), while a hull against water (0.1-0.2
+#: brighter) stands out by a thousand. Real pairs' spreads (sensor noise, registration, water's own
+#: change) are far above it: 13-26 DN on the claims benchmark's harbours and aprons, 93-276 DN on the 10 OSCD
+#: city pairs (2026-11-28); the floor never binds on them.
+MIN_SPREAD = 1e-4
 #: :func:`apron_changes`: the least peak (spreads above the ring) of a region where either date is brighter.
 #: An aircraft's paint and shadow against concrete change less than a hull against water.
 APRON_PEAK_Z = 10.0
@@ -106,7 +119,7 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands:
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float] | None:
     """Brightness of each date, the pixels compared, the difference before - after (after scaled to
     before by the ratio of their medians) in robust spreads, that spread (reflectance of the before
-    date) and the ratio of the medians (before / after)."""
+    date, at least :data:`MIN_SPREAD`) and the ratio of the medians (before / after)."""
     bb, ba = _brightness(before, bands), _brightness(after, bands)
     if bb is None or ba is None or bb.shape != ba.shape:
         return None
@@ -119,9 +132,8 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands:
     mb, ma = float(np.median(bb.ravel()[idx])), float(np.median(ba.ravel()[idx]))
     d = bb - ba * np.float32(mb / ma if ma > 0 else 1.0)
     ds = d.ravel()[idx]
-    spread = 1.4826 * float(np.median(np.abs(ds - np.median(ds))))
-    if not spread > 0:
-        return None
+    # at least MIN_SPREAD: a noise-free pair's measured spread is 0 (nothing was sought then)
+    spread = max(1.4826 * float(np.median(np.abs(ds - np.median(ds)))), MIN_SPREAD)
     return bb, ba, ok, np.where(ok, d / np.float32(spread), 0).astype(np.float32), spread, mb / ma if ma > 0 else 1.0
 
 

@@ -11,7 +11,7 @@ from shapely.geometry import box as shapely_box
 from imgdiff.claims import pipeline
 from imgdiff.detect.base import Detection, Detections
 from imgdiff.scene import Scene
-from imgdiff.vacated import PEAK_Z, add_vacated, water_changes
+from imgdiff.vacated import MIN_SPREAD, PEAK_Z, add_vacated, apron_changes, water_changes
 from imgdiff.zones import Zones
 
 TR = Affine(10, 0, 700000, 0, -10, 3900000)
@@ -27,9 +27,9 @@ BOAT = (slice(55, 58), slice(40, 45))     # a white boat at anchor on both dates
 WHITE = 0.30                              # flat spectrum: its NDWI is about 0, like turbid water's
 
 
-def harbour(*, ship: bool, seed: int) -> Scene:
+def harbour(*, ship: bool, seed: int, noise: float = 0.002) -> Scene:
     """80 x 80 px: quay above water, a ship that stays, and optionally one at BERTH with its dark shadow
-    and a container stack on the quay."""
+    and a container stack on the quay; Gaussian noise of ``noise`` reflectance (0: noise-free)."""
     rng = np.random.default_rng(seed)
     bands = {}
     for b in WATER:
@@ -41,7 +41,7 @@ def harbour(*, ship: bool, seed: int) -> Scene:
             a[BERTH] = HULL[b]
             a[SHADOW] *= 0.2
             a[STACK] = 0.35
-        bands[b] = (a + rng.normal(0, 0.002, a.shape)).astype("float32")
+        bands[b] = (a + rng.normal(0, noise, a.shape)).astype("float32")
     return Scene(bands, UTM, TR, np.ones((80, 80), bool))
 
 
@@ -173,6 +173,33 @@ def test_an_arrivals_brightening_is_measured_in_its_own_dates_reflectance(gain):
     assert v["change"] == pytest.approx(v["contrast"], rel=0.05)
 
 
+def test_a_noise_free_pair_reports_a_ship_that_left_and_an_identical_one_nothing():
+    """Without noise the pair's brightness difference is 0 over most pixels: its measured spread is 0, and the
+    spread is taken as MIN_SPREAD (one digital number) instead of no region being sought at all."""
+    before, after = harbour(ship=True, seed=0, noise=0.0), harbour(ship=False, seed=1, noise=0.0)
+    for b in before.bands:                                        # and a boat at anchor in open water
+        before.bands[b][45, 20:25] = HULL[b]
+    left, arrived = water_changes(before, after)
+    assert sorted(_inside(d, BERTH) for d in left.items) == [False, True] and len(arrived) == 0
+    assert any(_inside(d, (slice(45, 46), slice(20, 25))) for d in left.items)
+    for d in left.items:  # 0.196 brighter than the water: 1962 spreads of one digital number
+        v = d.extra["vacated"]
+        assert v["change"] == pytest.approx(0.196, abs=0.002)    # in reflectance, not in the floored spreads
+        assert v["peak_z"] == pytest.approx(v["change"] / MIN_SPREAD, rel=0.01)
+    assert all(len(d) == 0 for d in water_changes(before, before))
+    assert all(len(d) == 0 for d in water_changes(after, after))
+
+
+def test_a_one_number_step_on_a_noise_free_pair_is_not_a_departure():
+    """Quantised alike on both dates, a pair differs by whole digital numbers (1e-4 reflectance) where anything
+    differs: a patch of water one number brighter in every band before is within one spread, not an object."""
+    before, after = harbour(ship=False, seed=1, noise=0.0), harbour(ship=False, seed=1, noise=0.0)
+    for b in before.bands:
+        before.bands[b][44:47, 20:24] += np.float32(1e-4)
+        before.bands[b][60:62, 60:62] += np.float32(3e-4)
+    assert all(len(d) == 0 for d in water_changes(before, after))
+
+
 def test_a_region_is_added_only_where_no_object_of_either_date_explains_it():
     before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
     left, arrived = water_changes(before, after)
@@ -234,7 +261,7 @@ STAYS_ON_STAND = (slice(50, 54), slice(20, 27))
 SWAPPED = (slice(20, 24), slice(50, 57))    # a plane before, a fuel truck and a tug after: something on both dates
 
 
-def apron(*, plane: bool, seed: int) -> Scene:
+def apron(*, plane: bool, seed: int, noise: float = 0.003) -> Scene:
     rng = np.random.default_rng(seed)
     bands = {}
     for b in CONCRETE:
@@ -246,7 +273,7 @@ def apron(*, plane: bool, seed: int) -> Scene:
             a[SWAPPED] = 0.45
         else:
             a[SWAPPED] = 0.05
-        bands[b] = (a + rng.normal(0, 0.003, a.shape)).astype("float32")
+        bands[b] = (a + rng.normal(0, noise, a.shape)).astype("float32")
     return Scene(bands, UTM, TR, np.ones((80, 80), bool))
 
 
@@ -263,3 +290,11 @@ def test_an_aircraft_that_left_its_stand_is_found_with_its_shadow_as_one_object_
     # sought on the before date only, the arrival is not
     assert all(len(d) == 0 for d in apron_changes(apron(plane=False, seed=1), apron(plane=True, seed=0),
                                                   dates=("before",)))
+
+
+def test_a_noise_free_pair_reports_an_aircraft_that_left_and_an_identical_one_nothing():
+    before, after = apron(plane=True, seed=0, noise=0.0), apron(plane=False, seed=1, noise=0.0)
+    left, arrived = apron_changes(before, after)
+    assert len(left) == 1 and _inside(left.items[0], (slice(20, 26), slice(20, 27))) and len(arrived) == 0
+    assert all(len(d) == 0 for d in apron_changes(before, before))
+    assert all(len(d) == 0 for d in apron_changes(after, after))
