@@ -20,7 +20,9 @@ from .options import (
     bands_opt,
     bbox_opt,
     echo_json,
+    given,
     json_opt,
+    max_shift_opt,
     naming,
     overwrite_opt,
     pair_warnings,
@@ -38,6 +40,7 @@ from .tiled import compare_tiled_with_progress, should_tile
 @bands_opt
 @bbox_opt
 @click.option("--no-coregister", is_flag=True, help="Do not estimate or remove the shift between dates.")
+@max_shift_opt()
 @click.option("--method", type=click.Choice(METHODS), default=None,
               help="Change method (default mlp, the best on labelled OSCD cities).")
 @click.option("--tile-size", type=click.IntRange(64, 16384),
@@ -48,13 +51,16 @@ from .tiled import compare_tiled_with_progress, should_tile
               help="GeoJSON zones file (lon/lat), as --site.")
 @overwrite_opt
 @json_opt
-def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, bbox: tuple | None,
-                no_coregister: bool, method: str | None, tile_size: int | None, site: str | None, zones_file: str | None,
-                overwrite: bool, as_json: bool) -> None:
+@click.pass_context
+def compare_cmd(ctx: click.Context, before: str, after: str, outdir: str, bands: list[str] | None, bbox: tuple | None,
+                no_coregister: bool, max_shift: float, method: str | None, tile_size: int | None, site: str | None,
+                zones_file: str | None, overwrite: bool, as_json: bool) -> None:
     """Compare BEFORE and AFTER scenes and write a change map and report into OUTDIR.
 
     BEFORE and AFTER are scene paths, or STAC item URLs / ids (fetched for --bbox or the site's zones).
     """
+    if no_coregister and given(ctx, "max_shift"):
+        raise click.UsageError(f"--max-shift {max_shift:g} does not apply with --no-coregister (no shift is sought)")
     if site and zones_file:
         raise InputError(f"--site {site} and --zones {zones_file}: give exactly one (--site names a catalogue site, "
                          "--zones a GeoJSON file)")
@@ -69,7 +75,8 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
         with steps(labels, show_progress(as_json)) as advance:
             with naming(before, after):
                 v = survey(before, after, zones, zones_source=f"site:{site}" if site else str(zones_file),
-                           bands=bands, bbox=bbox, method=method, register=not no_coregister, on_step=advance)
+                           bands=bands, bbox=bbox, method=method, register=not no_coregister, on_step=advance,
+                           max_shift=max_shift)
             advance("write")
             report = write_verify(v, outdir, overwrite=overwrite)
         for line in pair_warnings(report, method):  # on stderr, also in --json mode
@@ -89,13 +96,13 @@ def compare_cmd(before: str, after: str, outdir: str, bands: list[str] | None, b
     if tile_size or should_tile(before, bands, bbox):  # whole tiles: windows, bounded memory (imgdiff.tiles)
         report = compare_tiled_with_progress(before, after, outdir, bands=bands, bbox=bbox, tile_size=tile_size,
                                              register=not no_coregister, overwrite=overwrite,
-                                             progress=show_progress(as_json), method=method)
+                                             progress=show_progress(as_json), method=method, max_shift=max_shift)
     else:
         with steps(["read", "align", "co-register", "change", "write"], show_progress(as_json)) as advance:
             b = imgdiff.read_scene(before, bands=bands, bbox=bbox)
             a = imgdiff.read_scene(after, bands=bands, bbox=bbox)
             result = imgdiff.compare(b, a, bands=bands, register=not no_coregister, on_step=advance,
-                                     method=method)
+                                     method=method, max_shift=max_shift)
             advance("write")
             report = imgdiff.write_compare(result, outdir, overwrite=overwrite, inputs=(b, a))
     if overwrite:  # files of a zone report written here before no longer describe this run

@@ -14,7 +14,7 @@ from imgdiff.grid import Grid, reproject_scene
 from imgdiff.io.read import find_band_sources
 from imgdiff.io.write import atomic_path, write_geotiff
 
-from .options import bands_opt, echo_json, json_opt, naming, overwrite_opt, show_progress, steps
+from .options import bands_opt, echo_json, json_opt, max_shift_opt, naming, overwrite_opt, show_progress, steps
 
 
 @click.command("coregister")
@@ -25,8 +25,7 @@ from .options import bands_opt, echo_json, json_opt, naming, overwrite_opt, show
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write the target warped onto the reference grid (tiled, compressed float32 GeoTIFF).")
 @bands_opt
-@click.option("--max-shift", type=click.FloatRange(0.5, 50), default=5.0, show_default=True,
-              help="Largest plausible shift in pixels.")
+@max_shift_opt()
 @click.option("--spacing", type=click.IntRange(16, 4096), help="Tie-point spacing in pixels (with --local).")
 @click.option("--interpolation", type=click.Choice(["spline", "cubic", "lanczos", "linear", "nearest"]), default="spline",
               show_default=True, help="Resampling kernel of the warped output.")

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from imgdiff.coregister import MAX_SHIFT_PX, MAX_SHIFT_RANGE_PX
 from imgdiff.errors import ImgdiffError
 from imgdiff.io.bands import normalise_band_name
 from imgdiff.io.read import in_lonlat_range, one_line
@@ -55,6 +57,17 @@ bands_opt = click.option("--bands", callback=_parse_bands, help="Comma-separated
 bbox_opt = click.option("--bbox", callback=_parse_bbox, metavar="W,S,E,N", help="Read only this lon/lat window.")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout, nothing else.")
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+
+
+def max_shift_opt(more_help: str = "") -> Any:
+    """``--max-shift PX`` of the commands that co-register (``max_shift`` of :func:`imgdiff.coregister`)."""
+    return click.option("--max-shift", type=click.FloatRange(*MAX_SHIFT_RANGE_PX), default=MAX_SHIFT_PX,
+                        show_default=True, help="Largest plausible shift in pixels." + more_help)
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the option ``name`` (its parameter name) was given on the command line, not left at its default."""
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
 
 
 @contextmanager

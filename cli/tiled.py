@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from imgdiff.coregister import MAX_SHIFT_PX
 from imgdiff.tiles import (
     CHANGE_OVERLAP,
     MLP_TILE_SIZE,
@@ -28,8 +29,10 @@ __all__ = ["compare_tiled_with_progress", "detect_tiled_cli", "should_tile"]
 
 def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: Sequence[str] | None,
                                 bbox: tuple | None, tile_size: int | None, register: bool, overwrite: bool,
-                                progress: bool, method: str | None = None) -> dict[str, Any]:
-    """Run :func:`imgdiff.tiles.compare_tiled` with a progress bar over both tile passes (on a terminal)."""
+                                progress: bool, method: str | None = None, max_shift: float = MAX_SHIFT_PX
+                                ) -> dict[str, Any]:
+    """Run :func:`imgdiff.tiles.compare_tiled` with a progress bar over both tile passes (on a terminal);
+    ``max_shift``: the largest plausible shift, pixels of the before scene's grid."""
     size = tile_size  # None: the method's default (imgdiff.tiles.TILE_SIZE, MLP_TILE_SIZE)
     if method is not None and method not in TILED_METHODS:
         raise click.UsageError(f"--method {method} is not available in windows (whole tiles, --tile-size); "
@@ -37,7 +40,7 @@ def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: 
     with sigterm_as_interrupt():
         if not progress:
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
-                                 overwrite=overwrite, method=method)
+                                 overwrite=overwrite, method=method, max_shift=max_shift)
         from imgdiff.io.read import find_band_sources
 
         n = len(tile_grid(work_grid(before, bands, bbox).shape, size or MLP_TILE_SIZE, CHANGE_OVERLAP))
@@ -46,7 +49,7 @@ def compare_tiled_with_progress(before: str, after: str, outdir: str, *, bands: 
         with click.progressbar(length=passes * n, label="imgdiff compare (tiles)", file=sys.stderr,
                                item_show_func=lambda x: x) as bar:
             return compare_tiled(before, after, outdir, bands=bands, bbox=bbox, tile_size=size, register=register,
-                                 overwrite=overwrite, method=method,
+                                 overwrite=overwrite, method=method, max_shift=max_shift,
                                  on_tile=lambda name, t: bar.update(1, f"{name} {t.row},{t.col}"))
 
 

@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from imgdiff.claims import load_claims, verify
 from imgdiff.io.write import check_outputs
 from imgdiff.report.verify import VERIFY_OUTPUTS, write_verify
 
-from .options import echo_json, json_opt, naming, overwrite_opt, pair_warnings, show_progress, steps
+from .options import (
+    echo_json,
+    given,
+    json_opt,
+    max_shift_opt,
+    naming,
+    overwrite_opt,
+    pair_warnings,
+    show_progress,
+    steps,
+)
 
 
 @click.command("verify")
 @click.argument("claims_file", metavar="CLAIMS.yaml", type=click.Path())
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Folder for report.json, report.html, report.md, detections_*.geojson and change.tif.")
+@max_shift_opt(" Overrides the claims file's max_shift.")
 @overwrite_opt
 @json_opt
-def verify_cmd(claims_file: str, outdir: str, overwrite: bool, as_json: bool) -> None:
+@click.pass_context
+def verify_cmd(ctx: click.Context, claims_file: str, outdir: str, max_shift: float, overwrite: bool,
+               as_json: bool) -> None:
     """Give each claim of CLAIMS.yaml a verdict (SUPPORTED, REFUTED, INCONCLUSIVE) with its evidence.
 
     The claims file names the before and after scenes and the zones (or a site), relative
     to itself; see samples/claims/tartus.yaml.
     """
     cf = load_claims(claims_file)
+    if given(ctx, "max_shift"):
+        cf = replace(cf, max_shift=max_shift)
     if cf.unused_keys:  # on stderr, also in --json mode
         click.echo(f"warning: {claims_file}: key(s) not used by imgdiff: {', '.join(cf.unused_keys)}", err=True)
     check_outputs(outdir, VERIFY_OUTPUTS, overwrite, create=False)  # fail before the work, not after

@@ -14,7 +14,7 @@ from imgdiff.errors import ImgdiffError, InputError
 from imgdiff.watch import DETECTORS, read_manifest, run_watch
 from imgdiff.watch.manifest import Manifest
 
-from .options import bands_opt, bbox_opt, echo_json, json_opt, overwrite_opt, show_progress
+from .options import bands_opt, bbox_opt, echo_json, given, json_opt, max_shift_opt, overwrite_opt, show_progress
 
 
 @contextmanager
@@ -53,15 +53,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
               help="Workers of the local dask cluster, one core each.  [default: one per core]")
 @click.option("--threads", is_flag=True, help="Local workers as threads of this process instead of processes.")
 @click.option("--no-coregister", is_flag=True, help="Do not co-register scenes to the reference.")
+@max_shift_opt()
 @click.option("--min-score", type=click.FloatRange(0, 1), help="Drop detections scoring below this.")
 @click.option("--match-radius", type=click.FloatRange(0.1, 100), default=3.0, show_default=True,
               help="Largest move (pixels) of an object between dates to count as the same berth/stand.")
 @overwrite_opt
 @json_opt
-def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | None, reference: str | None,
-              bands: list[str] | None, bbox: tuple | None, scheduler: str | None, workers: int | None, threads: bool,
-              no_coregister: bool, min_score: float | None, match_radius: float, overwrite: bool,
-              as_json: bool) -> None:
+@click.pass_context
+def watch_cmd(ctx: click.Context, manifest: str, outdir: str, zones: str | None, detector: str | None,
+              reference: str | None, bands: list[str] | None, bbox: tuple | None, scheduler: str | None,
+              workers: int | None, threads: bool, no_coregister: bool, max_shift: float, min_score: float | None,
+              match_radius: float, overwrite: bool, as_json: bool) -> None:
     """Detect and count objects per zone on every dated scene of MANIFEST (YAML or CSV).
 
     Each scene is co-registered to a reference scene, its objects counted per zone, and
@@ -77,6 +79,8 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
     counts in that site's zones; another site name is only a label
     (one zone: the whole scene).
     """
+    if no_coregister and given(ctx, "max_shift"):
+        raise click.UsageError(f"--max-shift {max_shift:g} does not apply with --no-coregister (no shift is sought)")
     m = read_manifest(manifest)
     changes = {k: v for k, v in {"zones": zones, "detector": detector, "bbox": tuple(bbox) if bbox else None,
                                  "bands": tuple(bands) if bands else None}.items() if v}
@@ -89,12 +93,12 @@ def watch_cmd(manifest: str, outdir: str, zones: str | None, detector: str | Non
                                    item_show_func=lambda x: x) as bar:
                 result = run_watch(m, outdir, reference=reference, scheduler=scheduler, workers=workers,
                                    processes=not threads, register=not no_coregister, min_score=min_score,
-                                   radius_px=match_radius, overwrite=overwrite,
+                                   radius_px=match_radius, overwrite=overwrite, max_shift=max_shift,
                                    on_scene=lambda r, cached: bar.update(1, r["id"]))
         else:
             result = run_watch(m, outdir, reference=reference, scheduler=scheduler, workers=workers,
                                processes=not threads, register=not no_coregister, min_score=min_score,
-                               radius_px=match_radius, overwrite=overwrite)
+                               radius_px=match_radius, overwrite=overwrite, max_shift=max_shift)
     s = result.summary
     if outside:  # on stderr, also in --json mode
         click.echo(f"warning: zone(s) {', '.join(outside)} of {m.zones} lie outside the reference scene "

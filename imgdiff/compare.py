@@ -12,7 +12,7 @@ import numpy as np
 
 from .change import ChangeMap, scene_change_map, unspread_saturation
 from .clouds import pair_clouds
-from .coregister import Registration, coregister, warp
+from .coregister import MAX_SHIFT_PX, Registration, coregister, warp
 from .errors import CoregistrationError, ImgdiffError, check_type
 from .grid import AlignedPair, Grid, align
 from .io.read import BBox, harmonise_scaling, read_scene
@@ -195,6 +195,7 @@ def compare(
     register: bool = True,
     on_step: Callable[[str], None] | None = None,
     method: str | None = None,
+    max_shift: float = MAX_SHIFT_PX,
 ) -> CompareResult:
     """Compare two acquisitions of one place.
 
@@ -214,6 +215,10 @@ def compare(
         Called with the name of each step as it starts (for progress bars).
     method : str, optional
         Change method (see :data:`imgdiff.change.METHODS`); default the best one on OSCD.
+    max_shift : float
+        Largest plausible shift of the after scene, in pixels of the common grid along either
+        axis (:func:`imgdiff.coregister`). A shift beyond it, like any failed co-registration,
+        leaves the pair compared unregistered, the registration's ``notes`` saying why.
 
     Returns
     -------
@@ -233,10 +238,11 @@ def compare(
     step("co-register")
     if register:
         try:
-            reg = register_pair(pair)
+            reg = register_pair(pair, max_shift=max_shift)
             moved = warp(pair.after, reg)
         except CoregistrationError as e:  # keep going unregistered; the report says why
-            reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none", notes=(f"failed: {e}",))
+            reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none", notes=(f"failed: {e}",),
+                               max_shift_px=max_shift)
             moved = pair.after
     else:
         reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none")

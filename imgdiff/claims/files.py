@@ -6,6 +6,8 @@ A claim file (YAML; paths are relative to the file)::
     after: scenes/tartus/2024-12-13
     zones: sites/tartus.geojson           # or `site: tartus`
     bands: [B02, B03, B04, B08]           # optional: bands to read; names a multi-band file's bands in order
+    max_shift: 5                          # optional: largest plausible shift between the scenes (pixels of the
+                                          # before scene's grid, 0.5-50; default 5)
     claims:
       - id: warships-gone
         text: Warships no longer stationed at the naval piers
@@ -28,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..coregister import MAX_SHIFT_PX, MAX_SHIFT_RANGE_PX
 from ..errors import InputError, check_type
 from ..io.bands import parse_bands
 from ..io.layout import one_line
@@ -113,6 +116,10 @@ class ClaimFile:
     bands : tuple of str, optional
         The file's ``bands``: the bands to read from both scenes, or the names of a multi-band
         file's bands in order when the file does not name them (as ``read_scene(bands=...)``).
+    max_shift : float
+        The file's ``max_shift``: the largest plausible shift of the after scene, in pixels of the
+        before scene's grid along either axis (``max_shift`` of :func:`imgdiff.compare`; default
+        :data:`~imgdiff.coregister.MAX_SHIFT_PX`, 5 px).
     """
 
     path: Path
@@ -123,11 +130,12 @@ class ClaimFile:
     claims: tuple[Claim, ...]
     unused_keys: tuple[str, ...] = ()
     bands: tuple[str, ...] | None = None
+    max_shift: float = MAX_SHIFT_PX
 
 
 #: Keys of a claims file and of one claim (anything else is reported as unused, or refused when it
 #: looks like a misspelling of one of these that is missing: :func:`imgdiff.keys.unused_keys`).
-FILE_KEYS = ("before", "after", "zones", "site", "claims", "bands")
+FILE_KEYS = ("before", "after", "zones", "site", "claims", "bands", "max_shift")
 CLAIM_KEYS = ("id", "text", "object", "zone", "assert", "min_length_m")
 
 
@@ -203,8 +211,24 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
         bands = parse_bands(obj.get("bands"), where)
     except InputError as e:
         raise ClaimsError(str(e)) from None
+    max_shift = _max_shift(obj.get("max_shift", MAX_SHIFT_PX), where)
     return ClaimFile(Path(where), _scene_ref(base, obj["before"]), _scene_ref(base, obj["after"]), zsrc, zones,
-                     tuple(claims), tuple(unused), bands)
+                     tuple(claims), tuple(unused), bands, max_shift)
+
+
+def _max_shift(value: Any, where: str) -> float:
+    """A claims file's ``max_shift`` (pixels) as a float in :data:`~imgdiff.coregister.MAX_SHIFT_RANGE_PX`."""
+    lo, hi = MAX_SHIFT_RANGE_PX
+    try:
+        if isinstance(value, bool):  # YAML's true / yes would be 1 px
+            raise TypeError
+        px = float(value)
+    except (TypeError, ValueError):
+        px = math.nan
+    if not lo <= px <= hi:
+        raise ClaimsError(f"{where}: max_shift must be a number of pixels from {lo:g} to {hi:g} (the largest "
+                          f"plausible shift between the scenes), not {value!r}")
+    return px
 
 
 #: Words for the objects a claim may name (compared by :func:`_spelling`) -> the detector's object.

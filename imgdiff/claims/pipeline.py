@@ -17,6 +17,7 @@ import numpy as np
 from .._repr import short_repr
 from ..clouds import CLOUD_VEIL_ALPHA, cloud_haze, pair_clouds
 from ..compare import CompareResult
+from ..coregister import MAX_SHIFT_PX
 from ..detect.base import Detection, Detections
 from ..errors import CoregistrationError, check_type
 from ..io.read import BBox
@@ -281,9 +282,10 @@ def analyse(
     method: str | None = None,
     register: bool = True,
     on_step: Callable[[str], None] | None = None,
+    max_shift: float = MAX_SHIFT_PX,
 ) -> tuple[CompareResult, Zones, dict, dict, dict, dict]:
-    """Compare two scenes (:func:`imgdiff.compare`, with its ``method`` and ``register``), then
-    :func:`analyse_result`.
+    """Compare two scenes (:func:`imgdiff.compare`, with its ``method``, ``register`` and ``max_shift``,
+    pixels), then :func:`analyse_result`.
 
     A co-registration that raises is recorded as failed (reliability 0) and the
     scenes are compared unregistered.
@@ -292,10 +294,11 @@ def analyse(
     from ..coregister import Registration
 
     try:
-        result = compare(before, after, method=method, register=register, on_step=on_step)
+        result = compare(before, after, method=method, register=register, on_step=on_step, max_shift=max_shift)
     except CoregistrationError:
         result = compare(before, after, method=method, register=False, on_step=on_step)
-        result = replace(result, registration=Registration(0.0, 0.0, 0.0, 0.0, math.nan, 0.0, method="failed"))
+        result = replace(result, registration=Registration(0.0, 0.0, 0.0, 0.0, math.nan, 0.0, method="failed",
+                                                           max_shift_px=max_shift))
     return (result, *analyse_result(result, zones, objects, on_step=on_step))
 
 
@@ -350,11 +353,13 @@ def survey(
     method: str | None = None,
     register: bool = True,
     on_step: Callable[[str], None] | None = None,
+    max_shift: float = MAX_SHIFT_PX,
 ) -> Verification:
     """Compare two scenes and count objects per zone, without claims (``imgdiff compare --site``).
 
     Scenes given as paths are read with :func:`read_for_zones` (``bands``, lon/lat ``bbox``; whole
-    tiles only around the zones); ``method`` and ``register`` go to :func:`imgdiff.compare`.
+    tiles only around the zones); ``method``, ``register`` and ``max_shift`` (the largest plausible
+    shift, pixels of the before scene's grid) go to :func:`imgdiff.compare`.
 
     Returns a :class:`Verification` with no verdicts; :func:`imgdiff.report.verify.write_verify`
     writes the same report as ``imgdiff verify`` (zones, counts, change, detections, HTML).
@@ -364,9 +369,9 @@ def survey(
     b = before if isinstance(before, Scene) else read_for_zones(before, zones, bands=bands, bbox=bbox)
     a = after if isinstance(after, Scene) else read_for_zones(after, zones, bands=bands, bbox=bbox)
     result, zg, cloud, states, dets, undecided = analyse(b, a, zones, list(objects), method=method, register=register,
-                                                         on_step=_after_read(step))
+                                                         on_step=_after_read(step), max_shift=max_shift)
     src = Path(str(b.meta.get("source", "before"))), Path(str(a.meta.get("source", "after")))
-    cf = ClaimFile(SURVEY_PATH, src[0], src[1], zones_source, zones, ())
+    cf = ClaimFile(SURVEY_PATH, src[0], src[1], zones_source, zones, (), max_shift=max_shift)
     return Verification(cf, (b, a), result, zg, cloud, states, dets, {o: detector_performance(o) for o in objects},
                         undecided=undecided, path_radiance=path_radiance(result, objects))
 
@@ -377,7 +382,7 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     Parameters
     ----------
     claims : ClaimFile
-        From :func:`load_claims`.
+        From :func:`load_claims`; its ``max_shift`` (pixels) bounds the co-registration's search.
     on_step : callable, optional
         Called with the name of each step as it starts (progress bars).
 
@@ -402,7 +407,7 @@ def verify(claims: ClaimFile, *, on_step: Callable[[str], None] | None = None) -
     after = read_for_zones(paths[1], claims.zones, bands=claims.bands)
     objects = sorted({c.object for c in claims.claims}, key=OBJECTS.index)
     result, zg, cloud, states, dets, undecided = analyse(before, after, claims.zones, objects,
-                                                         on_step=_after_read(step))
+                                                         on_step=_after_read(step), max_shift=claims.max_shift)
     perf = {o: detector_performance(o) for o in objects}
     step("claims")
     pair = result.pair

@@ -20,11 +20,11 @@ from .chips import _SHIFT_MARGIN
 from .matching import MATCH_BANDS, SIGMA_HI, matching_image
 from .registration import _summarise, coregister
 from .results import Registration
-from .tiepoints import ChipLayout, chip_layout, measure_image
+from .tiepoints import MAX_SHIFT_PX, ChipLayout, chip_layout, measure_image
 
 
 def coregister_paths(reference: str | Path, target: str | Path, *, bands: Sequence[str] | None = None,
-                     local: bool = False, max_shift: float = 5.0, spacing: int | None = None, degree: int = 2,
+                     local: bool = False, max_shift: float = MAX_SHIFT_PX, spacing: int | None = None, degree: int = 2,
                      full_read_pixels: int = 4096 * 4096) -> Registration:
     """Co-register two scenes on disk (anything :func:`imgdiff.read_scene` reads).
 

@@ -21,7 +21,7 @@ from ..scene import Scene
 from .matching import matching_image, pick_bands
 from .model import add_residual_grid, fit_model
 from .results import REJECT_REASONS, Registration, TiePoint
-from .tiepoints import MAX_SHIFT_TOLERANCE_PX, _Measured, beyond_max_shift, chip_layout, measure_image
+from .tiepoints import MAX_SHIFT_PX, MAX_SHIFT_TOLERANCE_PX, _Measured, beyond_max_shift, chip_layout, measure_image
 
 
 def coregister(
@@ -31,7 +31,7 @@ def coregister(
     bands: Sequence[str] | None = None,
     mask: np.ndarray | None = None,
     local: bool = False,
-    max_shift: float = 5.0,
+    max_shift: float = MAX_SHIFT_PX,
     min_valid_fraction: float = 0.05,
     spacing: int | None = None,
     degree: int = 2,
@@ -54,7 +54,8 @@ def coregister(
         Also measure a dense grid of tie points and fit a smooth displacement
         model (``Registration.model``).
     max_shift : float
-        Largest plausible shift in pixels along either axis. A shift measured beyond it by more
+        Largest plausible shift, in pixels of the reference grid along either axis (default
+        :data:`~imgdiff.coregister.tiepoints.MAX_SHIFT_PX`, 5 px). A shift measured beyond it by more
         than :data:`~imgdiff.coregister.tiepoints.MAX_SHIFT_TOLERANCE_PX` (or 3 sigma) is a
         CoregistrationError that says so.
     min_valid_fraction : float
@@ -105,7 +106,7 @@ def coregister(
 
 
 def estimate(ref: np.ndarray, ref_valid: np.ndarray, tgt: np.ndarray, tgt_valid: np.ndarray, *,
-             reference: Scene | None = None, local: bool = False, max_shift: float = 5.0,
+             reference: Scene | None = None, local: bool = False, max_shift: float = MAX_SHIFT_PX,
              spacing: int | None = None, degree: int = 2, bands: Iterable[str] = (),
              pixel_size: tuple[float, float] | None = None, min_chip_fraction: float = 0.4) -> Registration:
     """Co-register two matching images (rows, cols) on one grid; see :func:`coregister`."""
@@ -203,7 +204,7 @@ def _summarise(meas: _Measured, *, local: bool, degree: int, reference: Scene | 
     return Registration(
         dx=gdx, dy=gdy, dx_m=gdx * pixel_size[0], dy_m=gdy * pixel_size[1], uncertainty_px=unc,
         reliability=float(np.clip(rel, 0.0, 1.0)), method=method, points=pts, rejected=rej,
-        model=model if local else None, notes=tuple(notes),
+        model=model if local else None, notes=tuple(notes), max_shift_px=meas.max_shift,
     )
 
 
@@ -212,7 +213,7 @@ def _beyond_max_shift(dx: float, dy: float, max_shift: float, detail: str) -> Co
     dx, dy = round(dx, 2) + 0.0, round(dy, 2) + 0.0  # no "-0.00"
     return CoregistrationError(
         f"the shift is about ({dx:+.2f}, {dy:+.2f}) px ({detail}), beyond max_shift={max_shift:g} px; if a shift "
-        "this large is plausible, raise max_shift (imgdiff coregister --max-shift)")
+        "this large is plausible, raise max_shift (--max-shift)")
 
 
 def _point(c: np.ndarray, meas: _Measured, k: int, reason: str) -> TiePoint:

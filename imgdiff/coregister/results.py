@@ -88,6 +88,9 @@ class Registration:
         Fitted smooth displacement model (``local=True`` only), else None.
     notes : tuple of str
         Warnings that lowered the reliability.
+    max_shift_px : float or None
+        The largest shift the search allowed (``max_shift``), in pixels of the reference grid
+        along either axis; None when no shift was sought.
     """
 
     dx: float
@@ -101,6 +104,7 @@ class Registration:
     rejected: tuple[TiePoint, ...] = ()
     model: ShiftModel | None = None
     notes: tuple[str, ...] = ()
+    max_shift_px: float | None = None
 
     __repr__ = short_repr  # tie points as their count
 
@@ -123,4 +127,5 @@ class Registration:
             "rejected": [p.to_dict() for p in self.rejected] if self.model is not None else [],
             "model": self.model.to_dict() if self.model is not None else None,
             "notes": list(self.notes),
+            "max_shift_px": self.max_shift_px,
         }

@@ -20,6 +20,12 @@ from .matching import PreparedImage, prepare
 
 _CENTROID = True  # tie points at the information-weighted centroid of their chip
 _LOCAL_SIGMA = 6.0  # local chips are weighted by a Gaussian of sigma size / _LOCAL_SIGMA
+#: The largest plausible shift co-registration seeks by default, in pixels of the reference grid along
+#: either axis (``max_shift`` of :func:`~imgdiff.coregister.coregister` and of the functions that call it,
+#: ``--max-shift`` of the commands): a larger one is an error that gives the shift found.
+MAX_SHIFT_PX = 5.0
+#: The values ``--max-shift`` and a claims file's ``max_shift`` accept (pixels, inclusive).
+MAX_SHIFT_RANGE_PX = (0.5, 50)
 #: How far (px, along either axis) the global shift may lie beyond ``max_shift``, or 3 of its
 #: 1-sigma uncertainties when more: a true shift of exactly ``max_shift`` is measured on either side
 #: of it (RMSE 0.006 px on the OSCD pairs, ``benchmarks/coreg.py --edges``), while one a fifth of a
@@ -150,8 +156,8 @@ def measure(ref: PreparedImage, tgt: PreparedImage, layout: ChipLayout, *, max_s
     if beyond_max_shift(g0, max_shift, CHIP_SHIFT_SLACK_PX)[0]:
         raise CoregistrationError(
             f"the strongest correlation is at a shift of ({g0[0]:.1f}, {g0[1]:.1f}) px, beyond max_shift="
-            f"{max_shift:g} px; if a shift this large is plausible raise max_shift (imgdiff coregister "
-            "--max-shift), else the scenes may not show the same place or lack texture")
+            f"{max_shift:g} px; if a shift this large is plausible raise max_shift (--max-shift), else the "
+            "scenes may not show the same place or lack texture")
     gi = np.round(g0).astype(int)
     tf2, tu2 = _cut(tgt, origins, win, np.tile(gi, (n, 1)))
     pc, psharp = phase_correlation(rf, tf2)

@@ -12,7 +12,12 @@ number on any incompatible change)::
                                    surface-reflectance scenes), null when vessels were not looked for
     dates                          before, after (ISO), days_between
     grid                           CRS, transform, width, height, bounds, pixel size (m)
-    coregistration                 dx, dy (px; after = before + shift), dx_m, dy_m, reliability, method
+    coregistration                 dx, dy (px; after = before + shift), dx_m, dy_m, uncertainty_px, reliability,
+                                   method, failed; (1.7) max_shift_px: the largest shift sought (px of the grid
+                                   along either axis, the claims file's max_shift or --max-shift; null when not
+                                   co-registered), notes: why the shift is unreliable or failed (a shift beyond
+                                   max_shift_px names --max-shift); failed also when the shift was sought and not
+                                   found (method "none", the dates compared unregistered)
     change                         change statistics of the whole grid (see imgdiff.compare)
     zones.<name>                   area_m2; per date: clear/cloud/no-data fractions; changed_fraction;
                                    counts.<object>.before|after (all detections in the zone);
@@ -68,7 +73,7 @@ from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
 
 #: Version of the ``report.json`` layout of ``imgdiff verify``.
-VERIFY_SCHEMA_VERSION = "1.6"
+VERIFY_SCHEMA_VERSION = "1.7"
 VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
                   "detections_after.geojson", "change.tif")
 
@@ -175,10 +180,12 @@ def _registration_entry(v: Verification) -> dict[str, Any]:
     from ..claims import registration_quality
 
     r = v.result.registration.to_dict()
-    keep = ("dx", "dy", "dx_m", "dy_m", "uncertainty_px", "reliability", "method")
+    keep = ("dx", "dy", "dx_m", "dy_m", "uncertainty_px", "reliability", "method", "max_shift_px", "notes")
     out = {k: r.get(k) for k in keep}
-    # not asked for (``compare --no-coregister``: method "none") is not a failure
-    out["failed"] = r.get("method") != "none" and registration_quality(v.result.registration) == 0.0
+    # not asked for (``compare --no-coregister``: method "none", no shift sought) is not a failure; sought and
+    # not found (method "none" with the max_shift_px of the search: compared unregistered) is
+    sought = r.get("method") != "none" or r.get("max_shift_px") is not None
+    out["failed"] = sought and registration_quality(v.result.registration) == 0.0
     return out
 
 

@@ -23,7 +23,7 @@ import rasterio
 
 from .. import __version__
 from ..change import unspread_saturation
-from ..coregister import warp
+from ..coregister import MAX_SHIFT_PX, warp
 from ..errors import check_type
 from ..grid import Grid
 from ..io.read import BBox, find_band_sources
@@ -136,6 +136,7 @@ def write_change_tiled(
     min_mapping_unit_m2: float = 400.0,
     workers: int = 2,
     on_tile: Callable[[str, Tile], None] | None = None,
+    max_shift: float = MAX_SHIFT_PX,
 ) -> TiledChange:
     """Compare two large scenes window by window and write ``change.tif`` block by block.
 
@@ -177,6 +178,9 @@ def write_change_tiled(
         Tile core size and overlap in pixels.
     register : bool
         Estimate and remove the global shift of the after scene.
+    max_shift : float
+        Largest plausible shift of the after scene, in pixels of the before scene's grid along
+        either axis (:func:`estimate_on_samples`).
     method : str, optional
         One of :data:`TILED_METHODS`; default the library's default method (``mlp``, or
         ``cva-otsu`` when no shipped model fits the bands).
@@ -200,7 +204,7 @@ def write_change_tiled(
     method = pick_tiled_method(method, names)
     probes = pair_probes(before, after, grid, names)  # one scaling for both dates, as imgdiff.compare reads a pair
     est = estimate_on_samples(before, after, grid, names, register=register, method=method, workers=workers,
-                              probes=probes)
+                              probes=probes, max_shift=max_shift)
     tile_size = tile_size or MLP_TILE_SIZE
     tiles = tile_grid(grid.shape, tile_size, overlap)
     edges = np.linspace(0.0, est.magnitude_max, HIST_BINS + 1)
@@ -389,6 +393,7 @@ def compare_tiled(
     workers: int = 2,
     overwrite: bool = False,
     on_tile: Callable[[str, Tile], None] | None = None,
+    max_shift: float = MAX_SHIFT_PX,
 ) -> dict[str, Any]:
     """``imgdiff compare`` for whole tiles: write ``change.tif``, ``report.json`` and ``report.md``.
 
@@ -411,7 +416,8 @@ def compare_tiled(
 
     def change(p: Path) -> None:
         res = write_change_tiled(p, before, after, bands=bands, bbox=bbox, tile_size=tile_size, overlap=overlap,
-                                 register=register, method=method, workers=workers, on_tile=on_tile)
+                                 register=register, method=method, workers=workers, on_tile=on_tile,
+                                 max_shift=max_shift)
         eb, ea = (_source_entry(p, probe, bands, res.grid) for p, probe in zip((before, after), res.probes))
         days = None
         if eb["date"] and ea["date"]:

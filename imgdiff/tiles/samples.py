@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..coregister import Registration, coregister, warp
+from ..coregister import MAX_SHIFT_PX, Registration, coregister, warp
 from ..errors import CoregistrationError, EmptySceneError, NoOverlapError
 from ..grid import AlignedPair, Grid, align
 from ..scene import Scene
@@ -169,6 +169,7 @@ def estimate_on_samples(
     chip: int = 512,
     workers: int = 2,
     probes: tuple[Scene | None, Scene | None] = (None, None),
+    max_shift: float = MAX_SHIFT_PX,
 ) -> SampleEstimate:
     """Estimate the shift, the radiometric normalisation and the magnitude range on sample windows.
 
@@ -176,7 +177,8 @@ def estimate_on_samples(
     >= 0.5 (the most reliable window if none reaches it); the normalisation is fitted on
     the windows' common clear pixels after warping. Windows are co-registered and masked
     on ``workers`` threads. ``probes`` are the two dates' probe windows whose scaling the readers
-    use (:func:`imgdiff.tiles.reading.pair_probes`; default each date's own).
+    use (:func:`imgdiff.tiles.reading.pair_probes`; default each date's own). ``max_shift`` is the largest
+    plausible shift, in pixels of ``grid`` along either axis (:func:`imgdiff.coregister`).
 
     Raises
     ------
@@ -212,7 +214,7 @@ def estimate_on_samples(
 
     def shift_of(pair: AlignedPair) -> Registration | CoregistrationError:
         try:
-            return coregister(pair.before, pair.after, mask=pair.overlap)
+            return coregister(pair.before, pair.after, mask=pair.overlap, max_shift=max_shift)
         except CoregistrationError as e:
             return e
 
@@ -239,7 +241,7 @@ def estimate_on_samples(
             dx=dx, dy=dy, dx_m=dx * sx * np.sign(grid.transform.a), dy_m=dy * sy * np.sign(grid.transform.e),
             uncertainty_px=max(spread, float(np.median([r.uncertainty_px for r in good]))),
             reliability=float(np.median([r.reliability for r in good])),
-            method=f"phase-correlation, median of {len(good)} sample windows",
+            method=f"phase-correlation, median of {len(good)} sample windows", max_shift_px=max_shift,
         )
     else:
         reg = Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none")

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .. import __version__
+from ..coregister import MAX_SHIFT_PX
 from ..errors import ImgdiffError, InputError
 from ..io.layout import one_line
 from .manifest import SceneEntry
@@ -39,6 +40,8 @@ class WatchParams:
         Co-register each scene to the reference.
     min_score : float or None
         Drop detections scoring below this (in [0, 1]).
+    max_shift : float
+        Largest plausible shift of a scene, in pixels of the reference grid along either axis.
     """
 
     reference: str
@@ -48,6 +51,7 @@ class WatchParams:
     bbox: tuple[float, float, float, float] | None = None
     register: bool = True
     min_score: float | None = None
+    max_shift: float = MAX_SHIFT_PX
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)

@@ -214,7 +214,7 @@ def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | No
     except RasterioError as e:
         raise InputError(f"{entry.path}: {one_line(e)}") from None
     pair = align(ref, scene, grid=Grid.of(ref), bands=params.bands)
-    reg, note = _register(entry, params, lambda: _coregister_pair(pair))
+    reg, note = _register(entry, params, lambda: _coregister_pair(pair, params.max_shift))
     detector, haze = resolve_detector(params.detector), None
     if params.detector == "vessels":  # measured once: the path radiance reported is the one taken off
         from functools import partial
@@ -229,10 +229,10 @@ def _observe(entry: SceneEntry, params: WatchParams) -> tuple[Any, Any, str | No
     return dets, reg, note, _not_assessed(pair.after), 1, haze
 
 
-def _coregister_pair(pair: Any) -> Any:
+def _coregister_pair(pair: Any, max_shift: float) -> Any:
     from ..compare import register_pair  # clouds left out when they get in the way
 
-    return register_pair(pair)
+    return register_pair(pair, max_shift=max_shift)
 
 
 def _register(entry: SceneEntry, params: WatchParams, estimate: Callable[[], Any]) -> tuple[Any, str | None]:
@@ -243,7 +243,8 @@ def _register(entry: SceneEntry, params: WatchParams, estimate: Callable[[], Any
         try:
             return estimate(), None
         except CoregistrationError as e:
-            return Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none"), f"not co-registered: {e}"
+            return (Registration(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, method="none", max_shift_px=params.max_shift),
+                    f"not co-registered: {e}")
     return Registration(0.0, 0.0, 0.0, 0.0, 0.0, 1.0 if params.register else 0.0, method="reference"), None
 
 
@@ -264,7 +265,7 @@ def _observe_tiled(entry: SceneEntry, params: WatchParams, grid: Any
 
     names = list(params.bands) if params.bands else [s.name for s in find_band_sources(params.reference)]
     reg, note = _register(entry, params, lambda: estimate_on_samples(
-        params.reference, entry.path, grid, names, register=True).registration)
+        params.reference, entry.path, grid, names, register=True, max_shift=params.max_shift).registration)
     detector = resolve_detector(params.detector)
     haze = None
     if params.detector == "vessels":  # one input normalisation and haze offset for every window, as for the whole scene
