@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,8 +14,9 @@ from click.core import ParameterSource
 from imgdiff.coregister import MAX_SHIFT_PX, MAX_SHIFT_RANGE_PX
 from imgdiff.errors import ImgdiffError
 from imgdiff.io.bands import normalise_band_name
-from imgdiff.io.read import in_lonlat_range, one_line
+from imgdiff.io.read import one_line
 from imgdiff.io.write import finite_or_null
+from imgdiff.stac.aoi import lonlat_bbox_problem
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -34,22 +34,17 @@ def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def _parse_bbox(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """``--bbox W,S,E,N`` (commas or spaces) as four floats, checked by the library's rules
+    (:func:`imgdiff.stac.aoi.lonlat_bbox_problem`)."""
     if not value:
         return None
     try:
         parts = tuple(float(v) for v in value.replace(" ", ",").split(",") if v)
     except ValueError:
         parts = ()
-    if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
-        raise click.BadParameter("give four numbers WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north")
-    w, s, e, n = parts
-    if not in_lonlat_range(parts):
-        raise click.BadParameter(
-            f"{value}: --bbox is lon/lat degrees WEST,SOUTH,EAST,NORTH (longitude -180..180, latitude -90..90), "
-            "not map units; 'imgdiff info SCENE' prints the scene's lon/lat bounds"
-        )
-    if w >= e or s >= n:
-        raise click.BadParameter(f"{value}: give WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north")
+    problem = lonlat_bbox_problem(parts, "--bbox")
+    if problem is not None:
+        raise click.BadParameter(f"{value}: {problem}; 'imgdiff info SCENE' prints the scene's lon/lat bounds")
     return parts
 
 

@@ -64,25 +64,58 @@ def resolve_aoi(*, site: str | None = None, zones: str | Path | None = None,
         return site_zones(site)
     if zones is not None:
         return read_zones(zones).to_crs(WGS84)
-    w, s, e, n = _lonlat_bbox(bbox)  # type: ignore[arg-type]
+    assert bbox is not None  # exactly one was given
+    w, s, e, n = lonlat_bbox(bbox)
     return Zones({"bbox": box(w, s, e, n)}, WGS84, {"bbox": {}})
 
 
-def _lonlat_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
-    """``bbox`` as four floats, checked as the CLI's ``--bbox`` is (:func:`resolve_aoi`)."""
+def lonlat_bbox_problem(bbox: Sequence[float], name: str = "bbox") -> str | None:
+    """What is wrong with ``bbox`` as a lon/lat box, or None when nothing is.
+
+    The rules of a lon/lat bbox, for the library (:func:`lonlat_bbox`) and the CLI's ``--bbox``:
+    four finite numbers (west, south, east, north) in degrees, longitude within -180..180 and
+    latitude within -90..90 (not map units such as UTM metres), west < east and south < north
+    (no corners swapped, no box across the antimeridian).
+
+    Parameters
+    ----------
+    bbox : sequence of float
+        (west, south, east, north), degrees.
+    name : str
+        What the problem calls the bbox (``"--bbox"`` on the command line).
+
+    Returns
+    -------
+    str or None
+        The problem, one line naming the rule broken, without the bbox's value.
+    """
     try:
         parts = tuple(float(v) for v in bbox)
     except (TypeError, ValueError):
         parts = ()
     if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
-        raise InputError(f"bbox {bbox!r}: give four numbers WEST, SOUTH, EAST, NORTH (lon/lat degrees)")
+        return "give four numbers WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north"
     if not in_lonlat_range(parts):
-        raise InputError(f"bbox {bbox!r}: a bbox is lon/lat degrees WEST, SOUTH, EAST, NORTH (longitude -180..180, "
-                         "latitude -90..90), not map units")
+        return (f"{name} is lon/lat degrees WEST,SOUTH,EAST,NORTH (longitude -180..180, latitude -90..90), "
+                "not map units")
     w, s, e, n = parts
     if w >= e or s >= n:
-        raise InputError(f"bbox {bbox!r}: give WEST, SOUTH, EAST, NORTH (lon/lat degrees) with west < east, "
-                         "south < north")
+        return "give WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north"
+    return None
+
+
+def lonlat_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """``bbox`` (west, south, east, north, degrees) as four floats, checked by :func:`lonlat_bbox_problem`.
+
+    Raises
+    ------
+    InputError
+        Naming the bbox and the rule it breaks.
+    """
+    problem = lonlat_bbox_problem(bbox)
+    if problem is not None:
+        raise InputError(f"bbox {bbox!r}: {problem}")
+    w, s, e, n = (float(v) for v in bbox)
     return w, s, e, n
 
 
