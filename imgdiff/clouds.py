@@ -54,15 +54,26 @@ def pair_clouds(before: Scene, after: Scene) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ground_detail(before: Scene, after: Scene) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Where each date shows or hides the ground's detail that the other date shows:
-    ((seen, hidden) before, (seen, hidden) after), boolean masks of shape (rows, cols).
+    """Where each date shows or hides the ground's detail that the other date shows.
 
-    A date *sees* the ground as the other one does where their fine textures (:func:`fine_texture`
-    of the visible bands' mean) correlate and this one keeps at least :data:`CLOUD_KEEPS_DETAIL` of the
-    other's (:func:`seen_clearly`); it *hides* it where the other date shows ground detail (its fine
-    texture varies more in the :data:`DETAIL_WINDOW_PX` window around the pixel than at its median
-    pixel valid on both dates) and this one keeps less than that. Other pixels (ground without detail,
-    ground that changed between the dates) are neither. All False without visible bands on both dates.
+    Parameters
+    ----------
+    before, after : Scene
+        The two dates on one grid (co-registered); the visible bands both have (B02, B03, B04,
+        reflectance) are averaged.
+
+    Returns
+    -------
+    ((seen, hidden) before, (seen, hidden) after) : ndarrays of bool (rows, cols)
+        A date *sees* the ground as the other one does at a pixel where, in the
+        :data:`DETAIL_WINDOW_PX` x :data:`DETAIL_WINDOW_PX` pixel window around it, the two dates' fine
+        textures (:func:`fine_texture` of the visible bands' mean) correlate at least
+        :data:`SHARED_TEXTURE_R` and this date's texture has at least :data:`CLOUD_KEEPS_DETAIL` times the
+        root mean square of the other's (:func:`seen_clearly`). It *hides* the ground where the other date
+        shows detail (the variance of its fine texture in that window, reflectance squared, is above its
+        median over the pixels valid on both dates) and this date keeps less than that fraction of it.
+        Other pixels (ground without detail, ground that changed between the dates, pixels not valid on
+        both dates) are neither. All False without a visible band on both dates or a pixel valid on both.
     """
     vis = [b for b in ("B02", "B03", "B04") if b in before.bands and b in after.bands]
     both = before.valid & after.valid
@@ -81,7 +92,7 @@ def ground_detail(before: Scene, after: Scene) -> tuple[tuple[np.ndarray, np.nda
 
 def seen_through(mask: np.ndarray, seen: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     """The connected regions of ``mask`` through which the ground is seen: more of their pixels see the
-    ground's detail than hide it (``seen``, ``hidden``: :func:`ground_detail`).
+    ground's detail than hide it.
 
     Haze, the path radiance of a top-of-atmosphere date or a thin veil of cirrus is smooth over a
     whole region and leaves the ground's detail: the single-date spectral test finds such a region
@@ -89,6 +100,18 @@ def seen_through(mask: np.ndarray, seen: np.ndarray, hidden: np.ndarray) -> np.n
     through it as on the other date; an opaque cloud hides them over most of its area (its thin rim
     and any gap aside). A region without ground detail on the other date (water, smooth concrete) has
     no such evidence and is not seen through.
+
+    Parameters
+    ----------
+    mask : ndarray of bool (rows, cols)
+        The regions to judge (4-connected), e.g. the single-date cloud test's.
+    seen, hidden : ndarray of bool (rows, cols)
+        Pixels of this date that see or hide the ground's detail the other date shows (:func:`ground_detail`).
+
+    Returns
+    -------
+    ndarray of bool (rows, cols)
+        The whole regions of ``mask`` with more ``seen`` than ``hidden`` pixels (counts of pixels).
     """
     from scipy import ndimage as ndi
 
