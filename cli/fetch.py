@@ -37,7 +37,8 @@ from .search import aoi_options, catalog_options, date_options, policy_of
 def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file: str | None, bbox: tuple | None,
               bands: list[str] | None, start: dt.date | None, end: dt.date | None, max_cloud: float | None,
               best: int, margin_m: float, no_scl: bool, cache_dir: str | None, no_cache: bool, catalog: str,
-              collection: str, retries: int, timeout_s: int, overwrite: bool, as_json: bool) -> None:
+              collection: str, retries: int, timeout_s: int, deadline_s: int, overwrite: bool,
+              as_json: bool) -> None:
     """Fetch the site window of STAC ITEMS (URLs, item JSON files or ids) into scene folders.
 
     Without ITEMS, searches --from/--to (and --max-cloud) and fetches the --best acquisitions;
@@ -46,7 +47,7 @@ def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file:
     requests. Re-running resumes: finished bands are kept.
     """
     aoi = resolve_aoi(site=site, zones=zones_file, bbox=bbox)
-    policy = policy_of(retries, timeout_s)
+    policy = policy_of(retries, timeout_s, deadline_s)
     if items:
         ignored = [name for name, given in (("--from", start is not None), ("--to", end is not None),
                                             ("--max-cloud", max_cloud is not None), ("--best", best != 1)) if given]

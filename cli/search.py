@@ -34,7 +34,10 @@ def aoi_options(f: Callable) -> Callable:
 
 
 def catalog_options(f: Callable) -> Callable:
-    """--catalog / --collection / --retries / --timeout."""
+    """--catalog / --collection / --retries / --timeout / --deadline."""
+    f = click.option("--deadline", "deadline_s", type=click.IntRange(1, 86400), default=300, show_default=True,
+                     help="Most time one band's download (or one SCL read) may take in all, retries and waits "
+                          "included, in seconds: a server sending too slowly fails then, leaving no partial file.")(f)
     f = click.option("--timeout", "timeout_s", type=click.IntRange(1, 600), default=30, show_default=True,
                      help="Timeout of one HTTP request, in seconds.")(f)
     f = click.option("--retries", type=click.IntRange(1, 20), default=4, show_default=True,
@@ -57,8 +60,8 @@ def date_options(required: bool) -> Callable[[Callable], Callable]:
     return deco
 
 
-def policy_of(retries: int, timeout_s: int) -> RetryPolicy:
-    return RetryPolicy(attempts=retries, timeout_s=timeout_s)
+def policy_of(retries: int, timeout_s: int, deadline_s: int) -> RetryPolicy:
+    return RetryPolicy(attempts=retries, timeout_s=timeout_s, deadline_s=deadline_s)
 
 
 def _pct(v: float | None) -> str:
@@ -74,8 +77,8 @@ def _pct(v: float | None) -> str:
               help="At most this many items from the catalogue.")
 @json_opt
 def search_cmd(site: str | None, zones_file: str | None, bbox: tuple | None, start: dt.date, end: dt.date,
-               max_cloud: float | None, catalog: str, collection: str, retries: int, timeout_s: int, no_scl: bool,
-               limit: int, as_json: bool) -> None:
+               max_cloud: float | None, catalog: str, collection: str, retries: int, timeout_s: int,
+               deadline_s: int, no_scl: bool, limit: int, as_json: bool) -> None:
     """List Sentinel-2 acquisitions covering a site between two dates, best first.
 
     Best means least cloud and no-data inside the site's zones (read by window from each
@@ -83,7 +86,7 @@ def search_cmd(site: str | None, zones_file: str | None, bbox: tuple | None, sta
     """
     aoi = resolve_aoi(site=site, zones=zones_file, bbox=bbox)
     found = search(aoi, start, end, catalog=catalog, collection=collection, max_cloud=max_cloud, max_items=limit,
-                   read_scl=not no_scl, policy=policy_of(retries, timeout_s))
+                   read_scl=not no_scl, policy=policy_of(retries, timeout_s, deadline_s))
     rows = [a.to_dict() for a in found]
     if as_json:
         out: dict[str, Any] = {

@@ -3,7 +3,8 @@
 The server (127.0.0.1, random port, stopped after the module) serves the recorded STAC
 API responses of ``tests/data/stac`` (landing page, item search, items) and small
 cloud-optimised GeoTIFFs made in a temporary folder, with HTTP range support and
-injectable faults (5xx, truncated bodies, slow answers) to exercise the retries.
+injectable faults (5xx, truncated bodies, slow answers, trickled bytes) to exercise the
+retries.
 """
 
 from __future__ import annotations
@@ -98,13 +99,14 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                 if (f["path"] in self.path and self.command in f.get("methods", ("GET",))
                         and start >= f.get("from_byte", 0)):
                     f["hits"] = f.get("hits", 0) + 1
-                    if not f.get("until_reopen"):
+                    if not f.get("until_reopen") and not f.get("persist"):
                         state.faults.remove(f)
                     self.fault_headers = f.get("headers") or {}
                     return f["kind"]
             return None
 
-        def _send(self, code: int, body: bytes, ctype: str, extra: dict | None = None, *, truncate=False) -> None:
+        def _send(self, code: int, body: bytes, ctype: str, extra: dict | None = None, *, truncate=False,
+                  trickle=False) -> None:
             part = b"" if self.command == "HEAD" else (body[: len(body) // 2] if truncate else body)
             # logged before the client can see the response: a test that checks the log right after
             # its request returns must find it there (the handler thread may run later than the client)
@@ -117,6 +119,15 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             for k, v in (extra or {}).items():
                 self.send_header(k, v)
             self.end_headers()
+            if part and trickle:  # 32 bytes every 0.2 s until the client hangs up: never a pause of a timeout
+                try:
+                    for i in range(0, len(part), 32):
+                        self.wfile.write(part[i:i + 32])
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:
+                    self.close_connection = True
+                return
             if part:
                 self.wfile.write(part)
             if truncate:
@@ -191,7 +202,8 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                     a, b = rng.split("=", 1)[1].split(",")[0].split("-")
                     lo, hi = int(a), min(int(b) if b else len(data) - 1, len(data) - 1)
                     return self._send(206, data[lo:hi + 1], "image/tiff",
-                                      {"Content-Range": f"bytes {lo}-{hi}/{len(data)}"}, truncate=kind == "truncate")
+                                      {"Content-Range": f"bytes {lo}-{hi}/{len(data)}"}, truncate=kind == "truncate",
+                                      trickle=kind == "trickle")
                 return self._send(200, data, "image/tiff", truncate=kind == "truncate")
             self._send(404, b"not found", "text/plain")
 
@@ -538,6 +550,39 @@ def test_a_host_name_that_does_not_resolve_is_one_attempt_and_one_line():
     assert is_retryable(OSError("Temporary failure in name resolution")) is True  # EAI_AGAIN may pass
 
 
+def test_a_trickling_asset_fails_at_the_deadline_naming_its_url_and_writes_nothing(server, aoi, tmp_path):
+    """A server trickling 32 bytes every 0.2 s: each request would run to its 5 s timeout, several requests
+    per attempt, 4 attempts. The download's total deadline (1 s) ends it, with one line naming the asset,
+    and no band file is left."""
+    server.faults += [{"path": f"{NEW}/B04.tif", "kind": "trickle", "from_byte": 1, "persist": True}]
+    out = tmp_path / "s"
+    t0 = time.perf_counter()
+    with pytest.raises(NetworkError) as e:
+        fetch_item(_item(server, NEW), out, aoi, bands=["B04"], scl=False,
+                   policy=RetryPolicy(attempts=4, backoff_s=0.01, timeout_s=5, deadline_s=1))
+    elapsed = time.perf_counter() - t0
+    msg = str(e.value)
+    assert f"{server.base}/cogs/{NEW}/B04.tif" in msg and "deadline of 1 s" in msg and "\n" not in msg
+    assert elapsed < 2.5  # not 4 attempts x 5 s
+    assert list(out.iterdir()) == []  # neither the band, nor a temporary file, nor fetch.json
+
+
+def test_no_attempt_starts_when_its_wait_would_pass_the_deadline():
+    calls: list[int] = []
+    waits: list[float] = []
+
+    def op():
+        calls.append(1)
+        raise OSError("HTTP response code: 503")
+
+    from imgdiff.stac.remote import Deadline
+
+    with pytest.raises(NetworkError, match=r"x: not finished within the deadline of 0.5 s \(1 attempt\(s\); last "
+                                           r"error: HTTP response code: 503\)"):
+        with_retries(op, "x", RetryPolicy(attempts=4, backoff_s=1), sleep=waits.append, deadline=Deadline(0.5))
+    assert calls == [1] and waits == []
+
+
 # --------------------------------------------------------------------------- fetch
 def _assert_reflectance(scene_dir: Path) -> imgdiff.Scene:
     """Reflectance read back from a fetched folder equals the known truth (10 m bands, then B11 at 20 m)."""
@@ -793,3 +838,14 @@ def test_cli_fetch_refuses_search_options_it_would_ignore_with_items_given(tmp_p
     assert r.exit_code == 2
     assert "--from, --best only apply to a search" in r.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_cli_fetch_of_a_trickling_asset_stops_at_the_deadline_one_line_exit_2(server, tmp_path):
+    server.faults += [{"path": f"{NEW}/B04.tif", "kind": "trickle", "from_byte": 1, "persist": True}]
+    url = f"{server.base}/collections/{COLLECTION}/items/{NEW}"
+    r = CliRunner().invoke(_cli(), ["fetch", url, "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
+                                    "--bands", "B04", "--no-scl", "--no-cache", "--timeout", "5", "--deadline", "1"])
+    assert r.exit_code == 2
+    err = [line for line in r.stderr.splitlines() if line.startswith("imgdiff: error:")]
+    assert len(err) == 1 and f"/cogs/{NEW}/B04.tif" in err[0] and "deadline of 1 s" in err[0]
+    assert list((tmp_path / "s").iterdir()) == []

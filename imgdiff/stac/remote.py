@@ -12,8 +12,10 @@ import ctypes
 import glob
 import json
 import logging
+import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +55,9 @@ class RetryPolicy:
         Upper bound of one wait, in seconds.
     timeout_s : int
         Timeout of one HTTP request, in seconds (connect and transfer).
+    deadline_s : float or None
+        Most time one read of a remote raster (its header, or a window of it: one asset download) may
+        take in all, retries and waits included, in seconds; None: no bound on the whole.
     """
 
     attempts: int = 4
@@ -60,14 +65,81 @@ class RetryPolicy:
     factor: float = 2.0
     max_backoff_s: float = 30.0
     timeout_s: int = 30
+    deadline_s: float | None = 300.0
 
     def delays(self) -> list[float]:
         """Waits between successive attempts, in seconds (``attempts - 1`` of them)."""
         return [min(self.max_backoff_s, self.backoff_s * self.factor**i) for i in range(max(0, self.attempts - 1))]
 
 
-#: Four attempts, 1-2-4 s apart, 30 s per request.
+#: Four attempts, 1-2-4 s apart, 30 s per request, 300 s per raster read in all.
 DEFAULT_POLICY = RetryPolicy()
+
+
+class Deadline:
+    """A total time allowance started now, on the monotonic clock.
+
+    Parameters
+    ----------
+    seconds : float or None
+        The allowance; None: no deadline (:meth:`remaining` is infinite).
+    clock : callable
+        ``time.monotonic``; replaceable in tests.
+    """
+
+    def __init__(self, seconds: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._end = None if seconds is None else clock() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (0 once passed; infinite without a deadline)."""
+        return math.inf if self._end is None else max(0.0, self._end - self._clock())
+
+    def timeout(self, timeout_s: float) -> int:
+        """A request timeout no longer than the time left (whole seconds, at least 1: curl reads 0 as none)."""
+        return max(1, math.ceil(min(timeout_s, self.remaining())))
+
+
+class DeadlinePassed(Exception):
+    """The deadline passed while an operation was still running (it is left to end by its own timeouts)."""
+
+
+def run_within(op: Callable[[], T], deadline: Deadline) -> T:
+    """Run ``op``, waiting for it at most the time left before ``deadline``.
+
+    ``op`` runs in a worker thread that the caller stops waiting for when the deadline passes
+    (:class:`DeadlinePassed`): a GDAL read cannot be interrupted, so ``op`` must bound its own
+    requests (a timeout from :meth:`Deadline.timeout`); its late result is dropped, nothing of it is
+    written. The caller's rasterio/GDAL environment (thread-local) is carried over to the worker.
+
+    Parameters
+    ----------
+    op : callable
+        The operation; its exception, if any, is raised here.
+    deadline : Deadline
+        When to stop waiting; without one (``seconds`` None) ``op`` runs in the calling thread.
+    """
+    if deadline.seconds is None:
+        return op()
+    env = rasterio.env.getenv() if rasterio.env.hasenv() else {}
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with rasterio.Env(**env):
+                result["value"] = op()
+        except BaseException as e:  # handed to the caller
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name="imgdiff-remote-read", daemon=False)
+    worker.start()
+    worker.join(deadline.remaining())
+    if worker.is_alive():
+        raise DeadlinePassed
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 @dataclass
@@ -151,6 +223,7 @@ def with_retries(
     on_retry: Callable[[], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     catch: tuple[type[BaseException], ...] = (Exception,),
+    deadline: Deadline | None = None,
 ) -> T:
     """Run ``op`` until it succeeds, at most ``policy.attempts`` times, waiting longer after each failure.
 
@@ -167,17 +240,25 @@ def with_retries(
         Called before each retry (e.g. to drop GDAL's cache of a failed file).
     sleep : callable
         ``time.sleep``; replaceable in tests.
+    catch : tuple of exception types
+        The errors that count as a failed attempt (others propagate at once).
+    deadline : Deadline, optional
+        A bound on all attempts and waits together: ``op`` runs under :func:`run_within`, and no
+        attempt starts once the wait before it would reach the deadline.
 
     Raises
     ------
     NetworkError
-        When a permanent error occurs or all attempts fail; the message names ``what``,
-        the number of attempts and the last error.
+        When a permanent error occurs, all attempts fail or the deadline passes; the message names
+        ``what``, the number of attempts (or the deadline) and the last error.
     """
     delays = policy.delays()
     for attempt in range(policy.attempts):
         try:
-            return op()
+            return op() if deadline is None else run_within(op, deadline)
+        except DeadlinePassed:
+            raise NetworkError(_late(what, deadline, f"attempt {attempt + 1} still running: the server sends "
+                                         "too slowly or not at all")) from None
         except catch as e:  # noqa: PERF203 - bounded loop
             if isinstance(e, ImgdiffError):
                 raise  # a problem of the data, not of the network
@@ -193,6 +274,8 @@ def with_retries(
                     "check the network or the catalogue, then run the command again (finished files are kept)"
                 ) from None
             wait = delays[attempt]
+            if deadline is not None and deadline.remaining() <= wait:
+                raise NetworkError(_late(what, deadline, f"{attempt + 1} attempt(s); last error: {reason}")) from None
             log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, reason, wait, attempt + 2, policy.attempts)
             if retry_log is not None:
                 retry_log.note(what, reason)
@@ -200,6 +283,12 @@ def with_retries(
                 on_retry()
             sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _late(what: str, deadline: Deadline | None, how: str) -> str:
+    secs = deadline.seconds if deadline is not None and deadline.seconds is not None else 0.0
+    return (f"{what}: not finished within the deadline of {secs:g} s ({how}); nothing of it was written: "
+            "run the command again later, or raise --deadline")
 
 
 # --------------------------------------------------------------------------- GDAL
@@ -214,13 +303,18 @@ def gdal_path(href: str) -> str:
     return href
 
 
-def gdal_options(policy: RetryPolicy, href: str = "") -> dict[str, Any]:
-    """GDAL configuration for cloud-optimised reads: no directory listing, our own retries, timeouts."""
+def gdal_options(policy: RetryPolicy, href: str = "", deadline: Deadline | None = None) -> dict[str, Any]:
+    """GDAL configuration for cloud-optimised reads: no directory listing, our own retries, timeouts.
+
+    GDAL's HTTP timeout bounds each request whole (connect and transfer, curl's ``CURLOPT_TIMEOUT``):
+    ``policy.timeout_s``, or the time left before ``deadline`` when that is shorter.
+    """
+    timeout = int(policy.timeout_s) if deadline is None else deadline.timeout(policy.timeout_s)
     opts: dict[str, Any] = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "GDAL_HTTP_MAX_RETRY": 0,
-        "GDAL_HTTP_TIMEOUT": int(policy.timeout_s),
-        "GDAL_HTTP_CONNECTTIMEOUT": int(min(policy.timeout_s, 10)),
+        "GDAL_HTTP_TIMEOUT": timeout,
+        "GDAL_HTTP_CONNECTTIMEOUT": int(min(timeout, 10)),
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIPLEX": "YES",
     }
@@ -284,13 +378,15 @@ def raster_info(href: str, policy: RetryPolicy, *, retry_log: RetryLog | None = 
     """Describe the grid of a remote raster: ``known`` (from STAC metadata) when given, else from its header."""
     if known is not None:
         return known
+    deadline = Deadline(policy.deadline_s)
 
     def op() -> RemoteInfo:
-        with rasterio.Env(**gdal_options(policy, href)), rasterio.open(gdal_path(href)) as ds:
+        with rasterio.Env(**gdal_options(policy, href, deadline)), rasterio.open(gdal_path(href)) as ds:
             return RemoteInfo(ds.crs, ds.transform, (ds.height, ds.width), ds.dtypes[0], ds.nodata)
 
     return with_retries(_explained(op), f"{href}: open", policy, retry_log=retry_log,
-                        on_retry=lambda: clear_gdal_http_cache(href), sleep=sleep, catch=(RasterioError, OSError))
+                        on_retry=lambda: clear_gdal_http_cache(href), sleep=sleep, catch=(RasterioError, OSError),
+                        deadline=deadline)
 
 
 def read_window(href: str, window: Window, policy: RetryPolicy, *, retry_log: RetryLog | None = None,
@@ -304,7 +400,7 @@ def read_window(href: str, window: Window, policy: RetryPolicy, *, retry_log: Re
     window : rasterio.windows.Window
         Columns (x) and rows (y) to read, inside the raster.
     policy : RetryPolicy
-        Retries and timeouts.
+        Retries and timeouts; ``policy.deadline_s`` bounds the whole read, retries included.
     retry_log : RetryLog, optional
         Collects the retries made (for the fetch report).
     sleep : callable
@@ -316,10 +412,17 @@ def read_window(href: str, window: Window, policy: RetryPolicy, *, retry_log: Re
     -------
     ndarray
         2-D array (rows, cols) of the raster's data type.
+
+    Raises
+    ------
+    NetworkError
+        After the attempts of ``policy``, or when ``policy.deadline_s`` passes (a server sending too
+        slowly): one line naming ``href`` and the window.
     """
+    deadline = Deadline(policy.deadline_s)
 
     def op() -> np.ndarray:
-        with rasterio.Env(**gdal_options(policy, href)), rasterio.open(gdal_path(href)) as ds:
+        with rasterio.Env(**gdal_options(policy, href, deadline)), rasterio.open(gdal_path(href)) as ds:
             if expect is not None and (ds.crs != expect.crs or not ds.transform.almost_equals(expect.transform)
                                        or ds.shape != expect.shape):
                 raise InputError(
@@ -333,7 +436,8 @@ def read_window(href: str, window: Window, policy: RetryPolicy, *, retry_log: Re
 
     w = f"{int(window.col_off)},{int(window.row_off)},{int(window.width)}x{int(window.height)}"
     return with_retries(_explained(op), f"{href}: window {w}", policy, retry_log=retry_log,
-                        on_retry=lambda: clear_gdal_http_cache(href), sleep=sleep, catch=(RasterioError, OSError))
+                        on_retry=lambda: clear_gdal_http_cache(href), sleep=sleep, catch=(RasterioError, OSError),
+                        deadline=deadline)
 
 
 def _explained(op: Callable[[], T]) -> Callable[[], T]:
