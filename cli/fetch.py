@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,7 +14,7 @@ from imgdiff.stac import default_cache_dir, fetch_item, load_item, resolve_aoi, 
 from imgdiff.stac.items import DEFAULT_BANDS
 
 from .options import bands_opt, json_opt, overwrite_opt, show_progress, steps
-from .search import aoi_options, catalog_options, date_options, policy_of
+from .search import aoi_options, catalog_options, date_options, policy_of, unknown_cloud_note
 
 
 @click.command("fetch")
@@ -36,21 +37,25 @@ from .search import aoi_options, catalog_options, date_options, policy_of
 @json_opt
 def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file: str | None, bbox: tuple | None,
               bands: list[str] | None, start: dt.date | None, end: dt.date | None, max_cloud: float | None,
-              best: int, margin_m: float, no_scl: bool, cache_dir: str | None, no_cache: bool, catalog: str,
-              collection: str, retries: int, timeout_s: int, deadline_s: int, overwrite: bool,
-              as_json: bool) -> None:
+              keep_unknown_cloud: bool, best: int, margin_m: float, no_scl: bool, cache_dir: str | None,
+              no_cache: bool, catalog: str, collection: str, retries: int, timeout_s: int, deadline_s: int,
+              overwrite: bool, as_json: bool) -> None:
     """Fetch the site window of STAC ITEMS (URLs, item JSON files or ids) into scene folders.
 
-    Without ITEMS, searches --from/--to (and --max-cloud) and fetches the --best acquisitions;
+    Without ITEMS, searches --from/--to (and --max-cloud: items that state no scene cloud
+    cover are then left out unless --keep-unknown-cloud) and fetches the --best acquisitions;
     with ITEMS, those search options are refused.
     Only the window of the zones (plus --margin) is read from each band, by HTTP range
     requests. Re-running resumes: finished bands are kept.
     """
     aoi = resolve_aoi(site=site, zones=zones_file, bbox=bbox)
     policy = policy_of(retries, timeout_s, deadline_s)
+    searched = None
     if items:
         ignored = [name for name, given in (("--from", start is not None), ("--to", end is not None),
-                                            ("--max-cloud", max_cloud is not None), ("--best", best != 1)) if given]
+                                            ("--max-cloud", max_cloud is not None),
+                                            ("--keep-unknown-cloud", keep_unknown_cloud), ("--best", best != 1))
+                   if given]
         if ignored:
             raise click.UsageError(f"{', '.join(ignored)} only apply to a search, and with ITEMS given there is "
                                    "none: drop the option(s), or drop ITEMS to search")
@@ -58,9 +63,15 @@ def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file:
     else:
         if start is None or end is None:
             raise InputError("give STAC item URLs/ids, or --from and --to to search for the best acquisition")
-        found = search(aoi, start, end, catalog=catalog, collection=collection, max_cloud=max_cloud, policy=policy)
+        found = search(aoi, start, end, catalog=catalog, collection=collection, max_cloud=max_cloud,
+                       keep_unknown_cloud=keep_unknown_cloud, policy=policy)
+        note = unknown_cloud_note(found.notes)
         if not found:
-            raise InputError(f"{catalog}: no acquisition between {start} and {end}; widen the dates or --max-cloud")
+            raise InputError(f"{catalog}: no acquisition between {start} and {end}; widen the dates or --max-cloud"
+                             + (f" ({note})" if note else ""))
+        if note and not as_json:
+            click.echo(note, err=True)
+        searched = found.notes
         stac_items = [dict(a.item) for a in found[:best]]
     cache = None if no_cache else (Path(cache_dir) if cache_dir else default_cache_dir())
     wanted = bands or list(DEFAULT_BANDS)
@@ -75,7 +86,10 @@ def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file:
                              on_band=lambda b, i=it["id"]: advance(f"{i} {b}"))
             results.append(res)
     if as_json:
-        click.echo(json.dumps({"fetched": [r.to_dict() for r in results]}))
+        out: dict[str, Any] = {"fetched": [r.to_dict() for r in results]}
+        if searched is not None:
+            out["search"] = searched.to_dict()
+        click.echo(json.dumps(out))
         return
     for r in results:
         states = ", ".join(f"{b.name} {b.status}" for b in r.bands)

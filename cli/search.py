@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from imgdiff.stac import DEFAULT_CATALOG, DEFAULT_COLLECTION, RetryPolicy, resolve_aoi, search
+from imgdiff.stac import DEFAULT_CATALOG, DEFAULT_COLLECTION, RetryPolicy, SearchNotes, resolve_aoi, search
 from imgdiff.stac.aoi import aoi_lonlat_bounds
 
 from .options import _parse_bbox, json_opt
@@ -49,8 +49,12 @@ def catalog_options(f: Callable) -> Callable:
 
 def date_options(required: bool) -> Callable[[Callable], Callable]:
     def deco(f: Callable) -> Callable:
+        f = click.option("--keep-unknown-cloud", is_flag=True,
+                         help="With --max-cloud, keep items that state no scene cloud cover (eo:cloud_cover).")(f)
         f = click.option("--max-cloud", type=click.FloatRange(0, 100), default=None,
-                         help="Drop items whose scene cloud cover exceeds this (percent).")(f)
+                         help="Keep only items whose scene cloud cover (eo:cloud_cover) is at most this (percent); "
+                              "asked of the catalogue when it can filter, so that --limit counts items that pass. "
+                              "Items stating no cloud cover are left out (and counted) unless --keep-unknown-cloud.")(f)
         f = click.option("--to", "end", callback=_date, required=required, metavar="YYYY-MM-DD",
                          help="Last day (UTC, included).")(f)
         f = click.option("--from", "start", callback=_date, required=required, metavar="YYYY-MM-DD",
@@ -64,6 +68,12 @@ def policy_of(retries: int, timeout_s: int, deadline_s: int) -> RetryPolicy:
     return RetryPolicy(attempts=retries, timeout_s=timeout_s, deadline_s=deadline_s)
 
 
+def unknown_cloud_note(notes: SearchNotes) -> str:
+    """The line telling how many items without eo:cloud_cover --max-cloud left out ("" when none)."""
+    n = notes.unknown_cloud_left_out
+    return f"{n} item(s) without eo:cloud_cover left out; --keep-unknown-cloud keeps them" if n else ""
+
+
 def _pct(v: float | None) -> str:
     return "?" if v is None or v != v else f"{100 * v:.1f}%"
 
@@ -74,25 +84,29 @@ def _pct(v: float | None) -> str:
 @catalog_options
 @click.option("--no-scl", is_flag=True, help="Do not read the SCL band (no cloud fraction inside the zones).")
 @click.option("--limit", type=click.IntRange(1, 10000), default=200, show_default=True,
-              help="At most this many items from the catalogue.")
+              help="At most this many items from the catalogue (that pass --max-cloud).")
 @json_opt
 def search_cmd(site: str | None, zones_file: str | None, bbox: tuple | None, start: dt.date, end: dt.date,
-               max_cloud: float | None, catalog: str, collection: str, retries: int, timeout_s: int,
-               deadline_s: int, no_scl: bool, limit: int, as_json: bool) -> None:
+               max_cloud: float | None, keep_unknown_cloud: bool, catalog: str, collection: str, retries: int,
+               timeout_s: int, deadline_s: int, no_scl: bool, limit: int, as_json: bool) -> None:
     """List Sentinel-2 acquisitions covering a site between two dates, best first.
 
     Best means least cloud and no-data inside the site's zones (read by window from each
-    item's SCL band), then least scene cloud cover.
+    item's SCL band), then least scene cloud cover. With --max-cloud, items that state no
+    scene cloud cover are left out (a note on stderr, or unknown_cloud_left_out in --json
+    says how many) unless --keep-unknown-cloud.
     """
     aoi = resolve_aoi(site=site, zones=zones_file, bbox=bbox)
-    found = search(aoi, start, end, catalog=catalog, collection=collection, max_cloud=max_cloud, max_items=limit,
-                   read_scl=not no_scl, policy=policy_of(retries, timeout_s, deadline_s))
+    found = search(aoi, start, end, catalog=catalog, collection=collection, max_cloud=max_cloud,
+                   keep_unknown_cloud=keep_unknown_cloud, max_items=limit, read_scl=not no_scl,
+                   policy=policy_of(retries, timeout_s, deadline_s))
     rows = [a.to_dict() for a in found]
     if as_json:
         out: dict[str, Any] = {
             "catalog": catalog, "collection": collection, "from": start.isoformat(), "to": end.isoformat(),
             "area": site or zones_file or "bbox", "bbox_lonlat": list(aoi_lonlat_bounds(aoi)),
-            "max_cloud": max_cloud, "acquisitions": rows,
+            "max_cloud": max_cloud, "keep_unknown_cloud": keep_unknown_cloud, **found.notes.to_dict(),
+            "acquisitions": rows,
         }
         click.echo(json.dumps(out))
         return
@@ -104,5 +118,7 @@ def search_cmd(site: str | None, zones_file: str | None, bbox: tuple | None, sta
         click.echo(f"{r['date'] or '?':10s}  {r['id']:34s}  {r['tile'] or '?':5s}  {r['processing_baseline'] or '?':8s}  "
                    f"{'?' if scene is None else f'{scene:.1f}%':>11s}  {_pct(zc.get('cloud_fraction')):>10s}  "
                    f"{_pct(zc.get('nodata_fraction')):>12s}")
+    if unknown_cloud_note(found.notes):
+        click.echo(unknown_cloud_note(found.notes), err=True)
     if not rows:
         click.echo("no acquisition found; widen the dates or raise --max-cloud", err=True)

@@ -4,20 +4,23 @@ The server (127.0.0.1, random port, stopped after the module) serves the recorde
 API responses of ``tests/data/stac`` (landing page, item search, items) and small
 cloud-optimised GeoTIFFs made in a temporary folder, with HTTP range support and
 injectable faults (5xx, truncated bodies, slow answers, trickled bytes) to exercise the
-retries.
+retries. Its item search pages its answer (``page_size``) and applies a cloud condition
+sent as a STAC Query extension ``query`` or a CQL2 ``filter`` when its landing page says
+it conforms to them (``conforms``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import numpy as np
 import pytest
@@ -71,15 +74,73 @@ class StacServer:
     root: Path
     faults: list[dict] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
+    #: The parameters of each item-search request (POST body or GET query), with its "method".
+    searches: list[dict] = field(default_factory=list)
+    #: The landing page's conformance classes; None: the recorded ones (they include the Query extension).
+    conforms: list[str] | None = None
+    #: Items per page of an item search (a "next" link to the rest); None: all on one page.
+    page_size: int | None = None
+    #: Items served without ``eo:cloud_cover``.
+    unknown_cloud: set[str] = field(default_factory=set)
 
     def served(self, fragment: str) -> int:
         """Bytes of raster data sent for paths containing ``fragment``."""
         return sum(r["bytes"] for r in self.requests if fragment in r["path"] and r["method"] == "GET")
 
 
-def _items(base: str) -> list[dict]:
+def _items(base: str, unknown_cloud: set[str] = frozenset()) -> list[dict]:
     text = (DATA / "items.json").read_text().replace("{base}", base)
-    return json.loads(text)["features"]
+    feats = json.loads(text)["features"]
+    for f in feats:
+        if f["id"] in unknown_cloud:
+            del f["properties"]["eo:cloud_cover"]
+    return feats
+
+
+#: Conformance classes of an API with item search and neither the Query nor the Filter extension.
+PLAIN_API = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"]
+QUERY_EXT = "https://api.stacspec.org/v1.0.0/item-search#query"
+FILTER_EXT = "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter"
+
+
+def _query_passes(query: dict, props: dict) -> bool:
+    """A STAC API Query extension condition (lt, lte, gt, gte, eq) on an item's properties; a missing one fails."""
+    ops = {"lt": float.__lt__, "lte": float.__le__, "gt": float.__gt__, "gte": float.__ge__, "eq": float.__eq__}
+    return all(props.get(name) is not None and ops[op](float(props[name]), float(v))
+               for name, cond in query.items() for op, v in cond.items())
+
+
+def _cql2_text_to_json(text: str) -> dict:
+    """The two CQL2-text forms the client sends: ``p <= v`` and ``(p <= v OR p IS NULL)``."""
+    m = re.fullmatch(r"\(?\s*([\w:]+)\s*(<=|<|>=|>|=)\s*([-\d.]+)\s*(?:OR\s+([\w:]+)\s+IS\s+NULL\s*)?\)?", text, re.I)
+    assert m, f"the test server cannot read the CQL2 text {text!r}"
+    cond = {"op": m.group(2), "args": [{"property": m.group(1)}, float(m.group(3))]}
+    return {"op": "or", "args": [cond, {"op": "isNull", "args": [{"property": m.group(4)}]}]} if m.group(4) else cond
+
+
+def _cql2_passes(expr: dict, props: dict) -> bool:
+    """A CQL2-JSON expression (and, or, not, isNull, comparisons) on an item's properties."""
+    op, args = expr["op"], expr["args"]
+    if op in ("and", "or", "not"):
+        vals = [_cql2_passes(a, props) for a in args]
+        return all(vals) if op == "and" else any(vals) if op == "or" else not vals[0]
+
+    def val(a):
+        return props.get(a["property"]) if isinstance(a, dict) else a
+
+    if op == "isNull":
+        return val(args[0]) is None
+    a, b = val(args[0]), val(args[1])
+    if a is None or b is None:
+        return False
+    return {"<=": a <= b, "<": a < b, ">=": a >= b, ">": a > b, "=": a == b}[op]
+
+
+def _landing(state: StacServer) -> dict:
+    page = json.loads((DATA / "landing.json").read_text().replace("{base}", state.base))
+    if state.conforms is not None:
+        page["conformsTo"] = list(state.conforms)
+    return page
 
 
 def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
@@ -138,8 +199,10 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
         def _json(self, obj: object) -> None:
             self._send(200, json.dumps(obj).encode(), "application/json")
 
-        def _search(self, params: dict) -> None:
-            feats = _items(state.base)
+        def _search(self, params: dict, get_query: dict | None = None) -> None:
+            """Answer an item search; ``get_query``: the raw query string of a GET (for the next page's link)."""
+            state.searches.append({"method": "GET" if get_query is not None else "POST", **params})
+            feats = _items(state.base, state.unknown_cloud)
             if params.get("ids"):
                 ids = params["ids"].split(",") if isinstance(params["ids"], str) else params["ids"]
                 feats = [f for f in feats if f["id"] in ids]
@@ -156,8 +219,31 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             if params.get("intersects"):
                 g = shape(params["intersects"])
                 feats = [f for f in feats if shape(f["geometry"]).intersects(g)]
-            self._json({"type": "FeatureCollection", "features": feats, "links": [],
-                        "numberReturned": len(feats), "numberMatched": len(feats)})
+            conforms = state.conforms if state.conforms is not None else _landing(state)["conformsTo"]
+            if params.get("query") and any("#query" in c for c in conforms):
+                q = json.loads(params["query"]) if isinstance(params["query"], str) else params["query"]
+                feats = [f for f in feats if _query_passes(q, f["properties"])]
+            if params.get("filter") and any("#filter" in c for c in conforms):
+                expr = params["filter"]
+                if params.get("filter-lang", "cql2-text") == "cql2-text":
+                    expr = _cql2_text_to_json(expr)
+                elif isinstance(expr, str):
+                    expr = json.loads(expr)
+                feats = [f for f in feats if _cql2_passes(expr, f["properties"])]
+            first = int(params.get("token") or 0)
+            size = state.page_size or len(feats) or 1
+            links = []
+            if first + size < len(feats):
+                if get_query is None:
+                    links.append({"rel": "next", "href": f"{state.base}/search", "method": "POST",
+                                  "body": {"token": str(first + size)}, "merge": True})
+                else:
+                    q = {k: v for k, v in get_query.items() if k != "token"}
+                    links.append({"rel": "next", "href": f"{state.base}/search?{urlencode({**q, 'token': first + size})}",
+                                  "method": "GET"})
+            page = feats[first:first + size]
+            self._json({"type": "FeatureCollection", "features": page, "links": links,
+                        "numberReturned": len(page), "numberMatched": len(feats)})
 
         def do_POST(self) -> None:  # noqa: N802
             n = int(self.headers.get("Content-Length", 0))
@@ -180,17 +266,18 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             elif kind and kind.isdigit():
                 return self._send(int(kind), b"error", "text/plain", self.fault_headers)
             if url.path in ("/", ""):
-                return self._json(json.loads((DATA / "landing.json").read_text().replace("{base}", state.base)))
+                return self._json(_landing(state))
             if url.path == "/conformance":
-                return self._json({"conformsTo": json.loads((DATA / "landing.json").read_text())["conformsTo"]})
+                return self._json({"conformsTo": _landing(state)["conformsTo"]})
             if url.path == "/search":
-                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                raw = {k: v[0] for k, v in parse_qs(url.query).items()}
+                q = dict(raw)
                 if "intersects" in q:
                     q["intersects"] = json.loads(q["intersects"])
-                return self._search(q)
+                return self._search(q, get_query=raw)
             if url.path.startswith(f"/collections/{COLLECTION}/items/"):
                 iid = url.path.rsplit("/", 1)[-1]
-                hit = [f for f in _items(state.base) if f["id"] == iid]
+                hit = [f for f in _items(state.base, state.unknown_cloud) if f["id"] == iid]
                 return self._json(hit[0]) if hit else self._send(404, b"{}", "application/json")
             if url.path.startswith("/cogs/"):
                 f = state.root / url.path.lstrip("/")
@@ -266,6 +353,10 @@ def server(stac_server: StacServer, monkeypatch: pytest.MonkeyPatch) -> StacServ
     clear_gdal_http_cache()
     stac_server.faults.clear()
     stac_server.requests.clear()
+    stac_server.searches.clear()
+    stac_server.conforms = None
+    stac_server.page_size = None
+    stac_server.unknown_cloud = set()
     return stac_server
 
 
@@ -459,6 +550,155 @@ def test_cli_search_retries_1_makes_one_request_and_says_so(server):
     assert r.stderr.startswith("imgdiff: error:") and "failed after 1 attempt(s)" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert len(server.requests) == 1
+
+
+# --------------------------------------------------------------------------- the cloud condition
+WHOLE = (dt.date(2021, 1, 1), dt.date(2024, 12, 31))  # the catalogue in order: NEW 12.5 %, CLOUDY 8.0, HAZY 64.3, OLD 3.2
+
+
+def test_max_cloud_leaves_out_items_without_cloud_cover_and_counts_them(server, aoi):
+    """An item of unknown cloud cover is not an item of little cloud: --max-cloud leaves it out, and says so."""
+    server.conforms = PLAIN_API  # filtered here, where the items without eo:cloud_cover are seen and counted
+    server.unknown_cloud = {HAZY}
+    found = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", max_cloud=70,
+                   read_scl=False, policy=FAST)
+    assert sorted(a.id for a in found) == sorted([NEW, CLOUDY])
+    assert found.notes.unknown_cloud_left_out == 1 and found.notes.cloud_filter == "client"
+    kept = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", max_cloud=70,
+                  keep_unknown_cloud=True, read_scl=False, policy=FAST)
+    assert sorted(a.id for a in kept) == sorted([NEW, CLOUDY, HAZY])
+    assert kept.notes.unknown_cloud_left_out == 0
+    # without --max-cloud nothing is filtered, whatever the cover
+    every = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", read_scl=False,
+                   policy=FAST)
+    assert len(every) == 3 and every.notes.cloud_filter == "none"
+
+
+def test_keeping_unknown_cloud_asks_the_server_with_a_cql2_filter_the_query_extension_cannot_say(server, aoi):
+    server.conforms = [*PLAIN_API, QUERY_EXT, FILTER_EXT]
+    server.unknown_cloud = {HAZY}
+    found = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", max_cloud=10,
+                   keep_unknown_cloud=True, read_scl=False, policy=FAST)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, HAZY])  # NEW's 12.5 % is above 10
+    assert found.notes.cloud_filter == "filter"
+    sent = server.searches[0]
+    assert "query" not in sent and sent["filter-lang"] == "cql2-json"
+    assert sent["filter"] == {"op": "or", "args": [
+        {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 10]},
+        {"op": "isNull", "args": [{"property": "eo:cloud_cover"}]}]}
+    # an API with the Query extension only: the condition stays here, unknown covers kept
+    server.conforms = [*PLAIN_API, QUERY_EXT]
+    server.searches.clear()
+    found = search(aoi, dt.date(2024, 12, 1), dt.date(2024, 12, 15), catalog=f"{server.base}/", max_cloud=10,
+                   keep_unknown_cloud=True, read_scl=False, policy=FAST)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, HAZY]) and found.notes.cloud_filter == "client"
+    assert all("query" not in p and "filter" not in p for p in server.searches)
+
+
+def test_limit_counts_items_under_max_cloud_when_the_server_filters_with_the_query_extension(server, aoi):
+    server.page_size = 1
+    found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, read_scl=False, policy=FAST)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, OLD])  # the two items of 10 % or less, not one of them
+    assert server.searches[0]["query"] == {"eo:cloud_cover": {"lte": 10}}
+    assert found.notes.cloud_filter == "query" and found.notes.items_read == 2
+    assert len(server.searches) == 2  # one page per item: only items that pass travelled
+
+
+def test_limit_counts_items_under_max_cloud_when_the_server_filters_with_cql2(server, aoi):
+    server.conforms = [*PLAIN_API, FILTER_EXT]
+    server.page_size = 1
+    found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, read_scl=False, policy=FAST)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, OLD])
+    assert server.searches[0]["filter"] == {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 10]}
+    assert found.notes.cloud_filter == "filter" and found.notes.items_read == 2
+
+
+def test_without_a_server_side_filter_pages_are_read_until_limit_items_pass(server, aoi, caplog):
+    """The API cannot filter by cloud: the limit must still count items that pass, not items read
+    (the first two items read hold only one of 10 % cloud or less)."""
+    server.conforms = PLAIN_API
+    server.page_size = 1
+    with caplog.at_level("WARNING", logger="imgdiff.stac.catalog"):
+        found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, read_scl=False, policy=FAST)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, OLD])
+    assert all("query" not in p and "filter" not in p for p in server.searches)
+    assert found.notes.cloud_filter == "client" and found.notes.items_read == 4 and not found.notes.scan_bound_reached
+    assert not caplog.records
+
+
+def test_reading_pages_for_the_cloud_filter_is_bounded_and_says_when_it_stopped(server, aoi, caplog):
+    server.conforms = PLAIN_API
+    server.page_size = 1
+    with caplog.at_level("WARNING", logger="imgdiff.stac.catalog"):
+        found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, max_read=3,
+                       read_scl=False, policy=FAST)
+    assert [a.id for a in found] == [CLOUDY]  # OLD, the 4th item, is beyond the 3 read
+    assert found.notes.scan_bound_reached and found.notes.items_read == 3
+    assert len(server.searches) == 4  # the fourth page only showed that more items were there
+    assert any("1 of the 3 items read" in r.getMessage() and "no more were read (at most 3)" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_catalogue_refusing_post_is_searched_with_get(server, aoi):
+    """Some APIs answer POST /search with 405: the search is made again with GET, the cloud condition too."""
+    server.faults += [{"path": "/search", "kind": "405", "methods": ("POST",), "persist": True}]
+    server.page_size = 1
+    found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, read_scl=False, policy=FAST)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, OLD])
+    assert found.notes.method == "GET"
+    assert [p["method"] for p in server.searches] == ["GET", "GET"]  # the 405 is answered before any search
+    assert json.loads(server.searches[0]["query"]) == {"eo:cloud_cover": {"lte": 10}}
+    posts = [r for r in server.requests if r["method"] == "POST"]
+    assert len(posts) == 1  # POST tried once, not once per page or per retry
+
+
+def test_a_get_search_sends_a_cql2_text_filter(server, aoi):
+    server.faults += [{"path": "/search", "kind": "405", "methods": ("POST",), "persist": True}]
+    server.conforms = [*PLAIN_API, FILTER_EXT]
+    server.unknown_cloud = {HAZY}
+    found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, keep_unknown_cloud=True, read_scl=False,
+                   policy=FAST)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, HAZY, OLD])
+    assert server.searches[0]["filter"] == "(eo:cloud_cover <= 10 OR eo:cloud_cover IS NULL)"
+    assert server.searches[0]["filter-lang"] == "cql2-text"
+
+
+def test_a_catalogue_refusing_post_and_get_is_one_line_naming_the_url_and_both_answers(server, aoi):
+    server.faults += [{"path": "/search", "kind": "405", "methods": ("POST",), "persist": True},
+                      {"path": "/search", "kind": "404", "methods": ("GET",), "persist": True}]
+    with pytest.raises(NetworkError) as e:
+        search(aoi, *WHOLE, catalog=f"{server.base}/", read_scl=False, policy=FAST, sleep=lambda s: None)
+    msg = str(e.value)
+    assert f"POST {server.base}/search answered HTTP 405" in msg
+    assert f"GET {server.base}/search: HTTP 404" in msg and "not retried" in msg
+    assert "\n" not in msg
+
+
+def test_cli_search_says_how_many_items_of_unknown_cloud_were_left_out(server):
+    server.conforms = PLAIN_API
+    server.unknown_cloud = {HAZY}
+    args = ["search", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2024-12-01", "--to", "2024-12-15",
+            "--max-cloud", "70", "--no-scl", "--catalog", f"{server.base}/"]
+    r = CliRunner().invoke(_cli(), args)
+    assert r.exit_code == 0, r.output
+    assert "1 item(s) without eo:cloud_cover left out; --keep-unknown-cloud keeps them" in r.stderr
+    assert HAZY not in r.stdout
+    r = CliRunner().invoke(_cli(), [*args, "--json"])
+    out = json.loads(r.stdout)
+    assert out["unknown_cloud_left_out"] == 1 and out["keep_unknown_cloud"] is False
+    assert out["cloud_filter"] == "client" and "eo:cloud_cover" not in r.stderr
+    r = CliRunner().invoke(_cli(), [*args, "--json", "--keep-unknown-cloud"])
+    out = json.loads(r.stdout)
+    assert out["unknown_cloud_left_out"] == 0 and HAZY in {a["id"] for a in out["acquisitions"]}
+
+
+def test_cli_search_refused_post_and_get_is_one_line_exit_2(server):
+    server.faults += [{"path": "/search", "kind": "405", "methods": ("POST", "GET"), "persist": True}]
+    r = CliRunner().invoke(_cli(), ["search", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2024-12-01",
+                                    "--to", "2024-12-15", "--catalog", f"{server.base}/", "--json"])
+    assert r.exit_code == 2 and r.stdout == ""
+    err = [line for line in r.stderr.splitlines() if line.startswith("imgdiff: error:")]
+    assert len(err) == 1 and f"{server.base}/search" in err[0] and "GET" in err[0] and "HTTP 405" in err[0]
 
 
 # --------------------------------------------------------------------------- windowed reads and retries
@@ -849,3 +1089,9 @@ def test_cli_fetch_of_a_trickling_asset_stops_at_the_deadline_one_line_exit_2(se
     err = [line for line in r.stderr.splitlines() if line.startswith("imgdiff: error:")]
     assert len(err) == 1 and f"/cogs/{NEW}/B04.tif" in err[0] and "deadline of 1 s" in err[0]
     assert list((tmp_path / "s").iterdir()) == []
+
+
+def test_cli_fetch_refuses_keep_unknown_cloud_with_items_given(tmp_path):
+    r = CliRunner().invoke(_cli(), ["fetch", "S2B_X", "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
+                                    "--keep-unknown-cloud"])
+    assert r.exit_code == 2 and "--keep-unknown-cloud only apply to a search" in r.stderr

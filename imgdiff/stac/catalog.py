@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ from ..errors import ImgdiffError, InputError, NetworkError, NoOverlapError
 from ..io.layout import one_line
 from ..zones import Zones, inside_mask
 from .aoi import aoi_geojson, bounds_window, snapped_bounds
-from .items import SCL_CLOUD, SCL_NODATA, asset_grid, find_asset, item_id, summary
-from .remote import DEFAULT_POLICY, RetryPolicy, raster_info, read_window, with_retries
+from .items import SCL_CLOUD, SCL_NODATA, asset_grid, cloud_cover, find_asset, item_id, summary
+from .remote import DEFAULT_POLICY, RetryPolicy, http_status, raster_info, read_window, reason_of, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,132 @@ def _neg(text: str) -> tuple[int, ...]:
     return tuple(-ord(c) for c in text)
 
 
+#: Without a cloud condition the server applies, at most this many items per item asked are read from the
+#: catalogue (and at least :data:`MIN_SCAN`) while looking for items that pass ``max_cloud`` here.
+SCAN_FACTOR = 5
+MIN_SCAN = 100
+
+
+@dataclass(frozen=True)
+class SearchNotes:
+    """How a search went, besides the acquisitions it found: what a listing should tell.
+
+    Attributes
+    ----------
+    cloud_filter : str
+        Where ``max_cloud`` was applied first: ``"query"`` (the server, STAC API Query extension),
+        ``"filter"`` (the server, CQL2 filter), ``"client"`` (here, on the items read) or ``"none"``
+        (no ``max_cloud``). Every item is checked here as well.
+    method : str
+        HTTP method of the item search: ``"POST"``, or ``"GET"`` after the API refused POST (405).
+    items_read : int
+        Items read from the catalogue.
+    unknown_cloud_left_out : int
+        Items read without ``eo:cloud_cover`` that ``max_cloud`` left out (a server applying the cloud
+        condition drops such items before they are read: they are not counted).
+    more_match : bool
+        More items pass than ``max_items``: only the first ones the catalogue returned are ranked.
+    scan_bound_reached : bool
+        The cap on items read (``max_read``) stopped the search before ``max_items`` passed the cloud filter.
+    """
+
+    cloud_filter: str = "none"
+    method: str = "POST"
+    items_read: int = 0
+    unknown_cloud_left_out: int = 0
+    more_match: bool = False
+    scan_bound_reached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cloud_filter": self.cloud_filter, "search_method": self.method, "items_read": self.items_read,
+                "unknown_cloud_left_out": self.unknown_cloud_left_out, "more_match": self.more_match,
+                "scan_bound_reached": self.scan_bound_reached}
+
+
+class Found(list):
+    """The acquisitions of a search, best first (a list of :class:`Acquisition`), with its :class:`SearchNotes`."""
+
+    notes: SearchNotes
+
+    def __init__(self, acquisitions: Sequence[Acquisition] = (), notes: SearchNotes | None = None) -> None:
+        super().__init__(acquisitions)
+        self.notes = notes if notes is not None else SearchNotes()
+
+
+def cloud_passes(item: Mapping[str, Any], max_cloud: float | None, keep_unknown: bool = False) -> bool:
+    """Whether an item's scene cloud cover (``eo:cloud_cover``, percent) is at most ``max_cloud``.
+
+    Parameters
+    ----------
+    item : Mapping
+        A STAC item dictionary.
+    max_cloud : float or None
+        Highest cloud cover kept, in percent; None keeps every item.
+    keep_unknown : bool
+        Keep items that state no cloud cover (else they are left out: their cover is unknown, not low).
+    """
+    if max_cloud is None:
+        return True
+    cover = cloud_cover(item)
+    return keep_unknown if cover is None else cover <= max_cloud
+
+
+def cloud_condition(max_cloud: float, keep_unknown: bool, mode: str, method: str) -> dict[str, Any]:
+    """The item-search parameters asking the server for items of at most ``max_cloud`` percent cloud.
+
+    Parameters
+    ----------
+    max_cloud : float
+        Highest scene cloud cover, in percent.
+    keep_unknown : bool
+        Also ask for items without ``eo:cloud_cover`` (only a CQL2 filter can say so).
+    mode : str
+        ``"query"`` (STAC API Query extension), ``"filter"`` (CQL2) or ``"client"`` (no parameter).
+    method : str
+        ``"POST"`` (CQL2-JSON) or ``"GET"`` (CQL2-text).
+
+    Returns
+    -------
+    dict
+        Keyword arguments of pystac-client's ``Client.search``.
+    """
+    if mode == "query":
+        if keep_unknown:
+            raise ValueError("the Query extension cannot ask for items without eo:cloud_cover; use a CQL2 filter")
+        return {"query": {"eo:cloud_cover": {"lte": max_cloud}}}
+    if mode == "filter":
+        if method == "GET":
+            text = f"eo:cloud_cover <= {max_cloud:g}"
+            return {"filter": f"({text} OR eo:cloud_cover IS NULL)" if keep_unknown else text,
+                    "filter_lang": "cql2-text"}
+        cond: dict[str, Any] = {"op": "<=", "args": [{"property": "eo:cloud_cover"}, max_cloud]}
+        if keep_unknown:
+            cond = {"op": "or", "args": [cond, {"op": "isNull", "args": [{"property": "eo:cloud_cover"}]}]}
+        return {"filter": cond, "filter_lang": "cql2-json"}
+    return {}
+
+
+def cloud_mode(conforms: Callable[[str], bool], keep_unknown: bool) -> str:
+    """Where a cloud condition is applied, from the API's conformance classes.
+
+    The Query extension first (widely implemented), a CQL2 filter otherwise, or when items without
+    ``eo:cloud_cover`` are to be kept (the Query extension cannot ask for them); ``"client"`` when the
+    API offers neither.
+
+    Parameters
+    ----------
+    conforms : callable
+        Whether the API conforms to a pystac-client conformance class name (``"QUERY"``, ``"FILTER"``).
+    keep_unknown : bool
+        Items without ``eo:cloud_cover`` are to be kept.
+    """
+    if not keep_unknown and conforms("QUERY"):
+        return "query"
+    if conforms("FILTER"):
+        return "filter"
+    return "client"
+
+
 def search(
     aoi: Zones,
     start: _dt.date,
@@ -149,12 +276,14 @@ def search(
     catalog: str = DEFAULT_CATALOG,
     collection: str = DEFAULT_COLLECTION,
     max_cloud: float | None = None,
+    keep_unknown_cloud: bool = False,
     max_items: int = 200,
+    max_read: int | None = None,
     read_scl: bool = True,
     policy: RetryPolicy = DEFAULT_POLICY,
     workers: int = 4,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[Acquisition]:
+) -> Found:
     """Sentinel-2 acquisitions covering the zones between two dates, best first.
 
     Parameters
@@ -166,10 +295,20 @@ def search(
     catalog, collection : str
         STAC API root URL and collection id.
     max_cloud : float, optional
-        Drop items whose scene cloud cover (``eo:cloud_cover``, percent) exceeds this.
+        Keep only items whose scene cloud cover (``eo:cloud_cover``, percent) is at most this. When the
+        API offers the Query extension or a CQL2 filter, the condition is sent with the search, so that
+        ``max_items`` counts items that pass it; otherwise pages are read until ``max_items`` pass here
+        (at most ``max_read`` items).
+    keep_unknown_cloud : bool
+        With ``max_cloud``, keep items that state no ``eo:cloud_cover`` (left out by default, and counted
+        in ``notes.unknown_cloud_left_out`` of the result).
     max_items : int
-        At most this many items are taken from the API (before ``max_cloud``); a warning is logged
-        when more match, as the ranking then sees only the first ``max_items`` the API returned.
+        At most this many items are ranked (after ``max_cloud``); a warning is logged when more match,
+        as the ranking then sees only the first ``max_items`` the API returned.
+    max_read : int, optional
+        At most this many items are read from the catalogue while looking for ``max_items`` that pass
+        ``max_cloud`` (a warning is logged when this stops the search); default
+        ``max(SCAN_FACTOR * (max_items + 1), MIN_SCAN)``.
     read_scl : bool
         Read each item's SCL band over the zones (by window) to measure cloud and no-data there.
     policy : RetryPolicy
@@ -181,8 +320,8 @@ def search(
 
     Returns
     -------
-    list of Acquisition
-        Ranked by :func:`rank_key`.
+    Found
+        A list of :class:`Acquisition` ranked by :func:`rank_key`, with ``notes`` (:class:`SearchNotes`).
 
     Raises
     ------
@@ -191,16 +330,30 @@ def search(
     """
     if end < start:
         raise InputError(f"search dates: --to {end} is before --from {start}")
+    if max_read is None:
+        max_read = max(SCAN_FACTOR * (max_items + 1), MIN_SCAN)
+    when = f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z"
     # one item more than asked: whether the catalogue holds more than the ranking will see
-    items = search_items(aoi, start, end, catalog=catalog, collection=collection, max_items=max_items + 1,
-                         policy=policy, sleep=sleep)
-    if len(items) > max_items:
+    scan = _api_search(catalog, collection, policy, sleep, intersects=aoi_geojson(aoi), datetime=when,
+                       max_items=max_items + 1, max_read=max(max_read, max_items + 1), max_cloud=max_cloud,
+                       keep_unknown_cloud=keep_unknown_cloud)
+    items = scan.items
+    more = len(items) > max_items
+    if more:
         items = items[:max_items]
         log.warning("%s (%s): more than %d items match; only the first %d the catalogue returned are "
                     "ranked, so better acquisitions may be left out: narrow the dates or raise --limit",
                     catalog, collection, max_items, max_items)
-    if max_cloud is not None:
-        items = [it for it in items if (summary(it)["scene_cloud_cover_pct"] or 0.0) <= max_cloud]
+    if scan.bound_reached:
+        log.warning("%s (%s): %d of the %d items read have eo:cloud_cover <= %g; no more were read (at most %d), "
+                    "so matching items further on may be left out: narrow the dates or raise --limit",
+                    catalog, collection, len(items), scan.read, max_cloud, scan.read)
+    if scan.unknown_left_out:
+        log.info("%s (%s): %d item(s) without eo:cloud_cover left out (keep_unknown_cloud keeps them)",
+                 catalog, collection, scan.unknown_left_out)
+    notes = SearchNotes(cloud_filter=scan.mode, method=scan.method, items_read=scan.read,
+                        unknown_cloud_left_out=scan.unknown_left_out, more_match=more,
+                        scan_bound_reached=scan.bound_reached)
 
     def cover(it: Mapping[str, Any]) -> Acquisition:
         if not read_scl:
@@ -213,7 +366,7 @@ def search(
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         found = list(pool.map(cover, items))
-    return sorted(found, key=rank_key)
+    return Found(sorted(found, key=rank_key), notes)
 
 
 def search_items(
@@ -224,7 +377,7 @@ def search_items(
     """Raw STAC item dictionaries from ``catalog`` intersecting the zones between two dates (UTC, inclusive)."""
     when = f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z"
     return _api_search(catalog, collection, policy, sleep, intersects=aoi_geojson(aoi), datetime=when,
-                       max_items=max_items, ids=list(ids) if ids else None)
+                       max_items=max_items, ids=list(ids) if ids else None).items
 
 
 def items_by_id(ids: Sequence[str], *, catalog: str = DEFAULT_CATALOG, collection: str = DEFAULT_COLLECTION,
@@ -238,35 +391,96 @@ def items_by_id(ids: Sequence[str], *, catalog: str = DEFAULT_CATALOG, collectio
         When an id is not in the collection.
     """
     found = {item_id(it): it for it in _api_search(catalog, collection, policy, sleep, ids=list(ids),
-                                                   max_items=len(ids) + 10)}
+                                                   max_items=len(ids) + 10).items}
     missing = [i for i in ids if i not in found]
     if missing:
         raise InputError(f"{catalog} ({collection}): no item {', '.join(missing)}; check the id or --catalog")
     return [found[i] for i in ids]
 
 
-def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Callable[[float], None],
-                **params: Any) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Scan:
+    """What one item search read: the items kept, and how."""
+
+    items: list[dict[str, Any]]
+    mode: str = "none"
+    method: str = "POST"
+    read: int = 0
+    unknown_left_out: int = 0
+    bound_reached: bool = False
+
+
+def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Callable[[float], None], *,
+                max_items: int, max_read: int | None = None, max_cloud: float | None = None,
+                keep_unknown_cloud: bool = False, **params: Any) -> _Scan:
+    """Items of an item search, read page by page until ``max_items`` pass ``max_cloud`` (or ``max_read`` are read).
+
+    The cloud condition goes to the server when the API says it can apply it (:func:`cloud_mode`) and
+    is checked here on every item all the same. POST is tried first; an API answering it with 405
+    is searched with GET (once per search, kept for the retries).
+    """
     from pystac_client import Client
     from pystac_client.errors import ClientTypeError
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
-    from pystac_client.warnings import DoesNotConformTo
+    from pystac_client.warnings import DoesNotConformTo, PystacClientWarning
 
     params = {k: v for k, v in params.items() if v is not None}
+    max_read = max_items if max_read is None or max_cloud is None else max_read
+    method = "POST"
 
-    def op() -> list[dict[str, Any]]:
+    def open_search(client: Any, how: str, mode: str) -> Any:
+        cond = cloud_condition(max_cloud, keep_unknown_cloud, mode, how) if max_cloud is not None else {}
+        with warnings.catch_warnings():  # GET after a 405: pystac-client warns when the landing page lists POST only
+            warnings.simplefilter("ignore", PystacClientWarning)
+            return client.search(collections=[collection], method=how, **params, **cond)
+
+    def scan(s: Any, mode: str) -> _Scan:
+        kept: list[dict[str, Any]] = []
+        read = unknown = 0
+        bound = False
+        for it in s.items_as_dicts():
+            if read >= max_read:
+                bound = True  # one item more than allowed was there: the cap, not the catalogue, stopped
+                break
+            read += 1
+            if cloud_passes(it, max_cloud, keep_unknown_cloud):
+                kept.append(dict(it))
+                if len(kept) >= max_items:
+                    break
+            elif cloud_cover(it) is None:
+                unknown += 1
+        return _Scan(kept, mode, s.method, read, unknown, bound)
+
+    def op() -> _Scan:
+        nonlocal method
         # pystac-client retries each request 5 times by itself (urllib3: connection errors,
         # GET timeouts, 429/503 with Retry-After); switched off so that ``policy.attempts`` is
         # the number of attempts in all, as the error message and --retries say.
         try:
             client = Client.open(catalog, timeout=policy.timeout_s, stac_io=StacApiIO(max_retries=None))
-            s = client.search(collections=[collection], **params)
+            mode = "none"
+            if max_cloud is not None:
+                mode = cloud_mode(lambda name: client.conforms_to(name), keep_unknown_cloud)
+            s = open_search(client, method, mode)
+            try:
+                return scan(s, mode)
+            except APIError as e:
+                if method != "POST" or http_status(e) != 405:
+                    raise
+                log.info("%s: POST answered HTTP 405 (method not allowed); searching with GET", s.url)
+                method = "GET"
+                try:
+                    return scan(open_search(client, method, mode), mode)
+                except APIError as e2:
+                    err = APIError(f"POST {s.url} answered HTTP 405 (method not allowed), then GET {s.url}: "
+                                   f"{reason_of(e2)}")
+                    err.status_code = http_status(e2)
+                    raise err from None
         except (ClientTypeError, DoesNotConformTo) as e:
             # a JSON document that is not a STAC catalogue, or one without item search: no retry mends it
             raise NetworkError(f"{catalog}: not a STAC API with item search ({one_line(e)}); "
                                "check --catalog (e.g. the default, " + DEFAULT_CATALOG + ")") from None
-        return [dict(d) for d in s.items_as_dicts()]
 
     try:
         return with_retries(op, f"STAC search {catalog} ({collection})", policy, sleep=sleep)
