@@ -25,6 +25,7 @@ from ..vacated import APRON_PEAK_Z as VACATED_APRON_PEAK_Z
 from ..vacated import MAX_APRON_LENGTH_M as VACATED_MAX_APRON_LENGTH_M
 from ..vacated import MAX_LENGTH_M as VACATED_MAX_LENGTH_M
 from ..vacated import MIN_AREA_PX as VACATED_MIN_AREA_PX
+from ..vacated import MIN_SPREAD as VACATED_MIN_SPREAD
 from ..vacated import MIN_WATER_NDWI as VACATED_MIN_WATER_NDWI
 from ..vacated import OWN_CONTRAST as VACATED_OWN_CONTRAST
 from ..vacated import PEAK_Z as VACATED_PEAK_Z
@@ -123,7 +124,8 @@ def evidence_rules() -> dict[str, Any]:
                          "on the other date: a smoothed-over berth or a blurred wake, not an object",
         "vacated_water": "vessels: where one date is much brighter than the other over a compact region "
                          f"(at least {VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_LENGTH_M:g} m long; its peak at least "
-                         f"{VACATED_PEAK_Z:g} robust spreads of the pair's brightness difference above the brightening of "
+                         f"{VACATED_PEAK_Z:g} robust spreads of the pair's brightness difference (at least "
+                         f"{VACATED_MIN_SPREAD:g} reflectance, one digital number) above the brightening of "
                          f"the {VACATED_RING_PX} px ring around it, or of the ring's own spread where wider; {ring_clear}), "
                          "the other date shows open water there (median NDWI above "
                          f"{VACATED_MIN_WATER_NDWI:g}, in a water body of at least {MIN_WATER_BODY_PX * 100 / 1e4:g} ha, "
@@ -135,7 +137,8 @@ def evidence_rules() -> dict[str, Any]:
                          "side count once); not when co-registration failed",
         "vacated_apron": "aircraft: where either date is brighter over a compact region (at least "
                          f"{VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_APRON_LENGTH_M:g} m long; its peak at least "
-                         f"{VACATED_APRON_PEAK_Z:g} robust spreads of the pair's brightness difference above the ring "
+                         f"{VACATED_APRON_PEAK_Z:g} robust spreads of the pair's brightness difference (at least "
+                         f"{VACATED_MIN_SPREAD:g} reflectance, one digital number) above the ring "
                          f"of {VACATED_RING_PX} px around it; {ring_clear}) whose box stands out "
                          "from its surroundings on one date and less than "
                          f"{VACATED_PLAIN_RATIO:g} times as much on the other (plain apron there), the region is an "
