@@ -158,10 +158,8 @@ class Scene:
 def check_reflectance(bands: Mapping[str, np.ndarray], valid: np.ndarray) -> None:
     """Refuse bands that hold digital numbers where reflectance (about 0-1) is expected.
 
-    A band's typical level is the median of its positive, finite values over ``valid`` on a regular
-    grid of about :data:`LEVEL_SAMPLES` pixels (zero-filled no-data left out); the Sentinel-2 bands
-    among ``bands`` (:data:`BAND_ORDER`; other layers a user adds are not reflectance) must all be at
-    most :data:`MAX_REFLECTANCE_LEVEL`. Read as reflectance, digital numbers make every pixel cloud.
+    The Sentinel-2 bands among ``bands`` must all have a typical level (:func:`digital_number_band`)
+    of at most :data:`MAX_REFLECTANCE_LEVEL`. Read as reflectance, digital numbers make every pixel cloud.
     :class:`Scene` checks the bands it is built with unless its ``meta`` records the scaling applied
     (``meta["radiometry"]``, written by :func:`imgdiff.read_scene` and the tile readers).
 
@@ -177,9 +175,39 @@ def check_reflectance(bands: Mapping[str, np.ndarray], valid: np.ndarray) -> Non
     ReflectanceError
         A ``ValueError``, naming the first band (B02 B03 B04 B08, then product order) whose level is higher.
     """
+    found = digital_number_band(bands, valid)
+    if found is not None:
+        name, level = found
+        raise ReflectanceError(
+            f"Scene bands look like digital numbers (median {name} = {level:.1f}), not reflectance (0-1): "
+            "divide by 10000 (L1C/L2A, after subtracting 1000 from processing baseline 04.00 on) or read "
+            "the files with imgdiff.read_scene")
+
+
+def digital_number_band(bands: Mapping[str, np.ndarray], valid: np.ndarray) -> tuple[str, float] | None:
+    """The first Sentinel-2 band whose typical level is too high for reflectance, and that level.
+
+    A band's typical level is the median of its positive, finite values over ``valid`` on a regular
+    grid of about :data:`LEVEL_SAMPLES` pixels (zero-filled no-data left out). Bands are tried in the
+    order B02 B03 B04 B08, then product order; names outside :data:`BAND_ORDER` (other layers a user
+    adds are not reflectance) are not tried.
+
+    Parameters
+    ----------
+    bands : Mapping[str, ndarray]
+        Band name -> 2-D array (reflectance, unitless), all of ``valid``'s shape.
+    valid : ndarray of bool
+        Pixels to sample.
+
+    Returns
+    -------
+    (str, float) or None
+        The band's name and level (in the bands' units) when the level exceeds
+        :data:`MAX_REFLECTANCE_LEVEL`; None when every band's is at most that.
+    """
     shape = np.shape(valid)
     if len(shape) != 2 or not shape[0] or not shape[1]:
-        return
+        return None
     step = max(1, math.ceil(math.sqrt(shape[0] * shape[1] / LEVEL_SAMPLES)))
     mask = np.asarray(valid, bool)[::step, ::step]
     for name in sorted((n for n in bands if n in BAND_ORDER), key=_LEVEL_ORDER.index):
@@ -191,10 +219,8 @@ def check_reflectance(bands: Mapping[str, np.ndarray], valid: np.ndarray) -> Non
             v = v[np.isfinite(v) & (v > 0)]
         level = float(np.median(v)) if v.size else 0.0
         if level > MAX_REFLECTANCE_LEVEL:
-            raise ReflectanceError(
-                f"Scene bands look like digital numbers (median {name} = {level:.1f}), not reflectance (0-1): "
-                "divide by 10000 (L1C/L2A, after subtracting 1000 from processing baseline 04.00 on) or read "
-                "the files with imgdiff.read_scene")
+            return name, level
+    return None
 
 
 #: :func:`check_reflectance`'s order: the visible and NIR 10 m bands first (those a DN scene is named by).

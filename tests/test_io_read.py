@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose
 from rasterio.transform import from_origin
 
 from imgdiff import read_scene
-from imgdiff.errors import BandError, EmptySceneError, InputError, NoOverlapError
+from imgdiff.errors import BandError, EmptySceneError, InputError, NoOverlapError, ReflectanceError
 from imgdiff.io.read import choose_radiometry, find_band_sources
 
 from .conftest import need, write_band
@@ -40,6 +40,22 @@ def test_band_folder_reads_every_band_as_float32_reflectance(band_folder):
         raw = ds.read(1)
     assert_allclose(s.bands["B04"], raw / 10000.0, rtol=1e-6)
     assert s.crs.to_epsg() == 32636 and s.transform == TR10 and s.valid.all()
+
+
+def test_a_stated_scale_that_leaves_digital_numbers_is_refused_naming_the_file_and_the_scale(band_folder):
+    """scale=1.0 on files of reflectance x 10000 would give a scene of numbers (all cloud): refused in one line."""
+    with pytest.raises(ReflectanceError) as e:
+        read_scene(band_folder, scale=1.0)
+    msg = str(e.value)
+    assert msg.startswith(f"{band_folder}: scale 1.0 leaves B02's median at 10") and "\n" not in msg
+    assert "digital numbers" in msg and "scale=1e-4" in msg and "leave scale out" in msg
+    # B02-B04 come out below 2 (about 0.9-1.3), B08's numbers (3000-3049) at 2.9-3.0
+    with pytest.raises(ReflectanceError, match=r": scale 0\.001, offset -0\.1 leaves B08's median at 2\.9"):
+        read_scene(band_folder, scale=1e-3, offset=-0.1)
+    # a stated scale that gives reflectance is taken as given
+    s = read_scene(band_folder, scale=1e-4)
+    assert s.meta["radiometry"]["B02"]["source"] == "given by caller"
+    assert_allclose(np.nanmedian(s.bands["B02"]), 0.1025, atol=1e-3)
 
 
 def test_prefixed_and_copernicus_browser_names_are_recognised(tmp_path):

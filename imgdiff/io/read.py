@@ -51,8 +51,8 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from ..errors import BandError, EmptySceneError, check_type
-from ..scene import Scene, check_band_list
+from ..errors import BandError, EmptySceneError, ReflectanceError, check_type
+from ..scene import Scene, check_band_list, digital_number_band
 from .georeferencing import (
     LOCAL_FRAME,
     SCENE_FRAME,
@@ -110,7 +110,7 @@ __all__ = [
     "BASELINE_04_DATE", "BBox", "BandSource", "FLOAT_DN_LEVEL", "IMPOSSIBLE_OFFSET_SHARE", "LOCAL_FRAME",
     "RASTER_SUFFIXES", "RAW_EXPORT_SCALE", "RAW_FACTOR_RANGE", "RAW_FACTOR_SPREAD", "RAW_LEVEL_DN", "Radiometry",
     "SATURATED_DN", "SATURATED_FLOAT_DN", "SATURATION_REFLECTANCE", "SCENE_FRAME", "bbox_window", "below_dn1000",
-    "by_default_rule", "choose_radiometry", "date_from_sidecar", "date_from_tags", "date_from_text",
+    "by_default_rule", "check_stated_scale", "choose_radiometry", "date_from_sidecar", "date_from_tags", "date_from_text",
     "drop_impossible_offset", "find_band_sources", "find_product_metadata", "georeferencing", "harmonise_scaling",
     "has_mask_band", "in_lonlat_range", "infer_raw_scaling", "is_georeferenced", "masked", "north_up", "one_line",
     "open_raster", "parse_product_metadata", "read_scene", "resample_coarser", "rescaled", "saturated",
@@ -151,7 +151,9 @@ def read_scene(
         follows :func:`choose_radiometry`, then levels that rule it out: float digital
         numbers (:data:`FLOAT_DN_LEVEL`), numbers below the date-based offset
         (:func:`drop_impossible_offset`), renamed raw exports (:func:`infer_raw_scaling`).
-        ``meta["radiometry"]`` records what was used and why.
+        ``meta["radiometry"]`` records what was used and why. A stated scaling that leaves
+        a band's typical level above :data:`imgdiff.scene.MAX_REFLECTANCE_LEVEL` (digital
+        numbers) is refused (:func:`check_stated_scale`).
 
     Returns
     -------
@@ -168,6 +170,8 @@ def read_scene(
     Raises
     ------
     InputError, BandError, GridError, NoOverlapError, EmptySceneError
+    ReflectanceError
+        ``scale`` (and ``offset``) given leave the bands in digital numbers.
     ArgumentTypeError
         ``path`` is not a str or Path, or ``bands`` is a single string.
     """
@@ -266,6 +270,7 @@ def read_scene(
         meta["georeferencing"] = f"{LOCAL_FRAME} ({', '.join(unplaced)})"
     scene = Scene(bands=arrays, crs=crs, transform=out_transform, valid=valid, date=acq, meta=meta)
     if scale is not None:
+        check_stated_scale(scene, path, scale, offset)
         return scene
     floats = [s for s in sources if radiometry[s.name]["source"] == _FLOAT_RULE]
     if floats and _high_p99(scene, [s.name for s in floats], FLOAT_DN_LEVEL) > FLOAT_DN_LEVEL:
@@ -284,6 +289,40 @@ def read_scene(
             scene = replace(scene, bands={b: np.where(valid, v, np.nan).astype(np.float32) for b, v in scene.bands.items()},
                             valid=valid)
     return _final_saturation(infer_raw_scaling(drop_impossible_offset(scene)), rereads)
+
+
+def check_stated_scale(scene: Scene, path: str | Path, scale: float, offset: float = 0.0) -> None:
+    """Refuse a scaling the caller stated (``read_scene(scale=, offset=)``) that leaves digital numbers.
+
+    The readers' own choice of scaling is checked against the levels it gives (float digital numbers,
+    raw exports); a stated one is taken as given, so a wrong one (``scale=1.0`` on files of
+    reflectance x 10000) would give a scene of numbers that reads as all cloud. It is refused when a
+    Sentinel-2 band's typical level stays above :data:`imgdiff.scene.MAX_REFLECTANCE_LEVEL`
+    (:func:`imgdiff.scene.digital_number_band`).
+
+    Parameters
+    ----------
+    scene : Scene
+        As read with ``reflectance = dn * scale + offset``.
+    path : str or Path
+        What was read (named in the message).
+    scale, offset : float
+        The scaling stated.
+
+    Raises
+    ------
+    ReflectanceError
+        One line naming ``path``, the scaling given, the band and its level, and the way out.
+    """
+    found = digital_number_band(scene.bands, scene.valid)
+    if found is None:
+        return
+    name, level = found
+    stated = f"scale {float(scale)!r}" + (f", offset {float(offset)!r}" if offset else "")
+    shown = f"{level:.0f}" if level >= 100 else f"{level:.2f}"
+    raise ReflectanceError(
+        f"{path}: {stated} leaves {name}'s median at {shown}, not reflectance (0-1): the file holds "
+        "digital numbers; try scale=1e-4 (L1C/L2A, reflectance x 10000) or leave scale out to infer it")
 
 
 def check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
