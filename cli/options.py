@@ -14,9 +14,9 @@ from click.core import ParameterSource
 from imgdiff.coregister import MAX_SHIFT_PX, MAX_SHIFT_RANGE_PX
 from imgdiff.errors import ImgdiffError
 from imgdiff.io.bands import normalise_band_name
+from imgdiff.io.georeferencing import lonlat_bbox_problem
 from imgdiff.io.read import one_line
 from imgdiff.io.write import finite_or_null
-from imgdiff.stac.aoi import lonlat_bbox_problem
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -35,7 +35,7 @@ def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 def _parse_bbox(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
     """``--bbox W,S,E,N`` (commas or spaces) as four floats, checked by the library's rules
-    (:func:`imgdiff.stac.aoi.lonlat_bbox_problem`)."""
+    (:func:`imgdiff.io.georeferencing.lonlat_bbox_problem`)."""
     if not value:
         return None
     try:

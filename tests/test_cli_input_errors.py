@@ -124,8 +124,9 @@ def test_library_bbox_rules_lon_lat_by_default_explicit_crs_is_the_transform_fra
     with pytest.raises(GridError, match="has no CRS"):
         imgdiff.read_scene(bare, bbox=(35.85, 34.9, 35.86, 34.91))
     # map units without bbox_crs on a placed scene: a clear error, not a NaN window
-    with pytest.raises(GridError, match="not lon/lat"):
+    with pytest.raises(GridError, match="not map units") as e:
         imgdiff.read_scene(scene, bbox=(x0, y0, x1, y1))
+    assert str(e.value).startswith(f"{scene}: bbox ") and "bbox_crs" in str(e.value)
     assert imgdiff.read_scene(scene, bands=["B02"], bbox=(x0, y0, x1, y1), bbox_crs="EPSG:32636").shape == (20, 30)
 
 

@@ -998,6 +998,35 @@ def test_a_library_bbox_is_checked_as_the_cli_checks_it(bbox, problem):
         resolve_aoi(bbox=bbox)
 
 
+@pytest.mark.parametrize("bbox", [
+    (756000.0, 3871200.0, 768000.0, 3883200.0), (35.885, 34.905, 35.865, 34.885), (170.0, -10.0, -170.0, 10.0),
+    (35.865, 34.885, 35.885), (35.865, float("nan"), 35.885, 34.905), (35.865, 34.885, 35.885, 95.0),
+])
+def test_a_manifest_bbox_and_a_lon_lat_read_scene_bbox_are_refused_by_the_same_rules_in_the_same_words(bbox):
+    """--bbox, resolve_aoi, a watch manifest's bbox: and read_scene's lon/lat bbox share one set of rules
+    (imgdiff.io.georeferencing.lonlat_bbox_problem); each message keeps its own context."""
+    from rasterio.crs import CRS
+
+    from imgdiff.errors import ArgumentTypeError, GridError
+    from imgdiff.io.georeferencing import bbox_window, lonlat_bbox_problem
+    from imgdiff.watch import parse_bbox
+
+    problem = lonlat_bbox_problem(bbox)
+    assert problem is not None
+    with pytest.raises(InputError) as e:
+        parse_bbox(list(bbox), "m.yaml")
+    assert str(e.value).startswith("m.yaml: bbox [") and problem in str(e.value)
+    with pytest.raises(InputError) as e:
+        resolve_aoi(bbox=bbox)
+    assert problem in str(e.value)
+    with pytest.raises((GridError, ArgumentTypeError)) as e:
+        bbox_window(bbox, None, CRS.from_epsg(32636), from_origin(X0, Y0, 10, 10), (1200, 1200), "s.tif")
+    if len(bbox) == 4 and all(np.isfinite(bbox)):  # four numbers: lon/lat rules; otherwise a wrong type in any CRS
+        assert isinstance(e.value, GridError) and str(e.value).startswith("s.tif: bbox (") and problem in str(e.value)
+    else:
+        assert isinstance(e.value, ArgumentTypeError) and "four numbers" in str(e.value)
+
+
 # --------------------------------------------------------------------------- CLI
 def _cli():
     from imgdiff_cli.main import cli

@@ -82,6 +82,42 @@ def in_lonlat_range(bbox: Sequence[float]) -> bool:
     return all(-180 <= v <= 180 for v in bbox[0::2]) and all(-90 <= v <= 90 for v in bbox[1::2])
 
 
+def lonlat_bbox_problem(bbox: Sequence[float], name: str = "bbox") -> str | None:
+    """What is wrong with ``bbox`` as a lon/lat box, or None when nothing is.
+
+    The rules of a lon/lat bbox, wherever one is given: the CLI's ``--bbox``, :func:`imgdiff.stac.aoi.lonlat_bbox`
+    (``resolve_aoi``), a watch manifest's ``bbox:`` and a lon/lat ``bbox`` of :func:`bbox_window` (``read_scene``):
+    four finite numbers (west, south, east, north) in degrees, longitude within -180..180 and
+    latitude within -90..90 (not map units such as UTM metres), west < east and south < north
+    (no corners swapped, no box across the antimeridian).
+
+    Parameters
+    ----------
+    bbox : sequence of float
+        (west, south, east, north), degrees.
+    name : str
+        What the problem calls the bbox (``"--bbox"`` on the command line).
+
+    Returns
+    -------
+    str or None
+        The problem, one line naming the rule broken, without the bbox's value.
+    """
+    try:
+        parts = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError):
+        parts = ()
+    if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
+        return "give four numbers WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north"
+    if not in_lonlat_range(parts):
+        return (f"{name} is lon/lat degrees WEST,SOUTH,EAST,NORTH (longitude -180..180, latitude -90..90), "
+                "not map units")
+    w, s, e, n = parts
+    if w >= e or s >= n:
+        return "give WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north"
+    return None
+
+
 def bbox_window(
     bbox: BBox, bbox_crs: CRS | str | None, crs: CRS | None, transform: Affine, shape: tuple[int, int],
     where: str,
@@ -98,8 +134,9 @@ def bbox_window(
     Raises
     ------
     GridError
-        A lon/lat bbox outside [-180, 180] x [-90, 90] on a raster with CRS, or one that could
-        be lon/lat on a raster without CRS.
+        A lon/lat bbox on a raster with CRS that breaks the rules of :func:`lonlat_bbox_problem`
+        (outside [-180, 180] x [-90, 90], corners swapped), a bbox in another CRS without
+        west < east and south < north, or one that could be lon/lat on a raster without CRS.
     NoOverlapError
         The bbox does not intersect the raster.
     ArgumentTypeError
@@ -111,18 +148,18 @@ def bbox_window(
         numbers = ()
     if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers):
         raise ArgumentTypeError(f"{where}: bbox must be four numbers (west, south, east, north), not {bbox!r}")
-    if numbers[0] >= numbers[2] or numbers[1] >= numbers[3]:
-        raise GridError(f"{where}: bbox {numbers} must have west < east and south < north")
     bbox = numbers
     lonlat = bbox_crs is None
-    could_be_lonlat = in_lonlat_range(bbox)
-    if crs is None and lonlat and could_be_lonlat:
+    if crs is not None and lonlat:  # lon/lat on a placed raster: the rules of every lon/lat bbox
+        problem = lonlat_bbox_problem(bbox)
+        if problem is not None:
+            raise GridError(f"{where}: bbox {bbox}: {problem} (a bbox in another CRS needs bbox_crs)")
+    elif bbox[0] >= bbox[2] or bbox[1] >= bbox[3]:
+        raise GridError(f"{where}: bbox {bbox} must have west < east and south < north")
+    if crs is None and lonlat and in_lonlat_range(bbox):
         raise GridError(f"{where}: the scene has no CRS, so a lon/lat bbox {tuple(bbox)} cannot be placed on it; "
                         "use a georeferenced scene (GeoTIFF with a CRS) or read it whole")
     if crs is not None and not (isinstance(bbox_crs, str) and bbox_crs == SCENE_FRAME):
-        if lonlat and not could_be_lonlat:
-            raise GridError(f"{where}: bbox {tuple(bbox)} is not lon/lat degrees (west, south, east, north with "
-                            "longitude -180..180, latitude -90..90); give lon/lat, or its CRS as bbox_crs")
         src_crs = CRS.from_user_input(bbox_crs) if bbox_crs is not None else CRS.from_epsg(4326)
         bbox = transform_bounds(src_crs, crs, *bbox, densify_pts=21)
     if not all(math.isfinite(v) for v in bbox):

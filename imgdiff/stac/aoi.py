@@ -14,7 +14,7 @@ from shapely.geometry import box, mapping
 from shapely.ops import unary_union
 
 from ..errors import InputError, NoOverlapError
-from ..io.georeferencing import in_lonlat_range
+from ..io.georeferencing import lonlat_bbox_problem
 from ..zones import WGS84, Zones, read_zones
 
 #: Grid step to which fetch windows are snapped, in metres: every Sentinel-2 band
@@ -69,43 +69,9 @@ def resolve_aoi(*, site: str | None = None, zones: str | Path | None = None,
     return Zones({"bbox": box(w, s, e, n)}, WGS84, {"bbox": {}})
 
 
-def lonlat_bbox_problem(bbox: Sequence[float], name: str = "bbox") -> str | None:
-    """What is wrong with ``bbox`` as a lon/lat box, or None when nothing is.
-
-    The rules of a lon/lat bbox, for the library (:func:`lonlat_bbox`) and the CLI's ``--bbox``:
-    four finite numbers (west, south, east, north) in degrees, longitude within -180..180 and
-    latitude within -90..90 (not map units such as UTM metres), west < east and south < north
-    (no corners swapped, no box across the antimeridian).
-
-    Parameters
-    ----------
-    bbox : sequence of float
-        (west, south, east, north), degrees.
-    name : str
-        What the problem calls the bbox (``"--bbox"`` on the command line).
-
-    Returns
-    -------
-    str or None
-        The problem, one line naming the rule broken, without the bbox's value.
-    """
-    try:
-        parts = tuple(float(v) for v in bbox)
-    except (TypeError, ValueError):
-        parts = ()
-    if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
-        return "give four numbers WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north"
-    if not in_lonlat_range(parts):
-        return (f"{name} is lon/lat degrees WEST,SOUTH,EAST,NORTH (longitude -180..180, latitude -90..90), "
-                "not map units")
-    w, s, e, n = parts
-    if w >= e or s >= n:
-        return "give WEST,SOUTH,EAST,NORTH (lon/lat degrees) with west < east, south < north"
-    return None
-
-
 def lonlat_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
-    """``bbox`` (west, south, east, north, degrees) as four floats, checked by :func:`lonlat_bbox_problem`.
+    """``bbox`` (west, south, east, north, degrees) as four floats, checked by
+    :func:`~imgdiff.io.georeferencing.lonlat_bbox_problem` (also importable from here).
 
     Raises
     ------

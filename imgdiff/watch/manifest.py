@@ -153,26 +153,24 @@ def parse_cloud_fraction(value: Any, where: str) -> float | None:
 def parse_bbox(value: Any, where: str) -> tuple[float, float, float, float]:
     """A manifest's ``bbox``: ``[west, south, east, north]`` or ``"W,S,E,N"`` in lon/lat degrees.
 
+    Numbers may be YAML numbers or numeric strings (``true`` is not a number); the four are then
+    checked by the rules of every lon/lat bbox (:func:`imgdiff.io.georeferencing.lonlat_bbox_problem`).
+
     Raises
     ------
     InputError
-        Not four numbers, longitude outside -180-180 or latitude outside -90-90, or
-        west >= east, south >= north.
+        ``where`` (the manifest), ``bbox``, its value and the rule it breaks: not four numbers,
+        longitude outside -180..180 or latitude outside -90..90, or west >= east, south >= north.
     """
+    from ..io.georeferencing import lonlat_bbox_problem
+
     parts: list[Any] = value.replace(",", " ").split() if isinstance(value, str) else value
     nums = [_number(v) for v in parts] if isinstance(parts, (list, tuple)) else []
-    if len(nums) != 4 or any(v is None for v in nums):
-        raise InputError(f"{where}: bbox {value!r} is not four numbers; write bbox: [west, south, east, north] "
-                         "in lon/lat degrees")
-    from ..io.read import in_lonlat_range
-
-    w, s, e, n = (float(v) for v in nums)  # type: ignore[arg-type]
-    if not in_lonlat_range((w, s, e, n)):
-        raise InputError(f"{where}: bbox {value!r} is outside lon/lat (longitude -180-180, latitude -90-90); "
-                         "write bbox: [west, south, east, north] in degrees")
-    if not (w < e and s < n):
-        raise InputError(f"{where}: bbox {value!r} needs west < east and south < north "
-                         "([west, south, east, north] in degrees)")
+    bbox = tuple(float(v) for v in nums if v is not None) if len(nums) == 4 and None not in nums else ()
+    problem = lonlat_bbox_problem(bbox, "bbox")
+    if problem is not None:
+        raise InputError(f"{where}: bbox {value!r}: {problem} (in YAML: bbox: [west, south, east, north])")
+    w, s, e, n = bbox
     return (w, s, e, n)
 
 
