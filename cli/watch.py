@@ -53,7 +53,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
               help="Workers of the local dask cluster, one core each.  [default: one per core]")
 @click.option("--threads", is_flag=True, help="Local workers as threads of this process instead of processes.")
 @click.option("--no-coregister", is_flag=True, help="Do not co-register scenes to the reference.")
-@max_shift_opt()
+@max_shift_opt(" Overrides the manifest's max_shift.")
 @click.option("--min-score", type=click.FloatRange(0, 1), help="Drop detections scoring below this.")
 @click.option("--match-radius", type=click.FloatRange(0.1, 100), default=3.0, show_default=True,
               help="Largest move (pixels) of an object between dates to count as the same berth/stand.")
@@ -73,8 +73,8 @@ def watch_cmd(ctx: click.Context, manifest: str, outdir: str, zones: str | None,
     could be processed exits with code 2.
 
     \b
-    YAML keys: site, zones, detector, reference, bands, bbox, scenes
-    (a list of {date, path, cloud_fraction}); CSV: date,path[,cloud_fraction].
+    YAML keys: site, zones, detector, reference, bands, bbox, max_shift,
+    scenes (a list of {date, path, cloud_fraction}); CSV: date,path[,cloud_fraction].
     'site:' naming a catalogue site (tartus, hmeimim) without 'zones:'
     counts in that site's zones; another site name is only a label
     (one zone: the whole scene).
@@ -83,7 +83,8 @@ def watch_cmd(ctx: click.Context, manifest: str, outdir: str, zones: str | None,
         raise click.UsageError(f"--max-shift {max_shift:g} does not apply with --no-coregister (no shift is sought)")
     m = read_manifest(manifest)
     changes = {k: v for k, v in {"zones": zones, "detector": detector, "bbox": tuple(bbox) if bbox else None,
-                                 "bands": tuple(bands) if bands else None}.items() if v}
+                                 "bands": tuple(bands) if bands else None,
+                                 "max_shift": max_shift if given(ctx, "max_shift") else None}.items() if v}
     m = replace(m, **changes)
     outside = zones_outside_reference(m, reference)  # all outside: an error before anything is written
     progress = show_progress(as_json)
@@ -93,12 +94,12 @@ def watch_cmd(ctx: click.Context, manifest: str, outdir: str, zones: str | None,
                                    item_show_func=lambda x: x) as bar:
                 result = run_watch(m, outdir, reference=reference, scheduler=scheduler, workers=workers,
                                    processes=not threads, register=not no_coregister, min_score=min_score,
-                                   radius_px=match_radius, overwrite=overwrite, max_shift=max_shift,
+                                   radius_px=match_radius, overwrite=overwrite,
                                    on_scene=lambda r, cached: bar.update(1, r["id"]))
         else:
             result = run_watch(m, outdir, reference=reference, scheduler=scheduler, workers=workers,
                                processes=not threads, register=not no_coregister, min_score=min_score,
-                               radius_px=match_radius, overwrite=overwrite, max_shift=max_shift)
+                               radius_px=match_radius, overwrite=overwrite)
     s = result.summary
     if outside:  # on stderr, also in --json mode
         click.echo(f"warning: zone(s) {', '.join(outside)} of {m.zones} lie outside the reference scene "

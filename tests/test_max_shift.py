@@ -1,5 +1,5 @@
-"""``--max-shift`` of ``compare``, ``verify`` and ``watch`` (as ``imgdiff coregister`` has it), and a claims
-file's ``max_shift``: a pair shifted by about 7 px is compared unregistered under the default 5 px, with a
+"""``--max-shift`` of ``compare``, ``verify`` and ``watch`` (as ``imgdiff coregister`` has it), and the
+``max_shift`` of a claims file or a watch manifest: a pair shifted by about 7 px is compared unregistered under the default 5 px, with a
 note naming the command's own ``--max-shift``, and registered to within 0.2 px under ``--max-shift 10``.
 
 The pair is a 240 x 240 px window of the repository's Tartus samples (two dates), the after date's window
@@ -164,10 +164,10 @@ def test_a_bad_max_shift_in_a_claims_file_is_a_one_line_error_naming_file_and_ke
 
 
 # --------------------------------------------------------------------------- watch
-def _manifest(tmp_path: Path, pair) -> Path:
+def _manifest(tmp_path: Path, pair, extra: str = "") -> Path:
     before, after, _ = pair
     path = tmp_path / "watch.yaml"
-    path.write_text(f"site: test\ndetector: tests.test_watch:bright_objects\nscenes:\n"
+    path.write_text(f"site: test\ndetector: tests.test_watch:bright_objects\n{extra}scenes:\n"
                     f"  - {{date: 2024-12-03, path: {before}}}\n  - {{date: 2024-12-13, path: {after}}}\n")
     return path
 
@@ -190,6 +190,53 @@ def test_watch_counts_a_7_px_shift_unregistered_by_default_saying_why_and_regist
         rows = [row for row in csv.DictReader(f) if row["date"] == "2024-12-13"]
     assert rows and all((float(row["shift_dx_px"]), float(row["shift_dy_px"])) == pytest.approx(truth, abs=0.2)
                         for row in rows)
+
+
+def test_a_watch_manifests_max_shift_is_used_and_the_command_line_overrides_it(pair, tmp_path, monkeypatch):
+    import imgdiff_cli.watch
+
+    from imgdiff.errors import InputError
+    from imgdiff.watch import read_manifest, run_watch
+
+    _, _, truth = pair
+    assert read_manifest(_manifest(tmp_path, pair)).max_shift == 5.0
+    manifest = _manifest(tmp_path, pair, "max_shift: 10\n")
+    m = read_manifest(manifest)
+    assert m.max_shift == 10.0
+    reg = run_watch(m, tmp_path / "ten", scheduler="synchronous").results[1]["registration"]
+    assert reg["max_shift_px"] == 10.0 and (reg["dx"], reg["dy"]) == pytest.approx(truth, abs=0.2)
+    # run_watch(max_shift=) wins over the manifest's (the 7 px shift is then beyond it)
+    reg = run_watch(m, tmp_path / "five", scheduler="synchronous", max_shift=5).results[1]["registration"]
+    assert reg["max_shift_px"] == 5.0 and reg["method"] == "none" and _beyond_default(reg["note"])
+
+    # the command line: --max-shift given wins; left at its default, the manifest's holds
+    seen = []
+
+    def fake_run_watch(man, outdir, **kw):
+        seen.append((man.max_shift, kw.get("max_shift")))
+        raise InputError("stopped by the test")
+
+    monkeypatch.setattr(imgdiff_cli.watch, "run_watch", fake_run_watch)
+    for extra in (["--max-shift", "7.5"], [], ["--max-shift", "5"]):
+        r = run("watch", manifest, "-o", tmp_path / "cli", "--scheduler", "synchronous", *extra)
+        assert r.exit_code == 2 and "stopped by the test" in r.stderr
+    assert seen == [(7.5, None), (10.0, None), (5.0, None)]
+
+
+@pytest.mark.parametrize("value", ["ten", "0.2", "51", "true", "[5]", ".nan"])
+def test_a_bad_max_shift_in_a_watch_manifest_is_a_one_line_error_naming_file_and_key(pair, tmp_path, value):
+    from imgdiff.errors import InputError
+    from imgdiff.watch import read_manifest
+
+    manifest = _manifest(tmp_path, pair, f"max_shift: {value}\n")
+    with pytest.raises(InputError) as e:
+        read_manifest(manifest)
+    msg = str(e.value)
+    assert "\n" not in msg and str(manifest) in msg and "max_shift must be a number of pixels from 0.5 to 50" in msg
+    r = run("watch", manifest, "-o", tmp_path / "out", "--scheduler", "synchronous")
+    assert r.exit_code == 2 and not (tmp_path / "out").exists()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"imgdiff: error: {manifest}: max_shift must be")
 
 
 # --------------------------------------------------------------------------- usage errors

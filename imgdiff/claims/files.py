@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..coregister import MAX_SHIFT_PX, MAX_SHIFT_RANGE_PX
+from ..coregister import MAX_SHIFT_PX, parse_max_shift
 from ..errors import InputError, check_type
 from ..io.bands import parse_bands
 from ..io.layout import one_line
@@ -211,24 +211,9 @@ def parse_claims(obj: Any, *, where: str = "claims", base: str | Path = ".") -> 
         bands = parse_bands(obj.get("bands"), where)
     except InputError as e:
         raise ClaimsError(str(e)) from None
-    max_shift = _max_shift(obj.get("max_shift", MAX_SHIFT_PX), where)
+    max_shift = parse_max_shift(obj.get("max_shift", MAX_SHIFT_PX), where, ClaimsError)
     return ClaimFile(Path(where), _scene_ref(base, obj["before"]), _scene_ref(base, obj["after"]), zsrc, zones,
                      tuple(claims), tuple(unused), bands, max_shift)
-
-
-def _max_shift(value: Any, where: str) -> float:
-    """A claims file's ``max_shift`` (pixels) as a float in :data:`~imgdiff.coregister.MAX_SHIFT_RANGE_PX`."""
-    lo, hi = MAX_SHIFT_RANGE_PX
-    try:
-        if isinstance(value, bool):  # YAML's true / yes would be 1 px
-            raise TypeError
-        px = float(value)
-    except (TypeError, ValueError):
-        px = math.nan
-    if not lo <= px <= hi:
-        raise ClaimsError(f"{where}: max_shift must be a number of pixels from {lo:g} to {hi:g} (the largest "
-                          f"plausible shift between the scenes), not {value!r}")
-    return px
 
 
 #: Words for the objects a claim may name (compared by :func:`_spelling`) -> the detector's object.

@@ -62,12 +62,20 @@ from .matching import MATCH_BANDS, SIGMA_HI, SIGMA_LO, PreparedImage, bandpass, 
 from .model import ShiftModel, add_residual_grid, dense_field, fit_model
 from .registration import coregister, estimate
 from .results import REJECT_REASONS, Registration, TiePoint
-from .tiepoints import MAX_SHIFT_PX, MAX_SHIFT_RANGE_PX, ChipLayout, chip_layout, measure, measure_image
+from .tiepoints import (
+    MAX_SHIFT_PX,
+    MAX_SHIFT_RANGE_PX,
+    ChipLayout,
+    chip_layout,
+    measure,
+    measure_image,
+    parse_max_shift,
+)
 from .warping import warp
 
 __all__ = [
     "MATCH_BANDS", "MAX_SHIFT_PX", "MAX_SHIFT_RANGE_PX", "REJECT_REASONS", "SIGMA_HI", "SIGMA_LO", "ChipLayout", "ChipShifts", "PreparedImage", "Registration",
     "ShiftModel", "TiePoint", "add_residual_grid", "bandpass", "chip_layout", "coregister", "coregister_paths",
     "dense_field", "estimate", "fft_threads", "fit_model", "matching_image", "measure", "measure_image",
-    "phase_correlation", "pick_bands", "prepare", "refine_chips", "warp",
+    "parse_max_shift", "phase_correlation", "pick_bands", "prepare", "refine_chips", "warp",
 ]

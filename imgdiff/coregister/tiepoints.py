@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from ..errors import CoregistrationError
+from ..errors import CoregistrationError, InputError
 from .chips import _SHIFT_MARGIN, phase_correlation, refine_chips
 from .matching import PreparedImage, prepare
 
@@ -24,7 +25,7 @@ _LOCAL_SIGMA = 6.0  # local chips are weighted by a Gaussian of sigma size / _LO
 #: either axis (``max_shift`` of :func:`~imgdiff.coregister.coregister` and of the functions that call it,
 #: ``--max-shift`` of the commands): a larger one is an error that gives the shift found.
 MAX_SHIFT_PX = 5.0
-#: The values ``--max-shift`` and a claims file's ``max_shift`` accept (pixels, inclusive).
+#: The values ``--max-shift`` and the ``max_shift`` of a claims file or watch manifest accept (pixels, inclusive).
 MAX_SHIFT_RANGE_PX = (0.5, 50)
 #: How far (px, along either axis) the global shift may lie beyond ``max_shift``, or 3 of its
 #: 1-sigma uncertainties when more: a true shift of exactly ``max_shift`` is measured on either side
@@ -35,6 +36,42 @@ MAX_SHIFT_TOLERANCE_PX = 0.1
 #: noisy measurement (on a cross-date pair its chips can spread over 0.3 px around a true shift of
 #: ``max_shift``); the global shift decides (:data:`MAX_SHIFT_TOLERANCE_PX`).
 CHIP_SHIFT_SLACK_PX = 0.5
+
+
+def parse_max_shift(value: Any, where: str, error: type[InputError] = InputError) -> float:
+    """The ``max_shift`` written in a file (a claims file, a watch manifest), in pixels.
+
+    Parameters
+    ----------
+    value : Any
+        The value as the file's YAML gave it: a number, or a numeric string.
+    where : str
+        The file, named in the message.
+    error : type
+        The :class:`~imgdiff.errors.InputError` subclass to raise (a claims file's ``ClaimsError``).
+
+    Returns
+    -------
+    float
+        Pixels, within :data:`MAX_SHIFT_RANGE_PX` (inclusive).
+
+    Raises
+    ------
+    InputError (or ``error``)
+        One line naming ``where`` and the key: not a number (YAML's ``true`` is not 1 px), not finite, or
+        outside :data:`MAX_SHIFT_RANGE_PX`.
+    """
+    lo, hi = MAX_SHIFT_RANGE_PX
+    try:
+        if isinstance(value, bool):  # YAML's true / yes would be 1 px
+            raise TypeError
+        px = float(value)
+    except (TypeError, ValueError):
+        px = math.nan
+    if not lo <= px <= hi:
+        raise error(f"{where}: max_shift must be a number of pixels from {lo:g} to {hi:g} (the largest "
+                    f"plausible shift between the scenes), not {value!r}")
+    return px
 
 
 @dataclass(frozen=True)

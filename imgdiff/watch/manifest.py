@@ -3,7 +3,7 @@
 ``read_manifest`` reads a YAML or CSV manifest into a :class:`Manifest` of :class:`SceneEntry`
 (sorted by date) and refuses, in one line naming the file and the entry, anything that
 would otherwise skip every scene later: unknown keys, bad dates, cloud fractions, bboxes,
-bands, detectors or zones. ``resolve_detector`` turns a detector name into its function.
+bands, detectors, zones or ``max_shift``. ``resolve_detector`` turns a detector name into its function.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..coregister import MAX_SHIFT_PX, parse_max_shift
 from ..errors import InputError, check_type
 from ..io.bands import parse_bands
 from ..io.layout import one_line
@@ -80,6 +81,10 @@ class Manifest:
         Lon/lat window to read from every scene.
     source : str
         The manifest file.
+    max_shift : float
+        The largest plausible shift of a scene against the reference, in pixels of the reference grid
+        along either axis (the manifest's ``max_shift:``, default :data:`imgdiff.coregister.MAX_SHIFT_PX`;
+        ``max_shift`` of :func:`imgdiff.watch.run_watch` and ``imgdiff watch --max-shift`` override it).
     """
 
     site: str
@@ -90,6 +95,7 @@ class Manifest:
     bands: tuple[str, ...] | None = None
     bbox: tuple[float, float, float, float] | None = None
     source: str = ""
+    max_shift: float = MAX_SHIFT_PX
 
 
 def _parse_date(value: Any, where: str) -> _dt.date:
@@ -109,7 +115,7 @@ def _resolve(base: Path, p: Any) -> str:
 
 
 #: Keys of a YAML manifest, and of one scene entry (YAML mapping or CSV column).
-MANIFEST_KEYS = ("site", "zones", "detector", "reference", "bands", "bbox", "scenes")
+MANIFEST_KEYS = ("site", "zones", "detector", "reference", "bands", "bbox", "max_shift", "scenes")
 SCENE_KEYS = ("date", "path", "cloud_fraction")
 
 
@@ -211,6 +217,8 @@ def read_manifest(path: str | Path) -> Manifest:
         reference: 2024-01-05         # optional: a scene date or path (default: first scene)
         bands: [B02, B03, B04, B08]   # optional
         bbox: [35.86, 34.88, 35.90, 34.92]   # optional lon/lat window (or "W,S,E,N")
+        max_shift: 10                 # optional: largest plausible shift of a scene against the
+                                      # reference (pixels, 0.5-50; default 5)
         scenes:
           - {date: 2024-01-05, path: scenes/20240105, cloud_fraction: 0.02}
           - {date: 2024-01-10, path: scenes/20240110}
@@ -231,7 +239,7 @@ def read_manifest(path: str | Path) -> Manifest:
         missing or unreadable file, unknown key, no scenes, bad date, ``cloud_fraction``
         not a number in 0-1, ``bbox`` not four lon/lat numbers with west < east and
         south < north, a name in ``bands`` that is not a Sentinel-2 band, an unknown
-        detector, a missing zones file.
+        detector, a missing zones file, ``max_shift`` not a number of pixels in 0.5-50.
     """
     check_type(path, (str, os.PathLike), "read_manifest: path", "the path of a YAML or CSV manifest")
     path = Path(path)
@@ -315,6 +323,7 @@ def read_manifest(path: str | Path) -> Manifest:
         bands=parse_bands(doc.get("bands"), str(path)),
         bbox=parse_bbox(doc["bbox"], str(path)) if doc.get("bbox") not in (None, "", []) else None,
         source=str(path),
+        max_shift=parse_max_shift(doc.get("max_shift", MAX_SHIFT_PX), str(path)),
     )
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from .. import __version__
 from .._repr import short_repr
-from ..coregister import MAX_SHIFT_PX
 from ..errors import ImgdiffError, InputError, check_type
 from ..io.inspect import check_decodes
 from ..io.layout import one_line
@@ -83,7 +82,7 @@ def run_watch(
     radius_px: float = 3.0,
     overwrite: bool = False,
     on_scene: Callable[[dict[str, Any], bool], None] | None = None,
-    max_shift: float = MAX_SHIFT_PX,
+    max_shift: float | None = None,
 ) -> WatchResult:
     """Process every scene of a manifest on dask and write the tables, plot and detections.
 
@@ -106,9 +105,10 @@ def run_watch(
         Local workers as processes (default) or threads of this process.
     register : bool
         Co-register each scene to the reference.
-    max_shift : float
+    max_shift : float, optional
         Largest plausible shift of a scene, in pixels of the reference grid along either axis; a scene
-        shifted farther is counted unregistered, its ``registration.note`` saying why.
+        shifted farther is counted unregistered, its ``registration.note`` saying why. Default the
+        manifest's (``manifest.max_shift``: its ``max_shift:``, else :data:`imgdiff.coregister.MAX_SHIFT_PX`).
     min_score : float, optional
         Drop detections below this score.
     radius_px : float
@@ -140,7 +140,8 @@ def run_watch(
     resolve_detector(manifest.detector)  # fail early on an unknown detector
     ref_path = pick_reference(manifest, reference)
     params = WatchParams(reference=ref_path, detector=manifest.detector, zones=zones, bands=manifest.bands,
-                         bbox=manifest.bbox, register=register, min_score=min_score, max_shift=max_shift)
+                         bbox=manifest.bbox, register=register, min_score=min_score,
+                         max_shift=manifest.max_shift if max_shift is None else float(max_shift))
     try:
         ref_hash = content_hash(ref_path, manifest.bands)
         _reference_grid(ref_path, manifest.bands, manifest.bbox)  # its bands, and the bbox on it
