@@ -19,7 +19,7 @@ from ..clouds import CLOUD_VEIL_ALPHA, cloud_haze, pair_clouds
 from ..compare import CompareResult
 from ..coregister import MAX_SHIFT_PX
 from ..detect.base import Detection, Detections
-from ..errors import CoregistrationError, check_type
+from ..errors import check_type
 from ..io.read import BBox
 from ..match import one_zone_per_object, reconcile
 from ..scene import Scene
@@ -287,18 +287,12 @@ def analyse(
     """Compare two scenes (:func:`imgdiff.compare`, with its ``method``, ``register`` and ``max_shift``,
     pixels), then :func:`analyse_result`.
 
-    A co-registration that raises is recorded as failed (reliability 0) and the
-    scenes are compared unregistered.
+    A co-registration that fails leaves the scenes compared unregistered: :func:`imgdiff.compare`
+    records it (method ``"none"``, reliability 0, ``notes`` saying why).
     """
     from ..compare import compare
-    from ..coregister import Registration
 
-    try:
-        result = compare(before, after, method=method, register=register, on_step=on_step, max_shift=max_shift)
-    except CoregistrationError:
-        result = compare(before, after, method=method, register=False, on_step=on_step)
-        result = replace(result, registration=Registration(0.0, 0.0, 0.0, 0.0, math.nan, 0.0, method="failed",
-                                                           max_shift_px=max_shift))
+    result = compare(before, after, method=method, register=register, on_step=on_step, max_shift=max_shift)
     return (result, *analyse_result(result, zones, objects, on_step=on_step))
 
 

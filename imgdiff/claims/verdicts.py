@@ -487,11 +487,11 @@ def _undecided_in(dets: Detections | None, claim: Claim, *, two_dates: bool) -> 
 def registration_quality(reg: Any) -> float:
     """The reliability of a :class:`~imgdiff.coregister.Registration`, 0 when it failed.
 
-    Failed: method ``"failed"``, reliability below :data:`MIN_REGISTRATION_RELIABILITY`, or a
+    Failed: reliability below :data:`MIN_REGISTRATION_RELIABILITY`, or a
     1-sigma uncertainty above :data:`MAX_REGISTRATION_UNCERTAINTY_PX` pixels.
     """
     rel = float(np.nan_to_num(getattr(reg, "reliability", 0.0)))
     unc = float(getattr(reg, "uncertainty_px", math.nan))
-    if getattr(reg, "method", "") == "failed" or (math.isfinite(unc) and unc > MAX_REGISTRATION_UNCERTAINTY_PX):
+    if math.isfinite(unc) and unc > MAX_REGISTRATION_UNCERTAINTY_PX:
         return 0.0
     return rel
