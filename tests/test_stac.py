@@ -4,9 +4,10 @@ The server (127.0.0.1, random port, stopped after the module) serves the recorde
 API responses of ``tests/data/stac`` (landing page, item search, items) and small
 cloud-optimised GeoTIFFs made in a temporary folder, with HTTP range support and
 injectable faults (5xx, truncated bodies, slow answers, trickled bytes) to exercise the
-retries. Its item search pages its answer (``page_size``) and applies a cloud condition
-sent as a STAC Query extension ``query`` or a CQL2 ``filter`` when its landing page says
-it conforms to them (``conforms``).
+retries. Its item search pages its answer (the ``limit`` asked, at most ``page_size``;
+``default_page`` without one) and applies a cloud condition sent as a STAC Query extension
+``query`` or a CQL2 ``filter`` when its landing page says it conforms to them (``conforms``),
+unless told to refuse them with HTTP 400 (``refuse``).
 """
 
 from __future__ import annotations
@@ -78,8 +79,13 @@ class StacServer:
     searches: list[dict] = field(default_factory=list)
     #: The landing page's conformance classes; None: the recorded ones (they include the Query extension).
     conforms: list[str] | None = None
-    #: Items per page of an item search (a "next" link to the rest); None: all on one page.
+    #: Most items per page of an item search (a "next" link to the rest), whatever ``limit`` asks; None: no cap.
     page_size: int | None = None
+    #: Items per page when the search sends no ``limit``; None: all (up to ``page_size``).
+    default_page: int | None = None
+    #: Item-search parameters (``"query"``, ``"filter"``) answered with HTTP 400 although the landing page
+    #: advertises them (the search is logged in ``searches`` with ``"refused": True``).
+    refuse: set[str] = field(default_factory=set)
     #: Items served without ``eo:cloud_cover``.
     unknown_cloud: set[str] = field(default_factory=set)
 
@@ -231,7 +237,8 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                     expr = json.loads(expr)
                 feats = [f for f in feats if _cql2_passes(expr, f["properties"])]
             first = int(params.get("token") or 0)
-            size = state.page_size or len(feats) or 1
+            asked = int(params["limit"]) if params.get("limit") else state.default_page
+            size = min([v for v in (asked, state.page_size) if v] or [len(feats) or 1])
             links = []
             if first + size < len(feats):
                 if get_query is None:
@@ -245,9 +252,21 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             self._json({"type": "FeatureCollection", "features": page, "links": links,
                         "numberReturned": len(page), "numberMatched": len(feats)})
 
+        def _refused(self, params: dict, method: str) -> bool:
+            """Answer 400 to a search sending a parameter of ``state.refuse`` (before any injected fault)."""
+            bad = sorted(k for k in state.refuse if params.get(k))
+            if not bad:
+                return False
+            state.searches.append({"method": method, "refused": True, **params})
+            self._send(400, json.dumps({"code": "BadRequest", "description": f"unsupported: {bad[0]}"}).encode(),
+                       "application/json")
+            return True
+
         def do_POST(self) -> None:  # noqa: N802
             n = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(n) or b"{}")
+            if urlparse(self.path).path == "/search" and self._refused(body, "POST"):
+                return None
             kind = self._fault()
             if kind and kind.isdigit():
                 return self._send(int(kind), b'{"code": "ServerError"}', "application/json", self.fault_headers)
@@ -260,6 +279,8 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             url = urlparse(self.path)
+            if url.path == "/search" and self._refused({k: v[0] for k, v in parse_qs(url.query).items()}, "GET"):
+                return None
             kind = self._fault()
             if kind == "slow":
                 time.sleep(2.5)
@@ -356,6 +377,8 @@ def server(stac_server: StacServer, monkeypatch: pytest.MonkeyPatch) -> StacServ
     stac_server.searches.clear()
     stac_server.conforms = None
     stac_server.page_size = None
+    stac_server.default_page = None
+    stac_server.refuse = set()
     stac_server.unknown_cloud = set()
     return stac_server
 
@@ -672,6 +695,69 @@ def test_a_catalogue_refusing_post_and_get_is_one_line_naming_the_url_and_both_a
     assert f"POST {server.base}/search answered HTTP 405" in msg
     assert f"GET {server.base}/search: HTTP 404" in msg and "not retried" in msg
     assert "\n" not in msg
+
+
+def test_page_size_is_sized_to_the_request_within_10_to_100_items():
+    from imgdiff.stac.catalog import page_size
+
+    assert page_size(3, 3, "none") == 10 and page_size(3, 100, "query") == 10  # a page costs a request anyway
+    assert page_size(31, 200, "filter") == 31  # every item read counts: the items asked
+    assert page_size(31, 200, "client") == 62  # filtered here: about twice that
+    assert page_size(31, 40, "client") == 41  # ... but not beyond the items read at most (and the one after)
+    assert page_size(201, 1005, "client") == 100 and page_size(201, 201, "none") == 100
+
+
+def test_search_asks_pages_sized_to_the_request_so_filtering_here_takes_one_request_not_one_per_item(server, aoi):
+    """A server paging by 1 item when no limit is sent: the 4 items read for 2 that pass come in one page."""
+    server.conforms = PLAIN_API
+    server.default_page = 1
+    found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, read_scl=False, policy=FAST)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, OLD]) and found.notes.items_read == 4
+    assert len(server.searches) == 1 and server.searches[0]["limit"] == 10
+    server.searches.clear()
+    search(aoi, *WHOLE, catalog=f"{server.base}/", max_items=200, read_scl=False, policy=FAST)
+    assert [p["limit"] for p in server.searches] == [100]
+
+
+@pytest.mark.parametrize(("extension", "param"), [(QUERY_EXT, "query"), (FILTER_EXT, "filter")])
+def test_a_server_refusing_the_cloud_condition_it_advertises_is_searched_again_filtering_here(
+        server, aoi, caplog, extension, param):
+    """An API whose landing page lists the Query or Filter extension but that answers the condition with
+    HTTP 400: one warning line, the search made again without it and filtered here; not asked again when a
+    later request of the search fails and is retried."""
+    server.conforms = [*PLAIN_API, extension]
+    server.refuse = {param}
+    server.faults += [{"path": "/search", "kind": "503", "methods": ("POST",), "headers": {"Retry-After": "0"}}]
+    with caplog.at_level("WARNING", logger="imgdiff.stac.catalog"):
+        found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, read_scl=False,
+                       policy=FAST, sleep=lambda s: None)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, OLD]) and found.notes.cloud_filter == "client"
+    assert [(param in p, bool(p.get("refused"))) for p in server.searches] == [(True, True), (False, False)]
+    assert len([r for r in server.requests if r["method"] == "POST"]) == 3  # refused, 503, then the search
+    warned = [r.getMessage() for r in caplog.records if r.name == "imgdiff.stac.catalog"]
+    assert len(warned) == 1 and "\n" not in warned[0]
+    assert "refused the cloud condition" in warned[0] and "HTTP 400" in warned[0] and "filtering" in warned[0]
+
+
+def test_cli_search_against_a_server_refusing_its_cloud_condition_warns_in_one_line_and_lists_the_items(server):
+    import logging
+
+    server.conforms = [*PLAIN_API, QUERY_EXT]
+    server.refuse = {"query"}
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers = []  # as in a fresh `imgdiff` process: the CLI's own handler on stderr
+    try:
+        r = CliRunner().invoke(_cli(), ["search", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2021-01-01",
+                                        "--to", "2024-12-31", "--max-cloud", "10", "--no-scl", "--catalog",
+                                        f"{server.base}/", "--json"])
+    finally:
+        root.handlers, root.level = saved
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert sorted(a["id"] for a in out["acquisitions"]) == sorted([CLOUDY, OLD]) and out["cloud_filter"] == "client"
+    warned = [line for line in r.stderr.splitlines() if "refused the cloud condition" in line]
+    assert len(warned) == 1 and warned[0].startswith("imgdiff: WARNING:")
 
 
 def test_cli_search_says_how_many_items_of_unknown_cloud_were_left_out(server):

@@ -146,6 +146,37 @@ def _neg(text: str) -> tuple[int, ...]:
 #: catalogue (and at least :data:`MIN_SCAN`) while looking for items that pass ``max_cloud`` here.
 SCAN_FACTOR = 5
 MIN_SCAN = 100
+#: Items asked per page of an item search (the ``limit`` parameter): at least :data:`MIN_PAGE` (a page
+#: costs a request whatever it holds) and at most :data:`MAX_PAGE` (a page servers commonly allow).
+MIN_PAGE = 10
+MAX_PAGE = 100
+
+
+def page_size(max_items: int, max_read: int, mode: str) -> int:
+    """Items to ask per page of an item search, sized to what the search will read.
+
+    Where every item read counts (no cloud condition, or the server applies it: ``mode`` ``"none"``,
+    ``"query"``, ``"filter"``), ``max_items`` are read; filtering here (``"client"``), about twice that
+    (a guess that half pass), up to the ``max_read`` cap and the one item more that shows whether the cap
+    stopped the search. Then at least :data:`MIN_PAGE`, at most :data:`MAX_PAGE`: without a page size a
+    server sends its own (often 10), and a search filtering here may take a hundred requests.
+
+    Parameters
+    ----------
+    max_items : int
+        Items the search keeps at most.
+    max_read : int
+        Items it reads at most.
+    mode : str
+        Where the cloud condition is applied (:func:`cloud_mode`, or ``"none"``).
+
+    Returns
+    -------
+    int
+        The ``limit`` of each page request (items).
+    """
+    need = max_items if mode != "client" else min(2 * max_items, max_read + 1)
+    return max(MIN_PAGE, min(need, MAX_PAGE))
 
 
 @dataclass(frozen=True)
@@ -156,8 +187,9 @@ class SearchNotes:
     ----------
     cloud_filter : str
         Where ``max_cloud`` was applied first: ``"query"`` (the server, STAC API Query extension),
-        ``"filter"`` (the server, CQL2 filter), ``"client"`` (here, on the items read) or ``"none"``
-        (no ``max_cloud``). Every item is checked here as well.
+        ``"filter"`` (the server, CQL2 filter), ``"client"`` (here, on the items read; also when the server
+        refused the condition it advertises, HTTP 400) or ``"none"`` (no ``max_cloud``). Every item is
+        checked here as well.
     method : str
         HTTP method of the item search: ``"POST"``, or ``"GET"`` after the API refused POST (405).
     items_read : int
@@ -415,9 +447,11 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
                 keep_unknown_cloud: bool = False, **params: Any) -> _Scan:
     """Items of an item search, read page by page until ``max_items`` pass ``max_cloud`` (or ``max_read`` are read).
 
-    The cloud condition goes to the server when the API says it can apply it (:func:`cloud_mode`) and
-    is checked here on every item all the same. POST is tried first; an API answering it with 405
-    is searched with GET (once per search, kept for the retries).
+    Pages are asked of :func:`page_size` items. The cloud condition goes to the server when the API
+    says it can apply it (:func:`cloud_mode`) and is checked here on every item all the same; an API
+    that says so but answers the condition with HTTP 400 is searched again without it, filtering
+    here (a one-line warning; once per search, kept for the retries). POST is tried first; an API
+    answering it with 405 is searched with GET (once per search, kept for the retries).
     """
     from pystac_client import Client
     from pystac_client.errors import ClientTypeError
@@ -428,12 +462,14 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
     params = {k: v for k, v in params.items() if v is not None}
     max_read = max_items if max_read is None or max_cloud is None else max_read
     method = "POST"
+    refused = False  # the server refused the cloud condition it advertises (HTTP 400): filtered here
 
     def open_search(client: Any, how: str, mode: str) -> Any:
         cond = cloud_condition(max_cloud, keep_unknown_cloud, mode, how) if max_cloud is not None else {}
         with warnings.catch_warnings():  # GET after a 405: pystac-client warns when the landing page lists POST only
             warnings.simplefilter("ignore", PystacClientWarning)
-            return client.search(collections=[collection], method=how, **params, **cond)
+            return client.search(collections=[collection], method=how, limit=page_size(max_items, max_read, mode),
+                                 **params, **cond)
 
     def scan(s: Any, mode: str) -> _Scan:
         kept: list[dict[str, Any]] = []
@@ -452,8 +488,27 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
                 unknown += 1
         return _Scan(kept, mode, s.method, read, unknown, bound)
 
-    def op() -> _Scan:
+    def search_with(client: Any, mode: str) -> _Scan:
+        """One search with the cloud condition of ``mode``: POST, or GET after the API refused POST (405)."""
         nonlocal method
+        s = open_search(client, method, mode)
+        try:
+            return scan(s, mode)
+        except APIError as e:
+            if method != "POST" or http_status(e) != 405:
+                raise
+            log.info("%s: POST answered HTTP 405 (method not allowed); searching with GET", s.url)
+            method = "GET"
+            try:
+                return scan(open_search(client, method, mode), mode)
+            except APIError as e2:
+                err = APIError(f"POST {s.url} answered HTTP 405 (method not allowed), then GET {s.url}: "
+                               f"{reason_of(e2)}")
+                err.status_code = http_status(e2)
+                raise err from None
+
+    def op() -> _Scan:
+        nonlocal refused
         # pystac-client retries each request 5 times by itself (urllib3: connection errors,
         # GET timeouts, 429/503 with Retry-After); switched off so that ``policy.attempts`` is
         # the number of attempts in all, as the error message and --retries say.
@@ -461,22 +516,17 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
             client = Client.open(catalog, timeout=policy.timeout_s, stac_io=StacApiIO(max_retries=None))
             mode = "none"
             if max_cloud is not None:
-                mode = cloud_mode(lambda name: client.conforms_to(name), keep_unknown_cloud)
-            s = open_search(client, method, mode)
+                mode = "client" if refused else cloud_mode(lambda name: client.conforms_to(name), keep_unknown_cloud)
             try:
-                return scan(s, mode)
+                return search_with(client, mode)
             except APIError as e:
-                if method != "POST" or http_status(e) != 405:
+                if mode not in ("query", "filter") or http_status(e) != 400:
                     raise
-                log.info("%s: POST answered HTTP 405 (method not allowed); searching with GET", s.url)
-                method = "GET"
-                try:
-                    return scan(open_search(client, method, mode), mode)
-                except APIError as e2:
-                    err = APIError(f"POST {s.url} answered HTTP 405 (method not allowed), then GET {s.url}: "
-                                   f"{reason_of(e2)}")
-                    err.status_code = http_status(e2)
-                    raise err from None
+                refused = True
+                log.warning("%s: the catalogue says it offers the %s extension but refused the cloud condition "
+                            "(%s); filtering by cloud cover here instead", catalog,
+                            "Query" if mode == "query" else "Filter", reason_of(e))
+                return search_with(client, "client")
         except (ClientTypeError, DoesNotConformTo) as e:
             # a JSON document that is not a STAC catalogue, or one without item search: no retry mends it
             raise NetworkError(f"{catalog}: not a STAC API with item search ({one_line(e)}); "
