@@ -493,3 +493,50 @@ def test_a_b11_model_reads_b11_and_works_without_it(tmp_path):
     cx, cy = (dets.boxes[0, 0] + dets.boxes[0, 2]) / 2, (dets.boxes[0, 1] + dets.boxes[0, 3]) / 2
     assert abs(cx - 32) <= 2.5 and abs(cy - 32) <= 2.5  # the tiny model has no sub-cell offsets
     assert len(detect_vessels(_b11_scene(False), **kw)) == 0  # without B11 it runs, and sees nothing
+
+
+# ------------------------------------------------------------------------------------------
+# network ensembles (training/ensemble_vessels.py: several networks averaged in one ONNX graph)
+# ------------------------------------------------------------------------------------------
+def _average_networks():
+    pytest.importorskip("onnx")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+    from ensemble_vessels import average_networks
+
+    return average_networks
+
+
+def test_an_ensemble_graph_outputs_the_mean_of_its_networks_maps(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from imgdiff.detect.onnx import run_network_file
+    from imgdiff.detect.vessels import MODEL_PATH
+
+    average_networks = _average_networks()
+    other = onnx.load(str(MODEL_PATH))  # a second network: the shipped one with every output map shifted
+    last = other.graph.node[-1]
+    assert last.op_type == "Conv" and last.output[0] == other.graph.output[0].name
+    init = next(t for t in other.graph.initializer if t.name == last.input[2])
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + np.arange(1, 6, dtype=np.float32), init.name))
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    ens = average_networks([MODEL_PATH, tmp_path / "other.onnx"], tmp_path / "ens.onnx")
+    x = np.random.default_rng(0).normal(size=(1, 8, 64, 96)).astype(np.float32)
+    a, b = run_network_file(MODEL_PATH, x), run_network_file(tmp_path / "other.onnx", x)
+    np.testing.assert_allclose(b - a, np.broadcast_to(np.arange(1, 6, dtype=np.float32)[None, :, None, None], a.shape),
+                               atol=1e-4)
+    np.testing.assert_allclose(run_network_file(ens, x), (a + b) / 2, atol=1e-5)
+
+
+def test_an_ensemble_of_the_network_with_itself_detects_what_the_network_alone_does(harbour, harbour_dets, tmp_path):
+    from imgdiff.detect.vessels import MODEL_PATH
+
+    ens = _average_networks()([MODEL_PATH, MODEL_PATH], tmp_path / "self.onnx")
+    dets = detect_vessels(harbour[0], model=ens)
+    np.testing.assert_array_equal(dets.boxes, harbour_dets.boxes)
+    np.testing.assert_array_equal(dets.scores, harbour_dets.scores)
+    alone = detect_vessels(harbour[0], rescore=False, tta=4)
+    np.testing.assert_array_equal(detect_vessels(harbour[0], model=ens, rescore=False, tta=4).boxes, alone.boxes)

@@ -27,6 +27,8 @@ Usage::
     # out-of-fold network maps of each port from the saved fold models, cached in --cache, then the
     # nested table (about 1.5 min on one core; the defaults are FOLDS/vessels and FOLDS/vessel_maps):
     nice python training/train_vessel_rescore.py --extract --cv-dir FOLDS/vessels --cache FOLDS/vessel_maps
+    # maps of fewer test-time passes (--tta, default 8 as in the detector), e.g. of a two-network ensemble
+    # (training/ensemble_vessels.py) at the cost of one network: the same with --tta 4
     # fold models that read B11 too (train_vessels.py --bands B02,B03,B04,B08,B11): the same command;
     # each model's input (8 or 10 channels) follows its bands (imgdiff.detect.vessels.model_bands)
     # nested leave-one-port-out table only (from the cached maps):
@@ -336,6 +338,7 @@ def main() -> None:
                     help="leave-one-port-out fold models <port>.onnx (train_vessels.py --cv)")
     ap.add_argument("--cache", type=Path, default=fold_paths().vessel_maps, help="folder for the out-of-fold network maps")
     ap.add_argument("--extract", action="store_true", help="(re)compute the out-of-fold maps first")
+    ap.add_argument("--tta", type=int, default=8, help="test-time passes of --extract (the detector's default 8)")
     ap.add_argument("--write", action="store_true",
                     help="train on all ports and write the rescorer JSON and the card's 'selected' entry")
     ap.add_argument("--out", type=Path, default=RESCORE_PATH)
@@ -353,7 +356,7 @@ def main() -> None:
     if args.extract:
         for d in dirs:
             t0 = time.time()
-            extract_maps(d, args.cv_dir / f"{d.name}.onnx", args.cache / f"{d.name}.npz")
+            extract_maps(d, args.cv_dir / f"{d.name}.onnx", args.cache / f"{d.name}.npz", tta=args.tta)
             print(f"maps {d.name}: {time.time() - t0:.1f} s", flush=True)
     chips = None if args.no_chips else args.chips_dir
     missing = [d.name for d in dirs if chips is not None and not (chips / f"{d.name}.onnx").is_file()]

@@ -17,7 +17,8 @@ Usage (torch and onnx are training-only dependencies)::
     # after a detector change (decoding, test-time passes): re-score the saved fold models, re-pool
     # (the pooled table picks the default threshold: best F1 with |count error| <= 15 %, key "selected"):
     nice python training/train_vessels.py --cv --no-final --rescore --cv-iters 3000 --cv-dir /tmp/cv
-    # the same folds with another seed (--seed, default the shipped model's), e.g. for a two-network ensemble:
+    # the same folds with another seed (--seed, default the shipped model's), e.g. for a two-network ensemble
+    # (training/ensemble_vessels.py averages networks in one ONNX graph the detector runs unchanged):
     nice python training/train_vessels.py --cv --no-final --cv-iters 3000 --cv-dir /tmp/cv_s7 --seed 7
     # one fold, keeping its model:
     nice python training/train_vessels.py --holdout genoa --iters 3000 --out /tmp/genoa.onnx
@@ -125,6 +126,28 @@ Athens -2.6 and Durban -3.2, best at 0): a water-referenced input level would no
 Reproducibility (2026-11-28): the same recipe and seed retrained on another machine (torch 2.14, ``training/folds.py``)
 gives other networks: network alone 0.433 and nested 0.486 against 0.451 and 0.553 on 2026-11-27; seed 7 that day
 0.470 and 0.510. The spread between retrainings (about +-0.03) is as large as most effects measured above.
+Also measured 2026-11-28 (fourth session) and not kept: a two-seed ensemble of EQUAL networks, to see whether the
+seed spread is variance that averaging removes. The fold networks of that day (seed A, ``IMGDIFF_FOLDS_DIR``, and
+seed 7, both 3000 iterations), each port's two fold networks averaged in one ONNX graph
+(``training/ensemble_vessels.py``: the mean of the five output maps, so heat logits and log sizes are averaged over
+both networks and all test-time passes, offsets over both networks on the direct pass), the fold chip classifiers
+and nested rescorers retrained on the ensemble's out-of-fold candidates (``train_vessel_chips.py`` and
+``train_vessel_rescore.py`` on them; out-of-fold chip AUC 0.60 Busan to 0.89 Athens). Nested leave-one-port-out,
+pooled F1 (P, R, count) and per port (athens busan casablanca durban genoa honolulu marseille):
+network alone: seed A 0.433 (P 0.465 R 0.406, -12.7 %; .39 .43 .50 .66 .40 .35 .21), seed 7 0.470 (P 0.450 R 0.491,
++9.0 %; .47 .48 .58 .64 .39 .30 .31), ensemble 0.477 (P 0.468 R 0.486, +3.8 %; .45 .48 .50 .68 .46 .32 .29);
+network + chip classifier + nested rescorer: seed A 0.523 (P 0.532 R 0.514, -3.3 %; .61 .32 .58 .78 .49 .35 .41),
+seed 7 0.527 (P 0.531 R 0.524, -1.4 %; .64 .36 .52 .70 .51 .32 .45), ensemble **0.524** (P 0.507 R 0.542, +7.1 %;
+.64 .36 .52 .74 .46 .31 .48; ``benchmarks/vessels.py --folds`` through ``detect_vessels`` gives the same table);
+with seed A's or seed 7's fold chip classifiers instead (trained on that seed's candidates, never on the port) 0.532
+and 0.501. The network alone gains +0.025 over the mean of the two seeds; the chain does not move (0.524 against
+0.523 and 0.527): the candidates hold 186 of the 212 ships against 187 and 188, and the rescorer re-ranks them as it
+did for either network. Without the chip feature: 0.509 against 0.486 and 0.510. With 4 passes per network (the cost
+of one network at 8): network alone 0.472, chain 0.534 (P 0.580 R 0.495, count -14.6 %; chip classifiers of the
+8-pass ensemble); each network on other passes (seed A the four untransposed, seed 7 the four transposed): 0.461 and
+0.526. Speed of one 1000 x 1000 px detection (median of 7): 0.90 s against 0.52 s for one fold network and 0.56 s
+for the shipped one (4 passes each: 0.60 s). Like the unequal ensemble of 2026-11-27, averaging networks steadies
+the first stage only; the two-stage figure stays within the seed spread.
 """
 
 from __future__ import annotations
