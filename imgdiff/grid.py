@@ -117,6 +117,9 @@ def reproject_scene(scene: Scene, grid: Grid, resampling: Resampling = Resamplin
 
     Pixels of ``grid`` outside the scene, or whose neighbourhood is no-data,
     become NaN and invalid. A scene already on ``grid`` is returned unchanged.
+    A band's saturated pixels (:func:`imgdiff.radiometry.band_saturation`) are not spread by the
+    kernel: they keep their value on the pixels of ``grid`` whose centres they cover, and the
+    kernel of every other pixel leaves them out (:func:`imgdiff.io.read.resample_coarser`).
 
     Parameters
     ----------
@@ -136,16 +139,24 @@ def reproject_scene(scene: Scene, grid: Grid, resampling: Resampling = Resamplin
     check_type(grid, Grid, "reproject_scene: grid", "use imgdiff.utm_grid(bbox) or imgdiff.Grid.of(scene)")
     if Grid.of(scene) == grid:
         return scene
+    from .io.read import resample_coarser
+    from .radiometry import band_saturation
+
     src_crs = scene.crs or grid.crs or _LOCAL
     dst_crs = grid.crs or scene.crs or _LOCAL
+
+    def resample(values: np.ndarray, kernel: Resampling) -> np.ndarray:
+        dst = np.full(grid.shape, np.nan, np.float32)
+        with IN_MEMORY_DATASETS:  # one GDAL in-memory dataset at a time (imgdiff._gdal_memory)
+            reproject(values, dst, src_transform=scene.transform, src_crs=src_crs, dst_transform=grid.transform,
+                      dst_crs=dst_crs, src_nodata=np.nan, dst_nodata=np.nan, resampling=kernel)
+        return dst
+
     bands = {}
     for name, arr in scene.bands.items():
-        dst = np.full(grid.shape, np.nan, np.float32)
         src = np.where(scene.valid, arr, np.nan).astype(np.float32)
-        with IN_MEMORY_DATASETS:  # one GDAL in-memory dataset at a time (imgdiff._gdal_memory)
-            reproject(src, dst, src_transform=scene.transform, src_crs=src_crs, dst_transform=grid.transform,
-                      dst_crs=dst_crs, src_nodata=np.nan, dst_nodata=np.nan, resampling=resampling)
-        bands[name] = dst
+        # saturated pixels stay on the pixels they cover, unspread (as read_scene resamples coarser bands)
+        bands[name] = resample_coarser(src, band_saturation(scene, name) & scene.valid, resample, resampling)
     valid = np.logical_and.reduce([np.isfinite(a) for a in bands.values()])
     for a in bands.values():
         a[~valid] = np.nan

@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 from .scene import Scene
 
 __all__ = [
-    "DateMasks", "Normalisation", "cloud_mask", "cloud_shadow_mask", "confirm_shadows", "date_masks", "haze_index",
+    "DateMasks", "Normalisation", "band_saturation", "cloud_mask", "cloud_shadow_mask", "confirm_shadows", "date_masks", "haze_index",
     "mndwi", "ndvi", "ndwi", "normalise", "normalised_difference", "saturation_mask", "water_mask",
 ]
 
@@ -459,22 +459,32 @@ def cloud_mask(scene: Scene, *, shadows: bool = True, thin: bool = True) -> np.n
 
 
 def saturation_mask(scene: Scene) -> np.ndarray:
-    """Pixels saturated in any band (digital number at the top of its data type).
+    """Pixels saturated in any band (digital number at the top of its data type), valid ones only
+    (:func:`band_saturation` of each band)."""
+    out = np.zeros(scene.shape, bool)
+    for name in scene.bands:
+        out |= band_saturation(scene, name)
+    return out & scene.valid
+
+
+def band_saturation(scene: Scene, name: str) -> np.ndarray:
+    """Pixels of one band at or above its saturation level (NaN: not saturated).
 
     Uses the scale and offset the reader recorded in ``scene.meta["radiometry"]``
     (:func:`imgdiff.io.scaling.saturation_level`: reflectance at or above 1.6, or that of DN 65534
     when lower); without them, reflectance at or above 1.6 counts as saturated.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
     """
     from .io.scaling import saturation_level
 
     rad: Mapping = scene.meta.get("radiometry") or {}
-    out = np.zeros(scene.shape, bool)
-    for name, arr in scene.bands.items():
-        info = rad.get(name) if isinstance(rad, Mapping) else None
-        top = saturation_level(info.get("scale"), float(info.get("offset", 0.0))) if info else saturation_level(None)
-        with np.errstate(invalid="ignore"):
-            out |= arr >= top
-    return out & scene.valid
+    info = rad.get(name) if isinstance(rad, Mapping) else None
+    top = saturation_level(info.get("scale"), float(info.get("offset", 0.0))) if info else saturation_level(None)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(scene.band(name) >= top)
 
 
 @dataclass(frozen=True)

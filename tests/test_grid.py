@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from affine import Affine
 from numpy.testing import assert_allclose
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_transform
+from scipy import ndimage as ndi
 
 from imgdiff import Grid, NoOverlapError, Scene, align, utm_grid
 from imgdiff.errors import BandError
@@ -83,3 +86,81 @@ def test_utm_grid_for_a_lonlat_aoi_is_in_the_right_zone_and_snapped():
     assert g.transform.a == 10 and g.transform.c % 10 == 0 and g.transform.f % 10 == 0
     w, s, e, n = g.lonlat_bounds()
     assert w <= 35.87 and e >= 35.91 and s <= 34.88 and n >= 34.92
+
+
+
+def _hull_scene(level: float = 6.5535) -> tuple[Scene, np.ndarray, np.ndarray]:
+    """A flat 10 m scene of water (reflectance 0.2 + 0.01 per band, DN/10000) with a bright ship hull,
+    2 x 3 px, at ``level`` in B02-B08 (6.5535: DN 65535, saturated; none in B11), and noisy land along
+    its top; the hull's pixels and the land's."""
+    tr = Affine(10, 0, 600000, 0, -10, 3870000)
+    rng = np.random.default_rng(5)
+    hull, land = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    hull[20:22, 20:23] = True
+    land[:8] = True
+    bands = {}
+    for i, b in enumerate(("B02", "B03", "B04", "B08", "B11")):
+        a = np.full((40, 40), 0.2 + 0.01 * i, np.float32)
+        a[land] = rng.uniform(0.1, 0.4, land.sum())
+        if b != "B11":
+            a[hull] = level
+        bands[b] = a
+    meta = {"radiometry": {b: {"scale": 1e-4, "offset": 0.0, "source": "test"} for b in bands}}
+    return Scene(bands, CRS.from_epsg(32636), tr, np.ones((40, 40), bool), meta=meta), hull, land
+
+
+def _placed_on(grid: Grid, scene: Scene, mask: np.ndarray) -> np.ndarray:
+    """The pixels of ``grid`` whose centres fall on ``mask``'s pixels of ``scene`` (nearest)."""
+    from rasterio.enums import Resampling
+
+    from imgdiff import reproject_scene
+
+    marked = Scene({"m": np.where(mask, 1.0, 0.0).astype(np.float32)}, scene.crs, scene.transform, scene.valid)
+    return reproject_scene(marked, grid, Resampling.nearest).bands["m"] == 1.0
+
+
+def _plain_bilinear(a: np.ndarray, scene: Scene, grid: Grid) -> np.ndarray:
+    """One band resampled onto ``grid`` as ``reproject_scene`` did before saturation was kept in place."""
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    out = np.full(grid.shape, np.nan, np.float32)
+    reproject(np.asarray(a), out, src_transform=scene.transform, src_crs=scene.crs, dst_transform=grid.transform,
+              dst_crs=grid.crs, src_nodata=np.nan, dst_nodata=np.nan, resampling=Resampling.bilinear)
+    return out
+
+
+@pytest.mark.parametrize("where", ["offset", "other-zone"])
+def test_a_reprojected_saturated_hull_stays_on_the_pixels_it_covers(where):
+    """A 6 px hull at DN 65535 reprojected onto a grid offset by (0.4, 0.3) px, or onto UTM 35N: it
+    keeps its value on the pixels of the new grid whose centres it covers (6) and no other pixel
+    carries any of it (bilinearly, 10 pixels read saturated and 2 more carry 0.9-1.3 of
+    reflectance); the band without it, the land and the water its kernel does not reach are
+    bit-identical to the plain bilinear resampling."""
+    from imgdiff import reproject_scene
+    from imgdiff.radiometry import saturation_mask
+
+    scene, hull, land = _hull_scene()
+    if where == "offset":
+        grid = Grid(scene.crs, scene.transform * Affine.translation(0.4, 0.3), 38, 38)
+    else:
+        lon, lat = warp_transform("EPSG:32636", "EPSG:4326", [600000], [3870000])
+        x, y = warp_transform("EPSG:4326", "EPSG:32635", lon, lat)
+        grid = Grid(CRS.from_epsg(32635), Affine(10, 0, x[0] + 20, 0, -10, y[0] - 20), 36, 36)
+    got = reproject_scene(scene, grid)
+    covered = _placed_on(grid, scene, hull)
+    near_land = ndi.binary_dilation(_placed_on(grid, scene, land), iterations=2)
+    assert covered.sum() == 6
+    np.testing.assert_array_equal(saturation_mask(got), covered)
+    for i, (name, a) in enumerate(scene.bands.items()):
+        plain, v = _plain_bilinear(a, scene, grid), got.bands[name]
+        if name == "B11":  # no hull in it: as before, bit for bit
+            np.testing.assert_array_equal(v, plain)
+            continue
+        assert (saturation_mask(replace(got, bands={name: plain})) & ~covered).sum() >= 4  # it spread before
+        assert_allclose(v[covered], 6.5535, rtol=1e-6)
+        water = ~covered & ~near_land & np.isfinite(plain)
+        assert_allclose(v[water], 0.2 + 0.01 * i, atol=1e-6)  # none of the hull's light on the water around it
+        reached = ~covered & (np.abs(plain - (0.2 + 0.01 * i)) > 1e-6) & ~near_land
+        np.testing.assert_array_equal(v[~covered & ~reached], plain[~covered & ~reached])  # the rest unmoved
+    np.testing.assert_array_equal(got.valid, np.isfinite(_plain_bilinear(scene.bands["B02"], scene, grid)))

@@ -505,37 +505,45 @@ def _final_saturation(scene: Scene, rereads: dict[str, Reread]) -> Scene:
 
 
 def resample_coarser(src: np.ndarray, saturated: np.ndarray | None,
-                     resample: Callable[[np.ndarray, Resampling], np.ndarray]) -> np.ndarray:
-    """A coarser band (20 or 60 m) on a finer grid: bilinear, its saturated pixels not spread.
+                     resample: Callable[[np.ndarray, Resampling], np.ndarray],
+                     kernel: Resampling = Resampling.bilinear) -> np.ndarray:
+    """A band on another grid, its saturated pixels not spread: a coarser band (20 or 60 m) on a
+    finer grid (:func:`read_scene`), or a scene's band on another grid (:func:`imgdiff.reproject_scene`).
 
     Bilinear interpolation gives each 10 m pixel a share of the four nearest 20 m pixels: a
     saturated 20 m pixel (6.55 reflectance at DN 65535) would brighten the 12 pixels of 10 m
     around the 2 x 2 it covers by 0.4-1.2 reflectance, below the level that
     :func:`imgdiff.radiometry.saturation_mask` keeps out of the change map, and that ring would
-    read as change. So saturated pixels are left out of the interpolation (GDAL renormalises the
-    weights of the valid neighbours; the destination pixels centred on a left-out pixel get no
-    value), and the destination pixels a saturated pixel covers (nearest) take its value: it
-    stays saturated on exactly those pixels, and no other pixel sees it.
+    read as change (a saturated 10 m pixel resampled onto a grid offset by a fraction of a pixel
+    reads saturated on up to four pixels and lights the ring around them alike). So saturated
+    pixels are left out of the interpolation (GDAL renormalises the weights of the valid
+    neighbours; the destination pixels centred on a left-out pixel get no value), and the
+    destination pixels a saturated pixel covers (nearest) take its value: it stays saturated on
+    exactly those pixels, and no other pixel sees it. Without saturated pixels, or with the
+    nearest kernel (which spreads nothing), this is ``resample(src, kernel)``.
 
     Parameters
     ----------
     src : ndarray of float32, shape (rows, cols)
-        Reflectance of the coarser band's window, NaN where no data.
+        Reflectance of the band (or its source window) on its own grid, NaN where no data.
     saturated : ndarray of bool or None
-        Its saturated pixels (:func:`saturated_dn`); None or none: plain bilinear.
+        Its saturated pixels (:func:`saturated`, :func:`imgdiff.radiometry.band_saturation`); None
+        or none: plain ``kernel``.
     resample : callable
         ``resample(values, kernel)`` -> the (rows, cols) float32 destination array: ``values``
         (shaped as ``src``, NaN as no data) resampled onto the destination grid with
-        ``kernel`` (``Resampling.bilinear`` or ``Resampling.nearest``).
+        ``kernel`` (``kernel`` below or ``Resampling.nearest``).
+    kernel : rasterio.enums.Resampling
+        The kernel of every other pixel (bilinear by default).
 
     Returns
     -------
     ndarray of float32
         The band on the destination grid, NaN where no data.
     """
-    if saturated is None or not saturated.any():
-        return resample(src, Resampling.bilinear)
-    out = resample(np.where(saturated, np.float32(np.nan), src), Resampling.bilinear)
+    if saturated is None or not saturated.any() or kernel is Resampling.nearest:
+        return resample(src, kernel)
+    out = resample(np.where(saturated, np.float32(np.nan), src), kernel)
     top = resample(np.where(saturated, src, np.float32(np.nan)), Resampling.nearest)
     hit = np.isfinite(top)
     out[hit] = top[hit]
