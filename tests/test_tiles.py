@@ -606,3 +606,45 @@ def test_a_damaged_input_block_met_while_writing_the_change_map_is_an_input_erro
         compare_tiled(tmp_path / "before", tmp_path / "after", tmp_path / "out", tile_size=128, overlap=16,
                       workers=1, method="cva-otsu")
     assert not (tmp_path / "out" / "change.tif").exists()
+
+
+def test_sample_windows_keep_the_light_of_a_saturated_pixel_out_of_the_radiometric_statistics():
+    """A 20 m pixel of B11 at DN 65535 (its 2 x 2 pixels of 10 m) on the after date of a sample
+    window, warped by a sub-pixel shift: the pixels the normalisation and the change statistics
+    may use hold none of its light (the plain cubic warp left 16 of them up to 1.0 brighter or 0.5
+    darker, counted clear), the pixels left out lie within the kernel's reach of it (2 px), and
+    the after stack away from it is bit-identical to the plain warp."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from imgdiff import AlignedPair, Grid, Registration, Scene, warp
+    from imgdiff.tiles.samples import WARP_KERNEL, _excluded, clear_stacks
+
+    names = ("B02", "B03", "B04", "B08", "B11")
+    levels = (0.05, 0.08, 0.1, 0.3, 0.25)  # bare ground: no cloud, shadow or water
+    rng = np.random.default_rng(7)
+    meta = {"radiometry": {b: {"scale": 1e-4, "offset": 0.0, "source": "test"} for b in names}}
+
+    def date() -> dict[str, np.ndarray]:
+        return {b: (v + rng.normal(0, 0.002, (40, 40))).astype(np.float32) for b, v in zip(names, levels)}
+
+    tr = Affine(10, 0, 600000, 0, -10, 3870000)
+    before = Scene(date(), CRS.from_epsg(32636), tr, np.ones((40, 40), bool), meta=meta)
+    lit = date()
+    lit["B11"][20:22, 20:22] = 6.5535
+    after = Scene(lit, before.crs, tr, before.valid, meta=meta)
+    reg = Registration(0.4, -0.3, 4.0, 3.0, 0.05, 1.0, method="test")
+    pair = AlignedPair(before, after, Grid.of(before), before.valid)
+    _, a, clear = clear_stacks(pair, reg, names)
+    moved = warp(after, reg, interpolation=WARP_KERNEL)
+    plain = moved.stack(names)
+    block = np.zeros((40, 40), bool)
+    block[20:22, 20:22] = True
+    reach = ndi.binary_dilation(block, np.ones((3, 3), bool), iterations=2)
+    inner = np.zeros((40, 40), bool)
+    inner[2:-2, 2:-2] = True  # the warp's edge left aside
+    assert not (~clear & inner & ~reach).any()  # only pixels next to it are left out
+    assert np.abs(a[4][clear] - 0.25).max() < 0.02  # none of its light (noise: 0.002)
+    counted_before = moved.valid & ~_excluded(before) & ~_excluded(moved)
+    assert (counted_before & (np.abs(plain[4] - 0.25) > 0.02)).sum() >= 8  # the plain warp's ring, counted clear
+    np.testing.assert_array_equal(a[:, ~reach], plain[:, ~reach])

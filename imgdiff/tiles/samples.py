@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..change import unspread_saturation
 from ..coregister import MAX_SHIFT_PX, Registration, coregister, warp
 from ..errors import CoregistrationError, EmptySceneError, NoOverlapError
 from ..grid import AlignedPair, Grid, align
@@ -142,6 +143,38 @@ def _excluded(scene: Scene) -> np.ndarray:
     return cloud_mask(scene, shadows=True) | saturation_mask(scene)  # = date_masks(scene).excluded, no water mask
 
 
+def clear_stacks(pair: AlignedPair, registration: Registration | None,
+                 names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sample window's before and after stacks, the after one warped by ``registration``, and the
+    pixels its radiometric statistics may use.
+
+    Parameters
+    ----------
+    pair : AlignedPair
+        The window of both dates on one grid.
+    registration : Registration or None
+        Shift of the after date (pixels of the window's grid), removed with :data:`WARP_KERNEL`;
+        None: not warped.
+    names : sequence of str
+        Bands, in stack order.
+
+    Returns
+    -------
+    before, after : ndarray of float32, shape (bands, rows, cols)
+        Reflectance on the window's grid.
+    clear : ndarray of bool, shape (rows, cols)
+        Valid on both dates, cloud, shadow and saturation on neither, and no saturated pixel in the
+        warp's kernel (:func:`imgdiff.change.unspread_saturation`: the after stack holds the values
+        warped without the saturated pixels, so none of their light reaches a clear pixel).
+    """
+    moved = pair.after if registration is None else warp(pair.after, registration, interpolation=WARP_KERNEL)
+    ok = pair.before.valid & moved.valid & ~_excluded(pair.before) & ~_excluded(moved)
+    if registration is not None:  # saturated pixels not spread by the warp (as imgdiff.compare and the tile passes)
+        moved, reach = unspread_saturation(pair.after, moved, registration, interpolation=WARP_KERNEL)
+        ok &= ~reach
+    return pair.before.stack(names), moved.stack(names), ok
+
+
 def _read_pair(pool: ThreadPoolExecutor, rb: StripReader, ra: StripReader,
                box: tuple[int, int, int, int]) -> tuple[Scene | None, Scene | None]:
     """One window of the before (``rb``, on ``pool``'s thread) and after (``ra``, this thread) scenes."""
@@ -251,12 +284,7 @@ def estimate_on_samples(
         pairs = aligned(grid_boxes(grid.shape, RADIOMETRY_CHIP, RADIOMETRY_GRID, blocks=rb.blocks()))
     readers.close()  # (on the errors raised above the files close with the readers)
 
-    def clear_stacks(pair: AlignedPair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        moved = warp(pair.after, reg, interpolation=WARP_KERNEL) if register else pair.after
-        ok = pair.before.valid & moved.valid & ~_excluded(pair.before) & ~_excluded(moved)
-        return pair.before.stack(names), moved.stack(names), ok
-
-    stacks = _map_in_order(clear_stacks, pairs, workers)
+    stacks = _map_in_order(lambda p: clear_stacks(p, reg if register else None, names), pairs, workers)
     bv = np.concatenate([bs[:, ok] for bs, _, ok in stacks], axis=1)[:, None, :]
     av = np.concatenate([as_[:, ok] for _, as_, ok in stacks], axis=1)[:, None, :]
     if bv.shape[2] == 0:
