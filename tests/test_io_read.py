@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -616,3 +617,88 @@ def test_float_digital_numbers_mark_saturation_at_their_final_scaling(tmp_path):
     rest = np.ones((40, 40), bool)
     rest[18:20, 12:14] = False
     assert f.bands["B11"][rest].max() <= b11[b11 < 20000].max() / 10000 + 1e-6  # nothing of 2.0 spread
+
+
+def _pair_with_a_lit_20m_pixel(tmp_path, case: str, value: int):
+    """Two dates of bands B02-B04 (10 m) and B11 (20 m, flat), whose scalings harmonise_scaling makes
+    alike by rescaling the second date; one 20 m pixel of the second date's B11 at DN ``value``.
+
+    ``case``: "x10000-named-raw" (the second date holds x 10000 numbers under a raw export's
+    names: read as x 65535, then as x 10000), "raw-renamed" (a renamed copy of a raw export:
+    read as x 10000, then as x 65535), "offset" (two dated chips whose guessed baseline-04 offsets
+    differ: the second read with -0.1, then without). Returns the two folders and the scale and
+    offset the second date ends with."""
+    rng = np.random.default_rng(11)
+    refl = rng.uniform(0.05, 0.3, (40, 40))
+    raw = "2023-08-18-00_00_2023-08-18-23_59_Sentinel-2_L2A_{}_(Raw).tiff"
+    if case == "x10000-named-raw":
+        dates, final = (("export", raw, 65535, 1.0), ("script", raw, 10000, 1.0)), (1e-4, 0.0)
+    elif case == "raw-renamed":
+        dates, final = (("export", raw, 65535, 1.0), ("copy", "{}.tif", 65535, 1.0)), (1 / 65535, 0.0)
+    else:  # dark chips: the first date drops the offset its date gives, the second (gain 1.2) keeps it
+        refl = rng.uniform(0.09, 0.26, (40, 40))
+        refl[:, :2] = 0.085  # 5 % below DN 1000 on the first date, none on the second
+        dates, final = (("2024-12-03", "{}.tif", 10000, 1.0), ("2024-12-13", "{}.tif", 10000, 1.2)), (1e-4, 0.0)
+    folders = []
+    for k, (folder, name, scale, gain) in enumerate(dates):
+        d = tmp_path / case / folder
+        d.mkdir(parents=True)
+        for b in ("B02", "B03", "B04"):
+            write_band(d / name.format(b), np.round(refl * gain * scale).astype(np.uint16), transform=TR10)
+        b11 = np.full((20, 20), round(0.25 * gain * scale), np.uint16)
+        if k == 1:
+            b11[9, 6] = value
+        write_band(d / name.format("B11"), b11, transform=TR20)
+        folders.append(d)
+    return folders, final
+
+
+@pytest.mark.parametrize("case,value", [("x10000-named-raw", 20000), ("offset", 16500), ("raw-renamed", 20000)])
+def test_a_pair_harmonised_after_reading_reads_its_20m_bands_as_at_the_final_scaling(tmp_path, case, value):
+    """harmonise_scaling rescales one date of a pair after reading it; its 20 m band, resampled when
+    read, reads as when read directly at the final scaling (read_scene scale=, offset=): a 20 m pixel
+    that the new scaling saturates (DN 20000 read as x 10000: reflectance 2.0; DN 16500 without the
+    -0.1 offset: 1.65) stays on the four 10 m pixels it covers and none of its light reaches the
+    others (rescaled as read, it lit the 16 pixels around by 0.08-0.98 and none read saturated);
+    one it no longer saturates (DN 20000 read as x 65535) is resampled as any other. The pixels
+    its kernel does not reach are bit-identical to the band rescaled as read."""
+    from imgdiff.io.harmonise import _harmonised
+    from imgdiff.io.read import harmonise_scaling
+    from imgdiff.radiometry import saturation_mask
+
+    (first, second), (scale, offset) = _pair_with_a_lit_20m_pixel(tmp_path, case, value)
+    before, after = read_scene(first), read_scene(second)
+    _, ha = harmonise_scaling(before, after)
+    rad = ha.meta["radiometry"]["B11"]
+    assert (rad["scale"], rad["offset"]) == pytest.approx((scale, offset)), rad
+    as_read = after.meta["radiometry"]["B11"]
+    assert (rad["scale"], rad["offset"]) != (as_read["scale"], as_read["offset"])
+    old = _harmonised(before, after)[1].bands["B11"]  # rescaled as read: as harmonised before
+    direct = read_scene(second, scale=scale, offset=offset).bands["B11"]
+    assert_allclose(ha.bands["B11"], direct, rtol=0, atol=1e-6)
+    reach = np.zeros((40, 40), bool)
+    reach[17:21, 11:15] = True  # the 10 m pixels whose bilinear kernel takes in the 20 m pixel
+    np.testing.assert_array_equal(ha.bands["B11"][~reach], old[~reach])
+    covered = np.zeros((40, 40), bool)
+    covered[18:20, 12:14] = True
+    if case == "raw-renamed":  # not saturated at x 65535: bilinear, as any pixel
+        assert not saturation_mask(ha).any() and np.abs(old - direct).max() > 0.01
+        return
+    level = 0.25 * (1.2 if case == "offset" else 1.0)
+    assert_allclose(ha.bands["B11"][covered], value * scale + offset, rtol=1e-6)
+    np.testing.assert_array_equal(saturation_mask(ha), covered)
+    assert_allclose(ha.bands["B11"][~covered], level, atol=2e-4)
+    lit = np.abs(old - level) > 0.05
+    assert lit.sum() == 16 and not saturation_mask(replace(ha, bands={"B11": old})).any()  # as it was
+
+
+def test_a_harmonised_20m_band_whose_file_is_gone_is_left_as_rescaled(tmp_path):
+    from imgdiff.io.harmonise import _harmonised
+    from imgdiff.io.read import harmonise_scaling
+
+    (first, second), _ = _pair_with_a_lit_20m_pixel(tmp_path, "x10000-named-raw", 20000)
+    before, after = read_scene(first), read_scene(second)
+    for f in second.glob("*B11*"):
+        f.unlink()
+    np.testing.assert_array_equal(harmonise_scaling(before, after)[1].bands["B11"],
+                                  _harmonised(before, after)[1].bands["B11"])

@@ -52,7 +52,20 @@ def harmonise_scaling(before: Scene, after: Scene) -> tuple[Scene, Scene]:
     brighter by an offset rather than a factor (an L1C date, top of atmosphere, beside a
     surface-reflectance export: its blue over water 3-4 times brighter, its red far less; haze;
     sun glint).
+
+    A band read from a coarser grid (20 or 60 m) and rescaled here is resampled again from its file
+    where the new scaling moves which of its pixels are saturated (:func:`imgdiff.io.read.resampled_again`):
+    a pixel saturated only at the new scaling stays on the pixels it covers, as :func:`imgdiff.read_scene`
+    reads it at that scaling.
     """
+    from .read import resampled_again
+
+    hb, ha = _harmonised(before, after)
+    return resampled_again(hb, before), resampled_again(ha, after)
+
+
+def _harmonised(before: Scene, after: Scene) -> tuple[Scene, Scene]:
+    """:func:`harmonise_scaling` on the pixels as read (the coarser bands not resampled again)."""
     rb, ra = before.meta.get("radiometry") or {}, after.meta.get("radiometry") or {}
 
     def raw(r: dict[str, Any]) -> bool:

@@ -113,8 +113,8 @@ __all__ = [
     "by_default_rule", "check_stated_scale", "choose_radiometry", "date_from_sidecar", "date_from_tags", "date_from_text",
     "drop_impossible_offset", "find_band_sources", "find_product_metadata", "georeferencing", "harmonise_scaling",
     "has_mask_band", "in_lonlat_range", "infer_raw_scaling", "is_georeferenced", "masked", "north_up", "one_line",
-    "open_raster", "parse_product_metadata", "read_scene", "resample_coarser", "rescaled", "saturated",
-    "saturated_dn", "saturation_level", "select_bands", "to_reflectance", "zero_fill",
+    "open_raster", "parse_product_metadata", "read_scene", "resample_coarser", "resampled_again", "rescaled",
+    "saturated", "saturated_dn", "saturation_level", "select_bands", "to_reflectance", "zero_fill",
 ]
 
 
@@ -188,12 +188,9 @@ def read_scene(
     unplaced = []  # bands without georeferencing, placed in the local frame
     for s in sources:
         with open_raster(s.path) as ds:
-            if s.index > ds.count:
-                raise BandError(f"{s.path}: has no band {s.index}")
+            infos[s] = _band_info(ds, s)
             if not is_georeferenced(ds):
                 unplaced.append(s.name)
-            infos[s] = (*georeferencing(ds, s.name), ds.shape, ds.dtypes[s.index - 1], ds.nodata,
-                        ds.scales[s.index - 1], ds.offsets[s.index - 1], ds.tags(), has_mask_band(ds, s.index))
     ref = min(sources, key=lambda s: abs(infos[s][1].a) * abs(infos[s][1].e))
     crs, transform, shape = infos[ref][0], north_up(infos[ref][1], infos[ref][2][0]), infos[ref][2]
     check_compatible(sources, infos, ref)
@@ -266,6 +263,8 @@ def read_scene(
         "processing_baseline": baseline,
         "radiometry": radiometry,
     }
+    if rereads:  # the coarser bands, resampled onto this grid (resampled_again reads them again)
+        meta["resampled"] = {s.name: {"path": str(s.path), "index": s.index} for s in sources if s.name in rereads}
     if unplaced:
         meta["georeferencing"] = f"{LOCAL_FRAME} ({', '.join(unplaced)})"
     scene = Scene(bands=arrays, crs=crs, transform=out_transform, valid=valid, date=acq, meta=meta)
@@ -323,6 +322,15 @@ def check_stated_scale(scene: Scene, path: str | Path, scale: float, offset: flo
     raise ReflectanceError(
         f"{path}: {stated} leaves {name}'s median at {shown}, not reflectance (0-1): the file holds "
         "digital numbers; try scale=1e-4 (L1C/L2A, reflectance x 10000) or leave scale out to infer it")
+
+
+def _band_info(ds: Any, s: BandSource) -> tuple:
+    """What reading one band needs of its open raster ``ds``: (CRS, transform, shape, dtype, nodata,
+    scale, offset, tags, has a mask band)."""
+    if s.index > ds.count:
+        raise BandError(f"{s.path}: has no band {s.index}")
+    return (*georeferencing(ds, s.name), ds.shape, ds.dtypes[s.index - 1], ds.nodata,
+            ds.scales[s.index - 1], ds.offsets[s.index - 1], ds.tags(), has_mask_band(ds, s.index))
 
 
 def check_compatible(sources: Sequence[BandSource], infos: dict, ref: BandSource) -> None:
@@ -432,8 +440,10 @@ def zero_fill(dn: np.ndarray, so_far: np.ndarray | None = None) -> np.ndarray | 
     return z if so_far is None else so_far & z
 
 
-#: Re-reads a coarser band with its final scaling, or None when that leaves its saturated pixels as they were.
-Reread = Callable[[Radiometry], "np.ndarray | None"]
+#: Re-reads a coarser band with its final scaling: the band, and the pixels of the destination grid
+#: whose bilinear kernel takes in a pixel whose saturation that scaling moves (the band there differs
+#: from the band as read and rescaled by more than float rounding); None when it moves none.
+Reread = Callable[[Radiometry], "tuple[np.ndarray, np.ndarray] | None"]
 
 
 def _read_resampled(
@@ -444,7 +454,8 @@ def _read_resampled(
     its saturated pixels unspread (:func:`resample_coarser`).
 
     Returns the band and a function that resamples it again from the same digital numbers with
-    another scaling (the scene's final one) when that moves which pixels are saturated, else None.
+    another scaling (the scene's final one) when that moves which pixels are saturated, else None
+    (:data:`Reread`).
     """
     s_crs, s_tr, s_shape, _, nodata = info[:5]
     from rasterio.transform import array_bounds
@@ -477,13 +488,17 @@ def _read_resampled(
 
     out, sat = band(rad)
 
-    def reread(final: Radiometry) -> np.ndarray | None:
+    def reread(final: Radiometry) -> tuple[np.ndarray, np.ndarray] | None:
         if (final.scale, final.offset) == (rad.scale, rad.offset):
             return None
         again = saturated(dn, to_reflectance(dn, final, nodata, zeros="keep"), final)
-        if (again is None and sat is None) or (again is not None and sat is not None and np.array_equal(again, sat)):
+        moved = np.zeros(dn.shape, bool) if sat is None else sat.copy()
+        if again is not None:
+            moved ^= again
+        if not moved.any():
             return None
-        return band(final)[0]
+        reach = resample(moved.astype(np.float32), Resampling.bilinear) > 0
+        return band(final)[0], reach
 
     return out, reread
 
@@ -496,11 +511,66 @@ def _final_saturation(scene: Scene, rereads: dict[str, Reread]) -> Scene:
     record = scene.meta.get("radiometry") or {}
     for name, reread in rereads.items():
         r = record[name]
-        out = reread(Radiometry(float(r["scale"]), float(r["offset"]), str(r["source"])))
-        if out is not None:
+        got = reread(Radiometry(float(r["scale"]), float(r["offset"]), str(r["source"])))
+        if got is not None:
+            out = got[0]
             out[~scene.valid] = np.nan
             bands = dict(scene.bands) if bands is None else bands
             bands[name] = out
+    return scene if bands is None else replace(scene, bands=bands)
+
+
+def resampled_again(scene: Scene, as_read: Scene) -> Scene:
+    """``scene``, which is ``as_read`` with some bands rescaled since (:func:`rescaled`, e.g. by
+    :func:`harmonise_scaling`), with its coarser bands resampled again where the new scaling moves
+    which of their pixels are saturated.
+
+    :func:`read_scene` resamples a coarser band with its saturated pixels unspread
+    (:func:`resample_coarser`), and which pixels are saturated depends on the scaling (reflectance
+    1.6 and up: DN 16000 read as x 10000, DN 17000 with the -0.1 offset; read as x 65535 only DN
+    65534-65535). Rescaled afterwards, a pixel the new scaling saturates keeps the light the
+    bilinear kernel spread over the 16 pixels of 10 m around it (DN 20000 read as x 65535, then
+    as x 10000: 0.36-1.23 on ground at 0.25, none of it reading saturated), and one it no longer
+    saturates stays a block. So each band :func:`read_scene` resampled (``meta["resampled"]``) is
+    read again from its file at its new scaling, as :func:`read_scene` reads it at its final
+    scaling, and its pixels whose kernel takes in a pixel whose saturation moved take that
+    value; every other pixel is left as rescaled, bit for bit. A band whose file cannot be read
+    any more is left as rescaled.
+
+    Parameters
+    ----------
+    scene : Scene
+        The rescaled scene; ``meta["radiometry"]`` holds each band's new scaling.
+    as_read : Scene
+        The scene its coarser bands were resampled for: its ``meta["radiometry"]`` holds the
+        scaling they were resampled at.
+
+    Returns
+    -------
+    Scene
+        ``scene`` itself when nothing moved.
+    """
+    old, new = as_read.meta.get("radiometry") or {}, scene.meta.get("radiometry") or {}
+    bands: dict[str, np.ndarray] | None = None
+    for name, where in (scene.meta.get("resampled") or {}).items():
+        if name not in scene.bands or name not in old or name not in new:
+            continue
+        r0, r1 = (Radiometry(float(r[name]["scale"]), float(r[name]["offset"]), str(r[name]["source"]))
+                  for r in (old, new))
+        if (r0.scale, r0.offset) == (r1.scale, r1.offset):
+            continue
+        s = BandSource(name, Path(where["path"]), int(where["index"]))
+        try:
+            with open_raster(s.path) as ds:
+                info = _band_info(ds, s)
+            got = _read_resampled(s, info, r0, scene.crs, scene.transform, scene.shape)[1](r1)
+        except (BandError, RasterioError, OSError):  # its file is gone or changed: left as rescaled
+            continue
+        if got is None:
+            continue
+        take = got[1] & scene.valid & np.isfinite(got[0])
+        bands = dict(scene.bands) if bands is None else bands
+        bands[name] = np.where(take, got[0], scene.bands[name]).astype(np.float32)
     return scene if bands is None else replace(scene, bands=bands)
 
 
