@@ -120,6 +120,23 @@ In-sample (the shipped network and chip classifier on the ports they were traine
 the chain now over-counts: 310 detections for 212 ships (F1 0.724) against 222 before (0.770), because both
 inputs of the trees are in-sample there while the trees learned from out-of-fold ones. On ports none of the
 stages saw, the nested table is the figure.
+Scene-relative features (measured 2026-11-28, fifth session, not kept): added to the shipped 38, computed by
+one function inside ``candidate_features`` on the scene (the detection window) and its candidate set, three
+variants registered before the run (the water one chosen beforehand, as it does not make a candidate's score
+depend on the other candidates). "water": the box's maximum log reflectance per 10 m band minus the median log
+reflectance of the scene's open water, and the fraction of the scene's land pixels darker than the box's
+brightest pixel; "cands": the candidate's percentile rank among the scene's candidates of the network score, the
+chip probability and the B08 maximum contrast, the robust z-score of its score logit (median, IQR >= 0.5), the
+candidates per km2 of open water (log1p), their median network score; "both". Nested table, the 2026-11-28 folds,
+against 0.523 (P 0.532 R 0.514, count -3.3 %): water 0.525 (P 0.565 R 0.491, count -13.2 %, threshold 0.30),
+cands 0.524 (P 0.569 R 0.486, -14.6 %, 0.31), both 0.519 (P 0.557 R 0.486, -12.7 %, 0.31); each better at 3 of
+the 7 ports (water and both at Genoa, Honolulu, Marseille; cands at Durban, Genoa, Marseille), not at the rest.
+On the seed-7 folds against 0.527: 0.521, 0.518, 0.512. Out-of-fold AUC 0.831 against 0.824, 0.841, 0.833
+(average precision 0.569 against 0.564, 0.569, 0.562). With the ranks and z-scores of 2026-11-27 above, scene
+normalisation of the rescorer's inputs has not paid twice; the per-port F1 spread (0.32-0.78) stays as it was.
+(The water features are stable under windowing: a central 1000 px crop of Marseille moved them by 0.02 or less
+in log contrast and at most 0.07 in land rank, against an inter-candidate spread of 0.45-0.52; the candidate ranks
+by up to 0.2.)
 """
 
 from __future__ import annotations
