@@ -257,3 +257,20 @@ def test_max_shift_with_no_coregister_is_a_usage_error(pair, tmp_path, command):
     r = run(command, *first, "-o", tmp_path / "o", "--no-coregister", "--max-shift", "10")
     assert r.exit_code == 2 and "--max-shift 10 does not apply with --no-coregister" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_report_calls_a_registration_failed_exactly_when_the_verdicts_do():
+    # the verdicts take a reliability below MIN_REGISTRATION_RELIABILITY for a failed co-registration;
+    # report.json's coregistration.failed must say the same, not only at reliability 0
+    from types import SimpleNamespace
+
+    from imgdiff.claims import MIN_REGISTRATION_RELIABILITY
+    from imgdiff.coregister import Registration
+    from imgdiff.report.verify import _registration_entry
+
+    def entry(reliability: float) -> dict:
+        reg = Registration(0.3, -0.2, 0.0, 0.0, 0.05, reliability, method="global", max_shift_px=5.0)
+        return _registration_entry(SimpleNamespace(result=SimpleNamespace(registration=reg)))
+
+    assert entry(MIN_REGISTRATION_RELIABILITY / 2)["failed"]
+    assert not entry(min(1.0, MIN_REGISTRATION_RELIABILITY * 2))["failed"]

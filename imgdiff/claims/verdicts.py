@@ -485,10 +485,12 @@ def _undecided_in(dets: Detections | None, claim: Claim, *, two_dates: bool) -> 
 
 
 def registration_quality(reg: Any) -> float:
-    """The reliability of a :class:`~imgdiff.coregister.Registration`, 0 when it failed.
+    """The reliability of a :class:`~imgdiff.coregister.Registration` in [0, 1], 0 when its shift is too uncertain.
 
-    Failed: reliability below :data:`MIN_REGISTRATION_RELIABILITY`, or a
-    1-sigma uncertainty above :data:`MAX_REGISTRATION_UNCERTAINTY_PX` pixels.
+    0 when the 1-sigma uncertainty exceeds :data:`MAX_REGISTRATION_UNCERTAINTY_PX` pixels (or the
+    reliability is missing or NaN), else the registration's reliability. A quality below
+    :data:`MIN_REGISTRATION_RELIABILITY` is a failed co-registration: the verdicts and ``report.json``'s
+    ``coregistration.failed`` compare against that threshold.
     """
     rel = float(np.nan_to_num(getattr(reg, "reliability", 0.0)))
     unc = float(getattr(reg, "uncertainty_px", math.nan))

@@ -13,7 +13,8 @@ number on any incompatible change)::
     dates                          before, after (ISO), days_between
     grid                           CRS, transform, width, height, bounds, pixel size (m)
     coregistration                 dx, dy (px; after = before + shift), dx_m, dy_m, uncertainty_px, reliability,
-                                   method, failed; (1.7) max_shift_px: the largest shift sought (px of the grid
+                                   method, failed (the verdicts' rule: reliability below
+                                   imgdiff.claims.MIN_REGISTRATION_RELIABILITY, or too uncertain); (1.7) max_shift_px: the largest shift sought (px of the grid
                                    along either axis, the claims file's max_shift or --max-shift; null when not
                                    co-registered), notes: why the shift is unreliable or failed (a shift beyond
                                    max_shift_px names --max-shift); failed also when the shift was sought and not
@@ -177,7 +178,7 @@ def verify_report(v: Verification) -> dict[str, Any]:
 
 
 def _registration_entry(v: Verification) -> dict[str, Any]:
-    from ..claims import registration_quality
+    from ..claims import MIN_REGISTRATION_RELIABILITY, registration_quality
 
     r = v.result.registration.to_dict()
     keep = ("dx", "dy", "dx_m", "dy_m", "uncertainty_px", "reliability", "method", "max_shift_px", "notes")
@@ -185,7 +186,7 @@ def _registration_entry(v: Verification) -> dict[str, Any]:
     # not asked for (``compare --no-coregister``: method "none", no shift sought) is not a failure; sought and
     # not found (method "none" with the max_shift_px of the search: compared unregistered) is
     sought = r.get("method") != "none" or r.get("max_shift_px") is not None
-    out["failed"] = sought and registration_quality(v.result.registration) == 0.0
+    out["failed"] = sought and registration_quality(v.result.registration) < MIN_REGISTRATION_RELIABILITY
     return out
 
 
