@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 import imgdiff
+from imgdiff.change import saturation_in_place
 from imgdiff.compare import register_paths
 from imgdiff.coregister import MATCH_BANDS
 from imgdiff.errors import OutputError
@@ -23,7 +24,8 @@ from .options import bands_opt, echo_json, json_opt, max_shift_opt, naming, over
 @click.option("--local", is_flag=True, help="Measure a grid of tie points and fit a smooth displacement model "
               "(--json then lists the tie points too).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Write the target warped onto the reference grid (tiled, compressed float32 GeoTIFF).")
+              help="Write the target warped onto the reference grid (tiled, compressed float32 GeoTIFF; "
+              "saturated pixels kept in place, none of their light spread).")
 @bands_opt
 @max_shift_opt()
 @click.option("--spacing", type=click.IntRange(16, 4096), help="Tie-point spacing in pixels (with --local).")
@@ -35,7 +37,9 @@ def coregister_cmd(reference: str, target: str, local: bool, output: str | None,
                    max_shift: float, spacing: int | None, interpolation: str, overwrite: bool, as_json: bool) -> None:
     """Estimate the shift of TARGET relative to REFERENCE (a feature at reference pixel (x, y)
     appears at target pixel (x + dx, y + dy)); with -o also write the target resampled onto
-    the reference grid with the shift (or the local model) removed."""
+    the reference grid with the shift (or the local model) removed, its saturated pixels kept
+    in place: on the pixels whose sample position falls on one, none of their light around them
+    (imgdiff.change.saturation_in_place)."""
     if output and Path(output).suffix.lower() not in (".tif", ".tiff"):
         raise OutputError(f"{output}: the warped scene is written as a GeoTIFF; name it .tif")
     if output and Path(output).exists() and not overwrite:
@@ -53,7 +57,9 @@ def coregister_cmd(reference: str, target: str, local: bool, output: str | None,
             ref = imgdiff.read_scene(reference, bands=bands[:1] if bands else _grid_band(reference))
             tgt = reproject_scene(imgdiff.read_scene(target, bands=bands), Grid.of(ref))
             advance("warp")
-            moved = imgdiff.warp(tgt, reg, interpolation=interpolation)
+            # saturated pixels stay where they fall, unspread (as reproject_scene and the change path keep them)
+            moved = saturation_in_place(tgt, imgdiff.warp(tgt, reg, interpolation=interpolation), reg,
+                                        interpolation=interpolation)
             advance("write")
             names = list(moved.bands)
             with atomic_path(output) as tmp:

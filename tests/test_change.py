@@ -555,3 +555,48 @@ def test_the_noise_floor_is_at_least_its_share_of_the_signal():
     assert noise_floor(rounding, signal_scale=0.3) == pytest.approx(MIN_RELATIVE_NOISE * 0.3)
     noise = np.abs(np.random.default_rng(1).normal(0, 0.01, 10_000))  # real noise: the robust floor, unchanged
     assert noise_floor(noise, signal_scale=0.3) == noise_floor(noise)
+
+
+@pytest.mark.parametrize("interpolation", ["spline", "cubic", "linear", "field"])
+def test_the_warped_scene_keeps_each_bands_saturated_pixels_in_place(interpolation):
+    """A 3 x 4 px block at DN 65535 in B11 only (the other bands textured), warped by (0.6, -0.7) px
+    (or by a local model, near that shift): B11 reads saturated on exactly the 12 pixels whose
+    sample position falls on the block (nearest) and the pixels around it hold only the light of the
+    texture around (the plain warp lit them by up to 1.2 reflectance); B02-B08, with no saturated
+    pixel of their own, and every band away from the block are the plain warp's, bit for bit (the
+    spline's prefilter: from 20 px)."""
+    from imgdiff.change import saturation_in_place
+    from imgdiff.coregister import Registration, ShiftModel, warp
+    from imgdiff.radiometry import band_saturation
+
+    rng = np.random.default_rng(3)
+    names = ("B02", "B03", "B04", "B08", "B11")
+    bands = {b: ndi.gaussian_filter(rng.uniform(0.05, 0.4, (60, 60)), 1.5).astype(np.float32) for b in names}
+    texture = bands["B11"].copy()
+    block = np.zeros((60, 60), bool)
+    block[30:33, 20:24] = True
+    bands["B11"] = np.where(block, np.float32(6.5535), texture)
+    meta = {"radiometry": {b: {"scale": 1e-4, "offset": 0.0} for b in names}}
+    after = Scene(bands, "EPSG:32636", Affine(10, 0, 600000, 0, -10, 3870000), np.ones((60, 60), bool), meta=meta)
+    reg = Registration(0.6, -0.7, 6.0, 7.0, 0.05, 1.0, method="test")
+    kernel = "cubic" if interpolation == "field" else interpolation
+    if interpolation == "field":  # a local model: 0.6 +- 0.003 px across the scene
+        model = ShiftModel(1, (0.6, 0.003, 0.0), (-0.7, 0.0, 0.0), (30.0, 30.0), 30.0)
+        reg = replace(reg, model=model)
+    moved = warp(after, reg, interpolation=kernel)
+    got = saturation_in_place(after, moved, reg, interpolation=kernel)
+    footprint = np.zeros((60, 60), bool)
+    footprint[31:34, 19:23] = True  # row y samples y - 0.7 (nearest y - 1), column x samples x + 0.6 (x + 1)
+    np.testing.assert_array_equal(band_saturation(got, "B11") & got.valid, footprint)
+    assert band_saturation(moved, "B11").sum() > 12
+    dist = ndi.distance_transform_edt(~block)
+    ring = (dist < 6) & ~footprint
+    plain_texture = warp(replace(after, bands={"B11": texture}), reg, interpolation=kernel).bands["B11"]
+    assert np.abs(moved.bands["B11"][ring] - plain_texture[ring]).max() > 0.5  # the plain warp lit them
+    assert (got.bands["B11"][ring] <= ndi.maximum_filter(plain_texture, 5)[ring] + 0.01).all()
+    assert (got.bands["B11"][ring] >= ndi.minimum_filter(plain_texture, 5)[ring] - 0.01).all()
+    for b in names[:4]:
+        np.testing.assert_array_equal(got.bands[b], moved.bands[b])
+    far = dist >= 20
+    np.testing.assert_array_equal(got.bands["B11"][far], moved.bands["B11"][far])
+    np.testing.assert_array_equal(got.valid, moved.valid)

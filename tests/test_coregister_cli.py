@@ -154,3 +154,65 @@ def test_eval_coreg_reports_the_three_figures(runner, shared_data, monkeypatch):
     out = json.loads(r.stdout)
     assert out["same_date_rmse_px"] < 0.03 and out["cross_date_rmse_px"] < 0.04
     assert out["local_rmse_px"] < 0.05 and out["local_points"] >= 150
+
+
+def test_a_saturated_block_in_the_warped_output_stays_on_its_footprint_and_lights_nothing(runner, tmp_path,
+                                                                                         pair_arrays):
+    """A 3 x 4 px hull at DN 65535 in every band of the target, written warped through ``-o`` under the
+    (+0.75, -0.5) px shift and read back: it is saturated on exactly the 12 pixels whose sample
+    position falls on it (nearest; within 1 px of its place shifted), the pixels around it hold no
+    more light than the warp of the same target without the hull gives them (the plain spline warp
+    read saturated on 18 px and lit the ring around to 0.85 reflectance, its ringing down to -0.6),
+    and the pixels 20 px and more away are bit-identical to the plain warp."""
+    from scipy import ndimage as ndi
+
+    from imgdiff import Grid, Registration, reproject_scene
+    from imgdiff.radiometry import saturation_mask
+
+    a, b, _ = pair_arrays
+    rows, cols = slice(150, 153), slice(100, 104)
+    ref = write_scene(tmp_path / "ref", a)
+    written = {}
+    for tag in ("plain", "hull"):
+        tgt = write_scene(tmp_path / tag, b)
+        if tag == "hull":
+            for f in tgt.glob("B*.tif"):
+                with rasterio.open(f, "r+") as ds:
+                    dn = ds.read(1)
+                    dn[rows, cols] = 65535
+                    ds.write(dn, 1)
+        out = tmp_path / f"{tag}.tif"
+        r = runner.invoke(cli, ["coregister", str(ref), str(tgt), "-o", str(out), "--json"])
+        assert r.exit_code == 0, r.stderr
+        written[tag] = (imgdiff.read_scene(out), json.loads(r.stdout), tgt)
+    got, reg, tgt = written["hull"]
+    plain_content = written["plain"][0]
+    dx, dy = reg["dx"], reg["dy"]
+    assert (dx, dy) == pytest.approx((0.75, -0.5), abs=0.05)
+    # the warp of the target as written before: the plain spline warp of the same registration
+    source = imgdiff.read_scene(tgt)
+    plain = imgdiff.warp(reproject_scene(source, Grid.of(got)), Registration(dx, dy, 0.0, 0.0, 0.01, 1.0, method="t"))
+
+    hull = np.zeros(got.shape, bool)
+    hull[rows, cols] = True
+    yy, xx = np.indices(got.shape)
+    sy, sx = np.rint(yy + dy).astype(int), np.rint(xx + dx).astype(int)
+    inside = (sy >= 0) & (sy < got.shape[0]) & (sx >= 0) & (sx < got.shape[1])
+    footprint = inside & hull[sy.clip(0, got.shape[0] - 1), sx.clip(0, got.shape[1] - 1)]
+    shifted = ndi.shift(hull.astype(float), (-dy, -dx), order=1) > 0
+    assert footprint.sum() == 12 and not (footprint & ~ndi.binary_dilation(shifted)).any()  # within 1 px
+    sat = saturation_mask(got)
+    np.testing.assert_array_equal(sat, footprint)
+    assert saturation_mask(plain).sum() >= 16  # the plain warp spread it
+
+    dist = ndi.distance_transform_edt(~hull)
+    ring = (dist < 6) & ~footprint
+    for name in got.bands:
+        v, p, c = got.bands[name], plain.bands[name], plain_content.bands[name]
+        np.testing.assert_allclose(v[footprint], 6.5535, rtol=1e-6)
+        assert p[ring].max() > 0.8  # the plain warp lit the pixels around it
+        brightest = ndi.maximum_filter(c, size=7)  # the warp of the content around, without the hull
+        assert (v[ring] <= brightest[ring] + 0.01).all(), np.abs(v[ring] - brightest[ring]).max()
+        assert (v[ring] >= ndi.minimum_filter(c, size=7)[ring] - 0.01).all()
+        far = (dist >= 20) & np.isfinite(p)
+        np.testing.assert_array_equal(v[far], p[far])

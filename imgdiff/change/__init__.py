@@ -25,7 +25,8 @@ learned
     :func:`learned_magnitude`.
 maps
     :class:`ChangeMap`, :data:`METHODS`, :func:`change_map`, :func:`scene_change_map` and
-    :func:`unspread_saturation` (the warped after scene without its saturated pixels spread).
+    :func:`unspread_saturation` (the warped after scene without its saturated pixels spread) and
+    :func:`saturation_in_place` (the warped scene whole, its saturated pixels in place).
 """
 
 from __future__ import annotations
@@ -49,7 +50,16 @@ from .classical import (
 from .features import FEATURE_SETS, change_features, difference_scales, feature_planes
 from .features import _blur as _blur  # private, re-exported: used by training/train_change.py
 from .learned import MIN_CHANGE_REFLECTANCE, MODEL_DIR, learned_magnitude, learned_probability, pick_model
-from .maps import DEFAULT_METHOD, DEFAULT_MMU_M2, METHODS, ChangeMap, change_map, scene_change_map, unspread_saturation
+from .maps import (
+    DEFAULT_METHOD,
+    DEFAULT_MMU_M2,
+    METHODS,
+    ChangeMap,
+    change_map,
+    saturation_in_place,
+    scene_change_map,
+    unspread_saturation,
+)
 from .mlp import ONNX_CHUNK, ONNX_DIGEST_KEY, MLPModel
 from .mlp import _export_session as _export_session  # private, re-exported: used by tests/test_change.py
 from .thresholds import MIN_RELATIVE_NOISE, apply_mmu, chi2_threshold, em_threshold, noise_floor, otsu_threshold
@@ -60,6 +70,6 @@ __all__ = [
     "ONNX_CHUNK", "ONNX_DIGEST_KEY", "apply_mmu", "change_features", "change_map", "chi2_threshold",
     "classical_bands", "cva", "cva_magnitude", "difference", "difference_scales", "em_threshold", "feature_planes",
     "irmad", "irmad_noise_floor", "learned_magnitude", "learned_probability", "log_ratio", "log_ratio_damping",
-    "log_ratio_magnitude", "mad_variates", "noise_floor", "otsu_threshold", "pick_model", "scene_change_map",
+    "log_ratio_magnitude", "mad_variates", "noise_floor", "otsu_threshold", "pick_model", "saturation_in_place", "scene_change_map",
     "unspread_saturation",
 ]
