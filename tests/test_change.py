@@ -600,3 +600,27 @@ def test_the_warped_scene_keeps_each_bands_saturated_pixels_in_place(interpolati
     far = dist >= 20
     np.testing.assert_array_equal(got.bands["B11"][far], moved.bands["B11"][far])
     np.testing.assert_array_equal(got.valid, moved.valid)
+
+
+@pytest.mark.parametrize("date", ["before", "after"])
+def test_without_the_cloud_bands_saturated_pixels_are_still_not_assessed(date):
+    """Scenes with B03, B04 and B08 only (no cloud tests): a 2 x 2 block at DN 65535 in B08 on either
+    date is not assessed (it was, and read as change); the pixels around it are."""
+    from imgdiff.change import scene_change_map
+
+    rng = np.random.default_rng(4)
+    names = ("B03", "B04", "B08")
+    meta = {"radiometry": {b: {"scale": 1e-4, "offset": 0.0} for b in names}}
+    scenes = {}
+    for d in ("before", "after"):
+        bands = {b: (v + rng.normal(0, 0.003, (60, 60))).astype(np.float32) for b, v in zip(names, (0.08, 0.1, 0.3))}
+        if d == date:
+            bands["B08"][30:32, 30:32] = 6.5535
+        scenes[d] = Scene(bands, "EPSG:32636", Affine(10, 0, 600000, 0, -10, 3870000), np.ones((60, 60), bool),
+                          meta=meta)
+    block = np.zeros((60, 60), bool)
+    block[30:32, 30:32] = True
+    for method in ("cva-otsu", "mlp"):
+        cm = scene_change_map(scenes["before"], scenes["after"], np.ones((60, 60), bool), method=method)
+        np.testing.assert_array_equal(cm.valid, ~block)
+        assert not cm.mask[block].any()

@@ -648,3 +648,32 @@ def test_sample_windows_keep_the_light_of_a_saturated_pixel_out_of_the_radiometr
     counted_before = moved.valid & ~_excluded(before) & ~_excluded(moved)
     assert (counted_before & (np.abs(plain[4] - 0.25) > 0.02)).sum() >= 8  # the plain warp's ring, counted clear
     np.testing.assert_array_equal(a[:, ~reach], plain[:, ~reach])
+
+
+@pytest.mark.parametrize("date", ["before", "after"])
+def test_sample_windows_without_the_cloud_bands_still_leave_out_saturated_pixels(date):
+    """Without B02 (no cloud tests), a 20 m pixel of B11 at DN 65535 (its 2 x 2 pixels of 10 m) on
+    either date is not counted clear in the sample window's statistics (it was: nothing was left
+    out without B02, B03, B04 and B08); every other pixel still is."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from imgdiff import AlignedPair, Grid, Scene
+    from imgdiff.tiles.samples import clear_stacks
+
+    names = ("B03", "B04", "B08", "B11")
+    rng = np.random.default_rng(7)
+    meta = {"radiometry": {b: {"scale": 1e-4, "offset": 0.0, "source": "test"} for b in names}}
+    tr = Affine(10, 0, 600000, 0, -10, 3870000)
+    scenes = {}
+    for d in ("before", "after"):
+        bands = {b: (v + rng.normal(0, 0.002, (40, 40))).astype(np.float32)
+                 for b, v in zip(names, (0.08, 0.1, 0.3, 0.25))}
+        if d == date:
+            bands["B11"][20:22, 20:22] = 6.5535
+        scenes[d] = Scene(bands, CRS.from_epsg(32636), tr, np.ones((40, 40), bool), meta=meta)
+    pair = AlignedPair(scenes["before"], scenes["after"], Grid.of(scenes["before"]), scenes["before"].valid)
+    _, _, clear = clear_stacks(pair, None, names)
+    block = np.zeros((40, 40), bool)
+    block[20:22, 20:22] = True
+    np.testing.assert_array_equal(clear, ~block)

@@ -228,8 +228,9 @@ def scene_change_map(before: Scene, after: Scene, valid: np.ndarray, *, method: 
     """Change between two scenes on one grid, with clouds, shadows and saturation kept out.
 
     Pixels that are cloud, cloud shadow or saturated on either date
-    (:func:`imgdiff.radiometry.date_masks`, when the scenes have B02 B03 B04 B08)
-    are not assessed (``valid`` False, band 3 of ``change.tif``).
+    (:func:`imgdiff.radiometry.date_masks`, when the scenes have B02 B03 B04 B08; saturated in
+    any band, :func:`imgdiff.radiometry.saturation_mask`, without them) are not assessed
+    (``valid`` False, band 3 of ``change.tif``).
 
     Parameters
     ----------
@@ -254,6 +255,8 @@ def scene_change_map(before: Scene, after: Scene, valid: np.ndarray, *, method: 
         excl_b, excl_a = mb.excluded, ma.excluded
         details["masked"] = {"before_cloud_or_shadow_px": int(excl_b.sum()), "after_cloud_or_shadow_px": int(excl_a.sum())}
         valid = valid & ~excl_b & ~excl_a
+    else:  # no cloud tests without the four bands; saturation is each band's own
+        valid = valid & ~saturation_mask(before) & ~saturation_mask(after)
     cm = change_map(before.stack(names), after.stack(names), valid, bands=names, method=method,
                     pixel_size_m=before.pixel_size_m, min_mapping_unit_m2=min_mapping_unit_m2)
     return replace(cm, details={**cm.details, **details})

@@ -135,12 +135,14 @@ def grid_boxes(shape: tuple[int, int], chip: int, per_side: int, *,
 
 
 def _excluded(scene: Scene) -> np.ndarray:
-    """Cloud, cloud shadow and saturated pixels (as ``imgdiff.change.scene_change_map`` excludes them)."""
-    if not all(n in scene.bands for n in ("B02", "B03", "B04", "B08")):
-        return np.zeros(scene.shape, bool)
+    """Cloud, cloud shadow and saturated pixels (as ``imgdiff.change.scene_change_map`` excludes them):
+    saturation in any band the scene has, clouds and their shadows when it has B02, B03, B04 and B08."""
     from ..radiometry import cloud_mask, saturation_mask
 
-    return cloud_mask(scene, shadows=True) | saturation_mask(scene)  # = date_masks(scene).excluded, no water mask
+    saturated = saturation_mask(scene)
+    if not all(n in scene.bands for n in ("B02", "B03", "B04", "B08")):  # the cloud tests need all four
+        return saturated
+    return cloud_mask(scene, shadows=True) | saturated  # = date_masks(scene).excluded, no water mask
 
 
 def clear_stacks(pair: AlignedPair, registration: Registration | None,
