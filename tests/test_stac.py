@@ -3,8 +3,8 @@
 The server (127.0.0.1, random port, stopped after the module) serves the recorded STAC
 API responses of ``tests/data/stac`` (landing page, item search, items) and small
 cloud-optimised GeoTIFFs made in a temporary folder, with HTTP range support and
-injectable faults (5xx, truncated bodies, slow answers, trickled bytes) to exercise the
-retries. Its item search pages its answer (the ``limit`` asked, at most ``page_size``;
+injectable faults (5xx, truncated bodies, slow answers, trickled bytes: raster ranges and JSON
+answers alike) to exercise the retries and deadlines. Its item search pages its answer (the ``limit`` asked, at most ``page_size``;
 ``default_page`` without one) and applies a cloud condition sent as a STAC Query extension
 ``query`` or a CQL2 ``filter`` when its landing page says it conforms to them (``conforms``),
 unless told to refuse them with HTTP 400 (``refuse``).
@@ -169,7 +169,9 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                     if not f.get("until_reopen") and not f.get("persist"):
                         state.faults.remove(f)
                     self.fault_headers = f.get("headers") or {}
+                    self.fault_kind = f["kind"]
                     return f["kind"]
+            self.fault_kind = None
             return None
 
         def _send(self, code: int, body: bytes, ctype: str, extra: dict | None = None, *, truncate=False,
@@ -203,7 +205,8 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(2)
 
         def _json(self, obj: object) -> None:
-            self._send(200, json.dumps(obj).encode(), "application/json")
+            self._send(200, json.dumps(obj).encode(), "application/json",
+                       trickle=getattr(self, "fault_kind", None) == "trickle")
 
         def _search(self, params: dict, get_query: dict | None = None) -> None:
             """Answer an item search; ``get_query``: the raw query string of a GET (for the next page's link)."""
@@ -909,6 +912,39 @@ def test_no_attempt_starts_when_its_wait_would_pass_the_deadline():
     assert calls == [1] and waits == []
 
 
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_trickled_search_page_fails_at_the_deadline_naming_its_url_and_is_not_retried(server, aoi, method):
+    """A catalogue trickling its search answer (32 bytes every 0.2 s): a requests timeout bounds one wait for
+    data only, so each attempt would run for minutes. The request's deadline (1 s) ends it, one line naming
+    the request, not retried (4 attempts would take 4 s)."""
+    if method == "GET":
+        server.faults += [{"path": "/search", "kind": "405", "methods": ("POST",), "persist": True}]
+    server.faults += [{"path": "/search", "kind": "trickle", "methods": (method,), "persist": True}]
+    t0 = time.perf_counter()
+    with pytest.raises(NetworkError) as e:
+        search(aoi, *WHOLE, catalog=f"{server.base}/", read_scl=False,
+               policy=RetryPolicy(attempts=4, backoff_s=0.01, timeout_s=5, deadline_s=1))
+    elapsed = time.perf_counter() - t0
+    msg = str(e.value)
+    url = f"{server.base}/search" + ("?..." if method == "GET" else "")  # a GET's query (its GeoJSON) left out
+    assert msg.startswith(f"{method} {url}: not finished within the deadline of 1 s") and "\n" not in msg
+    assert elapsed < 2.5
+    assert len([r for r in server.requests if r["method"] == method and "/search" in r["path"]]) == 1
+
+
+def test_a_trickled_item_json_fails_at_the_deadline_naming_its_url(server):
+    url = f"{server.base}/collections/{COLLECTION}/items/{NEW}"
+    server.faults += [{"path": f"/items/{NEW}", "kind": "trickle", "persist": True}]
+    t0 = time.perf_counter()
+    with pytest.raises(NetworkError) as e:
+        load_item(url, policy=RetryPolicy(attempts=4, backoff_s=0.01, timeout_s=5, deadline_s=1))
+    assert time.perf_counter() - t0 < 2.5
+    assert str(e.value).startswith(f"GET {url}: not finished within the deadline of 1 s")
+    assert len(server.requests) == 1
+    server.faults.clear()
+    assert load_item(url, policy=RetryPolicy(attempts=1, timeout_s=5, deadline_s=1))["id"] == NEW  # whole in time
+
+
 # --------------------------------------------------------------------------- fetch
 def _assert_reflectance(scene_dir: Path) -> imgdiff.Scene:
     """Reflectance read back from a fetched folder equals the known truth (10 m bands, then B11 at 20 m)."""
@@ -1204,6 +1240,16 @@ def test_cli_fetch_of_a_trickling_asset_stops_at_the_deadline_one_line_exit_2(se
     err = [line for line in r.stderr.splitlines() if line.startswith("imgdiff: error:")]
     assert len(err) == 1 and f"/cogs/{NEW}/B04.tif" in err[0] and "deadline of 1 s" in err[0]
     assert list((tmp_path / "s").iterdir()) == []
+
+
+def test_cli_search_of_a_trickling_catalogue_stops_at_the_deadline_one_line_exit_2(server):
+    server.faults += [{"path": "/search", "kind": "trickle", "methods": ("POST",), "persist": True}]
+    r = CliRunner().invoke(_cli(), ["search", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2024-12-01",
+                                    "--to", "2024-12-15", "--no-scl", "--catalog", f"{server.base}/", "--timeout", "5",
+                                    "--deadline", "1", "--json"])
+    assert r.exit_code == 2 and r.stdout == ""
+    err = [line for line in r.stderr.splitlines() if line.startswith("imgdiff: error:")]
+    assert len(err) == 1 and f"POST {server.base}/search: not finished within the deadline of 1 s" in err[0]
 
 
 def test_cli_fetch_refuses_keep_unknown_cloud_with_items_given(tmp_path):

@@ -20,7 +20,16 @@ from ..io.layout import one_line
 from ..zones import Zones, inside_mask
 from .aoi import aoi_geojson, bounds_window, snapped_bounds
 from .items import SCL_CLOUD, SCL_NODATA, asset_grid, cloud_cover, find_asset, item_id, summary
-from .remote import DEFAULT_POLICY, RetryPolicy, http_status, raster_info, read_window, reason_of, with_retries
+from .remote import (
+    DEFAULT_POLICY,
+    RetryPolicy,
+    bounded_session,
+    http_status,
+    raster_info,
+    read_window,
+    reason_of,
+    with_retries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +353,8 @@ def search(
     read_scl : bool
         Read each item's SCL band over the zones (by window) to measure cloud and no-data there.
     policy : RetryPolicy
-        Retries of the catalogue request and the SCL reads.
+        Retries of the catalogue request and the SCL reads; ``deadline_s`` bounds each request of the
+        catalogue's JSON (landing page, a page of the search) and each SCL read.
     workers : int
         Items whose SCL band is read at once (threads).
     sleep : callable
@@ -358,7 +368,8 @@ def search(
     Raises
     ------
     NetworkError
-        The catalogue could not be reached or answered with an error after retries.
+        The catalogue could not be reached or answered with an error after retries, or one of its
+        answers did not arrive within ``policy.deadline_s`` (not retried).
     """
     if end < start:
         raise InputError(f"search dates: --to {end} is before --from {start}")
@@ -513,7 +524,9 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
         # GET timeouts, 429/503 with Retry-After); switched off so that ``policy.attempts`` is
         # the number of attempts in all, as the error message and --retries say.
         try:
-            client = Client.open(catalog, timeout=policy.timeout_s, stac_io=StacApiIO(max_retries=None))
+            stac_io = StacApiIO(max_retries=None)
+            bounded_session(policy, stac_io.session)  # each request ends within policy.deadline_s
+            client = Client.open(catalog, timeout=policy.timeout_s, stac_io=stac_io)
             mode = "none"
             if max_cloud is not None:
                 mode = "client" if refused else cloud_mode(lambda name: client.conforms_to(name), keep_unknown_cloud)

@@ -34,6 +34,7 @@ from ..io.layout import one_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 #: HTTP status codes worth retrying: request timeout, too many requests, server errors.
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -57,7 +58,9 @@ class RetryPolicy:
         Timeout of one HTTP request, in seconds (connect and transfer).
     deadline_s : float or None
         Most time one read of a remote raster (its header, or a window of it: one asset download) may
-        take in all, retries and waits included, in seconds; None: no bound on the whole.
+        take in all, retries and waits included, in seconds, and most time one HTTP request of a
+        catalogue's JSON (its landing page, a page of an item search, an item) may take from sending to
+        its last byte (:func:`bounded_session`); None: no bound on the whole.
     """
 
     attempts: int = 4
@@ -72,7 +75,7 @@ class RetryPolicy:
         return [min(self.max_backoff_s, self.backoff_s * self.factor**i) for i in range(max(0, self.attempts - 1))]
 
 
-#: Four attempts, 1-2-4 s apart, 30 s per request, 300 s per raster read in all.
+#: Four attempts, 1-2-4 s apart, 30 s per request, 300 s per raster read in all (and per JSON request).
 DEFAULT_POLICY = RetryPolicy()
 
 
@@ -261,7 +264,10 @@ def with_retries(
                                          "too slowly or not at all")) from None
         except catch as e:  # noqa: PERF203 - bounded loop
             if isinstance(e, ImgdiffError):
-                raise  # a problem of the data, not of the network
+                raise  # a problem of the data, or a request past its deadline: not mended by asking again
+            late = _chained(e, RequestTooSlow)
+            if late is not None:  # pystac-client re-raises every error of a request as an APIError of its text
+                raise late from None
             reason = reason_of(e)
             if unresolvable(e):
                 raise NetworkError(f"{what}: the host name does not resolve ({reason}); not retried: check the "
@@ -283,6 +289,18 @@ def with_retries(
                 on_retry()
             sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _chained(exc: BaseException, kind: type[E]) -> E | None:
+    """The first error of type ``kind`` in the chain of ``exc`` (itself, its cause or context), if any."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, kind):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _late(what: str, deadline: Deadline | None, how: str) -> str:
@@ -456,9 +474,114 @@ def _explained(op: Callable[[], T]) -> Callable[[], T]:
 
 
 # --------------------------------------------------------------------------- JSON
+class RequestTooSlow(NetworkError):
+    """An HTTP request for JSON did not end within its deadline (a server trickling its answer)."""
+
+
+#: A wait for data that ends this close to the deadline (seconds) was ended by it (socket timers round).
+_SLACK_S = 0.05
+
+
+def _capped_timeout(timeout: Any, deadline: Deadline) -> Any:
+    """A requests ``timeout`` (seconds, a (connect, read) pair or None) no longer than the time left."""
+    left = deadline.remaining()
+    if isinstance(timeout, tuple):
+        return tuple(left if t is None else min(float(t), left) for t in timeout)
+    return left if timeout is None else min(float(timeout), left)
+
+
+def _named(request: Any) -> str:
+    """``METHOD URL`` of a request, the query string left out (a GET item search carries its GeoJSON there)."""
+    url = str(request.url)
+    base, _, query = url.partition("?")
+    return f"{request.method} {base}" + ("?..." if query else "")
+
+
+def _deadline_adapter(deadline_s: float) -> Any:
+    """A requests transport adapter ending each request at ``deadline_s`` seconds, its answer read or not."""
+    from requests.adapters import HTTPAdapter
+
+    class DeadlineAdapter(HTTPAdapter):
+        """Sends a request, then reads its body piece by piece as it arrives, until the deadline.
+
+        A timeout of requests bounds one wait for data, so a server sending a few bytes every
+        second is never timed out; the deadline bounds the request whole. The connection is cut
+        when it passes (the server stops sending) and :class:`RequestTooSlow` names the request.
+        No retries of its own (``max_retries`` 0): every retry is :func:`with_retries`'.
+        """
+
+        def send(self, request: Any, stream: bool = False, timeout: Any = None, **kw: Any) -> Any:  # noqa: ARG002
+            deadline = Deadline(deadline_s)
+            late = RequestTooSlow(_late(_named(request), deadline, "the server sends too slowly or not at all"))
+            wait = timeout[-1] if isinstance(timeout, tuple) else timeout  # the read timeout
+            try:
+                resp = super().send(request, stream=True, timeout=_capped_timeout(timeout, deadline), **kw)
+            except Exception:
+                if deadline.remaining() <= _SLACK_S:  # its timeout was cut to the time left: the deadline ended it
+                    raise late from None
+                raise
+            chunks: list[bytes] = []
+            try:
+                while True:
+                    left = deadline.remaining()
+                    if left <= 0:
+                        raise late
+                    sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+                    if sock is not None:  # no wait for data beyond the deadline
+                        sock.settimeout(left if wait is None else min(float(wait), left))
+                    chunk = resp.raw.read1(1 << 16, decode_content=True)  # what has arrived, not a full buffer
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            except Exception as e:
+                resp.close()  # the connection is dropped, not returned to the pool half-read
+                if e is not late and deadline.remaining() <= _SLACK_S:  # a wait for data cut short by the deadline
+                    raise late from None
+                raise
+            resp._content = b"".join(chunks)
+            resp._content_consumed = True
+            resp.raw.release_conn()
+            return resp
+
+    return DeadlineAdapter()
+
+
+def bounded_session(policy: RetryPolicy, session: Any = None) -> Any:
+    """A requests ``Session`` whose every request ends within ``policy.deadline_s``, its answer read.
+
+    Each request (a catalogue's landing page, a page of an item search, an item's JSON) may take at
+    most ``policy.deadline_s`` from sending to its last byte; one that does not raises
+    :class:`RequestTooSlow` (a :class:`~imgdiff.errors.NetworkError`), one line naming the method and
+    URL, which :func:`with_retries` does not retry. Without a deadline the session is left as it is.
+
+    Parameters
+    ----------
+    policy : RetryPolicy
+        ``deadline_s`` bounds each request.
+    session : requests.Session, optional
+        The session to bound (pystac-client's); default a new one.
+
+    Returns
+    -------
+    requests.Session
+    """
+    import requests
+
+    session = session if session is not None else requests.Session()
+    if policy.deadline_s is not None:
+        adapter = _deadline_adapter(policy.deadline_s)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session
+
+
 def get_json(url: str, policy: RetryPolicy, *, retry_log: RetryLog | None = None,
              sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """GET a JSON document (a STAC item) over HTTP, or read it from a local path."""
+    """GET a JSON document (a STAC item) over HTTP, or read it from a local path.
+
+    Each request may take ``policy.timeout_s`` per wait for data and ``policy.deadline_s`` in all
+    (:func:`bounded_session`); failures are retried as ``policy`` says (:func:`with_retries`).
+    """
     if not url.startswith(("http://", "https://")):
         p = Path(url[7:] if url.startswith("file://") else url)
         try:
@@ -467,13 +590,13 @@ def get_json(url: str, policy: RetryPolicy, *, retry_log: RetryLog | None = None
             raise InputError(f"{p}: no such STAC item file") from None
         except (OSError, ValueError) as e:
             raise InputError(f"{p}: not a readable STAC item JSON ({e})") from None
-    import requests
 
     def op() -> dict[str, Any]:
-        r = requests.get(url, timeout=policy.timeout_s, headers={"Accept": "application/geo+json, application/json"})
+        with bounded_session(policy) as session:
+            r = session.get(url, timeout=policy.timeout_s,
+                            headers={"Accept": "application/geo+json, application/json"})
         if r.status_code >= 400:
-            err = OSError(f"HTTP response code: {r.status_code}")
-            raise err
+            raise OSError(f"HTTP response code: {r.status_code}")
         return r.json()
 
     return with_retries(op, url, policy, retry_log=retry_log, sleep=sleep)
