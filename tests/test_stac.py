@@ -169,6 +169,7 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                     if not f.get("until_reopen") and not f.get("persist"):
                         state.faults.remove(f)
                     self.fault_headers = f.get("headers") or {}
+                    self.fault_body = json.dumps(f["body"]).encode() if "body" in f else None
                     self.fault_kind = f["kind"]
                     return f["kind"]
             self.fault_kind = None
@@ -272,7 +273,8 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                 return None
             kind = self._fault()
             if kind and kind.isdigit():
-                return self._send(int(kind), b'{"code": "ServerError"}', "application/json", self.fault_headers)
+                return self._send(int(kind), self.fault_body or b'{"code": "ServerError"}', "application/json",
+                                  self.fault_headers)
             if urlparse(self.path).path == "/search":
                 return self._search(body)
             self._send(404, b"{}", "application/json")
@@ -288,7 +290,8 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
             if kind == "slow":
                 time.sleep(2.5)
             elif kind and kind.isdigit():
-                return self._send(int(kind), b"error", "text/plain", self.fault_headers)
+                return self._send(int(kind), self.fault_body or b"error",
+                                  "application/json" if self.fault_body else "text/plain", self.fault_headers)
             if url.path in ("/", ""):
                 return self._json(_landing(state))
             if url.path == "/conformance":
@@ -726,20 +729,78 @@ def test_search_asks_pages_sized_to_the_request_so_filtering_here_takes_one_requ
 def test_a_server_refusing_the_cloud_condition_it_advertises_is_searched_again_filtering_here(
         server, aoi, caplog, extension, param):
     """An API whose landing page lists the Query or Filter extension but that answers the condition with
-    HTTP 400: one warning line, the search made again without it and filtered here; not asked again when a
-    later request of the search fails and is retried."""
+    HTTP 400, and the search without it with items: one warning line saying what the server answered (the
+    status and the description of its JSON body), the items filtered here."""
     server.conforms = [*PLAIN_API, extension]
     server.refuse = {param}
-    server.faults += [{"path": "/search", "kind": "503", "methods": ("POST",), "headers": {"Retry-After": "0"}}]
     with caplog.at_level("WARNING", logger="imgdiff.stac.catalog"):
         found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, read_scl=False,
                        policy=FAST, sleep=lambda s: None)
     assert sorted(a.id for a in found) == sorted([CLOUDY, OLD]) and found.notes.cloud_filter == "client"
     assert [(param in p, bool(p.get("refused"))) for p in server.searches] == [(True, True), (False, False)]
-    assert len([r for r in server.requests if r["method"] == "POST"]) == 3  # refused, 503, then the search
     warned = [r.getMessage() for r in caplog.records if r.name == "imgdiff.stac.catalog"]
     assert len(warned) == 1 and "\n" not in warned[0]
-    assert "refused the cloud condition" in warned[0] and "HTTP 400" in warned[0] and "filtering" in warned[0]
+    assert f"was refused with HTTP 400 (unsupported: {param}) and succeeded without it" in warned[0]
+    assert warned[0].endswith("filtering by cloud cover here instead")
+
+
+def test_the_condition_is_asked_again_when_the_search_without_it_failed_and_is_retried(server, aoi, caplog):
+    """The search without the condition answered 503: nothing shows yet that the 400 was about the condition,
+    so the next attempt asks it again (refused again, then the search without it succeeds: one warning)."""
+    server.conforms = [*PLAIN_API, QUERY_EXT]
+    server.refuse = {"query"}
+    server.faults += [{"path": "/search", "kind": "503", "methods": ("POST",), "headers": {"Retry-After": "0"}}]
+    with caplog.at_level("WARNING", logger="imgdiff.stac.catalog"):
+        found = search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, max_items=2, read_scl=False,
+                       policy=FAST, sleep=lambda s: None)
+    assert sorted(a.id for a in found) == sorted([CLOUDY, OLD]) and found.notes.cloud_filter == "client"
+    # refused, 503 (answered before the search is logged), refused, then the search without the condition
+    assert [("query" in p, bool(p.get("refused"))) for p in server.searches] == [(True, True), (True, True),
+                                                                                 (False, False)]
+    assert len([r for r in server.requests if r["method"] == "POST"]) == 4
+    assert len([r for r in caplog.records if r.name == "imgdiff.stac.catalog"]) == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_400_that_the_search_without_the_condition_gets_too_is_one_line_naming_both_answers(
+        server, aoi, caplog, method):
+    """A 400 about something else (here the search's geometry): the search without the cloud condition is
+    answered 400 too, so the condition is not blamed and nothing is filtered here: one error line naming
+    the search URL and both answers, no warning, not retried."""
+    server.conforms = [*PLAIN_API, QUERY_EXT]
+    if method == "GET":
+        server.faults += [{"path": "/search", "kind": "405", "methods": ("POST",), "persist": True}]
+    body = {"code": "InvalidParameterValue", "description": "intersects: not a valid geometry"}
+    server.faults += [{"path": "/search", "kind": "400", "methods": (method,), "persist": True, "body": body}]
+    with caplog.at_level("WARNING", logger="imgdiff.stac.catalog"), pytest.raises(NetworkError) as e:
+        search(aoi, *WHOLE, catalog=f"{server.base}/", max_cloud=10, read_scl=False, policy=FAST,
+               sleep=lambda s: None)
+    msg = str(e.value)
+    assert "\n" not in msg and "not retried" in msg
+    assert (f"{method} {server.base}/search with the cloud condition (Query extension) answered HTTP 400 "
+            "(intersects: not a valid geometry), then without it: HTTP 400: ") in msg
+    assert msg.count("intersects: not a valid geometry") == 2
+    assert not [r for r in caplog.records if r.name == "imgdiff.stac.catalog"]
+    assert len([r for r in server.requests if r["method"] == method and "/search" in r["path"]]) == 2
+
+
+def test_short_reason_takes_the_description_of_a_json_error_body_else_the_body_cut_short():
+    from pystac_client.exceptions import APIError
+
+    from imgdiff.stac.remote import short_reason
+
+    def answer(body: str, status: int | None = 400) -> APIError:
+        e = APIError(body)
+        e.status_code = status
+        return e
+
+    assert short_reason(answer('{"code": "BadRequest", "description": "unsupported: query"}')) == \
+        "HTTP 400 (unsupported: query)"
+    assert short_reason(answer('{"detail": "bad filter"}', 422)) == "HTTP 422 (bad filter)"
+    assert short_reason(answer('{"code": "BadRequest"}')) == "HTTP 400 (BadRequest)"
+    page = short_reason(answer("<html>\n<body>" + "x" * 500 + "</body></html>"))
+    assert page.startswith("HTTP 400 (<html> <body>xxx") and page.endswith(" ...)") and len(page) < 150
+    assert short_reason(answer("")) == "HTTP 400"
 
 
 def test_cli_search_against_a_server_refusing_its_cloud_condition_warns_in_one_line_and_lists_the_items(server):
@@ -759,8 +820,8 @@ def test_cli_search_against_a_server_refusing_its_cloud_condition_warns_in_one_l
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert sorted(a["id"] for a in out["acquisitions"]) == sorted([CLOUDY, OLD]) and out["cloud_filter"] == "client"
-    warned = [line for line in r.stderr.splitlines() if "refused the cloud condition" in line]
-    assert len(warned) == 1 and warned[0].startswith("imgdiff: WARNING:")
+    warned = [line for line in r.stderr.splitlines() if "the search with the cloud condition" in line]
+    assert len(warned) == 1 and warned[0].startswith("imgdiff: WARNING:") and "HTTP 400 (unsupported: query)" in warned[0]
 
 
 def test_cli_search_says_how_many_items_of_unknown_cloud_were_left_out(server):

@@ -28,6 +28,7 @@ from .remote import (
     raster_info,
     read_window,
     reason_of,
+    short_reason,
     with_retries,
 )
 
@@ -197,7 +198,8 @@ class SearchNotes:
     cloud_filter : str
         Where ``max_cloud`` was applied first: ``"query"`` (the server, STAC API Query extension),
         ``"filter"`` (the server, CQL2 filter), ``"client"`` (here, on the items read; also when the server
-        refused the condition it advertises, HTTP 400) or ``"none"`` (no ``max_cloud``). Every item is
+        answered the condition it advertises with HTTP 400 and the search without it succeeded) or
+        ``"none"`` (no ``max_cloud``). Every item is
         checked here as well.
     method : str
         HTTP method of the item search: ``"POST"``, or ``"GET"`` after the API refused POST (405).
@@ -459,10 +461,12 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
     """Items of an item search, read page by page until ``max_items`` pass ``max_cloud`` (or ``max_read`` are read).
 
     Pages are asked of :func:`page_size` items. The cloud condition goes to the server when the API
-    says it can apply it (:func:`cloud_mode`) and is checked here on every item all the same; an API
-    that says so but answers the condition with HTTP 400 is searched again without it, filtering
-    here (a one-line warning; once per search, kept for the retries). POST is tried first; an API
-    answering it with 405 is searched with GET (once per search, kept for the retries).
+    says it can apply it (:func:`cloud_mode`) and is checked here on every item all the same. An API
+    that says so but answers the search with HTTP 400 is searched again without the condition: when
+    that search succeeds, its items are filtered here, with a one-line warning saying what the server
+    answered (:func:`~imgdiff.stac.remote.short_reason`); when it fails too, the 400 was not (only)
+    about the condition, and the error names both answers. POST is tried first; an API answering it
+    with 405 is searched with GET (once per search, kept for the retries).
     """
     from pystac_client import Client
     from pystac_client.errors import ClientTypeError
@@ -473,14 +477,17 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
     params = {k: v for k, v in params.items() if v is not None}
     max_read = max_items if max_read is None or max_cloud is None else max_read
     method = "POST"
-    refused = False  # the server refused the cloud condition it advertises (HTTP 400): filtered here
+    url = catalog  # the search endpoint, once a search is opened
 
     def open_search(client: Any, how: str, mode: str) -> Any:
+        nonlocal url
         cond = cloud_condition(max_cloud, keep_unknown_cloud, mode, how) if max_cloud is not None else {}
         with warnings.catch_warnings():  # GET after a 405: pystac-client warns when the landing page lists POST only
             warnings.simplefilter("ignore", PystacClientWarning)
-            return client.search(collections=[collection], method=how, limit=page_size(max_items, max_read, mode),
-                                 **params, **cond)
+            s = client.search(collections=[collection], method=how, limit=page_size(max_items, max_read, mode),
+                              **params, **cond)
+        url = s.url
+        return s
 
     def scan(s: Any, mode: str) -> _Scan:
         kept: list[dict[str, Any]] = []
@@ -513,13 +520,14 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
             try:
                 return scan(open_search(client, method, mode), mode)
             except APIError as e2:
+                if http_status(e2) == 400 and mode in ("query", "filter"):
+                    raise  # the GET's answer to the condition: searched again without it (op)
                 err = APIError(f"POST {s.url} answered HTTP 405 (method not allowed), then GET {s.url}: "
                                f"{reason_of(e2)}")
                 err.status_code = http_status(e2)
                 raise err from None
 
     def op() -> _Scan:
-        nonlocal refused
         # pystac-client retries each request 5 times by itself (urllib3: connection errors,
         # GET timeouts, 429/503 with Retry-After); switched off so that ``policy.attempts`` is
         # the number of attempts in all, as the error message and --retries say.
@@ -529,17 +537,25 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
             client = Client.open(catalog, timeout=policy.timeout_s, stac_io=stac_io)
             mode = "none"
             if max_cloud is not None:
-                mode = "client" if refused else cloud_mode(lambda name: client.conforms_to(name), keep_unknown_cloud)
+                mode = cloud_mode(lambda name: client.conforms_to(name), keep_unknown_cloud)
             try:
                 return search_with(client, mode)
             except APIError as e:
                 if mode not in ("query", "filter") or http_status(e) != 400:
                     raise
-                refused = True
-                log.warning("%s: the catalogue says it offers the %s extension but refused the cloud condition "
-                            "(%s); filtering by cloud cover here instead", catalog,
-                            "Query" if mode == "query" else "Filter", reason_of(e))
-                return search_with(client, "client")
+                with_condition, asked = e, method
+            ext = "Query extension" if mode == "query" else "Filter extension, CQL2"
+            try:
+                found = search_with(client, "client")
+            except APIError as e2:
+                err = APIError(f"{asked} {url} with the cloud condition ({ext}) answered "
+                               f"{short_reason(with_condition)}, then without it: {reason_of(e2)}")
+                err.status_code = http_status(e2)
+                raise err from None
+            log.warning("%s: the search with the cloud condition (%s, which the catalogue lists) was refused with "
+                        "%s and succeeded without it; filtering by cloud cover here instead", catalog, ext,
+                        short_reason(with_condition))
+            return found
         except (ClientTypeError, DoesNotConformTo) as e:
             # a JSON document that is not a STAC catalogue, or one without item search: no retry mends it
             raise NetworkError(f"{catalog}: not a STAC API with item search ({one_line(e)}); "

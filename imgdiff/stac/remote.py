@@ -201,6 +201,42 @@ def reason_of(exc: BaseException) -> str:
     return text
 
 
+#: Longest reason of :func:`short_reason` (a warning line names it among other things).
+SHORT_REASON_CHARS = 120
+#: Fields of a JSON error body that say what was wrong (OGC API / STAC API ``description``, FastAPI ``detail``, ...).
+_REASON_FIELDS = ("description", "detail", "message", "title", "error", "code")
+
+
+def short_reason(exc: BaseException) -> str:
+    """What an HTTP error answer said, short: ``HTTP <status> (<reason>)``.
+
+    The reason is the first text field of a JSON error body among :data:`_REASON_FIELDS`
+    (``{"code": "BadRequest", "description": "unsupported: query"}`` gives ``unsupported: query``),
+    else the body itself, on one line and cut to :data:`SHORT_REASON_CHARS`.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error (pystac-client's ``APIError`` holds the answer's body and ``status_code``).
+    """
+    text = one_line(exc)
+    try:
+        body = json.loads(str(exc))
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        fields = [body.get(k) for k in _REASON_FIELDS]
+        found = next((f for f in fields if isinstance(f, str) and f.strip()), None)
+        if found is not None:
+            text = one_line(found)
+    if len(text) > SHORT_REASON_CHARS:
+        text = text[:SHORT_REASON_CHARS] + " ..."
+    status = http_status(exc)
+    if status is None:
+        return text or type(exc).__name__
+    return f"HTTP {status}" + (f" ({text})" if text and text != str(status) else "")
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether an error from GDAL, requests or JSON decoding is worth another attempt.
 
