@@ -13,8 +13,8 @@ from imgdiff.errors import InputError
 from imgdiff.stac import default_cache_dir, fetch_item, load_item, resolve_aoi, search
 from imgdiff.stac.items import DEFAULT_BANDS
 
-from .options import bands_opt, json_opt, overwrite_opt, show_progress, steps
-from .search import aoi_options, catalog_options, date_options, policy_of, unknown_cloud_note
+from .options import bands_opt, given, json_opt, overwrite_opt, show_progress, steps
+from .search import aoi_options, catalog_options, date_options, limit_opt, policy_of, unknown_cloud_note
 
 
 @click.command("fetch")
@@ -26,6 +26,7 @@ from .search import aoi_options, catalog_options, date_options, policy_of, unkno
 @date_options(required=False)
 @click.option("--best", type=click.IntRange(1, 50), default=1, show_default=True,
               help="Without ITEMS: fetch this many of the best acquisitions of the search.")
+@limit_opt
 @click.option("--margin", "margin_m", type=click.FloatRange(0, 20000), default=500.0, show_default=True,
               help="Ground margin around the zones, in metres.")
 @click.option("--no-scl", is_flag=True, help="Do not fetch the scene classification band (SCL.tif).")
@@ -35,16 +36,19 @@ from .search import aoi_options, catalog_options, date_options, policy_of, unkno
 @catalog_options
 @overwrite_opt
 @json_opt
-def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file: str | None, bbox: tuple | None,
-              bands: list[str] | None, start: dt.date | None, end: dt.date | None, max_cloud: float | None,
-              keep_unknown_cloud: bool, best: int, margin_m: float, no_scl: bool, cache_dir: str | None,
+@click.pass_context
+def fetch_cmd(ctx: click.Context, items: tuple[str, ...], outdir: str, site: str | None, zones_file: str | None,
+              bbox: tuple | None, bands: list[str] | None, start: dt.date | None, end: dt.date | None,
+              max_cloud: float | None, keep_unknown_cloud: bool, best: int, limit: int, margin_m: float, no_scl: bool,
+              cache_dir: str | None,
               no_cache: bool, catalog: str, collection: str, retries: int, timeout_s: int, deadline_s: int,
               overwrite: bool, as_json: bool) -> None:
     """Fetch the site window of STAC ITEMS (URLs, item JSON files or ids) into scene folders.
 
     Without ITEMS, searches --from/--to (and --max-cloud: items that state no scene cloud
-    cover are then left out unless --keep-unknown-cloud) and fetches the --best acquisitions;
-    with ITEMS, those search options are refused.
+    cover are then left out unless --keep-unknown-cloud), ranks the first --limit items as
+    'imgdiff search' does and fetches the --best acquisitions; with ITEMS, those search
+    options are refused.
     Only the window of the zones (plus --margin) is read from each band, by HTTP range
     requests. Re-running resumes: finished bands are kept.
     """
@@ -52,10 +56,11 @@ def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file:
     policy = policy_of(retries, timeout_s, deadline_s)
     searched = None
     if items:
-        ignored = [name for name, given in (("--from", start is not None), ("--to", end is not None),
-                                            ("--max-cloud", max_cloud is not None),
-                                            ("--keep-unknown-cloud", keep_unknown_cloud), ("--best", best != 1))
-                   if given]
+        ignored = [name for name, was_given in (("--from", start is not None), ("--to", end is not None),
+                                                ("--max-cloud", max_cloud is not None),
+                                                ("--keep-unknown-cloud", keep_unknown_cloud),
+                                                ("--best", given(ctx, "best")), ("--limit", given(ctx, "limit")))
+                   if was_given]
         if ignored:
             raise click.UsageError(f"{', '.join(ignored)} only apply to a search, and with ITEMS given there is "
                                    "none: drop the option(s), or drop ITEMS to search")
@@ -63,8 +68,11 @@ def fetch_cmd(items: tuple[str, ...], outdir: str, site: str | None, zones_file:
     else:
         if start is None or end is None:
             raise InputError("give STAC item URLs/ids, or --from and --to to search for the best acquisition")
+        if best > limit:
+            raise click.UsageError(f"--best {best} is more than --limit {limit}: the search ranks at most --limit "
+                                   "items; raise --limit or lower --best")
         found = search(aoi, start, end, catalog=catalog, collection=collection, max_cloud=max_cloud,
-                       keep_unknown_cloud=keep_unknown_cloud, policy=policy)
+                       keep_unknown_cloud=keep_unknown_cloud, max_items=limit, policy=policy)
         note = unknown_cloud_note(found.notes)
         if not found:
             raise InputError(f"{catalog}: no acquisition between {start} and {end}; widen the dates or --max-cloud"

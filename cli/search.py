@@ -65,6 +65,12 @@ def date_options(required: bool) -> Callable[[Callable], Callable]:
     return deco
 
 
+#: ``--limit`` of ``search`` and ``fetch`` (``max_items`` of :func:`imgdiff.stac.search`).
+limit_opt = click.option("--limit", type=click.IntRange(1, 10000), default=200, show_default=True,
+                         help="At most this many items from the catalogue (that pass --max-cloud) are ranked; "
+                              "a warning says when more match.")
+
+
 def policy_of(retries: int, timeout_s: int, deadline_s: int) -> RetryPolicy:
     return RetryPolicy(attempts=retries, timeout_s=timeout_s, deadline_s=deadline_s)
 
@@ -84,8 +90,7 @@ def _pct(v: float | None) -> str:
 @date_options(required=True)
 @catalog_options
 @click.option("--no-scl", is_flag=True, help="Do not read the SCL band (no cloud fraction inside the zones).")
-@click.option("--limit", type=click.IntRange(1, 10000), default=200, show_default=True,
-              help="At most this many items from the catalogue (that pass --max-cloud).")
+@limit_opt
 @json_opt
 def search_cmd(site: str | None, zones_file: str | None, bbox: tuple | None, start: dt.date, end: dt.date,
                max_cloud: float | None, keep_unknown_cloud: bool, catalog: str, collection: str, retries: int,

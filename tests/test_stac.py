@@ -1268,6 +1268,29 @@ def test_cli_fetch_best_of_a_query(server, tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted([NEW, HAZY])
 
 
+def test_cli_fetch_limit_bounds_the_items_ranked_as_search_limit_does(server, tmp_path, caplog):
+    """--limit 2: only the first two items the catalogue returns (NEW, CLOUDY) are ranked, so HAZY, second
+    best of the three, is not fetched; fetch and search rank the same items and say the cut the same way."""
+    where = ["--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2024-12-01", "--to", "2024-12-15", "--catalog",
+             f"{server.base}/", "--limit", "2", "--json"]
+    r = CliRunner().invoke(_cli(), ["fetch", *where, "--bands", "B04", "--no-scl", "--no-cache", "--best", "2",
+                                    "-o", str(tmp_path / "two")])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [f["item_id"] for f in out["fetched"]] == [NEW, CLOUDY] and out["search"]["more_match"] is True
+    warned = [r.getMessage() for r in caplog.records if r.name == "imgdiff.stac.catalog"]
+    assert len(warned) == 1 and "more than 2 items match" in warned[0] and "raise --limit" in warned[0]
+    r = CliRunner().invoke(_cli(), ["search", *where])
+    assert [a["id"] for a in json.loads(r.stdout)["acquisitions"]] == [NEW, CLOUDY]
+
+
+def test_cli_fetch_refuses_best_beyond_limit(tmp_path):
+    r = CliRunner().invoke(_cli(), ["fetch", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2024-12-01", "--to",
+                                    "2024-12-15", "--best", "3", "--limit", "2", "-o", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "--best 3 is more than --limit 2" in r.stderr
+    assert not (tmp_path / "s").exists()
+
+
 def test_cli_fetch_network_failure_is_one_line_exit_2(server, tmp_path):
     url = f"{server.base}/collections/{COLLECTION}/items/{NEW}"
     server.faults += [{"path": f"/items/{NEW}", "kind": "500"} for _ in range(2)]
@@ -1290,6 +1313,9 @@ def test_cli_fetch_refuses_search_options_it_would_ignore_with_items_given(tmp_p
     assert r.exit_code == 2
     assert "--from, --best only apply to a search" in r.stderr
     assert not (tmp_path / "s").exists()
+    r = CliRunner().invoke(_cli(), ["fetch", "S2B_X", "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
+                                    "--limit", "200", "--best", "1"])  # given at their defaults: still refused
+    assert r.exit_code == 2 and "--best, --limit only apply to a search" in r.stderr
 
 
 def test_cli_fetch_of_a_trickling_asset_stops_at_the_deadline_one_line_exit_2(server, tmp_path):
