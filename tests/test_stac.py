@@ -703,6 +703,22 @@ def test_a_catalogue_refusing_post_and_get_is_one_line_naming_the_url_and_both_a
     assert "\n" not in msg
 
 
+def test_a_slice_or_copy_of_found_keeps_the_search_notes():
+    import copy
+    import pickle
+
+    from imgdiff.stac import Acquisition, Found, SearchNotes
+
+    notes = SearchNotes(cloud_filter="client", method="GET", items_read=7, more_match=True)
+    found = Found([Acquisition({"id": i}) for i in "abcd"], notes)
+    for part in (found[:2], found[1:], found[::-1], found[5:], found.copy(), copy.copy(found),
+                 pickle.loads(pickle.dumps(found))):
+        assert isinstance(part, Found) and part.notes == notes
+    assert [a.id for a in found[:2]] == ["a", "b"] and [a.id for a in found[::-1]] == ["d", "c", "b", "a"]
+    assert found[-1].id == "d" and isinstance(found[0], Acquisition)  # an index is the acquisition itself
+    assert type(found + found) is list and type(sorted(found, key=lambda a: a.id)) is list  # as documented
+
+
 def test_page_size_is_sized_to_the_request_within_10_to_100_items():
     from imgdiff.stac.catalog import page_size
 

@@ -6,10 +6,10 @@ import datetime as _dt
 import logging
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, SupportsIndex, overload
 
 import numpy as np
 from rasterio.transform import from_origin
@@ -228,13 +228,32 @@ class SearchNotes:
 
 
 class Found(list):
-    """The acquisitions of a search, best first (a list of :class:`Acquisition`), with its :class:`SearchNotes`."""
+    """The acquisitions of a search, best first (a list of :class:`Acquisition`), with its :class:`SearchNotes`.
+
+    A slice (``found[:3]``) and :meth:`copy` are a ``Found`` with the same ``notes``: they tell how the
+    search went, whatever part of its answer is kept. Other list operations (``+``, ``sorted``, a
+    comprehension) give a plain list, without notes.
+    """
 
     notes: SearchNotes
 
-    def __init__(self, acquisitions: Sequence[Acquisition] = (), notes: SearchNotes | None = None) -> None:
+    def __init__(self, acquisitions: Iterable[Acquisition] = (), notes: SearchNotes | None = None) -> None:
         super().__init__(acquisitions)
         self.notes = notes if notes is not None else SearchNotes()
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Acquisition: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Found: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> Acquisition | Found:
+        got = super().__getitem__(index)
+        return Found(got, self.notes) if isinstance(index, slice) else got
+
+    def copy(self) -> Found:
+        """A shallow copy, with the same ``notes``."""
+        return Found(self, self.notes)
 
 
 def cloud_passes(item: Mapping[str, Any], max_cloud: float | None, keep_unknown: bool = False) -> bool:
