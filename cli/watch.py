@@ -52,7 +52,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Workers of the local dask cluster, one core each.  [default: one per core]")
 @click.option("--threads", is_flag=True, help="Local workers as threads of this process instead of processes.")
-@click.option("--no-coregister", is_flag=True, help="Do not co-register scenes to the reference.")
+@click.option("--no-coregister", is_flag=True,
+              help="Do not co-register scenes to the reference (the manifest's max_shift is then ignored, with a "
+                   "warning).")
 @max_shift_opt(" Overrides the manifest's max_shift.")
 @click.option("--min-score", type=click.FloatRange(0, 1), help="Drop detections scoring below this.")
 @click.option("--match-radius", type=click.FloatRange(0.1, 100), default=3.0, show_default=True,

@@ -223,6 +223,36 @@ def test_a_watch_manifests_max_shift_is_used_and_the_command_line_overrides_it(p
     assert seen == [(7.5, None), (10.0, None), (5.0, None)]
 
 
+def test_a_watch_manifests_max_shift_under_no_coregister_is_ignored_with_one_warning(pair, tmp_path, caplog):
+    """--max-shift with --no-coregister is refused; a manifest's max_shift: is not (the manifest may serve runs
+    with and without co-registration) but is not silently dropped either: one warning line naming the
+    manifest, on stderr also in --json mode (stdout stays the JSON), none when the manifest states no
+    max_shift."""
+    import logging
+
+    from imgdiff.watch import read_manifest, run_watch
+
+    (tmp_path / "plain").mkdir()
+    plain = _manifest(tmp_path / "plain", pair)
+    with caplog.at_level("WARNING", logger="imgdiff.watch"):
+        run_watch(read_manifest(plain), tmp_path / "plain-out", scheduler="synchronous", register=False)
+    assert not [r for r in caplog.records if "max_shift" in r.getMessage()]
+    manifest = _manifest(tmp_path, pair, "max_shift: 10\n")
+    assert "max_shift" in read_manifest(manifest).stated and "max_shift" not in read_manifest(plain).stated
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers = []  # as in a fresh `imgdiff` process: the CLI's own handler on stderr
+    try:
+        r = run("watch", manifest, "-o", tmp_path / "out", "--scheduler", "synchronous", "--no-coregister", "--json")
+    finally:
+        root.handlers, root.level = saved
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["scenes_ok"] == 2
+    warned = [line for line in r.stderr.splitlines() if "max_shift" in line]
+    assert warned == [f"imgdiff: WARNING: {manifest}: max_shift 10 is ignored: scenes are not co-registered "
+                      "(--no-coregister)"]
+
+
 @pytest.mark.parametrize("value", ["ten", "0.2", "51", "true", "[5]", ".nan"])
 def test_a_bad_max_shift_in_a_watch_manifest_is_a_one_line_error_naming_file_and_key(pair, tmp_path, value):
     from imgdiff.errors import InputError

@@ -85,6 +85,10 @@ class Manifest:
         The largest plausible shift of a scene against the reference, in pixels of the reference grid
         along either axis (the manifest's ``max_shift:``, default :data:`imgdiff.coregister.MAX_SHIFT_PX`;
         ``max_shift`` of :func:`imgdiff.watch.run_watch` and ``imgdiff watch --max-shift`` override it).
+    stated : frozenset of str
+        The site-wide keys the manifest file sets (a YAML manifest's, ``scenes`` aside; none for a CSV):
+        a setting not among them holds its default (:func:`run_watch` warns of a ``max_shift:`` it
+        does not use).
     """
 
     site: str
@@ -96,6 +100,7 @@ class Manifest:
     bbox: tuple[float, float, float, float] | None = None
     source: str = ""
     max_shift: float = MAX_SHIFT_PX
+    stated: frozenset[str] = frozenset()
 
 
 def _parse_date(value: Any, where: str) -> _dt.date:
@@ -324,6 +329,7 @@ def read_manifest(path: str | Path) -> Manifest:
         bbox=parse_bbox(doc["bbox"], str(path)) if doc.get("bbox") not in (None, "", []) else None,
         source=str(path),
         max_shift=parse_max_shift(doc.get("max_shift", MAX_SHIFT_PX), str(path)),
+        stated=frozenset(k for k in doc if k in MANIFEST_KEYS and k != "scenes"),
     )
 
 

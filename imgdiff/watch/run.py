@@ -9,6 +9,7 @@ scene results, runs the others (:mod:`imgdiff.watch.cluster`) and writes the out
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,8 @@ from .manifest import DETECTOR_CLASSES, Manifest, SceneEntry, resolve_detector, 
 from .outputs import COLUMNS, WATCH_OUTPUTS, detections_geojson, plot_timeline, tidy_rows, write_csv, write_parquet
 from .process import _reference_grid
 from .tracking import OCCUPANCY_COLUMNS, Slot, occupancy_rows, slot_runs, track_slots
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ def run_watch(
     processes : bool
         Local workers as processes (default) or threads of this process.
     register : bool
-        Co-register each scene to the reference.
+        Co-register each scene to the reference. Without, a ``max_shift:`` the manifest states is not
+        used: one warning line says so (a manifest may serve runs with and without co-registration).
     max_shift : float, optional
         Largest plausible shift of a scene, in pixels of the reference grid along either axis; a scene
         shifted farther is counted unregistered, its ``registration.note`` saying why. Default the
@@ -148,6 +152,9 @@ def run_watch(
         check_decodes(ref_path, manifest.bands, manifest.bbox)  # its pixels: every scene is compared with them
     except (ImgdiffError, RasterioError) as e:
         raise InputError(f"reference scene {ref_path}: {one_line(e)}") from None
+    if not register and "max_shift" in manifest.stated:
+        log.warning("%s: max_shift %g is ignored: scenes are not co-registered (--no-coregister)",
+                    manifest.source or "manifest", manifest.max_shift)
     out = check_outputs(outdir, WATCH_OUTPUTS, overwrite)
     cache = out / ".cache"
     cache.mkdir(exist_ok=True)
