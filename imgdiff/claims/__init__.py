@@ -107,6 +107,7 @@ from .verdicts import (
     hidden_capacity,
     object_probability,
     path_radiance_caveat,
+    registration_failed,
     registration_quality,
     zone_states,
 )
@@ -124,6 +125,6 @@ __all__ = [
     "evaluate_claim", "evidence_rules", "fine_texture", "flat_clouds", "flatter", "ground_detail", "grow_cloud", "hidden_capacity",
     "load_claims", "local_texture", "object_probability", "pair_clouds", "pair_gain", "parse_claims", "path_radiance",
     "path_radiance_caveat", "read_for_zones",
-    "registration_quality", "seen_clearly", "seen_through", "shade", "shared_texture", "survey", "temporal_changes", "temporal_clouds", "verify",
+    "registration_failed", "registration_quality", "seen_clearly", "seen_through", "shade", "shared_texture", "survey", "temporal_changes", "temporal_clouds", "verify",
     "wide_labels", "wide_regions", "zone_counts", "zone_states",
 ]

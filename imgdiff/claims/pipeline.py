@@ -38,11 +38,11 @@ from .evidence import (
 from .files import OBJECTS, ClaimFile, ClaimsError
 from .performance import DetectorPerformance, detector_performance
 from .verdicts import (
-    MIN_REGISTRATION_RELIABILITY,
     Verdict,
     ZoneState,
     evaluate_claim,
     path_radiance_caveat,
+    registration_failed,
     registration_quality,
     zone_states,
 )
@@ -256,7 +256,7 @@ def analyse_result(
                       probability=calibrated, static_persistence=STATIC_PERSISTENCE, static_evidence=static,
                       clear_before=clear["before"], clear_after=clear["after"], comparable=~(haze_b | haze_a))
         objs_b, objs_a = r.before, r.after
-        if obj in VACATED_OBJECTS and registration_quality(result.registration) >= MIN_REGISTRATION_RELIABILITY:
+        if obj in VACATED_OBJECTS and not registration_failed(result.registration):
             # objects that left (or arrived) seen in the change itself: standing out on one date where the
             # other shows open water or plain apron, unexplained by any object counted on either date
             # (imgdiff.vacated)

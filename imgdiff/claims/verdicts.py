@@ -489,11 +489,17 @@ def registration_quality(reg: Any) -> float:
 
     0 when the 1-sigma uncertainty exceeds :data:`MAX_REGISTRATION_UNCERTAINTY_PX` pixels (or the
     reliability is missing or NaN), else the registration's reliability. A quality below
-    :data:`MIN_REGISTRATION_RELIABILITY` is a failed co-registration: the verdicts and ``report.json``'s
-    ``coregistration.failed`` compare against that threshold.
+    :data:`MIN_REGISTRATION_RELIABILITY` is a failed co-registration (:func:`registration_failed`).
     """
     rel = float(np.nan_to_num(getattr(reg, "reliability", 0.0)))
     unc = float(getattr(reg, "uncertainty_px", math.nan))
     if math.isfinite(unc) and unc > MAX_REGISTRATION_UNCERTAINTY_PX:
         return 0.0
     return rel
+
+
+def registration_failed(reg: Any) -> bool:
+    """Whether a :class:`~imgdiff.coregister.Registration` counts as failed: its
+    :func:`registration_quality` is below :data:`MIN_REGISTRATION_RELIABILITY` (the rule of the verdicts,
+    of the change-based departures and of ``report.json``'s ``coregistration.failed``)."""
+    return registration_quality(reg) < MIN_REGISTRATION_RELIABILITY

@@ -178,7 +178,7 @@ def verify_report(v: Verification) -> dict[str, Any]:
 
 
 def _registration_entry(v: Verification) -> dict[str, Any]:
-    from ..claims import MIN_REGISTRATION_RELIABILITY, registration_quality
+    from ..claims import registration_failed
 
     r = v.result.registration.to_dict()
     keep = ("dx", "dy", "dx_m", "dy_m", "uncertainty_px", "reliability", "method", "max_shift_px", "notes")
@@ -186,7 +186,7 @@ def _registration_entry(v: Verification) -> dict[str, Any]:
     # not asked for (``compare --no-coregister``: method "none", no shift sought) is not a failure; sought and
     # not found (method "none" with the max_shift_px of the search: compared unregistered) is
     sought = r.get("method") != "none" or r.get("max_shift_px") is not None
-    out["failed"] = sought and registration_quality(v.result.registration) < MIN_REGISTRATION_RELIABILITY
+    out["failed"] = sought and registration_failed(v.result.registration)
     return out
 
 
