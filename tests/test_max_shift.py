@@ -304,3 +304,16 @@ def test_report_calls_a_registration_failed_exactly_when_the_verdicts_do():
 
     assert entry(MIN_REGISTRATION_RELIABILITY / 2)["failed"]
     assert not entry(min(1.0, MIN_REGISTRATION_RELIABILITY * 2))["failed"]
+
+
+def test_an_unused_shift_limit_leaves_the_watch_cache_keys_alone():
+    # under register=False the manifest's (or a given) max_shift is not used, so it must not make every
+    # cached scene of an earlier run stale
+    from imgdiff.coregister import MAX_SHIFT_PX
+    from imgdiff.watch.manifest import Manifest
+    from imgdiff.watch.run import _max_shift
+
+    stated = Manifest(site="tartus", scenes=(), max_shift=10.0)
+    assert _max_shift(None, stated, register=False) == MAX_SHIFT_PX
+    assert _max_shift(None, stated, register=True) == 10.0
+    assert _max_shift(7.0, stated, register=True) == 7.0

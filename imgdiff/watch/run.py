@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import __version__
 from .._repr import short_repr
+from ..coregister import MAX_SHIFT_PX
 from ..errors import ImgdiffError, InputError, check_type
 from ..io.inspect import check_decodes
 from ..io.layout import one_line
@@ -72,6 +73,14 @@ def pick_reference(manifest: Manifest, reference: str | None = None) -> str:
     raise InputError(f"{manifest.source}: reference {ref!r} is neither a scene of the manifest nor a path")
 
 
+
+def _max_shift(given: float | None, manifest: Manifest, register: bool) -> float:
+    """The shift limit of a run (pixels): ``given``, else the manifest's; :data:`MAX_SHIFT_PX` when scenes
+    are not co-registered, so that an unused limit leaves the scenes' cache keys as they were."""
+    if not register:
+        return MAX_SHIFT_PX
+    return manifest.max_shift if given is None else float(given)
+
 def run_watch(
     manifest: Manifest,
     outdir: str | Path,
@@ -113,6 +122,7 @@ def run_watch(
         Largest plausible shift of a scene, in pixels of the reference grid along either axis; a scene
         shifted farther is counted unregistered, its ``registration.note`` saying why. Default the
         manifest's (``manifest.max_shift``: its ``max_shift:``, else :data:`imgdiff.coregister.MAX_SHIFT_PX`).
+        Not used without ``register``.
     min_score : float, optional
         Drop detections below this score.
     radius_px : float
@@ -145,7 +155,7 @@ def run_watch(
     ref_path = pick_reference(manifest, reference)
     params = WatchParams(reference=ref_path, detector=manifest.detector, zones=zones, bands=manifest.bands,
                          bbox=manifest.bbox, register=register, min_score=min_score,
-                         max_shift=manifest.max_shift if max_shift is None else float(max_shift))
+                         max_shift=_max_shift(max_shift, manifest, register))
     try:
         ref_hash = content_hash(ref_path, manifest.bands)
         _reference_grid(ref_path, manifest.bands, manifest.bbox)  # its bands, and the bbox on it
