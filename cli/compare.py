@@ -19,8 +19,8 @@ from imgdiff.stac.resolve import resolve_scene_path
 from .options import (
     bands_opt,
     bbox_opt,
+    check_max_shift_applies,
     echo_json,
-    given,
     json_opt,
     max_shift_opt,
     naming,
@@ -59,8 +59,7 @@ def compare_cmd(ctx: click.Context, before: str, after: str, outdir: str, bands:
 
     BEFORE and AFTER are scene paths, or STAC item URLs / ids (fetched for --bbox or the site's zones).
     """
-    if no_coregister and given(ctx, "max_shift"):
-        raise click.UsageError(f"--max-shift {max_shift:g} does not apply with --no-coregister (no shift is sought)")
+    check_max_shift_applies(ctx, no_coregister, max_shift)
     if site and zones_file:
         raise InputError(f"--site {site} and --zones {zones_file}: give exactly one (--site names a catalogue site, "
                          "--zones a GeoJSON file)")

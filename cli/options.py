@@ -60,6 +60,12 @@ def max_shift_opt(more_help: str = "") -> Any:
                         show_default=True, help="Largest plausible shift in pixels." + more_help)
 
 
+def check_max_shift_applies(ctx: click.Context, no_coregister: bool, max_shift: float) -> None:
+    """Refuse ``--max-shift`` given together with ``--no-coregister`` (a usage error: no shift is sought)."""
+    if no_coregister and given(ctx, "max_shift"):
+        raise click.UsageError(f"--max-shift {max_shift:g} does not apply with --no-coregister (no shift is sought)")
+
+
 def given(ctx: click.Context, name: str) -> bool:
     """Whether the option ``name`` (its parameter name) was given on the command line, not left at its default."""
     return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)

@@ -14,7 +14,17 @@ from imgdiff.errors import ImgdiffError, InputError
 from imgdiff.watch import DETECTORS, read_manifest, run_watch
 from imgdiff.watch.manifest import Manifest
 
-from .options import bands_opt, bbox_opt, echo_json, given, json_opt, max_shift_opt, overwrite_opt, show_progress
+from .options import (
+    bands_opt,
+    bbox_opt,
+    check_max_shift_applies,
+    echo_json,
+    given,
+    json_opt,
+    max_shift_opt,
+    overwrite_opt,
+    show_progress,
+)
 
 
 @contextmanager
@@ -81,8 +91,7 @@ def watch_cmd(ctx: click.Context, manifest: str, outdir: str, zones: str | None,
     counts in that site's zones; another site name is only a label
     (one zone: the whole scene).
     """
-    if no_coregister and given(ctx, "max_shift"):
-        raise click.UsageError(f"--max-shift {max_shift:g} does not apply with --no-coregister (no shift is sought)")
+    check_max_shift_applies(ctx, no_coregister, max_shift)
     m = read_manifest(manifest)
     changes = {k: v for k, v in {"zones": zones, "detector": detector, "bbox": tuple(bbox) if bbox else None,
                                  "bands": tuple(bands) if bands else None,
