@@ -433,17 +433,6 @@ def search(
     return Found(sorted(found, key=rank_key), notes)
 
 
-def search_items(
-    aoi: Zones, start: _dt.date, end: _dt.date, *, catalog: str = DEFAULT_CATALOG,
-    collection: str = DEFAULT_COLLECTION, max_items: int = 200, ids: Sequence[str] | None = None,
-    policy: RetryPolicy = DEFAULT_POLICY, sleep: Callable[[float], None] = time.sleep,
-) -> list[dict[str, Any]]:
-    """Raw STAC item dictionaries from ``catalog`` intersecting the zones between two dates (UTC, inclusive)."""
-    when = f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z"
-    return _api_search(catalog, collection, policy, sleep, intersects=aoi_geojson(aoi), datetime=when,
-                       max_items=max_items, ids=list(ids) if ids else None).items
-
-
 def items_by_id(ids: Sequence[str], *, catalog: str = DEFAULT_CATALOG, collection: str = DEFAULT_COLLECTION,
                 policy: RetryPolicy = DEFAULT_POLICY, sleep: Callable[[float], None] = time.sleep,
                 ) -> list[dict[str, Any]]:
