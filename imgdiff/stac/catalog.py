@@ -8,7 +8,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, SupportsIndex, overload
 
 import numpy as np
@@ -401,23 +401,21 @@ def search(
     scan = _api_search(catalog, collection, policy, sleep, intersects=aoi_geojson(aoi), datetime=when,
                        max_items=max_items + 1, max_read=max(max_read, max_items + 1), max_cloud=max_cloud,
                        keep_unknown_cloud=keep_unknown_cloud)
-    items = scan.items
+    items, notes = scan.items, scan.notes
     more = len(items) > max_items
     if more:
         items = items[:max_items]
         log.warning("%s (%s): more than %d items match; only the first %d the catalogue returned are "
                     "ranked, so better acquisitions may be left out: narrow the dates or raise --limit",
                     catalog, collection, max_items, max_items)
-    if scan.bound_reached:
+    if notes.scan_bound_reached:
         log.warning("%s (%s): %d of the %d items read have eo:cloud_cover <= %g; no more were read (at most %d), "
                     "so matching items further on may be left out: narrow the dates or raise --limit",
-                    catalog, collection, len(items), scan.read, max_cloud, scan.read)
-    if scan.unknown_left_out:
+                    catalog, collection, len(items), notes.items_read, max_cloud, notes.items_read)
+    if notes.unknown_cloud_left_out:
         log.info("%s (%s): %d item(s) without eo:cloud_cover left out (keep_unknown_cloud keeps them)",
-                 catalog, collection, scan.unknown_left_out)
-    notes = SearchNotes(cloud_filter=scan.mode, method=scan.method, items_read=scan.read,
-                        unknown_cloud_left_out=scan.unknown_left_out, more_match=more,
-                        scan_bound_reached=scan.bound_reached)
+                 catalog, collection, notes.unknown_cloud_left_out)
+    notes = replace(notes, more_match=more)
 
     def cover(it: Mapping[str, Any]) -> Acquisition:
         if not read_scl:
@@ -453,14 +451,10 @@ def items_by_id(ids: Sequence[str], *, catalog: str = DEFAULT_CATALOG, collectio
 
 @dataclass(frozen=True)
 class _Scan:
-    """What one item search read: the items kept, and how."""
+    """What one item search read: the items kept, and how (``notes``; ``more_match`` is :func:`search`'s)."""
 
     items: list[dict[str, Any]]
-    mode: str = "none"
-    method: str = "POST"
-    read: int = 0
-    unknown_left_out: int = 0
-    bound_reached: bool = False
+    notes: SearchNotes
 
 
 def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Callable[[float], None], *,
@@ -512,7 +506,8 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
                     break
             elif cloud_cover(it) is None:
                 unknown += 1
-        return _Scan(kept, mode, s.method, read, unknown, bound)
+        return _Scan(kept, SearchNotes(cloud_filter=mode, method=s.method, items_read=read,
+                                       unknown_cloud_left_out=unknown, scan_bound_reached=bound))
 
     def search_with(client: Any, mode: str) -> _Scan:
         """One search with the cloud condition of ``mode``: POST, or GET after the API refused POST (405)."""
