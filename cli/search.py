@@ -124,7 +124,8 @@ def search_cmd(site: str | None, zones_file: str | None, bbox: tuple | None, sta
         click.echo(f"{r['date'] or '?':10s}  {r['id']:34s}  {r['tile'] or '?':5s}  {r['processing_baseline'] or '?':8s}  "
                    f"{'?' if scene is None else f'{scene:.1f}%':>11s}  {_pct(zc.get('cloud_fraction')):>10s}  "
                    f"{_pct(zc.get('nodata_fraction')):>12s}")
-    if unknown_cloud_note(found.notes):
-        click.echo(unknown_cloud_note(found.notes), err=True)
+    note = unknown_cloud_note(found.notes)
+    if note:
+        click.echo(note, err=True)
     if not rows:
         click.echo("no acquisition found; widen the dates or raise --max-cloud", err=True)
