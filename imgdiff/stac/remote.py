@@ -565,7 +565,8 @@ def _deadline_adapter(deadline_s: float) -> Any:
                     sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
                     if sock is not None:  # no wait for data beyond the deadline
                         sock.settimeout(left if wait is None else min(float(wait), left))
-                    chunk = resp.raw.read1(1 << 16, decode_content=True)  # what has arrived, not a full buffer
+                    # what has arrived, not a full buffer (read1: urllib3 >= 2.2, pinned in pyproject.toml)
+                    chunk = resp.raw.read1(1 << 16, decode_content=True)
                     if not chunk:
                         break
                     chunks.append(chunk)
