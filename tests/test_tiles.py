@@ -635,7 +635,7 @@ def test_sample_windows_keep_the_light_of_a_saturated_pixel_out_of_the_radiometr
     after = Scene(lit, before.crs, tr, before.valid, meta=meta)
     reg = Registration(0.4, -0.3, 4.0, 3.0, 0.05, 1.0, method="test")
     pair = AlignedPair(before, after, Grid.of(before), before.valid)
-    _, a, clear = clear_stacks(pair, reg, names)
+    _, a, clear = clear_stacks(pair.before, pair.after, reg, names)
     moved = warp(after, reg, interpolation=WARP_KERNEL)
     plain = moved.stack(names)
     block = np.zeros((40, 40), bool)
@@ -673,7 +673,7 @@ def test_sample_windows_without_the_cloud_bands_still_leave_out_saturated_pixels
             bands["B11"][20:22, 20:22] = 6.5535
         scenes[d] = Scene(bands, CRS.from_epsg(32636), tr, np.ones((40, 40), bool), meta=meta)
     pair = AlignedPair(scenes["before"], scenes["after"], Grid.of(scenes["before"]), scenes["before"].valid)
-    _, _, clear = clear_stacks(pair, None, names)
+    _, _, clear = clear_stacks(pair.before, pair.after, None, names)
     block = np.zeros((40, 40), bool)
     block[20:22, 20:22] = True
     np.testing.assert_array_equal(clear, ~block)

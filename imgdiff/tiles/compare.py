@@ -22,8 +22,7 @@ import numpy as np
 import rasterio
 
 from .. import __version__
-from ..change import unspread_saturation
-from ..coregister import MAX_SHIFT_PX, warp
+from ..coregister import MAX_SHIFT_PX
 from ..errors import check_type
 from ..grid import Grid
 from ..io.read import BBox, find_band_sources
@@ -40,7 +39,7 @@ from .methods import (
     pick_tiled_method,
 )
 from .reading import GDAL_CACHE_BYTES, StripReader, pair_probes, work_grid
-from .samples import WARP_KERNEL, SampleEstimate, _excluded, _read_pair, estimate_on_samples
+from .samples import SampleEstimate, _read_pair, clear_stacks, estimate_on_samples
 from .tiling import CHANGE_OVERLAP, MLP_TILE_SIZE, TILE_SIZE, Tile, map_bounded, one_thread_per_worker, tile_grid
 
 #: Compression of the tiled comparison's ``change.tif``: ZSTD level 1, each band in its own blocks,
@@ -277,13 +276,9 @@ def write_change_tiled(
             if b is None or a is None:
                 shape = (region[0].stop - region[0].start, region[1].stop - region[1].start)
                 return tile, np.full(shape, np.nan, np.float32), core
-            moved = warp(a, est.registration, interpolation=WARP_KERNEL) if register else a
-            ok = b.valid & moved.valid & ~_excluded(b) & ~_excluded(moved)
-            if register:  # saturated pixels not spread by the warp (as imgdiff.compare)
-                moved, reach = unspread_saturation(a, moved, est.registration, interpolation=WARP_KERNEL)
-                ok &= ~reach
-            after_n = est.apply(moved.stack(names), copy=False)
-            return tile, _magnitude(method, b.stack(names), after_n, ok, names, est, region), core
+            before_s, after_s, ok = clear_stacks(b, a, est.registration if register else None, names)
+            after_n = est.apply(after_s, copy=False)
+            return tile, _magnitude(method, before_s, after_n, ok, names, est, region), core
 
         if fixed_thr is not None:
             thr = fixed_thr

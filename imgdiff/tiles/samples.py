@@ -145,14 +145,14 @@ def _excluded(scene: Scene) -> np.ndarray:
     return cloud_mask(scene, shadows=True) | saturated  # = date_masks(scene).excluded, no water mask
 
 
-def clear_stacks(pair: AlignedPair, registration: Registration | None,
+def clear_stacks(before: Scene, after: Scene, registration: Registration | None,
                  names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A sample window's before and after stacks, the after one warped by ``registration``, and the
-    pixels its radiometric statistics may use.
+    """Before and after stacks of a window (a sample window, a tile's read window), the after one
+    warped by ``registration``, and the pixels its statistics may use.
 
     Parameters
     ----------
-    pair : AlignedPair
+    before, after : Scene
         The window of both dates on one grid.
     registration : Registration or None
         Shift of the after date (pixels of the window's grid), removed with :data:`WARP_KERNEL`;
@@ -169,12 +169,12 @@ def clear_stacks(pair: AlignedPair, registration: Registration | None,
         warp's kernel (:func:`imgdiff.change.unspread_saturation`: the after stack holds the values
         warped without the saturated pixels, so none of their light reaches a clear pixel).
     """
-    moved = pair.after if registration is None else warp(pair.after, registration, interpolation=WARP_KERNEL)
-    ok = pair.before.valid & moved.valid & ~_excluded(pair.before) & ~_excluded(moved)
-    if registration is not None:  # saturated pixels not spread by the warp (as imgdiff.compare and the tile passes)
-        moved, reach = unspread_saturation(pair.after, moved, registration, interpolation=WARP_KERNEL)
+    moved = after if registration is None else warp(after, registration, interpolation=WARP_KERNEL)
+    ok = before.valid & moved.valid & ~_excluded(before) & ~_excluded(moved)
+    if registration is not None:  # saturated pixels not spread by the warp (as imgdiff.compare)
+        moved, reach = unspread_saturation(after, moved, registration, interpolation=WARP_KERNEL)
         ok &= ~reach
-    return pair.before.stack(names), moved.stack(names), ok
+    return before.stack(names), moved.stack(names), ok
 
 
 def _read_pair(pool: ThreadPoolExecutor, rb: StripReader, ra: StripReader,
@@ -286,7 +286,7 @@ def estimate_on_samples(
         pairs = aligned(grid_boxes(grid.shape, RADIOMETRY_CHIP, RADIOMETRY_GRID, blocks=rb.blocks()))
     readers.close()  # (on the errors raised above the files close with the readers)
 
-    stacks = _map_in_order(lambda p: clear_stacks(p, reg if register else None, names), pairs, workers)
+    stacks = _map_in_order(lambda p: clear_stacks(p.before, p.after, reg if register else None, names), pairs, workers)
     bv = np.concatenate([bs[:, ok] for bs, _, ok in stacks], axis=1)[:, None, :]
     av = np.concatenate([as_[:, ok] for _, as_, ok in stacks], axis=1)[:, None, :]
     if bv.shape[2] == 0:
