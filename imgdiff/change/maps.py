@@ -292,7 +292,13 @@ def unspread_saturation(after: Scene, moved: Scene, registration: Registration,
     reach : ndarray of bool, shape (rows, cols)
         Pixels valid in ``moved`` that the warp took a saturated pixel into: not to be assessed.
     """
-    sat = saturation_mask(after)
+    return _unspread(after, moved, registration, saturation_mask(after), **warp_options)
+
+
+def _unspread(after: Scene, moved: Scene, registration: Registration, sat: np.ndarray,
+              **warp_options: Any) -> tuple[Scene, np.ndarray]:
+    """:func:`unspread_saturation` with ``after``'s saturated pixels given (``sat``, its
+    :func:`imgdiff.radiometry.saturation_mask`)."""
     if not sat.any():
         return moved, np.zeros(moved.shape, bool)
     holes = warp(replace(after, valid=after.valid & ~sat), registration, **warp_options)
@@ -335,22 +341,34 @@ def saturation_in_place(after: Scene, moved: Scene, registration: Registration, 
         :func:`unspread_saturation`'s values (``moved``'s bit for bit with the finite kernels; with
         the spline, ``moved``'s without the prefilter's ringing, about 1e-5 reflectance at 10 px
         from a pixel at DN 65535, none from 20 px). A band without saturated pixels of its own (or
-        without any other valid pixel): ``moved``'s, bit for bit.
+        without any other valid pixel): ``moved``'s, bit for bit. With ``interpolation="nearest"``
+        (which spreads nothing: every pixel is its sample's, saturated or not): ``moved`` itself.
     """
-    got, reach = unspread_saturation(after, moved, registration, **warp_options)
+    if warp_options.get("interpolation") == "nearest":  # it spreads nothing: each pixel is its sample's
+        return moved
+    own = {name: band_saturation(after, name) & after.valid for name in after.bands}  # each band's saturated pixels
+    sat = np.zeros(after.shape, bool)
+    for m in own.values():
+        sat |= m  # = saturation_mask(after)
+    got, reach = _unspread(after, moved, registration, sat, **warp_options)
     if not reach.any():
         return got
     bands = dict(got.bands)
+    filled, raw = {}, {}  # the bands with saturated pixels of their own and other valid pixels
     for name, a in after.bands.items():
-        sat = band_saturation(after, name) & after.valid
-        other = after.valid & ~sat  # the pixels whose values may stand in for the saturated ones
-        if not sat.any() or not other.any():  # none of its own light to spread: the plain warp, bit for bit
+        other = after.valid & ~own[name]  # the pixels whose values may stand in for the saturated ones
+        if not own[name].any() or not other.any():  # none of its own light to spread: the plain warp, bit for bit
             bands[name] = moved.bands[name]
             continue
         near = ndimage.distance_transform_edt(~other, return_distances=False, return_indices=True)
-        filled = np.where(sat, np.asarray(a)[tuple(near)], a).astype(np.float32)
-        around = warp(replace(after, bands={name: filled}), registration, **warp_options).bands[name]
-        nearest = warp(replace(after, bands={name: np.asarray(a, np.float32)}), registration, interpolation="nearest")
+        filled[name] = np.where(own[name], np.asarray(a)[tuple(near)], a).astype(np.float32)
+        raw[name] = np.asarray(a, np.float32)
+    if not filled:
+        return replace(got, bands=bands)
+    around = dict(warp(replace(after, bands=filled), registration, **warp_options).bands)  # all bands in one warp
+    del filled
+    nearest = warp(replace(after, bands=raw), registration, interpolation="nearest")
+    for name in raw:
         on = reach & band_saturation(nearest, name) & nearest.valid  # sample position on a saturated pixel
-        bands[name] = np.where(on, nearest.bands[name], np.where(reach, around, got.bands[name])).astype(np.float32)
+        bands[name] = np.where(on, nearest.bands[name], np.where(reach, around.pop(name), got.bands[name])).astype(np.float32)
     return replace(got, bands=bands)
