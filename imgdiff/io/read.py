@@ -457,6 +457,18 @@ def _read_resampled(
     another scaling (the scene's final one) when that moves which pixels are saturated, else None
     (:data:`Reread`).
     """
+    first, reread = _coarser_band(s, info, rad, dst_crs, dst_transform, dst_shape)
+    return first(), reread
+
+
+def _coarser_band(
+    s: BandSource, info: tuple, rad: Radiometry, dst_crs: CRS | None, dst_transform: Affine,
+    dst_shape: tuple[int, int],
+) -> tuple[Callable[[], np.ndarray], Reread]:
+    """:func:`_read_resampled` with nothing resampled yet: the digital numbers of the part of a
+    coarser band covering the destination grid are read, and it returns a function that resamples
+    them at ``rad`` and the :data:`Reread` (which needs only which pixels ``rad`` saturates, not
+    the band resampled at ``rad``)."""
     s_crs, s_tr, s_shape, _, nodata = info[:5]
     from rasterio.transform import array_bounds
 
@@ -466,7 +478,7 @@ def _read_resampled(
     c0, c1 = max(0, math.floor(min(xs)) - 2), min(s_shape[1], math.ceil(max(xs)) + 2)
     r0, r1 = max(0, math.floor(min(ys)) - 2), min(s_shape[0], math.ceil(max(ys)) + 2)
     if c1 <= c0 or r1 <= r0:
-        return np.full(dst_shape, np.nan, np.float32), lambda final: None
+        return lambda: np.full(dst_shape, np.nan, np.float32), lambda final: None
     win = Window(c0, r0, c1 - c0, r1 - r0)
     dn = _read(s, win)
     # A grid without CRS is a local frame; any projected CRS stands in for it on both sides.
@@ -481,16 +493,22 @@ def _read_resampled(
         )
         return out
 
-    def band(r: Radiometry) -> tuple[np.ndarray, np.ndarray | None]:
+    def source(r: Radiometry) -> tuple[np.ndarray, np.ndarray | None]:
+        """The band's reflectance at ``r`` on its own grid and its saturated pixels."""
         src = masked(to_reflectance(dn, r, nodata, zeros="keep"), s, win, info[8])
-        sat = saturated(dn, src, r)
-        return resample_coarser(src, sat, resample), sat
+        return src, saturated(dn, src, r)
 
-    out, sat = band(rad)
+    at_rad: list[np.ndarray | None] = []  # the pixels ``rad`` saturates, once known
+
+    def first() -> np.ndarray:
+        src, sat = source(rad)
+        at_rad[:] = [sat]
+        return resample_coarser(src, sat, resample)
 
     def reread(final: Radiometry) -> tuple[np.ndarray, np.ndarray] | None:
         if (final.scale, final.offset) == (rad.scale, rad.offset):
             return None
+        sat = at_rad[0] if at_rad else source(rad)[1]
         again = saturated(dn, to_reflectance(dn, final, nodata, zeros="keep"), final)
         moved = np.zeros(dn.shape, bool) if sat is None else sat.copy()
         if again is not None:
@@ -498,9 +516,10 @@ def _read_resampled(
         if not moved.any():
             return None
         reach = resample(moved.astype(np.float32), Resampling.bilinear) > 0
-        return band(final)[0], reach
+        src, sat_final = source(final)
+        return resample_coarser(src, sat_final, resample), reach
 
-    return out, reread
+    return first, reread
 
 
 def _final_saturation(scene: Scene, rereads: dict[str, Reread]) -> Scene:
@@ -563,7 +582,7 @@ def resampled_again(scene: Scene, as_read: Scene) -> Scene:
         try:
             with open_raster(s.path) as ds:
                 info = _band_info(ds, s)
-            got = _read_resampled(s, info, r0, scene.crs, scene.transform, scene.shape)[1](r1)
+            got = _coarser_band(s, info, r0, scene.crs, scene.transform, scene.shape)[1](r1)  # not resampled at r0
         except (BandError, RasterioError, OSError):  # its file is gone or changed: left as rescaled
             continue
         if got is None:
