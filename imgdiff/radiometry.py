@@ -11,7 +11,7 @@ tuned on any one scene.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -456,6 +456,38 @@ def cloud_mask(scene: Scene, *, shadows: bool = True, thin: bool = True) -> np.n
     if shadows:
         cloud = cloud | cloud_shadow_mask(scene, cloud)
     return cloud
+
+
+#: The bands the cloud and cloud-shadow tests need (:func:`cloud_mask`, :func:`date_masks`).
+CLOUD_TEST_BANDS = ("B02", "B03", "B04", "B08")
+
+
+def has_cloud_bands(bands: Iterable[str]) -> bool:
+    """Whether ``bands`` (names) hold every band the cloud tests need (:data:`CLOUD_TEST_BANDS`)."""
+    names = set(bands)
+    return all(n in names for n in CLOUD_TEST_BANDS)
+
+
+def excluded_mask(scene: Scene, bands: Iterable[str] | None = None) -> np.ndarray:
+    """Pixels of one date no change statistic may use: cloud, cloud shadow and saturation
+    (``date_masks(scene).excluded``, without the water mask) when ``bands`` hold B02, B03, B04 and
+    B08 (the cloud tests need all four, :func:`has_cloud_bands`); saturation alone (each band's
+    own, :func:`saturation_mask`) when they do not.
+
+    Parameters
+    ----------
+    scene : Scene
+    bands : iterable of str, optional
+        The bands the comparison uses (a pair's common bands); default the scene's.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+    """
+    saturated = saturation_mask(scene)
+    if not has_cloud_bands(scene.bands if bands is None else bands):
+        return saturated
+    return cloud_mask(scene, shadows=True) | saturated
 
 
 def saturation_mask(scene: Scene) -> np.ndarray:

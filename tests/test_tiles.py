@@ -618,7 +618,8 @@ def test_sample_windows_keep_the_light_of_a_saturated_pixel_out_of_the_radiometr
     from rasterio.crs import CRS
 
     from imgdiff import AlignedPair, Grid, Registration, Scene, warp
-    from imgdiff.tiles.samples import WARP_KERNEL, _excluded, clear_stacks
+    from imgdiff.radiometry import excluded_mask as _excluded
+    from imgdiff.tiles.samples import WARP_KERNEL, clear_stacks
 
     names = ("B02", "B03", "B04", "B08", "B11")
     levels = (0.05, 0.08, 0.1, 0.3, 0.25)  # bare ground: no cloud, shadow or water

@@ -19,7 +19,15 @@ from scipy import ndimage
 from .._repr import short_repr
 from ..coregister import Registration, warp
 from ..errors import EmptySceneError, check_type
-from ..radiometry import band_saturation, date_masks, drop_small_regions, normalise, sampled_median, saturation_mask
+from ..radiometry import (
+    band_saturation,
+    drop_small_regions,
+    excluded_mask,
+    has_cloud_bands,
+    normalise,
+    sampled_median,
+    saturation_mask,
+)
 from ..scene import Scene
 from .classical import (
     IRMAD_MIN_PIXELS_PER_BAND,
@@ -228,9 +236,9 @@ def scene_change_map(before: Scene, after: Scene, valid: np.ndarray, *, method: 
     """Change between two scenes on one grid, with clouds, shadows and saturation kept out.
 
     Pixels that are cloud, cloud shadow or saturated on either date
-    (:func:`imgdiff.radiometry.date_masks`, when the scenes have B02 B03 B04 B08; saturated in
-    any band, :func:`imgdiff.radiometry.saturation_mask`, without them) are not assessed
-    (``valid`` False, band 3 of ``change.tif``).
+    (:func:`imgdiff.radiometry.excluded_mask`: as :func:`imgdiff.radiometry.date_masks` when the
+    scenes have B02 B03 B04 B08; saturated in any band, :func:`imgdiff.radiometry.saturation_mask`,
+    without them) are not assessed (``valid`` False, band 3 of ``change.tif``).
 
     Parameters
     ----------
@@ -250,13 +258,10 @@ def scene_change_map(before: Scene, after: Scene, valid: np.ndarray, *, method: 
     """
     names = [n for n in before.bands if n in after.bands]
     details = {}
-    if all(n in names for n in ("B02", "B03", "B04", "B08")):
-        mb, ma = date_masks(before), date_masks(after)
-        excl_b, excl_a = mb.excluded, ma.excluded
+    excl_b, excl_a = excluded_mask(before, names), excluded_mask(after, names)  # saturation alone without the cloud bands
+    if has_cloud_bands(names):
         details["masked"] = {"before_cloud_or_shadow_px": int(excl_b.sum()), "after_cloud_or_shadow_px": int(excl_a.sum())}
-        valid = valid & ~excl_b & ~excl_a
-    else:  # no cloud tests without the four bands; saturation is each band's own
-        valid = valid & ~saturation_mask(before) & ~saturation_mask(after)
+    valid = valid & ~excl_b & ~excl_a
     cm = change_map(before.stack(names), after.stack(names), valid, bands=names, method=method,
                     pixel_size_m=before.pixel_size_m, min_mapping_unit_m2=min_mapping_unit_m2)
     return replace(cm, details={**cm.details, **details})

@@ -21,6 +21,7 @@ from ..change import unspread_saturation
 from ..coregister import MAX_SHIFT_PX, Registration, coregister, warp
 from ..errors import CoregistrationError, EmptySceneError, NoOverlapError
 from ..grid import AlignedPair, Grid, align
+from ..radiometry import excluded_mask
 from ..scene import Scene
 from .methods import magnitude_bound
 from .reading import StripReader
@@ -134,17 +135,6 @@ def grid_boxes(shape: tuple[int, int], chip: int, per_side: int, *,
     return _boxes_at(shape, chip, ((fx, fy) for fy in f for fx in f), blocks)
 
 
-def _excluded(scene: Scene) -> np.ndarray:
-    """Cloud, cloud shadow and saturated pixels (as ``imgdiff.change.scene_change_map`` excludes them):
-    saturation in any band the scene has, clouds and their shadows when it has B02, B03, B04 and B08."""
-    from ..radiometry import cloud_mask, saturation_mask
-
-    saturated = saturation_mask(scene)
-    if not all(n in scene.bands for n in ("B02", "B03", "B04", "B08")):  # the cloud tests need all four
-        return saturated
-    return cloud_mask(scene, shadows=True) | saturated  # = date_masks(scene).excluded, no water mask
-
-
 def clear_stacks(before: Scene, after: Scene, registration: Registration | None,
                  names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Before and after stacks of a window (a sample window, a tile's read window), the after one
@@ -170,7 +160,7 @@ def clear_stacks(before: Scene, after: Scene, registration: Registration | None,
         warped without the saturated pixels, so none of their light reaches a clear pixel).
     """
     moved = after if registration is None else warp(after, registration, interpolation=WARP_KERNEL)
-    ok = before.valid & moved.valid & ~_excluded(before) & ~_excluded(moved)
+    ok = before.valid & moved.valid & ~excluded_mask(before) & ~excluded_mask(moved)
     if registration is not None:  # saturated pixels not spread by the warp (as imgdiff.compare)
         moved, reach = unspread_saturation(after, moved, registration, interpolation=WARP_KERNEL)
         ok &= ~reach
