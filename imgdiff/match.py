@@ -433,6 +433,17 @@ def _overlapping(box: tuple[float, float, float, float], boxes: np.ndarray) -> n
             & (np.minimum(box[3], boxes[:, 3]) > np.maximum(box[1], boxes[:, 1])))
 
 
+def _shared_fraction(box: tuple[float, float, float, float], boxes: np.ndarray) -> np.ndarray:
+    """Area each of ``boxes`` (an (n, 4) array) has in common with ``box``, as a fraction of the smaller
+    of the two boxes' areas (0 where they do not overlap or a box has no area)."""
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    own = max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
+    theirs = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    smaller = np.minimum(own, theirs)
+    return np.divide(w * h, smaller, out=np.zeros(len(boxes)), where=smaller > 0)
+
+
 def _clear_at(clear: np.ndarray | None, d: Detection) -> bool:
     if clear is None:
         return True

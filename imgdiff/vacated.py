@@ -33,8 +33,8 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
 Each region is one object on the date where it is bright (rafted ships side by side are one region:
 the count is a lower bound). :func:`imgdiff.claims.verify` adds those of the before date (departures;
 :data:`imgdiff.claims.evidence.VACATED_DATES` says why not arrivals) to the detector's objects where no
-object counted on either date and no look of the other date overlaps them (:func:`add_vacated`; the
-evidence rules ``vacated_water`` and ``vacated_apron``).
+object counted on either date overlaps them and no look of the other date covers :data:`LOOK_OVERLAP` of
+the smaller box (:func:`add_vacated`; the evidence rules ``vacated_water`` and ``vacated_apron``).
 
 Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1) x [0, 1).
 """
@@ -50,7 +50,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections
 from .errors import check_type
-from .match import _boxes, _overlapping, contrast
+from .match import _boxes, _overlapping, _shared_fraction, contrast, contrast_gain
 from .radiometry import even_subsample, ndwi
 from .scene import Scene
 
@@ -102,6 +102,12 @@ PLAIN_RATIO = 0.5
 #: :func:`apron_changes`: a region of one date whose box, grown by this many pixels, overlaps a stronger
 #: one's box grown by as many is part of its object (boxes less than 2 x MERGE_PX pixels apart).
 MERGE_PX = 2
+#: :func:`add_vacated`: a look (weak detection) of the other date vetoes a region only when their boxes share at
+#: least this fraction of the smaller box's area. A look that grazes the region's box (a sliver of a pixel
+#: in common) is not the other date holding something there: on 2026-11-28 a departed aircraft
+#: (claims_outside_r3 draw 5 --honest, ax06_42f35cf8) was dropped for an after-date look of score 0.19
+#: whose box touched its region's by 0.8 px. Counted objects still veto at any overlap.
+LOOK_OVERLAP = 0.25
 #: The score given to a region's object (:attr:`Detection.score`): the evidence bar of the claims
 #: (:data:`imgdiff.claims.MIN_EVIDENCE_SCORE`), which the region clears by the change itself.
 SCORE = 0.5
@@ -115,11 +121,16 @@ def _brightness(scene: Scene, names: tuple[str, ...]) -> np.ndarray | None:
     return np.mean(np.stack([scene.bands[n] for n in have]), axis=0, dtype=np.float32)
 
 
-def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands: tuple[str, ...]
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands: tuple[str, ...],
+                offset: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float] | None:
     """Brightness of each date, the pixels compared, the difference before - after (after scaled to
     before by the ratio of their medians) in robust spreads, that spread (reflectance of the before
-    date, at least :data:`MIN_SPREAD`) and the ratio of the medians (before / after)."""
+    date, at least :data:`MIN_SPREAD`) and the ratio of the medians (before / after).
+
+    With ``offset``, the after date is matched to the before date by a gain and an offset: its
+    deviations from its median scaled by the ratio of the dates' interquartile ranges
+    (:func:`imgdiff.match.contrast_gain`, which an offset such as path radiance leaves alone), its median
+    moved onto the before date's; the gain is returned instead of the ratio of the medians."""
     bb, ba = _brightness(before, bands), _brightness(after, bands)
     if bb is None or ba is None or bb.shape != ba.shape:
         return None
@@ -130,11 +141,16 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands:
     if idx.size < 100:
         return None
     mb, ma = float(np.median(bb.ravel()[idx])), float(np.median(ba.ravel()[idx]))
-    d = bb - ba * np.float32(mb / ma if ma > 0 else 1.0)
+    scale = mb / ma if ma > 0 else 1.0
+    if offset:
+        scale = contrast_gain(np.where(ok, ba, np.nan), np.where(ok, bb, np.nan))
+        d = bb - (mb + (ba - ma) * np.float32(scale))
+    else:
+        d = bb - ba * np.float32(scale)
     ds = d.ravel()[idx]
     # at least MIN_SPREAD: a noise-free pair's measured spread is 0 (nothing was sought then)
     spread = max(1.4826 * float(np.median(np.abs(ds - np.median(ds)))), MIN_SPREAD)
-    return bb, ba, ok, np.where(ok, d / np.float32(spread), 0).astype(np.float32), spread, mb / ma if ma > 0 else 1.0
+    return bb, ba, ok, np.where(ok, d / np.float32(spread), 0).astype(np.float32), spread, scale
 
 
 def _regions(zs: np.ndarray, ok: np.ndarray, pixel: tuple[float, float], max_length_m: float,
@@ -284,7 +300,9 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     """Objects seen on one date at places that are plain background on the other (an aircraft on its stand).
 
     Like :func:`water_changes`, but an aircraft may be brighter or darker than the apron (white or
-    grey paint, its shadow), and the other date's ground is not water: regions where either date is
+    grey paint, its shadow), the difference matches the after date to the before by a gain and an offset
+    (:func:`_difference` with ``offset``: a top-of-atmosphere date's path radiance is an offset, not a
+    gain), and the other date's ground is not water: regions where either date is
     brighter (:data:`APRON_PEAK_Z`, at most :data:`MAX_APRON_LENGTH_M` long, compared as there; a region whose box
     lies less than 2 x :data:`MERGE_PX` pixels from a stronger one's of the same date is part of its object),
     whose box stands out from the ring around it (:func:`imgdiff.match.contrast`) on one date and
@@ -311,7 +329,7 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     check_type(before, Scene, "apron_changes: before", "read it with imgdiff.read_scene(path)")
     check_type(after, Scene, "apron_changes: after", "read it with imgdiff.read_scene(path)")
     bands = ("B02", "B03", "B04", "B08") if all("B08" in s.bands for s in (before, after)) else ("B02", "B03", "B04")
-    diff = _difference(before, after, compared, bands)
+    diff = _difference(before, after, compared, bands, offset=True)
     if diff is None:
         return _empty(before, after)
     bb, ba, ok, z, _, _ = diff
@@ -361,8 +379,9 @@ def add_vacated(before: Detections, after: Detections, vacated_before: Detection
 
     A region is added to its date's objects when its box overlaps no object of either date (an
     object counted there already accounts for the change; so does an object of the other date,
-    e.g. a ship that moved along its berth) and no look of the other date (a weaker detection, e.g.
-    down to half the detector's threshold): the other date held something there, so the place is
+    e.g. a ship that moved along its berth) and shares at least :data:`LOOK_OVERLAP` of the smaller
+    box's area with no look of the other date (a weaker detection, e.g. down to half the detector's
+    threshold; a look that merely grazes the box does not count): the other date held something there, so the place is
     not open water or plain apron on it, and the change is one thing for another (an object
     replaced by the smear of its removal, a small boat by a barge), not an arrival or a departure.
     Added objects are tagged like :func:`imgdiff.match.reconcile`'s: ``extra["pair"]`` with a new
@@ -388,7 +407,7 @@ def add_vacated(before: Detections, after: Detections, vacated_before: Detection
     added: tuple[list[Detection], list[Detection]] = ([], [])
     for k, (regions, score_key) in enumerate(((vacated_before, "score_before"), (vacated_after, "score_after"))):
         for d in regions.items:
-            if _overlapping(d.box, counted).any() or _overlapping(d.box, looks[1 - k]).any():
+            if _overlapping(d.box, counted).any() or (_shared_fraction(d.box, looks[1 - k]) >= LOOK_OVERLAP).any():
                 continue
             pair = {"id": next_id, "place": "changed", "score_before": 0.0, "score_after": 0.0,
                     score_key: round(float(d.score), 3),

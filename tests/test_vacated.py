@@ -219,6 +219,34 @@ def test_a_region_is_added_only_where_no_object_of_either_date_explains_it():
         assert len(b) + len(a) == 1
 
 
+def test_a_look_of_the_other_date_vetoes_a_region_only_where_it_covers_it():
+    """A weak detection of the after date that grazes a departed ship's box (less than LOOK_OVERLAP of the
+    smaller box in common) does not say the after date held something there; one over the region does."""
+    from imgdiff.vacated import LOOK_OVERLAP
+
+    before, after = harbour(ship=True, seed=0), harbour(ship=False, seed=1)
+    left, arrived = water_changes(before, after)
+    assert len(left) == 1
+    x0, y0, x1, y1 = left.items[0].box
+    empty = Detections((), UTM, TR, (10.0, 10.0))
+
+    def looks(box):
+        return Detections((Detection(box=box, score=0.19, cls="vessel"),), UTM, TR, (10.0, 10.0))
+
+    # a look 4 px x 4 px whose box shares 0.8 px x 4 px with the region's: a sliver of the smaller box
+    sliver = (x1 - 0.8, y0, x1 + 3.2, y0 + 4.0)
+    b, _ = add_vacated(empty, empty, left, arrived, looks_after=looks(sliver))
+    assert sum("vacated" in d.extra for d in b.items) == 1
+    # the same look moved onto the region: it covers more than LOOK_OVERLAP of the smaller box
+    over = (x0 + 1.0, y0, x0 + 5.0, y0 + 4.0)
+    assert 0.8 * 4 / 16 < LOOK_OVERLAP < 1.0
+    b, _ = add_vacated(empty, empty, left, arrived, looks_after=looks(over))
+    assert not any("vacated" in d.extra for d in b.items)
+    # a look of the region's own date vetoes nothing
+    b, _ = add_vacated(empty, empty, left, arrived, looks_before=looks(over))
+    assert sum("vacated" in d.extra for d in b.items) == 1
+
+
 @pytest.mark.parametrize("assertion, verdict", [("present_before", "SUPPORTED"), ("decreased", "SUPPORTED"),
                                                 ("absent_after", "SUPPORTED"), ("unchanged", "REFUTED")])
 def test_claims_count_a_departure_the_detector_missed(monkeypatch, assertion, verdict):
@@ -298,3 +326,34 @@ def test_a_noise_free_pair_reports_an_aircraft_that_left_and_an_identical_one_no
     assert len(left) == 1 and _inside(left.items[0], (slice(20, 26), slice(20, 27))) and len(arrived) == 0
     assert all(len(d) == 0 for d in apron_changes(before, before))
     assert all(len(d) == 0 for d in apron_changes(after, after))
+
+
+def textured_apron(*, plane: bool, seed: int, gain: float = 1.0, offset: float = 0.0, noise: float = 0.003) -> Scene:
+    """80 x 80 px of concrete slabs (80 m, +-0.05 reflectance, alike on both dates), optionally a grey aircraft at
+    PLANE with its shadow; the date's reflectance ``gain`` x that + ``offset`` (a top-of-atmosphere date's path
+    radiance) + Gaussian noise."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    slabs = ndi.zoom(np.random.default_rng(7).normal(0, 0.05, (10, 10)), 8, order=0)
+    bands = {}
+    for b in CONCRETE:
+        a = CONCRETE[b] + slabs
+        if plane:
+            a[PLANE] += 0.06
+            a[PLANE_SHADOW] -= 0.05
+        bands[b] = (gain * a + offset + rng.normal(0, noise, a.shape)).astype("float32")
+    return Scene(bands, UTM, TR, np.ones((80, 80), bool))
+
+
+@pytest.mark.parametrize("gain, offset", [(1.0, 0.0), (1.1, 0.05), (0.9, 0.04)])
+def test_an_aircraft_that_left_is_found_when_the_after_date_has_a_gain_and_an_offset(gain, offset):
+    # scaling the after date by the ratio of the medians matches a gain, not an offset: the slabs' own
+    # contrast then stays in the difference (an offset of 0.05 over a median of 0.27: 18 % of it) and the
+    # aircraft no longer stands out of that noise (found nowhere before 2026-11-28 at 1.1 / 0.05 and 0.9 / 0.04)
+    left, arrived = apron_changes(textured_apron(plane=True, seed=0),
+                                  textured_apron(plane=False, seed=1, gain=gain, offset=offset))
+    assert len(left) == 1 and _inside(left.items[0], (slice(20, 26), slice(20, 27))) and len(arrived) == 0
+    # and an unchanged apron under the same gain and offset holds nothing
+    assert all(len(d) == 0 for d in apron_changes(textured_apron(plane=False, seed=0),
+                                                  textured_apron(plane=False, seed=1, gain=gain, offset=offset)))

@@ -22,6 +22,7 @@ from typing import Any
 from ..clouds import CLOUD_VEIL_ALPHA
 from ..detect.vessels import MIN_WATER_BODY_PX  # pixels of 10 m
 from ..vacated import APRON_PEAK_Z as VACATED_APRON_PEAK_Z
+from ..vacated import LOOK_OVERLAP as VACATED_LOOK_OVERLAP
 from ..vacated import MAX_APRON_LENGTH_M as VACATED_MAX_APRON_LENGTH_M
 from ..vacated import MAX_LENGTH_M as VACATED_MAX_LENGTH_M
 from ..vacated import MIN_AREA_PX as VACATED_MIN_AREA_PX
@@ -133,18 +134,21 @@ def evidence_rules() -> dict[str, Any]:
                          "the path radiance the vessel detector takes off) and the region's contrast with its surroundings on its own "
                          f"date and its brightening agree within a factor {1 / VACATED_OWN_CONTRAST:g}, the region is a "
                          "vessel that left or arrived; it counts (on the dates in vacated_dates) when no object counted on either date "
-                         "and no look of the other date overlaps it (one object per region: ships rafted side by "
+                         f"and no look of the other date covers at least {VACATED_LOOK_OVERLAP:.0%} of the smaller of its box and the "
+                         "region's (one object per region: ships rafted side by "
                          "side count once); not when co-registration failed",
         "vacated_apron": "aircraft: where either date is brighter over a compact region (at least "
                          f"{VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_APRON_LENGTH_M:g} m long; its peak at least "
-                         f"{VACATED_APRON_PEAK_Z:g} robust spreads of the pair's brightness difference (at least "
+                         f"{VACATED_APRON_PEAK_Z:g} robust spreads of the pair's brightness difference, the after date "
+                         "matched to the before by a gain and an offset (at least "
                          f"{VACATED_MIN_SPREAD:g} reflectance, one digital number) above the ring "
                          f"of {VACATED_RING_PX} px around it; {ring_clear}) whose box stands out "
                          "from its surroundings on one date and less than "
                          f"{VACATED_PLAIN_RATIO:g} times as much on the other (plain apron there), the region is an "
                          "aircraft that left or arrived; it counts on the date where it stands out (on the dates in "
                          "vacated_dates) when no object "
-                         "counted on either date and no look of the other date overlaps it; not when "
+                         "counted on either date and no look of the other date covers at least "
+                         f"{VACATED_LOOK_OVERLAP:.0%} of the smaller of its box and the region's; not when "
                          "co-registration failed",
         "hidden_place": "a place under cloud, shadow or no data on one date gives no look there; comparisons "
                         "(decreased / increased / unchanged) count only places visible on both dates",
