@@ -252,8 +252,14 @@ def contrast_gain(reference: np.ndarray, other: np.ndarray) -> float:
     idx = even_subsample(np.flatnonzero(np.isfinite(reference) & np.isfinite(other)))
     if idx.size < 100:
         return 1.0
-    qa = np.percentile(reference.ravel()[idx], [25, 75])
-    qb = np.percentile(other.ravel()[idx], [25, 75])
+    return iqr_ratio(reference.ravel()[idx], other.ravel()[idx])
+
+
+def iqr_ratio(reference: np.ndarray, other: np.ndarray) -> float:
+    """The ratio of the interquartile ranges of ``other`` and ``reference`` (paired samples of two
+    dates, e.g. the pixels :func:`contrast_gain` picks); 1.0 when either range is empty."""
+    qa = np.percentile(reference, [25, 75])
+    qb = np.percentile(other, [25, 75])
     return float((qb[1] - qb[0]) / (qa[1] - qa[0])) if qa[1] > qa[0] and qb[1] > qb[0] else 1.0
 
 

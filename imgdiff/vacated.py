@@ -50,7 +50,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections
 from .errors import check_type
-from .match import _boxes, _overlapping, _shared_fraction, contrast, contrast_gain
+from .match import _boxes, _overlapping, _shared_fraction, contrast, iqr_ratio
 from .radiometry import even_subsample, ndwi
 from .scene import Scene
 
@@ -128,9 +128,10 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands:
     date, at least :data:`MIN_SPREAD`) and the ratio of the medians (before / after).
 
     With ``offset``, the after date is matched to the before date by a gain and an offset: its
-    deviations from its median scaled by the ratio of the dates' interquartile ranges
-    (:func:`imgdiff.match.contrast_gain`, which an offset such as path radiance leaves alone), its median
-    moved onto the before date's; the gain is returned instead of the ratio of the medians."""
+    deviations from its median scaled by the ratio of the dates' interquartile ranges over the pixels
+    sampled (:func:`imgdiff.match.iqr_ratio`, as :func:`imgdiff.match.contrast_gain`: an offset such as
+    path radiance leaves it alone), its median moved onto the before date's; the gain is returned
+    instead of the ratio of the medians."""
     bb, ba = _brightness(before, bands), _brightness(after, bands)
     if bb is None or ba is None or bb.shape != ba.shape:
         return None
@@ -143,7 +144,8 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands:
     mb, ma = float(np.median(bb.ravel()[idx])), float(np.median(ba.ravel()[idx]))
     scale = mb / ma if ma > 0 else 1.0
     if offset:
-        scale = contrast_gain(np.where(ok, ba, np.nan), np.where(ok, bb, np.nan))
+        # contrast_gain's ratio over the pixels already sampled (the same ones it would pick)
+        scale = iqr_ratio(ba.ravel()[idx], bb.ravel()[idx])
         d = bb - (mb + (ba - ma) * np.float32(scale))
     else:
         d = bb - ba * np.float32(scale)
