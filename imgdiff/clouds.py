@@ -86,7 +86,7 @@ def ground_detail(before: Scene, after: Scene) -> tuple[tuple[np.ndarray, np.nda
         r, vx, vy = _window_texture(here, there, DETAIL_WINDOW_PX)
         shown = both & (vy > sampled_median(vy, both))
         keeps = vx >= CLOUD_KEEPS_DETAIL ** 2 * vy
-        out.append((both & keeps & (r >= SHARED_TEXTURE_R) & (vy > 0), shown & ~keeps))
+        out.append((both & _clearly(r, vx, vy), shown & ~keeps))
     return out[0], out[1]
 
 
@@ -255,7 +255,11 @@ def seen_clearly(hx: np.ndarray, hy: np.ndarray, size: int = DETAIL_WINDOW_PX) -
     Textureless ground (water, smooth concrete: noise only) does not correlate and is never
     seen clearly; an opaque cloud hides the ground's texture.
     """
-    r, vx, vy = _window_texture(hx, hy, size)
+    return _clearly(*_window_texture(hx, hy, size))
+
+
+def _clearly(r: np.ndarray, vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
+    """:func:`seen_clearly`'s rule on the window statistics of :func:`_window_texture`."""
     return (r >= SHARED_TEXTURE_R) & (vx >= CLOUD_KEEPS_DETAIL ** 2 * vy) & (vy > 0)
 
 
