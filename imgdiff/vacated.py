@@ -5,10 +5,12 @@ A ship that left its berth leaves water behind: on a co-registered pair its hull
 difference of the dates as a compact bright blob, whatever the detector made of it against the quay
 it lay beside (the quay is in both dates and cancels). :func:`water_changes` finds such blobs:
 
-1. brightness (mean of B02 B03 B04 B08) of each date, the other date scaled to the first by the
-   ratio of their medians; the difference in units of its robust spread (1.4826 x its median
-   absolute deviation over the pixels compared, at least :data:`MIN_SPREAD`: one digital number), a
-   z-score per pixel;
+1. brightness (mean of B02 B03 B04 B08) of each date, the other date matched to the first by a gain
+   and an offset (its deviations from its median scaled by the ratio of the dates' interquartile
+   ranges, its median moved onto the first date's: a top-of-atmosphere date's path radiance is an
+   offset, not a gain); the difference in units of its robust spread (1.4826 x its median absolute
+   deviation over the pixels compared, at least :data:`MIN_SPREAD`: one digital number), a z-score
+   per pixel;
 2. 8-connected regions where the object's date is brighter by more than :data:`EXTENT_Z`, at least
    :data:`MIN_AREA_PX` pixels, at most :data:`MAX_LENGTH_M` long, not touching the grid's edge, whose
    box is all compared (clear on both dates), which touches no pixel that is not compared (it ends where
@@ -121,17 +123,17 @@ def _brightness(scene: Scene, names: tuple[str, ...]) -> np.ndarray | None:
     return np.mean(np.stack([scene.bands[n] for n in have]), axis=0, dtype=np.float32)
 
 
-def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands: tuple[str, ...],
-                offset: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float] | None:
-    """Brightness of each date, the pixels compared, the difference before - after (after scaled to
-    before by the ratio of their medians) in robust spreads, that spread (reflectance of the before
-    date, at least :data:`MIN_SPREAD`) and the ratio of the medians (before / after).
+def _difference(before: Scene, after: Scene, compared: np.ndarray | None,
+                bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+    """Brightness of each date, the pixels compared, the difference before - after in robust spreads,
+    that spread (reflectance of the before date, at least :data:`MIN_SPREAD`) and the gain (before / after).
 
-    With ``offset``, the after date is matched to the before date by a gain and an offset: its
-    deviations from its median scaled by the ratio of the dates' interquartile ranges over the pixels
-    sampled (:func:`imgdiff.match.iqr_ratio`, as :func:`imgdiff.match.contrast_gain`: an offset such as
-    path radiance leaves it alone), its median moved onto the before date's; the gain is returned
-    instead of the ratio of the medians."""
+    The after date is matched to the before date by a gain and an offset: its deviations from its median
+    scaled by the ratio of the dates' interquartile ranges over the pixels sampled
+    (:func:`imgdiff.match.iqr_ratio`, as :func:`imgdiff.match.contrast_gain`: an offset such as path
+    radiance leaves it alone), its median moved onto the before date's. (Scaled by the ratio of the
+    medians alone, a top-of-atmosphere date's path radiance left every bright surface's own contrast in
+    the difference: a quay then brightened with the hull beside it, as one region.)"""
     bb, ba = _brightness(before, bands), _brightness(after, bands)
     if bb is None or ba is None or bb.shape != ba.shape:
         return None
@@ -142,13 +144,9 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None, bands:
     if idx.size < 100:
         return None
     mb, ma = float(np.median(bb.ravel()[idx])), float(np.median(ba.ravel()[idx]))
-    scale = mb / ma if ma > 0 else 1.0
-    if offset:
-        # contrast_gain's ratio over the pixels already sampled (the same ones it would pick)
-        scale = iqr_ratio(ba.ravel()[idx], bb.ravel()[idx])
-        d = bb - (mb + (ba - ma) * np.float32(scale))
-    else:
-        d = bb - ba * np.float32(scale)
+    # contrast_gain's ratio over the pixels already sampled (the same ones it would pick)
+    scale = iqr_ratio(ba.ravel()[idx], bb.ravel()[idx])
+    d = bb - (mb + (ba - ma) * np.float32(scale))
     ds = d.ravel()[idx]
     # at least MIN_SPREAD: a noise-free pair's measured spread is 0 (nothing was sought then)
     spread = max(1.4826 * float(np.median(np.abs(ds - np.median(ds)))), MIN_SPREAD)
@@ -302,9 +300,7 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     """Objects seen on one date at places that are plain background on the other (an aircraft on its stand).
 
     Like :func:`water_changes`, but an aircraft may be brighter or darker than the apron (white or
-    grey paint, its shadow), the difference matches the after date to the before by a gain and an offset
-    (:func:`_difference` with ``offset``: a top-of-atmosphere date's path radiance is an offset, not a
-    gain), and the other date's ground is not water: regions where either date is
+    grey paint, its shadow), and the other date's ground is not water: regions where either date is
     brighter (:data:`APRON_PEAK_Z`, at most :data:`MAX_APRON_LENGTH_M` long, compared as there; a region whose box
     lies less than 2 x :data:`MERGE_PX` pixels from a stronger one's of the same date is part of its object),
     whose box stands out from the ring around it (:func:`imgdiff.match.contrast`) on one date and
@@ -331,7 +327,7 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     check_type(before, Scene, "apron_changes: before", "read it with imgdiff.read_scene(path)")
     check_type(after, Scene, "apron_changes: after", "read it with imgdiff.read_scene(path)")
     bands = ("B02", "B03", "B04", "B08") if all("B08" in s.bands for s in (before, after)) else ("B02", "B03", "B04")
-    diff = _difference(before, after, compared, bands, offset=True)
+    diff = _difference(before, after, compared, bands)
     if diff is None:
         return _empty(before, after)
     bb, ba, ok, z, _, _ = diff

@@ -92,6 +92,27 @@ def test_dark_land_lifted_by_path_radiance_is_not_taken_for_the_water_a_ship_lef
     assert len(clear[0]) == 0 and len(hazy[0]) == 0  # read with the path radiance, hazy[0] held the truck
 
 
+#: Path radiance of a top-of-atmosphere (L1C) date, reflectance per band: strongest in the blue.
+PATH_RADIANCE = {"B02": 0.06, "B03": 0.04, "B04": 0.025, "B08": 0.008}
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.95, 1.1])
+def test_a_ship_that_left_is_found_when_the_after_date_has_path_radiance_and_a_gain(gain):
+    # the after date top-of-atmosphere: its bands are gain x the surface + the path radiance. Scaled by the
+    # ratio of the medians (water's), the quay kept a brightening of its own that joined the hull's region
+    # and carried it to the grid's edge: no departure was found (before 2026-11-28, at every gain here)
+    before = harbour(ship=True, seed=0)
+    after = harbour(ship=False, seed=1)
+    after = Scene({b: (np.float32(gain) * v + np.float32(PATH_RADIANCE[b])).astype("float32")
+                   for b, v in after.bands.items()}, UTM, TR, after.valid)
+    left, arrived = water_changes(before, after)
+    assert len(left) == 1 and _inside(left.items[0], BERTH) and len(arrived) == 0
+    # and the same harbour with nothing gone, under the same radiometry, holds nothing
+    still = Scene({b: (np.float32(gain) * v + np.float32(PATH_RADIANCE[b])).astype("float32")
+                   for b, v in harbour(ship=True, seed=1).bands.items()}, UTM, TR, after.valid)
+    assert all(len(d) == 0 for d in water_changes(before, still))
+
+
 def test_a_pond_on_the_quay_is_not_the_open_water_a_ship_left():
     # something bright on the quay before, a small pool of water there after (NDWI +0.43, 0.6 ha): no
     # ship sails off into water that is not part of open water (the detector's bodies of 20 ha or more)

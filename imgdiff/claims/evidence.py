@@ -125,7 +125,8 @@ def evidence_rules() -> dict[str, Any]:
                          "on the other date: a smoothed-over berth or a blurred wake, not an object",
         "vacated_water": "vessels: where one date is much brighter than the other over a compact region "
                          f"(at least {VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_LENGTH_M:g} m long; its peak at least "
-                         f"{VACATED_PEAK_Z:g} robust spreads of the pair's brightness difference (at least "
+                         f"{VACATED_PEAK_Z:g} robust spreads of the pair's brightness difference, the after date "
+                         "matched to the before by a gain and an offset (at least "
                          f"{VACATED_MIN_SPREAD:g} reflectance, one digital number) above the brightening of "
                          f"the {VACATED_RING_PX} px ring around it, or of the ring's own spread where wider; {ring_clear}), "
                          "the other date shows open water there (median NDWI above "
