@@ -36,9 +36,10 @@ def aoi_options(f: Callable) -> Callable:
 def catalog_options(f: Callable) -> Callable:
     """--catalog / --collection / --retries / --timeout / --deadline."""
     f = click.option("--deadline", "deadline_s", type=click.IntRange(1, 86400), default=300, show_default=True,
-                     help="Most time one band's download (or one SCL read) may take in all, retries and waits "
-                          "included, and one request of the catalogue's JSON (a page of the search, an item), in "
-                          "seconds: a server sending too slowly fails then (not retried), leaving no partial file.")(f)
+                     help="Most time, in seconds, one band's download (or one SCL read) may take in all, and the "
+                          "catalogue's search in all (its landing page and every page of items), retries and waits "
+                          "included; also each request of an item's JSON: a server sending too slowly fails then "
+                          "(not retried), leaving no partial file or output.")(f)
     f = click.option("--timeout", "timeout_s", type=click.IntRange(1, 600), default=30, show_default=True,
                      help="Timeout of one HTTP request, in seconds.")(f)
     f = click.option("--retries", type=click.IntRange(1, 20), default=4, show_default=True,

@@ -4,7 +4,7 @@ The server (127.0.0.1, random port, stopped after the module) serves the recorde
 API responses of ``tests/data/stac`` (landing page, item search, items) and small
 cloud-optimised GeoTIFFs made in a temporary folder, with HTTP range support and
 injectable faults (5xx, truncated bodies, slow answers, trickled bytes: raster ranges and JSON
-answers alike) to exercise the retries and deadlines. Its item search pages its answer (the ``limit`` asked, at most ``page_size``;
+answers alike; search pages sent late, ``page_delay``) to exercise the retries and deadlines. Its item search pages its answer (the ``limit`` asked, at most ``page_size``;
 ``default_page`` without one) and applies a cloud condition sent as a STAC Query extension
 ``query`` or a CQL2 ``filter`` when its landing page says it conforms to them (``conforms``),
 unless told to refuse them with HTTP 400 (``refuse``).
@@ -88,6 +88,8 @@ class StacServer:
     refuse: set[str] = field(default_factory=set)
     #: Items served without ``eo:cloud_cover``.
     unknown_cloud: set[str] = field(default_factory=set)
+    #: Seconds each page of an item search waits before it is sent.
+    page_delay: float = 0.0
 
     def served(self, fragment: str) -> int:
         """Bytes of raster data sent for paths containing ``fragment``."""
@@ -199,7 +201,11 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True
                 return
             if part:
-                self.wfile.write(part)
+                try:
+                    self.wfile.write(part)
+                except OSError:  # the client hung up (a page sent late, past its deadline)
+                    self.close_connection = True
+                    return
             if truncate:
                 self.wfile.flush()
                 self.close_connection = True
@@ -253,6 +259,7 @@ def _make_handler(state: StacServer) -> type[BaseHTTPRequestHandler]:
                     links.append({"rel": "next", "href": f"{state.base}/search?{urlencode({**q, 'token': first + size})}",
                                   "method": "GET"})
             page = feats[first:first + size]
+            time.sleep(state.page_delay)
             self._json({"type": "FeatureCollection", "features": page, "links": links,
                         "numberReturned": len(page), "numberMatched": len(feats)})
 
@@ -386,12 +393,21 @@ def server(stac_server: StacServer, monkeypatch: pytest.MonkeyPatch) -> StacServ
     stac_server.default_page = None
     stac_server.refuse = set()
     stac_server.unknown_cloud = set()
+    stac_server.page_delay = 0.0
     return stac_server
 
 
 @pytest.fixture
 def aoi() -> Zones:
     return resolve_aoi(bbox=AOI_BBOX)
+
+
+def _answered(server: StacServer, path: str, n: int) -> None:
+    """Wait (at most 5 s) until the server has answered ``n`` requests of ``path``: an answer it was still
+    delaying when the client hung up is logged late, and must not be logged into the next test."""
+    end = time.monotonic() + 5
+    while len([r for r in server.requests if r["path"] == path]) < n and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def _item(server: StacServer, iid: str) -> dict:
@@ -1004,9 +1020,47 @@ def test_a_trickled_search_page_fails_at_the_deadline_naming_its_url_and_is_not_
     elapsed = time.perf_counter() - t0
     msg = str(e.value)
     url = f"{server.base}/search" + ("?..." if method == "GET" else "")  # a GET's query (its GeoJSON) left out
-    assert msg.startswith(f"{method} {url}: not finished within the deadline of 1 s") and "\n" not in msg
+    assert msg.startswith(f"STAC search {server.base}/ ({COLLECTION}): not finished within the deadline of 1 s")
+    assert f"; {method} {url} cut short)" in msg and "\n" not in msg
     assert elapsed < 2.5
     assert len([r for r in server.requests if r["method"] == method and "/search" in r["path"]]) == 1
+
+
+def test_the_deadline_bounds_a_search_of_pages_each_in_time_together_late_naming_the_catalogue(server, aoi):
+    """Four pages of one item, each sent 0.6 s late: every page well within the 1 s deadline, the search 2.4 s.
+    The deadline bounds the search whole (each page may take the time left): it fails at about 1 s, in the
+    second page, with one line naming the deadline and the catalogue, nothing returned and nothing retried."""
+    server.page_size = 1
+    server.page_delay = 0.6
+    t0 = time.perf_counter()
+    with pytest.raises(NetworkError) as e:
+        search(aoi, *WHOLE, catalog=f"{server.base}/", read_scl=False,
+               policy=RetryPolicy(attempts=4, backoff_s=0.01, timeout_s=5, deadline_s=1))
+    elapsed = time.perf_counter() - t0
+    msg = str(e.value)
+    assert msg.startswith(f"STAC search {server.base}/ ({COLLECTION}): not finished within the deadline of 1 s "
+                          f"(all its requests together; POST {server.base}/search cut short)") and "\n" not in msg
+    assert "raise --deadline" in msg
+    assert elapsed < 1.8
+    assert len(server.searches) == 2  # the second page cut short at the deadline, the search not asked again
+    _answered(server, "/search", 2)
+    server.page_delay = 0.0
+    found = search(aoi, *WHOLE, catalog=f"{server.base}/", read_scl=False,
+                   policy=RetryPolicy(attempts=1, timeout_s=5, deadline_s=1))
+    assert found.notes.items_read == 4  # the same four pages, in time
+
+
+def test_a_search_waits_for_no_retry_beyond_its_deadline(server, aoi):
+    """The deadline counts the search's retries and waits too: a catalogue answering 503 is not asked again
+    when the wait before the next attempt (5 s) would pass the 1 s deadline."""
+    server.faults += [{"path": "/search", "kind": "503", "methods": ("POST",), "persist": True}]
+    waits: list[float] = []
+    with pytest.raises(NetworkError) as e:
+        search(aoi, *WHOLE, catalog=f"{server.base}/", read_scl=False, sleep=waits.append,
+               policy=RetryPolicy(attempts=4, backoff_s=5, timeout_s=5, deadline_s=1))
+    assert str(e.value).startswith(f"STAC search {server.base}/ ({COLLECTION}): not finished within the deadline "
+                                   "of 1 s (1 attempt(s); last error: ")
+    assert waits == [] and len([r for r in server.requests if r["method"] == "POST"]) == 1
 
 
 def test_a_trickled_item_json_fails_at_the_deadline_naming_its_url(server):
@@ -1352,7 +1406,20 @@ def test_cli_search_of_a_trickling_catalogue_stops_at_the_deadline_one_line_exit
                                     "--deadline", "1", "--json"])
     assert r.exit_code == 2 and r.stdout == ""
     err = [line for line in r.stderr.splitlines() if line.startswith("imgdiff: error:")]
-    assert len(err) == 1 and f"POST {server.base}/search: not finished within the deadline of 1 s" in err[0]
+    assert len(err) == 1 and f"STAC search {server.base}/ ({COLLECTION}): not finished within the deadline of 1 s" in err[0]
+    assert f"POST {server.base}/search cut short" in err[0]
+
+
+def test_cli_search_of_pages_that_add_up_past_the_deadline_is_one_line_exit_2_no_output(server):
+    server.page_size = 1
+    server.page_delay = 0.6
+    r = CliRunner().invoke(_cli(), ["search", "--bbox", ",".join(map(str, AOI_BBOX)), "--from", "2021-01-01",
+                                    "--to", "2024-12-31", "--no-scl", "--catalog", f"{server.base}/", "--timeout", "5",
+                                    "--deadline", "1", "--json"])
+    _answered(server, "/search", len(server.searches))
+    assert r.exit_code == 2 and r.stdout == ""
+    err = [line for line in r.stderr.splitlines() if line.startswith("imgdiff: error:")]
+    assert len(err) == 1 and f"STAC search {server.base}/ ({COLLECTION}): not finished within the deadline of 1 s" in err[0]
 
 
 def test_cli_fetch_refuses_keep_unknown_cloud_with_items_given(tmp_path):

@@ -22,6 +22,7 @@ from .aoi import aoi_geojson, bounds_window, snapped_bounds
 from .items import SCL_CLOUD, SCL_NODATA, asset_grid, cloud_cover, find_asset, item_id, summary
 from .remote import (
     DEFAULT_POLICY,
+    Deadline,
     RetryPolicy,
     bounded_session,
     http_status,
@@ -374,8 +375,9 @@ def search(
     read_scl : bool
         Read each item's SCL band over the zones (by window) to measure cloud and no-data there.
     policy : RetryPolicy
-        Retries of the catalogue request and the SCL reads; ``deadline_s`` bounds each request of the
-        catalogue's JSON (landing page, a page of the search) and each SCL read.
+        Retries of the catalogue requests and the SCL reads; ``deadline_s`` (seconds) bounds the item
+        search whole (its landing page and every page of items, retries and waits included: each
+        request may take the time left) and each SCL read.
     workers : int
         Items whose SCL band is read at once (threads).
     sleep : callable
@@ -389,8 +391,9 @@ def search(
     Raises
     ------
     NetworkError
-        The catalogue could not be reached or answered with an error after retries, or one of its
-        answers did not arrive within ``policy.deadline_s`` (not retried).
+        The catalogue could not be reached or answered with an error after retries, or the item search
+        did not end within ``policy.deadline_s``: one line naming the deadline and ``catalog``, nothing
+        returned.
     """
     if end < start:
         raise InputError(f"search dates: --to {end} is before --from {start}")
@@ -469,6 +472,11 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
     answered (:func:`~imgdiff.stac.remote.short_reason`); when it fails too, the 400 was not (only)
     about the condition, and the error names both answers. POST is tried first; an API answering it
     with 405 is searched with GET (once per search, kept for the retries).
+
+    ``policy.deadline_s`` bounds the search whole, its requests, retries and waits together: one
+    :class:`~imgdiff.stac.remote.Deadline` started here, each request's bound the time left
+    (:func:`~imgdiff.stac.remote.bounded_session`); past it, :class:`~imgdiff.errors.NetworkError`
+    names the deadline and ``catalog`` (not retried).
     """
     from pystac_client import Client
     from pystac_client.errors import ClientTypeError
@@ -480,6 +488,8 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
     max_read = max_items if max_read is None or max_cloud is None else max_read
     method = "POST"
     url = catalog  # the search endpoint, once a search is opened
+    what = f"STAC search {catalog} ({collection})"
+    deadline = Deadline(policy.deadline_s)  # the whole search: its pages, retries and waits together
 
     def open_search(client: Any, how: str, mode: str) -> Any:
         nonlocal url
@@ -536,7 +546,7 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
         # the number of attempts in all, as the error message and --retries say.
         try:
             stac_io = StacApiIO(max_retries=None)
-            bounded_session(policy, stac_io.session)  # each request ends within policy.deadline_s
+            bounded_session(policy, stac_io.session, deadline=deadline, what=what)  # each request by the deadline
             client = Client.open(catalog, timeout=policy.timeout_s, stac_io=stac_io)
             mode = "none"
             if max_cloud is not None:
@@ -565,7 +575,7 @@ def _api_search(catalog: str, collection: str, policy: RetryPolicy, sleep: Calla
                                "check --catalog (e.g. the default, " + DEFAULT_CATALOG + ")") from None
 
     try:
-        return with_retries(op, f"STAC search {catalog} ({collection})", policy, sleep=sleep)
+        return with_retries(op, what, policy, sleep=sleep, deadline=deadline, wait_in_thread=False)
     except NetworkError:
         raise
     except APIError as e:  # pragma: no cover - with_retries wraps every error

@@ -58,9 +58,10 @@ class RetryPolicy:
         Timeout of one HTTP request, in seconds (connect and transfer).
     deadline_s : float or None
         Most time one read of a remote raster (its header, or a window of it: one asset download) may
-        take in all, retries and waits included, in seconds, and most time one HTTP request of a
-        catalogue's JSON (its landing page, a page of an item search, an item) may take from sending to
-        its last byte (:func:`bounded_session`); None: no bound on the whole.
+        take in all, retries and waits included, in seconds; most time one item search of a catalogue
+        may take in all (its landing page and every page of items, retries and waits included: the time
+        left is each request's bound, :func:`bounded_session`); and most time one HTTP request of other
+        JSON (an item fetched by URL) may take from sending to its last byte. None: no bound on the whole.
     """
 
     attempts: int = 4
@@ -75,7 +76,8 @@ class RetryPolicy:
         return [min(self.max_backoff_s, self.backoff_s * self.factor**i) for i in range(max(0, self.attempts - 1))]
 
 
-#: Four attempts, 1-2-4 s apart, 30 s per request, 300 s per raster read in all (and per JSON request).
+#: Four attempts, 1-2-4 s apart, 30 s per request, 300 s per raster read in all (and per item search, per
+#: item's JSON).
 DEFAULT_POLICY = RetryPolicy()
 
 
@@ -263,6 +265,7 @@ def with_retries(
     sleep: Callable[[float], None] = time.sleep,
     catch: tuple[type[BaseException], ...] = (Exception,),
     deadline: Deadline | None = None,
+    wait_in_thread: bool = True,
 ) -> T:
     """Run ``op`` until it succeeds, at most ``policy.attempts`` times, waiting longer after each failure.
 
@@ -282,8 +285,12 @@ def with_retries(
     catch : tuple of exception types
         The errors that count as a failed attempt (others propagate at once).
     deadline : Deadline, optional
-        A bound on all attempts and waits together: ``op`` runs under :func:`run_within`, and no
-        attempt starts once the wait before it would reach the deadline.
+        A bound on all attempts and waits together: no attempt starts once the wait before it would
+        reach the deadline, and ``op`` runs under :func:`run_within` (unless ``wait_in_thread`` is False).
+    wait_in_thread : bool
+        With ``deadline``: run ``op`` under :func:`run_within`, for an operation that cannot be
+        interrupted (a GDAL read); False for one that ends by ``deadline`` itself (its requests made on
+        a :func:`bounded_session` given ``deadline``), run in the calling thread.
 
     Raises
     ------
@@ -294,7 +301,7 @@ def with_retries(
     delays = policy.delays()
     for attempt in range(policy.attempts):
         try:
-            return op() if deadline is None else run_within(op, deadline)
+            return op() if deadline is None or not wait_in_thread else run_within(op, deadline)
         except DeadlinePassed:
             raise NetworkError(_late(what, deadline, f"attempt {attempt + 1} still running: the server sends "
                                          "too slowly or not at all")) from None
@@ -511,7 +518,8 @@ def _explained(op: Callable[[], T]) -> Callable[[], T]:
 
 # --------------------------------------------------------------------------- JSON
 class RequestTooSlow(NetworkError):
-    """An HTTP request for JSON did not end within its deadline (a server trickling its answer)."""
+    """An HTTP request for JSON did not end within its deadline, its own or its search's (a server trickling its
+    answer, or pages that add up)."""
 
 
 #: A wait for data that ends this close to the deadline (seconds) was ended by it (socket timers round).
@@ -533,8 +541,9 @@ def _named(request: Any) -> str:
     return f"{request.method} {base}" + ("?..." if query else "")
 
 
-def _deadline_adapter(deadline_s: float) -> Any:
-    """A requests transport adapter ending each request at ``deadline_s`` seconds, its answer read or not."""
+def _deadline_adapter(deadline_s: float, whole: Deadline | None = None, what: str = "") -> Any:
+    """A requests transport adapter ending each request at ``deadline_s`` seconds, its answer read or not;
+    or, given ``whole``, every request by that one deadline (``what`` names their operation in the error)."""
     from requests.adapters import HTTPAdapter
 
     class DeadlineAdapter(HTTPAdapter):
@@ -542,13 +551,20 @@ def _deadline_adapter(deadline_s: float) -> Any:
 
         A timeout of requests bounds one wait for data, so a server sending a few bytes every
         second is never timed out; the deadline bounds the request whole. The connection is cut
-        when it passes (the server stops sending) and :class:`RequestTooSlow` names the request.
-        No retries of its own (``max_retries`` 0): every retry is :func:`with_retries`'.
+        when it passes (the server stops sending) and :class:`RequestTooSlow` names the request
+        (with ``whole``: the operation, and the request it cut short). No request is sent once
+        ``whole`` has passed. No retries of its own (``max_retries`` 0): every retry is :func:`with_retries`'.
         """
 
         def send(self, request: Any, stream: bool = False, timeout: Any = None, **kw: Any) -> Any:  # noqa: ARG002
-            deadline = Deadline(deadline_s)
-            late = RequestTooSlow(_late(_named(request), deadline, "the server sends too slowly or not at all"))
+            deadline = whole if whole is not None else Deadline(deadline_s)
+            if whole is None:
+                late = RequestTooSlow(_late(_named(request), deadline, "the server sends too slowly or not at all"))
+            elif deadline.remaining() <= 0:
+                raise RequestTooSlow(_late(what, deadline, f"all its requests together; passed before "
+                                                           f"{_named(request)} was sent"))
+            else:
+                late = RequestTooSlow(_late(what, deadline, f"all its requests together; {_named(request)} cut short"))
             wait = timeout[-1] if isinstance(timeout, tuple) else timeout  # the read timeout
             try:
                 resp = super().send(request, stream=True, timeout=_capped_timeout(timeout, deadline), **kw)
@@ -583,20 +599,28 @@ def _deadline_adapter(deadline_s: float) -> Any:
     return DeadlineAdapter()
 
 
-def bounded_session(policy: RetryPolicy, session: Any = None) -> Any:
+def bounded_session(policy: RetryPolicy, session: Any = None, *, deadline: Deadline | None = None,
+                    what: str = "") -> Any:
     """A requests ``Session`` whose every request ends within ``policy.deadline_s``, its answer read.
 
-    Each request (a catalogue's landing page, a page of an item search, an item's JSON) may take at
-    most ``policy.deadline_s`` from sending to its last byte; one that does not raises
+    Each request (an item's JSON) may take at most ``policy.deadline_s`` from sending to its last
+    byte; given ``deadline``, the requests together (a catalogue's landing page and every page of an
+    item search) end by it, each request's bound the time left. One that does not end in time raises
     :class:`RequestTooSlow` (a :class:`~imgdiff.errors.NetworkError`), one line naming the method and
-    URL, which :func:`with_retries` does not retry. Without a deadline the session is left as it is.
+    URL (with ``deadline``: ``what``, and the request cut short), which :func:`with_retries` does not
+    retry. Without a deadline (``policy.deadline_s`` None) the session is left as it is.
 
     Parameters
     ----------
     policy : RetryPolicy
-        ``deadline_s`` bounds each request.
+        ``deadline_s`` bounds each request (without ``deadline``).
     session : requests.Session, optional
         The session to bound (pystac-client's); default a new one.
+    deadline : Deadline, optional
+        One deadline for all the session's requests together, started by the caller (of
+        ``policy.deadline_s`` seconds); default one of ``policy.deadline_s`` for each request.
+    what : str
+        What the requests together do, for the error (``"STAC search <catalog> (<collection>)"``).
 
     Returns
     -------
@@ -606,7 +630,7 @@ def bounded_session(policy: RetryPolicy, session: Any = None) -> Any:
 
     session = session if session is not None else requests.Session()
     if policy.deadline_s is not None:
-        adapter = _deadline_adapter(policy.deadline_s)
+        adapter = _deadline_adapter(policy.deadline_s, deadline, what)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
     return session
