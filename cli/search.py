@@ -41,7 +41,10 @@ def catalog_options(f: Callable) -> Callable:
                           "included; also each request of an item's JSON: a server sending too slowly fails then "
                           "(not retried), leaving no partial file or output.")(f)
     f = click.option("--timeout", "timeout_s", type=click.IntRange(1, 600), default=30, show_default=True,
-                     help="Timeout of one HTTP request, in seconds.")(f)
+                     help="Most time, in seconds, one HTTP request of a band or SCL file (a range of it) may take "
+                          "in all, connect and transfer; a request of the catalogue's JSON (a page of the search, an "
+                          "item) may wait this long to connect, and again for each piece of its answer (--deadline "
+                          "bounds it whole).")(f)
     f = click.option("--retries", type=click.IntRange(1, 20), default=4, show_default=True,
                      help="Attempts per request in all, the first included (waits of 1, 2, 4 ... s between them).")(f)
     f = click.option("--collection", default=DEFAULT_COLLECTION, show_default=True, help="STAC collection id.")(f)

@@ -1422,6 +1422,21 @@ def test_cli_search_of_pages_that_add_up_past_the_deadline_is_one_line_exit_2_no
     assert len(err) == 1 and f"STAC search {server.base}/ ({COLLECTION}): not finished within the deadline of 1 s" in err[0]
 
 
+@pytest.mark.parametrize("command", ["search", "fetch"])
+def test_timeout_help_says_it_bounds_a_band_request_whole_and_each_wait_of_a_catalogue_request(command):
+    """--timeout is GDAL's timeout of a band's request, connect and transfer together, and requests' timeout of a
+    catalogue's JSON request, each wait to connect or for data (a trickled answer is ended by --deadline only):
+    not the bound of "one HTTP request" alike."""
+    r = CliRunner().invoke(_cli(), [command, "--help"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    found = re.search(r"--timeout INTEGER RANGE (.*?) \[default: 30", text)
+    assert found, text
+    help_ = found.group(1)
+    assert "band or SCL file" in help_ and "in all, connect and transfer" in help_
+    assert "catalogue's JSON" in help_ and "for each piece of its answer" in help_ and "--deadline" in help_
+
+
 def test_cli_fetch_refuses_keep_unknown_cloud_with_items_given(tmp_path):
     r = CliRunner().invoke(_cli(), ["fetch", "S2B_X", "-o", str(tmp_path / "s"), "--bbox", ",".join(map(str, AOI_BBOX)),
                                     "--keep-unknown-cloud"])

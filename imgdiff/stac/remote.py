@@ -55,7 +55,10 @@ class RetryPolicy:
     max_backoff_s : float
         Upper bound of one wait, in seconds.
     timeout_s : int
-        Timeout of one HTTP request, in seconds (connect and transfer).
+        Most time one HTTP request of a remote raster (a range or header read by GDAL) may take in all,
+        connect and transfer, in seconds (:func:`gdal_options`); for a request of JSON (requests), the most
+        time to connect and each wait for a piece of its answer, its whole bounded by ``deadline_s`` alone.
+        Either is capped at the time left before a deadline.
     deadline_s : float or None
         Most time one read of a remote raster (its header, or a window of it: one asset download) may
         take in all, retries and waits included, in seconds; most time one item search of a catalogue
