@@ -317,3 +317,33 @@ def test_an_unused_shift_limit_leaves_the_watch_cache_keys_alone():
     assert _max_shift(None, stated, register=False) == MAX_SHIFT_PX
     assert _max_shift(None, stated, register=True) == 10.0
     assert _max_shift(7.0, stated, register=True) == 7.0
+
+
+def test_an_unused_shift_limit_is_not_part_of_the_watch_cache_keys(pair, tmp_path):
+    # a scene's key must not depend on a limit its task does not use: under register=False whatever max_shift the
+    # parameters hold (the default, a manifest's, another version's default) gives the same key
+    import json
+
+    from imgdiff.watch import read_manifest
+    from imgdiff.watch.cache import WatchParams, scene_key
+
+    before, _, _ = pair
+    entry = read_manifest(_manifest(tmp_path, pair)).scenes[1]
+
+    def key(**kw) -> str:
+        return scene_key(entry, WatchParams(reference=str(before), **kw), "reference-hash")
+
+    assert key(register=False, max_shift=5.0) == key(register=False, max_shift=10.0)
+    assert "max_shift" not in json.loads(WatchParams(reference=str(before), register=False).to_json())
+    assert key(register=True, max_shift=5.0) != key(register=True, max_shift=10.0)  # used: part of the key
+
+
+def test_run_watch_refuses_max_shift_without_register_as_the_cli_refuses_it(pair, tmp_path):
+    # the library said nothing and ran unregistered, while `watch --no-coregister --max-shift` is a usage error
+    from imgdiff.watch import read_manifest, run_watch
+
+    manifest = read_manifest(_manifest(tmp_path, pair))
+    with pytest.raises(ValueError) as e:
+        run_watch(manifest, tmp_path / "out", scheduler="synchronous", register=False, max_shift=10)
+    assert str(e.value) == "run_watch: max_shift 10 does not apply with register=False (no shift is sought)"
+    assert not (tmp_path / "out").exists()

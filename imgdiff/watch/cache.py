@@ -41,7 +41,8 @@ class WatchParams:
     min_score : float or None
         Drop detections scoring below this (in [0, 1]).
     max_shift : float
-        Largest plausible shift of a scene, in pixels of the reference grid along either axis.
+        Largest plausible shift of a scene, in pixels of the reference grid along either axis. Not used,
+        and not part of the cache key (:meth:`to_json`), without ``register``.
     """
 
     reference: str
@@ -54,7 +55,12 @@ class WatchParams:
     max_shift: float = MAX_SHIFT_PX
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, default=str)
+        """The parameters as JSON, keys sorted (part of each scene's cache key, :func:`scene_key`); without
+        ``register``, ``max_shift`` is left out: a limit that is not used must not change the keys."""
+        fields = asdict(self)
+        if not self.register:
+            del fields["max_shift"]
+        return json.dumps(fields, sort_keys=True, default=str)
 
 
 def content_hash(path: str | Path, bands: Sequence[str] | None = None) -> str:

@@ -76,7 +76,7 @@ def pick_reference(manifest: Manifest, reference: str | None = None) -> str:
 
 def _max_shift(given: float | None, manifest: Manifest, register: bool) -> float:
     """The shift limit of a run (pixels): ``given``, else the manifest's; :data:`MAX_SHIFT_PX` when scenes
-    are not co-registered, so that an unused limit leaves the scenes' cache keys as they were."""
+    are not co-registered (not used then, nor part of the scenes' cache keys: :meth:`WatchParams.to_json`)."""
     if not register:
         return MAX_SHIFT_PX
     return manifest.max_shift if given is None else float(given)
@@ -122,7 +122,8 @@ def run_watch(
         Largest plausible shift of a scene, in pixels of the reference grid along either axis; a scene
         shifted farther is counted unregistered, its ``registration.note`` saying why. Default the
         manifest's (``manifest.max_shift``: its ``max_shift:``, else :data:`imgdiff.coregister.MAX_SHIFT_PX`).
-        Not used without ``register``.
+        Refused without ``register`` (no shift is sought), as ``imgdiff watch`` refuses ``--max-shift`` with
+        ``--no-coregister``.
     min_score : float, optional
         Drop detections below this score.
     radius_px : float
@@ -138,6 +139,8 @@ def run_watch(
 
     Raises
     ------
+    ValueError
+        ``max_shift`` given with ``register`` False, before anything is written.
     InputError
         Before anything is written: bad zones, unknown detector, a reference scene that
         cannot be read, lacks the bands, or that the bbox misses.
@@ -149,6 +152,8 @@ def run_watch(
     # Everything the whole run depends on is checked before anything is written: a bad
     # setting is one error line, not every scene skipped.
     check_type(manifest, Manifest, "run_watch: manifest", "read the file with imgdiff.read_manifest(path)")
+    if not register and max_shift is not None:
+        raise ValueError(f"run_watch: max_shift {max_shift!r} does not apply with register=False (no shift is sought)")
     check_outputs(outdir, WATCH_OUTPUTS, overwrite, create=False)
     zones = zones_geojson(manifest.zones) if manifest.zones else None
     resolve_detector(manifest.detector)  # fail early on an unknown detector
