@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .errors import ImgdiffError
-from .radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows, even_subsample, sampled_median
+from .radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows, even_subsample, iqr_ratio, sampled_median
 from .scene import Scene
 
 
@@ -569,7 +569,10 @@ def cloud_rim(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: np
     """The semi-transparent rim around opaque clouds, found against the other date.
 
     A cloud's edge thins out over a few pixels: there a pixel mixes cloud light ``c`` and the
-    ground ``g`` (the other date, after matching its gain per band) as ``(1 - alpha) g + alpha c``,
+    ground ``g`` (the other date, matched per band by a gain and an offset: its deviations from its
+    median over the ground clear of the cloud scaled by the ratio of the dates' interquartile ranges
+    there, its median moved onto the cloudy date's; a top-of-atmosphere date's path radiance is an
+    offset, and a gain alone left bright ground looking lit by the cloud) as ``(1 - alpha) g + alpha c``,
     with one ``alpha`` for every band. Pixels connected to ``cloud`` whose per-band
     ``alpha = (pixel - g) / (c - g)`` is at least :data:`CLOUD_RIM_ALPHA` in every visible band
     and agrees between bands within :data:`CLOUD_RIM_SPREAD` are rim (objects there are seen
@@ -594,9 +597,11 @@ def cloud_rim(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: np
     if not cloud.any() or clear.sum() < 100:
         return np.zeros(cloud.shape, bool)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gain = np.array([np.median(stack[i][clear]) / max(float(np.median(other[i][clear])), 1e-6)
-                         for i in range(len(stack))])
-        ground = other * gain[:, None, None]
+        idx = even_subsample(np.flatnonzero(clear))
+        ground = np.empty_like(other)
+        for i in range(len(stack)):
+            s, o = stack[i].ravel()[idx], other[i].ravel()[idx]
+            ground[i] = np.median(s) + (other[i] - np.median(o)) * iqr_ratio(o, s)
         top = np.array([np.median(stack[i][cloud]) for i in range(len(stack))])
         span = top[:, None, None] - ground
         alpha = np.where(span > 0.05, (stack - ground) / span, np.nan)

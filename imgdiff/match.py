@@ -23,7 +23,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import GridError, check_type
-from .radiometry import even_subsample
+from .radiometry import even_subsample, iqr_ratio
 from .scene import Scene
 from .zones import Zones, assign_zones
 
@@ -253,14 +253,6 @@ def contrast_gain(reference: np.ndarray, other: np.ndarray) -> float:
     if idx.size < 100:
         return 1.0
     return iqr_ratio(reference.ravel()[idx], other.ravel()[idx])
-
-
-def iqr_ratio(reference: np.ndarray, other: np.ndarray) -> float:
-    """The ratio of the interquartile ranges of ``other`` and ``reference`` (paired samples of two
-    dates, e.g. the pixels :func:`contrast_gain` picks); 1.0 when either range is empty."""
-    qa = np.percentile(reference, [25, 75])
-    qb = np.percentile(other, [25, 75])
-    return float((qb[1] - qb[0]) / (qa[1] - qa[0])) if qa[1] > qa[0] and qb[1] > qb[0] else 1.0
 
 
 def detail_level(image: np.ndarray, compared: np.ndarray, *, sigma_px: float = 1.0) -> float:

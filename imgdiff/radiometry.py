@@ -162,6 +162,14 @@ def even_subsample(v: np.ndarray, max_samples: int = 200_000) -> np.ndarray:
     return v[:: v.size // max_samples + 1] if v.size > max_samples else v
 
 
+def iqr_ratio(reference: np.ndarray, other: np.ndarray) -> float:
+    """The ratio of the interquartile ranges of ``other`` and ``reference`` (paired samples of two
+    dates, e.g. the pixels :func:`imgdiff.match.contrast_gain` picks); 1.0 when either range is empty."""
+    qa = np.percentile(reference, [25, 75])
+    qb = np.percentile(other, [25, 75])
+    return float((qb[1] - qb[0]) / (qa[1] - qa[0])) if qa[1] > qa[0] and qb[1] > qb[0] else 1.0
+
+
 def sampled_median(x: np.ndarray, mask: np.ndarray, max_samples: int = 200_000, default: float = 0.0) -> float:
     """Median of ``x`` over ``mask`` from at most ``max_samples`` evenly spaced pixels (``default`` if none).
 

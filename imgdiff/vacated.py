@@ -52,8 +52,8 @@ import numpy as np
 
 from .detect.base import Detection, Detections
 from .errors import check_type
-from .match import _boxes, _overlapping, _shared_fraction, contrast, iqr_ratio
-from .radiometry import even_subsample, ndwi
+from .match import _boxes, _overlapping, _shared_fraction, contrast
+from .radiometry import even_subsample, iqr_ratio, ndwi
 from .scene import Scene
 
 #: Pixels of a region are those whose date is brighter than the other by this many robust spreads of
@@ -130,7 +130,7 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None,
 
     The after date is matched to the before date by a gain and an offset: its deviations from its median
     scaled by the ratio of the dates' interquartile ranges over the pixels sampled
-    (:func:`imgdiff.match.iqr_ratio`, as :func:`imgdiff.match.contrast_gain`: an offset such as path
+    (:func:`imgdiff.radiometry.iqr_ratio`, as :func:`imgdiff.match.contrast_gain`: an offset such as path
     radiance leaves it alone), its median moved onto the before date's. (Scaled by the ratio of the
     medians alone, a top-of-atmosphere date's path radiance left every bright surface's own contrast in
     the difference: a quay then brightened with the hull beside it, as one region.)"""

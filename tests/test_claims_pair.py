@@ -153,6 +153,34 @@ def test_the_hazy_rim_of_an_opaque_cloud_is_found_but_brighter_ground_elsewhere_
     assert not ha[d >= 12].any()            # ground well away from the cloud, 8 % brighter, is not haze
 
 
+def test_the_hazy_rim_does_not_spread_over_bright_ground_when_the_other_date_holds_path_radiance():
+    # harbour water (the left 5/8) and bright city (right), a cloud over the shore on the surface-reflectance date;
+    # the other date top-of-atmosphere: the same ground plus path radiance (strongest in the blue). Matched by a
+    # gain alone, the city read as lit by the cloud and the rim ran over all of it (before 2026-11-28)
+    from imgdiff.claims import cloud_haze, temporal_clouds
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:120, :120]
+    land = xx >= 75
+    level = {"B02": 0.30, "B03": 0.32, "B04": 0.34}
+    ground = {b: np.where(land, v + 0.08 * rng.random((120, 120)), 0.04 + 0.005 * rng.random((120, 120)))
+              for b, v in level.items()}
+    path = {"B02": 0.08, "B03": 0.05, "B04": 0.03}
+    d = np.maximum(0, np.maximum(np.abs(xx - 75) - 10, np.abs(yy - 40) - 10))   # 0 inside a 21 x 21 px box
+    alpha = np.clip((8 - d) / 8, 0, 1)                                           # fading out over 8 px
+    cloudy = {b: (g * (1 - alpha) + 0.6 * alpha + rng.normal(0, 0.003, g.shape)).astype("float32")
+              for b, g in ground.items()}
+    toa = {b: (g + path[b] + rng.normal(0, 0.003, g.shape)).astype("float32") for b, g in ground.items()}
+    ok = np.ones((120, 120), bool)
+    b, a = Scene(cloudy, UTM, TR, ok), Scene(toa, UTM, TR, ok)
+    mb, ma = temporal_clouds(b, a)
+    assert mb[alpha > 0.7].all() and not ma.any()
+    hb, ha = cloud_haze(b, a, mb, ma)
+    assert not ha.any()
+    assert (mb | hb)[(alpha >= 0.25) & land].all()   # the hazy rim over the city is found
+    assert not hb[d >= 12].any()                     # the city well away from the cloud is not haze
+
+
 # --------------------------------------------------------------------------- partly hidden zones
 def _judge(assertion, nb, na, vis, sb=CLEAR, sa=CLEAR):
     before = dets(*((10 + 20 * i, 10, "unchanged") for i in range(nb)))
