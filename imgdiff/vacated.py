@@ -52,7 +52,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections
 from .errors import check_type
-from .match import _boxes, _overlapping, _shared_fraction, contrast
+from .match import _box_window, _boxes, _overlapping, _shared_fraction, contrast
 from .radiometry import even_subsample, iqr_ratio, ndwi
 from .scene import Scene
 
@@ -98,8 +98,8 @@ MIN_SPREAD = 1e-4
 APRON_PEAK_Z = 10.0
 #: :func:`apron_changes`: the longest region (metres): an aircraft with its shadow, blurred.
 MAX_APRON_LENGTH_M = 300.0
-#: :func:`apron_changes`: the other date is plain background when the box stands out there less than this
-#: fraction of its contrast on the object's date.
+#: :func:`apron_changes`: the other date is plain background when the region's pixels stand out there (from
+#: the ring around its box) less than this fraction of their contrast on the object's date.
 PLAIN_RATIO = 0.5
 #: :func:`apron_changes`: a region of one date whose box, grown by this many pixels, overlaps a stronger
 #: one's box grown by as many is part of its object (boxes less than 2 x MERGE_PX pixels apart).
@@ -303,9 +303,10 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     grey paint, its shadow), and the other date's ground is not water: regions where either date is
     brighter (:data:`APRON_PEAK_Z`, at most :data:`MAX_APRON_LENGTH_M` long, compared as there; a region whose box
     lies less than 2 x :data:`MERGE_PX` pixels from a stronger one's of the same date is part of its object),
-    whose box stands out from the ring around it (:func:`imgdiff.match.contrast`) on one date and
-    less than :data:`PLAIN_RATIO` times as much on the other: the object is on the date where it
-    stands out. Needs B02 B03 B04 (B08 is used when both dates have it).
+    whose pixels stand out from the ring around its box on one date and less than
+    :data:`PLAIN_RATIO` times as much on the other (:func:`imgdiff.match.contrast` over the region's
+    pixels instead of the whole box: a roof or a building in a corner of the box that the aircraft's
+    shape leaves empty stands out on both dates alike): the object is on the date where it stands out. Needs B02 B03 B04 (B08 is used when both dates have it).
 
     Parameters
     ----------
@@ -321,8 +322,8 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     Returns
     -------
     (Detections, Detections)
-        As :func:`water_changes`; ``extra["vacated"]``: ``peak_z``, ``area_px``, ``contrast`` (on the
-        object's date) and ``other_contrast`` (on the other date), reflectance.
+        As :func:`water_changes`; ``extra["vacated"]``: ``peak_z``, ``area_px``, ``contrast`` (the
+        region's pixels, on the object's date) and ``other_contrast`` (on the other date), reflectance.
     """
     check_type(before, Scene, "apron_changes: before", "read it with imgdiff.read_scene(path)")
     check_type(after, Scene, "apron_changes: after", "read it with imgdiff.read_scene(path)")
@@ -336,7 +337,7 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     items: tuple[list[Detection], list[Detection]] = ([], [])
     for (x, y, bw, bh), sub, area, peak in sorted(found, key=lambda r: -r[3]):
         box = (float(x), float(y), float(x + bw), float(y + bh))
-        cb, ca = contrast(bb, box), contrast(ba, box)
+        cb, ca = _region_contrast(bb, box, sub), _region_contrast(ba, box, sub)
         if not (math.isfinite(cb) and math.isfinite(ca)) or min(cb, ca) >= PLAIN_RATIO * max(cb, ca):
             continue
         k = 0 if cb > ca else 1
@@ -351,6 +352,25 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
             "peak_z": round(peak, 1), "area_px": area, "contrast": round(max(cb, ca), 4),
             "other_contrast": round(min(cb, ca), 4)}))
     return _by_strength(items[0], before, pixel), _by_strength(items[1], after, pixel)
+
+
+def _region_contrast(image: np.ndarray, box: tuple[float, float, float, float], sub: np.ndarray,
+                     ring_px: int = 3) -> float:
+    """How much a region stands out from the ring around its box on one date: the mean absolute difference
+    of the region's pixels (``sub``, its mask inside the integer ``box``) from the median of the ring
+    ``ring_px`` pixels wide around the box (as :func:`imgdiff.match.contrast`, over the region's pixels
+    instead of the whole box); NaN when the region or the ring has no valid pixel."""
+    window = _box_window(image.shape, box, ring_px)
+    if window is None:
+        return math.nan
+    rows, cols, inner = window
+    a = image[rows, cols]
+    region = np.zeros(inner.shape, bool)
+    region[inner] = sub.ravel()
+    ok = np.isfinite(a)
+    if not (ok & region).any() or not (ok & ~inner).any():
+        return math.nan
+    return float(np.mean(np.abs(a[region & ok] - np.median(a[~inner & ok]))))
 
 
 def _shape(mask: np.ndarray, gx: float, gy: float) -> tuple[float, float, float]:

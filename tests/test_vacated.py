@@ -378,3 +378,25 @@ def test_an_aircraft_that_left_is_found_when_the_after_date_has_a_gain_and_an_of
     # and an unchanged apron under the same gain and offset holds nothing
     assert all(len(d) == 0 for d in apron_changes(textured_apron(plane=False, seed=0),
                                                   textured_apron(plane=False, seed=1, gain=gain, offset=offset)))
+
+
+def test_an_aircraft_that_left_is_found_when_its_box_holds_a_bright_structure_that_stays():
+    # a cross-shaped aircraft (fuselage and wings, grey on concrete) whose box's empty corner holds a bright roof
+    # present on both dates: the box stood out of its ring on the after date almost as much as on the before date
+    # (the roof's contrast), so the place did not read as plain apron there (before 2026-11-28); the region's own
+    # pixels, the aircraft's, are plain apron on the after date
+    def scene(plane: bool, seed: int) -> Scene:
+        rng = np.random.default_rng(seed)
+        bands = {}
+        for b, level in CONCRETE.items():
+            a = np.full((80, 80), level)
+            a[20:25, 18:24] = 0.55                 # the roof, in the corner the wings leave empty
+            if plane:
+                a[20:34, 25:28] += 0.07            # fuselage, 140 m x 30 m
+                a[25:28, 18:35] += 0.07            # wings, 170 m
+            bands[b] = (a + rng.normal(0, 0.003, a.shape)).astype("float32")
+        return Scene(bands, UTM, TR, np.ones((80, 80), bool))
+
+    left, arrived = apron_changes(scene(True, 0), scene(False, 1))
+    assert len(left) == 1 and _inside(left.items[0], (slice(20, 34), slice(18, 35))) and len(arrived) == 0
+    assert all(len(d) == 0 for d in apron_changes(scene(False, 0), scene(False, 1)))
