@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .errors import ImgdiffError
-from .radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows, even_subsample, iqr_ratio, sampled_median
+from .radiometry import cloud_mask, cloud_shadow_mask, confirm_shadows, even_subsample, matched_levels, sampled_median
 from .scene import Scene
 
 
@@ -600,8 +600,7 @@ def cloud_rim(stack: np.ndarray, other: np.ndarray, cloud: np.ndarray, valid: np
         idx = even_subsample(np.flatnonzero(clear))
         ground = np.empty_like(other)
         for i in range(len(stack)):
-            s, o = stack[i].ravel()[idx], other[i].ravel()[idx]
-            ground[i] = np.median(s) + (other[i] - np.median(o)) * iqr_ratio(o, s)
+            ground[i] = matched_levels(other[i], stack[i].ravel()[idx], other[i].ravel()[idx])[0]
         top = np.array([np.median(stack[i][cloud]) for i in range(len(stack))])
         span = top[:, None, None] - ground
         alpha = np.where(span > 0.05, (stack - ground) / span, np.nan)

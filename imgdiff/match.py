@@ -23,7 +23,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import GridError, check_type
-from .radiometry import even_subsample, iqr_ratio
+from .radiometry import even_subsample, iqr_ratio, matched_levels
 from .scene import Scene
 from .zones import Zones, assign_zones
 
@@ -231,7 +231,7 @@ def difference_noise(reference: np.ndarray, other: np.ndarray) -> float:
 
     ``reference`` and ``other`` are 2-D brightness images on one grid (NaN where not compared).
     The difference of ``reference`` and ``other`` matched to it by a gain and an offset (its deviations
-    from its median scaled by the ratio of the dates' interquartile ranges, :func:`iqr_ratio`, its
+    from its median scaled by the ratio of the dates' interquartile ranges, :func:`matched_levels`, its
     median moved onto the reference's: a top-of-atmosphere date's path radiance is an offset) is taken
     as Gaussian noise of spread
     1.4826 x its median absolute deviation (robust to the few pixels that did change), whose mean
@@ -243,7 +243,7 @@ def difference_noise(reference: np.ndarray, other: np.ndarray) -> float:
     if idx.size < 100:
         return 0.0
     a, b = reference.ravel()[idx], other.ravel()[idx]
-    d = a - (float(np.median(a)) + (b - float(np.median(b))) * iqr_ratio(b, a))
+    d = a - matched_levels(b, a, b)[0]
     return float(math.sqrt(2 / math.pi) * 1.4826 * np.median(np.abs(d - np.median(d))))
 
 

@@ -170,6 +170,29 @@ def iqr_ratio(reference: np.ndarray, other: np.ndarray) -> float:
     return float((qb[1] - qb[0]) / (qa[1] - qa[0])) if qa[1] > qa[0] and qb[1] > qb[0] else 1.0
 
 
+def matched_levels(other: np.ndarray, reference_sample: np.ndarray,
+                   other_sample: np.ndarray) -> tuple[np.ndarray, float]:
+    """One date matched to another by a gain and an offset.
+
+    Parameters
+    ----------
+    other : ndarray
+        The date to match (reflectance, any shape).
+    reference_sample, other_sample : ndarray
+        The two dates at the same pixels (paired samples, e.g. an even subsample of the pixels compared).
+
+    Returns
+    -------
+    (ndarray, float)
+        ``other``'s deviations from the median of ``other_sample`` scaled by the gain, the ratio of the
+        samples' interquartile ranges (:func:`iqr_ratio`), plus the median of ``reference_sample``; and
+        that gain. An offset between the dates (a top-of-atmosphere date's path radiance, haze) changes
+        neither the gain nor the match, where a ratio of the medians would take it for a gain.
+    """
+    gain = iqr_ratio(other_sample, reference_sample)
+    return float(np.median(reference_sample)) + (other - float(np.median(other_sample))) * gain, gain
+
+
 def sampled_median(x: np.ndarray, mask: np.ndarray, max_samples: int = 200_000, default: float = 0.0) -> float:
     """Median of ``x`` over ``mask`` from at most ``max_samples`` evenly spaced pixels (``default`` if none).
 

@@ -53,7 +53,7 @@ import numpy as np
 from .detect.base import Detection, Detections
 from .errors import check_type
 from .match import _box_window, _boxes, _overlapping, _shared_fraction, contrast
-from .radiometry import even_subsample, iqr_ratio, ndwi
+from .radiometry import even_subsample, matched_levels, ndwi
 from .scene import Scene
 
 #: Pixels of a region are those whose date is brighter than the other by this many robust spreads of
@@ -130,7 +130,7 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None,
 
     The after date is matched to the before date by a gain and an offset: its deviations from its median
     scaled by the ratio of the dates' interquartile ranges over the pixels sampled
-    (:func:`imgdiff.radiometry.iqr_ratio`, as :func:`imgdiff.match.contrast_gain`: an offset such as path
+    (:func:`imgdiff.radiometry.matched_levels`, as :func:`imgdiff.match.contrast_gain`: an offset such as path
     radiance leaves it alone), its median moved onto the before date's. (Scaled by the ratio of the
     medians alone, a top-of-atmosphere date's path radiance left every bright surface's own contrast in
     the difference: a quay then brightened with the hull beside it, as one region.)"""
@@ -143,10 +143,9 @@ def _difference(before: Scene, after: Scene, compared: np.ndarray | None,
     idx = even_subsample(np.flatnonzero(ok))
     if idx.size < 100:
         return None
-    mb, ma = float(np.median(bb.ravel()[idx])), float(np.median(ba.ravel()[idx]))
     # contrast_gain's ratio over the pixels already sampled (the same ones it would pick)
-    scale = iqr_ratio(ba.ravel()[idx], bb.ravel()[idx])
-    d = bb - (mb + (ba - ma) * np.float32(scale))
+    matched, scale = matched_levels(ba, bb.ravel()[idx], ba.ravel()[idx])
+    d = bb - matched
     ds = d.ravel()[idx]
     # at least MIN_SPREAD: a noise-free pair's measured spread is 0 (nothing was sought then)
     spread = max(1.4826 * float(np.median(np.abs(ds - np.median(ds)))), MIN_SPREAD)
@@ -306,7 +305,8 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     whose pixels stand out from the ring around its box on one date and less than
     :data:`PLAIN_RATIO` times as much on the other (:func:`imgdiff.match.contrast` over the region's
     pixels instead of the whole box: a roof or a building in a corner of the box that the aircraft's
-    shape leaves empty stands out on both dates alike): the object is on the date where it stands out. Needs B02 B03 B04 (B08 is used when both dates have it).
+    shape leaves empty stands out on both dates alike): the object is on the date where it stands
+    out. Needs B02 B03 B04 (B08 is used when both dates have it).
 
     Parameters
     ----------

@@ -150,3 +150,14 @@ def test_a_cloud_speck_casts_no_shadow_onto_dark_ground():
     assert not cloud_shadow_mask(scene).any()
     # the same shaded ground under a cloud of 1 ha or more is searched and found
     assert cloud_shadow_mask(scene, min_cloud_m2=0.0).any()
+
+
+def test_matched_levels_undo_a_gain_and_an_offset_between_dates():
+    from imgdiff.radiometry import matched_levels
+
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(0.02, 0.4, 10_000)
+    other = 0.9 * reference + 0.05        # a gain and a top-of-atmosphere date's path radiance
+    matched, gain = matched_levels(other, reference, other)
+    assert gain == pytest.approx(1 / 0.9)
+    np.testing.assert_allclose(matched, reference, atol=1e-12)
