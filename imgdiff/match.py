@@ -23,7 +23,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections, sorted_detections
 from .errors import GridError, check_type
-from .radiometry import even_subsample, iqr_ratio, matched_levels
+from .radiometry import even_subsample, iqr_ratio
 from .scene import Scene
 from .zones import Zones, assign_zones
 
@@ -230,10 +230,7 @@ def difference_noise(reference: np.ndarray, other: np.ndarray) -> float:
     """Mean absolute difference between two dates expected at a pixel where nothing changed.
 
     ``reference`` and ``other`` are 2-D brightness images on one grid (NaN where not compared).
-    The difference of ``reference`` and ``other`` matched to it by a gain and an offset (its deviations
-    from its median scaled by the ratio of the dates' interquartile ranges, :func:`matched_levels`, its
-    median moved onto the reference's: a top-of-atmosphere date's path radiance is an offset) is taken
-    as Gaussian noise of spread
+    The difference ``reference - other * (median ratio)`` is taken as Gaussian noise of spread
     1.4826 x its median absolute deviation (robust to the few pixels that did change), whose mean
     absolute value is sqrt(2 / pi) times that spread. Same units as the images (reflectance); 0
     when fewer than 100 pixels are finite on both dates. Exact up to 200,000 such pixels, from an
@@ -243,7 +240,8 @@ def difference_noise(reference: np.ndarray, other: np.ndarray) -> float:
     if idx.size < 100:
         return 0.0
     a, b = reference.ravel()[idx], other.ravel()[idx]
-    d = a - matched_levels(b, a, b)[0]
+    mb = float(np.median(b))
+    d = a - b * (float(np.median(a)) / mb if mb > 0 else 1.0)
     return float(math.sqrt(2 / math.pi) * 1.4826 * np.median(np.abs(d - np.median(d))))
 
 
