@@ -130,6 +130,9 @@ class Variant:
     partial : bool
         Only every other object of zone ``left`` leaves (the first, third, ...; the zone keeps the
         rest): ``absent_after`` is then REFUTED, ``present_after`` and ``decreased`` SUPPORTED.
+    path_radiance : dict
+        Reflectance added to the after date per band after its gain (a top-of-atmosphere date's path
+        radiance against a surface-reflectance before date; an offset, not a gain).
     """
 
     cloud: dict = field(default_factory=lambda: dict(DEFAULT_CLOUD))
@@ -145,6 +148,7 @@ class Variant:
     placed: bool = True
     partial: bool = False
     encoding: str = "float"
+    path_radiance: dict = field(default_factory=dict)
 
 
 def _tint(**kw: float) -> dict:
@@ -184,6 +188,8 @@ VARIANTS: dict[str, Variant] = {
     "raw-mixed": Variant(encoding="raw-mixed"),
     "raw-float": Variant(encoding="raw-float"),
     "l1c-float": Variant(encoding="l1c-float"),
+    # the after date top-of-atmosphere (Rayleigh and aerosol path radiance, strongest in the blue) under its cloud
+    "path-radiance": Variant(path_radiance={"B02": 0.06, "B03": 0.04, "B04": 0.025, "B08": 0.01, "B11": 0.004}),
 }
 
 
@@ -366,7 +372,7 @@ def build(case: Path, work: Path, v: Variant | None = None) -> tuple[Path, dict[
         inp = cv2.inpaint((u8 >> 8).astype(np.uint8), mask, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255 * hi
         inp = np.where(mask > 0, inp, filled)
         gain = v.gain.get(n, 1.0) if isinstance(v.gain, dict) else v.gain
-        moved = ndi.shift(inp, (v.shift[1], v.shift[0]), order=3, mode="nearest") * gain
+        moved = ndi.shift(inp, (v.shift[1], v.shift[0]), order=3, mode="nearest") * gain + v.path_radiance.get(n, 0.0)
         if on_after:
             moved = render_cloud({n: moved}, alpha, v, sh_alpha, texture)[n]
         moved = np.where(np.isfinite(a), moved, np.nan)  # the same no-data as the before date
