@@ -156,6 +156,9 @@ def _tint(**kw: float) -> dict:
 
 
 #: The renderings of --variant / --sweep.
+#: Path radiance of a top-of-atmosphere date (reflectance per band): Rayleigh and aerosol, strongest in the blue.
+PATH_RADIANCE = {"B02": 0.06, "B03": 0.04, "B04": 0.025, "B08": 0.01, "B11": 0.004}
+
 VARIANTS: dict[str, Variant] = {
     "default": Variant(),
     "grey-dark": Variant(cloud={b: 0.35 for b in DEFAULT_CLOUD}),
@@ -188,8 +191,10 @@ VARIANTS: dict[str, Variant] = {
     "raw-mixed": Variant(encoding="raw-mixed"),
     "raw-float": Variant(encoding="raw-float"),
     "l1c-float": Variant(encoding="l1c-float"),
-    # the after date top-of-atmosphere (Rayleigh and aerosol path radiance, strongest in the blue) under its cloud
-    "path-radiance": Variant(path_radiance={"B02": 0.06, "B03": 0.04, "B04": 0.025, "B08": 0.01, "B11": 0.004}),
+    # the after date top-of-atmosphere (path radiance added after its gain) under its cloud
+    "path-radiance": Variant(path_radiance=PATH_RADIANCE),
+    # ... and the cloud on the before date (surface reflectance) instead
+    "path-radiance-cloud-before": Variant(path_radiance=PATH_RADIANCE, date="before"),
 }
 
 
