@@ -46,7 +46,8 @@ def catalog_options(f: Callable) -> Callable:
                           "item) may wait this long to connect, and again for each piece of its answer (--deadline "
                           "bounds it whole).")(f)
     f = click.option("--retries", type=click.IntRange(1, 20), default=4, show_default=True,
-                     help="Attempts per request in all, the first included (waits of 1, 2, 4 ... s between them).")(f)
+                     help="Attempts in all, the first included, of each band or SCL read, of an item's JSON and of "
+                          "the catalogue search as a whole (waits of 1, 2, 4 ... s between them).")(f)
     f = click.option("--collection", default=DEFAULT_COLLECTION, show_default=True, help="STAC collection id.")(f)
     f = click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help="STAC API root URL.")(f)
     return f

@@ -1435,6 +1435,9 @@ def test_timeout_help_says_it_bounds_a_band_request_whole_and_each_wait_of_a_cat
     help_ = found.group(1)
     assert "band or SCL file" in help_ and "in all, connect and transfer" in help_
     assert "catalogue's JSON" in help_ and "for each piece of its answer" in help_ and "--deadline" in help_
+    # --retries counts attempts of the search whole (its pages are not retried one by one)
+    retries = re.search(r"--retries INTEGER RANGE (.*?) \[default: 4", text)
+    assert retries and "the catalogue search as a whole" in retries.group(1), text
 
 
 def test_cli_fetch_refuses_keep_unknown_cloud_with_items_given(tmp_path):
