@@ -355,12 +355,15 @@ def _mean_persistence(a_box: np.ndarray, b_box: np.ndarray, ra: float, rb: float
     return float(np.clip(1.0 - max(change - sigma_mean, 0.0) / abs(m_a), 0.0, 1.0))
 
 
-def contrast(image: np.ndarray, box: tuple[float, float, float, float], *, ring_px: int = 3) -> float:
+def contrast(image: np.ndarray, box: tuple[float, float, float, float], *, ring_px: int = 3,
+             within: np.ndarray | None = None) -> float:
     """How much a box stands out from its surroundings on one date.
 
     Mean absolute difference (same units as ``image``, e.g. reflectance) of the box's pixels
     from the median of a ring ``ring_px`` pixels wide around it, on a 2-D (rows, cols)
-    brightness image; NaN when the box or the ring has no valid pixel.
+    brightness image; NaN when the box or the ring has no valid pixel. With ``within`` (a boolean
+    mask of the shape of an integer ``box`` lying inside the image, e.g. a region's pixels), only
+    those pixels of the box are measured against the ring.
     """
     window = _box_window(image.shape, box, ring_px)
     if window is None:
@@ -368,9 +371,13 @@ def contrast(image: np.ndarray, box: tuple[float, float, float, float], *, ring_
     rows, cols, inner = window
     a = image[rows, cols]
     ok = np.isfinite(a)
-    if not (ok & inner).any() or not (ok & ~inner).any():
+    measured = inner
+    if within is not None:
+        measured = np.zeros(inner.shape, bool)
+        measured[inner] = within.ravel()
+    if not (ok & measured).any() or not (ok & ~inner).any():
         return math.nan
-    return float(np.mean(np.abs(a[inner & ok] - np.median(a[~inner & ok]))))
+    return float(np.mean(np.abs(a[measured & ok] - np.median(a[~inner & ok]))))
 
 
 def structure(image: np.ndarray, box: tuple[float, float, float, float], *, sigma_px: float = 1.0,

@@ -52,7 +52,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections
 from .errors import check_type
-from .match import _box_window, _boxes, _overlapping, _shared_fraction, contrast
+from .match import _boxes, _overlapping, _shared_fraction, contrast
 from .radiometry import even_subsample, matched_levels, ndwi
 from .scene import Scene
 
@@ -337,7 +337,7 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     items: tuple[list[Detection], list[Detection]] = ([], [])
     for (x, y, bw, bh), sub, area, peak in sorted(found, key=lambda r: -r[3]):
         box = (float(x), float(y), float(x + bw), float(y + bh))
-        cb, ca = _region_contrast(bb, box, sub), _region_contrast(ba, box, sub)
+        cb, ca = contrast(bb, box, within=sub), contrast(ba, box, within=sub)
         if not (math.isfinite(cb) and math.isfinite(ca)) or min(cb, ca) >= PLAIN_RATIO * max(cb, ca):
             continue
         k = 0 if cb > ca else 1
@@ -352,25 +352,6 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
             "peak_z": round(peak, 1), "area_px": area, "contrast": round(max(cb, ca), 4),
             "other_contrast": round(min(cb, ca), 4)}))
     return _by_strength(items[0], before, pixel), _by_strength(items[1], after, pixel)
-
-
-def _region_contrast(image: np.ndarray, box: tuple[float, float, float, float], sub: np.ndarray,
-                     ring_px: int = 3) -> float:
-    """How much a region stands out from the ring around its box on one date: the mean absolute difference
-    of the region's pixels (``sub``, its mask inside the integer ``box``) from the median of the ring
-    ``ring_px`` pixels wide around the box (as :func:`imgdiff.match.contrast`, over the region's pixels
-    instead of the whole box); NaN when the region or the ring has no valid pixel."""
-    window = _box_window(image.shape, box, ring_px)
-    if window is None:
-        return math.nan
-    rows, cols, inner = window
-    a = image[rows, cols]
-    region = np.zeros(inner.shape, bool)
-    region[inner] = sub.ravel()
-    ok = np.isfinite(a)
-    if not (ok & region).any() or not (ok & ~inner).any():
-        return math.nan
-    return float(np.mean(np.abs(a[region & ok] - np.median(a[~inner & ok]))))
 
 
 def _shape(mask: np.ndarray, gx: float, gy: float) -> tuple[float, float, float]:
