@@ -33,8 +33,8 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
    only blurred or dimmed on the other date, stands out far more than it changed).
 
 Each region is one object on the date where it is bright (rafted ships side by side are one region:
-the count is a lower bound). :func:`imgdiff.claims.verify` adds those of the before date (departures;
-:data:`imgdiff.claims.evidence.VACATED_DATES` says why not arrivals) to the detector's objects where no
+the count is a lower bound). :func:`imgdiff.claims.verify` adds those of the dates in :data:`imgdiff.claims.evidence.VACATED_DATES`
+(vessels: the before date, departures, and it says why not arrivals; aircraft: both) to the detector's objects where no
 object counted on either date overlaps them and no look of the other date covers :data:`LOOK_OVERLAP` of
 the smaller box (:func:`add_vacated`; the evidence rules ``vacated_water`` and ``vacated_apron``).
 
@@ -52,7 +52,7 @@ import numpy as np
 
 from .detect.base import Detection, Detections
 from .errors import check_type
-from .match import _boxes, _overlapping, _shared_fraction, contrast
+from .match import _boxes, _overlapping, _shared_fraction, contrast, detail_level, structure
 from .radiometry import even_subsample, matched_levels, ndwi
 from .scene import Scene
 
@@ -101,6 +101,16 @@ MAX_APRON_LENGTH_M = 300.0
 #: :func:`apron_changes`: the other date is plain background when the region's pixels stand out there (from
 #: the ring around its box) less than this fraction of their contrast on the object's date.
 PLAIN_RATIO = 0.5
+#: :func:`apron_changes`: a region is an object of its date only when its box holds at least this fraction of the
+#: fine (pixel-scale) detail it holds on the other date, each date's relative to its overall detail
+#: (:func:`imgdiff.match.structure` over :func:`imgdiff.match.detail_level`, as :func:`imgdiff.match.reconcile`
+#: judges a smoothed-over place): an aircraft adds sharp edges where it stands, the filled place of one removed from
+#: the image is smooth. On 2026-11-28 (benchmarks/claims.py --aircraft --sweep, cloud-before renderings) the place of
+#: a dark aircraft removed from the after date, filled by inpainting with the light of the taxiway beside it, stood
+#: out there 2.5 times as much as the aircraft had (plain apron before, by :data:`PLAIN_RATIO`) and read as an arrival
+#: in a zone every aircraft had left; its box held 0.49 times the before date's detail. Found regions of the outside
+#: cases' aprons (claims_outside_r3.py, fixed cases and draws 5-6) hold 0.3-0.9 or 1.0 and more, none in between.
+OWN_DETAIL = 1.0
 #: :func:`apron_changes`: a region of one date whose box, grown by this many pixels, overlaps a stronger
 #: one's box grown by as many is part of its object (boxes less than 2 x MERGE_PX pixels apart).
 MERGE_PX = 2
@@ -306,7 +316,9 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     :data:`PLAIN_RATIO` times as much on the other (:func:`imgdiff.match.contrast` over the region's
     pixels instead of the whole box: a roof or a building in a corner of the box that the aircraft's
     shape leaves empty stands out on both dates alike): the object is on the date where it stands
-    out. Needs B02 B03 B04 (B08 is used when both dates have it).
+    out, when its box holds at least :data:`OWN_DETAIL` times as much fine detail there as on the other
+    date (the filled place of an aircraft removed from the image stands out but is smooth). Needs B02
+    B03 B04 (B08 is used when both dates have it).
 
     Parameters
     ----------
@@ -335,6 +347,7 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
     pixel = before.pixel_size_m
     found = [r for sign in (1.0, -1.0) for r in _regions(sign * z, ok, pixel, MAX_APRON_LENGTH_M, APRON_PEAK_Z)]
     items: tuple[list[Detection], list[Detection]] = ([], [])
+    levels: tuple[float, float] | None = None  # each date's overall fine detail, once a region needs it
     for (x, y, bw, bh), sub, area, peak in sorted(found, key=lambda r: -r[3]):
         box = (float(x), float(y), float(x + bw), float(y + bh))
         cb, ca = contrast(bb, box, within=sub), contrast(ba, box, within=sub)
@@ -343,6 +356,16 @@ def apron_changes(before: Scene, after: Scene, *, compared: np.ndarray | None = 
         k = 0 if cb > ca else 1
         if ("before", "after")[k] not in dates:  # objects merge only with their own date's
             continue
+        # ... and the place holds an object's fine detail on that date, not the smooth fill of one removed
+        if levels is None:  # away from every place that changed: one aircraft is much of a small apron's detail
+            away = ok.copy()
+            for (rx, ry, rw, rh), *_ in found:
+                away[max(0, ry - 2):ry + rh + 2, max(0, rx - 2):rx + rw + 2] = False
+            levels = (detail_level(bb, away), detail_level(ba, away))
+        if all(math.isfinite(lv) and lv > 0 for lv in levels):
+            detail = [structure(img, box) / lv for img, lv in zip((bb, ba), levels)]
+            if all(math.isfinite(v) for v in detail) and detail[k] < OWN_DETAIL * detail[1 - k]:
+                continue
         # the bright and the dark part of one object (paint and shadow) and its fragments a pixel or two
         # apart are one object
         g = 2 * MERGE_PX  # one box grown by twice the gap: both grown by it

@@ -29,6 +29,7 @@ from ..vacated import MIN_AREA_PX as VACATED_MIN_AREA_PX
 from ..vacated import MIN_SPREAD as VACATED_MIN_SPREAD
 from ..vacated import MIN_WATER_NDWI as VACATED_MIN_WATER_NDWI
 from ..vacated import OWN_CONTRAST as VACATED_OWN_CONTRAST
+from ..vacated import OWN_DETAIL as VACATED_OWN_DETAIL
 from ..vacated import PEAK_Z as VACATED_PEAK_Z
 from ..vacated import PLAIN_RATIO as VACATED_PLAIN_RATIO
 from ..vacated import RING_COMPARED as VACATED_RING_COMPARED
@@ -79,13 +80,22 @@ STATIC_EVIDENCE_SCORE: dict[str, float] = {"vessels": 0.4, "aircraft": 0.45}
 #: :func:`imgdiff.vacated.water_changes`) or plain apron (aircraft, :func:`imgdiff.vacated.apron_changes`),
 #: which no object counted on either date explains, counts as an object on its date.
 VACATED_OBJECTS: dict[str, str] = {"vessels": "water", "aircraft": "apron"}
-#: The dates whose objects are read from the change: departures only (objects on the before date).
-#: Where an object was removed from an image the filled place can look like an arrival: inpainting smears the
-#: quay into the water where a boat lay. Measured 2026-11-27 with arrivals too (benchmarks/claims.py, the
-#: removed boats of zone "left" filled by OpenCV inpainting): own ports 34/40 against 38/40, the smears of
-#: three ports counted as arrivals in the emptied zone; the outside cases' arrivals (draws 1-10 and the fixed
-#: cases, fold detectors) gave 25 of the 57 claims gained, departures the other 32.
-VACATED_DATES: tuple[str, ...] = ("before",)
+#: Per object kind, the dates whose objects are read from the change (:data:`VACATED_OBJECTS`).
+#: Vessels: departures only (objects on the before date). Where an object was removed from an image the filled
+#: place can look like an arrival: inpainting smears the quay into the water where a boat lay. Measured
+#: 2026-11-27 with arrivals too (benchmarks/claims.py, the removed boats of zone "left" filled by OpenCV
+#: inpainting): own ports 34/40 against 38/40, the smears of three ports counted as arrivals in the emptied zone;
+#: the outside cases' arrivals (draws 1-10 and the fixed cases, fold detectors) gave 25 of the 57 claims gained,
+#: departures the other 32. Measured again 2026-11-28 with arrivals held to the fine detail of their place (as
+#: aircraft are, :data:`imgdiff.vacated.OWN_DETAIL`): fixed cases and draws 5-6 (claims_outside_r3.py, both
+#: detector sets) one claim gained of 888, claims.py --honest 29 against 31 of 40 (smears counted in an emptied zone).
+#: Aircraft: arrivals too. :func:`imgdiff.vacated.apron_changes` asks the other date to be plain apron at the
+#: region's own pixels, and the region to hold at least as much fine detail on its date as on the other (the
+#: filled place of an aircraft removed from the image is smooth). Measured 2026-11-28 on the aprons of the outside
+#: cases (claims_outside_r3.py, fixed cases and draws 5 and 6): with the shipped detector 452 against 428 of 487
+#: claims right, with the detectors that never saw the airport 425 against 401; every gain in a zone an aircraft
+#: arrived in, no claim lost; benchmarks/claims.py --aircraft --sweep (33 renderings, both detector sets) unchanged.
+VACATED_DATES: dict[str, tuple[str, ...]] = {"vessels": ("before",), "aircraft": ("before", "after")}
 #: Each date is searched for detections down to this fraction of the detector's threshold, so that
 #: every place has a score on both dates (a "look"); looks alone never count as objects.
 LOOK_FRACTION = 0.5
@@ -136,7 +146,8 @@ def evidence_rules() -> dict[str, Any]:
                          "both from the bands without "
                          "the path radiance the vessel detector takes off) and the region's contrast with its surroundings on its own "
                          f"date and its brightening agree within a factor {1 / VACATED_OWN_CONTRAST:g}, the region is a "
-                         "vessel that left or arrived; it counts (on the dates in vacated_dates) when no object counted on either date "
+                         "vessel that left or arrived; it counts (on the dates in vacated_dates_by_object.vessels: "
+                         + " and ".join(VACATED_DATES.get("vessels", ())) + ") when no object counted on either date "
                          f"and no look of the other date covers at least {VACATED_LOOK_OVERLAP:.0%} of the smaller of its box and the "
                          "region's (one object per region: ships rafted side by "
                          "side count once); not when co-registration failed",
@@ -148,8 +159,11 @@ def evidence_rules() -> dict[str, Any]:
                          f"of {VACATED_RING_PX} px around it; {ring_clear}) whose pixels stand out "
                          "from its box's surroundings on one date and less than "
                          f"{VACATED_PLAIN_RATIO:g} times as much on the other (plain apron there), the region is an "
-                         "aircraft that left or arrived; it counts on the date where it stands out (on the dates in "
-                         "vacated_dates) when no object "
+                         "aircraft that left or arrived, if the fine detail of its box on that date is at least "
+                         f"{VACATED_OWN_DETAIL:g} x that on the other date (each relative to its date's overall detail: "
+                         "the filled place of an aircraft removed from the image is smooth); it counts on the "
+                         "date where it stands out (on the dates in vacated_dates_by_object.aircraft: "
+                         + " and ".join(VACATED_DATES.get("aircraft", ())) + ") when no object "
                          "counted on either date and no look of the other date covers at least "
                          f"{VACATED_LOOK_OVERLAP:.0%} of the smaller of its box and the region's; not when "
                          "co-registration failed",
@@ -182,7 +196,9 @@ def evidence_rules() -> dict[str, Any]:
                                       "The cut is made on the score: with the cut on the probability the "
                                       "claims benchmarks got worse (static clutter seen twice and the remains "
                                       "of departures, which the single-date tables do not cover)"),
-        "vacated_dates": list(VACATED_DATES),
+        # the dates read from the change for every object kind (schema 1.1-1.7: for all of them), and per kind (1.8)
+        "vacated_dates": [d for d in ("before", "after") if all(d in v for v in VACATED_DATES.values())],
+        "vacated_dates_by_object": {k: list(v) for k, v in VACATED_DATES.items()},
         "calibrated_evidence": CALIBRATED_EVIDENCE,
         "min_evidence_score": MIN_EVIDENCE_SCORE,
         "look_fraction": LOOK_FRACTION,

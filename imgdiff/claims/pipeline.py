@@ -262,7 +262,7 @@ def analyse_result(
             # (imgdiff.vacated)
             compared = clear["before"] & clear["after"] & ~cloud["before"] & ~cloud["after"] & ~(haze_b | haze_a)
             find = water_changes if VACATED_OBJECTS[obj] == "water" else apron_changes
-            vb, va = find(pair.before, pair.after, compared=compared, dates=VACATED_DATES)
+            vb, va = find(pair.before, pair.after, compared=compared, dates=VACATED_DATES[obj])
             objs_b, objs_a = add_vacated(objs_b, objs_a, vb, va, looks_before=looks[0], looks_after=looks[1],
                                          probability=calibrated(VACATED_SCORE) if calibrated else None)
         # objects far from every zone bear on no claim: left out (OBJECTS_MARGIN_M)

@@ -31,7 +31,9 @@ number on any incompatible change)::
                                    none; evidence_rules.calibrated_evidence says whether objects are cut on it
     evidence_rules                 (1.1) how both dates' detections become objects (imgdiff.claims.evidence_rules);
                                    (1.4) vacated_water, vacated_apron: vessels and aircraft seen in the change
-                                   itself (imgdiff.vacated)
+                                   itself (imgdiff.vacated); vacated_dates: the dates whose objects are read from
+                                   the change (1.8: for every object kind), (1.8) vacated_dates_by_object: object
+                                   kind -> those dates (aircraft arrivals too)
     claims[]                       id, text, object, zone, assert, min_length_m, verdict, confidence,
                                    counts.before|after, objects.stayed[{before, after, distance_m}],
                                    objects.departed[before ids], objects.arrived[after ids], reasons[], caveats[];
@@ -74,7 +76,7 @@ from ..zones import zone_masks
 from .compare import _scene_entry, write_change_tif
 
 #: Version of the ``report.json`` layout of ``imgdiff verify``.
-VERIFY_SCHEMA_VERSION = "1.7"
+VERIFY_SCHEMA_VERSION = "1.8"
 VERIFY_OUTPUTS = ("report.json", "report.md", "report.html", "detections_before.geojson",
                   "detections_after.geojson", "change.tif")
 
