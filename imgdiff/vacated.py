@@ -101,10 +101,10 @@ MAX_APRON_LENGTH_M = 300.0
 #: :func:`apron_changes`: the other date is plain background when the region's pixels stand out there (from
 #: the ring around its box) less than this fraction of their contrast on the object's date. 0.5 until 2026-11-28;
 #: with the fine-detail test (:data:`OWN_DETAIL`) guarding against what merely stands out, 0.65 (pre-registered, one
-#: trial): fixed cases, draws 5 and 6 of the outside cases (claims_outside_r3.py) shipped +3 / +3 of 109 and
-#: +3 of 122, with the detectors that never saw the airport +3 and +6, none lost (faint pasted aircraft and a
-#: swapped departure whose other date kept 0.5-0.65 of their contrast); claims.py --aircraft --sweep both ways,
-#: claims_outside.py and benchmarks/vacated_airport.py (real Beirut) identical.
+#: trial) on the outside cases' aprons (claims_outside_r3.py): draw 5 shipped 101 -> 104 and with the detectors that
+#: never saw the airport 92 -> 95 of 109, draw 6 107 -> 110 and 103 -> 109 of 122, fixed cases unchanged, none lost
+#: (faint pasted aircraft and a swapped departure whose other date kept 0.5-0.65 of their contrast);
+#: claims.py --aircraft --sweep both ways, claims_outside.py and benchmarks/vacated_airport.py (real Beirut) identical.
 PLAIN_RATIO = 0.65
 #: :func:`apron_changes`: a region is an object of its date only when its box holds at least this fraction of the
 #: fine (pixel-scale) detail it holds on the other date, each date's relative to its overall detail
