@@ -452,3 +452,28 @@ def test_claims_count_an_aircraft_arrival_seen_only_in_the_change(monkeypatch):
                 for a in ("present_after", "increased")}
     assert {a: (v.verdict, v.count_before, v.count_after) for a, v in verdicts.items()} == {
         "present_after": ("SUPPORTED", 0, 1), "increased": ("SUPPORTED", 0, 1)}
+
+
+def test_a_weak_look_of_the_other_date_does_not_veto_an_aircraft_that_left(monkeypatch):
+    """Aircraft (imgdiff.claims.evidence.VACATED_LOOK_VETO): the region's plain-apron and fine-detail tests already say
+    the after date holds nothing there; the detector's weak look at the bare stand does not undo the departure."""
+    from imgdiff.claims import Claim, detector_performance, evaluate_claim, registration_quality
+
+    calls = []
+
+    def detect(obj, scene, zones, min_score=None):
+        calls.append(obj)  # looks of the before date first, then of the after date
+        on_after = len(calls) % 2 == 0
+        items = (Detection(box=(20.0, 20.0, 27.0, 26.0), score=0.2, cls="aircraft", centroid=(23.5, 23.0)),)
+        return Detections(items if on_after else (), scene.crs, scene.transform, scene.pixel_size_m)
+
+    monkeypatch.setattr(pipeline, "detect", detect)
+    zones = Zones({"stand": shapely_box(700000 + 170, 3900000 - 290, 700000 + 300, 3900000 - 170)}, crs=UTM)
+    result, _, _, states, dets, _ = pipeline.analyse(textured_apron(plane=True, seed=0),
+                                                     textured_apron(plane=False, seed=1), zones, ["aircraft"])
+    v = evaluate_claim(Claim("c", "text", "aircraft", "stand", "decreased"), *dets["aircraft"],
+                       states["before"]["stand"], states["after"]["stand"],
+                       registration_reliability=registration_quality(result.registration),
+                       performance=detector_performance("aircraft"))
+    assert (v.verdict, v.count_before, v.count_after) == ("SUPPORTED", 1, 0)
+    assert len(calls) == 2

@@ -33,6 +33,7 @@ from .evidence import (
     STATIC_EVIDENCE_SCORE,
     STATIC_PERSISTENCE,
     VACATED_DATES,
+    VACATED_LOOK_VETO,
     VACATED_OBJECTS,
 )
 from .files import OBJECTS, ClaimFile, ClaimsError
@@ -263,7 +264,9 @@ def analyse_result(
             compared = clear["before"] & clear["after"] & ~cloud["before"] & ~cloud["after"] & ~(haze_b | haze_a)
             find = water_changes if VACATED_OBJECTS[obj] == "water" else apron_changes
             vb, va = find(pair.before, pair.after, compared=compared, dates=VACATED_DATES[obj])
-            objs_b, objs_a = add_vacated(objs_b, objs_a, vb, va, looks_before=looks[0], looks_after=looks[1],
+            veto = VACATED_LOOK_VETO.get(obj, True)  # whether the other date's looks veto a region
+            objs_b, objs_a = add_vacated(objs_b, objs_a, vb, va, looks_before=looks[0] if veto else None,
+                                         looks_after=looks[1] if veto else None,
                                          probability=calibrated(VACATED_SCORE) if calibrated else None)
         # objects far from every zone bear on no claim: left out (OBJECTS_MARGIN_M)
         dets[obj] = keep_near(*one_zone_per_object(assign_zones(objs_b, zg, keep_outside=True),

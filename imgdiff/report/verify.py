@@ -33,7 +33,8 @@ number on any incompatible change)::
                                    (1.4) vacated_water, vacated_apron: vessels and aircraft seen in the change
                                    itself (imgdiff.vacated); vacated_dates: the dates whose objects are read from
                                    the change (1.8: for every object kind), (1.8) vacated_dates_by_object: object
-                                   kind -> those dates (aircraft arrivals too)
+                                   kind -> those dates (aircraft arrivals too), (1.8) vacated_look_veto: object
+                                   kind -> whether a look of the other date vetoes such a region
     claims[]                       id, text, object, zone, assert, min_length_m, verdict, confidence,
                                    counts.before|after, objects.stayed[{before, after, distance_m}],
                                    objects.departed[before ids], objects.arrived[after ids], reasons[], caveats[];
