@@ -17,9 +17,10 @@ Measured 2026-11-28 (seventh session), against the code before aircraft arrivals
 grid scores differently from the warped one). The three bands 6 -> 7 (was 6 -> 6), 1 -> 0, 1 -> 0: the 7th an
 arrival at a road and building edge north of the fence (box [221, 905, 224, 908], peak 10.8 spreads against
 ``APRON_PEAK_Z`` 10, contrast 0.126 against 0.051), not an aircraft; swapped 4 -> 3, 1 -> 3, 1 -> 1 as before.
-Outside every zone: one departure before, now a departure and an arrival in each order besides the north one
-(three regions in each; since aircraft regions are no longer vetoed by a weaker look of the other date,
-``imgdiff.claims.evidence.VACATED_LOOK_VETO``, two more than with the veto).
+Regions read from the change over the whole pair: forward none before, now three (the north arrival, and a
+departure and an arrival outside every zone); swapped one departure before (outside the zones), now three, all
+outside the zones. Two of each order's three come from aircraft regions no longer being vetoed by a weaker look of
+the other date (``imgdiff.claims.evidence.VACATED_LOOK_VETO``).
 """
 
 from __future__ import annotations
