@@ -19,8 +19,8 @@ arrival at a road and building edge north of the fence (box [221, 905, 224, 908]
 ``APRON_PEAK_Z`` 10, contrast 0.126 against 0.051), not an aircraft; swapped 4 -> 3, 1 -> 3, 1 -> 1 as before.
 Regions read from the change over the whole pair: forward none before, now three (the north arrival, and a
 departure and an arrival outside every zone); swapped one departure before (outside the zones), now three, all
-outside the zones. Two of each order's three come from aircraft regions no longer being vetoed by a weaker look of
-the other date (``imgdiff.claims.evidence.VACATED_LOOK_VETO``).
+outside the zones. Two of the forward three and one of the swapped three come from aircraft regions no longer
+being vetoed by a weaker look of the other date (``imgdiff.claims.evidence.VACATED_LOOK_VETO``).
 """
 
 from __future__ import annotations
