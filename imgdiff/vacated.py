@@ -33,10 +33,12 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
    only blurred or dimmed on the other date, stands out far more than it changed).
 
 Each region is one object on the date where it is bright (rafted ships side by side are one region:
-the count is a lower bound). :func:`imgdiff.claims.verify` adds those of the dates in :data:`imgdiff.claims.evidence.VACATED_DATES`
-(vessels: the before date, departures, and it says why not arrivals; aircraft: both) to the detector's objects where no
-object counted on either date overlaps them and no look of the other date covers :data:`LOOK_OVERLAP` of
-the smaller box (:func:`add_vacated`; the evidence rules ``vacated_water`` and ``vacated_apron``).
+the count is a lower bound). :func:`imgdiff.claims.verify` adds those of the dates in
+:data:`imgdiff.claims.evidence.VACATED_DATES` (vessels: the before date, departures, and it says why not
+arrivals; aircraft: both) to the detector's objects where no object counted on either date overlaps them and,
+for vessels (:data:`imgdiff.claims.evidence.VACATED_LOOK_VETO`), no look of the other date covers
+:data:`LOOK_OVERLAP` of the smaller box (:func:`add_vacated`; the evidence rules ``vacated_water`` and
+``vacated_apron``).
 
 Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1) x [0, 1).
 """
@@ -114,7 +116,8 @@ PLAIN_RATIO = 0.65
 #: a dark aircraft removed from the after date, filled by inpainting with the light of the taxiway beside it, stood
 #: out there 2.5 times as much as the aircraft had (plain apron before, by :data:`PLAIN_RATIO`) and read as an arrival
 #: in a zone every aircraft had left; its box held 0.49 times the before date's detail. Found regions of the outside
-#: cases' aprons (claims_outside_r3.py, fixed cases and draws 5-6) hold 0.3-0.9 or 1.0 and more, none in between.
+#: cases' aprons (claims_outside_r3.py, fixed cases and draws 5-6) hold 0.3-0.9 or 1.0 and more, none in between
+#: (measured with the levels over every compared pixel; the claims came out the same with the levels as here).
 OWN_DETAIL = 1.0
 #: :func:`apron_changes`: a region of one date whose box, grown by this many pixels, overlaps a stronger
 #: one's box grown by as many is part of its object (boxes less than 2 x MERGE_PX pixels apart).

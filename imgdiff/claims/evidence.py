@@ -103,12 +103,12 @@ VACATED_DATES: dict[str, tuple[str, ...]] = {"vessels": ("before",), "aircraft":
 #: apron at the region's own pixels and to hold less fine detail there; a look of it is the detector's answer to
 #: the filled or bare place. Measured 2026-11-28 (seventh session) without the veto for aircraft, against it: aprons
 #: of the outside cases (claims_outside_r3.py) fixed cases --honest 230 -> 236 of 256, draw 6 shipped 110 -> 113 of
-#: 122, the rest identical; claims.py --aircraft --honest 57 -> 58 of 64 and +1 in most of the --honest --sweep
+#: 122, the rest identical; claims.py --aircraft --honest 57 -> 58 of 64 and +1 in 25 of the 33 --honest --sweep
 #: renderings, shipped identical; claims_outside.py identical; none lost. On the real Beirut airport
 #: (benchmarks/vacated_airport.py) two more regions read from the change in one date order and one in the other,
-#: all outside its zones (city blocks beside the airport): the veto had kept them out. A veto kept only for looks whose box holds at
-#: least as much detail on their date as on the other gave the same regions at Beirut and lost the fixed cases'
-#: gain: not kept.
+#: all outside its zones (city blocks beside the airport): the veto had kept them out. A veto kept only for looks
+#: whose box holds at least as much detail on their date as on the other gave the same regions at Beirut and lost
+#: the fixed cases' gain: not kept.
 VACATED_LOOK_VETO: dict[str, bool] = {"vessels": True, "aircraft": False}
 #: Each date is searched for detections down to this fraction of the detector's threshold, so that
 #: every place has a score on both dates (a "look"); looks alone never count as objects.
