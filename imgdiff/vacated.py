@@ -35,10 +35,10 @@ it lay beside (the quay is in both dates and cancels). :func:`water_changes` fin
 Each region is one object on the date where it is bright (rafted ships side by side are one region:
 the count is a lower bound). :func:`imgdiff.claims.verify` adds those of the dates in
 :data:`imgdiff.claims.evidence.VACATED_DATES` (vessels: the before date, departures, and it says why not
-arrivals; aircraft: both) to the detector's objects where no object counted on either date overlaps them and,
-for vessels (:data:`imgdiff.claims.evidence.VACATED_LOOK_VETO`), no look of the other date covers
-:data:`LOOK_OVERLAP` of the smaller box (:func:`add_vacated`; the evidence rules ``vacated_water`` and
-``vacated_apron``).
+arrivals; aircraft: both) to the detector's objects where no object counted on either date overlaps them
+(:func:`add_vacated`, which can also let a look of the other date covering :data:`LOOK_OVERLAP` of the smaller
+box veto a region: :data:`imgdiff.claims.evidence.VACATED_LOOK_VETO`, off for both kinds; the evidence rules
+``vacated_water`` and ``vacated_apron``).
 
 Pixel coordinates follow rasterio: x = column, y = row, pixel (0, 0) spans [0, 1) x [0, 1).
 """

@@ -477,3 +477,28 @@ def test_a_weak_look_of_the_other_date_does_not_veto_an_aircraft_that_left(monke
                        performance=detector_performance("aircraft"))
     assert (v.verdict, v.count_before, v.count_after) == ("SUPPORTED", 1, 0)
     assert len(calls) == 2
+
+
+def test_a_weak_look_of_the_other_date_does_not_veto_a_ship_that_left(monkeypatch):
+    """Vessels too (imgdiff.claims.evidence.VACATED_LOOK_VETO): the region's open-water and brightening tests say the
+    after date holds water there; the detector's weak look where the hull met the quay does not undo the departure."""
+    from imgdiff.claims import Claim, detector_performance, evaluate_claim, registration_quality
+
+    calls = []
+
+    def detect(obj, scene, zones, min_score=None):
+        calls.append(obj)  # looks of the before date first, then of the after date
+        on_after = len(calls) % 2 == 0
+        items = (Detection(box=(20.0, 29.0, 27.0, 31.0), score=0.17, cls="vessel", centroid=(23.5, 30.0)),)
+        return Detections(items if on_after else (), scene.crs, scene.transform, scene.pixel_size_m)
+
+    monkeypatch.setattr(pipeline, "detect", detect)
+    zones = Zones({"piers": shapely_box(700000 + 150, 3900000 - 380, 700000 + 400, 3900000 - 260)}, crs=UTM)
+    result, _, _, states, dets, _ = pipeline.analyse(harbour(ship=True, seed=0), harbour(ship=False, seed=1), zones,
+                                                     ["vessels"])
+    v = evaluate_claim(Claim("c", "text", "vessels", "piers", "decreased"), *dets["vessels"],
+                       states["before"]["piers"], states["after"]["piers"],
+                       registration_reliability=registration_quality(result.registration),
+                       performance=detector_performance("vessels"))
+    assert (v.verdict, v.count_before, v.count_after) == ("SUPPORTED", 1, 0)
+    assert len(calls) == 2
