@@ -122,6 +122,14 @@ LOOK_FRACTION = 0.5
 STATIC_PERSISTENCE = 0.7
 
 
+def _look_veto(kind: str, why_not: str) -> str:
+    """The evidence rules' words on whether a look of the other date vetoes a region of ``kind`` (:data:`VACATED_LOOK_VETO`)."""
+    if VACATED_LOOK_VETO.get(kind, True):
+        return (f" and no look of the other date covers at least {VACATED_LOOK_OVERLAP:.0%} of the smaller of its box "
+                "and the region's")
+    return f" (a weaker look of the other date does not veto it: {why_not})"
+
+
 def evidence_rules() -> dict[str, Any]:
     """The rules that turn two dates' detections into objects, with their constants (for report.json)."""
     ev = "the calibrated probability" if CALIBRATED_EVIDENCE else "the score"
@@ -166,11 +174,8 @@ def evidence_rules() -> dict[str, Any]:
                          f"date and its brightening agree within a factor {1 / VACATED_OWN_CONTRAST:g}, the region is a "
                          "vessel that left or arrived; it counts (on the dates in vacated_dates_by_object.vessels: "
                          + " and ".join(VACATED_DATES.get("vessels", ())) + ") when no object counted on either date "
-                         "overlaps it" + (
-                             f" and no look of the other date covers at least {VACATED_LOOK_OVERLAP:.0%} of the smaller "
-                             "of its box and the region's" if VACATED_LOOK_VETO.get("vessels", True) else
-                             " (a weaker look of the other date does not veto it: the open-water and brightening tests "
-                             "say what that date holds there)") + " (one object per region: ships rafted side by "
+                         "overlaps it" + _look_veto("vessels", "the open-water and brightening tests say what that date "
+                                                    "holds there") + " (one object per region: ships rafted side by "
                          "side count once); not when co-registration failed",
         "vacated_apron": "aircraft: where either date is brighter over a compact region (at least "
                          f"{VACATED_MIN_AREA_PX} px, at most {VACATED_MAX_APRON_LENGTH_M:g} m long; its peak at least "
@@ -185,11 +190,10 @@ def evidence_rules() -> dict[str, Any]:
                          "the filled place of an aircraft removed from the image is smooth); it counts on the "
                          "date where it stands out (on the dates in vacated_dates_by_object.aircraft: "
                          + " and ".join(VACATED_DATES.get("aircraft", ())) + ") when no object "
-                         "counted on either date overlaps it" + (
-                             f" and no look of the other date covers at least {VACATED_LOOK_OVERLAP:.0%} of the smaller "
-                             "of its box and the region's" if VACATED_LOOK_VETO.get("aircraft", True) else
-                             " (a weaker look of the other date does not veto it: the plain-apron and fine-detail tests "
-                             "say that date holds nothing there)") + "; not when co-registration failed",
+                         "counted on either date overlaps it" + _look_veto("aircraft", "the plain-apron and "
+                                                                           "fine-detail tests say that date holds "
+                                                                           "nothing there") + "; not when "
+                         "co-registration failed",
         "hidden_place": "a place under cloud, shadow or no data on one date gives no look there; comparisons "
                         "(decreased / increased / unchanged) count only places visible on both dates",
         "undecided": "a weaker detection (from the detector's threshold) seen on one date only whose place cannot be "
