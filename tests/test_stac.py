@@ -1005,6 +1005,16 @@ def test_no_attempt_starts_when_its_wait_would_pass_the_deadline():
     assert calls == [1] and waits == []
 
 
+def _search_past_deadline(server, aoi) -> tuple[str, float]:
+    """Search the test catalogue with a 1 s deadline (4 attempts, 5 s timeouts) that it must miss: the one-line
+    error message and the seconds it took."""
+    t0 = time.perf_counter()
+    with pytest.raises(NetworkError) as e:
+        search(aoi, *WHOLE, catalog=f"{server.base}/", read_scl=False,
+               policy=RetryPolicy(attempts=4, backoff_s=0.01, timeout_s=5, deadline_s=1))
+    return str(e.value), time.perf_counter() - t0
+
+
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_a_trickled_search_page_fails_at_the_deadline_naming_its_url_and_is_not_retried(server, aoi, method):
     """A catalogue trickling its search answer (32 bytes every 0.2 s): a requests timeout bounds one wait for
@@ -1013,12 +1023,7 @@ def test_a_trickled_search_page_fails_at_the_deadline_naming_its_url_and_is_not_
     if method == "GET":
         server.faults += [{"path": "/search", "kind": "405", "methods": ("POST",), "persist": True}]
     server.faults += [{"path": "/search", "kind": "trickle", "methods": (method,), "persist": True}]
-    t0 = time.perf_counter()
-    with pytest.raises(NetworkError) as e:
-        search(aoi, *WHOLE, catalog=f"{server.base}/", read_scl=False,
-               policy=RetryPolicy(attempts=4, backoff_s=0.01, timeout_s=5, deadline_s=1))
-    elapsed = time.perf_counter() - t0
-    msg = str(e.value)
+    msg, elapsed = _search_past_deadline(server, aoi)
     url = f"{server.base}/search" + ("?..." if method == "GET" else "")  # a GET's query (its GeoJSON) left out
     assert msg.startswith(f"STAC search {server.base}/ ({COLLECTION}): not finished within the deadline of 1 s")
     assert f"; {method} {url} cut short)" in msg and "\n" not in msg
@@ -1032,12 +1037,7 @@ def test_the_deadline_bounds_a_search_of_pages_each_in_time_together_late_naming
     second page, with one line naming the deadline and the catalogue, nothing returned and nothing retried."""
     server.page_size = 1
     server.page_delay = 0.6
-    t0 = time.perf_counter()
-    with pytest.raises(NetworkError) as e:
-        search(aoi, *WHOLE, catalog=f"{server.base}/", read_scl=False,
-               policy=RetryPolicy(attempts=4, backoff_s=0.01, timeout_s=5, deadline_s=1))
-    elapsed = time.perf_counter() - t0
-    msg = str(e.value)
+    msg, elapsed = _search_past_deadline(server, aoi)
     assert msg.startswith(f"STAC search {server.base}/ ({COLLECTION}): not finished within the deadline of 1 s "
                           f"(all its requests together; POST {server.base}/search cut short)") and "\n" not in msg
     assert "raise --deadline" in msg
